@@ -1,0 +1,547 @@
+"""Estimators: totals, means, ratios, proportions and quantiles, overall and by domain.
+
+Every estimator is computed on the full design.  A domain (``by`` cell, or a ``subset``
+design) enters through its indicator, never by dropping rows, so the PSUs that hold no domain
+member still count (as R's ``svyby`` and ``subset.survey.design``).
+
+Result columns (one row per by-cell x variable [x level]):
+
+=============  =================================================================================
+by columns     the values of the ``by`` variables
+variable       the analysis variable (``num/den`` for a ratio)
+level          the category (proportions) or the probability (quantiles); NA otherwise
+estimate       the point estimate
+se             design-based standard error (Taylor linearization or replicates)
+ci_low/high    confidence interval at ``level`` (t with ``df``; method per estimator)
+df             degrees of freedom used for the interval (design df by default)
+cv             coefficient of variation, ``se / |estimate|``
+deff           Kish design effect against SRS without replacement (R's ``deff=TRUE``)
+n              unweighted number of sample rows in the cell with a non-missing value
+n_missing      rows in the cell whose analysis value is missing (handled as a domain)
+weighted_n     estimated population size of the cell (sum of weights of those rows)
+=============  =================================================================================
+
+``result.attrs["vcov"]`` holds the full covariance matrix of the estimates in row order
+(``np.asarray(result.attrs["vcov"])``), which ``survey.contrast`` uses for differences between
+domains.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+
+from ._columns import as_list, codes, column, numeric
+from .errors import DomainError, EstimationError, SurveyWarning
+from .variance import replicate_totals, replicate_vcov
+
+RESULT_COLUMNS = ["variable", "level", "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff",
+                  "n", "n_missing", "weighted_n"]
+CI_METHODS = ("logit", "xlogit", "wilson", "beta", "asin", "mean")
+
+
+# ---------------------------------------------------------------------------------------------
+# cells (domains)
+# ---------------------------------------------------------------------------------------------
+def _cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
+    """Cell code per row (-1 outside every cell), the cell keys, and rows with a missing by value."""
+    n = design.n
+    dom = design._in_domain()
+    by = as_list(by)
+    if not by:
+        cell = np.where(dom, 0, -1).astype(np.int64)
+        return cell, pd.DataFrame(index=range(1)), 0
+    parts = []
+    levels = []
+    for b in by:
+        c, lev = design.codes(b)
+        if (c < 0).all():
+            raise DomainError(f"by variable '{b}': all {n} rows are missing")
+        parts.append(c)
+        levels.append(lev)
+    missing = parts[0] < 0
+    for c in parts[1:]:
+        missing = missing | (c < 0)
+    n_missing_by = int((missing & dom).sum())
+    if n_missing_by:
+        warnings.warn(
+            f"by variable(s) {', '.join(by)}: {n_missing_by} rows in the domain have a missing value "
+            "and belong to no cell (they still count in the design)", SurveyWarning, stacklevel=3)
+    ok = dom & ~missing
+    if not ok.any():
+        raise DomainError(f"by variable(s) {', '.join(by)}: no row of the domain has all values")
+    # mixed-radix key, then compress to the combinations present in the domain
+    key = parts[0] + 1
+    for c, lev in zip(parts[1:], levels[1:]):
+        key = key * (len(lev) + 1) + (c + 1)
+    size = int(np.prod([len(lev) + 1 for lev in levels]))
+    if size <= 4 * n + 1024:
+        present = np.bincount(key[ok], minlength=size) > 0
+        uniq = np.flatnonzero(present)
+        remap = np.cumsum(present) - 1
+        cell = np.where(ok, remap[key], -1)
+    else:
+        uniq, inv = np.unique(key[ok], return_inverse=True)
+        cell = np.full(n, -1, dtype=np.int64)
+        cell[ok] = inv
+    # decode keys
+    cols = {}
+    rem = uniq.copy()
+    for b, lev in reversed(list(zip(by, levels))):
+        idx = rem % (len(lev) + 1) - 1
+        rem = rem // (len(lev) + 1)
+        cols[b] = lev.take(idx)
+    keys = pd.DataFrame({b: np.asarray(cols[b]) for b in by})
+    for b in by:
+        s = design.data[b]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            keys[b] = pd.Categorical(keys[b], categories=s.cat.categories)
+    return cell, keys, n_missing_by
+
+
+# ---------------------------------------------------------------------------------------------
+# the core: ratios of weighted totals, on any design
+# ---------------------------------------------------------------------------------------------
+def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int):
+    """Estimates ``sum w num / sum w den`` per (cell, column), with their full covariance.
+
+    num, den: (n x k) arrays (den None: totals); valid: (n x k) booleans; cell: (n,) codes.
+    Returns est (G*k,), vcov (G*k x G*k), t_den (G*k,) (None for totals).  Index j = g*k + v.
+    """
+    from .design import ReplicateDesign
+
+    n, k = num.shape
+    m = G * k
+    in_cell = (cell >= 0)[:, None] & valid
+    num0 = np.where(in_cell, num, 0.0)
+    den0 = None if den is None else np.where(in_cell, den, 0.0)
+    g = np.where(cell >= 0, cell, 0)
+    if isinstance(design, ReplicateDesign):
+        ncol = 2 * k if den is not None else k
+        idx = np.empty((n, ncol), dtype=np.int64)
+        val = np.empty((n, ncol))
+        for v in range(k):
+            idx[:, v] = g * k + v
+            val[:, v] = num0[:, v]
+            if den is not None:
+                idx[:, k + v] = m + g * k + v
+                val[:, k + v] = den0[:, v]
+        rows_out = 2 * m if den is not None else m
+        s = sp.csc_matrix((val.ravel(), idx.ravel(), np.arange(0, n * ncol + 1, ncol)), shape=(rows_out, n))
+        t = replicate_totals(s, design.repw)
+        if den is None:
+            est_all = t
+            t_den = None
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                est_all = t[:m] / t[m:]
+            t_den = t[m:, 0]
+        est = est_all[:, 0]
+        vcov = replicate_vcov(est, est_all[:, 1:], design.scale, design.rscales, design.mse)
+        return est, vcov, t_den
+    w = design.w
+    rows_l, cols_l, vals_l = [], [], []
+    est = np.empty(m)
+    t_den = None if den is None else np.empty(m)
+    for v in range(k):
+        r = np.flatnonzero(in_cell[:, v])
+        gv = cell[r]
+        tn = np.bincount(gv, weights=w[r] * num0[r, v], minlength=G)
+        if den is None:
+            e = tn
+            u = num0[r, v]
+        else:
+            td = np.bincount(gv, weights=w[r] * den0[r, v], minlength=G)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                e = tn / td
+            u = (num0[r, v] - e[gv] * den0[r, v]) / td[gv]
+            t_den[v::k] = td
+        est[v::k] = e
+        rows_l.append(r)
+        cols_l.append(gv * k + v)
+        vals_l.append(w[r] * u)
+    rows = np.concatenate(rows_l)
+    cols = np.concatenate(cols_l)
+    vals = np.concatenate(vals_l)
+    vcov = design._vcov(rows, cols, vals, m)
+    return est, vcov, t_den
+
+
+def _cell_counts(design, valid: np.ndarray, cell: np.ndarray, G: int):
+    """Per (cell, column): unweighted n (positive weight), n missing, weighted n."""
+    n, k = valid.shape
+    w = design.w
+    inc = cell >= 0
+    g = np.where(inc, cell, 0)
+    out_n = np.empty(G * k)
+    out_miss = np.empty(G * k)
+    out_wn = np.empty(G * k)
+    pos = w > 0
+    for v in range(k):
+        ok = inc & valid[:, v]
+        out_n[v::k] = np.bincount(g[ok & pos], minlength=G)
+        out_miss[v::k] = np.bincount(g[inc & ~valid[:, v]], minlength=G)
+        out_wn[v::k] = np.bincount(g[ok], weights=w[ok], minlength=G)
+    return out_n, out_miss, out_wn
+
+
+def _srs_variance(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
+                  kind: str) -> np.ndarray:
+    """Variance under SRS without replacement of the same size, for Kish's deff (as R).
+
+    mean/ratio: ``s2 / n * (1 - n / N)``, ``s2`` the weighted variance of the ratio residuals
+    ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction; total: ``N^2`` times that of the mean.
+    """
+    n_obs, k = y.shape
+    w = design.w
+    inc = cell >= 0
+    g = np.where(inc, cell, 0)
+    out = np.empty(G * k)
+    for v in range(k):
+        ok = inc & valid[:, v] & (w > 0)
+        gv, wv, yv = g[ok], w[ok], y[ok, v]
+        xv = np.ones_like(yv) if x is None else x[ok, v]
+        sw = np.bincount(gv, wv, minlength=G)
+        nn = np.bincount(gv, minlength=G).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.bincount(gv, wv * yv, minlength=G) / np.bincount(gv, wv * xv, minlength=G)
+            xbar = np.bincount(gv, wv * xv, minlength=G) / sw
+            e = (yv - r[gv] * xv) / (xbar[gv] if kind == "ratio" else 1.0)
+            s2 = np.bincount(gv, wv * e * e, minlength=G) / sw * nn / (nn - 1)
+            vs = s2 / nn * (1 - nn / sw)
+            if kind == "total":
+                vs = vs * sw * sw
+        out[v::k] = vs
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# intervals
+# ---------------------------------------------------------------------------------------------
+def _df(design, df, cell=None, G=1, k=1):
+    """Degrees of freedom for intervals: the design df (default), a number, or ``"domain"``.
+
+    ``"domain"``: per cell, PSUs minus strata among the cell's rows with positive weight, the
+    df of R's subset designs (used by R's ``svyby`` with ``svyciprop`` or ``svyquantile``).
+    """
+    if df is None:
+        return float(design.df)
+    if isinstance(df, str):
+        if df != "domain":
+            raise EstimationError(f"df must be a number, None or 'domain', not '{df}'")
+        if not hasattr(design, "stages") or cell is None:
+            return float(design.df)
+        st = design.stages[0]
+        ok = (cell >= 0) & (design.w > 0)
+        psu = st.unit[ok]
+        per = pd.DataFrame({"g": cell[ok], "p": psu, "s": st.group[psu]}).groupby("g").agg(
+            p=("p", "nunique"), s=("s", "nunique"))
+        per = per.reindex(range(G), fill_value=0)
+        return np.repeat((per["p"] - per["s"]).to_numpy(dtype=float), k)
+    return float(df)
+
+
+def _tq(level: float, df):
+    a = (1 + level) / 2
+    df = np.asarray(df, dtype=float)
+    out = np.where(np.isfinite(df), stats.t.ppf(a, np.where(np.isfinite(df), df, 1.0)), stats.norm.ppf(a))
+    return float(out) if out.ndim == 0 else out
+
+
+def _wald(est, se, level, df):
+    q = _tq(level, df)
+    return est - q * se, est + q * se
+
+
+def proportion_ci(p, se, level: float, df: float, method: str, n: np.ndarray | None = None):
+    """Confidence interval for a proportion ``p`` with design SE ``se`` (as R's ``svyciprop``).
+
+    logit / xlogit: symmetric on the logit scale (delta method); asin: on the arcsine-root
+    scale; mean: Wald; beta: Korn & Graubard (1998) Clopper-Pearson with the effective sample
+    size, adjusted by the ratio of t quantiles on ``n - 1`` and ``df``; wilson: Wilson score with
+    the effective sample size.  Quantiles are t on ``df``.
+    """
+    p = np.asarray(p, dtype=float)
+    se = np.asarray(se, dtype=float)
+    q = _tq(level, df)
+    alpha = 1 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method in ("logit", "xlogit"):
+            eta = np.log(p / (1 - p))
+            h = q * se / (p * (1 - p))
+            lo, hi = 1 / (1 + np.exp(-(eta - h))), 1 / (1 + np.exp(-(eta + h)))
+        elif method == "asin":
+            eta = np.arcsin(np.sqrt(p))
+            h = q * se / (2 * np.sqrt(p * (1 - p)))
+            lo = np.sin(np.clip(eta - h, 0, np.pi / 2)) ** 2
+            hi = np.sin(np.clip(eta + h, 0, np.pi / 2)) ** 2
+        elif method == "mean":
+            lo, hi = p - q * se, p + q * se
+        elif method == "beta":
+            n_eff = p * (1 - p) / se**2
+            if n is not None:
+                nn = np.asarray(n, dtype=float)
+                adj = (stats.t.ppf(alpha / 2, nn - 1) / -_tq(1 - alpha, df)) ** 2
+                n_eff = n_eff * adj
+            x = n_eff * p
+            lo = stats.beta.ppf(alpha / 2, x, n_eff - x + 1)
+            hi = stats.beta.ppf(1 - alpha / 2, x + 1, n_eff - x)
+            lo = np.where(p == 0, 0.0, lo)
+            hi = np.where(p == 1, 1.0, hi)
+        elif method == "wilson":
+            n_eff = p * (1 - p) / se**2
+            z2 = q * q
+            centre = (p + z2 / (2 * n_eff)) / (1 + z2 / n_eff)
+            half = q / (1 + z2 / n_eff) * np.sqrt(p * (1 - p) / n_eff + z2 / (4 * n_eff**2))
+            lo, hi = centre - half, centre + half
+        else:
+            raise EstimationError(f"ci_method must be one of {', '.join(CI_METHODS)}, not '{method}'")
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------------------------
+# result assembly
+# ---------------------------------------------------------------------------------------------
+class Covariance:
+    """The covariance matrix of a result's estimates, kept in ``result.attrs["vcov"]``.
+
+    A thin wrapper so that pandas can compare and combine ``attrs`` (``np.asarray(cov)`` gives
+    the matrix; equality is identity).
+    """
+
+    __slots__ = ("matrix",)
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix = np.asarray(matrix, dtype=float)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.matrix if dtype is None else self.matrix.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"Covariance({self.matrix.shape[0]}x{self.matrix.shape[1]})"
+
+
+def _result(keys: pd.DataFrame, k: int, variables: list, levels, est, vcov, lo, hi, df, deff, n, miss, wn,
+            extra_attrs=None) -> pd.DataFrame:
+    G = len(keys)
+    se = np.sqrt(np.clip(np.diag(vcov), 0, None))
+    rep = keys.loc[keys.index.repeat(k)].reset_index(drop=True)
+    out = rep.copy()
+    out["variable"] = np.tile(np.asarray(variables, dtype=object), G)
+    out["level"] = np.tile(np.asarray(levels, dtype=object), G) if levels is not None else None
+    out["estimate"] = est
+    out["se"] = se
+    out["ci_low"] = lo
+    out["ci_high"] = hi
+    out["df"] = df
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["cv"] = se / np.abs(est)
+    out["deff"] = deff
+    out["n"] = n.astype(np.int64)
+    out["n_missing"] = miss.astype(np.int64)
+    out["weighted_n"] = wn
+    out.attrs["vcov"] = Covariance(vcov)
+    if extra_attrs:
+        out.attrs.update(extra_attrs)
+    return out
+
+
+def _prepare(design, variables, by):
+    variables = as_list(variables)
+    if not variables:
+        raise EstimationError("no analysis variable given")
+    cell, keys, n_by_missing = _cells(design, by)
+    return variables, cell, keys, n_by_missing
+
+
+def _numeric_block(design, variables):
+    y = np.column_stack([numeric(design.data, v) for v in variables])
+    valid = ~np.isnan(y)
+    return y, valid
+
+
+def _check_na(variables, valid, cell, na_rm):
+    if not na_rm:
+        bad = (~valid) & (cell >= 0)[:, None]
+        if bad.any():
+            j = int(np.flatnonzero(bad.any(axis=0))[0])
+            raise EstimationError(
+                f"variable '{variables[j]}': {int(bad[:, j].sum())} rows in the domain are missing; "
+                "use na_rm=True to treat them as a domain")
+
+
+def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_rm, n_by_missing, labels=None):
+    _check_na(variables, valid, cell, na_rm)
+    G, k = len(keys), y.shape[1]
+    den = None if kind == "total" else (np.ones_like(y) if x is None else x)
+    est, vcov, _ = _ratio_core(design, y, den, valid, cell, G)
+    d = _df(design, df, cell, G, k)
+    lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
+    vsrs = _srs_variance(design, y, x, valid, cell, G, kind)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deff = np.diag(vcov) / vsrs
+    n, miss, wn = _cell_counts(design, valid, cell, G)
+    empty = n == 0
+    if empty.any() and kind != "total":
+        est = np.where(empty, np.nan, est)
+    return _result(keys, k, labels or variables, None, est, vcov, lo, hi, d, deff, n, miss, wn,
+                   {"estimator": kind, "n_by_missing": n_by_missing})
+
+
+def mean(design, variables, by=None, level=0.95, df=None, na_rm=True) -> pd.DataFrame:
+    """Means (as R ``svymean``; with ``by``, ``svyby(..., svymean, covmat=TRUE)``)."""
+    variables, cell, keys, nbm = _prepare(design, variables, by)
+    y, valid = _numeric_block(design, variables)
+    return _ratio_like(design, variables, y, None, valid, cell, keys, "mean", level, df, na_rm, nbm)
+
+
+def total(design, variables, by=None, level=0.95, df=None, na_rm=True) -> pd.DataFrame:
+    """Totals (as R ``svytotal``)."""
+    variables, cell, keys, nbm = _prepare(design, variables, by)
+    y, valid = _numeric_block(design, variables)
+    return _ratio_like(design, variables, y, None, valid, cell, keys, "total", level, df, na_rm, nbm)
+
+
+def ratio(design, numerator, denominator, by=None, level=0.95, df=None, na_rm=True) -> pd.DataFrame:
+    """Ratios of totals ``sum w y / sum w x`` (as R ``svyratio``); lists are paired in order."""
+    nums, dens = as_list(numerator), as_list(denominator)
+    if len(dens) == 1 and len(nums) > 1:
+        dens = dens * len(nums)
+    if len(nums) != len(dens):
+        raise EstimationError(f"{len(nums)} numerators for {len(dens)} denominators")
+    _, cell, keys, nbm = _prepare(design, nums, by)
+    y, vy = _numeric_block(design, nums)
+    x, vx = _numeric_block(design, dens)
+    valid = vy & vx
+    labels = [f"{a}/{b}" for a, b in zip(nums, dens)]
+    return _ratio_like(design, labels, y, x, valid, cell, keys, "ratio", level, df, na_rm, nbm, labels)
+
+
+def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit", na_rm=True) -> pd.DataFrame:
+    """Proportion of each level of a categorical variable (or a 0/1 / boolean variable).
+
+    The SE is that of the domain mean of the level indicator; the interval uses ``ci_method``
+    (logit, xlogit, wilson, beta, asin, mean), as R's ``svyciprop``.
+    """
+    if ci_method not in CI_METHODS:
+        raise EstimationError(f"ci_method must be one of {', '.join(CI_METHODS)}, not '{ci_method}'")
+    if isinstance(variable, (list, tuple)):
+        if len(variable) != 1:
+            raise EstimationError("proportion() takes one variable")
+        variable = variable[0]
+    cell, keys, nbm = _cells(design, by)
+    s = column(design.data, variable, "analysis variable")
+    c, lev = codes(s)
+    valid1 = c >= 0
+    if not valid1.any():
+        raise EstimationError(f"variable '{variable}': all {len(s)} rows are missing")
+    L = len(lev)
+    ind = np.zeros((design.n, L))
+    ind[valid1, c[valid1]] = 1.0
+    valid = np.repeat(valid1[:, None], L, axis=1)
+    _check_na([variable] * L, valid, cell, na_rm)
+    G = len(keys)
+    est, vcov, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
+    d = _df(design, df, cell, G, L)
+    se = np.sqrt(np.clip(np.diag(vcov), 0, None))
+    n, miss, wn = _cell_counts(design, valid, cell, G)
+    lo, hi = proportion_ci(est, se, level, d, ci_method, n=_cell_rows(design, cell, G, L))
+    vsrs = _srs_variance(design, ind, None, valid, cell, G, "mean")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deff = np.diag(vcov) / vsrs
+    levels = [x.item() if hasattr(x, "item") else x for x in lev]
+    return _result(keys, L, [variable] * L, levels, est, vcov, lo, hi, d, deff, n, miss, wn,
+                   {"estimator": "proportion", "ci_method": ci_method, "n_by_missing": nbm})
+
+
+def _cell_rows(design, cell, G, k):
+    """Rows of the design in each cell (the ``n`` of Korn-Graubard's t adjustment), repeated k times."""
+    inc = cell >= 0
+    cnt = np.bincount(cell[inc & (design.w > 0)], minlength=G).astype(float)
+    return np.repeat(cnt, k)
+
+
+# ---------------------------------------------------------------------------------------------
+# quantiles (Woodruff)
+# ---------------------------------------------------------------------------------------------
+def _weighted_quantile(y_sorted, cw, total, p):
+    """qrule 'math': the smallest y whose weighted CDF reaches p."""
+    target = p * total
+    i = np.searchsorted(cw, target * (1 - 1e-12), side="left")
+    i = np.clip(i, 0, len(y_sorted) - 1)
+    return y_sorted[i]
+
+
+def quantile(design, variable, q=0.5, by=None, level=0.95, df=None, na_rm=True) -> pd.DataFrame:
+    """Quantiles with Woodruff confidence intervals (as R ``svyquantile``, interval.type
+    'mean', qrule 'math').
+
+    The quantile is the smallest value whose weighted CDF reaches ``q``.  The interval is the
+    Woodruff interval: the CI of the estimated CDF at the estimate, ``F(qhat) -/+ t * se``, with
+    ``F(qhat)`` and its design SE those of the domain mean of ``1{y <= qhat}``, mapped back
+    through the weighted quantile function; the reported SE is the interval width / ``2 t``.
+    """
+    if isinstance(variable, (list, tuple)):
+        if len(variable) != 1:
+            raise EstimationError("quantile() takes one variable")
+        variable = variable[0]
+    probs = np.atleast_1d(np.asarray(q, dtype=float))
+    if np.any((probs < 0) | (probs > 1)):
+        raise EstimationError(f"quantile probabilities must be in [0, 1], got {probs.tolist()}")
+    cell, keys, nbm = _cells(design, by)
+    y = numeric(design.data, variable)
+    valid1 = ~np.isnan(y)
+    _check_na([variable], valid1[:, None], cell, na_rm)
+    G, k = len(keys), len(probs)
+    w = design.w
+    qhat = np.full((G, k), np.nan)
+    sorted_by_cell = []
+    for g in range(G):
+        r = np.flatnonzero((cell == g) & valid1 & (w > 0))
+        order = np.argsort(y[r], kind="stable")
+        ys, ws = y[r][order], w[r][order]
+        cw = np.cumsum(ws)
+        tot = cw[-1] if len(cw) else np.nan
+        sorted_by_cell.append((ys, cw, tot))
+        if len(ys):
+            for j, p in enumerate(probs):
+                qhat[g, j] = _weighted_quantile(ys, cw, tot, p)
+    # indicator 1{y <= qhat(cell, p)} for every p, as k analysis columns
+    gi = np.where(cell >= 0, cell, 0)
+    ind = (y[:, None] <= qhat[gi, :]).astype(float)
+    valid = np.repeat(valid1[:, None], k, axis=1)
+    est_f, vcov_f, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
+    se_f = np.sqrt(np.clip(np.diag(vcov_f), 0, None))
+    d = _df(design, df, cell, G, k)
+    tq = _tq(level, d)
+    p_lo = np.clip(est_f - tq * se_f, 0, 1)
+    p_hi = np.clip(est_f + tq * se_f, 0, 1)
+    lo = np.empty(G * k)
+    hi = np.empty(G * k)
+    for g in range(G):
+        ys, cw, tot = sorted_by_cell[g]
+        for j in range(k):
+            i = g * k + j
+            if len(ys):
+                lo[i] = _weighted_quantile(ys, cw, tot, p_lo[i])
+                hi[i] = _weighted_quantile(ys, cw, tot, p_hi[i])
+            else:
+                lo[i] = hi[i] = np.nan
+    se = (hi - lo) / (2 * tq)
+    vcov = np.diag(se**2)
+    n, miss, wn = _cell_counts(design, valid, cell, G)
+    est = qhat.ravel()
+    return _result(keys, k, [variable] * k, list(probs), est, vcov, lo, hi, d, np.full(G * k, np.nan), n, miss,
+                   wn, {"estimator": "quantile", "n_by_missing": nbm})

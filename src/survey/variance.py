@@ -1,0 +1,191 @@
+"""Variance kernels.
+
+Array code only (no pandas): Taylor linearization for stratified multistage designs and
+replicate-weight variance.  This is where speed lives.
+
+Taylor linearization (ultimate-cluster with the usual multistage extension)
+---------------------------------------------------------------------------
+An estimator is linearized into per-row scores ``z_i = w_i * u_i`` (one column per estimate).
+At stage 1 the scores are summed within PSUs and the PSU totals are centred within their
+stratum; stratum ``h`` with ``n_h`` PSUs and sampling fraction ``f_h`` contributes
+``(1 - f_h) * n_h / (n_h - 1) * sum_j (Z_hj - Zbar_h)(Z_hj - Zbar_h)'``.  When a stage is
+sampled without replacement (``f_h > 0``) the next stage adds its own contribution, computed the
+same way within each sampled unit, multiplied by the product of the sampling fractions of the
+earlier stages.  With replacement at stage 1 (no fpc) later stages contribute nothing.
+
+Scores are passed as sparse triplets ``(row, col, value)`` so that domain estimation (a score is
+non-zero only in the row's own domain) never materializes an ``n x domains`` matrix.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import LonelyPSUError
+
+LONELY_PSU_POLICIES = ("fail", "remove", "certainty", "adjust", "average")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One sampling stage.
+
+    unit:      per row, the code (0..n_units-1) of the unit sampled at this stage.
+    group:     per unit, the code of the group it was sampled within (the stratum at stage 1,
+               the parent unit at later stages).
+    size:      per group, the number of units sampled in it.
+    fraction:  per group, the sampling fraction (0 when sampled with replacement).
+    labels:    per group, a printable label (stratum names, for error messages).
+    """
+
+    unit: np.ndarray
+    group: np.ndarray
+    size: np.ndarray
+    fraction: np.ndarray
+    labels: tuple = ()
+
+    @property
+    def n_units(self) -> int:
+        return int(self.group.shape[0])
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.size.shape[0])
+
+    def lonely_groups(self) -> np.ndarray:
+        """Groups with one sampled unit that are not certainty selections (f < 1)."""
+        return np.flatnonzero((self.size == 1) & (self.fraction < 1))
+
+
+def check_lonely(stage: Stage, stage_no: int = 1) -> None:
+    """Raise LonelyPSUError naming the groups with a single sampled unit (policy ``fail``)."""
+    lonely_g = stage.lonely_groups()
+    if not lonely_g.size:
+        return
+    names = [str(stage.labels[g]) if stage.labels else str(g) for g in lonely_g[:10]]
+    more = f" and {lonely_g.size - 10} more" if lonely_g.size > 10 else ""
+    what = "stratum" if stage_no == 1 else f"stage-{stage_no - 1} unit"
+    raise LonelyPSUError(
+        f"{lonely_g.size} {what}(s) with a single stage-{stage_no} unit: {', '.join(names)}{more}; "
+        "choose lonely_psu='remove', 'certainty', 'adjust' or 'average'"
+    )
+
+
+def unit_totals(stage: Stage, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, m: int) -> sp.csr_matrix:
+    """Sum scores within the units of ``stage``: a sparse (n_units x m) matrix."""
+    z = sp.coo_matrix((vals, (stage.unit[rows], cols)), shape=(stage.n_units, m))
+    return z.tocsr()  # duplicates are summed
+
+
+def _stage_vcov(z: sp.csr_matrix, stage: Stage, mult: np.ndarray, lonely: str, stage_no: int) -> np.ndarray:
+    """Contribution of one stage given unit totals ``z`` and the per-group multiplier ``mult``."""
+    m = z.shape[1]
+    size = stage.size.astype(float)
+    fpc = 1.0 - stage.fraction
+    lonely_g = stage.lonely_groups()
+    regular = size > 1
+    # per-group scale c_g = mult_g (1 - f_g) n_g / (n_g - 1) on groups with 2+ units
+    c_group = np.zeros(stage.n_groups)
+    c_group[regular] = mult[regular] * fpc[regular] * size[regular] / (size[regular] - 1.0)
+    if lonely_g.size and lonely == "fail":
+        check_lonely(stage, stage_no)
+    # sum_g c_g [ sum_{u in g} z_u z_u' - n_g zbar_g zbar_g' ]
+    c_unit = c_group[stage.group]
+    zc = z.multiply(c_unit[:, None]).tocsr() if z.nnz else z
+    v = np.asarray((z.T @ zc).todense()) if z.nnz else np.zeros((m, m))
+    g_ind = sp.csr_matrix(
+        (np.ones(stage.n_units), (stage.group, np.arange(stage.n_units))), shape=(stage.n_groups, stage.n_units)
+    )
+    gsum = np.asarray((g_ind @ z).todense())  # n_groups x m
+    keep = c_group != 0
+    if keep.any():
+        gs = gsum[keep]
+        v -= gs.T @ (gs * (c_group[keep] / size[keep])[:, None])
+    if lonely_g.size and lonely == "adjust":
+        # a lonely unit is measured from zero, the population mean of linearized scores
+        # (as R's "adjust"; for means and ratios the scores sum to zero)
+        dev = gsum[lonely_g]  # group sum == the lonely unit's total
+        v += dev.T @ (dev * (mult[lonely_g] * fpc[lonely_g])[:, None])
+    if lonely_g.size and lonely == "average":
+        n_reg = int(regular.sum())
+        if n_reg:
+            v *= (n_reg + lonely_g.size) / n_reg
+    return v
+
+
+def taylor_vcov(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    m: int,
+    stages: list[Stage],
+    lonely: str = "fail",
+) -> np.ndarray:
+    """Covariance matrix (m x m) of estimates whose scores are the triplets (rows, cols, vals)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    vals = np.asarray(vals, dtype=float)
+    v = np.zeros((m, m))
+    mult = np.ones(stages[0].n_groups)
+    for k, stage in enumerate(stages):
+        if not np.any(mult > 0):
+            break
+        z = unit_totals(stage, rows, cols, vals, m)
+        v += _stage_vcov(z, stage, mult, lonely, k + 1)
+        if k + 1 < len(stages):
+            # multiplier of the next stage's groups (= this stage's units)
+            f = stage.fraction.copy()
+            if lonely == "certainty":
+                f[stage.lonely_groups()] = 1.0
+            mult = (mult * f)[stage.group]
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# replicate weights
+# ---------------------------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="survey-rep")
+    return _POOL
+
+
+def replicate_totals(s: sp.csc_matrix, w: np.ndarray, threads: int = 2) -> np.ndarray:
+    """``s @ w``: weighted totals of every (cell x replicate) in one pass over the weights.
+
+    ``s`` is a (cells x n) CSC matrix whose column ``i`` holds row ``i``'s values in the cells it
+    belongs to; ``w`` is the (n x (1 + R)) C-ordered matrix of full-sample and replicate weights.
+    CSC order reads each row of ``w`` once, sequentially; the rows are split between threads
+    (scipy's sparse kernels release the GIL).
+    """
+    n = w.shape[0]
+    if threads <= 1 or n < 50_000:
+        return np.asarray(s @ w)
+    cuts = np.linspace(0, n, threads + 1).astype(int)
+    parts = [(s[:, a:b], w[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    out = list(_pool().map(lambda p: np.asarray(p[0] @ p[1]), parts))
+    return np.sum(out, axis=0)
+
+
+def replicate_vcov(
+    full: np.ndarray, reps: np.ndarray, scale: float, rscales: np.ndarray, mse: bool
+) -> np.ndarray:
+    """Replicate covariance: ``scale * sum_r rscales_r (t_r - c)(t_r - c)'``.
+
+    full: (m,) full-sample estimates; reps: (m x R) replicate estimates; ``c`` is the full-sample
+    estimate when ``mse`` is true, else the mean of the replicates.
+    """
+    centre = full if mse else reps.mean(axis=1)
+    d = reps - centre[:, None]
+    # a replicate estimate that is undefined (0/0 in an empty cell) contributes nothing
+    d = np.where(np.isfinite(d), d, 0.0)
+    return scale * (d * rscales[None, :]) @ d.T
