@@ -32,7 +32,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import stats
 
 from ._columns import as_list, codes, column, numeric
@@ -106,11 +105,14 @@ def _cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
 # ---------------------------------------------------------------------------------------------
 # the core: ratios of weighted totals, on any design
 # ---------------------------------------------------------------------------------------------
-def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int):
+def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
+                replicates: dict | None = None):
     """Estimates ``sum w num / sum w den`` per (cell, column), with their full covariance.
 
     num, den: (n x k) arrays (den None: totals); valid: (n x k) booleans; cell: (n,) codes.
-    Returns est (G*k,), vcov (G*k x G*k), t_den (G*k,) (None for totals).  Index j = g*k + v.
+    Returns est (G*k,), vcov (G*k x G*k), t_num and t_den (G*k,) full-sample totals (t_den None
+    for totals).  Index j = g*k + v.  For a replicate design, ``replicates["estimates"]`` receives
+    the (G*k x R) replicate estimates when a dict is given.
     """
     from .design import ReplicateDesign
 
@@ -131,8 +133,7 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
                 idx[:, k + v] = m + g * k + v
                 val[:, k + v] = den0[:, v]
         rows_out = 2 * m if den is not None else m
-        s = sp.csc_matrix((val.ravel(), idx.ravel(), np.arange(0, n * ncol + 1, ncol)), shape=(rows_out, n))
-        t = replicate_totals(s, design.repw)
+        t = replicate_totals(idx, val, rows_out, design.repw)
         if den is None:
             est_all = t
             t_den = None
@@ -141,16 +142,20 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
                 est_all = t[:m] / t[m:]
             t_den = t[m:, 0]
         est = est_all[:, 0]
+        if replicates is not None:
+            replicates["estimates"] = est_all[:, 1:]
         vcov = replicate_vcov(est, est_all[:, 1:], design.scale, design.rscales, design.mse)
-        return est, vcov, t_den
+        return est, vcov, t[:m, 0], t_den
     w = design.w
     rows_l, cols_l, vals_l = [], [], []
     est = np.empty(m)
+    t_num = np.empty(m)
     t_den = None if den is None else np.empty(m)
     for v in range(k):
         r = np.flatnonzero(in_cell[:, v])
         gv = cell[r]
         tn = np.bincount(gv, weights=w[r] * num0[r, v], minlength=G)
+        t_num[v::k] = tn
         if den is None:
             e = tn
             u = num0[r, v]
@@ -168,55 +173,58 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
     cols = np.concatenate(cols_l)
     vals = np.concatenate(vals_l)
     vcov = design._vcov(rows, cols, vals, m)
-    return est, vcov, t_den
+    return est, vcov, t_num, t_den
 
 
-def _cell_counts(design, valid: np.ndarray, cell: np.ndarray, G: int):
-    """Per (cell, column): unweighted n (positive weight), n missing, weighted n."""
-    n, k = valid.shape
-    w = design.w
-    inc = cell >= 0
-    g = np.where(inc, cell, 0)
-    out_n = np.empty(G * k)
-    out_miss = np.empty(G * k)
-    out_wn = np.empty(G * k)
-    pos = w > 0
-    for v in range(k):
-        ok = inc & valid[:, v]
-        out_n[v::k] = np.bincount(g[ok & pos], minlength=G)
-        out_miss[v::k] = np.bincount(g[inc & ~valid[:, v]], minlength=G)
-        out_wn[v::k] = np.bincount(g[ok], weights=w[ok], minlength=G)
-    return out_n, out_miss, out_wn
+def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
+                  kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None):
+    """Per (cell, column): unweighted n, n missing, weighted n and the SRS variance for deff.
 
-
-def _srs_variance(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                  kind: str) -> np.ndarray:
-    """Variance under SRS without replacement of the same size, for Kish's deff (as R).
-
-    mean/ratio: ``s2 / n * (1 - n / N)``, ``s2`` the weighted variance of the ratio residuals
-    ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction; total: ``N^2`` times that of the mean.
+    ``n`` counts rows with a positive weight and a valid value.  The SRS variance (Kish's deff
+    denominator, as R) is ``s2 / n * (1 - n / N)`` for a mean or ratio, ``s2`` the weighted
+    variance of the residuals ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction, and
+    ``N^2`` times that for a total.  ``kind`` None skips it.  ``t_num``/``t_den``: the weighted
+    totals of y and x per (cell, column) when the caller has them.
     """
-    n_obs, k = y.shape
+    _, k = valid.shape
     w = design.w
     inc = cell >= 0
     g = np.where(inc, cell, 0)
-    out = np.empty(G * k)
+    all_in = bool(inc.all()) and bool((w > 0).all())
+    out_n, out_miss, out_wn, out_vs = (np.empty(G * k) for _ in range(4))
     for v in range(k):
-        ok = inc & valid[:, v] & (w > 0)
-        gv, wv, yv = g[ok], w[ok], y[ok, v]
-        xv = np.ones_like(yv) if x is None else x[ok, v]
-        sw = np.bincount(gv, wv, minlength=G)
-        nn = np.bincount(gv, minlength=G).astype(float)
+        okv = valid[:, v]
+        if all_in and okv.all():  # the common case, without masks
+            wv, nn = w, np.bincount(g, minlength=G).astype(float)
+            out_miss[v::k] = 0
+        else:
+            ok = (inc & (w > 0) & okv).astype(float)
+            wv = w * ok
+            nn = np.bincount(g, ok, minlength=G)
+            out_miss[v::k] = np.bincount(g, (inc & ~okv).astype(float), minlength=G)
+        sw = np.bincount(g, wv, minlength=G)
+        out_n[v::k] = nn
+        out_wn[v::k] = sw
+        if kind is None:
+            continue
+        yv = np.where(okv, y[:, v], 0.0)
+        xv = None if x is None else np.where(okv, x[:, v], 0.0)
+        sy = t_num[v::k] if t_num is not None else np.bincount(g, wv * yv, minlength=G)
+        if xv is None:
+            sx = sw
+        else:
+            sx = t_den[v::k] if t_den is not None else np.bincount(g, wv * xv, minlength=G)
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.bincount(gv, wv * yv, minlength=G) / np.bincount(gv, wv * xv, minlength=G)
-            xbar = np.bincount(gv, wv * xv, minlength=G) / sw
-            e = (yv - r[gv] * xv) / (xbar[gv] if kind == "ratio" else 1.0)
-            s2 = np.bincount(gv, wv * e * e, minlength=G) / sw * nn / (nn - 1)
+            r = sy / sx
+            e = yv - r[g] if xv is None else yv - r[g] * xv
+            s2 = np.bincount(g, wv * e * e, minlength=G) / sw * nn / (nn - 1)
+            if kind == "ratio":
+                s2 = s2 / (sx / sw) ** 2
             vs = s2 / nn * (1 - nn / sw)
             if kind == "total":
                 vs = vs * sw * sw
-        out[v::k] = vs
-    return out
+        out_vs[v::k] = vs
+    return out_n, out_miss, out_wn, out_vs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,13 +394,12 @@ def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_
     _check_na(variables, valid, cell, na_rm)
     G, k = len(keys), y.shape[1]
     den = None if kind == "total" else (np.ones_like(y) if x is None else x)
-    est, vcov, _ = _ratio_core(design, y, den, valid, cell, G)
+    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G)
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
-    vsrs = _srs_variance(design, y, x, valid, cell, G, kind)
+    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den if x is not None else None)
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
-    n, miss, wn = _cell_counts(design, valid, cell, G)
     empty = n == 0
     if empty.any() and kind != "total":
         est = np.where(empty, np.nan, est)
@@ -453,12 +460,21 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
     valid = np.repeat(valid1[:, None], L, axis=1)
     _check_na([variable] * L, valid, cell, na_rm)
     G = len(keys)
-    est, vcov, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
+    reps: dict = {}
+    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps)
     d = _df(design, df, cell, G, L)
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
-    n, miss, wn = _cell_counts(design, valid, cell, G)
-    lo, hi = proportion_ci(est, se, level, d, ci_method, n=_cell_rows(design, cell, G, L))
-    vsrs = _srs_variance(design, ind, None, valid, cell, G, "mean")
+    n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num)
+    if ci_method == "logit" and "estimates" in reps:
+        # replicate design: the variance of the logit itself from the replicates (as R's
+        # svyciprop, which refits the logit on every replicate); xlogit keeps the delta method
+        with np.errstate(invalid="ignore", divide="ignore"):
+            eta, eta_r = np.log(est / (1 - est)), np.log(reps["estimates"] / (1 - reps["estimates"]))
+        se_eta = np.sqrt(np.diag(replicate_vcov(eta, eta_r, design.scale, design.rscales, design.mse)))
+        h = _tq(level, d) * se_eta
+        lo, hi = 1 / (1 + np.exp(-(eta - h))), 1 / (1 + np.exp(-(eta + h)))
+    else:
+        lo, hi = proportion_ci(est, se, level, d, ci_method, n=_cell_rows(design, cell, G, L))
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
     levels = [x.item() if hasattr(x, "item") else x for x in lev]
@@ -522,7 +538,7 @@ def quantile(design, variable, q=0.5, by=None, level=0.95, df=None, na_rm=True) 
     gi = np.where(cell >= 0, cell, 0)
     ind = (y[:, None] <= qhat[gi, :]).astype(float)
     valid = np.repeat(valid1[:, None], k, axis=1)
-    est_f, vcov_f, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
+    est_f, vcov_f, _, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
     se_f = np.sqrt(np.clip(np.diag(vcov_f), 0, None))
     d = _df(design, df, cell, G, k)
     tq = _tq(level, d)
@@ -541,7 +557,7 @@ def quantile(design, variable, q=0.5, by=None, level=0.95, df=None, na_rm=True) 
                 lo[i] = hi[i] = np.nan
     se = (hi - lo) / (2 * tq)
     vcov = np.diag(se**2)
-    n, miss, wn = _cell_counts(design, valid, cell, G)
+    n, miss, wn, _ = _cell_summary(design, ind, None, valid, cell, G, None)
     est = qhat.ravel()
     return _result(keys, k, [variable] * k, list(probs), est, vcov, lo, hi, d, np.full(G * k, np.nan), n, miss,
                    wn, {"estimator": "quantile", "n_by_missing": nbm})

@@ -111,9 +111,13 @@ def _stage_vcov(z: sp.csr_matrix, stage: Stage, mult: np.ndarray, lonely: str, s
         dev = gsum[lonely_g]  # group sum == the lonely unit's total
         v += dev.T @ (dev * (mult[lonely_g] * fpc[lonely_g])[:, None])
     if lonely_g.size and lonely == "average":
-        n_reg = int(regular.sum())
-        if n_reg:
-            v *= (n_reg + lonely_g.size) / n_reg
+        # each lonely group takes the average contribution of the groups with 2+ units; per
+        # estimate, counting only the groups its scores touch (a domain's strata, as R)
+        touched = np.asarray((g_ind @ abs(z)).todense()) > 0  # n_groups x m
+        n_reg = touched[regular].sum(axis=0).astype(float)
+        n_lone = touched[lonely_g].sum(axis=0).astype(float)
+        f = np.where(n_reg > 0, (n_reg + n_lone) / np.where(n_reg > 0, n_reg, 1.0), 1.0)
+        v *= np.sqrt(np.outer(f, f))
     return v
 
 
@@ -159,20 +163,29 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def replicate_totals(s: sp.csc_matrix, w: np.ndarray, threads: int = 2) -> np.ndarray:
-    """``s @ w``: weighted totals of every (cell x replicate) in one pass over the weights.
+def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarray, threads: int = 2) -> np.ndarray:
+    """Weighted totals of every (cell x weight column) in one pass over the weights.
 
-    ``s`` is a (cells x n) CSC matrix whose column ``i`` holds row ``i``'s values in the cells it
-    belongs to; ``w`` is the (n x (1 + R)) C-ordered matrix of full-sample and replicate weights.
-    CSC order reads each row of ``w`` once, sequentially; the rows are split between threads
-    (scipy's sparse kernels release the GIL).
+    Row ``i`` of the data adds ``val[i, j] * w[i, :]`` to cell ``idx[i, j]`` for each ``j``:
+    ``idx``/``val`` are (n x c) arrays (c small: the cells a row belongs to; a zero value for a
+    row outside every cell).  ``w`` is the (n x (1 + R)) C-ordered matrix of full-sample and
+    replicate weights.  This is a sparse (cells x n) matrix in CSC order times ``w``, which
+    reads each row of ``w`` once, sequentially; the rows are split between threads (scipy's
+    sparse kernels release the GIL) without copying anything.
     """
-    n = w.shape[0]
+    n, c = idx.shape
+    idx = np.ascontiguousarray(idx)
+    val = np.ascontiguousarray(val, dtype=float)
+
+    def block(a: int, b: int) -> np.ndarray:
+        s = sp.csc_matrix((val[a:b].ravel(), idx[a:b].ravel(), np.arange(0, (b - a) * c + 1, c)),
+                          shape=(n_cells, b - a))
+        return np.asarray(s @ w[a:b])
+
     if threads <= 1 or n < 50_000:
-        return np.asarray(s @ w)
+        return block(0, n)
     cuts = np.linspace(0, n, threads + 1).astype(int)
-    parts = [(s[:, a:b], w[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
-    out = list(_pool().map(lambda p: np.asarray(p[0] @ p[1]), parts))
+    out = list(_pool().map(lambda ab: block(*ab), zip(cuts[:-1], cuts[1:])))
     return np.sum(out, axis=0)
 
 
