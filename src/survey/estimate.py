@@ -151,24 +151,29 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
     est = np.empty(m)
     t_num = np.empty(m)
     t_den = None if den is None else np.empty(m)
+    all_rows = np.arange(n)
     for v in range(k):
-        r = np.flatnonzero(in_cell[:, v])
+        mask = in_cell[:, v]
+        r = all_rows if mask.all() else np.flatnonzero(mask)
         gv = cell[r]
-        tn = np.bincount(gv, weights=w[r] * num0[r, v], minlength=G)
+        wr = w[r]
+        nr = num0[r, v]
+        tn = np.bincount(gv, weights=wr * nr, minlength=G)
         t_num[v::k] = tn
         if den is None:
             e = tn
-            u = num0[r, v]
+            u = nr
         else:
-            td = np.bincount(gv, weights=w[r] * den0[r, v], minlength=G)
+            dr = den0[r, v]
+            td = np.bincount(gv, weights=wr * dr, minlength=G)
             with np.errstate(invalid="ignore", divide="ignore"):
                 e = tn / td
-            u = (num0[r, v] - e[gv] * den0[r, v]) / td[gv]
+                u = (nr - e[gv] * dr) / td[gv]
             t_den[v::k] = td
         est[v::k] = e
         rows_l.append(r)
         cols_l.append(gv * k + v)
-        vals_l.append(w[r] * u)
+        vals_l.append(wr * u)
     rows = np.concatenate(rows_l)
     cols = np.concatenate(cols_l)
     vals = np.concatenate(vals_l)

@@ -75,15 +75,20 @@ def check_lonely(stage: Stage, stage_no: int = 1) -> None:
     )
 
 
-def unit_totals(stage: Stage, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, m: int) -> sp.csr_matrix:
-    """Sum scores within the units of ``stage``: a sparse (n_units x m) matrix."""
-    z = sp.coo_matrix((vals, (stage.unit[rows], cols)), shape=(stage.n_units, m))
-    return z.tocsr()  # duplicates are summed
+DENSE_LIMIT = 4_000_000  # unit x estimate cells below which unit totals are a dense array
 
 
-def _stage_vcov(z: sp.csr_matrix, stage: Stage, mult: np.ndarray, lonely: str, stage_no: int) -> np.ndarray:
+def unit_totals(stage: Stage, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, m: int):
+    """Sum scores within the units of ``stage``: (n_units x m), dense when small, else sparse."""
+    u = stage.unit[rows]
+    if stage.n_units * m <= DENSE_LIMIT:
+        return np.bincount(u * m + cols, weights=vals, minlength=stage.n_units * m).reshape(stage.n_units, m)
+    return sp.coo_matrix((vals, (u, cols)), shape=(stage.n_units, m)).tocsr()  # duplicates summed
+
+
+def _stage_vcov(z, stage: Stage, mult: np.ndarray, lonely: str, stage_no: int) -> np.ndarray:
     """Contribution of one stage given unit totals ``z`` and the per-group multiplier ``mult``."""
-    m = z.shape[1]
+    dense = isinstance(z, np.ndarray)
     size = stage.size.astype(float)
     fpc = 1.0 - stage.fraction
     lonely_g = stage.lonely_groups()
@@ -95,12 +100,14 @@ def _stage_vcov(z: sp.csr_matrix, stage: Stage, mult: np.ndarray, lonely: str, s
         check_lonely(stage, stage_no)
     # sum_g c_g [ sum_{u in g} z_u z_u' - n_g zbar_g zbar_g' ]
     c_unit = c_group[stage.group]
-    zc = z.multiply(c_unit[:, None]).tocsr() if z.nnz else z
-    v = np.asarray((z.T @ zc).todense()) if z.nnz else np.zeros((m, m))
-    g_ind = sp.csr_matrix(
-        (np.ones(stage.n_units), (stage.group, np.arange(stage.n_units))), shape=(stage.n_groups, stage.n_units)
-    )
-    gsum = np.asarray((g_ind @ z).todense())  # n_groups x m
+    g_ind = sp.csr_matrix((np.ones(stage.n_units), (stage.group, np.arange(stage.n_units))),
+                          shape=(stage.n_groups, stage.n_units))
+    if dense:
+        v = z.T @ (z * c_unit[:, None])
+        gsum = np.asarray(g_ind @ z)  # n_groups x m
+    else:
+        v = np.asarray((z.T @ z.multiply(c_unit[:, None]).tocsr()).todense())
+        gsum = np.asarray((g_ind @ z).todense())
     keep = c_group != 0
     if keep.any():
         gs = gsum[keep]
@@ -113,7 +120,7 @@ def _stage_vcov(z: sp.csr_matrix, stage: Stage, mult: np.ndarray, lonely: str, s
     if lonely_g.size and lonely == "average":
         # each lonely group takes the average contribution of the groups with 2+ units; per
         # estimate, counting only the groups its scores touch (a domain's strata, as R)
-        touched = np.asarray((g_ind @ abs(z)).todense()) > 0  # n_groups x m
+        touched = (np.asarray(g_ind @ np.abs(z)) if dense else np.asarray((g_ind @ abs(z)).todense())) > 0
         n_reg = touched[regular].sum(axis=0).astype(float)
         n_lone = touched[lonely_g].sum(axis=0).astype(float)
         f = np.where(n_reg > 0, (n_reg + n_lone) / np.where(n_reg > 0, n_reg, 1.0), 1.0)
