@@ -203,7 +203,7 @@ def _contrast_eh(d) -> pd.DataFrame:
 
 def _domain(col: str, value: str, fn):
     """R's estimator on subset(d, col == value); its intervals use the subset's degf, which is
-    the engine's df="domain"."""
+    the engine's subset design df (default df=None)."""
     return lambda d: fn(d.subset((d.data[col] == value).to_numpy()))
 
 
@@ -219,8 +219,8 @@ TAYLOR_EST: dict[str, Callable] = {
     "prop_schwide": lambda d: d.proportion("sch.wide", ci_method="mean"),
     "by_stype_prop_schwide": lambda d: d.proportion("sch.wide", by="stype", ci_method="mean"),
     "quantile_api00": lambda d: d.quantile("api00", q=[0.25, 0.5, 0.75]),
-    "domH_total_enroll": _domain("stype", "H", lambda s: s.total("enroll", df="domain")),
-    "domH_mean_api00": _domain("stype", "H", lambda s: s.mean("api00", df="domain")),
+    "domH_total_enroll": _domain("stype", "H", lambda s: s.total("enroll")),
+    "domH_mean_api00": _domain("stype", "H", lambda s: s.mean("api00")),
     "contrast_EH_mean_api00": _contrast_eh,
 }
 for _m in CIPROP:
@@ -231,7 +231,7 @@ for _m in CIPROP:
         lambda d, m: d.proportion("sch.wide", by="stype", ci_method=m,
                                   df="domain" if m == "beta" else None), m=_m)
     TAYLOR_EST[f"dom_stype_ciprop_{_m}_schwide"] = functools.partial(
-        lambda d, m: _per_domain(d, "stype", lambda s: s.proportion("sch.wide", ci_method=m, df="domain")),
+        lambda d, m: _per_domain(d, "stype", lambda s: s.proportion("sch.wide", ci_method=m)),
         m=_m)
 
 CAL_EST: dict[str, Callable] = {

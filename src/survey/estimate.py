@@ -47,7 +47,24 @@ CI_METHODS = ("logit", "xlogit", "wilson", "beta", "asin", "mean")
 # cells (domains)
 # ---------------------------------------------------------------------------------------------
 def _cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
-    """Cell code per row (-1 outside every cell), the cell keys, and rows with a missing by value."""
+    """Cell code per row (-1 outside every cell), the cell keys, and rows with a missing by value.
+
+    Cached on the (immutable) design; the arrays returned are shared, never modify them.
+    """
+    key = ("cells",) + tuple(as_list(by))
+    hit = design._cache.get(key)
+    if hit is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hit = _make_cells(design, by)
+        hit = hit + (tuple(caught),)
+        design._cache[key] = hit
+    for w in hit[3]:
+        warnings.warn(w.message, w.category, stacklevel=4)
+    return hit[0], hit[1], hit[2]
+
+
+def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
     n = design.n
     dom = design._in_domain()
     by = as_list(by)
@@ -69,7 +86,7 @@ def _cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
     if n_missing_by:
         warnings.warn(
             f"by variable(s) {', '.join(by)}: {n_missing_by} rows in the domain have a missing value "
-            "and belong to no cell (they still count in the design)", SurveyWarning, stacklevel=3)
+            "and belong to no cell (they still count in the design)", SurveyWarning, stacklevel=2)
     ok = dom & ~missing
     if not ok.any():
         raise DomainError(f"by variable(s) {', '.join(by)}: no row of the domain has all values")
@@ -119,12 +136,15 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
     n, k = num.shape
     m = G * k
     in_cell = (cell >= 0)[:, None] & valid
-    num0 = np.where(in_cell, num, 0.0)
-    den0 = None if den is None else np.where(in_cell, den, 0.0)
-    g = np.where(cell >= 0, cell, 0)
+    if in_cell.all():  # every row counts: no masked copies
+        num0, den0, g = num, den, cell
+    else:
+        num0 = np.where(in_cell, num, 0.0)
+        den0 = None if den is None else np.where(in_cell, den, 0.0)
+        g = np.where(cell >= 0, cell, 0)
     if isinstance(design, ReplicateDesign):
         ncol = 2 * k if den is not None else k
-        idx = np.empty((n, ncol), dtype=np.int64)
+        idx = np.empty((n, ncol), dtype=np.int32 if 2 * m < 2**31 else np.int64)
         val = np.empty((n, ncol))
         for v in range(k):
             idx[:, v] = g * k + v
@@ -189,17 +209,19 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
     denominator, as R) is ``s2 / n * (1 - n / N)`` for a mean or ratio, ``s2`` the weighted
     variance of the residuals ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction, and
     ``N^2`` times that for a total.  ``kind`` None skips it.  ``t_num``/``t_den``: the weighted
-    totals of y and x per (cell, column) when the caller has them.
+    totals of y and x per (cell, column) when the caller has them (for a mean, ``t_den`` is the
+    weighted count).
     """
     _, k = valid.shape
     w = design.w
     inc = cell >= 0
     g = np.where(inc, cell, 0)
-    all_in = bool(inc.all()) and bool((w > 0).all())
+    all_in = bool(inc.all()) and design.all_positive
     out_n, out_miss, out_wn, out_vs = (np.empty(G * k) for _ in range(4))
     for v in range(k):
         okv = valid[:, v]
-        if all_in and okv.all():  # the common case, without masks
+        fast = all_in and bool(okv.all())
+        if fast:  # the common case, without masks
             wv, nn = w, np.bincount(g, minlength=G).astype(float)
             out_miss[v::k] = 0
         else:
@@ -207,13 +229,13 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
             wv = w * ok
             nn = np.bincount(g, ok, minlength=G)
             out_miss[v::k] = np.bincount(g, (inc & ~okv).astype(float), minlength=G)
-        sw = np.bincount(g, wv, minlength=G)
+        sw = t_den[v::k] if (t_den is not None and x is None) else np.bincount(g, wv, minlength=G)
         out_n[v::k] = nn
         out_wn[v::k] = sw
         if kind is None:
             continue
-        yv = np.where(okv, y[:, v], 0.0)
-        xv = None if x is None else np.where(okv, x[:, v], 0.0)
+        yv = y[:, v] if fast else np.where(okv, y[:, v], 0.0)
+        xv = None if x is None else (x[:, v] if fast else np.where(okv, x[:, v], 0.0))
         sy = t_num[v::k] if t_num is not None else np.bincount(g, wv * yv, minlength=G)
         if xv is None:
             sx = sw
@@ -402,7 +424,7 @@ def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_
     est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G)
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
-    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den if x is not None else None)
+    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den)
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
     empty = n == 0

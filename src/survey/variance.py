@@ -185,8 +185,8 @@ def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarr
     val = np.ascontiguousarray(val, dtype=float)
 
     def block(a: int, b: int) -> np.ndarray:
-        s = sp.csc_matrix((val[a:b].ravel(), idx[a:b].ravel(), np.arange(0, (b - a) * c + 1, c)),
-                          shape=(n_cells, b - a))
+        ptr = np.arange(0, (b - a) * c + 1, c, dtype=idx.dtype)
+        s = sp.csc_matrix((val[a:b].ravel(), idx[a:b].ravel(), ptr), shape=(n_cells, b - a))
         return np.asarray(s @ w[a:b])
 
     if threads <= 1 or n < 50_000:
