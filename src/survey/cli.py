@@ -19,6 +19,20 @@ import pandas as pd
 from .errors import SurveyError
 
 
+def atomic_write(path: Path, text: str) -> None:
+    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _atomic_dir(target: Path):
     """Context manager: write into a temporary sibling folder, then rename onto ``target``."""
 
@@ -65,11 +79,43 @@ def demo(out: Path) -> pd.DataFrame:
     return table
 
 
+def validate(spec_path: str) -> int:
+    """Read everything a spec declares, check it, and print the row accounting."""
+    from .ingest import load
+
+    data = load(spec_path)
+    acc = data.accounting
+    print(f"spec {spec_path}: survey '{data.spec.survey}' ({data.spec.title or ''})")
+    with pd.option_context("display.width", 160, "display.max_colwidth", 100):
+        print(acc.to_string(index=False))
+    design = data.design()
+    print(f"design: {design!r}")
+    print("ok: every row is accounted for")
+    return 0
+
+
+def codebook_cmd(spec_path: str, out: str) -> int:
+    from .codebook import write_codebook
+    from .ingest import load
+
+    data = load(spec_path)
+    csv_path, html_path = write_codebook(data, out)
+    print(f"wrote {csv_path} and {html_path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="survey", description="Crime victimization survey workbench")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="design-based estimates on the embedded example data")
     p_demo.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
+    p_val = sub.add_parser("validate", help="read a survey through its spec, check it, print the row accounting")
+    p_val.add_argument("spec")
+    p_cb = sub.add_parser("codebook", help="write the codebook (HTML and CSV) of a survey spec")
+    p_cb.add_argument("spec")
+    p_cb.add_argument("--out", default=None, help="output folder (default outputs/codebook/<survey>)")
+    p_syn = sub.add_parser("synth", help="generate the synthetic national survey (with its known truth)")
+    p_syn.add_argument("args", nargs=argparse.REMAINDER, help="--out DIR --households N --seed S ...")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -80,12 +126,33 @@ def main(argv: list[str] | None = None) -> int:
             with pd.option_context("display.width", 140, "display.max_columns", 20):
                 print(table[cols].to_string(index=False, float_format=lambda x: f"{x:,.4g}"))
             print(f"\nwrote {out / 'estimates.csv'} ({len(table)} rows)")
+            return 0
+        if args.command == "validate":
+            return validate(args.spec)
+        if args.command == "codebook":
+            from .spec import read_spec
+
+            out = args.out or str(Path("outputs") / "codebook" / read_spec(args.spec).survey)
+            return codebook_cmd(args.spec, out)
+        if args.command == "synth":
+            from .synth import main as synth_main
+
+            return synth_main(args.args)
     except SurveyError as e:
         print(f"survey: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"survey: error: {e.strerror or e}: {getattr(e, 'filename', '')}", file=sys.stderr)
+        print(f"survey: error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("survey: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line, the traceback on request
+        if os.environ.get("SURVEY_DEBUG"):
+            raise
+        print(f"survey: unexpected error (please report): {e.__class__.__name__}: {e}; "
+              "set SURVEY_DEBUG=1 for the traceback", file=sys.stderr)
+        return 3
     return 0
 
 

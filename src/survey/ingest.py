@@ -1,0 +1,637 @@
+"""Load a survey through its spec: read the files, link them, apply the victimization rules,
+harmonize domains and perception items, build the design, and account for every row.
+
+``load(spec)`` returns a :class:`SurveyData`.  Nothing is dropped silently: each exclusion is a
+row of ``SurveyData.accounting`` (step, file, rows, detail), and anything the spec does not
+explain (an incident that matches no respondent, a code outside the declared set, a negative or
+missing weight among respondents...) is a ``SurveyError`` naming the file, the variable and the
+row count, unless the spec declares it as an exclusion.
+
+Columns added to the respondent table (one row per row of the design file):
+
+==================  ===========================================================================
+``n__<type>``       victimizations of the crime type (or group) in the reference period, after
+                    exclusions, series counting and the cap, times ``incident weight /
+                    respondent weight`` when the spec gives an incident weight (NCVS ADJINC)
+``victim__<type>``  1 when the respondent (household or person) had at least one such incident
+``rep__<type>``     victimizations reported to the police (same counting as ``n__``)
+``repunk__<type>``  victimizations whose reporting is unknown
+``perc__<item>``    perception item: 1 positive ("very/fairly safe", "very worried"), 0 other,
+                    NaN missing
+``<domain>``        each spec domain as a labelled pandas Categorical (bands, recodes applied)
+==================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .design import Design, ReplicateDesign
+from .errors import SurveyError, column_not_found
+from .spec import SpecError, SurveySpec, expression_names, read_spec
+
+
+class IngestError(SurveyError, ValueError):
+    """The data do not follow the spec (names the file, the variable and the row count)."""
+
+
+@dataclass
+class SurveyData:
+    """A survey loaded through its spec, ready for estimation.
+
+    respondents: the design file's rows with the harmonized columns (see module docstring).
+    incidents: the incidents kept (after exclusions), with ``crime_type``, ``unit``,
+        ``series_count``, ``count`` (after the cap and weight adjustment) and ``reported``.
+    accounting: the row accounting (step, file, rows, detail).
+    """
+
+    spec: SurveySpec
+    spec_path: Path | None
+    respondents: pd.DataFrame
+    incidents: pd.DataFrame | None
+    accounting: pd.DataFrame
+    metadata: dict = field(default_factory=dict)
+    value_labels: dict = field(default_factory=dict)
+    _designs: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def crime_types(self) -> list[str]:
+        v = self.spec.victimization
+        return v.type_names() if v else []
+
+    @property
+    def crime_groups(self) -> list[str]:
+        v = self.spec.victimization
+        return list(v.groups) if v else []
+
+    def unit_of(self, crime: str) -> str:
+        """household or person: the unit a crime type (or group) is counted against."""
+        v = self.spec.victimization
+        units = {t.unit for t in v.types if t.name in v.members(crime)}
+        if len(units) != 1:
+            raise SpecError(f"crime group '{crime}' mixes household and person crime types")
+        return units.pop()
+
+    def design(self, unit: str | None = None) -> Design | ReplicateDesign:
+        """The respondent design, weighted for ``unit`` (household or person; default: the
+        design file's unit).  Non-respondent rows stay in the design (domain of respondents)."""
+        unit = unit or self.spec.files[self.spec.design.file].unit
+        if unit not in self._designs:
+            self._designs[unit] = _make_design(self, unit)
+        return self._designs[unit]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+class _Accounting:
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def add(self, step: str, file: str, rows: int, detail: str = "") -> None:
+        self.rows.append({"step": step, "file": file, "rows": int(rows), "detail": detail})
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "file", "rows", "detail"])
+
+
+def _eval(df: pd.DataFrame, expr: str, where: str) -> np.ndarray:
+    try:
+        out = df.eval(expr)
+    except Exception as e:  # pandas raises many kinds here
+        raise IngestError(f"{where}: expression '{expr}' failed: {e.__class__.__name__}: {e}") from None
+    out = pd.Series(out, index=df.index) if np.ndim(out) == 0 else pd.Series(out)
+    return out.fillna(False).astype(bool).to_numpy()
+
+
+def _in(values: pd.Series, codes) -> np.ndarray:
+    """values in codes, comparing numbers numerically and strings as strings."""
+    codes = list(codes)
+    if not codes:
+        return np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        num = pd.to_numeric(pd.Series(codes), errors="coerce").dropna().to_numpy(dtype=float)
+        return np.isin(values.to_numpy(dtype=float, na_value=np.nan), num)
+    return values.astype(str).isin([str(c) for c in codes]).to_numpy()
+
+
+def _code_counts(values: pd.Series, mask: np.ndarray, limit: int = 8) -> str:
+    vc = values[mask].value_counts(dropna=False).head(limit)
+    return ", ".join(f"{_fmt_code(k)}: {v}" for k, v in vc.items())
+
+
+def _fmt_code(x) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _needed_columns(spec: SurveySpec) -> dict[str, set[str]]:
+    """Columns each file must provide, from every part of the spec."""
+    need: dict[str, set[str]] = {name: set(f.keys) | set(f.columns) for name, f in spec.files.items()}
+    for name, f in spec.files.items():
+        if f.link:
+            need[name] |= set(f.link.on)
+            need[f.link.to] |= set(f.link.on)
+        if f.respondents:
+            need[name] |= expression_names(f.respondents)
+    d = spec.design
+    dfile = d.file
+    for part in (d.strata, d.psu, d.fpc):
+        if part:
+            need[dfile] |= set([part] if isinstance(part, str) else part)
+    v = spec.victimization
+    if v is not None:
+        if v.source == "incidents":
+            inc = need[v.file]
+            inc.add(v.crime_code)
+            if v.weight:
+                inc.add(v.weight)
+            for rule in v.exclude:
+                inc |= expression_names(rule.where)
+            if v.series:
+                inc |= expression_names(v.series.when) | {v.series.count}
+            if v.reported:
+                inc.add(v.reported.variable)
+        else:
+            for t in v.types:
+                need[dfile].add(t.count.variable)
+                if t.victim:
+                    need[dfile].add(t.victim.variable)
+    return need
+
+
+def _resolve(spec_path: Path | None, p: str) -> Path:
+    path = Path(p)
+    if not path.is_absolute() and spec_path is not None:
+        path = spec_path.parent / path
+    return path
+
+
+def _read(spec: SurveySpec, spec_path: Path | None, name: str, columns: set[str], acc: _Accounting):
+    from .io import read
+
+    f = spec.files[name]
+    path = _resolve(spec_path, f.path)
+    df, meta = read(path, columns=sorted(columns) if columns else None)
+    acc.add("read", name, len(df), f"{path.name}: {len(df.columns)} columns read")
+    return df.reset_index(drop=True), meta
+
+
+def _check_keys(df: pd.DataFrame, keys: list[str], name: str, path: str) -> None:
+    if not keys:
+        return
+    miss = df[keys].isna().any(axis=1)
+    if miss.any():
+        raise IngestError(f"{path}: {int(miss.sum())} rows have a missing key ({', '.join(keys)})")
+    dup = df.duplicated(keys, keep=False)
+    if dup.any():
+        raise IngestError(f"{path}: {int(dup.sum())} rows share a key ({', '.join(keys)}) with another row; "
+                          f"keys must be unique in file '{name}'")
+
+
+# ---------------------------------------------------------------------------------------------
+# the loader
+# ---------------------------------------------------------------------------------------------
+def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> SurveyData:
+    """Load a survey through its spec (a path to the YAML, or a parsed ``SurveySpec``)."""
+    if not isinstance(spec, SurveySpec):
+        spec_path = Path(spec)
+        spec = read_spec(spec_path)
+    elif spec_path is not None:
+        spec_path = Path(spec_path)
+    acc = _Accounting()
+    need = _needed_columns(spec)
+    for dom in spec.domains.values():
+        need[dom.file or spec.design.file].add(dom.variable)
+    for item in spec.perception:
+        need[spec.design.file].add(item.variable)
+    # weights may live in the design file or in a file it links to
+    frames, metas = {}, {}
+    for name in spec.files:
+        if spec.files[name].unit == "incident":
+            continue
+        frames[name], metas[name] = _read(spec, spec_path, name, need[name] | _weight_columns(spec, name, frames), acc)
+    dname = spec.design.file
+    dfile = spec.files[dname]
+    resp = frames[dname]
+    resp_path = _resolve(spec_path, dfile.path).name
+    _check_keys(resp, dfile.keys, dname, resp_path)
+
+    # bring columns of linked respondent-level files (e.g. household variables for persons)
+    for name, f in spec.files.items():
+        if name == dname or f.unit == "incident":
+            continue
+        other = frames[name]
+        _check_keys(other, f.keys, name, _resolve(spec_path, f.path).name)
+        if dfile.link and dfile.link.to == name:
+            on = dfile.link.on
+        elif f.link and f.link.to == dname:
+            on = f.link.on
+            # a file linked *to* the design file (e.g. persons -> households): many rows per
+            # respondent; only its declared columns that are one-per-respondent can be merged
+            continue
+        else:
+            continue
+        cols = [c for c in other.columns if c not in resp.columns or c in on]
+        merged = resp.merge(other[cols], on=on, how="left", validate="many_to_one", indicator=True)
+        unmatched = int((merged["_merge"] != "both").sum())
+        if unmatched:
+            raise IngestError(f"{resp_path}: {unmatched} rows match no row of file '{name}' on {', '.join(on)}")
+        resp = merged.drop(columns="_merge")
+        acc.add("link", dname, len(resp), f"columns of '{name}' joined on {', '.join(on)}")
+
+    # respondents
+    if dfile.respondents:
+        is_resp = _eval(resp, dfile.respondents, f"{resp_path}: respondents")
+        acc.add("respondents", dname, int(is_resp.sum()),
+                f"{int((~is_resp).sum())} non-respondent rows kept for design information")
+        if not is_resp.any():
+            raise IngestError(f"{resp_path}: the respondents rule '{dfile.respondents}' selects none of "
+                              f"the {len(resp)} rows")
+    else:
+        is_resp = np.ones(len(resp), dtype=bool)
+        acc.add("respondents", dname, len(resp), "every row is a respondent")
+    resp["_respondent"] = is_resp
+
+    labels: dict[str, dict] = {}
+    for meta in metas.values():
+        for var, lab in getattr(meta, "value_labels", {}).items():
+            labels.setdefault(var, lab)
+
+    data = SurveyData(spec=spec, spec_path=spec_path, respondents=resp, incidents=None,
+                      accounting=pd.DataFrame(), metadata=metas, value_labels=labels)
+    _check_design_columns(data, resp_path, acc)
+    if spec.victimization is not None:
+        if spec.victimization.source == "incidents":
+            _incidents(data, need, acc)
+        else:
+            _respondent_counts(data, resp_path, acc)
+    _perception(data, resp_path, acc)
+    _domains(data, frames, spec_path, acc)
+    data.accounting = acc.frame()
+    return data
+
+
+def _weight_columns(spec: SurveySpec, name: str, frames) -> set[str]:
+    d = spec.design
+    if name == d.file:
+        cols = set(d.weight_columns())
+        if d.replicate is not None and isinstance(d.replicate.columns, list):
+            cols |= set(d.replicate.columns)
+        return cols
+    return set()
+
+
+def _check_design_columns(data: SurveyData, path: str, acc: _Accounting) -> None:
+    d = data.spec.design
+    resp = data.respondents
+    is_resp = resp["_respondent"].to_numpy()
+    for wcol in d.weight_columns():
+        if wcol not in resp.columns:
+            raise column_not_found(wcol, resp.columns, "weight", path)
+        w = pd.to_numeric(resp[wcol], errors="coerce")
+        bad_nan = int((w.isna() & is_resp).sum())
+        if bad_nan:
+            raise IngestError(f"{path}: weight '{wcol}' is missing for {bad_nan} respondents")
+        neg = int(((w < 0) & is_resp).sum())
+        if neg:
+            raise IngestError(f"{path}: weight '{wcol}' is negative for {neg} respondents")
+        non_resp_nan = int((w.isna() & ~is_resp).sum())
+        if non_resp_nan:
+            acc.add("weights", d.file, non_resp_nan, f"non-respondent rows with a missing '{wcol}' get weight 0")
+        resp[wcol] = w.fillna(0.0).where(is_resp, 0.0)
+    for part, what in ((d.strata, "strata"), (d.psu, "PSU")):
+        for c in [part] if isinstance(part, str) else (part or []):
+            if c not in resp.columns:
+                raise column_not_found(c, resp.columns, what, path)
+            miss = int(resp[c].isna().sum())
+            if miss:
+                raise IngestError(f"{path}: {what} variable '{c}' is missing for {miss} rows")
+
+
+def _make_design(data: SurveyData, unit: str):
+    spec = data.spec
+    d = spec.design
+    resp = data.respondents
+    dunit = spec.files[d.file].unit
+    if unit != dunit:
+        link = spec.files[d.file].link
+        if not (unit == "household" and dunit == "person" and link is not None):
+            raise IngestError(f"{unit}-level estimates need a {unit} design file or a person file linked "
+                              f"to households; '{d.file}' holds {dunit}s")
+        dup = int(resp.loc[resp["_respondent"], link.on].duplicated().sum())
+        if dup:
+            raise IngestError(f"household-level estimates need one respondent per household; file '{d.file}' "
+                              f"has {dup} extra respondents in the same household")
+    weights = d.weight_for(unit, dunit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        if d.replicate is None:
+            design = Design(resp, weights=weights, strata=d.strata, psu=d.psu, fpc=d.fpc, nest=d.nest,
+                            lonely_psu=d.lonely_psu)
+        else:
+            r = d.replicate
+            design = ReplicateDesign(resp, weights=weights, replicate_weights=r.columns, method=r.method,
+                                     rho=r.rho, scale=r.scale, rscales=r.rscales, mse=r.mse)
+    if not resp["_respondent"].all():
+        design = design.subset(resp["_respondent"].to_numpy())
+    return design
+
+
+# ---------------------------------------------------------------------------------------------
+# incidents
+# ---------------------------------------------------------------------------------------------
+def _incidents(data: SurveyData, need, acc: _Accounting) -> None:
+    spec = data.spec
+    v = spec.victimization
+    f = spec.files[v.file]
+    inc, meta = _read(spec, data.spec_path, v.file, need[v.file], acc)
+    data.metadata[v.file] = meta
+    path = _resolve(data.spec_path, f.path).name
+    n0 = len(inc)
+    # 1. exclusion rules, in order
+    keep = np.ones(n0, dtype=bool)
+    for rule in v.exclude:
+        hit = _eval(inc, rule.where, f"{path}: exclusion '{rule.name}'") & keep
+        acc.add(f"exclude: {rule.name}", v.file, int(hit.sum()), rule.label or rule.where)
+        keep &= ~hit
+    if n0 and not keep.any():
+        raise IngestError(f"{path}: the exclusion rules remove all {n0} incidents "
+                          f"({', '.join(r.name for r in v.exclude)})")
+    # 2. crime codes
+    code = inc[v.crime_code]
+    type_of = pd.Series(pd.NA, index=inc.index, dtype="object")
+    for t in v.types:
+        type_of[_in(code, t.codes)] = t.name
+    ignored = _in(code, v.ignore_codes) & keep
+    if ignored.any():
+        acc.add("ignore codes", v.file, int(ignored.sum()), f"{v.crime_code} in {v.ignore_codes}")
+    keep &= ~ignored
+    unknown = keep & type_of.isna().to_numpy()
+    if unknown.any():
+        raise IngestError(f"{path}: {int(unknown.sum())} incidents have a '{v.crime_code}' code in no crime type "
+                          f"({_code_counts(code, unknown)}); declare them in a type or in ignore_codes")
+    # 3. link to respondents
+    link = f.link
+    resp = data.respondents
+    rkeys = resp[link.on].copy()
+    rkeys["_row"] = np.arange(len(resp))
+    linked = inc[link.on].merge(rkeys, on=link.on, how="left", validate="many_to_one")
+    row = linked["_row"].to_numpy()
+    unmatched = keep & np.isnan(row.astype(float))
+    if unmatched.any():
+        if link.unmatched == "error":
+            raise IngestError(f"{path}: {int(unmatched.sum())} incidents match no respondent of file "
+                              f"'{link.to}' on {', '.join(link.on)}")
+        acc.add("exclude: unmatched", v.file, int(unmatched.sum()),
+                f"incidents matching no respondent on {', '.join(link.on)}")
+        keep &= ~unmatched
+    # 4. series counting
+    series_count = np.ones(n0)
+    if v.series is not None:
+        s = v.series
+        is_series = _eval(inc, s.when, f"{path}: series rule") & keep
+        cnt = pd.to_numeric(inc[s.count], errors="coerce")
+        unk = _in(inc[s.count], s.unknown_codes) | cnt.isna().to_numpy()
+        val = np.where(unk, s.unknown_value, cnt.to_numpy(dtype=float, na_value=np.nan))
+        if s.cap is not None:
+            val = np.minimum(val, s.cap)
+        series_count = np.where(is_series, val, 1.0)
+        acc.add("series", v.file, int(is_series.sum()),
+                f"series incidents counted as {s.count} (unknown = {s.unknown_value:g}"
+                + (f", cap {s.cap:g})" if s.cap is not None else ")")
+                + f"; {int((is_series & unk).sum())} with unknown count")
+    # 5. weight adjustment (NCVS: incident weight / respondent weight)
+    rows_kept = row[keep].astype(np.int64)
+    adj = np.ones(n0)
+    if v.weight:
+        iw = pd.to_numeric(inc[v.weight], errors="coerce").to_numpy(dtype=float)
+        bad = keep & (np.isnan(iw) | (iw < 0))
+        if bad.any():
+            raise IngestError(f"{path}: incident weight '{v.weight}' is missing or negative for "
+                              f"{int(bad.sum())} incidents")
+        dunit = spec.files[spec.design.file].unit
+        safe_row = np.where(keep, np.nan_to_num(row), 0).astype(np.int64)
+        unit_of = {t.name: t.unit for t in v.types}
+        rw = np.zeros(n0)
+        for unit in ("household", "person"):
+            on_unit = keep & (type_of.map(unit_of).to_numpy() == unit)
+            if on_unit.any():
+                wcol = spec.design.weight_for(unit, dunit)
+                rw[on_unit] = resp[wcol].to_numpy(dtype=float)[safe_row[on_unit]]
+        zero = keep & (rw <= 0)
+        if zero.any():
+            raise IngestError(f"{path}: {int(zero.sum())} incidents link to respondents with weight 0; "
+                              "the incident weight cannot be adjusted")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            adj = np.where(keep, iw / rw, 0.0)
+    # 6. reported to police
+    reported = np.full(n0, np.nan)
+    if v.reported is not None:
+        rv = inc[v.reported.variable]
+        yes, no, unk = _in(rv, v.reported.yes), _in(rv, v.reported.no), _in(rv, v.reported.unknown)
+        other = keep & ~(yes | no | unk) & rv.notna().to_numpy()
+        if other.any():
+            raise IngestError(f"{path}: '{v.reported.variable}' has codes outside yes/no/unknown for "
+                              f"{int(other.sum())} incidents ({_code_counts(rv, other)})")
+        reported = np.where(yes, 1.0, np.where(no, 0.0, np.nan))
+    kept = inc.loc[keep].copy()
+    kept["crime_type"] = type_of[keep].to_numpy()
+    kept["unit"] = kept["crime_type"].map({t.name: t.unit for t in v.types})
+    kept["series_count"] = series_count[keep]
+    kept["weight_adjustment"] = adj[keep]
+    kept["reported"] = reported[keep]
+    kept["_row"] = rows_kept
+    acc.add("incidents counted", v.file, len(kept),
+            ", ".join(f"{t}: {n}" for t, n in kept["crime_type"].value_counts().items()))
+    _cap_and_aggregate(data, kept, acc)
+
+
+def _cap_value(data: SurveyData, counts: pd.Series, weights: np.ndarray) -> float:
+    cap = data.spec.victimization.cap
+    if cap.rule == "fixed":
+        return float(cap.value)
+    # weighted percentile of the per-respondent counts among victims
+    pos = counts.to_numpy() > 0
+    if not pos.any():
+        return np.inf
+    x, w = counts.to_numpy()[pos], weights[pos]
+    order = np.argsort(x, kind="stable")
+    cw = np.cumsum(w[order])
+    i = np.searchsorted(cw, cap.value / 100.0 * cw[-1] * (1 - 1e-12))
+    return float(x[order][min(i, len(x) - 1)])
+
+
+def _cap_and_aggregate(data: SurveyData, kept: pd.DataFrame, acc: _Accounting) -> None:
+    v = data.spec.victimization
+    resp = data.respondents
+    n = len(resp)
+    dunit = data.spec.files[data.spec.design.file].unit
+    cols = {}
+    cap_note = []
+    for t in v.types:
+        w = resp[data.spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
+        sel = kept["crime_type"] == t.name
+        rows = kept.loc[sel, "_row"].to_numpy()
+        sc = kept.loc[sel, "series_count"].to_numpy()
+        adj = kept.loc[sel, "weight_adjustment"].to_numpy()
+        rep = kept.loc[sel, "reported"].to_numpy()
+        raw = np.bincount(rows, weights=sc, minlength=n)  # victimizations per respondent
+        if v.cap.rule != "none":
+            capv = _cap_value(data, pd.Series(raw), w)
+            scale = np.where(raw > capv, capv / np.where(raw > 0, raw, 1), 1.0)
+            capped = int((raw > capv).sum())
+            cap_note.append(f"{t.name} cap {capv:g} ({capped} respondents capped)")
+        else:
+            scale = np.ones(n)
+        f = sc * adj * scale[rows]
+        cols[f"n__{t.name}"] = np.bincount(rows, weights=f, minlength=n)
+        cols[f"victim__{t.name}"] = (np.bincount(rows, minlength=n) > 0).astype(float)
+        cols[f"rep__{t.name}"] = np.bincount(rows, weights=f * (rep == 1), minlength=n)
+        cols[f"repunk__{t.name}"] = np.bincount(rows, weights=f * np.isnan(rep), minlength=n)
+    for g, members in v.groups.items():
+        cols[f"n__{g}"] = sum(cols[f"n__{m}"] for m in members)
+        cols[f"victim__{g}"] = (sum(cols[f"victim__{m}"] for m in members) > 0).astype(float)
+        cols[f"rep__{g}"] = sum(cols[f"rep__{m}"] for m in members)
+        cols[f"repunk__{g}"] = sum(cols[f"repunk__{m}"] for m in members)
+    if v.cap.rule != "none":
+        acc.add("cap", v.file, len(kept), f"{v.cap.rule} {v.cap.value:g}: " + "; ".join(cap_note))
+    data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
+    data.incidents = kept.drop(columns="_row").assign(respondent_row=kept["_row"].to_numpy())
+
+
+def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
+    """Victimization counted by respondent items (CSEW/ICVS style)."""
+    v = data.spec.victimization
+    resp = data.respondents
+    dunit = data.spec.files[data.spec.design.file].unit
+    cols = {}
+    rows = pd.DataFrame(index=resp.index)
+    caps = []
+    for t in v.types:
+        item = t.count
+        if item.variable not in resp.columns:
+            raise column_not_found(item.variable, resp.columns, f"count item of '{t.name}'", path)
+        raw = pd.to_numeric(resp[item.variable], errors="coerce")
+        dk = _in(resp[item.variable], item.dont_know)
+        bad = raw.isna().to_numpy() & resp[item.variable].notna().to_numpy() & ~dk
+        if bad.any():
+            raise IngestError(f"{path}: count item '{item.variable}' has non-numeric codes for "
+                              f"{int(bad.sum())} rows ({_code_counts(resp[item.variable], bad)})")
+        neg = (raw < 0).to_numpy() & ~dk
+        if neg.any():
+            raise IngestError(f"{path}: count item '{item.variable}' is negative for {int(neg.sum())} rows")
+        counts = raw.where(~dk, 0.0)
+        if t.victim is not None:
+            scr = _in(resp[t.victim.variable], t.victim.yes)
+            counts = counts.where(scr | counts.isna(), 0.0)
+        capv = np.inf
+        if v.cap.rule != "none":
+            w = resp[data.spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
+            capv = _cap_value(data, counts.fillna(0.0), w)
+        if item.dont_know:
+            dk_val = capv if item.dont_know_value == "cap" else float(item.dont_know_value)
+            if not np.isfinite(dk_val):
+                raise IngestError(f"count item '{item.variable}': 'too many to remember' takes the cap, "
+                                  "but the spec has no cap rule")
+            counts = counts.where(~dk, dk_val)
+            if dk.any():
+                acc.add("dont know", data.spec.design.file, int(dk.sum()),
+                        f"{item.variable}: {list(item.dont_know)} counted as {dk_val:g}")
+        capped = counts.clip(upper=capv)
+        if v.cap.rule != "none":
+            caps.append(f"{t.name} cap {capv:g} ({int((counts > capv).sum())} respondents capped)")
+        miss = int(counts.isna().sum())
+        if miss:
+            acc.add("missing count", data.spec.design.file, miss, f"{item.variable}: missing, a domain of its own")
+        cols[f"n__{t.name}"] = capped.to_numpy(dtype=float)
+        cols[f"victim__{t.name}"] = np.where(capped.isna(), np.nan, (capped > 0).astype(float))
+        rows[t.name] = capped
+    for g, members in v.groups.items():
+        cols[f"n__{g}"] = sum(cols[f"n__{m}"] for m in members)
+        cols[f"victim__{g}"] = np.where(np.isnan(cols[f"n__{g}"]), np.nan, (cols[f"n__{g}"] > 0).astype(float))
+    if caps:
+        acc.add("cap", data.spec.design.file, len(resp), f"{v.cap.rule} {v.cap.value:g}: " + "; ".join(caps))
+    data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# perception items and domains
+# ---------------------------------------------------------------------------------------------
+def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
+    resp = data.respondents
+    cols = {}
+    for item in data.spec.perception:
+        if item.variable not in resp.columns:
+            raise column_not_found(item.variable, resp.columns, f"perception item '{item.name}'", path)
+        s = resp[item.variable]
+        pos, miss = _in(s, item.positive), _in(s, item.missing) | s.isna().to_numpy()
+        known = data.value_labels.get(item.variable)
+        if known:
+            declared = _in(s, list(known)) | pos | miss
+            bad = ~declared
+            if bad.any():
+                raise IngestError(f"{path}: '{item.variable}' has codes outside its value labels for "
+                                  f"{int(bad.sum())} rows ({_code_counts(s, bad)})")
+        cols[f"perc__{item.name}"] = np.where(miss, np.nan, pos.astype(float))
+        n_miss = int((miss & resp["_respondent"].to_numpy()).sum())
+        if n_miss:
+            acc.add("perception missing", data.spec.design.file, n_miss,
+                    f"{item.name}: no answer (excluded from its base)")
+    if cols:
+        data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
+
+
+def _domains(data: SurveyData, frames, spec_path, acc: _Accounting) -> None:
+    resp = data.respondents
+    for name, dom in data.spec.domains.items():
+        if dom.variable not in resp.columns:
+            raise column_not_found(dom.variable, resp.columns, f"domain '{name}'",
+                                   _resolve(spec_path, data.spec.files[data.spec.design.file].path).name)
+        s = resp[dom.variable]
+        if dom.bands is not None:
+            x = pd.to_numeric(s, errors="coerce")
+            edges = list(dom.bands) + [np.inf]
+            labs = [f"{_fmt_code(a)}-{_fmt_code(b - 1)}" if np.isfinite(b) else f"{_fmt_code(a)}+"
+                    for a, b in zip(edges[:-1], edges[1:])]
+            out = pd.cut(x, edges, right=False, labels=labs)
+            below = int((x < edges[0]).sum())
+            if below:
+                acc.add("domain", data.spec.design.file, below, f"{name}: {below} rows below the first band")
+        elif dom.recode is not None:
+            out = pd.Series(pd.NA, index=resp.index, dtype="object")
+            for lab, codes in dom.recode.items():
+                out[_in(s, codes)] = lab
+            bad = out.isna().to_numpy() & s.notna().to_numpy()
+            if bad.any():
+                raise IngestError(f"domain '{name}': '{dom.variable}' has codes in no recode group for "
+                                  f"{int(bad.sum())} rows ({_code_counts(s, bad)})")
+            out = pd.Categorical(out, categories=list(dom.recode))
+        else:
+            labels = dom.labels or data.value_labels.get(dom.variable)
+            if labels:
+                keys = list(labels)
+                known = _in(s, keys)
+                bad = ~known & s.notna().to_numpy()
+                if bad.any():
+                    raise IngestError(f"domain '{name}': '{dom.variable}' has codes without a label for "
+                                      f"{int(bad.sum())} rows ({_code_counts(s, bad)})")
+                if pd.api.types.is_numeric_dtype(s.dtype):
+                    mapping = {float(k): str(v) for k, v in labels.items()}
+                    out = s.astype(float).map(mapping)
+                else:
+                    mapping = {str(k): str(v) for k, v in labels.items()}
+                    out = s.astype(str).map(mapping).where(s.notna())
+                out = pd.Categorical(out, categories=list(dict.fromkeys(str(v) for v in labels.values())))
+            else:
+                out = s.astype("category")
+        missing = int((pd.isna(out) & resp["_respondent"].to_numpy()).sum())
+        if missing:
+            acc.add("domain missing", data.spec.design.file, missing, f"{name}: respondents with no value")
+        resp[name] = out

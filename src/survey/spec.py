@@ -1,0 +1,389 @@
+"""Survey specs: the declarative YAML description of a survey (schema version 1).
+
+A national office describes its microdata once — files and their links, the design,
+victimization (incident file or respondent items), perception items, domains and the
+publication rule — and every notebook, batch run and dashboard works from it.  The schema is
+documented in ``specs/SCHEMA.md``; :func:`read_spec` parses and validates it, turning every
+problem into one ``SpecError`` line naming the spec file and the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SurveyError
+
+SCHEMA_VERSION = 1
+Code = int | float | str
+
+
+class SpecError(SurveyError, ValueError):
+    """The spec file is missing, not YAML, or does not follow the schema."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# files and design
+# ---------------------------------------------------------------------------------------------
+class LinkSpec(_Model):
+    to: str
+    on: list[str]
+    unmatched: Literal["error", "exclude"] = "error"
+
+
+class FileSpec(_Model):
+    path: str
+    unit: Literal["household", "person", "incident"]
+    keys: list[str] = Field(default_factory=list)
+    link: LinkSpec | None = None
+    respondents: str | None = None  # expression: rows that are respondents
+    columns: list[str] = Field(default_factory=list)  # extra columns to keep
+
+
+class ReplicateSpec(_Model):
+    columns: str | list[str]
+    method: Literal["BRR", "Fay", "JK1", "JKn", "bootstrap", "successive-difference", "ACS", "other"]
+    rho: float | None = None
+    scale: float | None = None
+    rscales: list[float] | None = None
+    mse: bool = False
+
+
+class DesignSpec(_Model):
+    file: str
+    weights: str | dict[Literal["household", "person"], str]
+    strata: str | list[str] | None = None
+    psu: str | list[str] | None = None
+    fpc: str | list[str] | None = None
+    nest: bool = False
+    lonely_psu: Literal["fail", "remove", "certainty", "adjust", "average"] = "fail"
+    replicate: ReplicateSpec | None = None
+
+    def weight_for(self, unit: str, default_unit: str) -> str:
+        """The weight column for household- or person-level estimates."""
+        if isinstance(self.weights, str):
+            if unit != default_unit:
+                raise SpecError(f"{unit}-level estimates need design.weights: {{{unit}: <column>, ...}}")
+            return self.weights
+        if unit not in self.weights:
+            raise SpecError(f"design.weights has no {unit} weight (has {', '.join(self.weights)})")
+        return self.weights[unit]
+
+    def weight_columns(self) -> list[str]:
+        return [self.weights] if isinstance(self.weights, str) else list(dict.fromkeys(self.weights.values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# victimization
+# ---------------------------------------------------------------------------------------------
+class ItemCodes(_Model):
+    variable: str
+    yes: list[Code] = Field(default_factory=lambda: [1])
+
+
+class CountItem(_Model):
+    variable: str
+    dont_know: list[Code] = Field(default_factory=list)  # "too many to remember" etc.
+    dont_know_value: float | Literal["cap"] = "cap"
+
+
+class CrimeType(_Model):
+    name: str
+    label: str | None = None
+    iccs: str | None = None
+    unit: Literal["household", "person"]
+    codes: list[Code] = Field(default_factory=list)  # incident source
+    count: CountItem | None = None  # respondent source
+    victim: ItemCodes | None = None  # respondent source: screener (optional)
+    violent: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not v.isidentifier():
+            raise ValueError(f"crime type name '{v}' must be a plain identifier (letters, digits, _)")
+        return v
+
+
+class ExclusionRule(_Model):
+    name: str
+    where: str
+    label: str | None = None
+
+
+class SeriesRule(_Model):
+    when: str
+    count: str
+    unknown_codes: list[Code] = Field(default_factory=list)
+    unknown_value: float = 6
+    cap: float | None = None
+
+
+class CapRule(_Model):
+    rule: Literal["none", "fixed", "percentile"] = "none"
+    value: float | None = None
+    by: Literal["type", "all"] = "type"
+
+    @model_validator(mode="after")
+    def _needs_value(self):
+        if self.rule != "none" and self.value is None:
+            raise ValueError(f"cap rule '{self.rule}' needs a value")
+        return self
+
+
+class ReportedSpec(_Model):
+    variable: str
+    yes: list[Code] = Field(default_factory=lambda: [1])
+    no: list[Code] = Field(default_factory=lambda: [2])
+    unknown: list[Code] = Field(default_factory=list)
+
+
+class VictimizationSpec(_Model):
+    source: Literal["incidents", "respondent"] = "incidents"
+    file: str | None = None
+    crime_code: str | None = None
+    weight: str | None = None
+    types: list[CrimeType]
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    ignore_codes: list[Code] = Field(default_factory=list)
+    exclude: list[ExclusionRule] = Field(default_factory=list)
+    series: SeriesRule | None = None
+    cap: CapRule = Field(default_factory=CapRule)
+    reported: ReportedSpec | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [t.name for t in self.types]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"crime types declared twice: {', '.join(sorted(dup))}")
+        for g, members in self.groups.items():
+            if g in names:
+                raise ValueError(f"group '{g}' has the name of a crime type")
+            unknown = [m for m in members if m not in names]
+            if unknown:
+                raise ValueError(f"group '{g}' names unknown crime type(s): {', '.join(unknown)}")
+        if self.source == "incidents":
+            if not self.file or not self.crime_code:
+                raise ValueError("source 'incidents' needs 'file' and 'crime_code'")
+            empty = [t.name for t in self.types if not t.codes]
+            if empty:
+                raise ValueError(f"crime type(s) without codes: {', '.join(empty)}")
+            seen: dict = {}
+            for t in self.types:
+                for c in t.codes:
+                    if c in seen:
+                        raise ValueError(f"code {c!r} is in both '{seen[c]}' and '{t.name}'")
+                    seen[c] = t.name
+        else:
+            missing = [t.name for t in self.types if t.count is None]
+            if missing:
+                raise ValueError(f"source 'respondent': crime type(s) without a count item: {', '.join(missing)}")
+        return self
+
+    def type_names(self) -> list[str]:
+        return [t.name for t in self.types]
+
+    def members(self, name: str) -> list[str]:
+        """The crime types of a type or group name."""
+        if name in self.groups:
+            return list(self.groups[name])
+        if name in self.type_names():
+            return [name]
+        raise SpecError(f"unknown crime type or group '{name}'")
+
+
+# ---------------------------------------------------------------------------------------------
+# perception, domains, publication
+# ---------------------------------------------------------------------------------------------
+class PerceptionItem(_Model):
+    name: str
+    variable: str
+    label: str | None = None
+    indicator: Literal["feeling_safe", "worry", "likelihood", "likert"] = "likert"
+    positive: list[Code]
+    missing: list[Code] = Field(default_factory=list)
+    crime_type: str | None = None
+    sdg: str | None = None
+
+
+class DomainSpec(_Model):
+    variable: str
+    label: str | None = None
+    labels: dict[Code, str] | None = None
+    bands: list[float] | None = None
+    recode: dict[str, list[Code]] | None = None
+    file: str | None = None  # defaults to the design file
+
+    @model_validator(mode="after")
+    def _one_transform(self):
+        if self.bands is not None and self.recode is not None:
+            raise ValueError("a domain takes bands or recode, not both")
+        if self.bands is not None and sorted(self.bands) != list(self.bands):
+            raise ValueError("bands must be increasing")
+        return self
+
+
+class PublicationSpec(_Model):
+    preset: Literal["bjs", "ons", "cv_bands", "custom", "none"] = "none"
+    min_base: int | None = None
+    min_cases: int | None = None
+    max_cv: float | None = None
+    cv_bands: list[float] | None = None
+
+
+class SurveySpec(_Model):
+    schema_version: Literal[1] = 1
+    survey: str
+    title: str | None = None
+    period: str | None = None
+    source: str | None = None
+    licence: str | None = None
+    files: dict[str, FileSpec]
+    design: DesignSpec
+    victimization: VictimizationSpec | None = None
+    perception: list[PerceptionItem] = Field(default_factory=list)
+    domains: dict[str, DomainSpec] = Field(default_factory=dict)
+    publication: PublicationSpec = Field(default_factory=PublicationSpec)
+
+    @model_validator(mode="after")
+    def _references(self):
+        files = set(self.files)
+        if self.design.file not in files:
+            raise ValueError(f"design.file '{self.design.file}' is not one of the files ({', '.join(sorted(files))})")
+        if self.files[self.design.file].unit == "incident":
+            raise ValueError("design.file must be a household or person file, not an incident file")
+        for name, f in self.files.items():
+            if f.link and f.link.to not in files:
+                raise ValueError(f"files.{name}.link.to '{f.link.to}' is not one of the files")
+        v = self.victimization
+        if v is not None and v.file is not None and v.file not in files:
+            raise ValueError(f"victimization.file '{v.file}' is not one of the files")
+        if v is not None and v.file is not None and self.files[v.file].unit != "incident":
+            raise ValueError(f"victimization.file '{v.file}' must have unit: incident")
+        for d, dom in self.domains.items():
+            if dom.file is not None and dom.file not in files:
+                raise ValueError(f"domains.{d}.file '{dom.file}' is not one of the files")
+        names = set(v.type_names()) | set(v.groups) if v else set()
+        for item in self.perception:
+            if item.crime_type and item.crime_type not in names:
+                raise ValueError(f"perception item '{item.name}': unknown crime_type '{item.crime_type}'")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model reached by ``loc`` (for "did you mean")."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            break
+        ann = fields[part].annotation
+        current = _first_model(ann)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _first_model(ann) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        m = _first_model(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = tuple(e.get("loc", ()))
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if e["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        parent = loc[:-1]
+        close = difflib.get_close_matches(key, _fields_at(SurveySpec, parent), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        at = ".".join(str(p) for p in parent) or "the top level"
+        return f"spec {source}: unknown key '{key}' at {at}{hint}{more}"
+    if e["type"] == "missing":
+        return f"spec {source}: missing required key '{where}'{more}"
+    msg = e.get("msg", "invalid").removeprefix("Value error, ")
+    return f"spec {source}: {where}: {msg}{more}"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false.  YAML 1.1 would read the keys ``on``, ``yes`` and
+    ``no`` (link keys, reporting codes) as booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _first in "tTfF":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(
+        0, ("tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$")))
+
+
+def load_yaml(text: str):
+    """Parse YAML with YAML 1.2 booleans (see ``_Loader``)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> SurveySpec:
+    """Validate a spec already parsed from YAML."""
+    if not isinstance(data, dict):
+        raise SpecError(f"spec {source}: the top level must be a mapping of keys, not {type(data).__name__}")
+    try:
+        return SurveySpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_one_line(err, source)) from None
+
+
+def read_spec(path: str | Path) -> SurveySpec:
+    """Read and validate a spec file; every problem is one ``SpecError`` line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"spec {path}: cannot be read ({e.__class__.__name__}: {e})") from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"spec {path}: YAML syntax error{at}: {problem}") from None
+    return parse_spec(data, str(path))
+
+
+def expression_names(expr: str) -> set[str]:
+    """Column names used by a pandas ``eval`` expression (backtick-quoted names included)."""
+    import re
+
+    names = set(re.findall(r"`([^`]+)`", expr))
+    cleaned = re.sub(r"`[^`]+`", "0", expr)
+    try:
+        tree = ast.parse(cleaned, mode="eval")
+    except SyntaxError as e:
+        raise SpecError(f"expression '{expr}' is not valid: {e.msg}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in {"True", "False", "None", "and", "or", "not"}:
+            names.add(node.id)
+    return names
