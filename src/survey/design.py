@@ -395,9 +395,12 @@ class Design(_Base):
         st = self.stages[0]
         if self.domain is None:
             return float(st.n_units - st.n_groups)
-        rows = self.domain & (self.w > 0)
-        units = np.unique(st.unit[rows])
-        return float(units.size - np.unique(st.group[units]).size)
+        hit = self._cache.get("df")
+        if hit is None:
+            rows = self.domain & (self.w > 0)
+            units = np.flatnonzero(np.bincount(st.unit[rows], minlength=st.n_units))
+            hit = self._cache["df"] = float(units.size - np.unique(st.group[units]).size)
+        return hit
 
     @property
     def n_psu(self) -> int:

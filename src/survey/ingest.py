@@ -16,6 +16,13 @@ Columns added to the respondent table (one row per row of the design file):
 ``victim__<type>``  1 when the respondent (household or person) had at least one such incident
 ``rep__<type>``     victimizations reported to the police (same counting as ``n__``)
 ``repunk__<type>``  victimizations whose reporting is unknown
+``k__<type>``       victimizations of the respondent (series counted, capped, no weight
+                    adjustment): the count that makes a repeat victim (2+)
+``vrep__<type>``    1 when at least one of the respondent's incidents was reported (incidents)
+``types__<group>``  how many different crime types of the group the respondent suffered
+``rv__<type>``      1 for a repeat victim (``k__`` of 2 or more)
+``ri__<type>``      ``n__`` of repeat victims (victimizations suffered by repeat victims)
+``mv__<group>``     1 for a victim of two or more different types of the group
 ``perc__<item>``    perception item: 1 positive ("very/fairly safe", "very worried"), 0 other,
                     NaN missing
 ``<domain>``        each spec domain as a labelled pandas Categorical (bands, recodes applied)
@@ -453,6 +460,17 @@ def _incidents(data: SurveyData, need, acc: _Accounting) -> None:
     _cap_and_aggregate(data, kept, acc)
 
 
+def _repeat_columns(cols: dict, v) -> None:
+    """Repeat and multiple victimization indicators per respondent."""
+    for c in v.type_names() + list(v.groups):
+        k = cols[f"k__{c}"]
+        cols[f"rv__{c}"] = np.where(np.isnan(k), np.nan, (k >= 2).astype(float))
+        cols[f"ri__{c}"] = cols[f"n__{c}"] * np.nan_to_num(cols[f"rv__{c}"])
+    for g in v.groups:
+        t = cols[f"types__{g}"]
+        cols[f"mv__{g}"] = np.where(np.isnan(t), np.nan, (t >= 2).astype(float))
+
+
 def _cap_value(data: SurveyData, counts: pd.Series, weights: np.ndarray) -> float:
     cap = data.spec.victimization.cap
     if cap.rule == "fixed":
@@ -492,16 +510,20 @@ def _cap_and_aggregate(data: SurveyData, kept: pd.DataFrame, acc: _Accounting) -
             scale = np.ones(n)
         f = sc * adj * scale[rows]
         cols[f"n__{t.name}"] = np.bincount(rows, weights=f, minlength=n)
+        cols[f"k__{t.name}"] = raw * scale
         cols[f"victim__{t.name}"] = (np.bincount(rows, minlength=n) > 0).astype(float)
         cols[f"rep__{t.name}"] = np.bincount(rows, weights=f * (rep == 1), minlength=n)
         cols[f"repunk__{t.name}"] = np.bincount(rows, weights=f * np.isnan(rep), minlength=n)
+        cols[f"vrep__{t.name}"] = (np.bincount(rows, weights=(rep == 1).astype(float), minlength=n) > 0).astype(float)
     for g, members in v.groups.items():
-        cols[f"n__{g}"] = sum(cols[f"n__{m}"] for m in members)
+        for prefix in ("n", "k", "rep", "repunk"):
+            cols[f"{prefix}__{g}"] = sum(cols[f"{prefix}__{m}"] for m in members)
         cols[f"victim__{g}"] = (sum(cols[f"victim__{m}"] for m in members) > 0).astype(float)
-        cols[f"rep__{g}"] = sum(cols[f"rep__{m}"] for m in members)
-        cols[f"repunk__{g}"] = sum(cols[f"repunk__{m}"] for m in members)
+        cols[f"vrep__{g}"] = (sum(cols[f"vrep__{m}"] for m in members) > 0).astype(float)
+        cols[f"types__{g}"] = sum(cols[f"victim__{m}"] for m in members)
     if v.cap.rule != "none":
         acc.add("cap", v.file, len(kept), f"{v.cap.rule} {v.cap.value:g}: " + "; ".join(cap_note))
+    _repeat_columns(cols, v)
     data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
     data.incidents = kept.drop(columns="_row").assign(respondent_row=kept["_row"].to_numpy())
 
@@ -551,13 +573,17 @@ def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
         if miss:
             acc.add("missing count", data.spec.design.file, miss, f"{item.variable}: missing, a domain of its own")
         cols[f"n__{t.name}"] = capped.to_numpy(dtype=float)
+        cols[f"k__{t.name}"] = cols[f"n__{t.name}"]
         cols[f"victim__{t.name}"] = np.where(capped.isna(), np.nan, (capped > 0).astype(float))
         rows[t.name] = capped
     for g, members in v.groups.items():
         cols[f"n__{g}"] = sum(cols[f"n__{m}"] for m in members)
+        cols[f"k__{g}"] = cols[f"n__{g}"]
         cols[f"victim__{g}"] = np.where(np.isnan(cols[f"n__{g}"]), np.nan, (cols[f"n__{g}"] > 0).astype(float))
+        cols[f"types__{g}"] = sum(cols[f"victim__{m}"] for m in members)
     if caps:
         acc.add("cap", data.spec.design.file, len(resp), f"{v.cap.rule} {v.cap.value:g}: " + "; ".join(caps))
+    _repeat_columns(cols, v)
     data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
 
 

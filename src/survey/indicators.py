@@ -1,0 +1,489 @@
+"""Victimization indicators with design-based inference, as one long indicator table.
+
+Definitions follow METHODS.md (UNODC-UNECE Manual, SDG metadata, BJS, ONS).  For crime type (or
+group) *C* and domain *D*, on the design of the unit *C* is counted against (households or
+persons), every estimate is computed on the full design with the domain indicator:
+
+================================  ==================================================  =========
+indicator                         estimator                                           unit
+================================  ==================================================  =========
+prevalence                        mean of ``victim__C``                               %
+incidence                         mean of ``n__C``                                    per 1,000
+concentration                     ratio ``sum w n__C / sum w victim__C``              ratio
+repeat_victims                    ratio of victims with 2+ victimizations to victims  %
+repeat_incidents                  share of victimizations suffered by repeat victims  %
+multiple_victimization            victims of 2+ different types of a group / victims  %
+reporting_rate                    victimizations reported / victimizations            %
+reporting_rate_victims            victims who reported any / victims                  %
+dark_figure                       100 - reporting_rate                                %
+feeling_safe, worry, likert       mean of the perception item's 0/1 coding            %
+================================  ==================================================  =========
+
+Incidence = prevalence x concentration holds by construction (all three are ratios of the same
+weighted totals).  Rates whose denominator is estimated are ratios of estimated totals with
+linearized (or replicate) variance.  The table schema is :data:`TABLE_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import SurveyError
+from .ingest import SurveyData
+from .quality import apply_rule
+
+TABLE_COLUMNS = [
+    "survey", "period", "indicator", "crime_type", "crime_label", "iccs", "unit", "domain", "domain_value",
+    "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff", "n", "n_cases", "weighted_base",
+    "reliability", "flag_reason", "suppressed", "suppression_reason", "measure", "cap_rule", "definition",
+    "sdg_indicator", "sdg_deviation",
+]
+"""The indicator table, one row per (indicator, crime type or item, domain, domain value):
+
+survey, period      from the spec
+indicator           see :data:`INDICATORS`
+crime_type          crime type or group name (the item name for perception indicators)
+crime_label, iccs   label and ICCS code (groups: the ICCS codes of their types, joined by +)
+unit                household or person: what the rate is counted against
+domain              domain variable ("overall" for the whole population)
+domain_value        the domain's category ("all" for overall)
+estimate, se        the estimate in the indicator's measure (%, per 1,000, ratio) and its SE
+ci_low, ci_high     confidence interval (t on df; proportions: logit interval)
+df                  degrees of freedom of the interval
+cv                  coefficient of variation (se / estimate)
+deff                Kish design effect
+n                   unweighted base (respondent rows in the denominator of the cell)
+n_cases             unweighted sample cases in the numerator (victims, reporters, positives)
+weighted_base       estimated population of the denominator (households, persons, victims...)
+reliability         reliability band or flag from the publication rule
+flag_reason         why it is flagged
+suppressed          the value is withheld (all statistics blank)
+suppression_reason  why (primary rule, or secondary protection of another cell)
+measure             %, per 1,000, ratio
+cap_rule            the series/cap rule applied to counts
+definition          the indicator's definition, with the unit of count
+sdg_indicator       SDG code where the indicator is an SDG indicator (16.1.3, 16.1.4, 16.3.1)
+sdg_deviation       how this survey's measure differs from the global SDG definition
+"""
+
+
+@dataclass(frozen=True)
+class Indicator:
+    label: str
+    measure: str
+    scale: float
+    definition: str
+    sdg: str = ""
+
+
+INDICATORS: dict[str, Indicator] = {
+    "prevalence": Indicator("Prevalence", "%", 100.0,
+                            "Share of the population (persons or households) victimized at least once in the "
+                            "reference period"),
+    "incidence": Indicator("Incidence rate", "per 1,000", 1000.0,
+                           "Victimizations in the reference period per 1,000 persons or households"),
+    "concentration": Indicator("Concentration", "ratio", 1.0,
+                               "Victimizations per victim (incidence / prevalence)"),
+    "repeat_victims": Indicator("Repeat victims", "%", 100.0,
+                                "Share of victims victimized two or more times in the reference period"),
+    "repeat_incidents": Indicator("Victimizations against repeat victims", "%", 100.0,
+                                  "Share of all victimizations suffered by victims with two or more"),
+    "multiple_victimization": Indicator("Multiple victimization", "%", 100.0,
+                                        "Share of victims who suffered two or more different crime types "
+                                        "of the group"),
+    "reporting_rate": Indicator("Reporting rate", "%", 100.0,
+                                "Victimizations reported to the police / all victimizations (unit: "
+                                "victimizations)", "16.3.1"),
+    "reporting_rate_victims": Indicator("Reporting rate (victims)", "%", 100.0,
+                                        "Victims who reported at least one victimization to the police / "
+                                        "all victims (unit: victims)", "16.3.1"),
+    "dark_figure": Indicator("Dark figure", "%", 100.0,
+                             "Victimizations not reported to the police (100 - reporting rate)"),
+    "feeling_safe": Indicator("Feeling safe", "%", 100.0,
+                              "Respondents who feel very or fairly safe walking alone in their area after "
+                              "dark / respondents who answered", "16.1.4"),
+    "worry": Indicator("High worry", "%", 100.0, "Respondents very worried about the crime type"),
+    "likelihood": Indicator("Perceived likelihood", "%", 100.0, "Respondents who think victimization likely"),
+    "likert": Indicator("Likert item", "%", 100.0, "Respondents giving the item's positive answers"),
+}
+
+VICTIMIZATION_FAMILIES = ("prevalence", "incidence", "concentration", "repeat_victims", "repeat_incidents",
+                          "multiple_victimization", "reporting_rate", "reporting_rate_victims", "dark_figure")
+
+SDG_GLOBAL = {
+    "16.1.3": "Proportion of population subjected to physical, psychological or sexual violence in the "
+              "previous 12 months",
+    "16.1.4": "Proportion of population that feel safe walking alone around the area they live after dark",
+    "16.3.1": "Proportion of victims of violence in the previous 12 months who reported their victimization "
+              "to competent authorities or other officially recognized conflict resolution mechanisms",
+}
+
+
+class IndicatorError(SurveyError, ValueError):
+    """An indicator cannot be computed for this survey (unknown crime type, domain...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+def _cap_rule(data: SurveyData) -> str:
+    v = data.spec.victimization
+    if v is None:
+        return ""
+    parts = []
+    if v.series is not None:
+        s = v.series
+        parts.append(f"series counted as {s.count}" + (f" capped at {s.cap:g}" if s.cap is not None else "")
+                     + f", unknown = {s.unknown_value:g}")
+    if v.cap.rule == "none":
+        parts.append("no cap")
+    elif v.cap.rule == "fixed":
+        parts.append(f"cap {v.cap.value:g} per respondent and crime type")
+    else:
+        parts.append(f"cap at the weighted {v.cap.value:g}th percentile per crime type")
+    return "; ".join(parts)
+
+
+def _crime_meta(data: SurveyData, name: str) -> tuple[str, str, bool]:
+    v = data.spec.victimization
+    types = {t.name: t for t in v.types}
+    if name in types:
+        t = types[name]
+        return t.label or name, t.iccs or "", t.violent
+    members = v.groups[name]
+    iccs = "+".join(dict.fromkeys(types[m].iccs for m in members if types[m].iccs))
+    return name.replace("_", " ").capitalize(), iccs, all(types[m].violent for m in members)
+
+
+def _counts_by(resp: pd.DataFrame, mask: np.ndarray, cols: list[str], dom: str | None, keys: pd.DataFrame):
+    """Unweighted numbers of rows (in ``mask``) with a positive value of each column, per cell."""
+    frame = resp.loc[mask, cols].gt(0).astype(int)
+    if dom is None:
+        return pd.DataFrame([frame.sum().to_numpy()], columns=cols)
+    grp = frame.groupby(resp.loc[mask, dom], observed=True).sum()
+    return grp.reindex(keys[dom]).fillna(0).reset_index(drop=True)
+
+
+def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str], dom, n_cases, unit):
+    ind = INDICATORS[family]
+    out = estimates.copy()
+    k = len(crimes)
+    out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
+    out["n_cases"] = n_cases
+    for c in ("estimate", "se", "ci_low", "ci_high"):
+        out[c] = out[c] * ind.scale
+    if family == "dark_figure":
+        out["estimate"], out["ci_low"], out["ci_high"] = 100 - out["estimate"], 100 - out["ci_high"], 100 - out["ci_low"]
+        out["cv"] = out["se"] / out["estimate"].abs()
+    out["indicator"] = family
+    out["unit"] = unit
+    out["domain"] = dom or "overall"
+    out["domain_value"] = out[dom].astype(str) if dom else "all"
+    out["weighted_base"] = out["weighted_n"]
+    return out
+
+
+def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families):
+    design = data.design(unit)
+    resp = data.respondents
+    inc_source = data.spec.victimization.source == "incidents"
+    rows = []
+    w = design.w
+    base_mask = design._in_domain() & (w > 0)
+    for dom in domains:
+        by = dom
+        victim = [f"victim__{c}" for c in crimes]
+        n = [f"n__{c}" for c in crimes]
+        if {"prevalence", "incidence"} & set(families):
+            prev = design.mean(victim, by=by) if "prevalence" in families else None
+            keys = _keys(prev, dom) if prev is not None else None
+            if prev is not None:
+                cases = _counts_by(resp, base_mask, victim, dom, keys).to_numpy().ravel()
+                rows.append(_family_rows(data, design, "prevalence", prev, crimes, dom, cases, unit))
+            if "incidence" in families:
+                inc = design.mean(n, by=by)
+                keys = _keys(inc, dom)
+                cases = _counts_by(resp, base_mask, victim, dom, keys).to_numpy().ravel()
+                rows.append(_family_rows(data, design, "incidence", inc, crimes, dom, cases, unit))
+        ratios = []
+        if "concentration" in families:
+            ratios.append(("concentration", n, victim, victim))
+        rv = [f"rv__{c}" for c in crimes]
+        if "repeat_victims" in families:
+            ratios.append(("repeat_victims", rv, victim, rv))
+        if "repeat_incidents" in families:
+            ratios.append(("repeat_incidents", [f"ri__{c}" for c in crimes], n, rv))
+        if inc_source and {"reporting_rate", "dark_figure"} & set(families):
+            rep = [f"rep__{c}" for c in crimes]
+            if "reporting_rate" in families:
+                ratios.append(("reporting_rate", rep, n, [f"vrep__{c}" for c in crimes]))
+            if "dark_figure" in families:
+                ratios.append(("dark_figure", rep, n, [f"vrep__{c}" for c in crimes]))
+        if inc_source and "reporting_rate_victims" in families:
+            vrep = [f"vrep__{c}" for c in crimes]
+            ratios.append(("reporting_rate_victims", vrep, victim, vrep))
+        for family, num, den, case_cols in ratios:
+            est = _ratio(design, num, den, by)
+            keys = _keys(est, dom)
+            cases = _counts_by(resp, base_mask, case_cols, dom, keys).to_numpy().ravel()
+            rows.append(_family_rows(data, design, family, est, crimes, dom, cases, unit))
+    return rows
+
+
+def _ratio(design, num, den, by):
+    """Ratios num_j / den_j; the base counts n are the rows with den > 0 (victims)."""
+    r = design.ratio(num, den, by=by)
+    d = design.data
+    mask = design._in_domain() & (design.w > 0)
+    k = len(num)
+    if by is None:
+        n_den = np.array([(d.loc[mask, c] > 0).sum() for c in den])
+        wn = np.array([(design.w[mask] * (d.loc[mask, c] > 0)).sum() for c in den])
+    else:
+        grp = d.loc[mask, den].gt(0).astype(int).groupby(d.loc[mask, by], observed=True).sum()
+        keys = r[by].iloc[::k]
+        n_den = grp.reindex(keys).fillna(0).to_numpy().ravel()
+        wgrp = d.loc[mask, den].gt(0).mul(design.w[mask], axis=0).groupby(d.loc[mask, by], observed=True).sum()
+        wn = wgrp.reindex(keys).fillna(0).to_numpy().ravel()
+    r["n"] = n_den.astype(np.int64)
+    r["weighted_n"] = wn
+    return r
+
+
+def _keys(result: pd.DataFrame, dom):
+    if dom is None:
+        return None
+    return result[[dom]].drop_duplicates().reset_index(drop=True)
+
+
+def _multiple(data: SurveyData, unit: str, groups: list[str], domains):
+    design = data.design(unit)
+    resp = data.respondents
+    rows = []
+    num = [f"mv__{g}" for g in groups]
+    den = [f"victim__{g}" for g in groups]
+    base_mask = design._in_domain() & (design.w > 0)
+    for dom in domains:
+        est = _ratio(design, num, den, dom)
+        cases = _counts_by(resp, base_mask, num, dom, _keys(est, dom)).to_numpy().ravel()
+        rows.append(_family_rows(data, design, "multiple_victimization", est, groups, dom, cases, unit))
+    return rows
+
+
+def _perception(data: SurveyData, items, domains):
+    design = data.design()
+    resp = data.respondents
+    rows = []
+    base_mask = design._in_domain() & (design.w > 0)
+    by_indicator: dict[str, list] = {}
+    for item in items:
+        by_indicator.setdefault(item.indicator, []).append(item)
+    for indicator, its in by_indicator.items():
+        cols = [f"perc__{i.name}" for i in its]
+        names = [i.name for i in its]
+        for dom in domains:
+            est = design.mean(cols, by=dom)
+            cases = _counts_by(resp, base_mask, cols, dom, _keys(est, dom)).to_numpy().ravel()
+            rows.append(_family_rows(data, design, indicator, est, names, dom, cases,
+                                     data.spec.files[data.spec.design.file].unit))
+    return rows
+
+
+def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators=None, publication=None,
+                    **publication_params) -> pd.DataFrame:
+    """All indicators as one long table (columns :data:`TABLE_COLUMNS`).
+
+    crime_types: names of types and groups (default: every type and group of the spec).
+    domains: domain names (default: every spec domain); "overall" is always included.
+    indicators: families (default: all that the survey supports).
+    publication: rule preset (default: the spec's), with its parameters (``min_base=``...).
+    """
+    t0 = time.perf_counter()
+    spec = data.spec
+    v = spec.victimization
+    all_crimes = (data.crime_types + data.crime_groups) if v else []
+    crimes = list(crime_types) if crime_types is not None else all_crimes
+    bad = [c for c in crimes if c not in all_crimes]
+    if bad:
+        raise IndicatorError(f"unknown crime type(s) or group(s): {', '.join(bad)} (known: {', '.join(all_crimes)})")
+    doms = list(domains) if domains is not None else list(spec.domains)
+    bad = [d for d in doms if d not in spec.domains]
+    if bad:
+        raise IndicatorError(f"unknown domain(s): {', '.join(bad)} (known: {', '.join(spec.domains)})")
+    dom_list: list[str | None] = [None] + doms
+    families = list(indicators) if indicators is not None else list(INDICATORS)
+    unknown = [f for f in families if f not in INDICATORS]
+    if unknown:
+        raise IndicatorError(f"unknown indicator(s): {', '.join(unknown)} (known: {', '.join(INDICATORS)})")
+    rows = []
+    if v is not None and crimes:
+        for unit in ("household", "person"):
+            cs = [c for c in crimes if data.unit_of(c) == unit]
+            if not cs:
+                continue
+            rows += _victimization(data, unit, cs, dom_list, [f for f in families if f in VICTIMIZATION_FAMILIES])
+            groups = [c for c in cs if c in v.groups]
+            if groups and "multiple_victimization" in families:
+                rows += _multiple(data, unit, groups, dom_list)
+    items = [i for i in spec.perception if i.indicator in families]
+    if items:
+        rows += _perception(data, items, dom_list)
+    if not rows:
+        raise IndicatorError("no indicator could be computed for this selection")
+    table = pd.concat(rows, ignore_index=True)
+    table["survey"] = spec.survey
+    table["period"] = spec.period or ""
+    meta = {c: _crime_meta(data, c) for c in crimes} if v is not None else {}
+    perc = {i.name: i for i in spec.perception}
+    table["crime_label"] = [meta[c][0] if c in meta else (perc[c].label or c) for c in table["crime_type"]]
+    table["iccs"] = [meta[c][1] if c in meta else "" for c in table["crime_type"]]
+    table["measure"] = table["indicator"].map(lambda f: INDICATORS[f].measure)
+    table["cap_rule"] = np.where(table["indicator"].isin(VICTIMIZATION_FAMILIES), _cap_rule(data), "")
+    table["definition"] = table["indicator"].map(lambda f: INDICATORS[f].definition)
+    sdg, dev = [], []
+    for f, c in zip(table["indicator"], table["crime_type"]):
+        code, deviation = _sdg(data, f, c, meta, perc)
+        sdg.append(code)
+        dev.append(deviation)
+    table["sdg_indicator"] = sdg
+    table["sdg_deviation"] = dev
+    table = table.rename(columns={"weighted_n": "_wn"})
+    preset = publication or spec.publication.preset
+    params = dict(min_base=spec.publication.min_base, min_cases=spec.publication.min_cases,
+                  max_cv=spec.publication.max_cv,
+                  cv_bands=tuple(spec.publication.cv_bands) if spec.publication.cv_bands else None)
+    params.update(publication_params)
+    table = apply_rule(table, preset, **params)
+    out = table[TABLE_COLUMNS].reset_index(drop=True)
+    out.attrs["publication_rule"] = table.attrs.get("publication_rule")
+    out.attrs["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _sdg(data, family, crime, meta, perc) -> tuple[str, str]:
+    if family in ("prevalence",) and crime in meta and meta[crime][2]:
+        return "16.1.3", ("physical and sexual violence as measured by this survey's crime types; the global "
+                          "indicator also covers psychological violence")
+    if family in ("reporting_rate", "reporting_rate_victims") and crime in meta and meta[crime][2]:
+        unit = "victimizations" if family == "reporting_rate" else "victims"
+        return "16.3.1", (f"counted over {unit}; reports to the police only" if family == "reporting_rate"
+                          else "reports to the police only")
+    if family == "feeling_safe" and crime in perc:
+        item = perc[crime]
+        return item.sdg or "16.1.4", ""
+    return "", ""
+
+
+# ---------------------------------------------------------------------------------------------
+# change and comparison
+# ---------------------------------------------------------------------------------------------
+COMPARISON_COLUMNS = ["indicator", "crime_type", "domain", "a", "b", "estimate_a", "estimate_b", "difference",
+                      "se", "statistic", "df", "p_value", "ci_low", "ci_high", "significant", "method"]
+
+
+def estimate(data: SurveyData, indicator: str, crime: str, by: str | None = None) -> pd.DataFrame:
+    """One indicator for one crime type (or perception item) by one domain, as the engine's
+    result (with ``attrs["vcov"]``, on the indicator's scale) — the building block of domain
+    comparisons."""
+    from .estimate import Covariance
+
+    ind = INDICATORS.get(indicator)
+    if ind is None:
+        raise IndicatorError(f"unknown indicator '{indicator}' (known: {', '.join(INDICATORS)})")
+    if indicator in ("feeling_safe", "worry", "likelihood", "likert"):
+        design = data.design()
+        res = design.mean(f"perc__{crime}", by=by)
+    else:
+        design = data.design(data.unit_of(crime))
+        num, den = {
+            "prevalence": (f"victim__{crime}", None),
+            "incidence": (f"n__{crime}", None),
+            "concentration": (f"n__{crime}", f"victim__{crime}"),
+            "repeat_victims": (f"rv__{crime}", f"victim__{crime}"),
+            "repeat_incidents": (f"ri__{crime}", f"n__{crime}"),
+            "multiple_victimization": (f"mv__{crime}", f"victim__{crime}"),
+            "reporting_rate": (f"rep__{crime}", f"n__{crime}"),
+            "dark_figure": (f"rep__{crime}", f"n__{crime}"),
+            "reporting_rate_victims": (f"vrep__{crime}", f"victim__{crime}"),
+        }[indicator]
+        res = design.mean(num, by=by) if den is None else design.ratio(num, den, by=by)
+    s = ind.scale
+    v = np.asarray(res.attrs["vcov"]) * s * s
+    for c in ("estimate", "se", "ci_low", "ci_high"):
+        res[c] = res[c] * s
+    if indicator == "dark_figure":
+        res["estimate"], res["ci_low"], res["ci_high"] = 100 - res["estimate"], 100 - res["ci_high"], 100 - res["ci_low"]
+    res.attrs["vcov"] = Covariance(v)
+    return res
+
+
+def domain_difference(data: SurveyData, indicator: str, crime: str, domain: str, a, b,
+                      level: float = 0.95) -> pd.DataFrame:
+    """Difference a - b between two categories of a domain of one survey, with the full
+    covariance of the two domain estimates (t test on the design df)."""
+    from .contrast import difference
+
+    res = estimate(data, indicator, crime, by=domain)
+    labels = res[domain].astype(str).tolist()
+    for x in (a, b):
+        if str(x) not in labels:
+            raise IndicatorError(f"domain '{domain}' has no category '{x}' (has {', '.join(labels)})")
+    ia, ib = labels.index(str(a)), labels.index(str(b))
+    d = difference(res, ia, ib, level=level).iloc[0]
+    return pd.DataFrame([{
+        "indicator": indicator, "crime_type": crime, "domain": domain, "a": str(a), "b": str(b),
+        "estimate_a": res["estimate"].iloc[ia], "estimate_b": res["estimate"].iloc[ib],
+        "difference": d["estimate"], "se": d["se"], "statistic": d["t"], "df": d["df"], "p_value": d["p_value"],
+        "ci_low": d["ci_low"], "ci_high": d["ci_high"], "significant": bool(d["significant"]),
+        "method": "domains of one survey: full covariance, t on design df",
+    }], columns=COMPARISON_COLUMNS)
+
+
+def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Change between two independent waves (indicator tables): SE = sqrt(se1^2 + se2^2), z test.
+
+    Rows are matched on indicator, crime type, domain and domain value; suppressed cells give no
+    comparison (NaN, not significant).
+    """
+    from scipy import stats
+
+    keys = ["indicator", "crime_type", "domain", "domain_value"]
+    m = before[keys + ["period", "estimate", "se", "suppressed"]].merge(
+        after[keys + ["period", "estimate", "se", "suppressed"]], on=keys, suffixes=("_a", "_b"))
+    diff = m["estimate_b"] - m["estimate_a"]
+    se = np.sqrt(m["se_a"] ** 2 + m["se_b"] ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = diff / se
+    p = 2 * stats.norm.sf(np.abs(z))
+    q = stats.norm.ppf((1 + level) / 2)
+    out = pd.DataFrame({
+        "indicator": m["indicator"], "crime_type": m["crime_type"], "domain": m["domain"],
+        "domain_value": m["domain_value"], "a": m["period_a"], "b": m["period_b"],
+        "estimate_a": m["estimate_a"], "estimate_b": m["estimate_b"], "difference": diff, "se": se,
+        "statistic": z, "df": np.inf, "p_value": p, "ci_low": diff - q * se, "ci_high": diff + q * se,
+        "significant": (p < 1 - level) & ~(m["suppressed_a"] | m["suppressed_b"]),
+        "method": "independent waves: SE = sqrt(se1^2 + se2^2), z test",
+    })
+    return out
+
+
+def trend_table(tables: list[pd.DataFrame], level: float = 0.95) -> pd.DataFrame:
+    """Estimates across waves (one column per period) with the change from each wave to the next
+    and whether it is significant; never judged by overlapping intervals."""
+    if len(tables) < 2:
+        raise IndicatorError("a trend table needs at least two waves")
+    keys = ["indicator", "crime_type", "domain", "domain_value"]
+    wide = None
+    for t in tables:
+        period = str(t["period"].iloc[0])
+        part = t[keys + ["estimate"]].rename(columns={"estimate": period})
+        wide = part if wide is None else wide.merge(part, on=keys, how="outer")
+    for a, b in zip(tables[:-1], tables[1:]):
+        c = compare_waves(a, b, level)
+        pa, pb = str(a["period"].iloc[0]), str(b["period"].iloc[0])
+        c = c[keys + ["difference", "p_value", "significant"]].rename(columns={
+            "difference": f"change {pa}-{pb}", "p_value": f"p {pa}-{pb}", "significant": f"significant {pa}-{pb}"})
+        wide = wide.merge(c, on=keys, how="left")
+    return wide

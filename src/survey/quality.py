@@ -1,0 +1,111 @@
+"""Reliability flags and publication (disclosure) rules for the indicator table.
+
+Presets, each a plain function in :data:`RULES` (configurable through its parameters):
+
+- ``bjs`` (NCVS): flag "interpret with caution" when an estimate rests on ``min_cases`` (10)
+  or fewer sample cases or its CV exceeds ``max_cv`` (50%);
+- ``ons``: suppress when the unweighted base is below ``min_base`` (50);
+- ``cv_bands`` (INEGI and others): reliability high / moderate / low by CV thresholds
+  (``cv_bands``, default 15% and 30%), suppress above the last band when ``suppress_low``;
+- ``none``: reliability from the CV bands, nothing suppressed.
+
+Every rule also protects suppressed cells: within one partition (same indicator, crime type
+and domain variable), when a single cell is suppressed and the other cells plus the overall
+value would give it back (rates times weighted bases), the next smallest cell is suppressed too
+("secondary").  Suppressed cells keep their reason and lose every statistic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import SurveyError
+
+STAT_COLUMNS = ["estimate", "se", "ci_low", "ci_high", "cv", "deff"]
+
+
+class PublicationError(SurveyError, ValueError):
+    """Unknown preset or bad parameters."""
+
+
+def _cv_band(cv: pd.Series, bands) -> pd.Series:
+    lo, hi = bands
+    out = np.where(cv.isna(), "not estimable",
+                   np.where(cv * 100 <= lo, "high", np.where(cv * 100 <= hi, "moderate", "low")))
+    return pd.Series(out, index=cv.index)
+
+
+def bjs(table: pd.DataFrame, min_cases: int = 10, max_cv: float = 50.0, **_) -> pd.DataFrame:
+    t = table.copy()
+    few = t["n_cases"] <= min_cases
+    noisy = t["cv"] * 100 > max_cv
+    t["reliability"] = np.where(few | noisy, "interpret with caution", "reliable")
+    t["flag_reason"] = np.where(few, f"{min_cases} or fewer sample cases",
+                                np.where(noisy, f"CV above {max_cv:g}%", ""))
+    t["suppressed"] = False
+    t["suppression_reason"] = ""
+    return t
+
+
+def ons(table: pd.DataFrame, min_base: int = 50, cv_bands=(15.0, 30.0), **_) -> pd.DataFrame:
+    t = table.copy()
+    small = t["n"] < min_base
+    t["reliability"] = _cv_band(t["cv"], cv_bands)
+    t["flag_reason"] = ""
+    t["suppressed"] = small.to_numpy()
+    t["suppression_reason"] = np.where(small, f"unweighted base below {min_base}", "")
+    return t
+
+
+def cv_bands(table: pd.DataFrame, cv_bands=(15.0, 30.0), suppress_low: bool = False, **_) -> pd.DataFrame:
+    t = table.copy()
+    t["reliability"] = _cv_band(t["cv"], cv_bands)
+    t["flag_reason"] = np.where(t["reliability"] == "low", f"CV above {cv_bands[1]:g}%", "")
+    sup = (t["reliability"] == "low") & suppress_low
+    t["suppressed"] = sup.to_numpy()
+    t["suppression_reason"] = np.where(sup, f"CV above {cv_bands[1]:g}%", "")
+    return t
+
+
+def none(table: pd.DataFrame, cv_bands=(15.0, 30.0), **_) -> pd.DataFrame:
+    t = table.copy()
+    t["reliability"] = _cv_band(t["cv"], cv_bands)
+    t["flag_reason"] = ""
+    t["suppressed"] = False
+    t["suppression_reason"] = ""
+    return t
+
+
+RULES = {"bjs": bjs, "ons": ons, "cv_bands": cv_bands, "none": none}
+
+
+def _secondary(t: pd.DataFrame) -> pd.DataFrame:
+    """Suppress a second cell where one suppressed cell could be recovered from the others."""
+    keys = ["indicator", "crime_type", "domain"]
+    for _, grp in t[t["domain"] != "overall"].groupby(keys, sort=False, dropna=False):
+        sup = grp["suppressed"].to_numpy()
+        if sup.sum() != 1 or len(grp) < 2:
+            continue
+        # the others (published) + the overall value would give the suppressed cell back
+        candidates = grp[~grp["suppressed"]].sort_values(["n", "weighted_base"])
+        protected = grp[grp["suppressed"]]["domain_value"].iloc[0]
+        victim = candidates.index[0]
+        t.loc[victim, "suppressed"] = True
+        t.loc[victim, "suppression_reason"] = f"secondary suppression (protects {protected})"
+    return t
+
+
+def apply_rule(table: pd.DataFrame, preset: str = "none", **params) -> pd.DataFrame:
+    """Reliability, flags and suppression for an indicator table (see the module docstring)."""
+    if preset not in RULES:
+        raise PublicationError(f"publication preset must be one of {', '.join(RULES)}, not '{preset}'")
+    params = {k: v for k, v in params.items() if v is not None}
+    t = RULES[preset](table, **params)
+    t = _secondary(t)
+    sup = t["suppressed"].to_numpy(dtype=bool)
+    for c in STAT_COLUMNS:
+        if c in t.columns:
+            t.loc[sup, c] = np.nan
+    t.attrs["publication_rule"] = {"preset": preset, **params}
+    return t
