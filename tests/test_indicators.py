@@ -57,7 +57,7 @@ def _row(t, indicator, crime="property", domain="overall", value="all"):
 def test_schema(table):
     assert list(table.columns) == TABLE_COLUMNS
     assert not table.duplicated(["indicator", "crime_type", "domain", "domain_value"]).any()
-    assert set(table.measure) <= {"%", "per 1,000", "ratio"}
+    assert set(table.measure) <= {"%", "per 1,000", "ratio", "index"}
     assert (table.cap_rule[table.indicator == "incidence"].str.contains("series counted as V4016 capped at 10")).all()
 
 

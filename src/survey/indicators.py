@@ -63,7 +63,7 @@ reliability         reliability band or flag from the publication rule
 flag_reason         why it is flagged
 suppressed          the value is withheld (all statistics blank)
 suppression_reason  why (primary rule, or secondary protection of another cell)
-measure             %, per 1,000, ratio
+measure             %, per 1,000, ratio, index (Gini)
 cap_rule            the series/cap rule applied to counts
 definition          the indicator's definition, with the unit of count
 sdg_indicator       SDG code where the indicator is an SDG indicator (16.1.3, 16.1.4, 16.3.1)
@@ -101,6 +101,11 @@ INDICATORS: dict[str, Indicator] = {
     "reporting_rate_victims": Indicator("Reporting rate (victims)", "%", 100.0,
                                         "Victims who reported at least one victimization to the police / "
                                         "all victims (unit: victims)", "16.3.1"),
+    "gini": Indicator("Gini of victimizations", "index", 1.0,
+                      "Gini coefficient of victimizations over the population (0 = spread evenly, 1 = all "
+                      "suffered by one respondent)"),
+    "gini_victims": Indicator("Gini of victimizations among victims", "index", 1.0,
+                              "Gini coefficient of victimizations over the victims"),
     "dark_figure": Indicator("Dark figure", "%", 100.0,
                              "Victimizations not reported to the police (100 - reporting rate)"),
     "feeling_safe": Indicator("Feeling safe", "%", 100.0,
@@ -112,7 +117,8 @@ INDICATORS: dict[str, Indicator] = {
 }
 
 VICTIMIZATION_FAMILIES = ("prevalence", "incidence", "concentration", "repeat_victims", "repeat_incidents",
-                          "multiple_victimization", "reporting_rate", "reporting_rate_victims", "dark_figure")
+                          "multiple_victimization", "reporting_rate", "reporting_rate_victims", "dark_figure",
+                          "gini", "gini_victims")
 
 SDG_GLOBAL = {
     "16.1.3": "Proportion of population subjected to physical, psychological or sexual violence in the "
@@ -157,13 +163,18 @@ def _crime_meta(data: SurveyData, name: str) -> tuple[str, str, bool]:
     return name.replace("_", " ").capitalize(), iccs, all(types[m].violent for m in members)
 
 
-def _counts_by(resp: pd.DataFrame, mask: np.ndarray, cols: list[str], dom: str | None, keys: pd.DataFrame):
-    """Unweighted numbers of rows (in ``mask``) with a positive value of each column, per cell."""
-    frame = resp.loc[mask, cols].gt(0).astype(int)
-    if dom is None:
-        return pd.DataFrame([frame.sum().to_numpy()], columns=cols)
-    grp = frame.groupby(resp.loc[mask, dom], observed=True).sum()
-    return grp.reindex(keys[dom]).fillna(0).reset_index(drop=True)
+def _positive_counts(design, cols: list[str], by, weighted: bool = False) -> np.ndarray:
+    """Per (cell, column), in result order: respondent rows with a positive value (weighted: their
+    weight sum).  Cells as the estimators make them (cached on the design)."""
+    from .estimate import _cells
+
+    cell, keys, _ = _cells(design, by)
+    G, k = len(keys), len(cols)
+    r = np.flatnonzero((cell >= 0) & (design.w > 0))
+    x = np.column_stack([design.data[c].to_numpy(dtype=float, na_value=np.nan)[r] for c in cols]) > 0
+    idx = (cell[r][:, None] * k + np.arange(k)).ravel()[x.ravel()]
+    wts = np.repeat(design.w[r], k)[x.ravel()] if weighted else None
+    return np.bincount(idx, wts, minlength=G * k)
 
 
 def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str], dom, n_cases, unit):
@@ -187,96 +198,78 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
 
 def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families):
     design = data.design(unit)
-    resp = data.respondents
     inc_source = data.spec.victimization.source == "incidents"
     rows = []
-    w = design.w
-    base_mask = design._in_domain() & (w > 0)
-    for dom in domains:
-        by = dom
-        victim = [f"victim__{c}" for c in crimes]
-        n = [f"n__{c}" for c in crimes]
-        if {"prevalence", "incidence"} & set(families):
-            prev = design.mean(victim, by=by) if "prevalence" in families else None
-            keys = _keys(prev, dom) if prev is not None else None
-            if prev is not None:
-                cases = _counts_by(resp, base_mask, victim, dom, keys).to_numpy().ravel()
-                rows.append(_family_rows(data, design, "prevalence", prev, crimes, dom, cases, unit))
-            if "incidence" in families:
-                inc = design.mean(n, by=by)
-                keys = _keys(inc, dom)
-                cases = _counts_by(resp, base_mask, victim, dom, keys).to_numpy().ravel()
-                rows.append(_family_rows(data, design, "incidence", inc, crimes, dom, cases, unit))
-        ratios = []
-        if "concentration" in families:
-            ratios.append(("concentration", n, victim, victim))
-        rv = [f"rv__{c}" for c in crimes]
-        if "repeat_victims" in families:
-            ratios.append(("repeat_victims", rv, victim, rv))
-        if "repeat_incidents" in families:
-            ratios.append(("repeat_incidents", [f"ri__{c}" for c in crimes], n, rv))
-        if inc_source and {"reporting_rate", "dark_figure"} & set(families):
-            rep = [f"rep__{c}" for c in crimes]
-            if "reporting_rate" in families:
-                ratios.append(("reporting_rate", rep, n, [f"vrep__{c}" for c in crimes]))
-            if "dark_figure" in families:
-                ratios.append(("dark_figure", rep, n, [f"vrep__{c}" for c in crimes]))
-        if inc_source and "reporting_rate_victims" in families:
-            vrep = [f"vrep__{c}" for c in crimes]
+    victim = [f"victim__{c}" for c in crimes]
+    n = [f"n__{c}" for c in crimes]
+    rv = [f"rv__{c}" for c in crimes]
+    ratios = []
+    if "concentration" in families:
+        ratios.append(("concentration", n, victim, victim))
+    if "repeat_victims" in families:
+        ratios.append(("repeat_victims", rv, victim, rv))
+    if "repeat_incidents" in families:
+        ratios.append(("repeat_incidents", [f"ri__{c}" for c in crimes], n, rv))
+    if inc_source:
+        rep, vrep = [f"rep__{c}" for c in crimes], [f"vrep__{c}" for c in crimes]
+        for fam in ("reporting_rate", "dark_figure"):
+            if fam in families:
+                ratios.append((fam, rep, n, vrep))
+        if "reporting_rate_victims" in families:
             ratios.append(("reporting_rate_victims", vrep, victim, vrep))
+    for dom in domains:
+        if {"prevalence", "incidence"} & set(families):
+            cases = _positive_counts(design, victim, dom)
+            for fam, cols in (("prevalence", victim), ("incidence", n)):
+                if fam in families:
+                    rows.append(_family_rows(data, design, fam, design.mean(cols, by=dom), crimes, dom, cases, unit))
         for family, num, den, case_cols in ratios:
-            est = _ratio(design, num, den, by)
-            keys = _keys(est, dom)
-            cases = _counts_by(resp, base_mask, case_cols, dom, keys).to_numpy().ravel()
-            rows.append(_family_rows(data, design, family, est, crimes, dom, cases, unit))
+            est = _ratio(design, num, den, dom)
+            rows.append(_family_rows(data, design, family, est, crimes, dom, _positive_counts(design, case_cols, dom),
+                                     unit))
     return rows
 
 
 def _ratio(design, num, den, by):
-    """Ratios num_j / den_j; the base counts n are the rows with den > 0 (victims)."""
+    """Ratios num_j / den_j; the base (n, weighted_n) is the rows with den > 0 (the victims)."""
     r = design.ratio(num, den, by=by)
-    d = design.data
-    mask = design._in_domain() & (design.w > 0)
-    k = len(num)
-    if by is None:
-        n_den = np.array([(d.loc[mask, c] > 0).sum() for c in den])
-        wn = np.array([(design.w[mask] * (d.loc[mask, c] > 0)).sum() for c in den])
-    else:
-        grp = d.loc[mask, den].gt(0).astype(int).groupby(d.loc[mask, by], observed=True).sum()
-        keys = r[by].iloc[::k]
-        n_den = grp.reindex(keys).fillna(0).to_numpy().ravel()
-        wgrp = d.loc[mask, den].gt(0).mul(design.w[mask], axis=0).groupby(d.loc[mask, by], observed=True).sum()
-        wn = wgrp.reindex(keys).fillna(0).to_numpy().ravel()
-    r["n"] = n_den.astype(np.int64)
-    r["weighted_n"] = wn
+    r["n"] = _positive_counts(design, den, by).astype(np.int64)
+    r["weighted_n"] = _positive_counts(design, den, by, weighted=True)
     return r
-
-
-def _keys(result: pd.DataFrame, dom):
-    if dom is None:
-        return None
-    return result[[dom]].drop_duplicates().reset_index(drop=True)
 
 
 def _multiple(data: SurveyData, unit: str, groups: list[str], domains):
     design = data.design(unit)
-    resp = data.respondents
     rows = []
     num = [f"mv__{g}" for g in groups]
     den = [f"victim__{g}" for g in groups]
-    base_mask = design._in_domain() & (design.w > 0)
     for dom in domains:
         est = _ratio(design, num, den, dom)
-        cases = _counts_by(resp, base_mask, num, dom, _keys(est, dom)).to_numpy().ravel()
+        cases = _positive_counts(design, num, dom)
         rows.append(_family_rows(data, design, "multiple_victimization", est, groups, dom, cases, unit))
+    return rows
+
+
+def _gini_rows(data: SurveyData, unit: str, crimes, domains, family: str, over: str):
+    from .lorenz import gini
+
+    design = data.design(unit)
+    rows = []
+    for dom in domains:
+        cases = _positive_counts(design, [f"victim__{c}" for c in crimes], dom).reshape(-1, len(crimes))
+        for j, c in enumerate(crimes):
+            g = gini(data, c, over=over, by=dom)
+            g["cv"] = g["se"] / g["estimate"].abs()
+            g["deff"] = np.nan
+            g["variable"] = c
+            rows.append(_family_rows(data, design, family, g.drop(columns=["crime_type", "over"]), [c], dom,
+                                     cases[:, j], unit))
     return rows
 
 
 def _perception(data: SurveyData, items, domains):
     design = data.design()
-    resp = data.respondents
     rows = []
-    base_mask = design._in_domain() & (design.w > 0)
     by_indicator: dict[str, list] = {}
     for item in items:
         by_indicator.setdefault(item.indicator, []).append(item)
@@ -285,7 +278,7 @@ def _perception(data: SurveyData, items, domains):
         names = [i.name for i in its]
         for dom in domains:
             est = design.mean(cols, by=dom)
-            cases = _counts_by(resp, base_mask, cols, dom, _keys(est, dom)).to_numpy().ravel()
+            cases = _positive_counts(design, cols, dom)
             rows.append(_family_rows(data, design, indicator, est, names, dom, cases,
                                      data.spec.files[data.spec.design.file].unit))
     return rows
@@ -327,6 +320,9 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
             groups = [c for c in cs if c in v.groups]
             if groups and "multiple_victimization" in families:
                 rows += _multiple(data, unit, groups, dom_list)
+            for fam, over in (("gini", "population"), ("gini_victims", "victims")):
+                if fam in families:
+                    rows += _gini_rows(data, unit, cs, dom_list, fam, over)
     items = [i for i in spec.perception if i.indicator in families]
     if items:
         rows += _perception(data, items, dom_list)
