@@ -53,15 +53,9 @@ def _cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
     """
     key = ("cells",) + tuple(as_list(by))
     hit = design._cache.get(key)
-    if hit is None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            hit = _make_cells(design, by)
-        hit = hit + (tuple(caught),)
-        design._cache[key] = hit
-    for w in hit[3]:
-        warnings.warn(w.message, w.category, stacklevel=4)
-    return hit[0], hit[1], hit[2]
+    if hit is None:  # warns (missing by values) once per design and by
+        hit = design._cache[key] = _make_cells(design, by)
+    return hit
 
 
 def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
@@ -86,7 +80,7 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
     if n_missing_by:
         warnings.warn(
             f"by variable(s) {', '.join(by)}: {n_missing_by} rows in the domain have a missing value "
-            "and belong to no cell (they still count in the design)", SurveyWarning, stacklevel=2)
+            "and belong to no cell (they still count in the design)", SurveyWarning, stacklevel=5)
     ok = dom & ~missing
     if not ok.any():
         raise DomainError(f"by variable(s) {', '.join(by)}: no row of the domain has all values")

@@ -27,12 +27,13 @@ linearized (or replicate) variance.  The table schema is :data:`TABLE_COLUMNS`.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .errors import SurveyError
+from .errors import SurveyError, SurveyWarning
 from .ingest import SurveyData
 from .quality import apply_rule
 
@@ -153,14 +154,18 @@ def _cap_rule(data: SurveyData) -> str:
 
 
 def _crime_meta(data: SurveyData, name: str) -> tuple[str, str, bool]:
+    """Label, ICCS code(s) and whether it is 12-month violence (SDG 16.1.3 / 16.3.1)."""
     v = data.spec.victimization
     types = {t.name: t for t in v.types}
+    members = [types[m] for m in v.members(name)]
+    twelve = all(t.period.replace("-", " ").lower() in ("12 months", "12 month", "1 year", "one year")
+                 for t in members)
+    violent = all(t.violent for t in members) and twelve
     if name in types:
         t = types[name]
-        return t.label or name, t.iccs or "", t.violent
-    members = v.groups[name]
-    iccs = "+".join(dict.fromkeys(types[m].iccs for m in members if types[m].iccs))
-    return name.replace("_", " ").capitalize(), iccs, all(types[m].violent for m in members)
+        return t.label or name, t.iccs or "", violent
+    iccs = "+".join(dict.fromkeys(t.iccs for t in members if t.iccs))
+    return name.replace("_", " ").capitalize(), iccs, violent
 
 
 def _positive_counts(design, cols: list[str], by, weighted: bool = False) -> np.ndarray:
@@ -210,13 +215,14 @@ def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list
         ratios.append(("repeat_victims", rv, victim, rv))
     if "repeat_incidents" in families:
         ratios.append(("repeat_incidents", [f"ri__{c}" for c in crimes], n, rv))
-    if inc_source:
-        rep, vrep = [f"rep__{c}" for c in crimes], [f"vrep__{c}" for c in crimes]
+    cols = set(data.respondents.columns)
+    rep, vrep = [f"rep__{c}" for c in crimes], [f"vrep__{c}" for c in crimes]
+    if inc_source and set(rep) <= cols:
         for fam in ("reporting_rate", "dark_figure"):
             if fam in families:
                 ratios.append((fam, rep, n, vrep))
-        if "reporting_rate_victims" in families:
-            ratios.append(("reporting_rate_victims", vrep, victim, vrep))
+    if set(vrep) <= cols and "reporting_rate_victims" in families:
+        ratios.append(("reporting_rate_victims", vrep, victim, vrep))
     for dom in domains:
         if {"prevalence", "incidence"} & set(families):
             cases = _positive_counts(design, victim, dom)
@@ -256,14 +262,13 @@ def _gini_rows(data: SurveyData, unit: str, crimes, domains, family: str, over: 
     design = data.design(unit)
     rows = []
     for dom in domains:
-        cases = _positive_counts(design, [f"victim__{c}" for c in crimes], dom).reshape(-1, len(crimes))
-        for j, c in enumerate(crimes):
+        for c in crimes:
             g = gini(data, c, over=over, by=dom)
             g["cv"] = g["se"] / g["estimate"].abs()
             g["deff"] = np.nan
             g["variable"] = c
-            rows.append(_family_rows(data, design, family, g.drop(columns=["crime_type", "over"]), [c], dom,
-                                     cases[:, j], unit))
+            rows.append(_family_rows(data, design, family, g.drop(columns=["crime_type", "over", "n_cases"]), [c],
+                                     dom, g["n_cases"].to_numpy(), unit))
     return rows
 
 
@@ -311,12 +316,33 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     if unknown:
         raise IndicatorError(f"unknown indicator(s): {', '.join(unknown)} (known: {', '.join(INDICATORS)})")
     rows = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SurveyWarning)
+        rows = _all_rows(data, v, crimes, families, dom_list, spec)
+    if not rows:
+        raise IndicatorError("no indicator could be computed for this selection")
+    return _finish(data, rows, crimes, spec, publication, publication_params, t0,
+                   sorted({str(w.message) for w in caught}))
+
+
+def _all_rows(data, v, crimes, families, dom_list, spec):
+    rows = []
     if v is not None and crimes:
+        resp = data.respondents
         for unit in ("household", "person"):
             cs = [c for c in crimes if data.unit_of(c) == unit]
             if not cs:
                 continue
-            rows += _victimization(data, unit, cs, dom_list, [f for f in families if f in VICTIMIZATION_FAMILIES])
+            # prevalence-only types (a screener, no count): prevalence and reporting by victims
+            counted = [c for c in cs if resp[f"n__{c}"].notna().any()]
+            screener = [c for c in cs if c not in counted]
+            vic_fams = [f for f in families if f in VICTIMIZATION_FAMILIES]
+            if counted:
+                rows += _victimization(data, unit, counted, dom_list, vic_fams)
+            for c in screener:  # one by one: reporting items may exist for some only
+                rows += _victimization(data, unit, [c], dom_list,
+                                       [f for f in vic_fams if f in ("prevalence", "reporting_rate_victims")])
+            cs = counted
             groups = [c for c in cs if c in v.groups]
             if groups and "multiple_victimization" in families:
                 rows += _multiple(data, unit, groups, dom_list)
@@ -326,8 +352,11 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     items = [i for i in spec.perception if i.indicator in families]
     if items:
         rows += _perception(data, items, dom_list)
-    if not rows:
-        raise IndicatorError("no indicator could be computed for this selection")
+    return rows
+
+
+def _finish(data, rows, crimes, spec, publication, publication_params, t0, notes):
+    v = spec.victimization
     table = pd.concat(rows, ignore_index=True)
     table["survey"] = spec.survey
     table["period"] = spec.period or ""
@@ -354,6 +383,7 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     table = apply_rule(table, preset, **params)
     out = table[TABLE_COLUMNS].reset_index(drop=True)
     out.attrs["publication_rule"] = table.attrs.get("publication_rule")
+    out.attrs["notes"] = notes  # e.g. respondents with a missing domain value (also in the accounting)
     out.attrs["seconds"] = time.perf_counter() - t0
     return out
 

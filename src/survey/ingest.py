@@ -167,9 +167,9 @@ def _needed_columns(spec: SurveySpec) -> dict[str, set[str]]:
                 inc.add(v.reported.variable)
         else:
             for t in v.types:
-                need[dfile].add(t.count.variable)
-                if t.victim:
-                    need[dfile].add(t.victim.variable)
+                for item in (t.count, t.victim, t.reported):
+                    if item is not None:
+                        need[dfile].add(item.variable)
     return need
 
 
@@ -218,6 +218,8 @@ def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> 
         need[dom.file or spec.design.file].add(dom.variable)
     for item in spec.perception:
         need[spec.design.file].add(item.variable)
+        if item.follow_up is not None:
+            need[spec.design.file].add(item.follow_up.variable)
     # weights may live in the design file or in a file it links to
     frames, metas = {}, {}
     for name in spec.files:
@@ -471,19 +473,37 @@ def _repeat_columns(cols: dict, v) -> None:
         cols[f"mv__{g}"] = np.where(np.isnan(t), np.nan, (t >= 2).astype(float))
 
 
-def _cap_value(data: SurveyData, counts: pd.Series, weights: np.ndarray) -> float:
+def _cap_value(data: SurveyData, counts: pd.Series, weights: np.ndarray, crime: str | None = None) -> float:
+    """The cap for one crime type: fixed (per type or for all), or the weighted percentile of
+    the victims' counts (per type, or pooled over types with ``by: all``)."""
     cap = data.spec.victimization.cap
     if cap.rule == "fixed":
-        return float(cap.value)
-    # weighted percentile of the per-respondent counts among victims
-    pos = counts.to_numpy() > 0
+        if cap.values and crime in cap.values:
+            return float(cap.values[crime])
+        return float(cap.value) if cap.value is not None else np.inf
+    x, w = counts.to_numpy(dtype=float), weights
+    pos = np.nan_to_num(x) > 0
     if not pos.any():
         return np.inf
-    x, w = counts.to_numpy()[pos], weights[pos]
+    x, w = x[pos], w[pos]
     order = np.argsort(x, kind="stable")
     cw = np.cumsum(w[order])
     i = np.searchsorted(cw, cap.value / 100.0 * cw[-1] * (1 - 1e-12))
     return float(x[order][min(i, len(x) - 1)])
+
+
+def _cap_text(cap) -> str:
+    if cap.rule == "fixed":
+        return "fixed" + (f" {cap.value:g}" if cap.value is not None else "") + (
+            f" per type {dict(cap.values)}" if cap.values else "")
+    return f"percentile {cap.value:g}" + (" pooled over types" if cap.by == "all" else " per type")
+
+
+def _pooled(data: SurveyData, per_type: dict[str, tuple[pd.Series, np.ndarray]]) -> tuple[pd.Series, np.ndarray]:
+    """Counts and weights of every type stacked (the distribution of ``cap.by: all``)."""
+    xs = [c.reset_index(drop=True) for c, _ in per_type.values()]
+    ws = [w for _, w in per_type.values()]
+    return pd.concat(xs, ignore_index=True), np.concatenate(ws)
 
 
 def _cap_and_aggregate(data: SurveyData, kept: pd.DataFrame, acc: _Accounting) -> None:
@@ -493,16 +513,22 @@ def _cap_and_aggregate(data: SurveyData, kept: pd.DataFrame, acc: _Accounting) -
     dunit = data.spec.files[data.spec.design.file].unit
     cols = {}
     cap_note = []
+    raws = {}
     for t in v.types:
-        w = resp[data.spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
+        sel = kept["crime_type"] == t.name
+        rows = kept.loc[sel, "_row"].to_numpy()
+        raws[t.name] = (pd.Series(np.bincount(rows, weights=kept.loc[sel, "series_count"].to_numpy(), minlength=n)),
+                        resp[data.spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float))
+    pooled = _pooled(data, raws) if v.cap.by == "all" else None
+    for t in v.types:
         sel = kept["crime_type"] == t.name
         rows = kept.loc[sel, "_row"].to_numpy()
         sc = kept.loc[sel, "series_count"].to_numpy()
         adj = kept.loc[sel, "weight_adjustment"].to_numpy()
         rep = kept.loc[sel, "reported"].to_numpy()
-        raw = np.bincount(rows, weights=sc, minlength=n)  # victimizations per respondent
+        raw = raws[t.name][0].to_numpy()  # victimizations per respondent
         if v.cap.rule != "none":
-            capv = _cap_value(data, pd.Series(raw), w)
+            capv = _cap_value(data, *(pooled or raws[t.name]), crime=t.name)
             scale = np.where(raw > capv, capv / np.where(raw > 0, raw, 1), 1.0)
             capped = int((raw > capv).sum())
             cap_note.append(f"{t.name} cap {capv:g} ({capped} respondents capped)")
@@ -522,24 +548,50 @@ def _cap_and_aggregate(data: SurveyData, kept: pd.DataFrame, acc: _Accounting) -
         cols[f"vrep__{g}"] = (sum(cols[f"vrep__{m}"] for m in members) > 0).astype(float)
         cols[f"types__{g}"] = sum(cols[f"victim__{m}"] for m in members)
     if v.cap.rule != "none":
-        acc.add("cap", v.file, len(kept), f"{v.cap.rule} {v.cap.value:g}: " + "; ".join(cap_note))
+        acc.add("cap", v.file, len(kept), f"{_cap_text(v.cap)}: " + "; ".join(cap_note))
     _repeat_columns(cols, v)
     data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
     data.incidents = kept.drop(columns="_row").assign(respondent_row=kept["_row"].to_numpy())
 
 
 def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
-    """Victimization counted by respondent items (CSEW/ICVS style)."""
+    """Victimization counted by respondent items (CSEW/ICVS style).
+
+    A victim screener (``victim``) decides who is a victim: where it is not "yes" the count is 0
+    whatever the count item holds (skip patterns leave it system-missing); a victim whose count
+    is missing keeps ``victim__ = 1`` and a missing ``n__``.  A type with a screener and no count
+    item is prevalence-only (``n__`` and ``k__`` missing).  "Too many to remember" codes are left
+    out of the distribution the percentile cap is computed on, then take the cap.
+    """
     v = data.spec.victimization
     resp = data.respondents
-    dunit = data.spec.files[data.spec.design.file].unit
-    cols = {}
-    rows = pd.DataFrame(index=resp.index)
-    caps = []
+    dfile = data.spec.design.file
+    dunit = data.spec.files[dfile].unit
+    cols: dict[str, np.ndarray] = {}
+    counts: dict[str, pd.Series] = {}
+    dks: dict[str, np.ndarray] = {}
+    victims: dict[str, np.ndarray] = {}
     for t in v.types:
+        for item in (t.count, t.victim, t.reported):
+            if item is not None and item.variable not in resp.columns:
+                raise column_not_found(item.variable, resp.columns, f"item of crime type '{t.name}'", path)
+        scr = None
+        if t.victim is not None:
+            sv_ = resp[t.victim.variable]
+            scr = _in(sv_, t.victim.yes)
+            unknown = _in(sv_, t.victim.missing)
+            victims[t.name] = np.where(unknown, np.nan, scr.astype(float))
+            not_asked = int(sv_.isna().sum())
+            if not_asked:
+                acc.add("skip pattern", dfile, not_asked, f"{t.victim.variable}: not asked, counted as not a victim")
+            if unknown.any():
+                acc.add("missing screener", dfile, int(unknown.sum()),
+                        f"{t.victim.variable}: {list(t.victim.missing)} unknown, a domain of its own")
+        if t.count is None:
+            counts[t.name] = pd.Series(np.nan, index=resp.index)
+            dks[t.name] = np.zeros(len(resp), dtype=bool)
+            continue
         item = t.count
-        if item.variable not in resp.columns:
-            raise column_not_found(item.variable, resp.columns, f"count item of '{t.name}'", path)
         raw = pd.to_numeric(resp[item.variable], errors="coerce")
         dk = _in(resp[item.variable], item.dont_know)
         bad = raw.isna().to_numpy() & resp[item.variable].notna().to_numpy() & ~dk
@@ -549,40 +601,65 @@ def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
         neg = (raw < 0).to_numpy() & ~dk
         if neg.any():
             raise IngestError(f"{path}: count item '{item.variable}' is negative for {int(neg.sum())} rows")
-        counts = raw.where(~dk, 0.0)
-        if t.victim is not None:
-            scr = _in(resp[t.victim.variable], t.victim.yes)
-            counts = counts.where(scr | counts.isna(), 0.0)
+        c = raw.where(~dk)  # "too many to remember": set aside for the cap distribution
+        if scr is not None:
+            c = c.where(scr, 0.0).where(~_in(resp[t.victim.variable], t.victim.missing))
+            dk = dk & scr
+            skipped = int((~scr & resp[item.variable].isna().to_numpy()).sum())
+            if skipped:
+                acc.add("skip pattern", dfile, skipped, f"{item.variable}: not asked (screener not yes), counted as 0")
+        counts[t.name], dks[t.name] = c, dk
+    weights = {t.name: resp[data.spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float) for t in v.types}
+    pooled = None
+    if v.cap.rule == "percentile" and v.cap.by == "all":
+        pooled = _pooled(data, {t: (counts[t].fillna(0.0), weights[t]) for t in counts})
+    caps = []
+    for t in v.types:
+        c, dk = counts[t.name], dks[t.name]
         capv = np.inf
-        if v.cap.rule != "none":
-            w = resp[data.spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
-            capv = _cap_value(data, counts.fillna(0.0), w)
-        if item.dont_know:
+        if v.cap.rule != "none" and t.count is not None:
+            capv = _cap_value(data, *(pooled or (c.fillna(0.0), weights[t.name])), crime=t.name)
+        if t.count is not None and dk.any():
+            item = t.count
             dk_val = capv if item.dont_know_value == "cap" else float(item.dont_know_value)
             if not np.isfinite(dk_val):
                 raise IngestError(f"count item '{item.variable}': 'too many to remember' takes the cap, "
                                   "but the spec has no cap rule")
-            counts = counts.where(~dk, dk_val)
-            if dk.any():
-                acc.add("dont know", data.spec.design.file, int(dk.sum()),
-                        f"{item.variable}: {list(item.dont_know)} counted as {dk_val:g}")
-        capped = counts.clip(upper=capv)
-        if v.cap.rule != "none":
-            caps.append(f"{t.name} cap {capv:g} ({int((counts > capv).sum())} respondents capped)")
-        miss = int(counts.isna().sum())
-        if miss:
-            acc.add("missing count", data.spec.design.file, miss, f"{item.variable}: missing, a domain of its own")
-        cols[f"n__{t.name}"] = capped.to_numpy(dtype=float)
-        cols[f"k__{t.name}"] = cols[f"n__{t.name}"]
-        cols[f"victim__{t.name}"] = np.where(capped.isna(), np.nan, (capped > 0).astype(float))
-        rows[t.name] = capped
+            c = c.where(~dk, dk_val)
+            acc.add("dont know", dfile, int(dk.sum()), f"{item.variable}: {list(item.dont_know)} counted as {dk_val:g}")
+        capped = c.clip(upper=capv)
+        if v.cap.rule != "none" and t.count is not None:
+            caps.append(f"{t.name} cap {capv:g} ({int((c > capv).sum())} respondents capped)")
+        if t.count is not None:
+            miss = int(c.isna().sum())
+            if miss:
+                acc.add("missing count", dfile, miss, f"{t.count.variable}: missing, a domain of its own")
+        n_ = capped.to_numpy(dtype=float)
+        cols[f"n__{t.name}"] = n_
+        cols[f"k__{t.name}"] = n_
+        if t.name in victims:
+            vic = victims[t.name]
+        else:
+            vic = np.where(np.isnan(n_), np.nan, (n_ > 0).astype(float))
+        cols[f"victim__{t.name}"] = vic
+        if t.reported is not None:
+            r = resp[t.reported.variable]
+            yes, no = _in(r, t.reported.yes), _in(r, t.reported.no)
+            cols[f"vrep__{t.name}"] = np.where(yes, 1.0, np.where(no, 0.0, np.nan))
     for g, members in v.groups.items():
-        cols[f"n__{g}"] = sum(cols[f"n__{m}"] for m in members)
-        cols[f"k__{g}"] = cols[f"n__{g}"]
-        cols[f"victim__{g}"] = np.where(np.isnan(cols[f"n__{g}"]), np.nan, (cols[f"n__{g}"] > 0).astype(float))
-        cols[f"types__{g}"] = sum(cols[f"victim__{m}"] for m in members)
+        for prefix in ("n", "k"):
+            cols[f"{prefix}__{g}"] = sum(cols[f"{prefix}__{m}"] for m in members)
+        vic = np.column_stack([cols[f"victim__{m}"] for m in members])
+        # a victim of any member; unknown when no member says so and one is unknown; else not
+        any_yes = (np.nan_to_num(vic) > 0).any(axis=1)
+        cols[f"victim__{g}"] = np.where(any_yes, 1.0, np.where(np.isnan(vic).any(axis=1), np.nan, 0.0))
+        cols[f"types__{g}"] = np.nansum(vic, axis=1)
+        if all(f"vrep__{m}" in cols for m in members):
+            rep = np.column_stack([cols[f"vrep__{m}"] for m in members])
+            any_rep = (np.nan_to_num(rep) > 0).any(axis=1)
+            cols[f"vrep__{g}"] = np.where(any_rep, 1.0, np.where(np.isnan(rep).all(axis=1), np.nan, 0.0))
     if caps:
-        acc.add("cap", data.spec.design.file, len(resp), f"{v.cap.rule} {v.cap.value:g}: " + "; ".join(caps))
+        acc.add("cap", dfile, len(resp), f"{_cap_text(v.cap)}: " + "; ".join(caps))
     _repeat_columns(cols, v)
     data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
 
@@ -597,8 +674,19 @@ def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
         if item.variable not in resp.columns:
             raise column_not_found(item.variable, resp.columns, f"perception item '{item.name}'", path)
         s = resp[item.variable]
+        if item.follow_up is not None:
+            fu = item.follow_up
+            if fu.variable not in resp.columns:
+                raise column_not_found(fu.variable, resp.columns, f"follow-up of perception item '{item.name}'", path)
+            take = _in(s, fu.codes)
+            if take.any():
+                acc.add("perception follow-up", data.spec.design.file, int(take.sum()),
+                        f"{item.name}: {item.variable} in {list(fu.codes)} answered by {fu.variable}")
+            s = s.where(~take, resp[fu.variable])
         pos, miss = _in(s, item.positive), _in(s, item.missing) | s.isna().to_numpy()
         known = data.value_labels.get(item.variable)
+        if known and item.follow_up is not None:
+            known = {**known, **data.value_labels.get(item.follow_up.variable, {})}
         if known:
             declared = _in(s, list(known)) | pos | miss
             bad = ~declared

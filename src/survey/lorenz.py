@@ -57,20 +57,27 @@ def gini(data: SurveyData, crime: str, over: str = "population", by: str | None 
          level: float = 0.95) -> pd.DataFrame:
     """Gini of victimizations of ``crime`` over the population or over victims, by domain.
 
-    Columns: crime_type, over, <by>, estimate, se, ci_low, ci_high, df, n, weighted_n.
+    Columns: crime_type, over, <by>, estimate, se, ci_low, ci_high, df, n, weighted_n, n_cases
+    (victims).  Respondents whose count is unknown are left out (a domain of their own).
     """
     if over not in ("population", "victims"):
         raise ValueError("over must be 'population' or 'victims'")
     design = data.design(data.unit_of(crime))
-    if over == "victims":
-        design = design.subset(design.data[f"victim__{crime}"].to_numpy() > 0)
     y = design.data[f"k__{crime}"].to_numpy(dtype=float)
+    keep = ~np.isnan(y)  # respondents with an unknown count are a domain of their own
+    if over == "victims":
+        keep &= design.data[f"victim__{crime}"].to_numpy() > 0
+    if not keep.all():
+        design = design.subset(keep)
+    y = np.nan_to_num(y)
     cell, keys, _ = _cells(design, by)
     G = len(keys)
     w_all = design.w
     est = np.full(G, np.nan)
     n = np.zeros(G)
     wn = np.zeros(G)
+    ok = (cell >= 0) & (w_all > 0)
+    n_cases = np.bincount(cell[ok & (y > 0)], minlength=G)
     if isinstance(design, ReplicateDesign):
         reps = np.full((G, design.n_replicates), np.nan)
         for g in range(G):
@@ -99,6 +106,7 @@ def gini(data: SurveyData, crime: str, over: str = "population", by: str | None 
     out["estimate"], out["se"] = est, se
     out["ci_low"], out["ci_high"] = est - q * se, est + q * se
     out["df"], out["n"], out["weighted_n"] = d, n.astype(np.int64), wn
+    out["n_cases"] = n_cases.astype(np.int64)
     return out
 
 
@@ -108,9 +116,13 @@ def lorenz(data: SurveyData, crime: str, over: str = "population", by: str | Non
     population (or of victims), on ``points`` population shares, per domain (columns
     :data:`LORENZ_COLUMNS`)."""
     design = data.design(data.unit_of(crime))
-    if over == "victims":
-        design = design.subset(design.data[f"victim__{crime}"].to_numpy() > 0)
     y = design.data[f"k__{crime}"].to_numpy(dtype=float)
+    keep = ~np.isnan(y)
+    if over == "victims":
+        keep &= design.data[f"victim__{crime}"].to_numpy() > 0
+    if not keep.all():
+        design = design.subset(keep)
+    y = np.nan_to_num(y)
     cell, keys, _ = _cells(design, by)
     grid = np.linspace(0, 1, points)
     parts = []

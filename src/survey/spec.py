@@ -86,14 +86,27 @@ class DesignSpec(_Model):
 # victimization
 # ---------------------------------------------------------------------------------------------
 class ItemCodes(_Model):
+    """A screener: ``yes`` codes make a victim; ``missing`` codes (refused, don't know) are
+    unknown; system-missing means "not asked" (a skip pattern) and counts as no."""
+
     variable: str
     yes: list[Code] = Field(default_factory=lambda: [1])
+    missing: list[Code] = Field(default_factory=list)
 
 
 class CountItem(_Model):
     variable: str
     dont_know: list[Code] = Field(default_factory=list)  # "too many to remember" etc.
     dont_know_value: float | Literal["cap"] = "cap"
+
+
+class ReportedItem(_Model):
+    """Respondent-level: did the victim (or anyone) report it to the police."""
+
+    variable: str
+    yes: list[Code] = Field(default_factory=lambda: [1])
+    no: list[Code] = Field(default_factory=lambda: [2])
+    unknown: list[Code] = Field(default_factory=list)
 
 
 class CrimeType(_Model):
@@ -103,8 +116,10 @@ class CrimeType(_Model):
     unit: Literal["household", "person"]
     codes: list[Code] = Field(default_factory=list)  # incident source
     count: CountItem | None = None  # respondent source
-    victim: ItemCodes | None = None  # respondent source: screener (optional)
+    victim: ItemCodes | None = None  # respondent source: screener
+    reported: ReportedItem | None = None  # respondent source: reported to the police
     violent: bool = False
+    period: str = "12 months"  # reference period of the type (e.g. "5 years" for a screener)
 
     @field_validator("name")
     @classmethod
@@ -129,14 +144,23 @@ class SeriesRule(_Model):
 
 
 class CapRule(_Model):
+    """How repeat counts are capped: ``none``; ``fixed`` (``value``, or ``values`` per crime type,
+    e.g. ONS caps pooled over three years); ``percentile`` (the weighted ``value``-th percentile
+    of the victims' counts, per crime type, or pooled over all types with ``by: all``)."""
+
     rule: Literal["none", "fixed", "percentile"] = "none"
     value: float | None = None
+    values: dict[str, float] | None = None
     by: Literal["type", "all"] = "type"
 
     @model_validator(mode="after")
     def _needs_value(self):
-        if self.rule != "none" and self.value is None:
-            raise ValueError(f"cap rule '{self.rule}' needs a value")
+        if self.rule == "fixed" and self.value is None and not self.values:
+            raise ValueError("cap rule 'fixed' needs a value or values per crime type")
+        if self.rule == "percentile" and self.value is None:
+            raise ValueError("cap rule 'percentile' needs a value (e.g. 98)")
+        if self.rule == "percentile" and not 0 < self.value <= 100:
+            raise ValueError("a percentile cap must be in (0, 100]")
         return self
 
 
@@ -185,9 +209,17 @@ class VictimizationSpec(_Model):
                         raise ValueError(f"code {c!r} is in both '{seen[c]}' and '{t.name}'")
                     seen[c] = t.name
         else:
-            missing = [t.name for t in self.types if t.count is None]
+            missing = [t.name for t in self.types if t.count is None and t.victim is None]
             if missing:
-                raise ValueError(f"source 'respondent': crime type(s) without a count item: {', '.join(missing)}")
+                raise ValueError(f"source 'respondent': crime type(s) without a count item or a victim screener: "
+                                 f"{', '.join(missing)}")
+            if self.reported is not None:
+                raise ValueError("victimization.reported is for incident files; with source 'respondent' declare "
+                                 "reported: {variable, yes, no} on each crime type")
+        if self.cap.values:
+            unknown = [k for k in self.cap.values if k not in names]
+            if unknown:
+                raise ValueError(f"cap.values names unknown crime type(s): {', '.join(unknown)}")
         return self
 
     def type_names(self) -> list[str]:
@@ -205,9 +237,18 @@ class VictimizationSpec(_Model):
 # ---------------------------------------------------------------------------------------------
 # perception, domains, publication
 # ---------------------------------------------------------------------------------------------
+class FollowUp(_Model):
+    """Answers with one of ``codes`` (e.g. "never goes out alone after dark") are replaced by the
+    answer to ``variable`` ("how safe would you feel"), coded like the item itself."""
+
+    codes: list[Code]
+    variable: str
+
+
 class PerceptionItem(_Model):
     name: str
     variable: str
+    follow_up: FollowUp | None = None
     label: str | None = None
     indicator: Literal["feeling_safe", "worry", "likelihood", "likert"] = "likert"
     positive: list[Code]
