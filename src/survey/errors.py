@@ -52,7 +52,12 @@ def column_not_found(name: str, columns, what: str = "data", source: str | None 
     import difflib
 
     cols = [str(c) for c in columns]
-    close = difflib.get_close_matches(str(name), cols, n=1)
+    exact_case = [c for c in cols if c.lower() == str(name).lower()]
+    if exact_case:
+        close = exact_case[:1]
+    else:  # compare case-insensitively, suggest the real spelling
+        lower = {c.lower(): c for c in cols}
+        close = [lower[m] for m in difflib.get_close_matches(str(name).lower(), list(lower), n=1)]
     hint = f"; did you mean '{close[0]}'?" if close else ""
     where = f" in {source}" if source else ""
     return ColumnNotFoundError(

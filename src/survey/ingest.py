@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, ReplicateDesign
-from .errors import SurveyError, column_not_found
+from .errors import LonelyPSUError, SurveyError, column_not_found
 from .spec import SpecError, SurveySpec, expression_names, read_spec
 
 
@@ -241,9 +241,17 @@ def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> 
         if dfile.link and dfile.link.to == name:
             on = dfile.link.on
         elif f.link and f.link.to == dname:
+            # a file linked *to* the design file (e.g. persons -> households): every row must
+            # belong to a row of the design file
             on = f.link.on
-            # a file linked *to* the design file (e.g. persons -> households): many rows per
-            # respondent; only its declared columns that are one-per-respondent can be merged
+            fpath = _resolve(spec_path, f.path).name
+            found = other[on].merge(resp[on].drop_duplicates(), on=on, how="left", indicator=True)["_merge"]
+            unmatched = int((found != "both").sum())
+            if unmatched and f.link.unmatched == "error":
+                raise IngestError(f"{fpath}: {unmatched} rows match no row of file '{dname}' on {', '.join(on)}")
+            if unmatched:
+                acc.add(f"exclude: unmatched {name}", name, unmatched,
+                        f"rows of '{name}' matching no row of '{dname}' on {', '.join(on)}")
             continue
         else:
             continue
@@ -342,8 +350,12 @@ def _make_design(data: SurveyData, unit: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         if d.replicate is None:
-            design = Design(resp, weights=weights, strata=d.strata, psu=d.psu, fpc=d.fpc, nest=d.nest,
-                            lonely_psu=d.lonely_psu)
+            try:
+                design = Design(resp, weights=weights, strata=d.strata, psu=d.psu, fpc=d.fpc, nest=d.nest,
+                                lonely_psu=d.lonely_psu)
+            except LonelyPSUError as e:
+                path = _resolve(data.spec_path, spec.files[d.file].path).name
+                raise LonelyPSUError(f"{path}: strata '{d.strata}', PSU '{d.psu}': {e}") from None
         else:
             r = d.replicate
             design = ReplicateDesign(resp, weights=weights, replicate_weights=r.columns, method=r.method,
@@ -364,15 +376,17 @@ def _incidents(data: SurveyData, need, acc: _Accounting) -> None:
     data.metadata[v.file] = meta
     path = _resolve(data.spec_path, f.path).name
     n0 = len(inc)
+    _check_keys(inc, f.keys, v.file, path)
     # 1. exclusion rules, in order
     keep = np.ones(n0, dtype=bool)
+    removed = []
     for rule in v.exclude:
         hit = _eval(inc, rule.where, f"{path}: exclusion '{rule.name}'") & keep
         acc.add(f"exclude: {rule.name}", v.file, int(hit.sum()), rule.label or rule.where)
+        removed.append(f"'{rule.name}' ({rule.where}) removes {int(hit.sum())}")
         keep &= ~hit
     if n0 and not keep.any():
-        raise IngestError(f"{path}: the exclusion rules remove all {n0} incidents "
-                          f"({', '.join(r.name for r in v.exclude)})")
+        raise IngestError(f"{path}: the exclusion rules remove all {n0} incidents: {'; '.join(removed)}")
     # 2. crime codes
     code = inc[v.crime_code]
     type_of = pd.Series(pd.NA, index=inc.index, dtype="object")
@@ -401,6 +415,15 @@ def _incidents(data: SurveyData, need, acc: _Accounting) -> None:
         acc.add("exclude: unmatched", v.file, int(unmatched.sum()),
                 f"incidents matching no respondent on {', '.join(link.on)}")
         keep &= ~unmatched
+    is_resp = resp["_respondent"].to_numpy()
+    nonresp = keep & ~is_resp[np.where(keep, np.nan_to_num(row), 0).astype(np.int64)]
+    if nonresp.any():
+        if link.unmatched == "error":
+            raise IngestError(f"{path}: {int(nonresp.sum())} incidents link to non-respondent rows of file "
+                              f"'{link.to}' (respondents rule: {spec.files[link.to].respondents})")
+        acc.add("exclude: non-respondent", v.file, int(nonresp.sum()),
+                "incidents linked to non-respondent rows (kept for design only)")
+        keep &= ~nonresp
     # 4. series counting
     series_count = np.ones(n0)
     if v.series is not None:
@@ -705,6 +728,7 @@ def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
 def _domains(data: SurveyData, frames, spec_path, acc: _Accounting) -> None:
     resp = data.respondents
     for name, dom in data.spec.domains.items():
+        fpath = _resolve(spec_path, data.spec.files[dom.file or data.spec.design.file].path).name
         if dom.variable not in resp.columns:
             raise column_not_found(dom.variable, resp.columns, f"domain '{name}'",
                                    _resolve(spec_path, data.spec.files[data.spec.design.file].path).name)
@@ -724,7 +748,7 @@ def _domains(data: SurveyData, frames, spec_path, acc: _Accounting) -> None:
                 out[_in(s, codes)] = lab
             bad = out.isna().to_numpy() & s.notna().to_numpy()
             if bad.any():
-                raise IngestError(f"domain '{name}': '{dom.variable}' has codes in no recode group for "
+                raise IngestError(f"{fpath}: domain '{name}': '{dom.variable}' has codes in no recode group for "
                                   f"{int(bad.sum())} rows ({_code_counts(s, bad)})")
             out = pd.Categorical(out, categories=list(dom.recode))
         else:
@@ -734,7 +758,7 @@ def _domains(data: SurveyData, frames, spec_path, acc: _Accounting) -> None:
                 known = _in(s, keys)
                 bad = ~known & s.notna().to_numpy()
                 if bad.any():
-                    raise IngestError(f"domain '{name}': '{dom.variable}' has codes without a label for "
+                    raise IngestError(f"{fpath}: domain '{name}': '{dom.variable}' has codes without a label for "
                                       f"{int(bad.sum())} rows ({_code_counts(s, bad)})")
                 if pd.api.types.is_numeric_dtype(s.dtype):
                     mapping = {float(k): str(v) for k, v in labels.items()}

@@ -386,13 +386,32 @@ def load_yaml(text: str):
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> SurveySpec:
-    """Validate a spec already parsed from YAML."""
+    """Validate a spec already parsed from YAML (schema, references and expressions)."""
     if not isinstance(data, dict):
         raise SpecError(f"spec {source}: the top level must be a mapping of keys, not {type(data).__name__}")
     try:
-        return SurveySpec.model_validate(data)
+        spec = SurveySpec.model_validate(data)
     except ValidationError as err:
         raise SpecError(_one_line(err, source)) from None
+    for key, expr in _expressions(spec):
+        try:
+            expression_names(expr)
+        except SpecError as e:
+            raise SpecError(f"spec {source}: {key}: {e}") from None
+    return spec
+
+
+def _expressions(spec: SurveySpec):
+    """(key, expression) of every expression in a spec."""
+    for name, f in spec.files.items():
+        if f.respondents:
+            yield f"files.{name}.respondents", f.respondents
+    v = spec.victimization
+    if v is not None:
+        for i, rule in enumerate(v.exclude):
+            yield f"victimization.exclude.{i}.where", rule.where
+        if v.series is not None:
+            yield "victimization.series.when", v.series.when
 
 
 def read_spec(path: str | Path) -> SurveySpec:
