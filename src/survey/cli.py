@@ -116,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     p_cb.add_argument("--out", default=None, help="output folder (default outputs/codebook/<survey>)")
     p_syn = sub.add_parser("synth", help="generate the synthetic national survey (with its known truth)")
     p_syn.add_argument("args", nargs=argparse.REMAINDER, help="--out DIR --households N --seed S ...")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["synth"]:  # its own options (survey synth --help)
+        try:
+            from .synth import main as synth_main
+
+            return synth_main(argv[1:])
+        except SurveyError as e:
+            print(f"survey: error: {e}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -134,10 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or str(Path("outputs") / "codebook" / read_spec(args.spec).survey)
             return codebook_cmd(args.spec, out)
-        if args.command == "synth":
-            from .synth import main as synth_main
-
-            return synth_main(args.args)
     except SurveyError as e:
         print(f"survey: error: {e}", file=sys.stderr)
         return 2

@@ -337,18 +337,19 @@ def _all_rows(data, v, crimes, families, dom_list, spec):
             counted = [c for c in cs if resp[f"n__{c}"].notna().any()]
             screener = [c for c in cs if c not in counted]
             vic_fams = [f for f in families if f in VICTIMIZATION_FAMILIES]
+            udoms = [d for d in dom_list if d is None or not spec.domains[d].units or unit in spec.domains[d].units]
             if counted:
-                rows += _victimization(data, unit, counted, dom_list, vic_fams)
+                rows += _victimization(data, unit, counted, udoms, vic_fams)
             for c in screener:  # one by one: reporting items may exist for some only
-                rows += _victimization(data, unit, [c], dom_list,
+                rows += _victimization(data, unit, [c], udoms,
                                        [f for f in vic_fams if f in ("prevalence", "reporting_rate_victims")])
             cs = counted
             groups = [c for c in cs if c in v.groups]
             if groups and "multiple_victimization" in families:
-                rows += _multiple(data, unit, groups, dom_list)
+                rows += _multiple(data, unit, groups, udoms)
             for fam, over in (("gini", "population"), ("gini_victims", "victims")):
                 if fam in families:
-                    rows += _gini_rows(data, unit, cs, dom_list, fam, over)
+                    rows += _gini_rows(data, unit, cs, udoms, fam, over)
     items = [i for i in spec.perception if i.indicator in families]
     if items:
         rows += _perception(data, items, dom_list)

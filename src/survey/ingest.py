@@ -225,7 +225,10 @@ def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> 
     for name in spec.files:
         if spec.files[name].unit == "incident":
             continue
-        frames[name], metas[name] = _read(spec, spec_path, name, need[name] | _weight_columns(spec, name, frames), acc)
+        cols = need[name] | _weight_columns(spec, name, frames)
+        if name == spec.design.file and spec.design.replicate_needs_all_columns():
+            cols = set()  # a regex for replicate weights is matched against every column
+        frames[name], metas[name] = _read(spec, spec_path, name, cols, acc)
     dname = spec.design.file
     dfile = spec.files[dname]
     resp = frames[dname]
@@ -299,8 +302,11 @@ def _weight_columns(spec: SurveySpec, name: str, frames) -> set[str]:
     d = spec.design
     if name == d.file:
         cols = set(d.weight_columns())
-        if d.replicate is not None and isinstance(d.replicate.columns, list):
-            cols |= set(d.replicate.columns)
+        if d.replicate is not None:
+            rc = d.replicate.columns
+            for part in (rc.values() if isinstance(rc, dict) else [rc]):
+                if isinstance(part, list):
+                    cols |= set(part)
         return cols
     return set()
 
@@ -358,8 +364,8 @@ def _make_design(data: SurveyData, unit: str):
                 raise LonelyPSUError(f"{path}: strata '{d.strata}', PSU '{d.psu}': {e}") from None
         else:
             r = d.replicate
-            design = ReplicateDesign(resp, weights=weights, replicate_weights=r.columns, method=r.method,
-                                     rho=r.rho, scale=r.scale, rscales=r.rscales, mse=r.mse)
+            design = ReplicateDesign(resp, weights=weights, replicate_weights=d.replicate_columns_for(unit),
+                                     method=r.method, rho=r.rho, scale=r.scale, rscales=r.rscales, mse=r.mse)
     if not resp["_respondent"].all():
         design = design.subset(resp["_respondent"].to_numpy())
     return design

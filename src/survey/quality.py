@@ -102,6 +102,10 @@ def apply_rule(table: pd.DataFrame, preset: str = "none", **params) -> pd.DataFr
         raise PublicationError(f"publication preset must be one of {', '.join(RULES)}, not '{preset}'")
     params = {k: v for k, v in params.items() if v is not None}
     t = RULES[preset](table, **params)
+    # a cell with no sample case has no sampling variance to show: say so whatever the rule
+    none_seen = (t["n_cases"] == 0).to_numpy()
+    t.loc[none_seen, "reliability"] = "no sample cases"
+    t.loc[none_seen & (t["flag_reason"] == ""), "flag_reason"] = "no sample case: the SE of 0 is not a measure of precision"
     t = _secondary(t)
     sup = t["suppressed"].to_numpy(dtype=bool)
     for c in STAT_COLUMNS:

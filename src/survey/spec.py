@@ -50,7 +50,10 @@ class FileSpec(_Model):
 
 
 class ReplicateSpec(_Model):
-    columns: str | list[str]
+    """Replicate weights: a list of columns or a regular expression, or one of those per unit
+    (``{household: "^rwh", person: "^rwp"}``) to go with per-unit ``weights``."""
+
+    columns: str | list[str] | dict[Literal["household", "person"], str | list[str]]
     method: Literal["BRR", "Fay", "JK1", "JKn", "bootstrap", "successive-difference", "ACS", "other"]
     rho: float | None = None
     scale: float | None = None
@@ -80,6 +83,23 @@ class DesignSpec(_Model):
 
     def weight_columns(self) -> list[str]:
         return [self.weights] if isinstance(self.weights, str) else list(dict.fromkeys(self.weights.values()))
+
+    def replicate_columns_for(self, unit: str):
+        """The replicate weight columns (list or regex) for household- or person-level estimates."""
+        cols = self.replicate.columns
+        if isinstance(cols, dict):
+            if unit not in cols:
+                raise SpecError(f"design.replicate.columns has no {unit} entry (has {', '.join(cols)})")
+            return cols[unit]
+        return cols
+
+    def replicate_needs_all_columns(self) -> bool:
+        """A regular expression can only be matched against every column of the file."""
+        if self.replicate is None:
+            return False
+        cols = self.replicate.columns
+        parts = cols.values() if isinstance(cols, dict) else [cols]
+        return any(isinstance(p, str) for p in parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +280,7 @@ class PerceptionItem(_Model):
 class DomainSpec(_Model):
     variable: str
     label: str | None = None
+    units: list[Literal["household", "person"]] | None = None  # rates it applies to (default: all)
     labels: dict[Code, str] | None = None
     bands: list[float] | None = None
     recode: dict[str, list[Code]] | None = None
