@@ -202,6 +202,12 @@ class _Base:
         """Quantiles with Woodruff intervals, as R's ``svyquantile`` (qrule 'math')."""
         return _est.quantile(self, variable, q=q, by=by, **kw)
 
+    def glm(self, formula: str, family: str = "binomial", **kw):
+        """Survey-weighted GLM with design-based SEs, as R's ``svyglm`` (see survey.models)."""
+        from .models import glm
+
+        return glm(self, formula, family=family, **kw)
+
     # calibration lives in survey.weighting
     def poststratify(self, strata, population, **kw):
         """Post-stratify to known counts, as R's ``postStratify``."""
