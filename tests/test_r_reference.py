@@ -633,7 +633,17 @@ def _check_deff(r):
 
 
 def _check_glm(r):
-    pytest.xfail("svyglm has no equivalent in docs/engine-api.md; R values kept for when it lands")
+    """svyglm quasibinomial on dclus1: coefficients, SEs and t p-values on df 12 (printed)."""
+    df = api("apiclus1").assign(sw=lambda d: (d["sch.wide"] == "Yes").astype(float))
+    fit = sv.Design(df, weights="pw", psu="dnum", fpc="fpc").glm("sw ~ ell + meals", family="binomial")
+    for got, want in zip(fit.table["estimate"], r["estimate"].split("/")):
+        assert_printed(got, want, "svyglm coefficient")
+    for got, want in zip(fit.table["se"], r["se"].split("/")):
+        assert_printed(got, want, "svyglm SE")
+    assert fit.df_residual == 12
+    pvals = re.search(r"t p-values ([0-9./]+)", r["source"]).group(1).split("/")
+    for got, want in zip(fit.table["p_value"], pvals):
+        assert_printed(got, want, "svyglm p-value (t on design df)")
 
 
 CLUS1 = "svydesign(id=~dnum,weights=~pw,fpc=~fpc)"
