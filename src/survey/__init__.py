@@ -21,8 +21,15 @@ from .errors import (
 from .estimate import CI_METHODS, RESULT_COLUMNS, proportion_ci
 from .replicates import as_replicate
 
+
+def load(spec, **kw):
+    """Load a survey through its spec (see ``survey.ingest.load``)."""
+    from .ingest import load as _load
+
+    return _load(spec, **kw)
+
 __all__ = [
-    "Design", "ReplicateDesign", "as_replicate", "contrast", "difference", "proportion_ci",
+    "Design", "ReplicateDesign", "as_replicate", "contrast", "difference", "proportion_ci", "load",
     "REPLICATE_METHODS", "CI_METHODS", "RESULT_COLUMNS",
     "SurveyError", "ColumnNotFoundError", "WeightError", "DesignError", "LonelyPSUError",
     "ReplicateWeightError", "DomainError", "EstimationError", "SurveyWarning",
