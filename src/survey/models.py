@@ -221,12 +221,14 @@ class GLMResult:
     converged: bool
     level: float
     table: pd.DataFrame = field(repr=False)
+    design_df: float = np.nan
     _design: object = field(repr=False, default=None)
     _x: np.ndarray = field(repr=False, default=None)
     _mm: object = field(repr=False, default=None)
     _fit_rows: np.ndarray = field(repr=False, default=None)
     _off: np.ndarray = field(repr=False, default=None)
     _influence: np.ndarray = field(repr=False, default=None)
+    _rep_betas: np.ndarray = field(repr=False, default=None)
 
     def summary(self) -> pd.DataFrame:
         return self.table
@@ -263,10 +265,23 @@ class GLMResult:
         eta = x @ self.coef.to_numpy() + off
         return eta if type == "link" else _mu(self.family, eta)
 
-    def predictive_margins(self, variable: str, level: float | None = None) -> pd.DataFrame:
+    def predictive_margins(self, variable: str, level: float | None = None,
+                           variance: str = "svypredmeans") -> pd.DataFrame:
         """Predictive margins of ``variable``: for each of its levels, the weighted mean over the
         fitted rows of the prediction with every row set to that level (as R's
-        ``svypredmeans``), with a design-based SE that carries the coefficients' uncertainty."""
+        ``svypredmeans``), with a design-based SE.
+
+        ``variance="svypredmeans"`` (R's): the design variance of the mean of the predictions
+        at fixed coefficients plus the variance from the coefficients (``g' V g``), without
+        their covariance; ``"linearized"``: the full linearization, the cross term included.
+        Replicate designs: the margins recomputed on every replicate (refitted coefficients,
+        replicate weights).  Intervals: t on the design degrees of freedom.
+        """
+        from .design import ReplicateDesign
+        from .variance import replicate_vcov
+
+        if variance not in ("svypredmeans", "linearized"):
+            raise ModelError("variance must be 'svypredmeans' or 'linearized'")
         level = level or self.level
         d = self._design
         data = d.data
@@ -275,41 +290,48 @@ class GLMResult:
         s = data[variable]
         levels = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(s.dropna().unique())
         rows = self._fit_rows
-        w = d.w
-        wf = np.where(rows, w, 0.0)
+        wf = np.where(rows, d.w, 0.0)
         big_w = wf.sum()
         beta = self.coef.to_numpy()
         spec = self._mm.rhs.model_spec
-        est, infl = [], []
+        est, cond, grads, xls = [], [], [], []
         for lev in levels:
             nd = data.copy(deep=False)
             nd[variable] = pd.Categorical([lev] * len(nd), categories=levels) if isinstance(
                 s.dtype, pd.CategoricalDtype) else lev
-            xl = np.asarray(spec.get_model_matrix(nd, na_action="ignore"), float)
-            eta = np.where(rows, np.nan_to_num(xl) @ beta + self._off, 0.0)
-            mu = _mu(self.family, eta)
+            xl = np.nan_to_num(np.asarray(spec.get_model_matrix(nd, na_action="ignore"), float))
+            mu = _mu(self.family, np.where(rows, xl @ beta + self._off, 0.0))
             m = float(np.sum(wf * mu) / big_w)
             _, dmu = _var_and_dmu(self.family, mu, self.theta)
-            grad = (np.nan_to_num(xl) * (wf * dmu)[:, None]).sum(axis=0) / big_w
-            z = np.where(rows, wf * (mu - m) / big_w, 0.0) + self._influence @ grad
             est.append(m)
-            infl.append(z)
-        z = np.column_stack(infl)
-        v = _design_vcov(d, z, self)
-        se = np.sqrt(np.diag(v))
-        q = stats.t.ppf((1 + level) / 2, self.df_residual)
+            cond.append(np.where(rows, wf * (mu - m) / big_w, 0.0))
+            grads.append((xl * (wf * dmu)[:, None]).sum(axis=0) / big_w)
+            xls.append(xl)
+        g = np.array(grads)  # levels x p
+        if isinstance(d, ReplicateDesign):
+            reps = np.empty((len(levels), d.n_replicates))
+            for j in range(d.n_replicates):
+                wr = np.where(rows, d.repw[:, j + 1], 0.0)
+                for i, xl in enumerate(xls):
+                    mu = _mu(self.family, np.where(rows, xl @ self._rep_betas[:, j] + self._off, 0.0))
+                    reps[i, j] = np.sum(wr * mu) / wr.sum()
+            v = replicate_vcov(np.array(est), reps, d.scale, d.rscales, d.mse)
+        elif variance == "linearized":
+            v = _design_vcov(d, np.column_stack(cond) + self._influence @ g.T)
+        else:
+            v = _design_vcov(d, np.column_stack(cond)) + g @ self.vcov.to_numpy() @ g.T
+        se = np.sqrt(np.clip(np.diag(v), 0, None))
+        ddf = float(d.df)  # margins are means over the design (R: degf of the design)
+        q = stats.t.ppf((1 + level) / 2, ddf)
         out = pd.DataFrame({"variable": variable, "level": [str(x) for x in levels], "estimate": est, "se": se})
         out["ci_low"], out["ci_high"] = out.estimate - q * se, out.estimate + q * se
+        out["df"] = ddf
         out.attrs["vcov"] = v
         return out
 
 
-def _design_vcov(design, z: np.ndarray, fit) -> np.ndarray:
-    """Design variance of influence columns z (n x k): Taylor kernel, or replicates of the margins."""
-    from .design import ReplicateDesign
-
-    if isinstance(design, ReplicateDesign):
-        raise ModelError("predictive margins on replicate designs are not available yet")
+def _design_vcov(design, z: np.ndarray) -> np.ndarray:
+    """Taylor design variance of influence columns z (n x k)."""
     r, c = np.nonzero(z)
     return design._vcov(r, c, z[r, c], z.shape[1])
 
@@ -321,11 +343,10 @@ def glm(design, formula: str, family: str = "binomial", offset=None, subset=None
 
     if family not in FAMILIES:
         raise ModelError(f"family must be one of {', '.join(FAMILIES)}, not '{family}'")
+    if subset is not None:  # a domain of the full design (its df is the domain's, as R)
+        design = design.subset(subset)
     data = design.data
     dom = design._in_domain().copy()
-    if subset is not None:
-        mask = data.eval(subset) if isinstance(subset, str) else subset
-        dom &= np.asarray(pd.Series(mask).fillna(False).to_numpy(), dtype=bool)
     y, x, terms, off, mm, yname = _model_frame(data, formula, offset)
     complete = np.isfinite(y) & np.isfinite(x).all(axis=1) & np.isfinite(off)
     dropped = dom & ~complete
@@ -358,18 +379,27 @@ def glm(design, formula: str, family: str = "binomial", offset=None, subset=None
     resid = (y - mu) * dmu / np.maximum(v, 1e-300)
     infl = (x * (w * resid)[:, None]) @ a_inv  # n x p influence on beta
     p = x.shape[1]
+    rep_betas = None
     if isinstance(design, ReplicateDesign):
-        vcov = _replicate_vcov(design, x, y, off, rows, family, beta, theta)
+        vcov, rep_betas = _replicate_vcov(design, x, y, off, rows, family, beta, theta)
     else:
         r = np.flatnonzero(rows)
         rr = np.repeat(r, p)
         cc = np.tile(np.arange(p), len(r))
         vcov = design._vcov(rr, cc, infl[r].ravel(), p)
-    df_res = float(design.df) + 1 - p
-    pw = w / w[w > 0].mean()
+    # degrees of freedom of the design the model is fitted on (rows with missing values are a
+    # domain left out, as R's na.omit on a survey design)
+    fit_design = design if (rows == design._in_domain()).all() or isinstance(design, ReplicateDesign) else (
+        design.subset(rows))
+    design_df = float(fit_design.df)
+    df_res = design_df + 1 - p
     with np.errstate(invalid="ignore", divide="ignore"):
         pearson = (y - mu) / np.sqrt(np.maximum(v, 1e-300))
-    dispersion = float(np.sum(pw * pearson**2) / np.sum(pw))
+    # as R's summary.svyglm: the design-weighted variance of the Pearson residuals
+    pos = w > 0
+    n_fit = int(pos.sum())
+    rbar = np.sum(w * pearson) / np.sum(w)
+    dispersion = float(np.sum(w * (pearson - rbar) ** 2) / np.sum(w) * n_fit / max(n_fit - 1, 1))
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         t = beta / se
@@ -388,7 +418,8 @@ def glm(design, formula: str, family: str = "binomial", offset=None, subset=None
                      vcov=pd.DataFrame(vcov, index=terms, columns=terms), df_residual=df_res,
                      n=int((rows & (design.w > 0)).sum()), n_dropped=n_dropped, weighted_n=float(w.sum()),
                      dispersion=dispersion, theta=theta, converged=conv, level=level, table=table,
-                     _design=design, _x=x, _mm=mm, _fit_rows=rows, _off=off, _influence=infl)
+                     design_df=design_df, _design=design, _x=x, _mm=mm, _fit_rows=rows, _off=off,
+                     _influence=infl, _rep_betas=rep_betas)
 
 
 def _replicate_vcov(design, x, y, off, rows, family, beta, theta, chunk: int = 32_768, maxit: int = 25):
@@ -426,7 +457,7 @@ def _replicate_vcov(design, x, y, off, rows, family, beta, theta, chunk: int = 3
         b += step
         if np.max(np.abs(step)) < 1e-12 * (1 + np.max(np.abs(b))):
             break
-    return replicate_vcov(beta, b, design.scale, design.rscales, design.mse)
+    return replicate_vcov(beta, b, design.scale, design.rscales, design.mse), b
 
 
 def _check_outcome(y, w, family, name):
@@ -470,8 +501,10 @@ def _check_separation(x, y, w, terms, beta):
         yy = y[pos][ones]
         if len(yy) and (np.all(yy == 1) or np.all(yy == 0)):
             sep.append(t)
-    big = [t for t, b in zip(terms, beta) if abs(b) > 15 and t != "Intercept"]
-    names = list(dict.fromkeys(sep + big))
-    if names:
-        warnings.warn(f"glm: (quasi-)complete separation on {', '.join(names)}: the outcome is constant where "
+    big = [t for t, b in zip(terms, beta) if abs(b) > 15 and t != "Intercept" and t not in sep]
+    if sep:
+        warnings.warn(f"glm: (quasi-)complete separation on {', '.join(sep)}: the outcome is constant where "
                       "these are 1, so their coefficients and SEs are not meaningful", SeparationWarning, stacklevel=3)
+    if big:
+        warnings.warn(f"glm: coefficients of {', '.join(big)} are extreme (|b| > 15): possible separation "
+                      "by a continuous predictor; their SEs are not meaningful", SeparationWarning, stacklevel=3)
