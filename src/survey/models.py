@@ -365,6 +365,7 @@ def glm(design, formula: str, family: str = "binomial", offset=None, subset=None
     x = np.where(rows[:, None], x, 0.0)
     off = np.where(rows, off, 0.0)
     _check_outcome(y, w, family, yname)
+    x, terms = _drop_empty_levels(x, w, terms)
     _check_design_matrix(x, w, terms)
     beta, theta, conv, _ = _fit(x, y, w, off, family)
     if not conv:
@@ -472,6 +473,19 @@ def _check_outcome(y, w, family, name):
         bad = int((yy < 0).sum())
         if bad:
             raise ModelError(f"count outcome '{name}' is negative for {bad} rows")
+
+
+def _drop_empty_levels(x, w, terms):
+    """A category level with no case in the domain is dropped, with a warning naming it (as
+    R's glm drops unused factor levels)."""
+    pos = w > 0
+    empty = [j for j, t in enumerate(terms) if "[" in t and np.all(x[pos, j] == 0)]
+    if empty:
+        warnings.warn(f"glm: {', '.join(terms[j] for j in empty)} has no case in the domain and is left out "
+                      "of the model", SurveyWarning, stacklevel=4)
+        keep = [j for j in range(len(terms)) if j not in empty]
+        x, terms = x[:, keep], [terms[j] for j in keep]
+    return x, terms
 
 
 def _check_design_matrix(x, w, terms):
