@@ -12,15 +12,17 @@ the 10 "needed" columns and every 50th other column, about 11% of values), then 
   - pyreadstat.read_sav directly (all, 10 columns): the cost of survey.io's own layer
     (metadata-only read first, user-missing codes to NaN with the originals kept)
 
-Each job: best of --reps runs, the jobs taken in turn (round-robin) so that other load on the
-machine spreads over all of them; the median and all times are in the JSON, with the load
-average. The 10-column results are checked against the same columns of the all-column result.
+Each job: best of --reps runs (2, or 3 with --quick), the jobs taken in turn (round-robin) so
+that other load on the machine spreads over all of them; the median and all times are in the
+JSON, with the load average. The 10-column results are checked against the same columns of the
+all-column result.
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/bench_io.py            # 100,000 rows x 2,000 columns, ~3-4 min
-    .venv/bin/python benchmarks/bench_io.py --quick    # 20,000 rows, ~40 s
+    .venv/bin/python benchmarks/bench_io.py            # 100,000 rows x 2,000 columns, ~4 min idle
+    .venv/bin/python benchmarks/bench_io.py --quick    # 20,000 rows, ~1 min
     .venv/bin/python benchmarks/bench_io.py --zsav     # also the same file compressed (.zsav)
+    .venv/bin/python benchmarks/bench_io.py --rows 250000 --cols 200   # a tall file
 
 Results are printed and written to benchmarks/results/bench_io.json.
 """
@@ -132,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cols", type=int, default=2_000, help="numeric columns (default 2,000)")
     ap.add_argument("--quick", action="store_true", help="20,000 rows")
     ap.add_argument("--zsav", action="store_true", help="also time the compressed (.zsav) file")
-    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per job (default 3)")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="timed repetitions per job (default 2; 3 with --quick)")
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     n = 20_000 if args.quick else args.rows
+    if args.reps is None:
+        args.reps = 3 if args.quick else 2
     k = args.cols
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"bench_io: {n:,} rows x {k:,} numeric columns, {N_NEEDED} needed; best of {args.reps}; "

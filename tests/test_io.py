@@ -173,10 +173,14 @@ def test_multiprocess_auto_threshold(tmp_path, monkeypatch):
     path = big_sav(tmp_path)
     monkeypatch.setattr(sio, "_cpus", lambda: 2)
     monkeypatch.setattr(sio, "MULTIPROCESS_MIN_ROWS", 2000)
-    assert read(path)[1].multiprocess  # 3,000 rows to read
-    assert not read(path, row_limit=1500)[1].multiprocess  # only 1,500 to read
+    assert not read(path)[1].multiprocess  # 3,000 rows, but every column: not worth it
+    assert read(path, columns=["v1", "v2", "s"])[1].multiprocess  # 3 of 7 columns
+    assert not read(path, columns=["v1", "v2", "s", "v3"])[1].multiprocess  # 4 of 7
+    assert not read(path, columns=["v1"], row_limit=1500)[1].multiprocess  # only 1,500 rows to read
+    monkeypatch.setattr(sio, "MULTIPROCESS_MAX_COLUMN_SHARE", 1.0)
+    assert read(path)[1].multiprocess
     monkeypatch.setattr(sio, "_cpus", lambda: 1)
-    assert not read(path)[1].multiprocess  # one CPU: no point
+    assert not read(path, columns=["v1"])[1].multiprocess  # one CPU: no point
 
 
 def test_por(tmp_path):
@@ -486,7 +490,7 @@ def test_ncvs_household_zsav():
     df, meta = read(path, columns=keys)
     assert meta.n_rows == len(df) == 256_460 and list(df.columns) == keys
     assert len(meta.file_columns) == 12 and "IDHH" in meta.file_columns
-    assert meta.multiprocess  # more than MULTIPROCESS_MIN_ROWS rows (on a 2+ CPU machine)
+    assert meta.multiprocess == (sio._cpus() >= 2)  # > MULTIPROCESS_MIN_ROWS rows, 4 of 12 columns
     assert meta.variable_labels == {
         "WGTHHCY": "Household weight, collection year",
         "V2117": "Pseudo-stratum code",

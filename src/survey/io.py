@@ -17,8 +17,8 @@ One function, :func:`read`, returns a pandas DataFrame and a :class:`Metadata` r
   puts them back, and ``meta.missing_codes`` counts them (R's ``haven::read_sav(user_na=TRUE)``
   keeps them as ``labelled_spss`` values instead).
 - **Large files** (SAV/ZSAV, DTA, SAS7BDAT with more than :data:`MULTIPROCESS_MIN_ROWS` rows to
-  read) go through pyreadstat's multiprocessing reader, after a metadata-only read that also
-  checks the requested columns.
+  read, when at most half of their columns are read) go through pyreadstat's multiprocessing
+  reader. A metadata-only read comes first: it checks the requested columns and decides.
 - **Errors** are one-line :class:`~survey.errors.SurveyError` subclasses naming the file:
   :class:`FileReadError` (missing, a directory, not readable), :class:`FileFormatError` (unknown
   extension, wrong format for the extension, empty, truncated or corrupt) and
@@ -39,7 +39,8 @@ import pandas as pd
 
 from .errors import ColumnNotFoundError, SurveyError, column_not_found
 
-__all__ = ["read", "Metadata", "FileReadError", "FileFormatError", "FORMATS", "MULTIPROCESS_MIN_ROWS"]
+__all__ = ["read", "Metadata", "FileReadError", "FileFormatError", "FORMATS", "MULTIPROCESS_MIN_ROWS",
+           "MULTIPROCESS_MAX_COLUMN_SHARE"]
 
 #: File extension (lower case) -> ``Metadata.format``.
 FORMATS: dict[str, str] = {
@@ -53,8 +54,14 @@ FORMATS: dict[str, str] = {
     ".parquet": "parquet",
 }
 
-#: ``multiprocess=None`` uses pyreadstat's multiprocessing reader above this many rows to read.
+#: ``multiprocess=None`` uses pyreadstat's multiprocessing reader above this many rows to read
+#: (and when at most :data:`MULTIPROCESS_MAX_COLUMN_SHARE` of the file's columns are read).
 MULTIPROCESS_MIN_ROWS = 200_000
+#: Each worker scans the whole width of its rows but sends back only the columns read, so the
+#: parallel scan pays when few columns are read; reading (nearly) all columns of a wide file,
+#: shipping the chunks back and concatenating them costs about what the second process saves
+#: (see benchmarks/README.md).
+MULTIPROCESS_MAX_COLUMN_SHARE = 0.5
 
 # extension -> (pyreadstat reader, what the file should be, for messages)
 _PYREADSTAT = {
@@ -208,8 +215,10 @@ def read(
     multiprocess
         Use ``pyreadstat.read_file_multiprocessing`` (SAV/ZSAV, DTA and SAS7BDAT only; up to
         4 processes, as many as there are CPUs). ``None`` (default): when more than
-        :data:`MULTIPROCESS_MIN_ROWS` rows are to be read and there are at least 2 CPUs. Ignored
-        for the other formats (pyarrow reads Parquet with threads already).
+        :data:`MULTIPROCESS_MIN_ROWS` rows are to be read, at most
+        :data:`MULTIPROCESS_MAX_COLUMN_SHARE` of the file's columns are read and there are at
+        least 2 CPUs. Ignored for the other formats (pyarrow reads Parquet with threads already).
+        ``meta.multiprocess`` says whether it was used.
 
     Returns
     -------
@@ -427,7 +436,8 @@ def _read_pyreadstat(path: Path, ext: str, wanted, row_limit, multiprocess):
     use_mp = False
     if fname in _MULTIPROCESS_READERS and n_rows is not None:
         if multiprocess is None:
-            use_mp = to_read > MULTIPROCESS_MIN_ROWS and _cpus() >= 2
+            use_mp = (to_read > MULTIPROCESS_MIN_ROWS and _cpus() >= 2
+                      and len(cols) <= MULTIPROCESS_MAX_COLUMN_SHARE * len(file_columns))
         else:
             use_mp = bool(multiprocess)
     if wanted is not None:
