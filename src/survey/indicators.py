@@ -53,7 +53,8 @@ unit                household or person: what the rate is counted against
 domain              domain variable ("overall" for the whole population)
 domain_value        the domain's category ("all" for overall)
 estimate, se        the estimate in the indicator's measure (%, per 1,000, ratio) and its SE
-ci_low, ci_high     confidence interval (t on df; proportions: logit interval)
+ci_low, ci_high     confidence interval at 95%: t on df; for % indicators the logit interval
+                    (better coverage for small proportions), Wald otherwise
 df                  degrees of freedom of the interval
 cv                  coefficient of variation (se / estimate)
 deff                Kish design effect
@@ -185,6 +186,13 @@ def _positive_counts(design, cols: list[str], by, weighted: bool = False) -> np.
 def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str], dom, n_cases, unit):
     ind = INDICATORS[family]
     out = estimates.copy()
+    if ind.measure == "%":  # proportions: logit interval (t on df), as TABLE_COLUMNS documents
+        from .estimate import proportion_ci
+
+        p = out["estimate"].to_numpy(dtype=float)
+        lo, hi = proportion_ci(p, out["se"].to_numpy(dtype=float), 0.95, out["df"].to_numpy(dtype=float), "logit")
+        out["ci_low"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, lo))
+        out["ci_high"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, hi))
     k = len(crimes)
     out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
     out["n_cases"] = n_cases
