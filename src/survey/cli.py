@@ -114,9 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     p_cb = sub.add_parser("codebook", help="write the codebook (HTML and CSV) of a survey spec")
     p_cb.add_argument("spec")
     p_cb.add_argument("--out", default=None, help="output folder (default outputs/codebook/<survey>)")
+    sub.add_parser("run", help="run the notebooks of one parameter set with papermill (survey run --help)")
+    sub.add_parser("batch", help="run several parameter sets in parallel (survey batch --help)")
     p_syn = sub.add_parser("synth", help="generate the synthetic national survey (with its known truth)")
     p_syn.add_argument("args", nargs=argparse.REMAINDER, help="--out DIR --households N --seed S ...")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["run"], ["batch"]):  # papermill runs (survey run --help)
+        from .batch import batch_main, run_main
+
+        return (run_main if argv[0] == "run" else batch_main)(argv[1:])
     if argv[:1] == ["synth"]:  # its own options (survey synth --help)
         try:
             from .synth import main as synth_main

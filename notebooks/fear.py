@@ -1,0 +1,127 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Fear of crime and feeling safe
+#
+# How safe people feel walking alone in their area after dark (SDG indicator 16.1.4) and how
+# worried they are about becoming a victim, overall, by domain, and for victims compared with
+# non-victims. Each estimate is the share of respondents who answered the question; those who
+# did not answer are left out of its base only.
+
+# %% setup
+from survey import params as sp
+from survey import report as rp
+
+rp.setup_notebook()
+
+# %% parameters tags=["parameters"]
+# Notebook parameters (a run's values are injected after this cell; see survey.params)
+spec = "specs/synthetic.yaml"
+data_dir = None
+period = None
+domains = None
+crime_types = None
+publication = None
+cap_rule = None
+output_dir = "outputs/interactive"
+language = "en"
+seed = 1
+
+# %% check parameters
+P = sp.check_notebook(globals(), "fear")
+
+# %% load the survey
+import pandas as pd
+import plotly.graph_objects as go
+
+from survey.indicators import indicator_table
+
+data = sp.load_survey(P)
+S = data.spec
+items = list(S.perception)
+if not items:
+    rp.md(f"**The spec of {S.title or S.survey} declares no perception items**: there is nothing to report here.")
+
+# %% perception table
+table = None
+if items:
+    table = indicator_table(data, crime_types=[], domains=P.domains,
+                            indicators=["feeling_safe", "worry", "likelihood", "likert"],
+                            publication=P.publication_preset, **P.publication_params)
+    overall = table[table.domain == "overall"]
+    rp.estimate_bars(overall, title="Perceptions of crime: share of respondents (%)").show()
+
+# %% [markdown]
+# Feeling safe counts respondents who feel *very* or *fairly* safe; worry counts those *very*
+# worried. An item with a follow-up (people who never go out alone after dark are asked how
+# safe they *would* feel) uses the follow-up answer, as the SDG 16.1.4 metadata recommend.
+
+# %% prose
+if items:
+    lines = []
+    for it in items:
+        r = overall[overall.crime_type == it.name].iloc[0]
+        extra = " (follow-up for those who never go out)" if it.follow_up else ""
+        sdg = f" [SDG {r.sdg_indicator}]" if r.sdg_indicator else ""
+        lines.append(f"- **{r.crime_label}**{sdg}: {rp.ci_text(r)}{extra}")
+    rp.md("\n".join(lines))
+
+# %% [markdown]
+# ## By domain
+#
+# Each item by the categories of each domain. Differences in feeling safe between groups
+# (for example by sex or age) are usually larger than differences in victimization.
+
+# %% domains
+if items:
+    for dom in (P.domains or list(S.domains)):
+        rows = table[table.domain == dom]
+        if len(rows):
+            label = S.domains[dom].label or dom
+            rp.estimate_bars(rows, category="domain_value", series="crime_label",
+                             title=f"Perceptions by {label.lower()} (%)").show()
+
+# %% [markdown]
+# ## Victims and non-victims
+#
+# Feeling safe among respondents who were victims of each crime group in the reference period
+# and among those who were not (design-based means of the item within each group).
+
+# %% victims
+if items and S.victimization is not None:
+    design = data.design()
+    crimes = P.crime_types or (data.crime_types + data.crime_groups)
+    focus = [c for c in crimes if c in data.crime_groups] or [c for c in crimes if c in data.crime_types][:4]
+    fig = go.Figure()
+    rows = []
+    for it in items:
+        for c in focus:
+            res = design.mean(f"perc__{it.name}", by=f"victim__{c}")
+            for _, r in res.iterrows():
+                rows.append({"item": it.label or it.name, "crime": c,
+                             "victim": "victims" if r[f"victim__{c}"] == 1 else "non-victims",
+                             "estimate": 100 * r["estimate"], "ci_low": 100 * r["ci_low"],
+                             "ci_high": 100 * r["ci_high"], "n": r["n"]})
+    vic = pd.DataFrame(rows)
+    for who, g in vic.groupby("victim", sort=False):
+        fig.add_trace(go.Bar(y=g["item"] + " | " + g["crime"], x=g["estimate"], orientation="h", name=who,
+                             error_x=dict(type="data", symmetric=False, array=g["ci_high"] - g["estimate"],
+                                          arrayminus=g["estimate"] - g["ci_low"])))
+    fig.update_layout(title="Perceptions of victims and non-victims (%)", barmode="group", xaxis_title="%",
+                      yaxis=dict(autorange="reversed"), height=max(320, 60 + 40 * len(vic) // 2),
+                      legend=dict(orientation="h", y=-0.15))
+    fig.show()
+    vic.round(1)

@@ -1,0 +1,150 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Repeat victimization
+#
+# Crime is concentrated: a small share of households and persons suffer a large share of all
+# victimizations. This report measures how concentrated it is (repeat victims, the share of
+# crimes they suffer, Lorenz curves and the Gini coefficient) overall and by domain. The cap
+# rule on repeat counts (see below) matters most here.
+
+# %% setup
+from survey import params as sp
+from survey import report as rp
+
+rp.setup_notebook()
+
+# %% parameters tags=["parameters"]
+# Notebook parameters (a run's values are injected after this cell; see survey.params)
+spec = "specs/synthetic.yaml"
+data_dir = None
+period = None
+domains = None
+crime_types = None
+publication = None
+cap_rule = None
+output_dir = "outputs/interactive"
+language = "en"
+seed = 1
+
+# %% check parameters
+P = sp.check_notebook(globals(), "repeat")
+
+# %% load the survey
+import pandas as pd
+
+from survey.indicators import indicator_table
+from survey.lorenz import lorenz
+
+data = sp.load_survey(P)
+S = data.spec
+if S.victimization is None:
+    raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to estimate")
+crimes = P.crime_types or (data.crime_types + data.crime_groups)
+counted = [c for c in crimes if data.respondents[f"n__{c}"].notna().any()]
+focus = [c for c in counted if c in data.crime_groups] or counted[:4]
+
+# %% repeat table
+table = indicator_table(data, crime_types=counted, domains=P.domains,
+                        indicators=["concentration", "repeat_victims", "repeat_incidents", "multiple_victimization",
+                                    "gini", "gini_victims"],
+                        publication=P.publication_preset, **P.publication_params)
+overall = table[table.domain == "overall"]
+rp.md(f"Cap rule on repeat counts: **{'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}**. "
+      "A respondent with two or more victimizations of a crime type in the period is a repeat victim of it.")
+
+# %% [markdown]
+# ## Repeat victims and the crimes they suffer
+#
+# For each crime type, two shares: of victims who were victimized two or more times, and of
+# all victimizations that were suffered by those repeat victims. The second is always the
+# larger: repeat victims account for a disproportionate share of crime.
+
+# %% repeat shares
+rows = overall[overall.indicator.isin(["repeat_victims", "repeat_incidents"])].copy()
+rows["series"] = rows.indicator.map({"repeat_victims": "share of victims who are repeat victims",
+                                     "repeat_incidents": "share of victimizations against repeat victims"})
+rp.estimate_bars(rows, series="series", title="Repeat victimization (%)").show()
+lines = []
+for c in focus:
+    rv = overall[(overall.indicator == "repeat_victims") & (overall.crime_type == c)]
+    ri = overall[(overall.indicator == "repeat_incidents") & (overall.crime_type == c)]
+    if len(rv) and len(ri):
+        lines.append(f"- **{rv.iloc[0].crime_label}**: {rp.ci_text(rv.iloc[0])} of victims were repeat victims; "
+                     f"they suffered {rp.ci_text(ri.iloc[0])} of the victimizations.")
+rp.md("\n".join(lines))
+
+# %% [markdown]
+# ## Lorenz curves
+#
+# Each curve orders the population from the least to the most victimized and plots the share of
+# all victimizations held by each share of the population. The further the curve from the
+# diagonal (an even spread), the more concentrated the crime; the Gini coefficient is twice the
+# area between them (0 = evenly spread, 1 = all crimes suffered by one respondent). Over the
+# whole population most respondents have no victimization, so the curve stays flat until the
+# last few percent; among victims it shows how unevenly victims are hit.
+
+# %% lorenz
+curves = []
+for over in ("population", "victims"):
+    for c in focus:
+        lz = lorenz(data, c, over=over)
+        lz["label"] = overall.loc[overall.crime_type == c, "crime_label"].iloc[0]
+        curves.append(lz)
+curves = pd.concat(curves, ignore_index=True)
+curves.drop(columns="label").to_csv(f"{P.output_dir}/lorenz.csv", index=False)
+for over, fam in (("population", "gini"), ("victims", "gini_victims")):
+    g = overall[overall.indicator == fam].set_index("crime_label")["estimate"].to_dict()
+    rp.lorenz_figure(curves[curves.over == over], g,
+                     title=f"Lorenz curves of victimizations over the {'population' if over == 'population' else 'victims'}").show()
+
+# %% [markdown]
+# ## Gini coefficients with their confidence intervals
+#
+# The Gini coefficient of victimizations over the population and over victims, with a
+# design-based standard error (linearized).
+
+# %% gini
+rows = overall[overall.indicator.isin(["gini", "gini_victims"])].copy()
+rows["series"] = rows.indicator.map({"gini": "over the population", "gini_victims": "over victims"})
+rp.estimate_bars(rows, series="series", title="Gini coefficient of victimizations").show()
+
+# %% [markdown]
+# ## By domain
+#
+# Concentration (victimizations per victim) by the categories of each domain, for the headline
+# crime groups.
+
+# %% domains
+for dom in (P.domains or list(S.domains)):
+    rows = table[(table.indicator == "concentration") & table.crime_type.isin(focus) & (table.domain == dom)]
+    if len(rows):
+        label = S.domains[dom].label or dom
+        rp.estimate_bars(rows, category="domain_value", series="crime_label",
+                         title=f"Victimizations per victim by {label.lower()}").show()
+
+# %% [markdown]
+# ## Multiple victimization
+#
+# Victims of two or more *different* crime types of a group (for example burglary and vehicle
+# theft), as a share of the group's victims.
+
+# %% multiple
+rows = overall[overall.indicator == "multiple_victimization"]
+if len(rows):
+    rp.estimate_bars(rows, title="Multiple victimization: victims of two or more types of the group (%)").show()
+else:
+    rp.md("No crime group selected: multiple victimization needs groups of crime types.")

@@ -1,0 +1,781 @@
+"""Batch runs of the analysis notebooks: ``survey run`` and ``survey batch``.
+
+A run takes one parameter set (``parameters/<name>.yaml``, see ``survey.params``) and
+executes its notebooks (``notebooks/<name>.ipynb``) in order with papermill, on the kernel
+``python3`` of this environment, with every path passed as an absolute parameter.  Runs are
+spread over process workers (``--jobs N``, a local process pool) or over an existing Dask
+distributed cluster (``--scheduler tcp://host:8786``); each run writes into a temporary
+folder next to its output folder and renames it onto ``outputs/<run-name>/`` only when every
+notebook succeeded, so a failed run leaves no partial output folder.
+
+A run folder holds:
+
+====================  =======================================================================
+``<notebook>.ipynb``  the executed notebooks (figures as plotly JSON, no plotly.js)
+``<notebook>.html``   reports without code (nbconvert ``--no-input``); ``plotly.min.js`` next
+                      to them (offline) unless the parameter set asks for ``inline``/``cdn``
+``indicators.csv``    the indicator table (``survey.indicators.TABLE_COLUMNS``), also as
+``indicators.parquet``  Parquet, with ``indicators.meta.json`` (rules, definitions, notes)
+``indicators.xlsx``   one sheet per indicator family and a ``notes`` sheet
+``accounting.csv``    the row accounting of the ingest (and whatever else the notebooks wrote:
+                      codebook, Lorenz curves, model tables, wave comparison)
+``run.log``           the run's log (also kept in ``<outputs>/_logs/<run-name>.log``)
+``manifest.json``     inputs with sha256, spec, parameters, package versions, row accounting,
+                      timings (kernel start-up and cell time per notebook), outputs, status
+====================  =======================================================================
+
+The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
+when every run succeeded; otherwise 1, with one line per failure naming the parameter set,
+the notebook, the cell and the error.  ``<outputs>/_logs/`` keeps each run's log, its
+outcome (``<run-name>.result.json``: status, failing notebook and cell, timings) and a failed
+run's executed notebook (``<run-name>.<notebook>.failed.ipynb``).  Usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .errors import SurveyError
+from .params import NOTEBOOKS, ParameterError, RunConfig, data_files, project_root, read_parameter_set
+
+KERNEL = "python3"
+LOG_DIR = "_logs"
+VERSIONED = ("survey-workbench", "numpy", "scipy", "pandas", "pyarrow", "pyreadstat", "pydantic", "formulaic",
+             "plotly", "papermill", "nbclient", "nbconvert", "nbformat", "ipykernel", "jupyter_client", "jupytext",
+             "openpyxl", "pyyaml", "dask", "distributed")
+
+
+class BatchError(SurveyError, RuntimeError):
+    """A batch cannot start (no parameter sets, two runs writing the same folder, no kernel)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
+
+
+def package_versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def default_notebook_dir(root: Path | None = None) -> Path:
+    """``notebooks/`` of the project root (``SURVEY_NOTEBOOKS`` overrides it)."""
+    env = os.environ.get("SURVEY_NOTEBOOKS")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (root or project_root()) / "notebooks"
+
+
+def pin_kernel_environment() -> None:
+    """Make the kernel ``python3`` this environment's Python: its kernelspec directory goes
+    first on ``JUPYTER_PATH`` (a user-level ``python3`` kernelspec would otherwise win), and
+    a spec whose command is ``python`` runs ``sys.executable`` (jupyter_client)."""
+    share = Path(sys.prefix) / "share" / "jupyter"
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if str(share) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(share), *paths])
+
+
+def check_kernel() -> str:
+    """The command of kernel ``python3``; a :class:`BatchError` when it is not this
+    environment's Python (with the fix)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    pin_kernel_environment()
+    try:
+        ks = KernelSpecManager().get_kernel_spec(KERNEL)
+    except NoSuchKernel:
+        raise BatchError(f"no Jupyter kernel '{KERNEL}': run `{sys.executable} -m ipykernel install --sys-prefix`") from None
+    exe = ks.argv[0]
+    if exe in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
+        return sys.executable
+    same = False
+    with contextlib.suppress(OSError):
+        same = Path(exe).resolve() == Path(sys.executable).resolve() or Path(exe).resolve().is_relative_to(
+            Path(sys.prefix).resolve())
+    if not same:
+        raise BatchError(f"kernel '{KERNEL}' ({ks.resource_dir}) runs {exe}, not this environment's Python "
+                         f"({sys.executable}): run `{sys.executable} -m ipykernel install --sys-prefix` and remove "
+                         f"the other '{KERNEL}' kernelspec")
+    return exe
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target`` (an existing folder is moved aside first, then removed)."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}.{threading.get_ident()}")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def normalize_permissions(folder: Path) -> None:
+    """Temporary folders and files are private (mkdtemp, mkstemp); outputs follow the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for p in folder.rglob("*"):
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+# ---------------------------------------------------------------------------------------------
+# logging of one run
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _run_log(path: Path, redirect_stderr: bool):
+    """Log our records and papermill's (with the cells' output) to ``path``; with
+    ``redirect_stderr`` the process's stderr too (the kernels inherit it).  One run at a time
+    per process: pool workers and the Dask task's subprocess are dedicated processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("survey.batch")
+    loggers = [log, logging.getLogger("papermill")]
+    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    fd_saved = None
+    if redirect_stderr:
+        sys.stderr.flush()
+        fd_saved = os.dup(2)
+        os.dup2(handler.stream.fileno(), 2)
+    try:
+        yield log
+    finally:
+        if fd_saved is not None:
+            sys.stderr.flush()
+            os.dup2(fd_saved, 2)
+            os.close(fd_saved)
+        for lg, level, prop in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = prop
+        handler.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# one notebook
+# ---------------------------------------------------------------------------------------------
+def _parse_time(s):
+    if not s:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def notebook_timings(nb) -> dict:
+    """Kernel start-up and cell time of an executed notebook (papermill's metadata)."""
+    meta = nb.metadata.get("papermill", {})
+    start = _parse_time(meta.get("start_time"))
+    cells = [c.metadata.get("papermill", {}) for c in nb.cells if c.cell_type == "code"]
+    first = next((_parse_time(c.get("start_time")) for c in cells if c.get("start_time")), None)
+    cell_time = sum(float(c.get("duration") or 0.0) for c in cells)
+    startup = (first - start).total_seconds() if start and first else None
+    return {"kernel_startup": round(startup, 3) if startup is not None else None,
+            "cells": round(cell_time, 3), "papermill": meta.get("duration")}
+
+
+def _cell_name(cell) -> str:
+    title = cell.metadata.get("title")
+    if title:
+        return f"'{title}'"
+    first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+    return f"'{first[:60]}'"
+
+
+def _error_from(out_path: Path, exc) -> dict:
+    """Which cell failed and why, from papermill's error or the partial output notebook."""
+    import nbformat
+
+    err = {"cell": None, "cell_index": None, "exec_count": None,
+           "ename": getattr(exc, "ename", None) or type(exc).__name__,
+           "evalue": getattr(exc, "evalue", None) if hasattr(exc, "ename") else str(exc).strip().splitlines()[-1:]}
+    if isinstance(err["evalue"], list):
+        err["evalue"] = err["evalue"][0] if err["evalue"] else ""
+    nb = None
+    with contextlib.suppress(Exception):
+        nb = nbformat.read(out_path, as_version=4)
+    if nb is None:
+        return err
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    hit = None
+    src = getattr(exc, "source", None)
+    if src is not None:
+        hit = next((c for c in code if c.source == src), None)
+    if hit is None:  # timeouts, dead kernels: the cell papermill left running or failed
+        hit = next((c for c in code if c.metadata.get("papermill", {}).get("status") in ("failed", "running")), None)
+    if hit is not None:
+        err["cell"] = _cell_name(hit)
+        err["cell_index"] = nb.cells.index(hit)
+        err["exec_count"] = hit.get("execution_count")
+    return err
+
+
+def _execute_notebook(name: str, cfg: RunConfig, run_dir: Path, notebook_dir: Path, log) -> dict:
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    src = notebook_dir / f"{name}.ipynb"
+    out = run_dir / f"{name}.ipynb"
+    rec = {"name": name, "input": str(src), "output": out.name, "kernel": KERNEL, "status": "failed",
+           "seconds": None, "kernel_startup": None, "cells": None, "error": None}
+    if not src.exists():
+        rec["error"] = {"cell": None, "ename": "FileNotFoundError", "evalue": f"notebook {src} not found"}
+        return rec
+    params = cfg.notebook_parameters(name, run_dir)
+    log.info("notebook %s: start (%s)", name, src)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=KERNEL, cwd=str(run_dir),
+                            progress_bar=False, log_output=True, start_timeout=180,
+                            execution_timeout=cfg.timeout, request_save_on_cell_execute=True)
+        rec["status"] = "succeeded"
+    except PapermillExecutionError as e:
+        rec["error"] = _error_from(out, e)
+    except Exception as e:  # timeouts, a dead kernel, unreadable notebook
+        rec["error"] = _error_from(out, e)
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    if out.exists():
+        with contextlib.suppress(Exception):
+            rec.update(notebook_timings(nbformat.read(out, as_version=4)))
+    if rec["error"]:
+        log.error("notebook %s: failed in cell %s: %s: %s", name, rec["error"].get("cell"), rec["error"]["ename"],
+                  rec["error"]["evalue"])
+    else:
+        log.info("notebook %s: done in %.1f s (kernel start-up %s s, cells %s s)", name, rec["seconds"],
+                 rec["kernel_startup"], rec["cells"])
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# reports, workbook and manifest of a run folder
+# ---------------------------------------------------------------------------------------------
+def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None = None,
+             parameter_file: str | Path | None = None, given: dict | None = None, plotlyjs: str = "file",
+             started: str | None = None, description: str = "", log=None) -> dict:
+    """HTML reports, the Excel workbook and ``manifest.json`` for a folder of executed
+    notebooks (the batch runner calls it on its temporary folder; the Airflow DAG on the
+    output folder).  ``notebooks``: records with at least ``name`` (timings are read from
+    the executed notebooks when missing).  Returns the manifest."""
+    import nbformat
+    import pandas as pd
+
+    from .report import notebook_to_html, read_indicator_table, write_workbook
+
+    log = log or logging.getLogger("survey.batch")
+    run_dir = Path(run_dir)
+    name = name or run_dir.name
+    timings = {}
+    t0 = time.perf_counter()
+    for rec in notebooks:
+        nb_path = run_dir / f"{rec['name']}.ipynb"
+        if rec.get("cells") is None and nb_path.exists():
+            rec.setdefault("status", "succeeded")
+            rec.update({k: v for k, v in notebook_timings(nbformat.read(nb_path, as_version=4)).items()})
+        if nb_path.exists():
+            notebook_to_html(nb_path, run_dir / f"{rec['name']}.html", title=f"{rec['name']} — {name}",
+                             plotlyjs=plotlyjs)
+            rec["html"] = f"{rec['name']}.html"
+    timings["html"] = round(time.perf_counter() - t0, 3)
+    log.info("HTML reports: %.1f s", timings["html"])
+
+    t0 = time.perf_counter()
+    table_info = None
+    table = read_indicator_table(run_dir)
+    if table is not None:
+        meta = json.loads((run_dir / "indicators.meta.json").read_text(encoding="utf-8"))
+        write_workbook(table, meta, run_dir / "indicators.xlsx", run={
+            "name": name, "date": _dt.date.today().isoformat(), "parameters": given if given is not None else values,
+            "software": f"survey-workbench {package_versions().get('survey-workbench', '?')}"})
+        table_info = {"rows": int(len(table)), "csv": "indicators.csv", "parquet": "indicators.parquet",
+                      "excel": "indicators.xlsx", "csv_sha256": sha256(run_dir / "indicators.csv"),
+                      "families": sorted(set(table["indicator"]))}
+    timings["excel"] = round(time.perf_counter() - t0, 3)
+
+    inputs = []
+    if parameter_file:
+        inputs.append({"role": "parameters", "path": str(parameter_file), "sha256": sha256(Path(parameter_file)),
+                       "bytes": Path(parameter_file).stat().st_size})
+    for role, p in data_files(values):
+        inputs.append({"role": role, "path": str(p), "sha256": sha256(p) if p.exists() else None,
+                       "bytes": p.stat().st_size if p.exists() else None})
+    accounting = None
+    if (run_dir / "accounting.csv").exists():
+        accounting = pd.read_csv(run_dir / "accounting.csv", keep_default_na=False).to_dict(orient="records")
+    spec_meta = {}
+    with contextlib.suppress(Exception):
+        from .params import spec_for
+
+        parsed, spec_path = spec_for(values)
+        spec_meta = {"path": str(spec_path), "sha256": sha256(Path(spec_path)), "survey": parsed.survey,
+                     "title": parsed.title, "period": parsed.period, "source": parsed.source,
+                     "licence": parsed.licence, "publication": parsed.publication.model_dump(exclude_none=True),
+                     "cap": parsed.victimization.cap.model_dump(exclude_none=True) if parsed.victimization else None}
+    nb_secs = [r for r in notebooks if r.get("cells") is not None]
+    timings["notebooks"] = round(sum(r.get("seconds") or 0.0 for r in notebooks), 3)
+    timings["kernel_startup"] = round(sum(r.get("kernel_startup") or 0.0 for r in nb_secs), 3)
+    timings["cells"] = round(sum(r.get("cells") or 0.0 for r in nb_secs), 3)
+    finished = _now()
+    manifest = {
+        "run": name, "description": description, "status": "succeeded",
+        "started": started, "finished": finished,
+        "parameter_file": str(parameter_file) if parameter_file else None,
+        "parameters": {"given": given, "resolved": values},
+        "spec": spec_meta, "inputs": inputs, "notebooks": notebooks, "indicator_table": table_info,
+        "row_accounting": accounting, "timings_seconds": timings,
+        "versions": package_versions(), "host": platform.node(), "kernel": {"name": KERNEL, "python": sys.executable},
+    }
+    outputs = []
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."):
+            outputs.append({"path": str(p.relative_to(run_dir)), "bytes": p.stat().st_size, "sha256": sha256(p)})
+    manifest["outputs"] = outputs
+    tmp = run_dir / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, default=str) + "\n", encoding="utf-8")
+    tmp.replace(run_dir / "manifest.json")
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# one run (what a worker executes)
+# ---------------------------------------------------------------------------------------------
+def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks: list[str] | None = None,
+                root: str | None = None, events=None, redirect_stderr: bool = True) -> dict:
+    """Execute one parameter set (its notebooks, then reports, workbook and manifest) and
+    move the result onto its output folder.  Never raises for a failed run: returns a record
+    with ``status``, ``error`` (notebook, cell, ename, evalue), ``log`` and timings."""
+    t_start = time.perf_counter()
+    started = _now()
+    res = {"name": Path(parameter_file).stem, "source": str(parameter_file), "status": "failed",
+           "output_dir": None, "log": None, "notebooks": [], "error": None, "seconds": None, "planned": []}
+
+    def emit(*event):
+        if events is not None:
+            with contextlib.suppress(Exception):
+                events.put(event)
+
+    try:
+        cfg = read_parameter_set(parameter_file, root)
+    except SurveyError as e:
+        res["error"] = {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}
+        res["seconds"] = round(time.perf_counter() - t_start, 3)
+        return res
+    if notebooks:
+        cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
+    nb_dir = Path(notebook_dir) if notebook_dir else default_notebook_dir(cfg.root)
+    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks))
+    parent = cfg.output_dir.parent
+    log_path = parent / LOG_DIR / f"{cfg.name}.log"
+    res["log"] = str(log_path)
+    pin_kernel_environment()
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}.tmp-", dir=parent))
+    with _run_log(log_path, redirect_stderr) as log:
+        try:
+            log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
+                     ", ".join(cfg.notebooks), cfg.output_dir, tmp)
+            for nb in cfg.notebooks:
+                emit("start", cfg.name, nb)
+                rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
+                res["notebooks"].append(rec)
+                emit("done", cfg.name, nb, rec["status"])
+                if rec["status"] != "succeeded":
+                    res["error"] = {"notebook": nb, **rec["error"]}
+                    failed = tmp / f"{nb}.ipynb"
+                    if failed.exists():
+                        keep = log_path.with_name(f"{cfg.name}.{nb}.failed.ipynb")
+                        shutil.copyfile(failed, keep)
+                        res["failed_notebook"] = str(keep)
+                    break
+            else:
+                finalize(tmp, cfg.values, res["notebooks"], name=cfg.name, parameter_file=cfg.source, given=cfg.given,
+                         plotlyjs=cfg.html_plotlyjs, started=started, description=cfg.description, log=log)
+                log.info("run %s: succeeded in %.1f s", cfg.name, time.perf_counter() - t_start)
+                for h in logging.getLogger("survey.batch").handlers:
+                    h.flush()
+                shutil.copyfile(log_path, tmp / "run.log")
+                normalize_permissions(tmp)
+                replace_dir(tmp, cfg.output_dir)
+                res["status"] = "succeeded"
+        except Exception as e:  # finalizing failed (disk full, a bug): still one line
+            log.exception("run %s: %s", cfg.name, e)
+            res["error"] = {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    res["seconds"] = round(time.perf_counter() - t_start, 3)
+    with contextlib.suppress(OSError):  # for schedulers and people: the outcome next to the log
+        log_path.with_name(f"{cfg.name}.result.json").write_text(json.dumps(res, indent=1, default=str) + "\n",
+                                                                 encoding="utf-8")
+    return res
+
+
+def _dask_task(parameter_file: str, notebook_dir: str | None, notebooks: list[str] | None, root: str | None) -> dict:
+    """A run on a Dask worker: in a fresh Python process (papermill changes the working
+    directory and the kernels inherit stderr; neither belongs in a shared worker)."""
+    with tempfile.TemporaryDirectory(prefix="survey-run-") as d:
+        out = Path(d) / "result.json"
+        cmd = [sys.executable, "-m", "survey.batch", "--worker", str(parameter_file), "--result", str(out)]
+        if notebook_dir:
+            cmd += ["--notebook-dir", str(notebook_dir)]
+        if notebooks:
+            cmd += ["--notebooks", ",".join(notebooks)]
+        if root:
+            cmd += ["--root", str(root)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if out.exists():
+            return json.loads(out.read_text(encoding="utf-8"))
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        return {"name": Path(parameter_file).stem, "source": str(parameter_file), "status": "failed",
+                "output_dir": None, "log": None, "notebooks": [], "seconds": None, "planned": [],
+                "error": {"notebook": None, "cell": None, "ename": "WorkerError",
+                          "evalue": f"worker exited with {proc.returncode}: {tail[0]}"}}
+
+
+# ---------------------------------------------------------------------------------------------
+# many runs
+# ---------------------------------------------------------------------------------------------
+def plan(parameter_files, notebooks: list[str] | None = None, root: str | None = None):
+    """Read every parameter set; (configs, failures) where failures are records of sets that
+    cannot run.  Two sets writing the same folder are a :class:`BatchError`."""
+    configs, failures = [], []
+    for f in parameter_files:
+        try:
+            cfg = read_parameter_set(f, root)
+            if notebooks:
+                cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
+            configs.append(cfg)
+        except SurveyError as e:
+            failures.append({"name": Path(f).stem, "source": str(f), "status": "failed", "output_dir": None,
+                             "log": None, "notebooks": [], "seconds": 0.0, "planned": [],
+                             "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}})
+    seen: dict = {}
+    for cfg in configs:
+        other = seen.get(cfg.output_dir)
+        if other is not None:
+            raise BatchError(f"{other.source} and {cfg.source} both write {cfg.output_dir}: give one of them "
+                             "another 'name' or 'output_dir'")
+        seen[cfg.output_dir] = cfg
+    return configs, failures
+
+
+def run_batch(parameter_files, jobs: int | None = None, scheduler: str | None = None,
+              notebook_dir: str | None = None, notebooks: list[str] | None = None, root: str | None = None,
+              progress: bool | None = None) -> list[dict]:
+    """Run parameter sets on ``jobs`` local process workers or on the Dask cluster at
+    ``scheduler``; returns one record per parameter set (see :func:`execute_run`)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    configs, results = plan(parameter_files, notebooks, root)
+    if not configs:
+        return results
+    check_kernel()
+    jobs = jobs or max(1, min(len(configs), (os.cpu_count() or 2) // 2))
+    nb_dir = str(Path(notebook_dir).resolve()) if notebook_dir else None
+    total = sum(len(c.notebooks) for c in configs)
+    bar = _progress(total, progress)
+    nb_subset = list(notebooks) if notebooks else None
+    try:
+        if scheduler:
+            results += _run_dask(configs, scheduler, nb_dir, nb_subset, root, bar)
+        else:
+            ctx = get_context("spawn")
+            with ctx.Manager() as manager:
+                events = manager.Queue()
+                stop = threading.Event()
+                watcher = threading.Thread(target=_watch, args=(events, bar, stop), daemon=True)
+                watcher.start()
+                try:
+                    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                        futs = {pool.submit(execute_run, str(c.source), nb_dir, nb_subset, root, events): c
+                                for c in configs}
+                        try:
+                            for fut in as_completed(futs):
+                                results.append(_collect(fut, futs[fut], bar))
+                        except KeyboardInterrupt:
+                            for f in futs:
+                                f.cancel()
+                            raise
+                finally:
+                    stop.set()
+                    watcher.join(timeout=2)
+    finally:
+        bar.close()
+    order = {Path(f).resolve(): i for i, f in enumerate(parameter_files)}
+    results.sort(key=lambda r: order.get(Path(r["source"]).resolve(), len(order)))
+    return results
+
+
+def _collect(fut, cfg: RunConfig, bar) -> dict:
+    try:
+        r = fut.result()
+    except Exception as e:  # the worker process died
+        r = {"name": cfg.name, "source": str(cfg.source), "status": "failed", "output_dir": str(cfg.output_dir),
+             "log": None, "notebooks": [], "seconds": None, "planned": list(cfg.notebooks),
+             "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}}
+    # notebooks a failed run did not reach still count for the progress bar
+    left = len(cfg.notebooks) - len(r.get("notebooks", []))
+    if r["status"] != "succeeded" and left > 0:
+        bar.update(left)
+    bar.write(_status_line(r))
+    return r
+
+
+def _run_dask(configs, scheduler, nb_dir, nb_subset, root, bar) -> list[dict]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise BatchError("--scheduler needs dask.distributed: pip install 'survey-workbench[dask]'") from None
+    out = []
+    with Client(scheduler, timeout="30s") as client:
+        futs = {}
+        for c in configs:
+            f = client.submit(_dask_task, str(c.source), nb_dir, nb_subset, root, pure=False,
+                              key=f"survey-run-{c.name}-{os.getpid()}-{time.time_ns()}")
+            futs[f] = c
+        for f in as_completed(list(futs)):
+            c = futs[f]
+            try:
+                r = f.result()
+            except Exception as e:
+                r = {"name": c.name, "source": str(c.source), "status": "failed", "output_dir": str(c.output_dir),
+                     "log": None, "notebooks": [], "seconds": None, "planned": list(c.notebooks),
+                     "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}}
+            bar.update(len(c.notebooks))
+            bar.write(_status_line(r))
+            out.append(r)
+    return out
+
+
+def _watch(events, bar, stop) -> None:
+    import queue
+
+    running: dict = {}
+    while not stop.is_set():
+        try:
+            ev = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        except (EOFError, OSError):
+            return
+        if ev[0] == "start":
+            running[ev[1]] = ev[2]
+        elif ev[0] == "done":
+            running.pop(ev[1], None)
+            bar.update(1)
+        bar.set_postfix_str(", ".join(f"{k}:{v}" for k, v in sorted(running.items()))[:60])
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def write(self, s):
+        print(s, file=sys.stderr, flush=True)
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, progress: bool | None):
+    if progress is False:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="notebook", desc="survey batch", file=sys.stderr, dynamic_ncols=True,
+                disable=None if progress is None else False)
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting and the command line
+# ---------------------------------------------------------------------------------------------
+def failure_line(r: dict) -> str:
+    """One line: parameter set, notebook, cell, error."""
+    e = r.get("error") or {}
+    where = f"notebook {e['notebook']}" if e.get("notebook") else "parameters"
+    cell = e.get("cell")
+    if e.get("notebook"):
+        where += f", cell {cell}" if cell else ", cell unknown"
+        if e.get("exec_count"):
+            where += f" [In {e['exec_count']}]"
+    evalue = " ".join(str(e.get("evalue") or "").split())
+    for prefix in (f"{r['source']}: ", f"{Path(r['source']).resolve()}: "):
+        evalue = evalue.removeprefix(prefix)  # parameter errors name the file already shown
+    log = f" (log {_display(r['log'])})" if r.get("log") else ""
+    return f"FAILED {_display(r['source'])}: {where}: {e.get('ename', 'Error')}: {evalue}{log}"
+
+
+def _display(path) -> str:
+    """A path relative to the working directory when it is below it."""
+    p = Path(path)
+    with contextlib.suppress(ValueError, OSError):
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    return str(p)
+
+
+def _status_line(r: dict) -> str:
+    if r["status"] == "succeeded":
+        return f"ok     {r['name']}: {len(r['notebooks'])} notebooks in {r['seconds']:.1f} s -> {r['output_dir']}"
+    e = r.get("error") or {}
+    where = f"notebook {e['notebook']}" if e.get("notebook") else "parameters"
+    return f"failed {r['name']}: {where}: {e.get('ename', 'Error')} (details below)"
+
+
+def summary_table(results: list[dict]) -> str:
+    rows = [("run", "status", "notebooks", "seconds", "kernel start", "cells", "output")]
+    for r in results:
+        nbs = r.get("notebooks", [])
+        ok = sum(1 for n in nbs if n.get("status") == "succeeded")
+        planned = len(r.get("planned") or []) or len(nbs)
+        ks = sum(n.get("kernel_startup") or 0 for n in nbs)
+        cells = sum(n.get("cells") or 0 for n in nbs)
+        rows.append((r["name"], r["status"], f"{ok}/{planned}", f"{r['seconds']:.1f}" if r.get("seconds") else "-",
+                     f"{ks:.1f}", f"{cells:.1f}",
+                     r["output_dir"] if r["status"] == "succeeded" else "(none: nothing written)"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _report(results: list[dict], wall: float) -> int:
+    sys.stderr.flush()
+    print(summary_table(results))
+    n_ok = sum(r["status"] == "succeeded" for r in results)
+    print(f"{n_ok} of {len(results)} runs succeeded in {wall:.1f} s")
+    for r in results:
+        if r["status"] != "succeeded":
+            print(f"survey: {failure_line(r)}", file=sys.stderr)
+    sys.stdout.flush()
+    return 0 if n_ok == len(results) and results else 1
+
+
+def _parser(prog: str, many: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=(
+        "Execute the analysis notebooks of parameter sets with papermill; outputs in outputs/<run-name>/"))
+    p.add_argument("parameters", nargs="+" if many else 1, help="parameter set(s): parameters/<name>.yaml")
+    if many:
+        p.add_argument("--jobs", "-j", type=int, default=None,
+                       help="local process workers (default: half the CPUs, at most one per run)")
+        p.add_argument("--scheduler", default=None,
+                       help="address of a Dask distributed scheduler (tcp://host:8786) to run on instead")
+    p.add_argument("--notebooks", default=None, help="only these notebooks (comma-separated), in run order")
+    p.add_argument("--notebook-dir", default=None, help="folder of the notebooks (default: <project>/notebooks)")
+    p.add_argument("--root", default=None, help="project root for relative paths (default: found from the "
+                                                "parameter file: the folder with pyproject.toml or .git)")
+    p.add_argument("--check", action="store_true", help="only check the parameter sets")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _main(argv, many: bool) -> int:
+    prog = "survey batch" if many else "survey run"
+    args = _parser(prog, many).parse_args(argv)
+    files = list(args.parameters)
+    notebooks = [n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else None
+    try:
+        if notebooks:
+            bad = [n for n in notebooks if n not in NOTEBOOKS]
+            if bad:
+                raise ParameterError(f"--notebooks: unknown notebook '{bad[0]}' (notebooks: {', '.join(NOTEBOOKS)})")
+        if getattr(args, "jobs", None) is not None and args.jobs < 1:
+            raise ParameterError("--jobs must be 1 or more")
+        if args.check:
+            configs, failures = plan(files, notebooks, args.root)
+            for c in configs:
+                print(f"ok     {c.source}: run '{c.name}', notebooks {', '.join(c.notebooks)} -> {c.output_dir}")
+            for r in failures:
+                print(f"survey: {failure_line(r)}", file=sys.stderr)
+            return 1 if failures else 0
+        t0 = time.perf_counter()
+        results = run_batch(files, jobs=1 if not many else args.jobs, scheduler=getattr(args, "scheduler", None),
+                            notebook_dir=args.notebook_dir, notebooks=notebooks, root=args.root,
+                            progress=False if args.no_progress else None)
+        code = _report(results, time.perf_counter() - t0)
+        ok = [r for r in results if r["status"] == "succeeded"]
+        if ok:
+            print("reports: " + "; ".join(f"{r['output_dir']}/*.html" for r in ok))
+        return code
+    except SurveyError as e:
+        print(f"survey: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("survey: interrupted (temporary folders removed; no output folder was replaced)", file=sys.stderr)
+        return 130
+
+
+def run_main(argv: list[str] | None = None) -> int:
+    """``survey run parameters/X.yaml``: one parameter set."""
+    return _main(list(sys.argv[1:] if argv is None else argv), many=False)
+
+
+def batch_main(argv: list[str] | None = None) -> int:
+    """``survey batch parameters/*.yaml --jobs N [--scheduler tcp://host:8786]``."""
+    return _main(list(sys.argv[1:] if argv is None else argv), many=True)
+
+
+def _worker_main(argv: list[str]) -> int:
+    """``python -m survey.batch --worker PARAMS --result OUT.json``: one run in this process."""
+    p = argparse.ArgumentParser(prog="python -m survey.batch --worker")
+    p.add_argument("--worker", required=True)
+    p.add_argument("--result", required=True)
+    p.add_argument("--notebook-dir", default=None)
+    p.add_argument("--notebooks", default=None)
+    p.add_argument("--root", default=None)
+    a = p.parse_args(argv)
+    nbs = a.notebooks.split(",") if a.notebooks else None
+    res = execute_run(a.worker, a.notebook_dir, nbs, a.root, None, redirect_stderr=True)
+    Path(a.result).write_text(json.dumps(res, default=str), encoding="utf-8")
+    return 0 if res["status"] == "succeeded" else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--worker" in sys.argv[1:]:
+        sys.exit(_worker_main(sys.argv[1:]))
+    sys.exit(batch_main())
