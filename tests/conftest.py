@@ -30,3 +30,18 @@ def apiclus2() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def apipop() -> pd.DataFrame:
     return load_api("pop")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_synthetic_data():
+    """The default data of the notebooks and parameter sets (`make run` generates it; a fresh
+    clone running only `make test` has not): data/synthetic (seed 1) and data/synthetic-year2
+    (seed 2), 5,000 households each, generated once if missing (a few seconds)."""
+    from survey.synth import synth
+
+    for folder, seed in (("synthetic", 1), ("synthetic-year2", 2)):
+        if not (ROOT / "data" / folder / "households.sav").exists():
+            synth(ROOT / "data" / folder, households=5000, seed=seed)

@@ -326,7 +326,9 @@ class GLMResult:
         out = pd.DataFrame({"variable": variable, "level": [str(x) for x in levels], "estimate": est, "se": se})
         out["ci_low"], out["ci_high"] = out.estimate - q * se, out.estimate + q * se
         out["df"] = ddf
-        out.attrs["vcov"] = v
+        from .estimate import Covariance
+
+        out.attrs["vcov"] = Covariance(v)
         return out
 
 
