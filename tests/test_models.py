@@ -608,3 +608,18 @@ def test_binomial_outcome_out_of_range_named():
     d = design("clus1")
     with pytest.raises(sv.SurveyError, match="enroll100"):
         d.glm("enroll100 ~ ell", family="binomial")
+
+
+def test_negbin_small_theta_matches_glm_nb():
+    """Victimization counts are very overdispersed (theta << 1): theta's ML must not diverge.
+    Reference: MASS::glm.nb(y ~ x) in R 4.x on exactly these data (written to CSV and read in R):
+    coefficients -2.5141889202, 0.5206921078, theta 0.02133238648 (glm.nb's own tolerance ~1e-5)."""
+    rng = np.random.default_rng(3)
+    n = 20000
+    x = rng.normal(size=n)
+    mu = np.exp(-2.5 + 0.5 * x)
+    y = rng.poisson(mu * rng.gamma(0.02, 1 / 0.02, n))
+    d = sv.Design(pd.DataFrame({"y": y.astype(float), "x": x, "w": 1.0}), weights="w")
+    fit = d.glm("y ~ x", family="negbin")
+    np.testing.assert_allclose(fit.coef.to_numpy(), [-2.5141889202, 0.5206921078], rtol=1e-7)
+    assert fit.theta == pytest.approx(0.02133238648, rel=1e-4)

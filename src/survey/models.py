@@ -160,21 +160,36 @@ def _deviance(family, y, mu, w, theta):
     return float(np.nansum(w * d))
 
 
+def _nb_loglik(y, mu, w, t):
+    """Weighted NB2 log-likelihood in the shape ``t`` (terms without ``t`` left out)."""
+    return float(np.sum(w * (special.gammaln(y + t) - special.gammaln(t) + t * np.log(t / (t + mu))
+                             + y * np.log(mu / (t + mu)))))
+
+
 def _theta_ml(y, mu, w, theta0=1.0):
-    """Weighted ML of the NB2 shape theta given mu (Newton on log theta)."""
-    lt = np.log(theta0)
-    for _ in range(100):
+    """Weighted ML of the NB2 shape theta given mu: Newton on log theta with steps of at most 1
+    and backtracking on the log-likelihood, so it converges from any start (victimization
+    counts have theta far below 1)."""
+    lt = float(np.log(theta0))
+    ll = _nb_loglik(y, mu, w, np.exp(lt))
+    for _ in range(200):
         t = np.exp(lt)
         s = special.digamma(y + t) - special.digamma(t) + np.log(t / (t + mu)) + 1 - (y + t) / (t + mu)
         h = special.polygamma(1, y + t) - special.polygamma(1, t) + 1 / t - 2 / (t + mu) + (y + t) / (t + mu) ** 2
-        g = np.sum(w * s) * t
-        hh = np.sum(w * h) * t * t + g
-        step = g / hh if hh < 0 else -np.sign(g) * 0.5
-        lt_new = lt - step
-        if abs(lt_new - lt) < 1e-12:
-            lt = lt_new
+        g = np.sum(w * s) * t  # d ll / d log t
+        hh = np.sum(w * h) * t * t + g  # d2 ll / d log t2
+        step = -g / hh if hh < 0 else np.sign(g)
+        step = float(np.clip(step, -1.0, 1.0))
+        for _ in range(60):  # backtrack until the log-likelihood does not decrease
+            lt_new = float(np.clip(lt + step, -30, 30))
+            ll_new = _nb_loglik(y, mu, w, np.exp(lt_new))
+            if ll_new >= ll - 1e-12 * abs(ll):
+                break
+            step /= 2
+        done = abs(lt_new - lt) < 1e-12
+        lt, ll = lt_new, ll_new
+        if done:
             break
-        lt = float(np.clip(lt_new, -20, 20))
     return float(np.exp(lt))
 
 
@@ -516,7 +531,7 @@ def _check_design_matrix(x, w, terms):
         if np.all(col == col[0]):
             raise ModelError(f"term '{t}' is constant ({col[0]:g}) in the domain: it cannot be estimated "
                              "beside the intercept")
-    rank = np.linalg.matrix_rank(x[pos][: min(int(pos.sum()), 20000)])
+    rank = np.linalg.matrix_rank(x[pos])
     if rank < x.shape[1]:
         raise ModelError(f"the model matrix is rank deficient ({rank} of {x.shape[1]} columns): collinear terms")
 
