@@ -1,5 +1,6 @@
 """Linear combinations of estimates with their full covariance (as R ``svycontrast`` on
-``svyby(..., covmat=TRUE)``), and differences between domains or between independent waves."""
+``svyby(..., covmat=TRUE)``), and differences between domains (between independent waves:
+``survey.indicators.compare_waves``)."""
 
 from __future__ import annotations
 
@@ -89,9 +90,3 @@ def difference(result: pd.DataFrame, a, b, level: float = 0.95, df: float | None
     c[_row_positions(result, a)] += 1.0
     c[_row_positions(result, b)] -= 1.0
     return contrast(result, c, name=f"{a} - {b}", level=level, df=df)
-
-
-def wave_difference(est1: float, se1: float, est2: float, se2: float, level: float = 0.95,
-                    name: str = "wave2 - wave1") -> pd.DataFrame:
-    """Difference between independent samples (waves): SE = sqrt(se1^2 + se2^2), normal test."""
-    return _summary(name, est2 - est1, se1**2 + se2**2, np.inf, level)
