@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("batch", help="run several parameter sets in parallel (survey batch --help)")
     p_syn = sub.add_parser("synth", help="generate the synthetic national survey (with its known truth)")
     p_syn.add_argument("args", nargs=argparse.REMAINDER, help="--out DIR --households N --seed S ...")
+    p_dash = sub.add_parser("dashboard", help="serve the Voila dashboards on 127.0.0.1 (survey dashboard --help)")
+    p_dash.add_argument("args", nargs=argparse.REMAINDER, help="--outputs DIR --port N --host H --token ...")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["run"], ["batch"]):  # papermill runs (survey run --help)
         from .batch import batch_main, run_main
@@ -128,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
             from .synth import main as synth_main
 
             return synth_main(argv[1:])
+        except SurveyError as e:
+            print(f"survey: error: {e}", file=sys.stderr)
+            return 2
+    if argv[:1] == ["dashboard"]:  # its own options (survey dashboard --help)
+        try:
+            from .serve import main as serve_main
+
+            return serve_main(argv[1:])
         except SurveyError as e:
             print(f"survey: error: {e}", file=sys.stderr)
             return 2
