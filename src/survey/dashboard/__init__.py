@@ -1,0 +1,25 @@
+"""Voilà dashboards for policymakers (issue 7): overview, victimization explorer, fear of crime,
+repeat victimization, risk and protective factors.
+
+They read only the published aggregate outputs of batch runs (:mod:`survey.dashboard.data`),
+translate every label through :mod:`survey.i18n` and are plain ipywidgets apps
+(:mod:`survey.dashboard.apps`); each notebook in ``dashboards/`` is one call::
+
+    from survey.dashboard import show
+    app = show("overview", root=OUTPUTS, language=LANGUAGE)
+
+DOM contract (CSS classes, relied on by the browser tests): root box ``svy-dashboard`` and
+``svy-dashboard-<name>``; ``svy-title`` (an ``<h2>``); dropdowns ``svy-filter-run``,
+``svy-filter-period``, ``svy-filter-crime``, ``svy-filter-indicator``, ``svy-filter-domain``,
+``svy-filter-language`` with (label, code) options; ``svy-chart`` (an ``Output`` holding plotly
+mime bundles); ``svy-table`` (``<td class="svy-suppressed">`` / ``svy-flagged``);
+``svy-download`` (a data: URI CSV of exactly the rows shown, notes first as ``# `` lines);
+``svy-notes``; ``svy-status`` (``<span class="svy-render" data-count="N">``, incremented at
+every render).
+"""
+
+from .apps import APPS, Dashboard, FearApp, OverviewApp, RepeatApp, RiskApp, VictimizationApp, build, show
+from .data import DashboardInputError, Publication, PublicationError, publication
+
+__all__ = ["APPS", "Dashboard", "DashboardInputError", "FearApp", "OverviewApp", "Publication", "PublicationError",
+           "RepeatApp", "RiskApp", "VictimizationApp", "build", "publication", "show"]
