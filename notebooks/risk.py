@@ -119,6 +119,37 @@ rp.md("\n".join(f"- **{crime_label(c)}**: " + (f"{fits[c].n:,} respondents, `{fi
                 + (f" ({notes[c]})" if notes.get(c) else "") for c in targets))
 
 # %% [markdown]
+# ## How well can the risk be predicted, and for whom?
+#
+# The same characteristics in a penalized logistic risk model (`survey.risk.RiskModel`),
+# fitted with the survey weights and evaluated by cross-validation on whole PSUs: weighted
+# out-of-fold AUC, Brier score and log loss, overall and by subgroup, to expose differential
+# performance (`risk_performance.csv`, read by the risk dashboard).
+
+# %% model performance
+from survey.risk import RiskModel
+
+performance = []
+for c in fits:
+    preds = predictors(data.unit_of(c))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SurveyWarning)
+        try:
+            rm = RiskModel("logistic", features=preds, target=f"victim__{c}", subgroups=preds, seed=P.seed).fit(data)
+        except SurveyError as e:
+            rp.md(f"- **{crime_label(c)}**: no performance table ({e})")
+            continue
+    performance.append(rm.metrics_.assign(crime_type=c, model="logistic", unit=rm.unit_, features=" + ".join(preds),
+                                          n_splits=rm.n_splits, warnings="; ".join(sorted({str(w.message) for w in caught}))))
+perf = pd.concat(performance, ignore_index=True)[
+    ["crime_type", "model", "unit", "features", "n_splits", "subgroup", "group", "n", "weighted_n", "events",
+     "observed", "mean_predicted", "auc", "brier", "log_loss", "note", "warnings"]] if performance else pd.DataFrame()
+if len(perf):
+    perf.to_csv(f"{P.output_dir}/risk_performance.csv", index=False)
+perf.loc[perf["subgroup"] == "overall", ["crime_type", "n", "events", "observed", "auc", "brier", "log_loss"]].round(4) \
+    if len(perf) else None
+
+# %% [markdown]
 # ## Odds ratios
 #
 # One panel per crime group: each point is the odds ratio of a category against the first

@@ -1,5 +1,6 @@
 """Shared fixtures: R's api data sets (committed under tests/reference/data)."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -45,3 +46,40 @@ def default_synthetic_data():
     for folder, seed in (("synthetic", 1), ("synthetic-year2", 2)):
         if not (ROOT / "data" / folder / "households.sav").exists():
             synth(ROOT / "data" / folder, households=5000, seed=seed)
+
+
+PUBLICATION_RUNS = ("demo", "synthetic-two-waves")
+
+
+@pytest.fixture(scope="session")
+def publication(tmp_path_factory, default_synthetic_data):
+    """A real publication root for the dashboards: the committed parameter sets
+    ``parameters/demo.yaml`` and ``parameters/synthetic-two-waves.yaml`` run by the real batch
+    (papermill, every notebook of each set, two worker processes) with their outputs directed
+    into a temporary root (``output_dir`` added to copies of the sets).  Run once per test
+    session (about a minute).  ``$SURVEY_TEST_PUBLICATION`` names an existing root to reuse
+    instead (e.g. the path a previous session printed), for quick iterations."""
+    import yaml
+
+    reuse = os.environ.get("SURVEY_TEST_PUBLICATION")
+    if reuse:
+        root = Path(reuse)
+        if all((root / name / "manifest.json").exists() for name in PUBLICATION_RUNS):
+            return root
+    from survey.batch import run_batch
+
+    base = tmp_path_factory.mktemp("publication")
+    root = base / "outputs"
+    sets = base / "parameters"
+    sets.mkdir()
+    files = []
+    for name in PUBLICATION_RUNS:
+        raw = yaml.safe_load((ROOT / "parameters" / f"{name}.yaml").read_text())
+        raw["output_dir"] = str(root / raw.get("name", name))
+        target = sets / f"{name}.yaml"
+        target.write_text(yaml.safe_dump(raw, sort_keys=False))
+        files.append(str(target))
+    results = run_batch(files, jobs=2, notebook_dir=str(ROOT / "notebooks"), root=str(ROOT), progress=False)
+    failed = [r for r in results if r["status"] != "succeeded"]
+    assert not failed, failed
+    return root
