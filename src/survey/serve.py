@@ -29,7 +29,6 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +51,10 @@ FILE_DENYLIST = [
     r"(.*/)?\..*",  # hidden files and folders
     r".*\.(ipynb|py|pyc|json|ya?ml|csv|tsv|txt|parquet|feather|xlsx?|sav|zsav|por|dta|sas7bdat|xpt|rds|rdata|pkl|pickle|joblib|db|sqlite)",
 ]
+# JupyterLab extensions the dashboards need in the page (ipywidgets and the plotly renderer);
+# others installed in the environment (jupytext...) are not loaded (less JavaScript, and their
+# shared-module version mismatches with Voilà's bundled JupyterLab log console errors).
+EXTENSION_ALLOWLIST = ["@voila-dashboards/widgets-manager8", "@jupyter-widgets/jupyterlab-manager", "jupyterlab-plotly"]
 # what the file tree lists: dashboards only, not their jupytext .py twins or caches
 HIDE_GLOBS = ["__pycache__", "*.pyc", "*.pyo", "*.py", ".*", "*~", "*.json", "*.md"]
 
@@ -198,6 +201,7 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
     ]
     argv += [f"--VoilaConfiguration.file_allowlist={p}" for p in FILE_ALLOWLIST]
     argv += [f"--VoilaConfiguration.file_denylist={p}" for p in FILE_DENYLIST]
+    argv += [f"--VoilaConfiguration.extension_allowlist={x}" for x in EXTENSION_ALLOWLIST]
     argv += [f"--ContentsManager.hide_globs={g}" for g in HIDE_GLOBS]
     if cfg.token:
         argv.append("--Voila.auto_token=True")  # the identity provider reads JUPYTER_TOKEN
@@ -279,10 +283,6 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
                        cull_interval=args.cull_interval, runs=runs)
 
 
-def _sigterm(signum, frame):  # let Voilà shut its kernels down as on Ctrl-C
-    raise KeyboardInterrupt
-
-
 def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
     argv = voila_argv(cfg)
     if not is_loopback(cfg.host):
@@ -297,7 +297,6 @@ def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
     print(f"serving {len(cfg.runs)} run(s) from {cfg.outputs} ({', '.join(cfg.runs)}), language {cfg.language}",
           flush=True)
     print(f"dashboards: {cfg.url}   (Ctrl-C stops)", flush=True)
-    signal.signal(signal.SIGTERM, _sigterm)
     from voila.app import Voila
 
     try:
@@ -315,3 +314,110 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     return serve(config_from_args(args), dry_run=args.dry_run)
+
+
+# ---------------------------------------------------------------------------------------------
+# a server in a child process: browser tests, the benchmark, smoke checks
+# ---------------------------------------------------------------------------------------------
+# Headless Debian Chromium (no browser download): flags that keep it from calling home.
+CHROMIUM = os.environ.get("SURVEY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
+                 "--no-default-browser-check", "--disable-features=Translate,OptimizationHints,MediaRouter"]
+
+
+class ServerProcess:
+    """``survey dashboard --port 0 ...`` as a child process; ``url`` once it answers.
+
+    >>> with ServerProcess(outputs) as srv:   # doctest: +SKIP
+    ...     urllib.request.urlopen(srv.url)
+    """
+
+    def __init__(self, outputs: Path, *extra: str, dashboards: Path | None = None, timeout: float = 180,
+                 log_path: Path | None = None, env: dict | None = None):
+        self.outputs, self.extra, self.dashboards = Path(outputs), list(extra), dashboards
+        self.timeout, self.log_path, self.env = timeout, log_path, env
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self.proc = None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "survey.cli", "dashboard", "--outputs", str(self.outputs)]
+        if self.dashboards is not None:
+            cmd += ["--dashboards", str(self.dashboards)]
+        if "--port" not in self.extra:
+            cmd += ["--port", "0"]
+        return cmd + self.extra
+
+    def start(self) -> str:
+        import subprocess
+        import threading
+        import time
+        import urllib.request
+
+        env = dict(os.environ if self.env is None else self.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=env, start_new_session=True)
+        log = open(self.log_path, "w", encoding="utf-8") if self.log_path else None
+
+        def pump():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if log:
+                    log.write(line)
+                    log.flush()
+            if log:
+                log.close()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        while self.url is None:
+            for line in list(self.lines):
+                if line.startswith("dashboards: "):
+                    self.url = line.split()[1]
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                raise DashboardError("survey dashboard exited with code "
+                                     f"{self.proc.returncode}: {''.join(self.lines).strip()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DashboardError(f"survey dashboard printed no URL within {self.timeout:.0f} s")
+            time.sleep(0.1)
+        while True:  # until the server answers
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    if r.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise DashboardError(f"Voilà did not answer at {self.url}: {''.join(self.lines).strip()[-2000:]}")
+            time.sleep(0.2)
+
+    @property
+    def base(self) -> str:
+        """The URL without the token query."""
+        return self.url.split("?", 1)[0] if self.url else ""
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # Voilà stops its loop and shuts its kernels down
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)  # the process group of our own child only
+            self.proc.wait(10)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
