@@ -24,8 +24,7 @@ def _f(x) -> float | None:
 
 def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, height: int = 420) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), xaxis_title=xaxis, yaxis_title=yaxis,
-                      template="plotly_white", height=height, margin=dict(l=70, r=30, t=70, b=90),
-                      separators=None)
+                      template="plotly_white", height=height, margin=dict(l=70, r=30, t=70, b=90))
     return fig
 
 
@@ -104,7 +103,8 @@ def lorenz(curves, tr: Translator, title: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name=tr("chart.equality"),
                              line=dict(dash="dot", color="#999")))
     for i, (name, x, y) in enumerate(curves):
-        fig.add_trace(go.Scatter(x=100 * np.asarray(x, float), y=100 * np.asarray(y, float), mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=(100 * np.asarray(x, float)).tolist(), y=(100 * np.asarray(y, float)).tolist(),
+                                 mode="lines", name=name,
                                  line=dict(color=COLORS[i % len(COLORS)], width=2.5)))
     fig.update_layout(separators=separators(tr), legend=dict(orientation="h", y=-0.2))
     return _layout(fig, title, tr("axis.population_share"), tr("axis.victimization_share"), height=460)

@@ -34,7 +34,7 @@ ALLOWED_FILES = frozenset({
 MICRODATA_EXTENSIONS = (".sav", ".zsav", ".dta", ".sas7bdat", ".xpt", ".por")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
-PERCEPTION_INDICATORS = ("feeling_safe", "worry", "likert")
+PERCEPTION_INDICATORS = ("feeling_safe", "worry", "likelihood", "likert")
 VICTIMIZATION_INDICATORS = ("prevalence", "incidence", "concentration", "repeat_victims", "repeat_incidents",
                             "reporting_rate", "dark_figure", "reporting_rate_victims", "multiple_victimization")
 REPEAT_INDICATORS = ("concentration", "repeat_victims", "repeat_incidents", "multiple_victimization", "gini",
@@ -112,13 +112,15 @@ class Run:
         p = self.path(file)
         if not p.is_file():
             out = None
-        elif file.endswith(".parquet"):
-            out = pd.read_parquet(p)
-        elif file.endswith(".json"):
-            with open(p, encoding="utf-8") as f:
-                out = json.load(f)
         else:
-            out = pd.read_csv(p, dtype={"domain_value": str, "group": str, "level": str}, keep_default_na=True)
+            # every file through Python's open() (one choke point, visible to audit hooks)
+            with open(p, "rb") as f:
+                if file.endswith(".parquet"):
+                    out = pd.read_parquet(f)
+                elif file.endswith(".json"):
+                    out = json.loads(f.read().decode("utf-8"))
+                else:
+                    out = pd.read_csv(f, dtype={"domain_value": str, "group": str, "level": str}, encoding="utf-8")
         self._cache[file] = out
         return out
 
