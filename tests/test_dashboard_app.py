@@ -412,3 +412,29 @@ def test_dashboard_notebook_opens_no_microdata(publication, name, monkeypatch):
     assert published and all(p.name in {"manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv",
                                          "risk_models.csv", "risk_performance.csv", "comparison.csv"}
                              for p in published), published
+
+
+def test_tile_grid_map_when_the_run_publishes_one(tmp_path, publication, table):
+    """A run folder with a tile_grid.csv (region -> row, col) gets a tile map next to the bars;
+    suppressed regions are labelled, never coloured by a number."""
+    import shutil
+
+    root = tmp_path / "outputs"
+    shutil.copytree(publication / "demo", root / "demo",
+                    ignore=shutil.ignore_patterns("*.html", "*.ipynb", "*.js", "*.xlsx"))
+    regions = list(dict.fromkeys(table.loc[table.domain == "region", "domain_value"]))
+    pd.DataFrame({"domain": "region", "domain_value": regions, "row": [i // 3 for i in range(len(regions))],
+                  "col": [i % 3 for i in range(len(regions))]}).to_csv(root / "demo" / "tile_grid.csv", index=False)
+    app = build("victimization", root=root, language="fr", run="demo")
+    app.select(indicator="reporting_rate", crime="household", domain="region")
+    assert len(app.chart.outputs) == 2
+    tiles = figure_json(app, 1)
+    assert tiles["layout"]["title"]["text"].startswith("Carte")
+    exp = partition(table, "reporting_rate", "household", "region")
+    colours = tiles["data"][0]["marker"]["color"]
+    for c, (_, r) in zip(colours, exp.iterrows()):
+        assert (c is None) if r.suppressed else c == pytest.approx(r.estimate)
+    assert sum("supprimé" in t for t in tiles["data"][0]["text"]) == int(exp.suppressed.sum())
+    assert "demo/tile_grid.csv" in app.notes.value
+    app.select(domain="tenure")  # no tiles for another domain
+    assert len(app.chart.outputs) == 1

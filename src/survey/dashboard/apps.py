@@ -104,6 +104,7 @@ STYLE = """<style>
 .svy-dashboard td.svy-suppressed {color: #777; font-style: italic;}
 .svy-dashboard td.svy-flagged {background: #fff6e0;}
 .svy-dashboard .svy-notes {font-size: 12px; color: #444;}
+.svy-dashboard .svy-download a {color: #1f5f8b; text-decoration: underline;}
 </style>"""
 
 
@@ -373,7 +374,7 @@ class Dashboard:
         table = [[Cell(lab)] + self.estimate_cells(r) for lab, (_, r) in zip(labels, rows.iterrows())]
         definition = tr.definition(indicator, rows["definition"].iloc[0] if len(rows) else "")
         files = ["indicators.parquet"] + (["comparison.csv"] if previous is not None else [])
-        if any(len(f.data) > 1 for f in figures[1:]) or (run.tile_grid is not None and len(figures) > 1):
+        if len(figures) > 1:
             files.append("tile_grid.csv")
         notes = self.common_notes(files, definition)
         if previous is not None:
