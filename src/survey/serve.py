@@ -10,8 +10,9 @@ Voilà runs inside this process with settings chosen for a public-facing service
   to start and the notebook to run);
 - kernel culling on: a kernel holds ~160 MB, so kernels idle for ``--cull-idle-timeout``
   seconds are shut down, also when a forgotten browser tab is still connected;
-- an optional token (``--token`` gives or generates one; a non-loopback host always gets one
-  unless ``--no-token``); it reaches Voilà through the environment, never the command line;
+- an optional token (``--token`` gives or generates one, or ``$SURVEY_DASHBOARD_TOKEN``; a
+  non-loopback host always gets one unless ``--no-token``); it reaches Voilà in memory, never
+  on a command line or in the kernels' environment;
 - the static-file handler (``/voila/files/``) serves only raster images of the dashboards
   folder, never notebooks, sources or data files;
 - a template (``survey-lab``: Voilà's ``lab`` template without its Font Awesome CDN links) so
@@ -60,6 +61,7 @@ HIDE_GLOBS = ["__pycache__", "*.pyc", "*.pyo", "*.py", ".*", "*~", "*.json", "*.
 
 ENV_OUTPUTS = "SURVEY_DASHBOARD_OUTPUTS"
 ENV_LANGUAGE = "SURVEY_DASHBOARD_LANGUAGE"
+ENV_TOKEN = "SURVEY_DASHBOARD_TOKEN"
 
 
 class DashboardError(SurveyError):
@@ -203,9 +205,18 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
     argv += [f"--VoilaConfiguration.file_denylist={p}" for p in FILE_DENYLIST]
     argv += [f"--VoilaConfiguration.extension_allowlist={x}" for x in EXTENSION_ALLOWLIST]
     argv += [f"--ContentsManager.hide_globs={g}" for g in HIDE_GLOBS]
+    return argv  # the token goes in through voila_config(), never on a command line
+
+
+def voila_config(cfg: ServeConfig):
+    """Settings passed to Voilà in memory: the token (not in ``ps`` output, not in the kernels'
+    environment). Without a token Voilà's identity provider gets an empty one (no login)."""
+    from traitlets.config import Config
+
+    c = Config()
     if cfg.token:
-        argv.append("--Voila.auto_token=True")  # the identity provider reads JUPYTER_TOKEN
-    return argv
+        c.Voila.token = cfg.token
+    return c
 
 
 def voila_env(cfg: ServeConfig, base: dict | None = None) -> dict:
@@ -215,10 +226,8 @@ def voila_env(cfg: ServeConfig, base: dict | None = None) -> dict:
     env[ENV_LANGUAGE] = cfg.language
     paths = [str(TEMPLATE_ROOT)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
     env["JUPYTER_PATH"] = os.pathsep.join(paths)
-    env.pop("JUPYTER_TOKEN", None)
-    env.pop("JUPYTER_TOKEN_FILE", None)
-    if cfg.token:
-        env["JUPYTER_TOKEN"] = cfg.token
+    for name in ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", ENV_TOKEN):  # kernels inherit this environment
+        env.pop(name, None)
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no debugger warning on kernel start
     return env
 
@@ -246,8 +255,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--language", default=None, help="default language of the dashboards: en, fr or es")
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--token", nargs="?", const="", default=None,
-                     help="require this token (without a value: generate one); default: no token on "
-                          "loopback, a generated one otherwise")
+                     help="require this token (without a value: generate one; or set $SURVEY_DASHBOARD_TOKEN); "
+                          "default: no token on loopback, a generated one otherwise")
     tok.add_argument("--no-token", action="store_true",
                      help="no token even on a non-loopback host (only behind an authenticating proxy)")
     p.add_argument("--pool-size", type=_positive_int, default=DEFAULT_POOL_SIZE,
@@ -271,6 +280,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         raise DashboardError("--cull-idle-timeout and --cull-interval must be at least 1 s (culling stays on)")
     runs = check_publication(outputs)
     check_dashboards(dashboards)
+    if args.token is None and os.environ.get(ENV_TOKEN) and not args.no_token:
+        args.token = os.environ[ENV_TOKEN]  # e.g. from a systemd EnvironmentFile, not visible in `ps`
     if args.token is not None:
         token = args.token or secrets.token_urlsafe(24)
     elif args.no_token or is_loopback(args.host):
@@ -290,6 +301,7 @@ def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
               "open the dashboards; put a reverse proxy with TLS and authentication in front "
               "(deploy/dashboards.md)" + ("" if cfg.token else " - and there is NO token"), file=sys.stderr)
     if dry_run:
+        print(f"dashboards: {cfg.url}")
         print("voila " + " ".join(argv))
         return 0
     os.environ.clear()
@@ -300,7 +312,7 @@ def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
     from voila.app import Voila
 
     try:
-        Voila.launch_instance(argv=argv)
+        Voila.launch_instance(argv=argv, config=voila_config(cfg))
     except KeyboardInterrupt:
         pass
     except SystemExit as e:  # Voilà exits 1 when it cannot listen (port taken since the check)

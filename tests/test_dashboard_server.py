@@ -1,0 +1,268 @@
+"""`survey dashboard` without a browser: the Voilà command line carries the security settings,
+Voilà understands them, a real server honours them, and bad input gives one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from survey import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_publication(root: Path, runs=("run1",)) -> Path:
+    """A publication root the server accepts (the server only checks the run folders exist)."""
+    for name in runs:
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({"run": name, "status": "succeeded"}))
+        (d / "indicators.parquet").write_bytes(b"")
+    return root
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def pub(tmp_path):
+    return fake_publication(tmp_path / "outputs")
+
+
+@pytest.fixture
+def dash(tmp_path):
+    d = tmp_path / "dashboards"
+    d.mkdir()
+    write_notebook(d / "overview.ipynb", "1 + 1")
+    return d
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "survey.cli", "dashboard", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def config(**kw) -> serve.ServeConfig:
+    base = dict(dashboards=Path("/srv/dashboards"), outputs=Path("/srv/outputs"))
+    base.update(kw)
+    return serve.ServeConfig(**base)
+
+
+def options(argv: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for a in argv[1:]:
+        key, _, value = a.partition("=")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------------------------
+def test_voila_command_line_has_the_security_settings():
+    argv = serve.voila_argv(config(port=9000))
+    o = options(argv)
+    assert argv[0] == "/srv/dashboards"
+    assert o["--Voila.ip"] == ["127.0.0.1"] and o["--Voila.port"] == ["9000"]
+    assert o["--Voila.port_retries"] == ["0"]
+    assert o["--VoilaConfiguration.strip_sources"] == ["True"]
+    assert o["--VoilaConfiguration.show_tracebacks"] == ["False"]
+    assert o["--VoilaConfiguration.allow_template_override"] == ["NO"]
+    assert o["--VoilaConfiguration.template"] == ["survey-lab"]
+    assert o["--VoilaConfiguration.preheat_kernel"] == ["True"]
+    assert int(o["--VoilaConfiguration.default_pool_size"][0]) >= 1
+    assert int(o["--MappingKernelManager.cull_idle_timeout"][0]) > 0  # 0 would switch culling off
+    assert int(o["--MappingKernelManager.cull_interval"][0]) > 0
+    assert o["--MappingKernelManager.cull_connected"] == ["True"]
+    assert "--no-browser" in argv
+    assert not any("token" in a.lower() for a in argv)
+
+
+def test_static_allowlist_serves_no_data_or_source_files():
+    o = options(serve.voila_argv(config()))
+
+    def served(path):
+        return (any(re.fullmatch(p, path, re.I) for p in o["--VoilaConfiguration.file_allowlist"])
+                and not any(re.fullmatch(p, path, re.I) for p in o["--VoilaConfiguration.file_denylist"]))
+
+    for path in ["indicators.csv", "run/indicators.parquet", "x.xlsx", "households.sav", "p.zsav", "a.dta",
+                 "b.sas7bdat", "c.xpt", "d.por", "overview.ipynb", "overview.py", "manifest.json",
+                 "params.yaml", ".env", "secret/.git/config", "logo.svg", "model.pkl", "notes.txt"]:
+        assert not served(path), path
+    assert served("logo.png") and served("img/map.jpg")
+
+
+def test_token_never_on_the_voila_command_line_or_in_kernel_environment():
+    cfg = config(token="s3cret-token")
+    assert "s3cret-token" not in " ".join(serve.voila_argv(cfg))
+    env = serve.voila_env(cfg, base={"JUPYTER_TOKEN": "x", "SURVEY_DASHBOARD_TOKEN": "s3cret-token", "PATH": "/bin"})
+    assert "s3cret-token" not in env.values() and "JUPYTER_TOKEN" not in env
+    assert serve.voila_config(cfg).Voila.token == "s3cret-token"
+    assert "token" not in serve.voila_config(config()).Voila
+
+
+def test_voila_understands_every_setting(tmp_path):
+    """Voilà parses the command line into the intended configuration (a typo in a class or
+    trait name would otherwise be ignored silently)."""
+    from voila.app import Voila
+
+    argv = serve.voila_argv(config(dashboards=tmp_path, port=9000, pool_size=2, cull_idle_timeout=300))
+    app = Voila()
+    app.parse_command_line(argv)
+    c = app.config
+    assert c.Voila.ip == "127.0.0.1" and c.Voila.port == 9000 and c.Voila.port_retries == 0
+    assert c.VoilaConfiguration.strip_sources is True and c.VoilaConfiguration.show_tracebacks is False
+    assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 2
+    assert c.VoilaConfiguration.file_allowlist == serve.FILE_ALLOWLIST
+    assert c.VoilaConfiguration.file_denylist == serve.FILE_DENYLIST
+    assert c.VoilaConfiguration.extension_allowlist == serve.EXTENSION_ALLOWLIST
+    # classes Voilà does not own get deferred strings: resolve them as the kernel manager will
+    from jupyter_server.services.contents.manager import ContentsManager
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    km = AsyncMappingKernelManager(config=c)
+    assert (km.cull_idle_timeout, km.cull_interval, km.cull_connected, km.cull_busy) == (300, 60, True, False)
+    assert "*.py" in ContentsManager(config=c).hide_globs
+
+
+def test_template_exists_and_drops_the_cdn_links():
+    t = serve.TEMPLATE_ROOT / "voila" / "templates" / serve.TEMPLATE
+    assert json.loads((t / "conf.json").read_text())["base_template"] == "lab"
+    from voila.paths import collect_template_paths
+
+    lab = Path(collect_template_paths(["voila"], "lab")[0]) / "index.html.j2"
+    text = (t / "index.html.j2").read_text()
+    for url in re.findall(r'href="(https://[^"]+)"', lab.read_text()):  # every CDN link of the lab template
+        assert f'"{url}"' in text, f"survey-lab does not replace {url}"
+
+
+def test_dry_run_defaults_loopback_no_token(pub, dash):
+    r = cli("--outputs", str(pub), "--dashboards", str(dash), "--port", "0", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    url = re.search(r"dashboards: (\S+)", r.stdout).group(1)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)  # no token on loopback
+    assert r.stderr == ""
+
+
+def test_non_loopback_host_warns_and_gets_a_token(pub, dash):
+    r = cli("--outputs", str(pub), "--dashboards", str(dash), "--host", "0.0.0.0", "--port", "0", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "warning" in r.stderr and "not loopback" in r.stderr
+    assert re.search(r"dashboards: http://0\.0\.0\.0:\d+/\?token=[\w-]{20,}", r.stdout)
+    r = cli("--outputs", str(pub), "--dashboards", str(dash), "--host", "0.0.0.0", "--port", "0", "--no-token",
+            "--dry-run")
+    assert r.returncode == 0 and "NO token" in r.stderr and "token=" not in r.stdout
+
+
+def test_token_option_and_generated_token(pub, dash):
+    r = cli("--outputs", str(pub), "--dashboards", str(dash), "--port", "0", "--token", "abc123", "--dry-run")
+    assert "?token=abc123" in r.stdout
+    r = cli("--outputs", str(pub), "--dashboards", str(dash), "--port", "0", "--token", "--dry-run")
+    assert re.search(r"\?token=[\w-]{20,}", r.stdout)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors: one line, exit 2
+# ---------------------------------------------------------------------------------------------
+def one_line_error(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("survey: error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_missing_publication_root(tmp_path, dash):
+    one_line_error(cli("--outputs", str(tmp_path / "nope"), "--dashboards", str(dash)), "does not exist", "nope")
+
+
+def test_publication_root_without_runs(tmp_path, dash):
+    empty = tmp_path / "outputs"
+    (empty / "half-run").mkdir(parents=True)
+    (empty / "half-run" / "manifest.json").write_text(json.dumps({"status": "failed"}))
+    (empty / "half-run" / "indicators.parquet").write_bytes(b"")
+    one_line_error(cli("--outputs", str(empty), "--dashboards", str(dash)), "no finished runs")
+
+
+def test_port_in_use(pub, dash):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--port", str(port)),
+                       f"port {port}", "already in use")
+
+
+def test_other_bad_input(pub, dash, tmp_path):
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--language", "de"), "language 'de'")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(tmp_path / "none")), "dashboards folder")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--cull-idle-timeout", "0"), "culling")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--host", "no.such.host.invalid"),
+                   "no.such.host.invalid")
+
+
+# ---------------------------------------------------------------------------------------------
+# a real server (no browser; kernels started on demand)
+# ---------------------------------------------------------------------------------------------
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+
+
+def test_server_honours_the_settings(tmp_path, pub):
+    dash = tmp_path / "dashboards"
+    dash.mkdir()
+    write_notebook(dash / "env.ipynb",
+                   "# SOURCE-MARKER-4711 must not reach the browser\nimport os",
+                   "print('OUT=' + os.environ['SURVEY_DASHBOARD_OUTPUTS'] + ' LANG=' "
+                   "+ os.environ['SURVEY_DASHBOARD_LANGUAGE'])")
+    write_notebook(dash / "broken.ipynb", "raise RuntimeError('SECRET-ERROR-DETAIL')")
+    (dash / "data.csv").write_text("a,b\n1,2\n")
+    (dash / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with serve.ServerProcess(pub, "--pool-size", "0", "--language", "fr", "--cull-idle-timeout", "120",
+                             "--cull-interval", "30", dashboards=dash, timeout=120) as srv:
+        base = srv.base
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", base)
+        status, html = get(base + "voila/render/env.ipynb")
+        assert status == 200
+        assert f"OUT={pub.resolve()} LANG=fr" in html  # the kernel got the publication root and language
+        assert "SOURCE-MARKER-4711" not in html  # sources stripped
+        assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//(?!127\.0\.0\.1|localhost)""", html)
+        status, html = get(base + "voila/render/broken.ipynb")
+        assert "SECRET-ERROR-DETAIL" not in html and "Traceback" not in html  # no tracebacks sent
+        assert get(base + "voila/files/data.csv")[0] == 403
+        assert get(base + "voila/files/env.ipynb")[0] == 403
+        assert get(base + "voila/files/logo.png")[0] == 200
+        log = "".join(srv.lines)
+    assert "Culling kernels with idle durations > 120 seconds at 30 second intervals" in log
+    assert "Culling kernels even with connected clients" in log
+
+
+def test_server_with_token(tmp_path, pub, dash):
+    with serve.ServerProcess(pub, "--pool-size", "0", "--token", "tok-3141", dashboards=dash, timeout=120) as srv:
+        assert srv.url.endswith("?token=tok-3141")
+        opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {
+            "redirect_request": lambda *a, **k: None}))
+        for url in (srv.base, srv.base + "?token=wrong", srv.base + "voila/render/overview.ipynb"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                opener.open(url, timeout=60)
+            assert e.value.code in (302, 403), url
+        assert get(srv.base + "?token=tok-3141")[0] == 200
