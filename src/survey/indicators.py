@@ -211,8 +211,25 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
 
 def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families):
     design = data.design(unit)
-    inc_source = data.spec.victimization.source == "incidents"
+    ratios = _ratio_families(data, crimes, families)
     rows = []
+    for dom in domains:
+        if {"prevalence", "incidence"} & set(families):
+            cases = _positive_counts(design, [f"victim__{c}" for c in crimes], dom)
+            for fam, cols in (("prevalence", "victim"), ("incidence", "n")):
+                if fam in families:
+                    est = design.mean([f"{cols}__{c}" for c in crimes], by=dom)
+                    rows.append(_family_rows(data, design, fam, est, crimes, dom, cases, unit))
+        for family, num, den, case_cols in ratios:
+            est = _ratio(design, num, den, dom)
+            rows.append(_family_rows(data, design, family, est, crimes, dom, _positive_counts(design, case_cols, dom),
+                                     unit))
+    return rows
+
+
+def _ratio_families(data: SurveyData, crimes: list[str], families) -> list[tuple]:
+    """(family, numerators, denominators, case columns) of the ratio families, in table order."""
+    inc_source = data.spec.victimization.source == "incidents"
     victim = [f"victim__{c}" for c in crimes]
     n = [f"n__{c}" for c in crimes]
     rv = [f"rv__{c}" for c in crimes]
@@ -231,17 +248,57 @@ def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list
                 ratios.append((fam, rep, n, vrep))
     if set(vrep) <= cols and "reporting_rate_victims" in families:
         ratios.append(("reporting_rate_victims", vrep, victim, vrep))
-    for dom in domains:
-        if {"prevalence", "incidence"} & set(families):
-            cases = _positive_counts(design, victim, dom)
-            for fam, cols in (("prevalence", victim), ("incidence", n)):
-                if fam in families:
-                    rows.append(_family_rows(data, design, fam, design.mean(cols, by=dom), crimes, dom, cases, unit))
-        for family, num, den, case_cols in ratios:
-            est = _ratio(design, num, den, dom)
-            rows.append(_family_rows(data, design, family, est, crimes, dom, _positive_counts(design, case_cols, dom),
-                                     unit))
-    return rows
+    return ratios
+
+
+def _unit_rows_batch(data: SurveyData, unit: str, crimes: list[str], groups: list[str], domains, families):
+    """The victimization, multiple-victimization and Gini rows (three lists) of one unit through
+    :mod:`survey.domain_batch` (Taylor designs): one pass over the weights per domain variable
+    for every family, variances only.  Same rows, in the same order, as the general path."""
+    from .domain_batch import FamilyEstimator, GiniBatch, Ratios
+
+    design = data.design(unit)
+    victim = [f"victim__{c}" for c in crimes]
+    fams = []
+    if "prevalence" in families:
+        fams.append(Ratios("prevalence", crimes, victim, None, victim))
+    if "incidence" in families:
+        fams.append(Ratios("incidence", crimes, [f"n__{c}" for c in crimes], None, victim))
+    for family, num, den, case_cols in _ratio_families(data, crimes, families):
+        fams.append(Ratios(family, crimes, num, den, case_cols, base="den"))
+    n_vic = len(fams)
+    if groups and "multiple_victimization" in families:
+        mv = [f"mv__{g}" for g in groups]
+        fams.append(Ratios("multiple_victimization", groups, mv, [f"victim__{g}" for g in groups], mv, base="den"))
+    rows: list[pd.DataFrame] = []
+    multiple: list[pd.DataFrame] = []
+    ginis: list[pd.DataFrame] = []
+    if fams:
+        fe = FamilyEstimator(design, fams)
+        for dom in domains:
+            frames = fe.estimate(dom)
+            for fam, fr in zip(fams, frames):
+                out = _family_rows(data, design, fam.name, fr, fam.items, dom, fr["n_cases"].to_numpy(), unit)
+                (rows if fams.index(fam) < n_vic else multiple).append(out)
+    for fam, over in (("gini", "population"), ("gini_victims", "victims")):
+        if fam not in families:
+            continue
+        items = []
+        for c in crimes:
+            y = design.data[f"k__{c}"].to_numpy(dtype=float)
+            keep = ~np.isnan(y)
+            if over == "victims":
+                keep &= design.data[f"victim__{c}"].to_numpy() > 0
+            items.append((y, keep, float(design.df) if keep.all() else float(design.subset(keep).df)))
+        gb = GiniBatch(design, items)
+        for dom in domains:
+            for c, g in zip(crimes, gb.estimate(dom)):
+                g["cv"] = g["se"] / g["estimate"].abs()
+                g["deff"] = np.nan
+                g["variable"] = c
+                ginis.append(_family_rows(data, design, fam, g.drop(columns=["n_cases"]), [c], dom,
+                                          g["n_cases"].to_numpy(), unit))
+    return rows, multiple, ginis
 
 
 def _ratio(design, num, den, by):
@@ -280,32 +337,50 @@ def _gini_rows(data: SurveyData, unit: str, crimes, domains, family: str, over: 
     return rows
 
 
-def _perception(data: SurveyData, items, domains):
+def _perception(data: SurveyData, items, domains, method="auto"):
+    from .domain_batch import FamilyEstimator, Ratios, supported
+
     design = data.design()
+    unit = data.spec.files[data.spec.design.file].unit
     rows = []
     by_indicator: dict[str, list] = {}
     for item in items:
         by_indicator.setdefault(item.indicator, []).append(item)
+    if method == "batch" or (method == "auto" and supported(design)):
+        fams = [Ratios(ind, [i.name for i in its], [f"perc__{i.name}" for i in its], None,
+                       [f"perc__{i.name}" for i in its]) for ind, its in by_indicator.items()]
+        fe = FamilyEstimator(design, fams)
+        per_dom = {dom: fe.estimate(dom) for dom in domains}
+        for j, fam in enumerate(fams):
+            for dom in domains:
+                fr = per_dom[dom][j]
+                rows.append(_family_rows(data, design, fam.name, fr, fam.items, dom, fr["n_cases"].to_numpy(), unit))
+        return rows
     for indicator, its in by_indicator.items():
         cols = [f"perc__{i.name}" for i in its]
         names = [i.name for i in its]
         for dom in domains:
             est = design.mean(cols, by=dom)
             cases = _positive_counts(design, cols, dom)
-            rows.append(_family_rows(data, design, indicator, est, names, dom, cases,
-                                     data.spec.files[data.spec.design.file].unit))
+            rows.append(_family_rows(data, design, indicator, est, names, dom, cases, unit))
     return rows
 
 
 def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators=None, publication=None,
-                    **publication_params) -> pd.DataFrame:
+                    method: str = "auto", **publication_params) -> pd.DataFrame:
     """All indicators as one long table (columns :data:`TABLE_COLUMNS`).
 
     crime_types: names of types and groups (default: every type and group of the spec).
     domains: domain names (default: every spec domain); "overall" is always included.
     indicators: families (default: all that the survey supports).
     publication: rule preset (default: the spec's), with its parameters (``min_base=``...).
+    method: "auto" (Taylor designs without calibration through :mod:`survey.domain_batch`: one
+    pass over the weights per domain variable for every family, variances only; other designs
+    through the general estimators), "general" (always the general estimators: the same numbers,
+    slower) or "batch".
     """
+    if method not in ("auto", "general", "batch"):
+        raise IndicatorError(f"method must be 'auto', 'general' or 'batch', not '{method}'")
     t0 = time.perf_counter()
     spec = data.spec
     v = spec.victimization
@@ -326,14 +401,16 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     rows = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurveyWarning)
-        rows = _all_rows(data, v, crimes, families, dom_list, spec)
+        rows = _all_rows(data, v, crimes, families, dom_list, spec, method)
     if not rows:
         raise IndicatorError("no indicator could be computed for this selection")
     return _finish(data, rows, crimes, spec, publication, publication_params, t0,
                    sorted({str(w.message) for w in caught}))
 
 
-def _all_rows(data, v, crimes, families, dom_list, spec):
+def _all_rows(data, v, crimes, families, dom_list, spec, method="auto"):
+    from .domain_batch import supported
+
     rows = []
     if v is not None and crimes:
         resp = data.respondents
@@ -346,21 +423,26 @@ def _all_rows(data, v, crimes, families, dom_list, spec):
             screener = [c for c in cs if c not in counted]
             vic_fams = [f for f in families if f in VICTIMIZATION_FAMILIES]
             udoms = [d for d in dom_list if d is None or not spec.domains[d].units or unit in spec.domains[d].units]
-            if counted:
-                rows += _victimization(data, unit, counted, udoms, vic_fams)
+            groups = [c for c in counted if c in v.groups]
+            batch = method == "batch" or (method == "auto" and supported(data.design(unit)))
+            if batch and counted:
+                vic, multiple, ginis = _unit_rows_batch(data, unit, counted, groups, udoms, families)
+            else:
+                vic = _victimization(data, unit, counted, udoms, vic_fams) if counted else []
+                multiple = (_multiple(data, unit, groups, udoms)
+                            if groups and "multiple_victimization" in families else [])
+                ginis = []
+                for fam, over in (("gini", "population"), ("gini_victims", "victims")):
+                    if fam in families:
+                        ginis += _gini_rows(data, unit, counted, udoms, fam, over)
+            rows += vic
             for c in screener:  # one by one: reporting items may exist for some only
                 rows += _victimization(data, unit, [c], udoms,
                                        [f for f in vic_fams if f in ("prevalence", "reporting_rate_victims")])
-            cs = counted
-            groups = [c for c in cs if c in v.groups]
-            if groups and "multiple_victimization" in families:
-                rows += _multiple(data, unit, groups, udoms)
-            for fam, over in (("gini", "population"), ("gini_victims", "victims")):
-                if fam in families:
-                    rows += _gini_rows(data, unit, cs, udoms, fam, over)
+            rows += multiple + ginis
     items = [i for i in spec.perception if i.indicator in families]
     if items:
-        rows += _perception(data, items, dom_list)
+        rows += _perception(data, items, dom_list, method)
     return rows
 
 

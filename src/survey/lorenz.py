@@ -44,6 +44,8 @@ def _gini_scores(y: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
     y_tot = float(np.sum(w[keep] * y[keep]))
     if y_tot <= 0:
         return np.nan, np.zeros_like(y)
+    if len(vals) == 1:  # one distinct value: no inequality (exactly 0, not rounding noise)
+        return 0.0, np.zeros_like(y, dtype=float)
     delta = vals - np.append(vals[1:], 0.0)
     a = float(np.sum(c * c * delta))
     g = a / (n_tot * y_tot) - 1.0
@@ -67,6 +69,18 @@ def gini(data: SurveyData, crime: str, over: str = "population", by: str | None 
     keep = ~np.isnan(y)  # respondents with an unknown count are a domain of their own
     if over == "victims":
         keep &= design.data[f"victim__{crime}"].to_numpy() > 0
+    out = gini_design(design, y, keep, by, level)
+    out.insert(0, "over", over)
+    out.insert(0, "crime_type", crime)
+    return out
+
+
+def gini_design(design, y: np.ndarray, keep: np.ndarray, by: str | None = None, level: float = 0.95) -> pd.DataFrame:
+    """Gini of ``y`` among the rows ``keep`` (a domain of the full design), per cell of ``by``.
+
+    Columns: <by>, estimate, se, ci_low, ci_high, df (the domain design's), n, weighted_n,
+    n_cases (rows with y > 0).
+    """
     if not keep.all():
         design = design.subset(keep)
     y = np.nan_to_num(y)
@@ -101,8 +115,6 @@ def gini(data: SurveyData, crime: str, over: str = "population", by: str | None 
     d = _df(design, None)
     q = _tq(level, d)
     out = keys.copy() if by else pd.DataFrame(index=range(1))
-    out.insert(0, "over", over)
-    out.insert(0, "crime_type", crime)
     out["estimate"], out["se"] = est, se
     out["ci_low"], out["ci_high"] = est - q * se, est + q * se
     out["df"], out["n"], out["weighted_n"] = d, n.astype(np.int64), wn

@@ -1,0 +1,388 @@
+"""All domain x estimate variances of many ratio families from one pass over the weights.
+
+The indicator table needs, for every domain variable, the estimate and SE of dozens of ratios
+``sum w y / sum w x`` (means are ratios with ``x = 1``) in every cell.  Estimating them one
+family at a time (``design.ratio(...)``) rebuilds per-row scores and a full covariance matrix for
+each family; here the work is shared:
+
+1. the row-level quantities every family needs (``w y``, ``w x``, the second moments of the SRS
+   variance, case indicators) are registered once per design as columns of one matrix ``X``,
+   identical columns kept once (a 0/1 column equals its square);
+2. per domain variable and sampling stage, the rows are summed into (sampling unit x cell)
+   pairs with one sparse product ``A @ X``; the cell totals are sums of pair totals;
+3. the linearized score of ratio ``R_g = Y_g / X_g`` is ``w (y - R_g x) / X_g``, linear in the
+   data, so its unit totals are ``(T_y - R_g T_x) / X_g`` computed on the pair totals, never on
+   the rows;
+4. only the variances are formed (the diagonal of the stage formula of
+   :mod:`survey.variance`): per stage ``sum_u c_u z_u^2 - sum_h c_h / n_h Z_h^2``, with the
+   lonely-PSU policies ``adjust`` and ``average`` and the later-stage multipliers as in
+   :func:`survey.variance.taylor_vcov`.
+
+The results are those of ``design.mean``/``design.ratio`` (to rounding; a test checks it on
+several designs), for Taylor designs without calibration.  Replicate and calibrated designs go
+through the general estimators.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import SurveyWarning
+from .estimate import _cells, _tq
+from .variance import check_lonely
+
+
+def supported(design) -> bool:
+    """Taylor design without calibration (the batch path applies)."""
+    from .design import ReplicateDesign
+
+    return not isinstance(design, ReplicateDesign) and not getattr(design, "calibrations", ())
+
+
+class Columns:
+    """Row vectors registered once; a vector equal to one already registered gets its index."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.vecs: list[np.ndarray] = []
+        self._seen: dict = {}
+
+    def add(self, v: np.ndarray) -> int:
+        v = np.ascontiguousarray(v, dtype=float)
+        key = (float(v.sum()), int(np.count_nonzero(v)))
+        for j in self._seen.get(key, ()):
+            if np.array_equal(self.vecs[j], v):
+                return j
+        self._seen.setdefault(key, []).append(len(self.vecs))
+        self.vecs.append(v)
+        return len(self.vecs) - 1
+
+    def matrix(self) -> np.ndarray:
+        return np.column_stack(self.vecs) if self.vecs else np.zeros((self.n, 0))
+
+
+class _StagePairs:
+    """Rows summed into (stage unit x cell) pairs."""
+
+    __slots__ = ("A", "pc", "pu", "cell_of_pairs", "H", "hg_group", "cell_of_hg")
+
+    def __init__(self, stage, rows, cell_r, G, n):
+        key = stage.unit[rows].astype(np.int64) * G + cell_r
+        pairs, inv = np.unique(key, return_inverse=True)
+        P = len(pairs)
+        self.A = sp.csr_matrix((np.ones(len(rows)), (inv, rows)), shape=(P, n))
+        self.pu = pairs // G
+        self.pc = pairs % G
+        self.cell_of_pairs = sp.csr_matrix((np.ones(P), (self.pc, np.arange(P))), shape=(G, P))
+        hkey = stage.group[self.pu].astype(np.int64) * G + self.pc
+        hg, hinv = np.unique(hkey, return_inverse=True)
+        self.H = sp.csr_matrix((np.ones(P), (hinv, np.arange(P))), shape=(len(hg), P))
+        self.hg_group = hg // G
+        self.cell_of_hg = sp.csr_matrix((np.ones(len(hg)), (hg % G, np.arange(len(hg)))), shape=(G, len(hg)))
+
+
+class DomainBatch:
+    """The cells of one domain variable (``by``) on a design, with its stage pair structures."""
+
+    def __init__(self, design, by):
+        self.design = design
+        self.by = by
+        self.cell, self.keys, _ = _cells(design, by)
+        self.G = len(self.keys)
+        self.rows = np.flatnonzero(self.cell >= 0)
+        cell_r = self.cell[self.rows]
+        self.stages = [_StagePairs(st, self.rows, cell_r, self.G, design.n) for st in design.stages]
+
+    @classmethod
+    def of(cls, design, by) -> DomainBatch:
+        key = ("domain_batch", by)
+        hit = design._cache.get(key)
+        if hit is None:
+            hit = design._cache[key] = cls(design, by)
+        return hit
+
+    def pair_totals(self, X: np.ndarray) -> list[np.ndarray]:
+        """Per stage, the (pairs x columns) totals of the row matrix X."""
+        return [s.A @ X for s in self.stages]
+
+    def cell_totals(self, T1: np.ndarray) -> np.ndarray:
+        return self.stages[0].cell_of_pairs @ T1
+
+    # ----- variance --------------------------------------------------------------------------
+    def variance(self, Z_of_stage) -> np.ndarray:
+        """Variances (G x J) of estimates whose stage-s unit totals are ``Z_of_stage(s)``
+        ((pairs x J) arrays, one column per estimate, each pair holding its own cell's score)."""
+        d = self.design
+        stages = d.stages
+        lonely = d.lonely_psu
+        v = None
+        mult = np.ones(stages[0].n_groups)
+        for s, st in enumerate(stages):
+            if not np.any(mult > 0):
+                break
+            vs = self._stage_var(s, st, Z_of_stage(s), mult, lonely)
+            v = vs if v is None else v + vs
+            if s + 1 < len(stages):
+                f = st.fraction.copy()
+                if lonely == "certainty":
+                    f[st.lonely_groups()] = 1.0
+                mult = (mult * f)[st.group]
+        return v
+
+    def _stage_var(self, s, st, Z, mult, lonely) -> np.ndarray:
+        p = self.stages[s]
+        size = st.size.astype(float)
+        fpc = 1.0 - st.fraction
+        lonely_g = st.lonely_groups()
+        regular = size > 1
+        c_group = np.zeros(st.n_groups)
+        c_group[regular] = mult[regular] * fpc[regular] * size[regular] / (size[regular] - 1.0)
+        if lonely_g.size and lonely == "fail":
+            check_lonely(st, s + 1)
+        cu = c_group[st.group[p.pu]]
+        with np.errstate(invalid="ignore"):
+            v = p.cell_of_pairs @ (cu[:, None] * Z * Z)
+            gs = p.H @ Z
+            coef = c_group / size
+            v -= p.cell_of_hg @ (coef[p.hg_group][:, None] * gs * gs)
+            if lonely_g.size and lonely == "adjust":
+                lc = np.zeros(st.n_groups)
+                lc[lonely_g] = mult[lonely_g] * fpc[lonely_g]
+                v += p.cell_of_hg @ (lc[p.hg_group][:, None] * gs * gs)
+            if lonely_g.size and lonely == "average":
+                touched = (p.H @ np.abs(Z)) > 0
+                is_lonely = np.zeros(st.n_groups, dtype=bool)
+                is_lonely[lonely_g] = True
+                n_reg = p.cell_of_hg @ (touched & regular[p.hg_group][:, None]).astype(float)
+                n_lone = p.cell_of_hg @ (touched & is_lonely[p.hg_group][:, None]).astype(float)
+                f = np.where(n_reg > 0, (n_reg + n_lone) / np.where(n_reg > 0, n_reg, 1.0), 1.0)
+                v = v * f
+        return np.asarray(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# families of ratios
+# ---------------------------------------------------------------------------------------------
+class Ratios:
+    """A family of k ratios ``num_j / den_j`` (``den_j`` None: the mean of ``num_j``), estimated
+    in every cell.  ``cases``: columns whose positive rows are the sample cases (``n_cases``);
+    ``base``: "cell" (n, weighted_n of the cell, as ``design.mean``) or "den" (the rows with a
+    positive denominator: victims, victimizations)."""
+
+    def __init__(self, name, items, num, den, cases, base="cell"):
+        self.name, self.items, self.num, self.den, self.cases, self.base = name, items, num, den, cases, base
+
+
+def _raw(design, col) -> np.ndarray:
+    return design.data[col].to_numpy(dtype=float, na_value=np.nan)
+
+
+class FamilyEstimator:
+    """Register the columns of many ratio families on one design, then estimate them by domain."""
+
+    def __init__(self, design, families: list[Ratios]):
+        self.design = design
+        self.families = families
+        n = design.n
+        w = design.w
+        self.cols = Columns(n)
+        pos_w = (w > 0).astype(float)
+        raw: dict[str, np.ndarray] = {}
+
+        def get(c):
+            if c not in raw:
+                raw[c] = _raw(design, c)
+            return raw[c]
+
+        sym: dict[tuple, int] = {}
+
+        def reg(key, *factors):
+            """Register the product of ``factors`` under the symbolic ``key`` (built once)."""
+            j = sym.get(key)
+            if j is None:
+                v = factors[0]
+                for f in factors[1:]:
+                    v = v * f
+                j = sym[key] = self.cols.add(v)
+            return j
+
+        self.idx = []
+        for fam in families:
+            ids = []
+            for a, b, c in zip(fam.num, fam.den if fam.den is not None else [None] * len(fam.num), fam.cases):
+                ya = get(a)
+                xb = get(b) if b is not None else None
+                valid = ~np.isnan(ya) if xb is None else ~np.isnan(ya) & ~np.isnan(xb)
+                allv = bool(valid.all())
+                vkey = "1" if allv else ("valid", a, b)
+                vv = np.ones(n) if allv else valid.astype(float)
+                y = ya if allv else np.where(valid, ya, 0.0)
+                x = vv if xb is None else (xb if allv else np.where(valid, xb, 0.0))
+                ky, kx = (a, vkey), ((b if b is not None else "1"), vkey)
+                e = dict(
+                    y=reg(("w",) + ky, w, y), x=reg(("w",) + kx, w, x),
+                    yy=reg(("w2",) + ky + ky, w, y, y), xx=reg(("w2",) + kx + kx, w, x, x),
+                    xy=reg(("w2",) + tuple(sorted([ky, kx], key=str)), w, x, y),
+                    nn=reg(("n", vkey), pos_w, vv), sw=reg(("w", "1", vkey), w, vv),
+                    cases=reg(("cases", c), pos_w, np.nan_to_num(get(c), nan=0.0) > 0),
+                )
+                if fam.base == "den":
+                    pos = np.nan_to_num(xb, nan=0.0) > 0
+                    e["bn"] = reg(("pos_n", b), pos_w, pos)
+                    e["bw"] = reg(("pos_w", b), w, pos_w, pos)
+                ids.append(e)
+            self.idx.append(ids)
+        self.X = self.cols.matrix()
+
+    def estimate(self, by, level: float = 0.95) -> list[pd.DataFrame]:
+        """One frame per family: the ``by`` key column(s), variable, estimate, se, ci_low,
+        ci_high, df, cv, deff, n, weighted_n, n_cases (rows in cell order x items)."""
+        design = self.design
+        db = DomainBatch.of(design, by)
+        T = db.pair_totals(self.X)
+        C = db.cell_totals(T[0])
+        df = float(design.df)
+        q = _tq(level, df)
+        out = []
+        for fam, ids in zip(self.families, self.idx):
+            def col(name, ids=ids):
+                return np.array([e[name] for e in ids])
+
+            a, b = col("y"), col("x")
+            ty, tx = C[:, a], C[:, b]
+            nn, sw = C[:, col("nn")], C[:, col("sw")]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                R = ty / tx
+                # a cell without a valid row has no scores at all (variance 0, as the general
+                # estimators, which leave such rows out); a valid cell with a zero denominator
+                # total has undefined scores (NaN)
+                none = nn == 0
+
+                def Z(s, a=a, b=b, R=R, tx=tx, none=none):
+                    pc = db.stages[s].pc
+                    z = (T[s][:, a] - R[pc] * T[s][:, b]) / tx[pc]
+                    return np.where(none[pc], 0.0, z) if none.any() else z
+
+                var = db.variance(Z)
+                s2 = (C[:, col("yy")] - 2 * R * C[:, col("xy")] + R * R * C[:, col("xx")]) / sw * nn / (nn - 1)
+                s2 = s2 / (tx / sw) ** 2
+                vsrs = s2 / nn * (1 - nn / sw)
+                deff = var / vsrs
+            se = np.sqrt(np.clip(var, 0, None))
+            est = np.where(nn == 0, np.nan, R)
+            if fam.base == "den":
+                n_out, wn = C[:, col("bn")], C[:, col("bw")]
+            else:
+                n_out, wn = nn, sw
+            k = len(ids)
+            frame = db.keys.loc[db.keys.index.repeat(k)].reset_index(drop=True) if by else pd.DataFrame(
+                index=range(k))
+            frame["variable"] = np.tile(np.asarray(fam.items, dtype=object), db.G)
+            frame["estimate"] = est.ravel()
+            frame["se"] = se.ravel()
+            frame["ci_low"] = (est - q * se).ravel()
+            frame["ci_high"] = (est + q * se).ravel()
+            frame["df"] = df
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frame["cv"] = (se / np.abs(est)).ravel()
+            frame["deff"] = deff.ravel()
+            frame["n"] = np.rint(n_out.ravel()).astype(np.int64)
+            frame["weighted_n"] = wn.ravel()
+            frame["n_cases"] = np.rint(C[:, col("cases")].ravel()).astype(np.int64)
+            out.append(frame)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gini coefficients
+# ---------------------------------------------------------------------------------------------
+def _missing_by_message(by, n_missing: int) -> str:
+    return (f"by variable(s) {by}: {n_missing} rows in the domain have a missing value "
+            "and belong to no cell (they still count in the design)")
+
+
+class GiniBatch:
+    """Gini coefficients of several count variables, each among its own rows ``keep`` (as
+    :func:`survey.lorenz.gini` on ``design.subset(keep)``), in every cell of a domain variable.
+
+    items: (y, keep, df) per variable, ``df`` that of the subset design."""
+
+    def __init__(self, design, items):
+        self.design = design
+        w = design.w
+        self.items = []
+        for y, keep, df in items:
+            kk = np.flatnonzero(keep)
+            rk = kk[w[kk] > 0]
+            yr = np.nan_to_num(y[rk])
+            if yr.size and np.all(yr == np.round(yr)) and yr.min() >= 0 and yr.max() < 10_000:
+                vals = np.arange(int(yr.max()) + 1, dtype=float)
+                vi = yr.astype(np.int64)
+            else:
+                vals, vi = np.unique(yr, return_inverse=True)
+            self.items.append(dict(kk=kk, rk=rk, yr=yr, wr=w[rk], vals=vals, vi=vi, df=float(df)))
+
+    def estimate(self, by, level: float = 0.95) -> list[pd.DataFrame]:
+        """One frame per item: key column(s), estimate, se, ci_low, ci_high, df, n, weighted_n,
+        n_cases; cells without a kept row are left out (as the subset design's cells)."""
+        design = self.design
+        db = DomainBatch.of(design, by)
+        full = db.cell
+        G = db.G
+        in_dom = design._in_domain()
+        S = np.zeros((design.n, len(self.items)))
+        parts = []
+        for j, it in enumerate(self.items):
+            ck = full[it["kk"]]
+            if by:
+                n_miss = int(((ck < 0) & in_dom[it["kk"]]).sum())
+                if n_miss:
+                    warnings.warn(_missing_by_message(by, n_miss), SurveyWarning, stacklevel=3)
+                present = np.bincount(ck[ck >= 0], minlength=G) > 0
+            else:
+                present = np.ones(1, dtype=bool)
+            cf = full[it["rk"]]
+            sel = cf >= 0
+            r, cr, yr, wr, vi = it["rk"][sel], cf[sel], it["yr"][sel], it["wr"][sel], it["vi"][sel]
+            vals = it["vals"]
+            V = len(vals)
+            wg = np.bincount(cr * V + vi, weights=wr, minlength=G * V).reshape(G, V)
+            c = np.cumsum(wg, axis=1)
+            N = c[:, -1] if V else np.zeros(G)
+            Y = np.bincount(cr, weights=wr * yr, minlength=G)
+            # per cell, the gap to the next value present in the cell (0 after the largest), so
+            # that the sums run over the cell's own values as in lorenz._gini_scores
+            has = wg > 0
+            idx = np.where(has, np.arange(V), V)
+            nxt = np.minimum.accumulate(np.concatenate([idx[:, 1:], np.full((G, 1), V)], axis=1)[:, ::-1],
+                                        axis=1)[:, ::-1]
+            delta = np.where(has, vals[None, :] - np.append(vals, 0.0)[nxt], 0.0)
+            single = has.sum(axis=1) == 1  # one distinct value: no inequality, G = 0 exactly
+            with np.errstate(invalid="ignore", divide="ignore"):
+                a = (c * c * delta).sum(axis=1)
+                g = np.where(single, 0.0, a / (N * Y) - 1.0)
+                g = np.where(Y > 0, g, np.nan)
+                tail = np.cumsum((2 * c * delta)[:, ::-1], axis=1)[:, ::-1]
+                good = ((Y > 0) & ~single)[cr]
+                u = np.where(good, (tail[cr, vi] - (g[cr] + 1.0) * (Y[cr] + N[cr] * yr)) / (N[cr] * Y[cr]), 0.0)
+            S[r, j] = wr * u
+            n = np.bincount(cr, minlength=G)
+            cases = np.bincount(cr[yr > 0], minlength=G)
+            parts.append((g, n, N, cases, present))
+        T = db.pair_totals(S)
+        var = db.variance(lambda s: T[s])
+        out = []
+        for j, (it, (g, n, wn, cases, present)) in enumerate(zip(self.items, parts)):
+            se = np.sqrt(np.clip(var[:, j], 0, None))
+            q = _tq(level, it["df"])
+            fr = db.keys.copy() if by else pd.DataFrame(index=range(1))
+            fr["estimate"], fr["se"] = g, se
+            fr["ci_low"], fr["ci_high"] = g - q * se, g + q * se
+            fr["df"], fr["n"], fr["weighted_n"] = it["df"], n.astype(np.int64), wn
+            fr["n_cases"] = cases.astype(np.int64)
+            out.append(fr[present].reset_index(drop=True))
+        return out
