@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench reference clean demo
+.PHONY: run test lint bench reference clean demo dashboard browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,28 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(PY) -m pytest -q
+
+# Headless Chromium for the dashboard browser tests: Debian's package through apt-get when it is
+# missing (never a browser download by playwright). Not root and no password-less sudo: say so,
+# the browser tests then skip (CI sets SURVEY_REQUIRE_BROWSER=1, so there they would fail).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "make: $(CHROMIUM) is missing and installing it needs root (apt-get install chromium); the browser tests will skip"; exit 0; fi; \
+	  echo "make: installing chromium with apt-get (browser tests)"; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null) \
+	    || echo "make: apt-get could not install chromium; the browser tests will skip"; \
+	fi
+
+# Serve the dashboards (dashboards/*.ipynb) on http://127.0.0.1:8866 from outputs/ (`make run`
+# first if there is no run yet). Options: make dashboard ARGS="--port 0 --language fr".
+dashboard: $(STAMP)
+	test -f outputs/demo/manifest.json || $(MAKE) run
+	$(VENV)/bin/survey dashboard $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
