@@ -162,3 +162,28 @@ def test_compare_waves_and_trend(table):
     assert r.significant
     tr = trend_table([table, later])
     assert {"2021", "2022", "change 2021-2022", "significant 2021-2022"} <= set(tr.columns)
+
+
+def test_interval_shapes(table):
+    """% indicators: logit; incidence: symmetric on the log scale; concentration: on the log of
+    (concentration - 1); all with t on the design df, from the table's own estimate and SE."""
+    from scipy import stats
+
+    ok = table["se"] > 0
+    q = stats.t.ppf(0.975, table["df"])
+    inc = ok & (table["indicator"] == "incidence") & (table["estimate"] > 0)
+    t = table[inc]
+    assert len(t) > 0
+    assert np.allclose(t["ci_low"] * t["ci_high"], t["estimate"] ** 2, rtol=1e-9)
+    assert np.allclose(np.log(t["ci_high"] / t["estimate"]), q[inc] * t["se"] / t["estimate"], rtol=1e-9)
+    assert ((t["ci_high"] - t["estimate"]) > (t["estimate"] - t["ci_low"])).all()
+    con = ok & (table["indicator"] == "concentration") & (table["estimate"] > 1)
+    c = table[con]
+    assert len(c) > 0
+    assert np.allclose((c["ci_low"] - 1) * (c["ci_high"] - 1), (c["estimate"] - 1) ** 2, rtol=1e-9)
+    assert (c["ci_low"] > 1).all()
+    pct = ok & (table["measure"] == "%") & table["estimate"].between(0.1, 99.9)
+    p = table[pct]
+    logit = np.log(p["estimate"] / (100 - p["estimate"]))
+    half = q[pct] * (p["se"] / 100) / (p["estimate"] / 100 * (1 - p["estimate"] / 100))
+    assert np.allclose(p["ci_high"], 100 / (1 + np.exp(-(logit + half))), rtol=1e-9)

@@ -53,8 +53,10 @@ unit                household or person: what the rate is counted against
 domain              domain variable ("overall" for the whole population)
 domain_value        the domain's category ("all" for overall)
 estimate, se        the estimate in the indicator's measure (%, per 1,000, ratio) and its SE
-ci_low, ci_high     confidence interval at 95%: t on df; for % indicators the logit interval
-                    (better coverage for small proportions), Wald otherwise
+ci_low, ci_high     confidence interval at 95%, t on df: for % indicators the logit interval
+                    (better coverage for small proportions); for incidence rates symmetric on
+                    the log scale, for concentration on the log of (concentration - 1): both
+                    are right-skewed (heavy-tailed counts); Wald otherwise (Gini)
 df                  degrees of freedom of the interval
 cv                  coefficient of variation (se / estimate)
 deff                Kish design effect
@@ -193,6 +195,10 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
         lo, hi = proportion_ci(p, out["se"].to_numpy(dtype=float), 0.95, out["df"].to_numpy(dtype=float), "logit")
         out["ci_low"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, lo))
         out["ci_high"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, hi))
+    elif family in ("incidence", "concentration"):
+        out["ci_low"], out["ci_high"] = _log_ci(out["estimate"].to_numpy(dtype=float),
+                                                out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float),
+                                                1.0 if family == "concentration" else 0.0)
     k = len(crimes)
     out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
     out["n_cases"] = n_cases
@@ -207,6 +213,26 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
     out["domain_value"] = out[dom].astype(str) if dom else "all"
     out["weighted_base"] = out["weighted_n"]
     return out
+
+
+def _log_ci(est: np.ndarray, se: np.ndarray, df: np.ndarray, floor: float, level: float = 0.95):
+    """Interval symmetric on the log scale of ``est - floor`` (delta method, t on df).
+
+    Counts of victimizations are heavy-tailed: the estimates of rates and of victimizations per
+    victim are right-skewed and their SE grows with them, so a symmetric interval misses mostly on
+    the high side.  The log scale (rates, floor 0) and the log of the excess over one
+    (concentration, which is at least 1 by construction) give intervals that extend further up.
+    A cell at the floor (no victimization, or every victim once) with SE 0 gets the point.
+    """
+    from .estimate import _tq
+
+    q = _tq(level, df)
+    e = est - floor
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        f = np.exp(q * se / e)
+        lo = np.where(e > 0, floor + e / f, np.where(se == 0, est, est - q * se))
+        hi = np.where(e > 0, floor + e * f, np.where(se == 0, est, est + q * se))
+    return lo, hi
 
 
 def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families):
