@@ -187,3 +187,25 @@ def test_interval_shapes(table):
     logit = np.log(p["estimate"] / (100 - p["estimate"]))
     half = q[pct] * (p["se"] / 100) / (p["estimate"] / 100 * (1 - p["estimate"] / 100))
     assert np.allclose(p["ci_high"], 100 / (1 + np.exp(-(logit + half))), rtol=1e-9)
+
+
+def test_tile_grid_is_published_with_the_table(tmp_path):
+    """A domain's tile_grid (spec) is written beside the indicator table for the dashboards'
+    maps; a grid value that is not a published value of the domain is a named error."""
+    import survey as sv
+    from survey.errors import SurveyError
+    from survey.report import tile_grid_frame, write_indicator_table
+
+    root = Path(__file__).resolve().parents[1]
+    data = sv.load(root / "specs" / "synthetic.yaml")
+    table = indicator_table(data, crime_types=["burglary"], domains=["region"], indicators=["prevalence"])
+    files = write_indicator_table(table, tmp_path, data)
+    assert tmp_path / "tile_grid.csv" in files
+    grid = pd.read_csv(tmp_path / "tile_grid.csv")
+    assert list(grid.columns) == ["domain", "domain_value", "row", "col"]
+    regions = set(table.loc[table["domain"] == "region", "domain_value"])
+    assert set(grid["domain_value"]) == regions and len(regions) == 8
+    assert not grid.duplicated(["row", "col"]).any()
+    data.spec.domains["region"].tile_grid["Atlantis"] = (9, 9)
+    with pytest.raises(SurveyError, match="Atlantis"):
+        tile_grid_frame(data.spec, table)

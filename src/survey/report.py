@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import SurveyError
+
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 TABLE_FILES = ("indicators.csv", "indicators.parquet", "indicators.meta.json")
 EXCEL_COLUMNS = ["survey", "period", "crime_type", "crime_label", "iccs", "unit", "domain", "domain_value",
@@ -229,10 +231,37 @@ def write_indicator_table(table: pd.DataFrame, out_dir, data, values: dict | Non
     plain.to_parquet(tmp / pq.name, index=False)
     (tmp / meta.name).write_text(json.dumps(table_metadata(table, data, values), indent=1, sort_keys=True) + "\n",
                                  encoding="utf-8")
-    for f in (csv, pq, meta):
+    written = [csv, pq, meta]
+    grid = tile_grid_frame(data.spec, table)
+    if grid is not None:
+        grid.to_csv(tmp / TILE_GRID_FILE, index=False, lineterminator="\n")
+        written.append(out / TILE_GRID_FILE)
+    for f in written:
         (tmp / f.name).replace(f)
     tmp.rmdir()
-    return [csv, pq, meta]
+    return written
+
+
+TILE_GRID_FILE = "tile_grid.csv"
+
+
+def tile_grid_frame(spec, table: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The tile-grid maps the spec declares (``domains.<name>.tile_grid``) as one table with
+    columns domain, domain_value, row, col (the dashboards' map input), or None.  With ``table``,
+    a grid value that is not a published value of its domain is an error naming it."""
+    rows = []
+    for name, dom in spec.domains.items():
+        if not dom.tile_grid:
+            continue
+        if table is not None:
+            published = set(table.loc[table["domain"] == name, "domain_value"].astype(str))
+            unknown = sorted(set(dom.tile_grid) - published)
+            if published and unknown:
+                raise SurveyError(f"spec domain '{name}': tile_grid value(s) {', '.join(unknown)} are not values of "
+                                  f"the domain (published: {', '.join(sorted(published))})")
+        for value, (r, c) in dom.tile_grid.items():
+            rows.append({"domain": name, "domain_value": str(value), "row": int(r), "col": int(c)})
+    return pd.DataFrame(rows, columns=["domain", "domain_value", "row", "col"]) if rows else None
 
 
 def read_indicator_table(out_dir, values: dict | None = None) -> pd.DataFrame | None:

@@ -285,11 +285,20 @@ class DomainSpec(_Model):
     bands: list[float] | None = None
     recode: dict[str, list[Code]] | None = None
     file: str | None = None  # defaults to the design file
+    # a tile-grid map of the domain for dashboards: published value (label) -> [row, column]
+    tile_grid: dict[str, tuple[int, int]] | None = None
 
     @model_validator(mode="after")
     def _one_transform(self):
         if self.bands is not None and self.recode is not None:
             raise ValueError("a domain takes bands or recode, not both")
+        if self.tile_grid is not None:
+            cells = list(self.tile_grid.values())
+            dup = sorted({str(list(c)) for c in cells if cells.count(c) > 1})
+            if dup:
+                raise ValueError(f"tile_grid: two values share the tile(s) {', '.join(dup)}")
+            if any(r < 0 or c < 0 for r, c in cells):
+                raise ValueError("tile_grid: rows and columns are 0 or more")
         if self.bands is not None and sorted(self.bands) != list(self.bands):
             raise ValueError("bands must be increasing")
         return self
