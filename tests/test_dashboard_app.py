@@ -410,7 +410,8 @@ def test_dashboard_notebook_opens_no_microdata(publication, name, monkeypatch):
     assert not bad, bad
     published = [Path(p).resolve() for p in opened if Path(p).resolve().is_relative_to(publication.resolve())]
     assert published and all(p.name in {"manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv",
-                                         "risk_models.csv", "risk_performance.csv", "comparison.csv"}
+                                         "risk_models.csv", "risk_performance.csv", "comparison.csv",
+                                         "tile_grid.csv"}
                              for p in published), published
 
 
