@@ -23,6 +23,10 @@ engine), to tell the estimator's interval shape from its SE: ``wald_z`` (normal 
 symmetric on the log scale).  The identity incidence = prevalence x concentration is checked in
 every draw.
 
+``--cap N`` runs the same with a fixed cap of N victimizations of a type per respondent (the
+practice of ONS and BJS for extreme counts) in the spec and in the truth (the population value
+of the capped indicator).
+
 Usage (from the repository root):
 
     .venv/bin/python benchmarks/coverage_synth.py                    # 300 draws of 6,000 households
@@ -73,11 +77,16 @@ BAND = (0.93, 0.97)
 # ---------------------------------------------------------------------------------------------
 # one draw
 # ---------------------------------------------------------------------------------------------
-def write_spec(folder: Path) -> Path:
-    """specs/synthetic.yaml with its data paths pointing into ``folder``."""
+def write_spec(folder: Path, cap: float | None = None) -> Path:
+    """specs/synthetic.yaml with its data paths pointing into ``folder`` (and, with ``cap``, a
+    fixed cap on each type's victimizations per respondent)."""
     text = SPEC.read_text()
     if "../data/synthetic/" not in text:  # pragma: no cover - guards a spec rewrite
         raise SystemExit(f"{SPEC}: expected '../data/synthetic/' paths to rewrite")
+    if cap is not None:
+        if "cap: {rule: none}" not in text:  # pragma: no cover
+            raise SystemExit(f"{SPEC}: expected 'cap: {{rule: none}}' to rewrite")
+        text = text.replace("cap: {rule: none}", f"cap: {{rule: fixed, value: {cap:g}}}")
     p = folder / "synthetic.yaml"
     p.write_text(text.replace("../data/synthetic/", ""))
     return p
@@ -119,11 +128,11 @@ def identity_error(table: pd.DataFrame) -> float:
 # the repeated sampling
 # ---------------------------------------------------------------------------------------------
 def simulate(draws: int, households: int, population_households: int, seed: int = 1, sample_seed: int = 1001,
-             households_per_psu: int = 20, progress: bool = True) -> dict:
+             households_per_psu: int = 20, progress: bool = True, cap: float | None = None) -> dict:
     """Run ``draws`` samples; returns the truth-aligned arrays (cells x draws) and run info."""
     t_start = time.perf_counter()
     pop = S.make_population(seed, population_households)
-    truth = S.truth_table(pop)
+    truth = S.truth_table(pop, cap=cap)
     truth = truth[truth["indicator"].isin(FAMILIES)].reset_index(drop=True)
     index = pd.MultiIndex.from_frame(truth[KEYS])
     K = len(truth)
@@ -131,7 +140,7 @@ def simulate(draws: int, households: int, population_households: int, seed: int 
     timings, ident, missing_rows, extra_rows = [], [], set(), set()
     folder = Path(tempfile.mkdtemp(prefix="coverage_synth."))
     try:
-        spec_path = write_spec(folder)
+        spec_path = write_spec(folder, cap)
         for d in range(draws):
             table, info = one_draw(pop, households, sample_seed + d, folder, spec_path, households_per_psu)
             tab = table.set_index(KEYS)
@@ -312,12 +321,14 @@ def main(argv=None) -> int:
                     help="expected sample victims that make a domain cell 'large' (default 20)")
     ap.add_argument("--out", default=str(HERE / "results" / "coverage_synth.json"))
     ap.add_argument("--save-draws", default=None, help="also save every draw's estimates (npz)")
+    ap.add_argument("--cap", type=float, default=None,
+                    help="fixed cap on each type's victimizations per respondent, in the spec and the truth")
     args = ap.parse_args(argv)
 
     print(f"coverage on the synthetic survey: {args.draws} draws of {args.households:,} issued households "
           f"from a population of {args.population_households:,} households (seed {args.seed})", flush=True)
     sim = simulate(args.draws, args.households, args.population_households, args.seed, args.sample_seed,
-                   args.households_per_psu)
+                   args.households_per_psu, cap=args.cap)
     cells, covered = cell_table(sim)
     summary = summarize(cells, covered, args.min_cases)
     tm = sim["timings"]
@@ -334,7 +345,8 @@ def main(argv=None) -> int:
 
     result = {
         "config": {k: getattr(args, k) for k in ("draws", "households", "population_households",
-                                                 "households_per_psu", "seed", "sample_seed", "min_cases")},
+                                                 "households_per_psu", "seed", "sample_seed", "min_cases",
+                                                 "cap")},
         "population": pi,
         "sample": {"mean_respondents": float(tm["respondents"].mean()), "psus": int(tm["psus"].iloc[0]),
                    "psu_sampling_fraction": float(tm["psus"].iloc[0] / pi["areas"]), "df": float(tm["df"].iloc[0])},

@@ -401,3 +401,23 @@ def test_spec_loads_on_a_generated_sample(written, tmp_path):
     assert acc.get("ignore codes", 0) == int(((inc["crimecode"] == S.UNCODEABLE) & inc["month"].between(1, 12)).sum())
     n_counted = int((inc["month"].between(1, 12) & (inc["crimecode"] != S.UNCODEABLE)).sum())
     assert acc["incidents counted"] == n_counted
+
+
+def test_capped_truth(pop, truth):
+    """truth_table(cap=) counts a unit's victimizations of a type above the cap as the cap (and
+    scales its reported victimizations alike), as the loader's fixed cap; groups add the capped
+    counts of their types; prevalence does not change."""
+    capped = S.truth_table(pop, cap=3)
+    key = ["indicator", "crime_type", "domain", "domain_value"]
+    a = truth.set_index(key)["value"]
+    b = capped.set_index(key)["value"]
+    assert a.index.equals(b.index)
+    assert np.allclose(a.loc["prevalence"], b.loc["prevalence"], equal_nan=True)
+    c = pop.counts["assault"].astype(float)
+    want = np.minimum(c, 3).sum() / len(pop.persons) * 1000
+    assert np.isclose(b.loc[("incidence", "assault", "overall", "all")], want, rtol=1e-12)
+    assert b.loc[("incidence", "assault", "overall", "all")] < a.loc[("incidence", "assault", "overall", "all")]
+    members = [t for t in S.GROUPS["violent"]]
+    want = sum(np.minimum(pop.counts[m].astype(float), 3).sum() for m in members) / len(pop.persons) * 1000
+    assert np.isclose(b.loc[("incidence", "violent", "overall", "all")], want, rtol=1e-12)
+    assert (b.loc["concentration"].dropna() <= 3 * len(members) + 1e-9).all()

@@ -923,8 +923,12 @@ def _by_domain(cell_totals: dict, doms) -> list:
     return out
 
 
-def truth_table(pop: Population) -> pd.DataFrame:
+def truth_table(pop: Population, cap: float | None = None) -> pd.DataFrame:
     """Population values of every indicator, by crime type (and group) and domain.
+
+    ``cap``: the population values under a fixed cap on each type's victimizations per unit
+    (the spec's ``cap: {rule: fixed, value: cap}``): a unit's count of a type above the cap counts
+    as the cap, and its reported victimizations are scaled by the same factor (as the loader).
 
     Person indicators are over every adult 16+, household ones over every household; only
     incidents in the reference period (months 1-12) of a crime type count (outside-period and
@@ -951,11 +955,13 @@ def truth_table(pop: Population) -> pd.DataFrame:
     series += [(g, "household" if g == "household" else "person", list(m)) for g, m in GROUPS.items()]
     for name, unit, members in series:
         cell, n_cells, dom_list = doms[unit]
-        count = pop.counts[members[0]].astype(np.int64)
-        rep = reported[members[0]].astype(np.int64)
-        for m in members[1:]:
-            count = count + pop.counts[m]
-            rep = rep + reported[m]
+        count = np.zeros(n_units[unit])
+        rep = np.zeros(n_units[unit])
+        for m in members:
+            cm = pop.counts[m].astype(float)
+            scale = np.where(cm > cap, cap / np.where(cm > 0, cm, 1.0), 1.0) if cap is not None else 1.0
+            count = count + cm * scale
+            rep = rep + reported[m] * scale
         nz = np.flatnonzero(count)  # every quantity below is 0 for non-victims
         c, cz, r = cell[nz], count[nz], rep[nz]
         n_types = sum((pop.counts[m][nz] > 0).astype(np.int64) for m in members)
