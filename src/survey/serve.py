@@ -42,6 +42,9 @@ DEFAULT_PORT = 8866
 DEFAULT_POOL_SIZE = 1
 DEFAULT_CULL_IDLE_TIMEOUT = 900  # seconds without kernel activity before a kernel is shut down
 DEFAULT_CULL_INTERVAL = 60  # seconds between culling passes
+# seconds before a used preheated kernel is replaced: the replacement (kernel start + notebook
+# run, ~2 CPU-seconds) then does not compete with the page load that took the kernel (2 cores)
+DEFAULT_FILL_DELAY = 5.0
 TEMPLATE = "survey-lab"
 TEMPLATE_ROOT = Path(__file__).resolve().parent / "_jupyter"  # holds voila/templates/survey-lab
 
@@ -77,6 +80,7 @@ class ServeConfig:
     language: str = "en"
     token: str | None = None  # None: no token
     pool_size: int = DEFAULT_POOL_SIZE
+    fill_delay: float = DEFAULT_FILL_DELAY
     cull_idle_timeout: int = DEFAULT_CULL_IDLE_TIMEOUT
     cull_interval: int = DEFAULT_CULL_INTERVAL
     runs: list[str] = field(default_factory=list)
@@ -196,6 +200,7 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
         "--VoilaConfiguration.progressive_rendering=False",
         f"--VoilaConfiguration.preheat_kernel={cfg.pool_size > 0}",
         f"--VoilaConfiguration.default_pool_size={max(cfg.pool_size, 0)}",
+        f"--VoilaKernelManager.fill_delay={cfg.fill_delay:g}",
         f"--MappingKernelManager.cull_idle_timeout={cfg.cull_idle_timeout}",
         f"--MappingKernelManager.cull_interval={cfg.cull_interval}",
         "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin 160 MB
@@ -261,6 +266,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="no token even on a non-loopback host (only behind an authenticating proxy)")
     p.add_argument("--pool-size", type=_positive_int, default=DEFAULT_POOL_SIZE,
                    help="preheated kernels kept ready per dashboard (default 1; 0 disables preheating)")
+    p.add_argument("--fill-delay", type=float, default=DEFAULT_FILL_DELAY,
+                   help="seconds before a used preheated kernel is replaced (default 5)")
     p.add_argument("--cull-idle-timeout", type=_positive_int, default=DEFAULT_CULL_IDLE_TIMEOUT,
                    help="shut down kernels idle for this many seconds (default 900)")
     p.add_argument("--cull-interval", type=_positive_int, default=DEFAULT_CULL_INTERVAL,
@@ -290,7 +297,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         token = secrets.token_urlsafe(24)
     port = _bind_probe(args.host, args.port)
     return ServeConfig(dashboards=dashboards, outputs=outputs, host=args.host, port=port, language=language,
-                       token=token, pool_size=args.pool_size, cull_idle_timeout=args.cull_idle_timeout,
+                       token=token, pool_size=args.pool_size, fill_delay=max(args.fill_delay, 0.0),
+                       cull_idle_timeout=args.cull_idle_timeout,
                        cull_interval=args.cull_interval, runs=runs)
 
 
