@@ -68,13 +68,15 @@ class Columns:
 class _StagePairs:
     """Rows summed into (stage unit x cell) pairs."""
 
-    __slots__ = ("A", "pc", "pu", "cell_of_pairs", "H", "hg_group", "cell_of_hg")
+    __slots__ = ("A", "P", "row_pair", "pc", "pu", "cell_of_pairs", "H", "hg_group", "cell_of_hg")
 
     def __init__(self, stage, rows, cell_r, G, n):
         key = stage.unit[rows].astype(np.int64) * G + cell_r
         pairs, inv = np.unique(key, return_inverse=True)
-        P = len(pairs)
+        P = self.P = len(pairs)
         self.A = sp.csr_matrix((np.ones(len(rows)), (inv, rows)), shape=(P, n))
+        self.row_pair = np.full(n, -1, dtype=np.int64)  # per row, its pair (-1 outside every cell)
+        self.row_pair[rows] = inv
         self.pu = pairs // G
         self.pc = pairs % G
         self.cell_of_pairs = sp.csr_matrix((np.ones(P), (self.pc, np.arange(P))), shape=(G, P))
@@ -108,6 +110,17 @@ class DomainBatch:
     def pair_totals(self, X: np.ndarray) -> list[np.ndarray]:
         """Per stage, the (pairs x columns) totals of the row matrix X."""
         return [s.A @ X for s in self.stages]
+
+    def pair_totals_of_rows(self, rows: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
+        """Per stage, the (pairs x columns) totals of ``X``, whose row ``i`` belongs to data row
+        ``rows[i]`` (the other data rows are zero)."""
+        inside = self.cell[rows] >= 0
+        r, Xr = (rows, X) if inside.all() else (rows[inside], X[inside])
+        out = []
+        for s in self.stages:
+            M = sp.csr_matrix((np.ones(len(r)), (s.row_pair[r], np.arange(len(r)))), shape=(s.P, len(r)))
+            out.append(M @ Xr)
+        return out
 
     def cell_totals(self, T1: np.ndarray) -> np.ndarray:
         return self.stages[0].cell_of_pairs @ T1
@@ -236,14 +249,44 @@ class FamilyEstimator:
                     e["bw"] = reg(("pos_w", b), w, pos_w, pos)
                 ids.append(e)
             self.idx.append(ids)
-        self.X = self.cols.matrix()
+        # columns that are zero outside a few rows (victims: all but the weights and counts of
+        # respondents) are kept for those rows only; the others over every row
+        vecs = self.cols.vecs
+        nnz = np.array([np.count_nonzero(v) for v in vecs])
+        self.dense_idx = np.flatnonzero(nnz > 0.3 * n)
+        self.sparse_idx = np.flatnonzero(nnz <= 0.3 * n)
+        if self.sparse_idx.size:
+            nz = np.zeros(n, dtype=bool)
+            for j in self.sparse_idx:
+                nz |= vecs[j] != 0
+            self.rows_sparse = np.flatnonzero(nz)
+            self.X_sparse = np.column_stack([vecs[j][self.rows_sparse] for j in self.sparse_idx])
+        else:
+            self.rows_sparse = np.zeros(0, dtype=np.int64)
+            self.X_sparse = np.zeros((0, 0))
+        self.X_dense = np.column_stack([vecs[j] for j in self.dense_idx]) if self.dense_idx.size else None
+        self.m = len(vecs)
+        self.cols.vecs = []  # the matrices hold them
+
+    def _pair_totals(self, db: DomainBatch) -> list[np.ndarray]:
+        dense = db.pair_totals(self.X_dense) if self.X_dense is not None else None
+        sparse = db.pair_totals_of_rows(self.rows_sparse, self.X_sparse) if self.sparse_idx.size else None
+        out = []
+        for s, st in enumerate(db.stages):
+            T = np.empty((st.P, self.m))
+            if dense is not None:
+                T[:, self.dense_idx] = dense[s]
+            if sparse is not None:
+                T[:, self.sparse_idx] = sparse[s]
+            out.append(T)
+        return out
 
     def estimate(self, by, level: float = 0.95) -> list[pd.DataFrame]:
         """One frame per family: the ``by`` key column(s), variable, estimate, se, ci_low,
         ci_high, df, cv, deff, n, weighted_n, n_cases (rows in cell order x items)."""
         design = self.design
         db = DomainBatch.of(design, by)
-        T = db.pair_totals(self.X)
+        T = self._pair_totals(db)
         C = db.cell_totals(T[0])
         df = float(design.df)
         q = _tq(level, df)
@@ -305,11 +348,42 @@ def _missing_by_message(by, n_missing: int) -> str:
             "and belong to no cell (they still count in the design)")
 
 
+def _gini_cells(G, V, vals, cr, vi, wr, yr, zero_w=None):
+    """Per cell: the Gini, its linearized values ``u`` for the given rows, and for rows of value
+    0 (``u0``), the weight sum N and the count total Y.  ``zero_w``: weight of the rows of value 0
+    not among the given rows (the non-victims, left out of the row arrays), per cell."""
+    wg = np.bincount(cr * V + vi, weights=wr, minlength=G * V).reshape(G, V)
+    if zero_w is not None:
+        wg[:, 0] += zero_w
+    c = np.cumsum(wg, axis=1)
+    N = c[:, -1] if V else np.zeros(G)
+    Y = np.bincount(cr, weights=wr * yr, minlength=G)
+    # per cell, the gap to the next value present in the cell (0 after the largest), so that the
+    # sums run over the cell's own values as in lorenz._gini_scores
+    has = wg > 0
+    idx = np.where(has, np.arange(V), V)
+    nxt = np.minimum.accumulate(np.concatenate([idx[:, 1:], np.full((G, 1), V)], axis=1)[:, ::-1], axis=1)[:, ::-1]
+    delta = np.where(has, vals[None, :] - np.append(vals, 0.0)[nxt], 0.0)
+    single = has.sum(axis=1) == 1  # one distinct value: no inequality, G = 0 exactly
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = (c * c * delta).sum(axis=1)
+        g = np.where(single, 0.0, a / (N * Y) - 1.0)
+        g = np.where(Y > 0, g, np.nan)
+        tail = np.cumsum((2 * c * delta)[:, ::-1], axis=1)[:, ::-1]
+        good = (Y > 0) & ~single
+        u = np.where(good[cr], (tail[cr, vi] - (g[cr] + 1.0) * (Y[cr] + N[cr] * yr)) / (N[cr] * Y[cr]), 0.0)
+        u0 = np.where(good, (tail[:, 0] - (g + 1.0) * Y) / (N * Y), 0.0) if V else np.zeros(G)
+    return g, u, u0, N
+
+
 class GiniBatch:
     """Gini coefficients of several count variables, each among its own rows ``keep`` (as
     :func:`survey.lorenz.gini` on ``design.subset(keep)``), in every cell of a domain variable.
 
-    items: (y, keep, df) per variable, ``df`` that of the subset design."""
+    items: (y, keep, df) per variable, ``df`` that of the subset design.  A variable of
+    non-negative integers kept on every row (the Gini over the population) is computed from its
+    positive rows only: the rows of value 0 share one linearized value per cell, so their unit
+    totals are that value times the unit totals of their weights."""
 
     def __init__(self, design, items):
         self.design = design
@@ -319,12 +393,31 @@ class GiniBatch:
             kk = np.flatnonzero(keep)
             rk = kk[w[kk] > 0]
             yr = np.nan_to_num(y[rk])
-            if yr.size and np.all(yr == np.round(yr)) and yr.min() >= 0 and yr.max() < 10_000:
+            integer = bool(yr.size) and bool(np.all(yr == np.round(yr))) and yr.min() >= 0 and yr.max() < 10_000
+            if integer:
                 vals = np.arange(int(yr.max()) + 1, dtype=float)
                 vi = yr.astype(np.int64)
             else:
                 vals, vi = np.unique(yr, return_inverse=True)
-            self.items.append(dict(kk=kk, rk=rk, yr=yr, wr=w[rk], vals=vals, vi=vi, df=float(df)))
+            it = dict(kk=kk, rk=rk, yr=yr, wr=w[rk], vals=vals, vi=vi, df=float(df),
+                      zeros=integer and bool(keep.all()))
+            if it["zeros"]:  # keep the positive rows only
+                pos = yr > 0
+                it.update(rk=rk[pos], yr=yr[pos], wr=it["wr"][pos], vi=vi[pos])
+            self.items.append(it)
+
+    def _shared(self, db: DomainBatch) -> dict:
+        """Per cell and per stage pair: the weights of every row (the population items)."""
+        key = ("gini_shared", db.by)
+        hit = self.design._cache.get(key)
+        if hit is None:
+            w = self.design.w
+            r = db.rows
+            hit = self.design._cache[key] = dict(
+                W=np.bincount(db.cell[r], weights=w[r], minlength=db.G),
+                n=np.bincount(db.cell[r][w[r] > 0], minlength=db.G),
+                Wp=[np.bincount(st.row_pair[r], weights=w[r], minlength=st.P) for st in db.stages])
+        return hit
 
     def estimate(self, by, level: float = 0.95) -> list[pd.DataFrame]:
         """One frame per item: key column(s), estimate, se, ci_low, ci_high, df, n, weighted_n,
@@ -334,7 +427,10 @@ class GiniBatch:
         full = db.cell
         G = db.G
         in_dom = design._in_domain()
-        S = np.zeros((design.n, len(self.items)))
+        k = len(self.items)
+        T = [np.zeros((st.P, k)) for st in db.stages]
+        slow = [j for j, it in enumerate(self.items) if not it["zeros"]]
+        S = np.zeros((design.n, len(slow))) if slow else None
         parts = []
         for j, it in enumerate(self.items):
             ck = full[it["kk"]]
@@ -350,31 +446,27 @@ class GiniBatch:
             r, cr, yr, wr, vi = it["rk"][sel], cf[sel], it["yr"][sel], it["wr"][sel], it["vi"][sel]
             vals = it["vals"]
             V = len(vals)
-            wg = np.bincount(cr * V + vi, weights=wr, minlength=G * V).reshape(G, V)
-            c = np.cumsum(wg, axis=1)
-            N = c[:, -1] if V else np.zeros(G)
-            Y = np.bincount(cr, weights=wr * yr, minlength=G)
-            # per cell, the gap to the next value present in the cell (0 after the largest), so
-            # that the sums run over the cell's own values as in lorenz._gini_scores
-            has = wg > 0
-            idx = np.where(has, np.arange(V), V)
-            nxt = np.minimum.accumulate(np.concatenate([idx[:, 1:], np.full((G, 1), V)], axis=1)[:, ::-1],
-                                        axis=1)[:, ::-1]
-            delta = np.where(has, vals[None, :] - np.append(vals, 0.0)[nxt], 0.0)
-            single = has.sum(axis=1) == 1  # one distinct value: no inequality, G = 0 exactly
-            with np.errstate(invalid="ignore", divide="ignore"):
-                a = (c * c * delta).sum(axis=1)
-                g = np.where(single, 0.0, a / (N * Y) - 1.0)
-                g = np.where(Y > 0, g, np.nan)
-                tail = np.cumsum((2 * c * delta)[:, ::-1], axis=1)[:, ::-1]
-                good = ((Y > 0) & ~single)[cr]
-                u = np.where(good, (tail[cr, vi] - (g[cr] + 1.0) * (Y[cr] + N[cr] * yr)) / (N[cr] * Y[cr]), 0.0)
-            S[r, j] = wr * u
-            n = np.bincount(cr, minlength=G)
+            if it["zeros"]:
+                sh = self._shared(db)
+                wpos = np.bincount(cr, weights=wr, minlength=G)
+                npos = np.bincount(cr, minlength=G)
+                zero_w = np.where(sh["n"] > npos, sh["W"] - wpos, 0.0)
+                g, u, u0, N = _gini_cells(G, V, vals, cr, vi, wr, yr, zero_w)
+                for s_, st in enumerate(db.stages):
+                    rp = st.row_pair[r]
+                    wp_pos = np.bincount(rp, weights=wr, minlength=st.P)
+                    T[s_][:, j] = u0[st.pc] * (sh["Wp"][s_] - wp_pos) + np.bincount(rp, weights=wr * u, minlength=st.P)
+                n = sh["n"]
+            else:
+                g, u, _, N = _gini_cells(G, V, vals, cr, vi, wr, yr)
+                S[r, slow.index(j)] = wr * u
+                n = np.bincount(cr, minlength=G)
             cases = np.bincount(cr[yr > 0], minlength=G)
             parts.append((g, n, N, cases, present))
-        T = db.pair_totals(S)
-        var = db.variance(lambda s: T[s])
+        if slow:
+            for s_, Ts in enumerate(db.pair_totals(S)):
+                T[s_][:, slow] = Ts
+        var = db.variance(lambda s_: T[s_])
         out = []
         for j, (it, (g, n, wn, cases, present)) in enumerate(zip(self.items, parts)):
             se = np.sqrt(np.clip(var[:, j], 0, None))
