@@ -83,8 +83,9 @@ def check_suppressed(rows: list[list[str]], classes: list[str], lang: str) -> in
 # fixtures: one server, one browser, one page per dashboard
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server(publication, tmp_path_factory):
-    _need_browser()
+def server(request, tmp_path_factory):
+    _need_browser()  # before the publication (a batch run) is made for nothing
+    publication = request.getfixturevalue("publication")
     log = tmp_path_factory.mktemp("voila") / "voila.log"
     with serve.ServerProcess(publication, dashboards=ROOT / "dashboards", timeout=240, log_path=log) as srv:
         yield srv
@@ -184,12 +185,12 @@ class Dash:
 
 
 @pytest.fixture(scope="module", params=DASHBOARDS)
-def dash(request, context, server, publication):
+def dash(request, context, server):
     from survey.dashboard import build
 
     name = request.param
     page = context.new_page()
-    d = Dash(name, page, build(name, root=publication, language="en"), server.base)
+    d = Dash(name, page, build(name, root=server.outputs, language="en"), server.base)
     page.on("request", lambda r: d.requests.append(r.url))
     page.on("websocket", lambda ws: d.requests.append(ws.url))
     page.on("console", lambda m: m.type == "error" and d.console_errors.append(m.text))
@@ -273,7 +274,7 @@ def test_filter_change_changes_the_chart(dash):
     dash.shot(f"filter-{name}")
 
 
-def test_suppressed_cells_show_their_reason(dash, publication):
+def test_suppressed_cells_show_their_reason(dash):
     """Take a cell the publication suppressed (indicators.parquet of the run shown), bring the
     dashboard to a view of it, and check each suppressed cell shows the translated word and the
     reason, never a number, exactly as the in-process twin renders it."""
@@ -282,7 +283,7 @@ def test_suppressed_cells_show_their_reason(dash, publication):
     from survey.dashboard import build
 
     app = dash.app
-    table = pd.read_parquet(Path(publication) / app.state["run"] / "indicators.parquet")
+    table = pd.read_parquet(Path(app.pub.root) / app.state["run"] / "indicators.parquet")
     withheld = table[table["suppressed"].astype(bool)]
     order = [n for n in ("indicator", "crime", "domain") if n in app.widgets]
     column = {"indicator": "indicator", "crime": "crime_type", "domain": "domain"}
