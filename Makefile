@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml | $(PY)
 # the main job: the synthetic national survey (generated once), then the demo batch run
 run: $(STAMP)
 	test -f data/synthetic/households.sav || $(VENV)/bin/survey synth --out data/synthetic --households 5000 --seed 1
-	$(VENV)/bin/survey run parameters/demo.yaml
-	@echo "reports: outputs/demo/*.html   tables: outputs/demo/indicators.csv, outputs/demo/*.xlsx"
+	test -f data/synthetic-year2/households.sav || $(VENV)/bin/survey synth --out data/synthetic-year2 --households 5000 --seed 2
+	$(VENV)/bin/survey batch parameters/demo.yaml parameters/synthetic-two-waves.yaml --jobs 2
+	@echo "tables: outputs/<run>/indicators.csv and .xlsx (two waves: comparison.csv, trend.csv); dashboards: make dashboard"
 
 demo: $(STAMP)
 	$(PY) -m survey.cli demo
@@ -48,7 +49,7 @@ browser:
 # Serve the dashboards (dashboards/*.ipynb) on http://127.0.0.1:8866 from outputs/ (`make run`
 # first if there is no run yet). Options: make dashboard ARGS="--port 0 --language fr".
 dashboard: $(STAMP)
-	test -f outputs/demo/manifest.json || $(MAKE) run
+	test -f outputs/demo/manifest.json -a -f outputs/synthetic-two-waves/manifest.json || $(MAKE) run
 	$(VENV)/bin/survey dashboard $(ARGS)
 
 bench: $(STAMP)
