@@ -67,10 +67,16 @@ def _safe_name(*parts) -> str:
 
 
 def figure_bundle(fig) -> dict:
-    """The plotly mime bundle of a figure (as the ``plotly_mimetype`` renderer makes it)."""
-    spec = json.loads(fig.to_json())
+    """The plotly mime bundle of a figure (a :mod:`~survey.dashboard.charts` dict or a
+    ``go.Figure``), as the ``plotly_mimetype`` renderer makes it."""
+    if isinstance(fig, dict):
+        from plotly.io.json import to_json_plotly
+
+        spec, title = json.loads(to_json_plotly(fig)), charts.title_of(fig)
+    else:
+        spec, title = json.loads(fig.to_json()), fig.layout.title.text or ""
     spec["config"] = {"displaylogo": False, "responsive": True}
-    return {PLOTLY_MIME: spec, "text/plain": f"<plotly figure: {fig.layout.title.text or ''}>"}
+    return {PLOTLY_MIME: spec, "text/plain": f"<plotly figure: {title}>"}
 
 
 def csv_text(view: View) -> str:
@@ -122,7 +128,8 @@ class Dashboard:
         self.state: dict[str, str | None] = {"language": language, "run": None}
         self.render_count = 0
         self.view: View | None = None
-        self.figures: list = []
+        self.figure_specs: list[dict] = []
+        self._figures: list | None = None
         self._syncing = False
         first = run if run is not None else self.pub.default_run(self.run_preference)
         if first is None:
@@ -247,10 +254,11 @@ class Dashboard:
         tr = self.tr
         view = self.build_view()
         self.view = view
-        self.figures = [f for f in view.figures if f is not None]
+        self.figure_specs = [f for f in view.figures if f is not None]
+        self._figures = None
         self.title.value = f"<h2>{html.escape(view.title)}</h2>"
         self.chart.outputs = tuple({"output_type": "display_data", "data": figure_bundle(f), "metadata": {}}
-                                   for f in self.figures) or (
+                                   for f in self.figure_specs) or (
             {"output_type": "display_data", "data": {"text/plain": view.message or tr("word.no_data")}, "metadata": {}},)
         self.table.value = table_html(view, tr)
         data = base64.b64encode(csv_text(view).encode("utf-8")).decode("ascii")
@@ -260,6 +268,14 @@ class Dashboard:
         self.render_count += 1
         self._set_status()
         return view
+
+    @property
+    def figures(self) -> list:
+        """The figures shown, as ``plotly.graph_objects.Figure`` (made on first access: rendering
+        sends the plain figure dicts of :attr:`figure_specs`)."""
+        if self._figures is None:
+            self._figures = [charts.to_figure(f) for f in self.figure_specs]
+        return self._figures
 
     def _set_status(self, error: str = "") -> None:
         err = f' <span class="svy-error">{html.escape(error)}</span>' if error else ""
@@ -593,8 +609,7 @@ class RepeatApp(Dashboard):
                 crime_name = tr.crime(crime, run.crime_label(crime), survey=run.survey)
                 title = tr("repeat.lorenz_title", crime=crime_name, over=tr(f"repeat.over_{over}"))
                 axis_x = tr("axis.population_share") if over == "population" else tr("axis.victim_share")
-                fig = charts.lorenz(curves, tr, title)
-                fig.update_layout(xaxis_title=axis_x)
+                fig = charts.lorenz(curves, tr, title, xaxis=axis_x)
                 view.figures = [fig] + view.figures
                 view.title = title
                 view.notes.insert(2, tr("note.lorenz"))

@@ -1,17 +1,25 @@
 """Plotly figures of the dashboards: estimates with 95% CI error bars, suppressed cells not
-plotted but annotated with their reason, flagged cells hatched and marked with a dagger."""
+plotted but annotated with their reason, flagged cells hatched and marked with a dagger.
+
+Figures are plain plotly JSON dicts ``{"data": [...], "layout": {...}}`` (what the plotly mime
+renderer gets), built without plotly's graph objects: constructing and validating
+``go.Figure`` objects (make_subplots, update_layout, the template) cost most of a re-render.
+The dicts are exactly what ``go.Figure(...).to_json()`` gave before (pinned by a test);
+:func:`to_figure` makes a ``go.Figure`` of one when a caller wants the object."""
 
 from __future__ import annotations
 
+import copy
 import math
-
-import numpy as np
-import plotly.graph_objects as go
+from functools import cache
 
 from ..i18n import Translator
 
 FLAG = "†"
 COLORS = ("#1f5f8b", "#e07b39", "#4a9c5d", "#8c5fa8", "#c44e52", "#6b6b6b")
+TEMPLATE = "plotly_white"
+MARGIN = {"l": 70, "r": 30, "t": 70, "b": 90}
+NAN = float("nan")  # a missing colour value (serialized as null, as plotly does)
 
 
 def _f(x) -> float | None:
@@ -22,10 +30,70 @@ def _f(x) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), xaxis_title=xaxis, yaxis_title=yaxis,
-                      template="plotly_white", height=height, margin=dict(l=70, r=30, t=70, b=90))
-    return fig
+def _drop_none(d: dict) -> dict:
+    """``d`` without the keys whose value is None (plotly leaves such properties unset)."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _drop_empty(layout: dict) -> dict:
+    """``layout`` without an empty ``annotations`` list (plotly does not write an empty array)."""
+    if not layout.get("annotations", True):
+        del layout["annotations"]
+    return layout
+
+
+@cache
+def _template() -> dict:
+    """The plotly_white template as plain JSON (computed once per process, shared: never mutated)."""
+    import plotly.io as pio
+
+    return pio.templates[TEMPLATE].to_plotly_json()
+
+
+@cache
+def _colorscale(name: str) -> list:
+    """A named colorscale as the [[position, colour], ...] list plotly's validator makes of it."""
+    from _plotly_utils.basevalidators import ColorscaleValidator
+
+    return [list(x) for x in ColorscaleValidator("colorscale", "scatter.marker").validate_coerce(name)]
+
+
+@cache
+def _subplots(cols: int) -> tuple:
+    """The layout ``make_subplots(rows=1, cols=cols, horizontal_spacing=0.08)`` makes, as JSON
+    (axes and the subplot-title annotations, whose text is filled in per figure)."""
+    from plotly.subplots import make_subplots
+
+    titles = [f"title {i}" for i in range(cols)]
+    layout = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.08).layout.to_plotly_json()
+    layout.pop("template", None)
+    return tuple(layout.items())
+
+
+def _layout(layout: dict, title: str, xaxis: str, yaxis: str, height: int = 420) -> dict:
+    """The layout settings shared by every figure (title, axis titles, template, size)."""
+    layout["title"] = {"text": title, "x": 0.01, "xanchor": "left"}
+    layout.setdefault("xaxis", {})["title"] = {"text": xaxis}
+    layout.setdefault("yaxis", {})["title"] = {"text": yaxis}
+    layout["template"] = _template()
+    layout["height"] = height
+    layout["margin"] = dict(MARGIN)
+    return layout
+
+
+def figure(data: list, layout: dict) -> dict:
+    return {"data": data, "layout": layout}
+
+
+def title_of(fig: dict) -> str:
+    return ((fig.get("layout") or {}).get("title") or {}).get("text") or ""
+
+
+def to_figure(fig: dict):
+    """A ``plotly.graph_objects.Figure`` of a figure dict (validated; for callers that want it)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(copy.deepcopy(fig))
 
 
 def separators(tr: Translator) -> str:
@@ -34,14 +102,16 @@ def separators(tr: Translator) -> str:
 
 
 def estimate_bars(rows, labels, tr: Translator, title: str, xaxis: str, yaxis: str, name: str | None = None,
-                  previous=None, previous_name: str | None = None) -> go.Figure:
+                  previous=None, previous_name: str | None = None) -> dict:
     """One bar per cell (``rows``: the indicator table rows, ``labels``: the translated x labels),
     with asymmetric 95% CI error bars.  Suppressed cells get no bar, an annotation with the reason;
     flagged cells are hatched with a dagger.  ``previous``: estimates of the previous wave."""
     est, up, down, text, hover, pattern = [], [], [], [], [], []
     annotations = []
-    for lab, (_, r) in zip(labels, rows.iterrows()):
-        if bool(r["suppressed"]):
+    cols = rows[["suppressed", "suppression_reason", "n", "estimate", "ci_low", "ci_high", "flag_reason", "measure"]]
+    for lab, (supp, supp_reason, n, estimate, ci_low, ci_high, flag_reason, measure) in zip(
+            labels, cols.itertuples(index=False, name=None)):
+        if bool(supp):
             est.append(None)
             up.append(None)
             down.append(None)
@@ -50,83 +120,89 @@ def estimate_bars(rows, labels, tr: Translator, title: str, xaxis: str, yaxis: s
             hover.append("")
             annotations.append(dict(x=lab, y=0, yref="y", text=tr("chart.suppressed_mark"), showarrow=False,
                                     yanchor="bottom", textangle=-90, font=dict(size=11, color="#888"),
-                                    hovertext=tr("cell.suppressed", reason=tr.reason(r["suppression_reason"], r["n"]))))
+                                    hovertext=tr("cell.suppressed", reason=tr.reason(supp_reason, n))))
             continue
-        e, lo, hi = _f(r["estimate"]), _f(r["ci_low"]), _f(r["ci_high"])
+        e, lo, hi = _f(estimate), _f(ci_low), _f(ci_high)
         est.append(e)
         up.append(None if hi is None or e is None else hi - e)
         down.append(None if lo is None or e is None else e - lo)
-        flagged = bool(r["flag_reason"])
+        flagged = bool(flag_reason)
         pattern.append("/" if flagged else "")
         text.append(FLAG if flagged else "")
-        h = f"{lab}: {tr.in_measure(e, r['measure'])} {tr.ci(lo, hi)}"
+        h = f"{lab}: {tr.in_measure(e, measure)} {tr.ci(lo, hi)}"
         if flagged:
-            h += f" {FLAG} {tr.reason(r['flag_reason'])}"
+            h += f" {FLAG} {tr.reason(flag_reason)}"
         hover.append(h)
-    fig = go.Figure()
+    data = []
     if previous is not None:
-        fig.add_trace(go.Scatter(x=list(labels), y=[_f(v) for v in previous], mode="markers", name=previous_name,
-                                 marker=dict(symbol="diamond-open", size=11, color="#555")))
-    fig.add_trace(go.Bar(
-        x=list(labels), y=est, name=name, text=text, textposition="outside", hovertext=hover, hoverinfo="text",
-        marker=dict(color=COLORS[0], pattern=dict(shape=pattern, fgcolor="white")),
-        error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, color="#333", thickness=1.2)))
-    fig.update_layout(annotations=annotations, showlegend=previous is not None, separators=separators(tr))
-    return _layout(fig, title, xaxis, yaxis)
+        data.append(_drop_none(dict(type="scatter", x=list(labels), y=[_f(v) for v in previous], mode="markers",
+                                    name=previous_name,
+                                    marker=dict(symbol="diamond-open", size=11, color="#555"))))
+    data.append(_drop_none(dict(
+        type="bar", x=list(labels), y=est, name=name, text=text, textposition="outside", hovertext=hover,
+        hoverinfo="text", marker=dict(color=COLORS[0], pattern=dict(shape=pattern, fgcolor="white")),
+        error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, color="#333", thickness=1.2))))
+    layout = _drop_empty({"annotations": annotations, "showlegend": previous is not None,
+                          "separators": separators(tr)})
+    return figure(data, _layout(layout, title, xaxis, yaxis))
 
 
-def tile_map(rows, grid, labels, tr: Translator, title: str) -> go.Figure:
+def tile_map(rows, grid, labels, tr: Translator, title: str) -> dict:
     """A tile-grid map: one square per region at (row, col) of ``grid``, coloured by estimate;
     suppressed regions grey with their reason."""
     pos = {str(v): (int(r), int(c)) for v, r, c in zip(grid["domain_value"], grid["row"], grid["col"])}
     xs, ys, zs, txt = [], [], [], []
-    for lab, (_, r) in zip(labels, rows.iterrows()):
-        if str(r["domain_value"]) not in pos:
+    cols = rows[["domain_value", "suppressed", "estimate", "measure"]]
+    for lab, (value, supp, estimate, measure) in zip(labels, cols.itertuples(index=False, name=None)):
+        if str(value) not in pos:
             continue
-        row, col = pos[str(r["domain_value"])]
+        row, col = pos[str(value)]
         xs.append(col)
         ys.append(-row)
-        e = None if bool(r["suppressed"]) else _f(r["estimate"])
+        e = None if bool(supp) else _f(estimate)
         zs.append(e)
-        txt.append(f"{lab}<br>" + (tr.in_measure(e, r["measure"]) if e is not None else tr("chart.suppressed_mark")))
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers+text", text=txt, textfont=dict(size=10),
-                               marker=dict(symbol="square", size=70, color=[z if z is not None else np.nan for z in zs],
-                                           colorscale="Blues", showscale=True, line=dict(color="white", width=2))))
-    fig.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
-                      separators=separators(tr))
-    return _layout(fig, title, "", "", height=480)
+        txt.append(f"{lab}<br>" + (tr.in_measure(e, measure) if e is not None else tr("chart.suppressed_mark")))
+    data = [dict(type="scatter", x=xs, y=ys, mode="markers+text", text=txt, textfont=dict(size=10),
+                 marker=dict(symbol="square", size=70, color=[z if z is not None else NAN for z in zs],
+                             colorscale=_colorscale("Blues"), showscale=True, line=dict(color="white", width=2)))]
+    layout = {"xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
+              "separators": separators(tr)}
+    return figure(data, _layout(layout, title, "", "", height=480))
 
 
-def lorenz(curves, tr: Translator, title: str) -> go.Figure:
-    """Lorenz curves: ``curves`` is a list of (name, population_share, victimization_share)."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name=tr("chart.equality"),
-                             line=dict(dash="dot", color="#999")))
+def lorenz(curves, tr: Translator, title: str, xaxis: str | None = None) -> dict:
+    """Lorenz curves: ``curves`` is a list of (name, population_share, victimization_share);
+    ``xaxis``: the x axis title (default: share of the population)."""
+    data = [dict(type="scatter", x=[0, 100], y=[0, 100], mode="lines", name=tr("chart.equality"),
+                 line=dict(dash="dot", color="#999"))]
     for i, (name, x, y) in enumerate(curves):
-        fig.add_trace(go.Scatter(x=(100 * np.asarray(x, float)).tolist(), y=(100 * np.asarray(y, float)).tolist(),
-                                 mode="lines", name=name,
-                                 line=dict(color=COLORS[i % len(COLORS)], width=2.5)))
-    fig.update_layout(separators=separators(tr), legend=dict(orientation="h", y=-0.2))
-    return _layout(fig, title, tr("axis.population_share"), tr("axis.victimization_share"), height=460)
+        data.append(_drop_none(dict(type="scatter", x=[100 * float(v) for v in x], y=[100 * float(v) for v in y],
+                                    mode="lines", name=name, line=dict(color=COLORS[i % len(COLORS)], width=2.5))))
+    layout = {"separators": separators(tr), "legend": {"orientation": "h", "y": -0.2}}
+    return figure(data, _layout(layout, title, xaxis if xaxis is not None else tr("axis.population_share"),
+                                tr("axis.victimization_share"), height=460))
 
 
-def forest(labels, ors, lows, highs, tr: Translator, title: str) -> go.Figure:
+def forest(labels, ors, lows, highs, tr: Translator, title: str) -> dict:
     """Odds-ratio forest plot (log scale) with the 95% CI and the line of no association."""
     y = list(labels)
     ors = [_f(v) for v in ors]
-    fig = go.Figure(go.Scatter(
-        x=ors, y=y, mode="markers", marker=dict(size=9, color=COLORS[0]),
+    lows, highs = list(lows), list(highs)
+    data = [dict(
+        type="scatter", x=ors, y=y, mode="markers", marker=dict(size=9, color=COLORS[0]),
         error_x=dict(type="data", symmetric=False,
                      array=[None if o is None or _f(h) is None else _f(h) - o for o, h in zip(ors, highs)],
                      arrayminus=[None if o is None or _f(lo) is None else o - _f(lo) for o, lo in zip(ors, lows)]),
         hovertext=[f"{lab}: {tr.number(o, 2)} {tr.ci(lo, hi, 2)}" for lab, o, lo, hi in zip(y, ors, lows, highs)],
-        hoverinfo="text"))
-    fig.add_vline(x=1, line=dict(dash="dot", color="#999"))
-    fig.update_layout(xaxis_type="log", yaxis=dict(autorange="reversed"), separators=separators(tr), showlegend=False)
-    return _layout(fig, title, tr("axis.odds_ratio"), "", height=max(360, 80 + 26 * len(y)))
+        hoverinfo="text")]
+    layout = {"shapes": [{"line": {"color": "#999", "dash": "dot"}, "type": "line", "x0": 1, "x1": 1, "xref": "x",
+                          "y0": 0, "y1": 1, "yref": "y domain"}],
+              "xaxis": {"type": "log"}, "yaxis": {"autorange": "reversed"}, "separators": separators(tr),
+              "showlegend": False}
+    return figure(data, _layout(layout, title, tr("axis.odds_ratio"), "", height=max(360, 80 + 26 * len(y))))
 
 
-def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: str, notes=None) -> go.Figure:
+def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: str, notes=None) -> dict:
     """Bars of a model metric by subgroup; missing values annotated with their note."""
     vals = [_f(v) for v in values]
     annotations = []
@@ -134,37 +210,42 @@ def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: s
         if v is None:
             annotations.append(dict(x=lab, y=0, text=tr("word.not_available"), showarrow=False, yanchor="bottom",
                                     textangle=-90, font=dict(size=11, color="#888"), hovertext=note or ""))
-    fig = go.Figure(go.Bar(x=list(labels), y=vals, marker=dict(color=COLORS[0]),
-                           text=[tr.number(v, 3) if v is not None else "" for v in vals], textposition="outside"))
-    fig.update_layout(annotations=annotations, separators=separators(tr))
-    return _layout(fig, title, xaxis, yaxis)
+    data = [dict(type="bar", x=list(labels), y=vals, marker=dict(color=COLORS[0]),
+                 text=[tr.number(v, 3) if v is not None else "" for v in vals], textposition="outside")]
+    layout = _drop_empty({"annotations": annotations, "separators": separators(tr)})
+    return figure(data, _layout(layout, title, xaxis, yaxis))
 
 
-def headline(items, previous, previous_name, tr: Translator, title: str) -> go.Figure:
+def headline(items, previous, previous_name, tr: Translator, title: str) -> dict:
     """One small panel per headline indicator (each in its own measure) with the 95% CI and,
     when there is one, the previous wave's estimate as a diamond."""
-    from plotly.subplots import make_subplots
-
     names = [tr.indicator(ind) for ind, _, _ in items]
-    fig = make_subplots(rows=1, cols=len(items), subplot_titles=names, horizontal_spacing=0.08)
+    layout = copy.deepcopy(dict(_subplots(len(items))))
+    annotations = layout["annotations"]
+    for a, name in zip(annotations, names):
+        a["text"] = name
+    data = []
     for i, ((_, _, r), prev) in enumerate(zip(items, previous), start=1):
+        ax = {"xaxis": "x" if i == 1 else f"x{i}", "yaxis": "y" if i == 1 else f"y{i}"}
         measure = tr.measure(r["measure"])
         if bool(r["suppressed"]):
-            fig.add_annotation(x=measure, y=0, text=tr("chart.suppressed_mark"), showarrow=False, row=1, col=i,
-                               hovertext=tr("cell.suppressed", reason=tr.reason(r["suppression_reason"], r["n"])))
-            fig.add_trace(go.Bar(x=[measure], y=[None], showlegend=False), row=1, col=i)
+            annotations.append({"hovertext": tr("cell.suppressed", reason=tr.reason(r["suppression_reason"], r["n"])),
+                                "showarrow": False, "text": tr("chart.suppressed_mark"), "x": measure,
+                                "xref": ax["xaxis"], "y": 0, "yref": ax["yaxis"]})
+            data.append(dict(type="bar", x=[measure], y=[None], showlegend=False, **ax))
             continue
         e, lo, hi = _f(r["estimate"]), _f(r["ci_low"]), _f(r["ci_high"])
         flagged = bool(r["flag_reason"])
-        fig.add_trace(go.Bar(
-            x=[measure], y=[e], name=str(r["period"]), showlegend=i == 1, marker=dict(
+        data.append(dict(
+            type="bar", x=[measure], y=[e], name=str(r["period"]), showlegend=i == 1, marker=dict(
                 color=COLORS[0], pattern=dict(shape="/" if flagged else "", fgcolor="white")),
             text=[tr.in_measure(e, r["measure"]) + (f" {FLAG}" if flagged else "")], textposition="outside",
             error_y=dict(type="data", symmetric=False, array=[None if hi is None else hi - e],
-                         arrayminus=[None if lo is None else e - lo], color="#333")), row=1, col=i)
+                         arrayminus=[None if lo is None else e - lo], color="#333"), **ax))
         if prev is not None and _f(prev) is not None:
-            fig.add_trace(go.Scatter(x=[measure], y=[_f(prev)], mode="markers", name=previous_name,
-                                     showlegend=i == 1, marker=dict(symbol="diamond-open", size=12, color="#555")),
-                          row=1, col=i)
-    fig.update_layout(separators=separators(tr), legend=dict(orientation="h", y=-0.15))
-    return _layout(fig, title, "", "", height=420)
+            data.append(_drop_none(dict(type="scatter", x=[measure], y=[_f(prev)], mode="markers",
+                                        name=previous_name, showlegend=i == 1,
+                                        marker=dict(symbol="diamond-open", size=12, color="#555"), **ax)))
+    layout["separators"] = separators(tr)
+    layout["legend"] = {"orientation": "h", "y": -0.15}
+    return figure(data, _layout(layout, title, "", "", height=420))

@@ -174,58 +174,93 @@ class Run:
         return self._table("tile_grid.csv", TILE_GRID_COLUMNS)
 
     # ----- allow-lists ------------------------------------------------------------------------
+    # The published tables never change once read, so every look-up below is computed once per
+    # run and argument and kept (a filter change re-uses them instead of masking the table again);
+    # lists are returned as copies, frames are shared and must not be modified by callers.
+    def _memo(self, key, compute):
+        memo = self._cache.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+    def _positions(self) -> dict:
+        """Row positions of the indicator table by (indicator, crime type, domain), in table order."""
+        def compute():
+            t = self.indicators
+            out: dict = {}
+            for i, key in enumerate(zip(t["indicator"].tolist(), t["crime_type"].tolist(), t["domain"].tolist())):
+                out.setdefault(key, []).append(i)
+            return {k: np.asarray(v, dtype=np.intp) for k, v in out.items()}
+        return self._memo("positions", compute)
+
     @property
     def survey(self) -> str:
-        t = self.indicators
-        return str(t["survey"].iloc[0]) if len(t) else ""
+        def compute():
+            t = self.indicators
+            return str(t["survey"].iloc[0]) if len(t) else ""
+        return self._memo("survey", compute)
 
     def periods(self) -> list[str]:
-        return list(dict.fromkeys(self.indicators["period"]))
+        return list(self._memo("periods", lambda: list(dict.fromkeys(self.indicators["period"]))))
 
     def indicator_codes(self, among=None) -> list[str]:
-        codes = list(dict.fromkeys(self.indicators["indicator"]))
-        return [c for c in (among or codes) if c in codes]
+        codes = self._memo("indicator_codes", lambda: set(self.indicators["indicator"]))
+        if not among:
+            return list(self._memo("indicator_list", lambda: list(dict.fromkeys(self.indicators["indicator"]))))
+        return [c for c in among if c in codes]
 
     def crime_types(self, indicator: str | None = None, among=None) -> list[str]:
-        t = self.indicators
-        if isinstance(indicator, str):
-            t = t[t["indicator"].to_numpy() == indicator]
-        elif indicator is not None:
-            t = t[t["indicator"].isin(list(indicator)).to_numpy()]
-        out = list(dict.fromkeys(t["crime_type"]))
+        key = indicator if indicator is None or isinstance(indicator, str) else tuple(indicator)
+
+        def compute():
+            t = self.indicators
+            if isinstance(indicator, str):
+                t = t[t["indicator"].to_numpy() == indicator]
+            elif indicator is not None:
+                t = t[t["indicator"].isin(list(indicator)).to_numpy()]
+            return list(dict.fromkeys(t["crime_type"]))
+        out = self._memo(("crime_types", key), compute)
         return [c for c in out if among is None or c in among]
 
     def domains(self, indicator: str | None = None, crime_type: str | None = None) -> list[str]:
-        t = self.indicators
-        m = np.ones(len(t), dtype=bool)
-        if indicator is not None:
-            m &= t["indicator"].to_numpy() == indicator
-        if crime_type is not None:
-            m &= t["crime_type"].to_numpy() == crime_type
-        return list(dict.fromkeys(t.loc[m, "domain"]))
+        def compute():
+            t = self.indicators
+            m = np.ones(len(t), dtype=bool)
+            if indicator is not None:
+                m &= t["indicator"].to_numpy() == indicator
+            if crime_type is not None:
+                m &= t["crime_type"].to_numpy() == crime_type
+            return list(dict.fromkeys(t.loc[m, "domain"]))
+        return list(self._memo(("domains", indicator, crime_type), compute))
 
     def crime_label(self, crime_type: str) -> str:
-        t = self.indicators
-        hit = t.loc[t["crime_type"].to_numpy() == crime_type, "crime_label"]
-        return str(hit.iloc[0]) if len(hit) and hit.iloc[0] else crime_type
+        def compute():
+            t = self.indicators
+            hit = t.loc[t["crime_type"].to_numpy() == crime_type, "crime_label"]
+            return str(hit.iloc[0]) if len(hit) and hit.iloc[0] else crime_type
+        return self._memo(("crime_label", crime_type), compute)
 
     def cells(self, indicator: str, crime_type: str, domain: str, period: str | None = None) -> pd.DataFrame:
-        """The published rows of one indicator, crime type and domain (boolean masks only)."""
-        t = self.indicators
-        m = ((t["indicator"].to_numpy() == indicator) & (t["crime_type"].to_numpy() == crime_type)
-             & (t["domain"].to_numpy() == domain))
-        if period is not None:
-            m &= t["period"].to_numpy() == period
-        return t[m]
+        """The published rows of one indicator, crime type and domain (exact look-ups, no query)."""
+        def compute():
+            t = self.indicators
+            pos = self._positions().get((indicator, crime_type, domain))
+            sub = t.iloc[pos] if pos is not None else t.iloc[:0]
+            if period is not None:
+                sub = sub[sub["period"].to_numpy() == period]
+            return sub
+        return self._memo(("cells", indicator, crime_type, domain, period), compute)
 
     def changes(self, indicator: str, crime_type: str, domain: str) -> pd.DataFrame | None:
         """comparison.csv rows (change since the previous wave) for one indicator/crime/domain."""
-        c = self.comparison
-        if c is None:
-            return None
-        m = ((c["indicator"].to_numpy() == indicator) & (c["crime_type"].to_numpy() == crime_type)
-             & (c["domain"].to_numpy() == domain))
-        return c[m]
+        def compute():
+            c = self.comparison
+            if c is None:
+                return None
+            m = ((c["indicator"].to_numpy() == indicator) & (c["crime_type"].to_numpy() == crime_type)
+                 & (c["domain"].to_numpy() == domain))
+            return c[m]
+        return self._memo(("changes", indicator, crime_type, domain), compute)
 
     def files_used(self) -> list[str]:
         return sorted(f for f in ALLOWED_FILES if f in self._cache)
