@@ -354,6 +354,108 @@ def test_render_is_fast(pub):
 
 
 # ---------------------------------------------------------------------------------------------
+# speed: figures are plain dicts equal to plotly's own, only changed widget state is sent, and a
+# dashboard kernel imports neither scipy nor plotly's graph objects
+# ---------------------------------------------------------------------------------------------
+def _each_option(app, per_filter: int = 4):
+    """Walk a few options of every filter but the language (each run first)."""
+    for run in app.pub.run_names():
+        app.select(run=run)
+        yield
+        for f in app.filters:
+            if f in ("run", "language"):
+                continue
+            for _, code in list(app.widgets[f].options)[:per_filter]:
+                app.select(**{f: code})
+                yield
+
+
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_figure_dicts_are_what_plotly_makes_of_them(pub, name):
+    """Every figure sent is valid for plotly and unchanged by its validation: the JSON of the
+    plain dict equals ``go.Figure(dict).to_json()`` (so skipping graph objects changes nothing)."""
+    app = build(name, root=pub.root, language="fr")
+    seen = 0
+    for _ in _each_option(app, per_filter=3):
+        for i, (out, fig) in enumerate(zip(app.chart.outputs, app.figures)):
+            sent = dict(figure_json(app, i))
+            assert sent.pop("config") == {"displaylogo": False, "responsive": True}
+            assert sent == json.loads(fig.to_json()), (name, app.state, i)
+            assert out["data"]["text/plain"] == f"<plotly figure: {fig.layout.title.text or ''}>"
+            seen += 1
+    assert seen
+
+
+def test_subplot_layout_and_template_equal_plotly():
+    import plotly.io as pio
+    from plotly.subplots import make_subplots
+
+    from survey.dashboard import charts
+
+    assert charts._template() == pio.templates["plotly_white"].to_plotly_json()
+    for titles in (["a"], ["a", "b"], ["a", "b", "c"], ["Prévalence", "b", "c", "d"], list("abcde"), list("abcdef"),
+                   ["a", "", "c"]):
+        want = make_subplots(rows=1, cols=len(titles), subplot_titles=titles,
+                             horizontal_spacing=0.08).layout.to_plotly_json()
+        want.pop("template", None)
+        assert json.loads(json.dumps(charts._subplots(titles))) == json.loads(json.dumps(want)), titles
+    assert json.loads(charts.to_json({"x": [1.5, float("nan"), float("inf")], "t": "NaN"})) == {
+        "x": [1.5, None, None], "t": "NaN"}
+
+
+def test_indicator_schema_is_the_indicator_table_schema():
+    from survey.dashboard.data import INDICATOR_COLUMNS
+    from survey.indicators import TABLE_COLUMNS
+
+    assert INDICATOR_COLUMNS == TABLE_COLUMNS
+
+
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_a_filter_change_sends_only_what_changed(pub, name, monkeypatch):
+    """A change from the browser re-sends no dropdown whose options are unchanged, and each
+    rendered widget at most once (every comm message costs a round in the browser)."""
+    import ipywidgets as W
+
+    app = build(name, root=pub.root, language="en")
+    f = next(f for f in app.filters if f not in ("run", "language") and len(app.widgets[f].options) > 1)
+    sent = []
+    orig = W.Widget._send
+    monkeypatch.setattr(W.Widget, "_send", lambda self, msg, buffers=None: (
+        sent.append((self, sorted(msg.get("state", {})))), orig(self, msg, buffers))[1])
+    for _, code in list(app.widgets[f].options)[1:4]:
+        before = {n: list(w.options) for n, w in app.widgets.items()}
+        sent.clear()
+        app.widgets[f].value = code  # as from the browser
+        for n, w in app.widgets.items():
+            keys = [k for s, k in sent if s is w]
+            if list(w.options) == before[n]:
+                assert not any("_options_labels" in k for k in keys), (n, keys)
+        counts = {}
+        for s, _ in sent:
+            counts[id(s)] = counts.get(id(s), 0) + 1
+        assert max(counts.values()) == 1, [(type(s).__name__, s._dom_classes, k) for s, k in sent]
+
+
+def test_a_dashboard_kernel_imports_no_estimation_modules(publication):
+    """The dashboards import neither scipy (the estimation modules) nor plotly's graph objects:
+    a cold kernel starts faster. ``survey``'s estimation names still load on first use."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; from survey.dashboard import build; build('overview', root={str(publication)!r}); "
+            f"build('victimization', root={str(publication)!r}); "
+            "print(sorted(m for m in ('scipy', 'scipy.stats', 'plotly.graph_objs', 'survey.design') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    code = ("import survey as sv, survey.contrast, survey.indicators; from survey import Design, difference; "
+            "import survey.contrast as c; "
+            "print(callable(sv.contrast) and sv.contrast is c and sv.Design is Design and sv.difference is difference "
+            "and 'Design' in dir(sv) and sv.RESULT_COLUMNS == sv.estimate.RESULT_COLUMNS)")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
 # no microdata: every dashboard notebook executed under an 'open' audit hook
 # ---------------------------------------------------------------------------------------------
 HOOK = r'''

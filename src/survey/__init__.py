@@ -3,10 +3,14 @@
 >>> import survey as sv
 >>> d = sv.Design(df, weights="pw", strata="stype", fpc="fpc")
 >>> d.mean("api00", by="stype")
+
+The estimation names (``Design``, ``contrast``, ...) are imported on first use, so that
+``import survey.<module>`` (e.g. the dashboards, the command line) does not load scipy.
 """
 
-from .contrast import contrast, difference
-from .design import REPLICATE_METHODS, Design, ReplicateDesign
+import sys as _sys
+import types as _types
+
 from .errors import (
     ColumnNotFoundError,
     DesignError,
@@ -18,8 +22,46 @@ from .errors import (
     SurveyWarning,
     WeightError,
 )
-from .estimate import CI_METHODS, RESULT_COLUMNS, proportion_ci
-from .replicates import as_replicate
+
+_LAZY = {
+    "contrast": "contrast", "difference": "contrast",
+    "REPLICATE_METHODS": "design", "Design": "design", "ReplicateDesign": "design",
+    "CI_METHODS": "estimate", "RESULT_COLUMNS": "estimate", "proportion_ci": "estimate",
+    "as_replicate": "replicates",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(_types.ModuleType):
+    """``survey.contrast`` is the function (as with an eager ``from .contrast import contrast``),
+    also after the submodule ``survey.contrast`` was imported (the import system then sets the
+    package attribute to the module: ignored here)."""
+
+    @property
+    def contrast(self):
+        from .contrast import contrast
+
+        return contrast
+
+    @contrast.setter
+    def contrast(self, value):
+        pass
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def load(spec, **kw):

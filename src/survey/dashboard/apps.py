@@ -70,9 +70,7 @@ def figure_bundle(fig) -> dict:
     """The plotly mime bundle of a figure (a :mod:`~survey.dashboard.charts` dict or a
     ``go.Figure``), as the ``plotly_mimetype`` renderer makes it."""
     if isinstance(fig, dict):
-        from plotly.io.json import to_json_plotly
-
-        spec, title = json.loads(to_json_plotly(fig)), charts.title_of(fig)
+        spec, title = json.loads(charts.to_json(fig)), charts.title_of(fig)
     else:
         spec, title = json.loads(fig.to_json()), fig.layout.title.text or ""
     spec["config"] = {"displaylogo": False, "responsive": True}
@@ -219,11 +217,12 @@ class Dashboard:
                     opts = language_options()
                 else:
                     opts = [(self.label(name, v), v) for v in self.allowed(name, self.state)]
-                if list(dd.options) != opts:
-                    dd.options = opts
-                dd.value = self.state.get(name) if opts else None
-                dd.description = self.tr(f"filter.{self.filter_label(name)}")
-                dd.disabled = len(opts) <= 1 and name not in ("run", "language")
+                with dd.hold_sync():  # one message per dropdown, only of what changed (none if nothing did)
+                    if list(dd.options) != opts:
+                        dd.options = opts
+                    dd.value = self.state.get(name) if opts else None
+                    dd.description = self.tr(f"filter.{self.filter_label(name)}")
+                    dd.disabled = len(opts) <= 1 and name not in ("run", "language")
         finally:
             self._syncing = False
 

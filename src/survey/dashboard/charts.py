@@ -10,8 +10,12 @@ The dicts are exactly what ``go.Figure(...).to_json()`` gave before (pinned by a
 from __future__ import annotations
 
 import copy
+import json
 import math
 from functools import cache
+from pathlib import Path
+
+import numpy as np
 
 from ..i18n import Translator
 
@@ -44,10 +48,13 @@ def _drop_empty(layout: dict) -> dict:
 
 @cache
 def _template() -> dict:
-    """The plotly_white template as plain JSON (computed once per process, shared: never mutated)."""
-    import plotly.io as pio
+    """The plotly_white template as plain JSON, read from plotly's package data without importing
+    plotly (the same dict as ``plotly.io.templates["plotly_white"].to_plotly_json()``, by a test);
+    read once per process and shared: never mutated."""
+    import importlib.util
 
-    return pio.templates[TEMPLATE].to_plotly_json()
+    folder = Path(importlib.util.find_spec("plotly").submodule_search_locations[0])
+    return json.loads((folder / "package_data" / "templates" / f"{TEMPLATE}.json").read_text(encoding="utf-8"))
 
 
 @cache
@@ -58,16 +65,47 @@ def _colorscale(name: str) -> list:
     return [list(x) for x in ColorscaleValidator("colorscale", "scatter.marker").validate_coerce(name)]
 
 
-@cache
-def _subplots(cols: int) -> tuple:
-    """The layout ``make_subplots(rows=1, cols=cols, horizontal_spacing=0.08)`` makes, as JSON
-    (axes and the subplot-title annotations, whose text is filled in per figure)."""
-    from plotly.subplots import make_subplots
+SUBPLOT_SPACING = 0.08
 
-    titles = [f"title {i}" for i in range(cols)]
-    layout = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.08).layout.to_plotly_json()
-    layout.pop("template", None)
-    return tuple(layout.items())
+
+def _subplots(titles: list[str]) -> dict:
+    """The layout ``make_subplots(rows=1, cols=len(titles), subplot_titles=titles,
+    horizontal_spacing=0.08)`` makes, as JSON (same arithmetic, equal by a test): the x/y axes of
+    each panel and the subplot-title annotations."""
+    cols = len(titles)
+    width = (1.0 - SUBPLOT_SPACING * (cols - 1)) / cols
+    widths = [width] * cols
+    layout: dict = {}
+    annotations = []
+    for c, title in enumerate(titles):
+        x_s = sum(widths[:c]) + c * SUBPLOT_SPACING
+        domain = [x_s, x_s + widths[c]]
+        i = "" if c == 0 else str(c + 1)
+        layout[f"xaxis{i}"] = {"anchor": f"y{i}", "domain": domain}
+        layout[f"yaxis{i}"] = {"anchor": f"x{i}", "domain": [0.0, 1.0]}
+        if title:
+            annotations.append({"font": {"size": 16}, "showarrow": False, "text": title, "x": sum(domain) / 2.0,
+                                "xanchor": "center", "xref": "paper", "y": 1.0, "yanchor": "bottom",
+                                "yref": "paper"})
+    if annotations:
+        layout["annotations"] = annotations
+    return layout
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def to_json(fig: dict) -> str:
+    """The JSON of a figure dict as plotly writes it (NaN and infinities as null)."""
+    text = json.dumps(fig, default=_json_default)
+    if "NaN" in text or "Infinity" in text:  # as plotly's encoder: only then decode and re-encode
+        text = json.dumps(json.loads(text, parse_constant=lambda _: None))
+    return text
 
 
 def _layout(layout: dict, title: str, xaxis: str, yaxis: str, height: int = 420) -> dict:
@@ -219,11 +257,8 @@ def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: s
 def headline(items, previous, previous_name, tr: Translator, title: str) -> dict:
     """One small panel per headline indicator (each in its own measure) with the 95% CI and,
     when there is one, the previous wave's estimate as a diamond."""
-    names = [tr.indicator(ind) for ind, _, _ in items]
-    layout = copy.deepcopy(dict(_subplots(len(items))))
-    annotations = layout["annotations"]
-    for a, name in zip(annotations, names):
-        a["text"] = name
+    layout = _subplots([tr.indicator(ind) for ind, _, _ in items])
+    annotations = layout.setdefault("annotations", [])
     data = []
     for i, ((_, _, r), prev) in enumerate(zip(items, previous), start=1):
         ax = {"xaxis": "x" if i == 1 else f"x{i}", "yaxis": "y" if i == 1 else f"y{i}"}
@@ -248,4 +283,4 @@ def headline(items, previous, previous_name, tr: Translator, title: str) -> dict
                                         marker=dict(symbol="diamond-open", size=12, color="#555"), **ax)))
     layout["separators"] = separators(tr)
     layout["legend"] = {"orientation": "h", "y": -0.15}
-    return figure(data, _layout(layout, title, "", "", height=420))
+    return figure(data, _layout(_drop_empty(layout), title, "", "", height=420))

@@ -4,7 +4,9 @@ A publication root (default ``<project>/outputs``) holds one folder per run writ
 ``survey run`` / ``survey batch``.  :class:`Publication` discovers the run folders that
 succeeded, and each :class:`Run` opens only the file names in :data:`ALLOWED_FILES`, inside its
 own folder (the resolved path must stay there), reads each once and keeps it (rendering never
-re-reads a file).  The indicator table is checked against ``survey.indicators.TABLE_COLUMNS``.
+re-reads a file).  The indicator table is checked against :data:`INDICATOR_COLUMNS`, the schema
+``survey.indicators.TABLE_COLUMNS`` (a copy, pinned by a test, so that a dashboard kernel does not
+import the estimation modules and scipy).
 
 Every value a dashboard gets from a widget is untrusted (any websocket client can set it):
 :func:`check_choice` compares it with an allow-list built from the data (exact string match),
@@ -30,6 +32,14 @@ ALLOWED_FILES = frozenset({
     "risk_margins.csv", "risk_performance.csv", "trend.csv", "comparison.csv", "tile_grid.csv",
 })
 """The only files a dashboard opens, each inside a run folder of the publication root."""
+
+INDICATOR_COLUMNS = [
+    "survey", "period", "indicator", "crime_type", "crime_label", "iccs", "unit", "domain", "domain_value",
+    "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff", "n", "n_cases", "weighted_base",
+    "reliability", "flag_reason", "suppressed", "suppression_reason", "measure", "cap_rule", "definition",
+    "sdg_indicator", "sdg_deviation",
+]
+"""``survey.indicators.TABLE_COLUMNS`` (the indicator table schema; equal, by a test)."""
 
 MICRODATA_EXTENSIONS = (".sav", ".zsav", ".dta", ".sas7bdat", ".xpt", ".por")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -136,12 +146,10 @@ class Run:
     @property
     def indicators(self) -> pd.DataFrame:
         if "_indicators" not in self._cache:
-            from ..indicators import TABLE_COLUMNS
-
-            t = self._table("indicators.parquet", TABLE_COLUMNS)
+            t = self._table("indicators.parquet", INDICATOR_COLUMNS)
             if t is None:
                 raise PublicationError(f"run {self.name} has no indicators.parquet")
-            t = t[TABLE_COLUMNS].copy()
+            t = t[INDICATOR_COLUMNS].copy()
             for c in ("indicator", "crime_type", "domain", "domain_value", "period", "measure", "unit", "reliability",
                       "flag_reason", "suppression_reason", "crime_label", "survey"):
                 t[c] = t[c].astype(object).where(t[c].notna(), "").astype(str)
