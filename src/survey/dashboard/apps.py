@@ -51,7 +51,8 @@ class Cell:
 
 @dataclass
 class View:
-    """What one render shows: title, figures, table (translated headers, cells) and notes."""
+    """What one render shows: title, figures (plotly figure dicts of :mod:`.charts`), table
+    (translated headers, cells) and notes."""
 
     title: str
     figures: list = field(default_factory=list)
