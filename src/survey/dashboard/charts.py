@@ -200,7 +200,12 @@ def tile_map(rows, grid, labels, tr: Translator, title: str) -> dict:
         e = None if bool(supp) else _f(estimate)
         zs.append(e)
         txt.append(f"{lab}<br>" + (tr.in_measure(e, measure) if e is not None else tr("chart.suppressed_mark")))
-    data = [dict(type="scatter", x=xs, y=ys, mode="markers+text", text=txt, textfont=dict(size=10),
+    known = [z for z in zs if z is not None]
+    lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
+    # labels readable on every tile: white on the darker half of the colour scale
+    ink = ["#555555" if z is None else ("white" if hi > lo and (z - lo) / (hi - lo) > 0.55 else "#1a1a1a")
+           for z in zs]
+    data = [dict(type="scatter", x=xs, y=ys, mode="markers+text", text=txt, textfont=dict(size=10, color=ink),
                  marker=dict(symbol="square", size=70, color=[z if z is not None else NAN for z in zs],
                              colorscale=_colorscale("Blues"), showscale=True, line=dict(color="white", width=2)))]
     layout = {"xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
