@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from .errors import SurveyWarning
 from .estimate import _cells, _tq
-from .variance import check_lonely
+from .variance import stage_scale
 
 
 def supported(design) -> bool:
@@ -148,14 +148,7 @@ class DomainBatch:
 
     def _stage_var(self, s, st, Z, mult, lonely) -> np.ndarray:
         p = self.stages[s]
-        size = st.size.astype(float)
-        fpc = 1.0 - st.fraction
-        lonely_g = st.lonely_groups()
-        regular = size > 1
-        c_group = np.zeros(st.n_groups)
-        c_group[regular] = mult[regular] * fpc[regular] * size[regular] / (size[regular] - 1.0)
-        if lonely_g.size and lonely == "fail":
-            check_lonely(st, s + 1)
+        size, fpc, lonely_g, regular, c_group = stage_scale(st, mult, lonely, s + 1)
         cu = c_group[st.group[p.pu]]
         with np.errstate(invalid="ignore"):
             v = p.cell_of_pairs @ (cu[:, None] * Z * Z)

@@ -86,18 +86,25 @@ def unit_totals(stage: Stage, rows: np.ndarray, cols: np.ndarray, vals: np.ndarr
     return sp.coo_matrix((vals, (u, cols)), shape=(stage.n_units, m)).tocsr()  # duplicates summed
 
 
-def _stage_vcov(z, stage: Stage, mult: np.ndarray, lonely: str, stage_no: int) -> np.ndarray:
-    """Contribution of one stage given unit totals ``z`` and the per-group multiplier ``mult``."""
-    dense = isinstance(z, np.ndarray)
+def stage_scale(stage: Stage, mult: np.ndarray, lonely: str, stage_no: int):
+    """The per-group quantities of one stage's variance: units sampled ``size``, ``fpc`` (1 - f),
+    the lonely groups, the groups with 2+ units (``regular``) and the scale ``c_g = mult_g (1 -
+    f_g) n_g / (n_g - 1)`` on them (0 elsewhere).  Policy ``fail`` raises on a lonely group."""
     size = stage.size.astype(float)
     fpc = 1.0 - stage.fraction
     lonely_g = stage.lonely_groups()
     regular = size > 1
-    # per-group scale c_g = mult_g (1 - f_g) n_g / (n_g - 1) on groups with 2+ units
     c_group = np.zeros(stage.n_groups)
     c_group[regular] = mult[regular] * fpc[regular] * size[regular] / (size[regular] - 1.0)
     if lonely_g.size and lonely == "fail":
         check_lonely(stage, stage_no)
+    return size, fpc, lonely_g, regular, c_group
+
+
+def _stage_vcov(z, stage: Stage, mult: np.ndarray, lonely: str, stage_no: int) -> np.ndarray:
+    """Contribution of one stage given unit totals ``z`` and the per-group multiplier ``mult``."""
+    dense = isinstance(z, np.ndarray)
+    size, fpc, lonely_g, regular, c_group = stage_scale(stage, mult, lonely, stage_no)
     # sum_g c_g [ sum_{u in g} z_u z_u' - n_g zbar_g zbar_g' ]
     c_unit = c_group[stage.group]
     g_ind = sp.csr_matrix((np.ones(stage.n_units), (stage.group, np.arange(stage.n_units))),

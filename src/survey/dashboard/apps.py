@@ -493,24 +493,32 @@ class OverviewApp(Dashboard):
 # ---------------------------------------------------------------------------------------------
 # victimization explorer
 # ---------------------------------------------------------------------------------------------
-class VictimizationApp(Dashboard):
-    """Crime type x domain: any victimization indicator with CI error bars (and a tile-grid map
-    by region when the run publishes one)."""
+class _IndicatorCrimeDomain(Dashboard):
+    """Filters indicator (among ``indicator_set``) -> crime type -> domain, each allowed list
+    narrowed by the choices before it."""
 
-    name = "victimization"
-    filters = ("run", "period", "indicator", "crime", "domain", "language")
+    indicator_set: tuple = ()
 
     def allowed(self, name, state):
         if name in ("run", "language", "period"):
             return super().allowed(name, state)
         run = self.pub.runs[state["run"]]
         if name == "indicator":
-            return run.indicator_codes(VICTIMIZATION_INDICATORS)
+            return run.indicator_codes(self.indicator_set)
         if name == "crime":
             return run.crime_types(state.get("indicator"))
         if name == "domain":
             return run.domains(state.get("indicator"), state.get("crime"))
         return super().allowed(name, state)
+
+
+class VictimizationApp(_IndicatorCrimeDomain):
+    """Crime type x domain: any victimization indicator with CI error bars (and a tile-grid map
+    by region when the run publishes one)."""
+
+    name = "victimization"
+    filters = ("run", "period", "indicator", "crime", "domain", "language")
+    indicator_set = VICTIMIZATION_INDICATORS
 
     def default(self, name, allowed, state):
         if name == "crime":
@@ -565,24 +573,13 @@ class FearApp(Dashboard):
 # ---------------------------------------------------------------------------------------------
 # repeat victimization
 # ---------------------------------------------------------------------------------------------
-class RepeatApp(Dashboard):
+class RepeatApp(_IndicatorCrimeDomain):
     """Concentration, repeat victims, share of victimizations against repeat victims and the
     Gini coefficients with their Lorenz curves (lorenz.csv)."""
 
     name = "repeat"
     filters = ("run", "indicator", "crime", "domain", "language")
-
-    def allowed(self, name, state):
-        if name in ("run", "language", "period"):
-            return super().allowed(name, state)
-        run = self.pub.runs[state["run"]]
-        if name == "indicator":
-            return run.indicator_codes(REPEAT_INDICATORS)
-        if name == "crime":
-            return run.crime_types(state.get("indicator"))
-        if name == "domain":
-            return run.domains(state.get("indicator"), state.get("crime"))
-        return super().allowed(name, state)
+    indicator_set = REPEAT_INDICATORS
 
     def default(self, name, allowed, state):
         if name == "crime":
