@@ -167,3 +167,41 @@ def test_unknown_method_is_an_error():
     data = sv.load(ROOT / "specs" / "synthetic.yaml")
     with pytest.raises(sv.SurveyError, match="method must be"):
         indicator_table(data, method="fast")
+
+
+def test_effective_df_by_hand():
+    """df_effective = 2 v^2 / Var(v), Var(v) from the spread of the PSUs' squared deviations
+    within strata, computed here directly from the linearized PSU totals of a mean."""
+    design = DESIGNS["strat_nest"]()
+    got = FamilyEstimator(design, [Ratios("m", ["api00"], ["api00"], None, ["api00"])]).estimate(None)[0]
+    d = design.data
+    w = design.w
+    y = d["api00"].to_numpy(dtype=float)
+    r = np.sum(w * y) / np.sum(w)
+    z = w * (y - r) / np.sum(w)
+    psu = d["stype"].astype(str) + "/" + d["dnum"].astype(str)
+    tot = pd.DataFrame({"h": d["stype"], "psu": psu, "z": z}).groupby(["h", "psu"])["z"].sum().reset_index()
+    v = var_v = 0.0
+    for _, g in tot.groupby("h"):
+        n = len(g)
+        dev = g["z"].to_numpy() - g["z"].mean()
+        c = n / (n - 1)
+        v += c * np.sum(dev**2)
+        var_v += c * c * n / (n - 1) * np.sum((dev**2 - np.mean(dev**2)) ** 2)
+    assert np.isclose(got["se"].iloc[0] ** 2, v, rtol=1e-9)
+    assert np.isclose(got["df_effective"].iloc[0], 2 * v * v / var_v, rtol=1e-9)
+
+
+def test_effective_df_near_design_df_for_normal_totals():
+    rng = np.random.default_rng(3)
+    n_psu, per = 200, 5
+    df = pd.DataFrame({"psu": np.repeat(np.arange(n_psu), per), "h": np.repeat(np.arange(n_psu) % 4, per),
+                       "y": rng.normal(10, 2, n_psu * per) + np.repeat(rng.normal(0, 1, n_psu), per), "w": 1.0})
+    design = sv.Design(df, psu="psu", strata="h", weights="w")
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"])]).estimate(None)[0]
+    assert 0.6 * design.df < got["df_effective"].iloc[0] < 1.4 * design.df
+    # one PSU carrying the variance (a heavy tail): few effective df
+    df.loc[df["psu"] == 7, "y"] += 400
+    design = sv.Design(df, psu="psu", strata="h", weights="w")
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"])]).estimate(None)[0]
+    assert got["df_effective"].iloc[0] < 5

@@ -146,6 +146,29 @@ class DomainBatch:
                 mult = (mult * f)[st.group]
         return v
 
+    def effective_df(self, Z: np.ndarray) -> np.ndarray:
+        """Effective degrees of freedom (G x J) of the first-stage variance estimate of
+        estimates whose PSU totals are ``Z``: ``2 v^2 / Var(v)`` (moment matching, as
+        Satterthwaite), with ``Var(v)`` estimated from the spread of the PSUs' squared deviations
+        within their strata: ``sum_h c_h^2 n_h / (n_h - 1) sum_i (d_hi^2 - mean_i d_hi^2)^2``.
+        About PSUs minus strata when the PSU totals are near normal; much fewer when a few PSUs
+        carry the variance (heavy-tailed counts: the victims of a rare crime in a cell)."""
+        st = self.design.stages[0]
+        p = self.stages[0]
+        size, _, _, regular, c_group = stage_scale(st, np.ones(st.n_groups), "remove", 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s1, s2 = p.H @ Z, p.H @ (Z * Z)
+            s3, s4 = p.H @ (Z * Z * Z), p.H @ (Z * Z * Z * Z)
+            nh = size[p.hg_group][:, None]
+            m = s1 / nh
+            d2 = s2 - nh * m * m
+            d4 = s4 - 4 * m * s3 + 6 * m * m * s2 - 3 * nh * m ** 4
+            ch = c_group[p.hg_group][:, None]
+            v = np.asarray(p.cell_of_hg @ (ch * d2))
+            var_v = np.asarray(p.cell_of_hg @ (ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0,
+                                                                                                      None)))
+            return np.where(var_v > 0, 2 * v * v / var_v, np.nan)
+
     def _stage_var(self, s, st, Z, mult, lonely) -> np.ndarray:
         p = self.stages[s]
         size, fpc, lonely_g, regular, c_group = stage_scale(st, mult, lonely, s + 1)
@@ -304,6 +327,7 @@ class FamilyEstimator:
                     return np.where(none[pc], 0.0, z) if none.any() else z
 
                 var = db.variance(Z)
+                dfe = db.effective_df(Z(0))
                 s2 = (C[:, col("yy")] - 2 * R * C[:, col("xy")] + R * R * C[:, col("xx")]) / sw * nn / (nn - 1)
                 s2 = s2 / (tx / sw) ** 2
                 vsrs = s2 / nn * (1 - nn / sw)
@@ -329,6 +353,7 @@ class FamilyEstimator:
             frame["n"] = np.rint(n_out.ravel()).astype(np.int64)
             frame["weighted_n"] = wn.ravel()
             frame["n_cases"] = np.rint(C[:, col("cases")].ravel()).astype(np.int64)
+            frame["df_effective"] = dfe.ravel()
             out.append(frame)
         return out
 

@@ -57,7 +57,10 @@ ci_low, ci_high     confidence interval at 95%, t on df: for % indicators the lo
                     (better coverage for small proportions); for incidence rates symmetric on
                     the log scale, for concentration on the log of (concentration - 1): both
                     are right-skewed (heavy-tailed counts); Wald otherwise (Gini)
-df                  degrees of freedom of the interval
+df                  degrees of freedom of the interval: the design's (PSUs - strata; replicate
+                    rank - 1); for incidence and concentration on Taylor designs the smaller of
+                    that and the effective df of the variance estimate (2 v^2 / Var(v), low when
+                    a few PSUs carry the variance: survey.domain_batch.DomainBatch.effective_df)
 cv                  coefficient of variation (se / estimate)
 deff                Kish design effect
 n                   unweighted base (respondent rows in the denominator of the cell)
@@ -196,6 +199,10 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
         out["ci_low"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, lo))
         out["ci_high"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, hi))
     elif family in ("incidence", "concentration"):
+        if "df_effective" in out:  # fewer df when a few PSUs carry the variance (heavy-tailed counts)
+            dfe = out["df_effective"].to_numpy(dtype=float)
+            out["df"] = np.where(np.isfinite(dfe), np.minimum(out["df"].to_numpy(dtype=float), np.maximum(dfe, 1.0)),
+                                 out["df"].to_numpy(dtype=float))
         out["ci_low"], out["ci_high"] = _log_ci(out["estimate"].to_numpy(dtype=float),
                                                 out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float),
                                                 1.0 if family == "concentration" else 0.0)
@@ -238,6 +245,7 @@ def _log_ci(est: np.ndarray, se: np.ndarray, df: np.ndarray, floor: float, level
 def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families):
     design = data.design(unit)
     ratios = _ratio_families(data, crimes, families)
+    dfe = _effective_df_source(design, crimes, families)
     rows = []
     for dom in domains:
         if {"prevalence", "incidence"} & set(families):
@@ -245,12 +253,30 @@ def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list
             for fam, cols in (("prevalence", "victim"), ("incidence", "n")):
                 if fam in families:
                     est = design.mean([f"{cols}__{c}" for c in crimes], by=dom)
+                    if fam == "incidence" and dfe is not None:
+                        est["df_effective"] = dfe.estimate(dom)[0]["df_effective"].to_numpy()
                     rows.append(_family_rows(data, design, fam, est, crimes, dom, cases, unit))
         for family, num, den, case_cols in ratios:
             est = _ratio(design, num, den, dom)
+            if family == "concentration" and dfe is not None:
+                est["df_effective"] = dfe.estimate(dom)[1]["df_effective"].to_numpy()
             rows.append(_family_rows(data, design, family, est, crimes, dom, _positive_counts(design, case_cols, dom),
                                      unit))
     return rows
+
+
+def _effective_df_source(design, crimes, families):
+    """For the general path on a Taylor design: the effective df of incidence and concentration
+    (the same as the batch path's); None for replicate and calibrated designs (their df)."""
+    from .domain_batch import FamilyEstimator, Ratios, supported
+
+    if not supported(design) or not {"incidence", "concentration"} & set(families):
+        return None
+    if any(design.data[f"n__{c}"].isna().all() for c in crimes):
+        return None
+    victim, n = [f"victim__{c}" for c in crimes], [f"n__{c}" for c in crimes]
+    return FamilyEstimator(design, [Ratios("incidence", crimes, n, None, victim),
+                                    Ratios("concentration", crimes, n, victim, victim, base="den")])
 
 
 def _ratio_families(data: SurveyData, crimes: list[str], families) -> list[tuple]:
