@@ -173,7 +173,7 @@ def test_effective_df_by_hand():
     """df_effective = 2 v^2 / Var(v), Var(v) from the spread of the PSUs' squared deviations
     within strata, computed here directly from the linearized PSU totals of a mean."""
     design = DESIGNS["strat_nest"]()
-    got = FamilyEstimator(design, [Ratios("m", ["api00"], ["api00"], None, ["api00"])]).estimate(None)[0]
+    got = FamilyEstimator(design, [Ratios("m", ["api00"], ["api00"], None, ["api00"], effective_df=True)]).estimate(None)[0]
     d = design.data
     w = design.w
     y = d["api00"].to_numpy(dtype=float)
@@ -198,10 +198,10 @@ def test_effective_df_near_design_df_for_normal_totals():
     df = pd.DataFrame({"psu": np.repeat(np.arange(n_psu), per), "h": np.repeat(np.arange(n_psu) % 4, per),
                        "y": rng.normal(10, 2, n_psu * per) + np.repeat(rng.normal(0, 1, n_psu), per), "w": 1.0})
     design = sv.Design(df, psu="psu", strata="h", weights="w")
-    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"])]).estimate(None)[0]
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
     assert 0.6 * design.df < got["df_effective"].iloc[0] < 1.4 * design.df
     # one PSU carrying the variance (a heavy tail): few effective df
     df.loc[df["psu"] == 7, "y"] += 400
     design = sv.Design(df, psu="psu", strata="h", weights="w")
-    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"])]).estimate(None)[0]
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
     assert got["df_effective"].iloc[0] < 5

@@ -202,8 +202,9 @@ class Ratios:
     ``base``: "cell" (n, weighted_n of the cell, as ``design.mean``) or "den" (the rows with a
     positive denominator: victims, victimizations)."""
 
-    def __init__(self, name, items, num, den, cases, base="cell"):
+    def __init__(self, name, items, num, den, cases, base="cell", effective_df=False):
         self.name, self.items, self.num, self.den, self.cases, self.base = name, items, num, den, cases, base
+        self.effective_df = effective_df  # also give each estimate's effective df (df_effective)
 
 
 def _raw(design, col) -> np.ndarray:
@@ -327,7 +328,7 @@ class FamilyEstimator:
                     return np.where(none[pc], 0.0, z) if none.any() else z
 
                 var = db.variance(Z)
-                dfe = db.effective_df(Z(0))
+                dfe = db.effective_df(Z(0)) if fam.effective_df else None
                 s2 = (C[:, col("yy")] - 2 * R * C[:, col("xy")] + R * R * C[:, col("xx")]) / sw * nn / (nn - 1)
                 s2 = s2 / (tx / sw) ** 2
                 vsrs = s2 / nn * (1 - nn / sw)
@@ -353,7 +354,8 @@ class FamilyEstimator:
             frame["n"] = np.rint(n_out.ravel()).astype(np.int64)
             frame["weighted_n"] = wn.ravel()
             frame["n_cases"] = np.rint(C[:, col("cases")].ravel()).astype(np.int64)
-            frame["df_effective"] = dfe.ravel()
+            if dfe is not None:
+                frame["df_effective"] = dfe.ravel()
             out.append(frame)
         return out
 

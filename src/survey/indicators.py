@@ -275,8 +275,8 @@ def _effective_df_source(design, crimes, families):
     if any(design.data[f"n__{c}"].isna().all() for c in crimes):
         return None
     victim, n = [f"victim__{c}" for c in crimes], [f"n__{c}" for c in crimes]
-    return FamilyEstimator(design, [Ratios("incidence", crimes, n, None, victim),
-                                    Ratios("concentration", crimes, n, victim, victim, base="den")])
+    return FamilyEstimator(design, [Ratios("incidence", crimes, n, None, victim, effective_df=True),
+                                    Ratios("concentration", crimes, n, victim, victim, base="den", effective_df=True)])
 
 
 def _ratio_families(data: SurveyData, crimes: list[str], families) -> list[tuple]:
@@ -315,9 +315,9 @@ def _unit_rows_batch(data: SurveyData, unit: str, crimes: list[str], groups: lis
     if "prevalence" in families:
         fams.append(Ratios("prevalence", crimes, victim, None, victim))
     if "incidence" in families:
-        fams.append(Ratios("incidence", crimes, [f"n__{c}" for c in crimes], None, victim))
+        fams.append(Ratios("incidence", crimes, [f"n__{c}" for c in crimes], None, victim, effective_df=True))
     for family, num, den, case_cols in _ratio_families(data, crimes, families):
-        fams.append(Ratios(family, crimes, num, den, case_cols, base="den"))
+        fams.append(Ratios(family, crimes, num, den, case_cols, base="den", effective_df=family == "concentration"))
     n_vic = len(fams)
     if groups and "multiple_victimization" in families:
         mv = [f"mv__{g}" for g in groups]
