@@ -205,3 +205,19 @@ def test_effective_df_near_design_df_for_normal_totals():
     design = sv.Design(df, psu="psu", strata="h", weights="w")
     got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
     assert got["df_effective"].iloc[0] < 5
+
+
+def test_effective_df_of_a_paired_design_is_satterthwaite():
+    """Two PSUs per stratum (as NCVS): df = (sum v_h)^2 / sum v_h^2 (each stratum one df)."""
+    rng = np.random.default_rng(5)
+    H = 30
+    df = pd.DataFrame({"h": np.repeat(np.arange(H), 20), "psu": np.repeat(np.arange(2 * H), 10), "w": 1.0,
+                       "y": rng.gamma(0.3, 5.0, 20 * H)})
+    design = sv.Design(df, psu="psu", strata="h", weights="w")
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
+    z = (df["y"] - df["y"].mean()) / len(df)
+    tot = pd.DataFrame({"h": df["h"], "psu": df["psu"], "z": z}).groupby(["h", "psu"])["z"].sum()
+    vh = tot.groupby(level=0).apply(lambda t: 2 * np.sum((t - t.mean()) ** 2)).to_numpy()
+    assert np.isclose(got["se"].iloc[0] ** 2, vh.sum(), rtol=1e-9)
+    assert np.isclose(got["df_effective"].iloc[0], vh.sum() ** 2 / np.sum(vh**2), rtol=1e-9)
+    assert got["df_effective"].iloc[0] < design.df

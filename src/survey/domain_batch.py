@@ -150,7 +150,8 @@ class DomainBatch:
         """Effective degrees of freedom (G x J) of the first-stage variance estimate of
         estimates whose PSU totals are ``Z``: ``2 v^2 / Var(v)`` (moment matching, as
         Satterthwaite), with ``Var(v)`` estimated from the spread of the PSUs' squared deviations
-        within their strata: ``sum_h c_h^2 n_h / (n_h - 1) sum_i (d_hi^2 - mean_i d_hi^2)^2``.
+        within their strata: ``sum_h c_h^2 n_h / (n_h - 1) sum_i (d_hi^2 - mean_i d_hi^2)^2``;
+        a stratum of 2 PSUs contributes Satterthwaite's ``2 v_h^2``.
         About PSUs minus strata when the PSU totals are near normal; much fewer when a few PSUs
         carry the variance (heavy-tailed counts: the victims of a rare crime in a cell)."""
         st = self.design.stages[0]
@@ -165,8 +166,11 @@ class DomainBatch:
             d4 = s4 - 4 * m * s3 + 6 * m * m * s2 - 3 * nh * m ** 4
             ch = c_group[p.hg_group][:, None]
             v = np.asarray(p.cell_of_hg @ (ch * d2))
-            var_v = np.asarray(p.cell_of_hg @ (ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0,
-                                                                                                      None)))
+            # with 3+ PSUs, from the spread of their squared deviations; with 2 (paired designs,
+            # where that spread is 0 by construction) Satterthwaite's 2 v_h^2 / (n_h - 1)
+            spread = ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0, None)
+            paired = 2.0 * (ch * d2) ** 2 / np.where(nh > 1, nh - 1, 1)
+            var_v = np.asarray(p.cell_of_hg @ np.where(nh >= 3, spread, paired))
             return np.where(var_v > 0, 2 * v * v / var_v, np.nan)
 
     def _stage_var(self, s, st, Z, mult, lonely) -> np.ndarray:
