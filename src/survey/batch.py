@@ -49,6 +49,7 @@ import threading
 import time
 from pathlib import Path
 
+from ._atomic import replace_dir
 from .errors import SurveyError
 from .params import NOTEBOOKS, ParameterError, RunConfig, data_files, project_root, read_parameter_set
 
@@ -130,22 +131,6 @@ def check_kernel() -> str:
                          f"({sys.executable}): run `{sys.executable} -m ipykernel install --sys-prefix` and remove "
                          f"the other '{KERNEL}' kernelspec")
     return exe
-
-
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` onto ``target`` (an existing folder is moved aside first, then removed)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old.{os.getpid()}.{threading.get_ident()}")
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def normalize_permissions(folder: Path) -> None:

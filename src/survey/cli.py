@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._atomic import replace_dir
 from .errors import SurveyError
 
 
@@ -46,13 +47,7 @@ def _atomic_dir(target: Path):
             if exc_type is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
                 return False
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}.old.{os.getpid()}")
-                os.replace(target, old)
-            os.replace(self.tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(self.tmp, target)
             return False
 
     return _Ctx()

@@ -76,6 +76,7 @@ from sklearn.metrics import get_scorer, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from ._atomic import replace_dir
 from .design import Design, ReplicateDesign
 from .errors import SurveyError, SurveyWarning, WeightError, column_not_found
 
@@ -1109,13 +1110,7 @@ class RiskModel(BaseEstimator):
                 files.append("coefficients.csv")
             summary = self._summary() | {"files": files + ["model.json"]}
             (tmp / "model.json").write_text(json.dumps(summary, indent=2) + "\n")
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}.old.{os.getpid()}")
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

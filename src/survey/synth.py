@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._atomic import replace_dir
 from .errors import SurveyError
 
 __all__ = [
@@ -1175,13 +1176,7 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the folder is an ordinary output
         write_sample(sample, tmp)
         write_truth(pop, tmp, sample)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
