@@ -552,22 +552,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunConfig:
     """Read and check one parameter set (see the module docstring); every problem is one
     :class:`ParameterError` line naming the file and the key."""
-    from .spec import load_yaml
+    from .spec import read_yaml_file
 
     path = Path(path).expanduser()
     where = f"{path}: "
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParameterError(f"{path}: parameter file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ParameterError(f"{path}: cannot be read ({e.__class__.__name__}: {e})") from None
-    try:
-        raw = load_yaml(text)
-    except Exception as e:  # yaml.YAMLError
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ParameterError(f"{where}YAML syntax error{at}: {getattr(e, 'problem', None) or e}") from None
+    raw = read_yaml_file(path, ParameterError, where, missing="parameter file not found")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -444,23 +444,28 @@ def _expressions(spec: SurveySpec):
             yield "victimization.series.when", v.series.when
 
 
-def read_spec(path: str | Path) -> SurveySpec:
-    """Read and validate a spec file; every problem is one ``SpecError`` line."""
-    path = Path(path)
+def read_yaml_file(path: Path, error: type[Exception], where: str, missing: str = "file not found"):
+    """The YAML document in ``path``; a missing or unreadable file or a syntax error is one
+    ``error`` line starting with ``where`` (e.g. "spec x.yaml: ")."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"spec {path}: file not found") from None
+        raise error(f"{where}{missing}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"spec {path}: cannot be read ({e.__class__.__name__}: {e})") from None
+        raise error(f"{where}cannot be read ({e.__class__.__name__}: {e})") from None
     try:
-        data = load_yaml(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"spec {path}: YAML syntax error{at}: {problem}") from None
-    return parse_spec(data, str(path))
+        raise error(f"{where}YAML syntax error{at}: {problem}") from None
+
+
+def read_spec(path: str | Path) -> SurveySpec:
+    """Read and validate a spec file; every problem is one ``SpecError`` line."""
+    path = Path(path)
+    return parse_spec(read_yaml_file(path, SpecError, f"spec {path}: "), str(path))
 
 
 def expression_names(expr: str) -> set[str]:
