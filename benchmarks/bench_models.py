@@ -289,113 +289,6 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
             "max_rel_diff_se": rel(both["se_a"], both["se_b"])}
 
 
-def proposed_replicate_vcov(design, x, y, off, rows, family, beta, theta, chunk: int = 1_024, maxit: int = 25,
-                            tol: float = 1e-7):
-    """A proposed ``models._replicate_vcov`` (same arguments and result), for timing only.
-
-    Since commit acbcd2a ``models`` already runs the fit with one BLAS thread, uses the
-    canonical-link shortcuts (working residual ``y - mu``, weight ``V(mu)``), 1,024-row chunks and
-    stops at a step below 1e-8 (1 + max|b|).  Proposed on top of that:
-
-    1. the first pass starts every replicate at the full-sample beta, so ``mu`` is one column
-       shared by all replicates: no n x R ``expit`` (nor ``x @ b``) in that pass;
-    2. stop when the largest Newton step is below ``1e-7 (1 + max|b|)``: Newton converges
-       quadratically from the full-sample estimate, so the error left is ~1e-14, and the third
-       step (about 1e-8 here) ends the loop instead of needing a fourth full pass;
-    3. the n x R temporaries are computed in place.
-
-    BLAS is limited to one thread here too, so the step can be timed outside ``glm``.
-    """
-    from scipy import special
-    from threadpoolctl import threadpool_limits
-
-    from survey import models as M
-    from survey.variance import replicate_vcov
-
-    n, p = x.shape
-    r_ = design.n_replicates
-    fit_rows = np.flatnonzero(rows)
-    everyone = len(fit_rows) == n
-    xr, yr, offr = (x, y, off) if everyone else (x[fit_rows], y[fit_rows], off[fit_rows])
-    iu = np.triu_indices(p)
-    b = np.repeat(beta[:, None], r_, axis=1)
-    mu0 = M._mu(family, xr @ beta + offr)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for it in range(maxit):
-            g = np.zeros((p, r_))
-            h = np.zeros((len(iu[0]), r_))
-            for a in range(0, len(fit_rows), chunk):
-                sl = slice(a, a + chunk)
-                xc = xr[sl]
-                wc = design.repw[sl, 1:] if everyone else design.repw[fit_rows[sl], 1:]
-                if it == 0:  # every replicate at the full-sample beta
-                    mu = mu0[sl]
-                    v, dmu = M._var_and_dmu(family, mu, theta)
-                    v = np.maximum(v, 1e-300)
-                    rg, rh = wc * ((yr[sl] - mu) * dmu / v)[:, None], wc * (dmu * dmu / v)[:, None]
-                elif family in ("binomial", "poisson"):
-                    eta = xc @ b
-                    eta += offr[sl, None]
-                    if family == "binomial":
-                        mu = special.expit(eta, out=eta)
-                        rh = 1.0 - mu
-                        rh *= mu
-                    else:
-                        mu = np.exp(np.clip(eta, -700, 700, out=eta), out=eta)
-                        rh = mu.copy()
-                    rh *= wc
-                    rg = np.subtract(yr[sl, None], mu, out=mu)
-                    rg *= wc
-                else:
-                    mu = M._mu(family, xc @ b + offr[sl, None])
-                    v, dmu = M._var_and_dmu(family, mu, theta)
-                    v = np.maximum(v, 1e-300)
-                    rg, rh = wc * (yr[sl, None] - mu) * dmu / v, wc * dmu * dmu / v
-                g += xc.T @ rg
-                h += (xc[:, iu[0]] * xc[:, iu[1]]).T @ rh
-            step = np.empty_like(b)
-            hm = np.zeros((p, p))
-            for j in range(r_):
-                hm[iu] = h[:, j]
-                hm.T[iu] = h[:, j]
-                step[:, j] = np.linalg.lstsq(hm, g[:, j], rcond=None)[0]
-            b += step
-            if np.max(np.abs(step)) < tol * (1 + np.max(np.abs(b))):
-                break
-    return replicate_vcov(beta, b, design.scale, design.rscales, design.mse), b
-
-
-def time_proposed(pdf: pd.DataFrame, reps: int) -> dict[str, Any]:
-    """The replicate-variance step alone, current vs proposed, on one fitted model (best of reps);
-    and the whole fit, current and with the proposed step patched in (no change to src/)."""
-    import survey as sv
-    from survey import models as M
-
-    design = sv.ReplicateDesign(pdf, weights="w", replicate_weights=E.REP_COLS, method="Fay", rho=E.RHO)
-    fit = design.glm(FORMULA, family="binomial")
-    args = (design, fit._x, design.data["y"].to_numpy(float), fit._off, fit._fit_rows, "binomial",
-            fit.coef.to_numpy(), None)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):  # as glm() runs it
-        cur, t_cur = E.bench(lambda: M._replicate_vcov(*args), reps)
-        new, t_new = E.bench(lambda: proposed_replicate_vcov(*args), reps)
-    _, t_whole_cur = E.bench(lambda: design.glm(FORMULA, family="binomial"), reps)
-    original = M._replicate_vcov
-    M._replicate_vcov = proposed_replicate_vcov
-    try:
-        whole, t_whole = E.bench(lambda: design.glm(FORMULA, family="binomial"), reps)
-    finally:
-        M._replicate_vcov = original
-    se_cur, se_new = np.sqrt(np.diag(cur[0])), np.sqrt(np.diag(new[0]))
-    return {"current_step": t_cur, "proposed_step": t_new, "whole_fit_current": t_whole_cur,
-            "whole_fit_with_proposed": t_whole,
-            "max_rel_diff_se": float(np.max(np.abs(se_new / se_cur - 1))),
-            "max_abs_diff_replicate_betas": float(np.max(np.abs(new[1] - cur[1]))),
-            "whole_fit_max_rel_diff_se": float(np.max(np.abs(whole.table["se"].to_numpy() / fit.table["se"].to_numpy()
-                                                             - 1)))}
-
-
 def anatomy(pdf: pd.DataFrame, reps: int = 2) -> dict[str, Any]:
     """Time the steps of one Newton pass over the rows as ``models._replicate_vcov`` does them
     (chunks of 32,768 rows, all replicates at once; binomial family), with the default BLAS
@@ -486,8 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold-reps", type=int, default=1, help="fits on fresh designs (default 1)")
     ap.add_argument("--no-blas1", action="store_true", help="skip timing ours with BLAS limited to one thread")
     ap.add_argument("--r-reps", type=int, default=2, help="timed repetitions in R, no warm-up (default 2)")
-    ap.add_argument("--proposed", action="store_true",
-                    help="also time a proposed faster replicate step (bench_models.proposed_replicate_vcov)")
     ap.add_argument("--profile", action="store_true", help="cProfile ours even when under the target")
     ap.add_argument("--no-profile", action="store_true", help="never profile")
     ap.add_argument("--seed", type=int, default=20240611)
@@ -541,9 +432,6 @@ def main(argv: list[str] | None = None) -> int:
             print("  profiling ours (replicate job) ...", flush=True)
             report["profile_ours_rep"] = profile_ours(pdf)
             report["anatomy_ours_rep"] = anatomy(pdf)
-        if pdf is not None and args.proposed:
-            print("  timing the proposed replicate step ...", flush=True)
-            report["proposed"] = time_proposed(pdf, args.reps)
         del pdf
         gc.collect()
 
@@ -666,14 +554,6 @@ def main(argv: list[str] | None = None) -> int:
         for k in anat["default"]:
             print(f"  {k:<42}{anat['default'][k]:>8.3f}{anat['blas1'][k]:>8.3f}")
         print(f"  {'total':<42}{sum(anat['default'].values()):>8.3f}{sum(anat['blas1'].values()):>8.3f}")
-
-    prop = report.get("proposed")
-    if prop:
-        print(f"\nProposed replicate step (proposed_replicate_vcov), best of {args.reps}: current "
-              f"{prop['current_step']['best']:.2f} s -> proposed {prop['proposed_step']['best']:.2f} s; whole fit "
-              f"{prop['whole_fit_current']['best']:.2f} s -> {prop['whole_fit_with_proposed']['best']:.2f} s; "
-              f"max rel SE diff {prop['max_rel_diff_se']:.1e}, "
-              f"max |replicate beta diff| {prop['max_abs_diff_replicate_betas']:.1e}")
 
     report["machine"]["loadavg_end"] = list(os.getloadavg())
     print(f"\nload average at start {report['machine']['loadavg_start'][0]:.2f}, at end "
