@@ -97,31 +97,30 @@ if items:
 # %% [markdown]
 # ## Victims and non-victims
 #
-# Feeling safe among respondents who were victims of each crime group in the reference period
-# and among those who were not (design-based means of the item within each group).
+# Feeling safe and worry among respondents who were victims of each crime group in the reference
+# period and among those who were not (`survey.indicators.perception_by_victimization`: victim
+# status as a domain of the full design, the table's intervals and publication rule).
 
 # %% victims
 if items and S.victimization is not None:
-    design = data.design()
+    from survey.indicators import perception_by_victimization
+
     crimes = P.crime_types or (data.crime_types + data.crime_groups)
     focus = [c for c in crimes if c in data.crime_groups] or [c for c in crimes if c in data.crime_types][:4]
+    vic = perception_by_victimization(data, crime_types=focus, publication=P.publication_preset,
+                                      **P.publication_params)
+    vic["crime"] = vic["domain"].str.removeprefix("victim__")
     fig = go.Figure()
-    rows = []
-    for it in items:
-        for c in focus:
-            res = design.mean(f"perc__{it.name}", by=f"victim__{c}")
-            for _, r in res.iterrows():
-                rows.append({"item": it.label or it.name, "crime": c,
-                             "victim": "victims" if r[f"victim__{c}"] == 1 else "non-victims",
-                             "estimate": 100 * r["estimate"], "ci_low": 100 * r["ci_low"],
-                             "ci_high": 100 * r["ci_high"], "n": r["n"]})
-    vic = pd.DataFrame(rows)
-    for who, g in vic.groupby("victim", sort=False):
-        fig.add_trace(go.Bar(y=g["item"] + " | " + g["crime"], x=g["estimate"], orientation="h", name=who,
-                             error_x=dict(type="data", symmetric=False, array=g["ci_high"] - g["estimate"],
-                                          arrayminus=g["estimate"] - g["ci_low"])))
+    for who, g in vic.groupby("domain_value", sort=False):
+        shown = g[~g["suppressed"]]
+        fig.add_trace(go.Bar(y=shown["crime_label"] + " | " + shown["crime"], x=shown["estimate"], orientation="h",
+                             name=who, error_x=dict(type="data", symmetric=False,
+                                                    array=shown["ci_high"] - shown["estimate"],
+                                                    arrayminus=shown["estimate"] - shown["ci_low"])))
     fig.update_layout(title="Perceptions of victims and non-victims (%)", barmode="group", xaxis_title="%",
                       yaxis=dict(autorange="reversed"), height=max(320, 60 + 40 * len(vic) // 2),
                       legend=dict(orientation="h", y=-0.15))
     fig.show()
+    vic = vic[["crime_label", "crime", "domain_value", "estimate", "ci_low", "ci_high", "n", "reliability",
+               "suppression_reason"]]
     vic.round(1)

@@ -209,3 +209,29 @@ def test_tile_grid_is_published_with_the_table(tmp_path):
     data.spec.domains["region"].tile_grid["Atlantis"] = (9, 9)
     with pytest.raises(SurveyError, match="Atlantis"):
         tile_grid_frame(data.spec, table)
+
+
+def test_perception_by_victimization_by_hand():
+    """Victims and non-victims: the weighted share of positive answers among those who answered,
+    by hand from the respondent file; the publication rule applies."""
+    import survey as sv
+    from survey.indicators import perception_by_victimization
+
+    root = Path(__file__).resolve().parents[1]
+    data = sv.load(root / "specs" / "synthetic.yaml")
+    t = perception_by_victimization(data, crime_types=["household"], publication="ons", min_base=50)
+    r = data.respondents
+    w = r[data.spec.design.weight_for("person", data.spec.files[data.spec.design.file].unit)].to_numpy(float)
+    for who, flag in (("victims", 1.0), ("non-victims", 0.0)):
+        row = t[(t["crime_type"] == "safe_dark") & (t["domain_value"] == who)].iloc[0]
+        y = r["perc__safe_dark"].to_numpy(float)
+        m = (r["victim__household"].to_numpy(float) == flag) & ~np.isnan(y)
+        assert row["domain"] == "victim__household"
+        assert row["n"] == m.sum()
+        assert np.isclose(row["estimate"], 100 * np.sum(w[m] * y[m]) / np.sum(w[m]), rtol=1e-12)
+        assert row["ci_low"] < row["estimate"] < row["ci_high"]
+    assert set(t["domain_value"]) == {"victims", "non-victims"}
+    small = perception_by_victimization(data, crime_types=["violent"], publication="ons", min_base=100)
+    assert small.loc[small["domain_value"] == "victims", "suppressed"].all()  # about 70 victims
+    with pytest.raises(sv.SurveyError, match="unknown crime"):
+        perception_by_victimization(data, crime_types=["arson"])

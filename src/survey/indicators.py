@@ -545,6 +545,34 @@ def _sdg(data, family, crime, meta, perc) -> tuple[str, str]:
     return "", ""
 
 
+def perception_by_victimization(data: SurveyData, crime_types=None, publication=None,
+                                **publication_params) -> pd.DataFrame:
+    """Perception indicators (feeling safe, worry, Likert items) among the victims and the
+    non-victims of each crime type or group, on the full design (victim status as the domain).
+
+    The indicator table's columns (:data:`TABLE_COLUMNS`, intervals and publication rule as
+    there): ``domain`` is ``victim__<crime>``, ``domain_value`` "victims" or "non-victims".
+    crime_types: default the spec's groups (its types when it has none).
+    """
+    t0 = time.perf_counter()
+    spec = data.spec
+    if spec.victimization is None or not spec.perception:
+        raise IndicatorError("perceptions by victimization need the spec's victimization and perception sections")
+    known = data.crime_types + data.crime_groups
+    crimes = list(crime_types) if crime_types is not None else (list(data.crime_groups) or list(data.crime_types))
+    bad = [c for c in crimes if c not in known]
+    if bad:
+        raise IndicatorError(f"unknown crime type(s) or group(s): {', '.join(bad)} (known: {', '.join(known)})")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SurveyWarning)
+        rows = _perception(data, list(spec.perception), [f"victim__{c}" for c in crimes])
+    out = _finish(data, rows, [], spec, publication, publication_params, t0,
+                  sorted({str(w.message) for w in caught}))
+    victim = pd.to_numeric(out["domain_value"], errors="coerce")
+    out["domain_value"] = np.where(victim > 0, "victims", "non-victims")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # change and comparison
 # ---------------------------------------------------------------------------------------------
