@@ -24,7 +24,7 @@ from survey.errors import ColumnNotFoundError, SurveyError
 from survey.io import FileFormatError, FileReadError, Metadata, read
 
 DATA = Path(__file__).parent / "data" / "io"
-NCVS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ncvs2021"
+NCVS = Path(__file__).resolve().parents[1] / "data" / "ncvs2021"  # in the repository
 
 LABELS = {"id": "Household id", "sex": "Sex of respondent", "inc": "Income band", "city": "City"}
 VALUE_LABELS = {"sex": {1: "Male", 2: "Female", 9: "Refused"}, "inc": {98: "Don't know", 99: "Refused"}}
@@ -477,13 +477,8 @@ def test_columns_not_in_file(tmp_path, ext):
 
 
 # ---------------------------------------------------------------------------------------------
-# the real NCVS 2021 extracts (shared/data/ncvs2021, beside the repository)
+# the real NCVS 2021 extracts (data/ncvs2021, in the repository: they must be there)
 
-needs_ncvs = pytest.mark.skipif(not (NCVS / "ncvs_2021_household.zsav").exists(),
-                                reason=f"NCVS 2021 extracts not found at {NCVS}")
-
-
-@needs_ncvs
 def test_ncvs_household_zsav():
     path = NCVS / "ncvs_2021_household.zsav"
     keys = ["WGTHHCY", "V2117", "V2118", "V2015"]
@@ -505,7 +500,6 @@ def test_ncvs_household_zsav():
     pd.testing.assert_frame_equal(df, single)
 
 
-@needs_ncvs
 def test_ncvs_household_parquet_matches_zsav():
     cols = ["IDHH", "YEARQ", "V2015", "V2127B"]
     pz, mz = read(NCVS / "ncvs_2021_household.zsav", columns=cols)
@@ -518,7 +512,6 @@ def test_ncvs_household_parquet_matches_zsav():
         np.testing.assert_array_equal(as_codes.to_numpy(dtype=float), pz[c].to_numpy())
 
 
-@needs_ncvs
 def test_ncvs_incident_zsav():
     df, meta = read(NCVS / "ncvs_2021_incident.zsav", columns=["WGTVICCY", "V4399", "V4529"])
     assert meta.n_rows == len(df) == 8_982 and len(meta.file_columns) == 60 and not meta.multiprocess

@@ -377,7 +377,7 @@ def icvs_counts(raw: pd.DataFrame, prefix: str) -> np.ndarray:
 
 
 def sdg_feeling_safe(raw: pd.DataFrame) -> np.ndarray:
-    """METHODS.md: very/fairly safe among all who answered; those who never go out answer how
+    """docs/methods.md#perception-indicators: very/fairly safe among all who answered; those who never go out answer how
     safe they would feel (the follow-up)."""
     answer = np.where(raw.safedark == 5, raw.safewould, raw.safedark)
     return np.where(np.isin(answer, [1, 2]), 1.0, np.where(np.isin(answer, [3, 4]), 0.0, np.nan))
@@ -406,7 +406,10 @@ def test_icvs_row_accounting(icvs):
     assert n == 500
     assert steps(data, "read")["rows"].tolist() == [n, n]
     assert steps(data, "respondents")["rows"].tolist() == [n]
-    assert steps(data, "missing count").empty  # skipped counts are coded 0
+    # a count is unknown where the victim status is: "don't know" on either screener
+    unknown = raw.burg5.eq(8) | raw.burg12.eq(8)
+    assert one_row(data, "missing count", "burgn:")["rows"] == int(unknown.sum())
+    assert one_row(data, "skip pattern", "burg12:")["rows"] == int((raw.burg5 == 2).sum())
     for prefix in ("burg", "car", "rob", "asl"):
         row = one_row(data, "dont know", f"{prefix}n:")
         assert row["rows"] == int((raw[f"{prefix}n"] == 98).sum()) > 0
@@ -428,17 +431,28 @@ def test_icvs_12_month_prevalence_from_screener(icvs, ctype):
     _, raw, data = icvs
     prefix, wcol = ICVS_TYPES[ctype]
     r = data.respondents
-    victim = (raw[f"{prefix}12"] == 1).astype(float).to_numpy()
+    # "don't know" (8) on the 12-month item or on the 5-year screener: unknown, out of the base;
+    # 12-month blank because the 5-year answer was "no": the skip pattern, not a victim
+    unknown = (raw[f"{prefix}12"] == 8) | (raw[f"{prefix}5"] == 8)
+    victim = np.where(unknown, np.nan, (raw[f"{prefix}12"] == 1).astype(float))
     np.testing.assert_array_equal(r[f"victim__{ctype}"], victim)
-    np.testing.assert_array_equal(r[f"n__{ctype}"], icvs_counts(raw, prefix))
+    counts = np.where(unknown, np.nan, icvs_counts(raw, prefix))
+    np.testing.assert_array_equal(r[f"n__{ctype}"], counts)
     unit = "household" if wcol == "hhwgt" else "person"
     d = data.design(unit)
     prev = d.mean(f"victim__{ctype}").iloc[0]
-    assert prev.estimate == pytest.approx(wmean(victim, raw[wcol]), rel=1e-12)
-    assert prev.se == pytest.approx(taylor_se_mean(victim, raw[wcol], raw.strat, raw.cluster), rel=1e-9)
+    known = ~unknown.to_numpy()
+    assert prev.estimate == pytest.approx(wmean(victim[known], raw[wcol][known]), rel=1e-12)
+    assert prev.n == known.sum()
+    # the SE of a domain mean (known status) on the full design, by hand
+    z = np.where(known, victim - prev.estimate, 0.0) * raw[wcol] / raw[wcol][known].sum()
+    psu = pd.DataFrame({"h": raw.strat, "c": raw.cluster, "z": z}).groupby(["h", "c"]).z.sum().reset_index()
+    g = psu.groupby("h").z
+    var = ((psu.z - g.transform("mean")) ** 2 * (g.transform("size") / (g.transform("size") - 1))).sum()
+    assert prev.se == pytest.approx(np.sqrt(var), rel=1e-9)
     assert prev.df == raw.cluster.nunique() - raw.strat.nunique()
     inc = d.mean(f"n__{ctype}").iloc[0]  # incidence per respondent; x 1000 for the rate
-    assert inc.estimate == pytest.approx(wmean(icvs_counts(raw, prefix), raw[wcol]), rel=1e-12)
+    assert inc.estimate == pytest.approx(wmean(counts[known], raw[wcol][known]), rel=1e-12)
     assert 0 < prev.estimate < inc.estimate
 
 
@@ -447,31 +461,40 @@ def test_icvs_5_year_prevalence(icvs, ctype):
     _, raw, data = icvs
     prefix, wcol = ICVS_TYPES[ctype]
     r = data.respondents
-    five = (raw[f"{prefix}5"] == 1).astype(float).to_numpy()  # 2 no and 8 don't know: not victims
+    # 2 no: not a victim; 8 don't know: out of the base (never "not a victim")
+    five = np.where(raw[f"{prefix}5"] == 8, np.nan, (raw[f"{prefix}5"] == 1).astype(float))
     np.testing.assert_array_equal(r[f"victim__{ctype}_5y"], five)
     assert r[f"n__{ctype}_5y"].isna().all()  # prevalence-only type: no count
-    assert (r[f"victim__{ctype}"] <= r[f"victim__{ctype}_5y"]).all()  # 12 months within 5 years
+    both = r[[f"victim__{ctype}", f"victim__{ctype}_5y"]].dropna()
+    assert (both.iloc[:, 0] <= both.iloc[:, 1]).all()  # 12 months within 5 years
     unit = "household" if wcol == "hhwgt" else "person"
     est = data.design(unit).mean(f"victim__{ctype}_5y").iloc[0]
-    assert est.estimate == pytest.approx(wmean(five, raw[wcol]), rel=1e-12)
+    known = ~np.isnan(five)
+    assert est.estimate == pytest.approx(wmean(five[known], raw[wcol][known]), rel=1e-12)
 
 
 def test_icvs_groups(icvs):
     _, raw, data = icvs
     r = data.respondents
-    any12 = ((raw.burg12 == 1) | (raw.car12 == 1)).astype(float)
+    # a victim of the group if a victim of any member; unknown if none says yes and one is unknown
+    unk12 = {p: (raw[f"{p}12"] == 8) | (raw[f"{p}5"] == 8) for p in ("burg", "car", "rob", "asl")}
+    yes12 = (raw.burg12 == 1) | (raw.car12 == 1)
+    any12 = np.where(yes12, 1.0, np.where(unk12["burg"] | unk12["car"], np.nan, 0.0))
     np.testing.assert_array_equal(r["victim__household_property"], any12)
-    any5 = ((raw.rob5 == 1) | (raw.asl5 == 1)).astype(float)
+    yes5 = (raw.rob5 == 1) | (raw.asl5 == 1)
+    any5 = np.where(yes5, 1.0, np.where((raw.rob5 == 8) | (raw.asl5 == 8), np.nan, 0.0))
     np.testing.assert_array_equal(r["victim__contact_5y"], any5)
     est = data.design("person").mean("victim__contact_5y").iloc[0]
-    assert est.estimate == pytest.approx(wmean(any5, raw.perwgt), rel=1e-12)
-    np.testing.assert_array_equal(r["n__contact"], icvs_counts(raw, "rob") + icvs_counts(raw, "asl"))
+    known = ~np.isnan(any5)
+    assert est.estimate == pytest.approx(wmean(any5[known], raw.perwgt[known]), rel=1e-12)
+    n_contact = np.where(unk12["rob"] | unk12["asl"], np.nan, icvs_counts(raw, "rob") + icvs_counts(raw, "asl"))
+    np.testing.assert_array_equal(r["n__contact"], n_contact)
 
 
 def test_icvs_perception_coding(icvs):
     _, raw, data = icvs
     r = data.respondents
-    # never goes out (5): the follow-up answer, as METHODS.md's SDG 16.1.4
+    # never goes out (5): the follow-up answer, as SDG 16.1.4 (docs/methods.md#perception-indicators)
     np.testing.assert_array_equal(r["perc__safe_dark"], sdg_feeling_safe(raw))
     would = np.where(raw.safewould.isin([1, 2, 3, 4]), raw.safewould.isin([1, 2]).astype(float), np.nan)
     np.testing.assert_array_equal(r["perc__safe_dark_would"], would)
@@ -484,7 +507,7 @@ def test_icvs_perception_coding(icvs):
 
 
 def test_icvs_sdg_feeling_safe_with_follow_up(icvs):
-    """SDG 16.1.4 as METHODS.md defines it: the follow-up answers for those who never go out."""
+    """SDG 16.1.4 as docs/methods.md#perception-indicators defines it: the follow-up answers for those who never go out."""
     _, raw, data = icvs
     sdg = sdg_feeling_safe(raw)
     np.testing.assert_array_equal(data.respondents.perc__safe_dark, sdg)
@@ -507,8 +530,9 @@ def test_icvs_domain_labels(icvs):
     assert (r["age_band"].astype(str) == bands.astype(str)).all()
     by = data.design("household").mean("victim__burglary", by="town_size").set_index("town_size")["estimate"]
     victim = (raw.burg12 == 1).astype(float)
+    known = ~((raw.burg12 == 8) | (raw.burg5 == 8))  # "don't know": out of the base
     for lab in ["Rural or small town", "Medium town", "Large city"]:
-        sel = (town == lab).to_numpy()
+        sel = ((town == lab) & known).to_numpy()
         assert by[lab] == pytest.approx(wmean(victim[sel], raw.hhwgt[sel]), rel=1e-12)
 
 
@@ -518,9 +542,11 @@ def test_icvs_domain_labels(icvs):
 def test_icvs_system_missing_skips(tmp_path):
     raw = mf.make_icvs(tmp_path, skipped="sysmis")
     data = load(_copy_template("icvs-style.yaml", tmp_path))
-    victim = (raw.burg12 == 1).astype(float).to_numpy()
+    unknown = (raw.burg12 == 8) | (raw.burg5 == 8)
+    victim = np.where(unknown, np.nan, (raw.burg12 == 1).astype(float))
     np.testing.assert_array_equal(data.respondents["victim__burglary"], victim)
-    np.testing.assert_array_equal(data.respondents["n__burglary"], icvs_counts(raw.fillna({"burgn": 0}), "burg"))
+    np.testing.assert_array_equal(data.respondents["n__burglary"],
+                                  np.where(unknown, np.nan, icvs_counts(raw.fillna({"burgn": 0}), "burg")))
 
 
 def test_icvs_feeling_safe_follow_up(icvs):

@@ -109,7 +109,7 @@ def codebook(data: SurveyData) -> pd.DataFrame:
     """The codebook table (one row per variable x value) of the variables the spec reads."""
     spec = data.spec
     roles = _roles(data)
-    resp = data.respondents
+    resp = data.rows if data.rows is not None else data.respondents  # the file's rows (interviews)
     is_resp = resp["_respondent"].to_numpy()
     dunit = spec.files[spec.design.file].unit
     w_resp = resp[spec.design.weight_for(dunit, dunit)].to_numpy(dtype=float)
@@ -129,7 +129,7 @@ def codebook(data: SurveyData) -> pd.DataFrame:
         inc = data.incidents
         w_inc = (inc[v.weight].to_numpy(dtype=float) if v.weight else np.ones(len(inc)))
         meta = data.metadata.get(v.file)
-        for var in [c for c in inc.columns if c not in ("respondent_row", "weight_adjustment")]:
+        for var in [c for c in inc.columns if c not in ("respondent_row", "file_row", "weight_adjustment")]:
             label = getattr(meta, "variable_labels", {}).get(var, "") if meta is not None else ""
             role = ", ".join(roles.get((v.file, var), [])) or ("derived" if var in (
                 "crime_type", "unit", "series_count", "reported") else "")

@@ -16,6 +16,8 @@ Columns added to the respondent table (one row per row of the design file):
 ``victim__<type>``  1 when the respondent (household or person) had at least one such incident
 ``rep__<type>``     victimizations reported to the police (same counting as ``n__``)
 ``repunk__<type>``  victimizations whose reporting is unknown
+``krep__<type>``    sample victimizations reported to the police (series counted, capped, no
+                    weight adjustment; the reporting rate's sample cases)
 ``k__<type>``       victimizations of the respondent (series counted, capped, no weight
                     adjustment): the count that makes a repeat victim (2+)
 ``vrep__<type>``    1 when at least one of the respondent's incidents was reported (incidents)
@@ -55,6 +57,9 @@ class SurveyData:
     incidents: the incidents kept (after exclusions), with ``crime_type``, ``unit``,
         ``series_count``, ``count`` (after the cap and weight adjustment) and ``reported``.
     accounting: the row accounting (step, file, rows, detail).
+    rows, row_unit: with ``combine`` in the spec, the row-level table (one row per interview) and
+        each row's unit (row of ``respondents``); ``incidents.file_row`` is the row an incident
+        links to, ``respondent_row`` its unit.  None without ``combine``.
     """
 
     spec: SurveySpec
@@ -64,6 +69,8 @@ class SurveyData:
     accounting: pd.DataFrame
     metadata: dict = field(default_factory=dict)
     value_labels: dict = field(default_factory=dict)
+    rows: pd.DataFrame | None = None
+    row_unit: np.ndarray | None = None
     _designs: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,6 +90,28 @@ class SurveyData:
         if len(units) != 1:
             raise SpecError(f"crime group '{crime}' mixes household and person crime types")
         return units.pop()
+
+    @property
+    def reference_period(self) -> str:
+        """The period the estimates cover: the combined unit's period where the spec combines
+        rows (``combine.period``), else the spec's ``period``."""
+        comb = self.spec.files[self.spec.design.file].combine
+        if self.rows is not None and comb is not None and comb.period:
+            return comb.period
+        return self.spec.period or ""
+
+    def row_data(self) -> SurveyData:
+        """The survey at the level of the file's rows (each interview), before rows were combined
+        into units over the reference period (``files.<design file>.combine``): per-interview
+        figures, such as the NCVS household-quarter rates by a characteristic at interview.
+        Without ``combine`` the survey itself."""
+        if self.rows is None:
+            return self
+        inc = self.incidents
+        if inc is not None and "file_row" in inc:
+            inc = inc.assign(respondent_row=inc["file_row"].to_numpy())
+        return SurveyData(spec=self.spec, spec_path=self.spec_path, respondents=self.rows, incidents=inc,
+                          accounting=self.accounting, metadata=self.metadata, value_labels=self.value_labels)
 
     def design(self, unit: str | None = None) -> Design | ReplicateDesign:
         """The respondent design, weighted for ``unit`` (household or person; default: the
@@ -170,7 +199,51 @@ def _needed_columns(spec: SurveySpec) -> dict[str, set[str]]:
                 for item in (t.count, t.victim, t.reported):
                     if item is not None:
                         need[dfile].add(item.variable)
+                if t.victim is not None and t.victim.skip is not None:
+                    need[dfile].add(t.victim.skip.variable)
+    comb = spec.files[dfile].combine
+    if comb is not None:
+        need[dfile] |= set(comb.key) | set(comb.order)
     return need
+
+
+def _item_columns(spec: SurveySpec) -> set[str]:
+    """Respondent-file items whose answer codes matter (screeners, counts, reported, skip
+    filters, perception items): their user-missing codes are kept apart from blanks."""
+    cols: set[str] = set()
+    v = spec.victimization
+    if v is not None and v.source == "respondent":
+        for t in v.types:
+            for item in (t.count, t.victim, t.reported):
+                if item is not None:
+                    cols.add(item.variable)
+            if t.victim is not None and t.victim.skip is not None:
+                cols.add(t.victim.skip.variable)
+    for item in spec.perception:
+        cols.add(item.variable)
+        if item.follow_up is not None:
+            cols.add(item.follow_up.variable)
+    return cols
+
+
+ORIGINAL = "__orig__"
+"""Prefix of the temporary columns holding an item's answers with the file's user-missing codes
+put back (the reader sets them to NaN); dropped at the end of :func:`load`."""
+
+
+def _keep_original_codes(df: pd.DataFrame, meta, items: set[str]) -> None:
+    for col in sorted(items & set(getattr(meta, "original_codes", {}) or {})):
+        if col in df.columns and not meta.original_codes[col].empty:
+            df[ORIGINAL + col] = meta.original(df, col)
+
+
+def _answers(resp: pd.DataFrame, col: str) -> tuple[pd.Series, np.ndarray]:
+    """An item's answers with the file's user-missing codes restored, and the rows whose answer
+    was such a code (item nonresponse declared in the file, e.g. SPSS 7/8/9)."""
+    orig = resp.get(ORIGINAL + col)
+    if orig is None:
+        return resp[col], np.zeros(len(resp), dtype=bool)
+    return orig, (resp[col].isna() & orig.notna()).to_numpy()
 
 
 def _resolve(spec_path: Path | None, p: str) -> Path:
@@ -187,6 +260,8 @@ def _read(spec: SurveySpec, spec_path: Path | None, name: str, columns: set[str]
     path = _resolve(spec_path, f.path)
     df, meta = read(path, columns=sorted(columns) if columns else None)
     acc.add("read", name, len(df), f"{path.name}: {len(df.columns)} columns read")
+    if f.unit != "incident":
+        _keep_original_codes(df, meta, _item_columns(spec))
     return df.reset_index(drop=True), meta
 
 
@@ -294,8 +369,192 @@ def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> 
             _respondent_counts(data, resp_path, acc)
     _perception(data, resp_path, acc)
     _domains(data, frames, spec_path, acc)
+    data.respondents = data.respondents.drop(
+        columns=[c for c in data.respondents.columns if c.startswith(ORIGINAL)])
+    if dfile.combine is not None:
+        _combine_units(data, resp_path, acc)
     data.accounting = acc.frame()
     return data
+
+
+def _combine_units(data: SurveyData, path: str, acc: _Accounting) -> None:
+    """One row per unit over the reference period (``files.<design file>.combine``).
+
+    A unit's rows (e.g. the two 6-month interviews of an NCVS household in the collection year)
+    become one row: a victim if any respondent row reports a victimization (unknown when none
+    does and one is unknown); victimizations summed: ``n__`` as ``sum_r w_r n_r / W`` so that
+    ``W n__`` keeps the weighted victimizations (the incident weighting of incidence), ``k__``
+    (the unweighted count that makes a repeat victim) as the plain sum; reported to the police
+    if any; perception items and domains from the last respondent row that answered; the
+    weight ``W`` (and replicate weights) by the declared rule over the respondent rows (0 for a
+    unit with no respondent row, kept for design information); strata, PSUs and fpc must be
+    the same on every row of a unit.  ``SurveyData.rows`` keeps the row-level table and
+    ``incidents.respondent_row`` points at the unit's row.
+    """
+    spec = data.spec
+    d = spec.design
+    comb = spec.files[d.file].combine
+    rows = data.respondents
+    for c in comb.key + comb.order:
+        if c not in rows.columns:
+            raise column_not_found(c, rows.columns, "combine key" if c in comb.key else "combine order", path)
+    miss = rows[comb.key].isna().any(axis=1)
+    if miss.any():
+        raise IngestError(f"{path}: {int(miss.sum())} rows have a missing unit key ({', '.join(comb.key)})")
+    rows = rows.reset_index(drop=True)
+    order = (rows.sort_values(comb.order, kind="stable").index.to_numpy() if comb.order
+             else np.arange(len(rows)))  # row positions in time order
+    codes, uniq = pd.MultiIndex.from_frame(rows[comb.key]).factorize() if len(comb.key) > 1 else \
+        pd.factorize(rows[comb.key[0]])
+    unit = np.asarray(codes)
+    U = int(unit.max()) + 1 if len(unit) else 0
+    is_resp = rows["_respondent"].to_numpy()
+    # design variables: constant within a unit
+    for part in (d.strata, d.psu, d.fpc):
+        for c in [part] if isinstance(part, str) else (part or []):
+            x = pd.factorize(rows[c])[0]
+            lo = np.full(U, np.iinfo(np.int64).max)
+            hi = np.full(U, -1)
+            np.minimum.at(lo, unit, x)
+            np.maximum.at(hi, unit, x)
+            bad = int((lo != hi).sum())
+            if bad:
+                raise IngestError(f"{path}: '{c}' differs between the rows of {bad} units "
+                                  f"(combine key {', '.join(comb.key)}); a unit has one stratum and PSU")
+    # the last respondent row of each unit (in time order), else its last row
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = np.arange(len(rows))
+    key_last = np.where(is_resp, rank + len(rows), rank)
+    best = np.full(U, -1)
+    np.maximum.at(best, unit, key_last)
+    last_row = np.empty(U, dtype=np.int64)
+    hit = key_last == best[unit]
+    last_row[unit[hit]] = np.flatnonzero(hit)
+    out = rows.iloc[last_row].reset_index(drop=True).copy()
+    n_rows = np.bincount(unit, minlength=U)
+    n_resp = np.bincount(unit, weights=is_resp.astype(float), minlength=U)
+    out["_respondent"] = n_resp > 0
+    out["_rows"] = n_rows
+    out["_respondent_rows"] = n_resp.astype(np.int64)
+
+    def pick(x: np.ndarray, rule: str) -> np.ndarray:
+        x = np.where(is_resp, x, 0.0)
+        if rule == "sum":
+            return np.bincount(unit, weights=x, minlength=U)
+        if rule == "mean":
+            s = np.bincount(unit, weights=x, minlength=U)
+            return np.where(n_resp > 0, s / np.where(n_resp > 0, n_resp, 1), 0.0)
+        sel = np.where(is_resp, rank if rule == "last" else -rank, np.iinfo(np.int64).min)
+        top = np.full(U, np.iinfo(np.int64).min)
+        np.maximum.at(top, unit, sel)
+        r = np.flatnonzero((sel == top[unit]) & is_resp)
+        res = np.zeros(U)
+        res[unit[r]] = x[r]
+        return res
+
+    wcols = list(d.weight_columns())
+    if d.replicate is not None:
+        for u in ("household", "person"):
+            try:
+                rc = d.replicate_columns_for(u)
+            except SpecError:
+                continue
+            wcols += [c for c in (rc if isinstance(rc, list) else [c for c in rows.columns if _re_match(rc, c)])]
+    wcols = list(dict.fromkeys(wcols))
+    raw_w = {c: rows[c].to_numpy(dtype=float) for c in wcols}
+    for c in wcols:
+        out[c] = pick(raw_w[c], comb.weights)
+    # victimization columns
+    v = spec.victimization
+    if v is not None:
+        dunit = spec.files[d.file].unit
+        names = v.type_names() + list(v.groups)
+        cols: dict[str, np.ndarray] = {}
+        for name in names:
+            try:
+                wc = d.weight_for(data.unit_of(name), dunit)
+            except SpecError:  # a group mixing units: the design file's weight
+                wc = d.weight_for(dunit, dunit)
+            w_row, W = np.where(is_resp, raw_w[wc], 0.0), out[wc].to_numpy(dtype=float)
+            for prefix in ("n", "rep", "repunk"):
+                col = f"{prefix}__{name}"
+                if col in rows:
+                    x = rows[col].to_numpy(dtype=float)
+                    s_ = np.bincount(unit, weights=np.where(is_resp, np.nan_to_num(x) * w_row, 0.0), minlength=U)
+                    nan = np.bincount(unit, weights=(np.isnan(x) & is_resp).astype(float), minlength=U) > 0
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        val = np.where(W > 0, s_ / np.where(W > 0, W, 1), 0.0)
+                    cols[col] = np.where(nan, np.nan, val)
+            for col in (f"k__{name}", f"krep__{name}"):
+                if col in rows:
+                    x = rows[col].to_numpy(dtype=float)
+                    s_ = np.bincount(unit, weights=np.where(is_resp, np.nan_to_num(x), 0.0), minlength=U)
+                    nan = np.bincount(unit, weights=(np.isnan(x) & is_resp).astype(float), minlength=U) > 0
+                    cols[col] = np.where(nan, np.nan, s_)
+            for prefix in ("victim", "vrep"):
+                col = f"{prefix}__{name}"
+                if col in rows:
+                    cols[col] = _any_of(rows[col].to_numpy(dtype=float), unit, U, is_resp)
+        for g, members in v.groups.items():
+            vic = np.column_stack([cols[f"victim__{m}"] for m in members])
+            cols[f"types__{g}"] = np.nansum(vic, axis=1)
+        _repeat_columns(cols, v)
+        for c, x in cols.items():
+            out[c] = x
+    # perception items: the last answer in the period
+    for item in spec.perception:
+        col = f"perc__{item.name}"
+        out[col] = _last_answer(rows[col].to_numpy(dtype=float), unit, U, rank, is_resp)
+    # domains: the last respondent row's value (already in ``out``); count units whose value changes
+    changed = []
+    for name in spec.domains:
+        x = pd.factorize(rows[name])[0]
+        lo = np.full(U, np.iinfo(np.int64).max)
+        hi = np.full(U, -2)
+        sel = is_resp & (x >= 0)
+        np.minimum.at(lo, unit[sel], x[sel])
+        np.maximum.at(hi, unit[sel], x[sel])
+        k = int(((hi >= 0) & (lo != hi)).sum())
+        if k:
+            changed.append(f"{name} {k}")
+    acc.add("combine", d.file, U,
+            f"{len(rows)} rows combined into {U} units on {', '.join(comb.key)} "
+            f"({int(out['_respondent'].sum())} with a respondent row, "
+            f"{int((n_resp > 1).sum())} with 2+); weights: {comb.weights} over the unit's respondent rows"
+            + (f"; domain value changed within the period (last row's value used): {', '.join(changed)}"
+               if changed else ""))
+    data.rows = rows
+    data.row_unit = unit
+    data.respondents = out
+    if data.incidents is not None and "respondent_row" in data.incidents:
+        file_row = data.incidents["respondent_row"].to_numpy()
+        data.incidents["file_row"] = file_row
+        data.incidents["respondent_row"] = unit[file_row]
+
+
+def _re_match(pattern: str, col: str) -> bool:
+    import re
+
+    return re.search(pattern, col) is not None
+
+
+def _any_of(x: np.ndarray, unit: np.ndarray, U: int, is_resp: np.ndarray) -> np.ndarray:
+    """Per unit: 1 if any respondent row is 1, else NaN if any is unknown, else 0 (and 0 for a
+    unit with no respondent row)."""
+    yes = np.bincount(unit, weights=(np.nan_to_num(x) > 0) & is_resp, minlength=U) > 0
+    unk = np.bincount(unit, weights=np.isnan(x) & is_resp, minlength=U) > 0
+    return np.where(yes, 1.0, np.where(unk, np.nan, 0.0))
+
+
+def _last_answer(x: np.ndarray, unit: np.ndarray, U: int, rank: np.ndarray, is_resp: np.ndarray) -> np.ndarray:
+    ok = is_resp & ~np.isnan(x)
+    sel = np.where(ok, rank, -1)
+    top = np.full(U, -1)
+    np.maximum.at(top, unit, sel)
+    out = np.full(U, np.nan)
+    r = np.flatnonzero(ok & (sel == top[unit]))
+    out[unit[r]] = x[r]
+    return out
 
 
 def _weight_columns(spec: SurveySpec, name: str, frames) -> set[str]:
@@ -568,10 +827,11 @@ def _cap_and_aggregate(data: SurveyData, kept: pd.DataFrame, acc: _Accounting) -
         cols[f"k__{t.name}"] = raw * scale
         cols[f"victim__{t.name}"] = (np.bincount(rows, minlength=n) > 0).astype(float)
         cols[f"rep__{t.name}"] = np.bincount(rows, weights=f * (rep == 1), minlength=n)
+        cols[f"krep__{t.name}"] = np.bincount(rows, weights=sc * scale[rows] * (rep == 1), minlength=n)
         cols[f"repunk__{t.name}"] = np.bincount(rows, weights=f * np.isnan(rep), minlength=n)
         cols[f"vrep__{t.name}"] = (np.bincount(rows, weights=(rep == 1).astype(float), minlength=n) > 0).astype(float)
     for g, members in v.groups.items():
-        for prefix in ("n", "k", "rep", "repunk"):
+        for prefix in ("n", "k", "rep", "repunk", "krep"):
             cols[f"{prefix}__{g}"] = sum(cols[f"{prefix}__{m}"] for m in members)
         cols[f"victim__{g}"] = (sum(cols[f"victim__{m}"] for m in members) > 0).astype(float)
         cols[f"vrep__{g}"] = (sum(cols[f"vrep__{m}"] for m in members) > 0).astype(float)
@@ -605,24 +865,19 @@ def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
             if item is not None and item.variable not in resp.columns:
                 raise column_not_found(item.variable, resp.columns, f"item of crime type '{t.name}'", path)
         scr = None
+        is_resp = resp["_respondent"].to_numpy()
         if t.victim is not None:
-            sv_ = resp[t.victim.variable]
-            scr = _in(sv_, t.victim.yes)
-            unknown = _in(sv_, t.victim.missing)
+            scr, unknown = _screener(resp, t.victim, is_resp, dfile, acc)
             victims[t.name] = np.where(unknown, np.nan, scr.astype(float))
-            not_asked = int(sv_.isna().sum())
-            if not_asked:
-                acc.add("skip pattern", dfile, not_asked, f"{t.victim.variable}: not asked, counted as not a victim")
-            if unknown.any():
-                acc.add("missing screener", dfile, int(unknown.sum()),
-                        f"{t.victim.variable}: {list(t.victim.missing)} unknown, a domain of its own")
         if t.count is None:
             counts[t.name] = pd.Series(np.nan, index=resp.index)
             dks[t.name] = np.zeros(len(resp), dtype=bool)
             continue
         item = t.count
+        answers, umiss = _answers(resp, item.variable)
         raw = pd.to_numeric(resp[item.variable], errors="coerce")
-        dk = _in(resp[item.variable], item.dont_know)
+        dk = _in(answers, item.dont_know)
+        raw = raw.where(~umiss | dk, np.nan)
         bad = raw.isna().to_numpy() & resp[item.variable].notna().to_numpy() & ~dk
         if bad.any():
             raise IngestError(f"{path}: count item '{item.variable}' has non-numeric codes for "
@@ -632,9 +887,9 @@ def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
             raise IngestError(f"{path}: count item '{item.variable}' is negative for {int(neg.sum())} rows")
         c = raw.where(~dk)  # "too many to remember": set aside for the cap distribution
         if scr is not None:
-            c = c.where(scr, 0.0).where(~_in(resp[t.victim.variable], t.victim.missing))
+            c = c.where(scr, 0.0).where(~unknown)
             dk = dk & scr
-            skipped = int((~scr & resp[item.variable].isna().to_numpy()).sum())
+            skipped = int((~scr & ~unknown & resp[item.variable].isna().to_numpy() & is_resp).sum())
             if skipped:
                 acc.add("skip pattern", dfile, skipped, f"{item.variable}: not asked (screener not yes), counted as 0")
         counts[t.name], dks[t.name] = c, dk
@@ -696,13 +951,45 @@ def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
 # ---------------------------------------------------------------------------------------------
 # perception items and domains
 # ---------------------------------------------------------------------------------------------
+def _screener(resp: pd.DataFrame, item, is_resp: np.ndarray, dfile: str, acc: _Accounting):
+    """(victim, unknown) masks of a screener.  Unknown (out of the base): the spec's ``missing``
+    codes, the file's user-missing codes, and blanks that no declared skip pattern explains
+    (unless ``blank: no``).  Each kind is counted in the accounting (respondents only)."""
+    answers, umiss = _answers(resp, item.variable)
+    yes = _in(answers, item.yes) & ~umiss
+    declared = _in(answers, item.missing) & ~yes
+    file_missing = umiss & ~declared
+    blank = resp[item.variable].isna().to_numpy() & ~umiss
+    if item.skip is not None:
+        filt, _ = _answers(resp, item.skip.variable)
+        skipped = blank & _in(filt, item.skip.codes)
+    elif item.blank == "no":
+        skipped = blank
+    else:
+        skipped = np.zeros(len(resp), dtype=bool)
+    unexplained = blank & ~skipped
+    unknown = declared | file_missing | unexplained
+    var = item.variable
+    if (skipped & is_resp).any():
+        why = (f"{item.skip.variable} in {list(item.skip.codes)}" if item.skip is not None else "blank: no")
+        acc.add("skip pattern", dfile, int((skipped & is_resp).sum()), f"{var}: not asked ({why}), counted as not a victim")
+    if ((declared | file_missing) & is_resp).any():
+        m = (declared | file_missing) & is_resp
+        acc.add("item nonresponse", dfile, int(m.sum()),
+                f"{var}: {_code_counts(answers, m)} (refused, don't know...): out of the base")
+    if (unexplained & is_resp).any():
+        acc.add("item nonresponse", dfile, int((unexplained & is_resp).sum()),
+                f"{var}: blank with no declared skip pattern: out of the base")
+    return yes, unknown
+
+
 def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
     resp = data.respondents
     cols = {}
     for item in data.spec.perception:
         if item.variable not in resp.columns:
             raise column_not_found(item.variable, resp.columns, f"perception item '{item.name}'", path)
-        s = resp[item.variable]
+        s, umiss = _answers(resp, item.variable)  # the file's user-missing codes are no answer
         if item.follow_up is not None:
             fu = item.follow_up
             if fu.variable not in resp.columns:
@@ -711,8 +998,11 @@ def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
             if take.any():
                 acc.add("perception follow-up", data.spec.design.file, int(take.sum()),
                         f"{item.name}: {item.variable} in {list(fu.codes)} answered by {fu.variable}")
-            s = s.where(~take, resp[fu.variable])
-        pos, miss = _in(s, item.positive), _in(s, item.missing) | s.isna().to_numpy()
+            fs, fmiss = _answers(resp, fu.variable)
+            s = s.where(~take, fs)
+            umiss = np.where(take, fmiss, umiss)
+        pos = _in(s, item.positive) & ~umiss
+        miss = (_in(s, item.missing) | s.isna().to_numpy() | umiss) & ~pos
         known = data.value_labels.get(item.variable)
         if known and item.follow_up is not None:
             known = {**known, **data.value_labels.get(item.follow_up.variable, {})}
@@ -725,8 +1015,9 @@ def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
         cols[f"perc__{item.name}"] = np.where(miss, np.nan, pos.astype(float))
         n_miss = int((miss & resp["_respondent"].to_numpy()).sum())
         if n_miss:
+            m = miss & resp["_respondent"].to_numpy()
             acc.add("perception missing", data.spec.design.file, n_miss,
-                    f"{item.name}: no answer (excluded from its base)")
+                    f"{item.name}: no answer ({_code_counts(s, m)}; excluded from its base)")
     if cols:
         data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
 

@@ -40,6 +40,31 @@ class LinkSpec(_Model):
     unmatched: Literal["error", "exclude"] = "error"
 
 
+class CombineSpec(_Model):
+    """Rows of the design file that are one unit over the reference period (NCVS: one row per
+    household per 6-month interview, the household is ``IDHH`` over the collection year).
+
+    key: columns identifying the unit across its rows.  weights: how its rows' weights make
+    the unit's weight, as the survey's documentation prescribes: ``sum`` (each row's weight is
+    the row's share of the period, as NCVS collection-year weights: the population total is
+    kept), ``mean`` (each row's weight stands for the whole population), ``first`` / ``last``
+    (in ``order``).  order: columns ordering a unit's rows in time (default: file order); the
+    unit's domain and perception values are those of its last respondent row that answered.
+    period: label of the period the combined unit covers (default: the spec's ``period``)."""
+
+    key: list[str]
+    weights: Literal["sum", "mean", "first", "last"]
+    order: list[str] = Field(default_factory=list)
+    period: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _some(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("combine.key names at least one column")
+        return v
+
+
 class FileSpec(_Model):
     path: str
     unit: Literal["household", "person", "incident"]
@@ -47,6 +72,7 @@ class FileSpec(_Model):
     link: LinkSpec | None = None
     respondents: str | None = None  # expression: rows that are respondents
     columns: list[str] = Field(default_factory=list)  # extra columns to keep
+    combine: CombineSpec | None = None  # rows that are one unit over the reference period
 
 
 class ReplicateSpec(_Model):
@@ -105,13 +131,26 @@ class DesignSpec(_Model):
 # ---------------------------------------------------------------------------------------------
 # victimization
 # ---------------------------------------------------------------------------------------------
+class SkipRule(_Model):
+    """A declared skip pattern: the item was not asked where ``variable`` has one of ``codes``
+    (e.g. the 12-month follow-up is not asked when the 5-year screener is 2 "no")."""
+
+    variable: str
+    codes: list[Code]
+
+
 class ItemCodes(_Model):
-    """A screener: ``yes`` codes make a victim; ``missing`` codes (refused, don't know) are
-    unknown; system-missing means "not asked" (a skip pattern) and counts as no."""
+    """A screener: ``yes`` codes make a victim.  Item nonresponse (``missing`` codes such as
+    refused and don't know, and the file's own user-missing codes) leaves the item's base.  A
+    blank (system-missing) answer is "not asked": it counts as no only where a declared skip
+    pattern explains it (``skip``), or for every blank with ``blank: "no"``; otherwise it is
+    missing too.  Each case is counted in the row accounting."""
 
     variable: str
     yes: list[Code] = Field(default_factory=lambda: [1])
     missing: list[Code] = Field(default_factory=list)
+    skip: SkipRule | None = None
+    blank: Literal["missing", "no"] = "missing"
 
 
 class CountItem(_Model):
@@ -336,6 +375,9 @@ class SurveySpec(_Model):
         for name, f in self.files.items():
             if f.link and f.link.to not in files:
                 raise ValueError(f"files.{name}.link.to '{f.link.to}' is not one of the files")
+            if f.combine is not None and name != self.design.file:
+                raise ValueError(f"files.{name}.combine: rows are combined into units on the design file "
+                                 f"('{self.design.file}') only")
         v = self.victimization
         if v is not None and v.file is not None and v.file not in files:
             raise ValueError(f"victimization.file '{v.file}' is not one of the files")
