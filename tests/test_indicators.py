@@ -43,9 +43,11 @@ def raw():
     count = np.where(inc.V4016.isin([997, 998]), 6, np.minimum(inc.V4016, 10))
     inc["k"] = np.where(series, count, 1.0)
     inc["reported"] = (inc.V4399 == 1).astype(float)
-    per = inc.groupby(["YEARQ", "IDHH"]).agg(k=("k", "sum"), vrep=("reported", "max")).reset_index()
-    hh = hh[hh.WGTHHCY > 0].merge(per, on=["YEARQ", "IDHH"], how="left").fillna({"k": 0, "vrep": 0})
-    return hh
+    # the household over the 2021 collection year (the spec's combine): its interviews' weights
+    # summed, its victimizations summed, reported if any was
+    per = inc.groupby("IDHH").agg(k=("k", "sum"), vrep=("reported", "max")).reset_index()
+    hh = hh[hh.WGTHHCY > 0].groupby("IDHH", as_index=False).WGTHHCY.sum()
+    return hh.merge(per, on="IDHH", how="left").fillna({"k": 0, "vrep": 0})
 
 
 def _row(t, indicator, crime="property", domain="overall", value="all"):
@@ -57,16 +59,18 @@ def _row(t, indicator, crime="property", domain="overall", value="all"):
 def test_schema(table):
     assert list(table.columns) == TABLE_COLUMNS
     assert not table.duplicated(["indicator", "crime_type", "domain", "domain_value"]).any()
-    assert set(table.measure) <= {"%", "per 1,000", "ratio", "index"}
+    assert set(table.measure) <= {"%", "per 1,000", "ratio", "index", "count"}
     assert (table.cap_rule[table.indicator == "incidence"].str.contains("series counted as V4016 capped at 10")).all()
 
 
-def test_published_ncvs_figures(table):
+def test_published_ncvs_figures(table, ncvs):
     inc = _row(table, "incidence")
     assert round(inc.estimate, 1) == 90.3 and round(inc.se, 2) == 1.95
     assert round(inc.weighted_base) == 129_319_232
-    assert round(_row(table, "incidence", domain="tenure", value="Owned").estimate, 1) == 68.2
-    assert round(_row(table, "incidence", domain="tenure", value="Rented").estimate, 1) == 129.8
+    # published by tenure at each interview: the row-level (household-quarter) table
+    rows = indicator_table(ncvs.row_data(), crime_types=["property"], domains=["tenure"], indicators=["incidence"])
+    assert round(_row(rows, "incidence", domain="tenure", value="Owned").estimate, 1) == 68.2
+    assert round(_row(rows, "incidence", domain="tenure", value="Rented").estimate, 1) == 129.8
     rep = _row(table, "reporting_rate")
     assert round(rep.estimate, 1) == 30.8 and round(rep.se, 3) == 0.798
 
@@ -161,7 +165,8 @@ def test_compare_waves_and_trend(table):
     assert r.se == pytest.approx(np.sqrt(2) * base.se)
     assert r.significant
     tr = trend_table([table, later])
-    assert {"2021", "2022", "change 2021-2022", "significant 2021-2022"} <= set(tr.columns)
+    p = "2021 collection year"
+    assert {p, "2022", f"change {p}-2022", f"significant {p}-2022"} <= set(tr.columns)
 
 
 def test_interval_shapes(table):
@@ -235,3 +240,12 @@ def test_perception_by_victimization_by_hand():
     assert small.loc[small["domain_value"] == "victims", "suppressed"].all()  # about 70 victims
     with pytest.raises(sv.SurveyError, match="unknown crime"):
         perception_by_victimization(data, crime_types=["arson"])
+    # the same rows are in the indicator table (domain victim__<group>), under the same rule
+    from survey.indicators import indicator_table as table_of
+
+    full = table_of(data, domains=[], publication="ons", min_base=50)
+    keys = ["indicator", "crime_type", "domain", "domain_value"]
+    part = full[full["domain"] == "victim__household"].set_index(keys).sort_index()
+    pd.testing.assert_frame_equal(part[["estimate", "se", "n", "suppressed"]],
+                                  t.set_index(keys).sort_index()[["estimate", "se", "n", "suppressed"]])
+    assert {f"victim__{g}" for g in data.crime_groups} <= set(full["domain"])

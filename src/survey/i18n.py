@@ -150,7 +150,7 @@ def slug(value) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_")
 
 
-MEASURE_KEYS = {"%": "percent", "per 1,000": "per_1000", "ratio": "ratio", "index": "index"}
+MEASURE_KEYS = {"%": "percent", "per 1,000": "per_1000", "ratio": "ratio", "index": "index", "count": "count"}
 
 _REASONS = (  # data text (survey.quality) -> catalog key, placeholders from the match
     (re.compile(r"^unweighted base below (?P<min>\d+)$"), "reason.base_below"),

@@ -1,6 +1,6 @@
 """Victimization indicators with design-based inference, as one long indicator table.
 
-Definitions follow METHODS.md (UNODC-UNECE Manual, SDG metadata, BJS, ONS).  For crime type (or
+Definitions follow docs/methods.md#indicator-definitions (UNODC-UNECE Manual, SDG metadata, BJS, ONS).  For crime type (or
 group) *C* and domain *D*, on the design of the unit *C* is counted against (households or
 persons), every estimate is computed on the full design with the domain indicator:
 
@@ -41,7 +41,7 @@ TABLE_COLUMNS = [
     "survey", "period", "indicator", "crime_type", "crime_label", "iccs", "unit", "domain", "domain_value",
     "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff", "n", "n_cases", "weighted_base",
     "reliability", "flag_reason", "suppressed", "suppression_reason", "measure", "cap_rule", "definition",
-    "sdg_indicator", "sdg_deviation",
+    "sdg_indicator", "sdg_deviation", "numerator", "denominator",
 ]
 """The indicator table, one row per (indicator, crime type or item, domain, domain value):
 
@@ -75,6 +75,12 @@ cap_rule            the series/cap rule applied to counts
 definition          the indicator's definition, with the unit of count
 sdg_indicator       SDG code where the indicator is an SDG indicator (16.1.3, 16.1.4, 16.3.1)
 sdg_deviation       how this survey's measure differs from the global SDG definition
+numerator           what the estimate counts, in words, on the row's unit (e.g. "households
+                    victimized at least once"; for a count, what is counted)
+denominator         what it is divided by ("households", "victimizations", "persons who
+                    answered"; empty for counts and Gini indices).  Together with ``unit`` and
+                    ``period`` (the reference period the units are counted over) they state
+                    each indicator
 """
 
 
@@ -108,6 +114,12 @@ INDICATORS: dict[str, Indicator] = {
     "reporting_rate_victims": Indicator("Reporting rate (victims)", "%", 100.0,
                                         "Victims who reported at least one victimization to the police / "
                                         "all victims (unit: victims)", "16.3.1"),
+    "victimizations": Indicator("Victimizations", "count", 1.0,
+                                "Estimated number of victimizations in the reference period (weighted total; "
+                                "series and caps as in cap_rule)"),
+    "victims": Indicator("Victims", "count", 1.0,
+                         "Estimated number of persons or households victimized at least once in the reference "
+                         "period (weighted total)"),
     "gini": Indicator("Gini of victimizations", "index", 1.0,
                       "Gini coefficient of victimizations over the population (0 = spread evenly, 1 = all "
                       "suffered by one respondent)"),
@@ -125,7 +137,41 @@ INDICATORS: dict[str, Indicator] = {
 
 VICTIMIZATION_FAMILIES = ("prevalence", "incidence", "concentration", "repeat_victims", "repeat_incidents",
                           "multiple_victimization", "reporting_rate", "reporting_rate_victims", "dark_figure",
-                          "gini", "gini_victims")
+                          "victimizations", "victims", "gini", "gini_victims")
+
+OVER_VICTIMIZATIONS = ("repeat_incidents", "reporting_rate", "dark_figure")
+"""Families whose denominator is victimizations: their ``n`` is the sample victimizations (series
+counted as the spec says, unweighted), ``weighted_base`` the estimated victimizations and
+``n_cases`` the sample victimizations of the numerator (to repeat victims, reported, not
+reported), so that case-count rules (BJS: 10 or fewer) fire on what the share is made of."""
+
+_PARTS = {  # (numerator, denominator) per family; {u}: households or persons
+    "prevalence": ("{u} victimized at least once", "{u}"),
+    "incidence": ("victimizations", "{u}"),
+    "concentration": ("victimizations", "victim {u}"),
+    "repeat_victims": ("victim {u} victimized two or more times", "victim {u}"),
+    "repeat_incidents": ("victimizations of victims victimized two or more times", "victimizations"),
+    "multiple_victimization": ("victim {u} of two or more crime types of the group", "victim {u}"),
+    "reporting_rate": ("victimizations reported to the police", "victimizations"),
+    "reporting_rate_victims": ("victim {u} who reported at least one victimization to the police", "victim {u}"),
+    "dark_figure": ("victimizations not reported to the police (or not known to be)", "victimizations"),
+    "victimizations": ("victimizations", ""),
+    "victims": ("{u} victimized at least once", ""),
+    "gini": ("inequality of victimizations over the {u}", ""),
+    "gini_victims": ("inequality of victimizations over the victim {u}", ""),
+    "feeling_safe": ("{u} feeling very or fairly safe", "{u} who answered"),
+    "worry": ("{u} very worried", "{u} who answered"),
+    "likelihood": ("{u} who think victimization likely", "{u} who answered"),
+    "likert": ("{u} giving the item's positive answers", "{u} who answered"),
+}
+
+
+def numerator_denominator(indicator: str, unit: str) -> tuple[str, str]:
+    """The numerator and denominator of an indicator on its unit, in words."""
+    num, den = _PARTS[indicator]
+    u = {"household": "households", "person": "persons"}.get(unit, f"{unit}s")
+    return num.format(u=u), den.format(u=u)
+
 
 SDG_GLOBAL = {
     "16.1.3": "Proportion of population subjected to physical, psychological or sexual violence in the "
@@ -134,6 +180,12 @@ SDG_GLOBAL = {
     "16.3.1": "Proportion of victims of violence in the previous 12 months who reported their victimization "
               "to competent authorities or other officially recognized conflict resolution mechanisms",
 }
+
+
+SRS_NOTE = ("design without strata or PSUs: standard errors assume simple random sampling with "
+            "replacement of respondents, and are too small if the sample was clustered")
+"""The note an indicator table carries (``attrs["notes"]``) when the spec declares no strata, PSUs
+or replicate weights."""
 
 
 class IndicatorError(SurveyError, ValueError):
@@ -198,7 +250,7 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
         lo, hi = proportion_ci(p, out["se"].to_numpy(dtype=float), 0.95, out["df"].to_numpy(dtype=float), "logit")
         out["ci_low"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, lo))
         out["ci_high"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, hi))
-    elif family in ("incidence", "concentration"):
+    elif family in ("incidence", "concentration", "victimizations", "victims"):
         if "df_effective" in out:  # fewer df when a few PSUs carry the variance (heavy-tailed counts)
             dfe = out["df_effective"].to_numpy(dtype=float)
             out["df"] = np.where(np.isfinite(dfe), np.minimum(out["df"].to_numpy(dtype=float), np.maximum(dfe, 1.0)),
@@ -353,6 +405,77 @@ def _unit_rows_batch(data: SurveyData, unit: str, crimes: list[str], groups: lis
     return rows, multiple, ginis
 
 
+def _count_rows(data: SurveyData, unit: str, counted: list[str], screener: list[str], domains, families):
+    """Victimizations and victims as estimated totals (BJS leads with them), per crime type or
+    group and domain cell, on the full design: ``n__`` (incidence weighting) and ``victim__``.
+    Prevalence-only types (a screener, no count) give victims only."""
+    design = data.design(unit)
+    rows = []
+    for family, prefix, crimes in (("victimizations", "n", counted), ("victims", "victim", counted + screener)):
+        if family not in families or not crimes:
+            continue
+        cols = [f"{prefix}__{c}" for c in crimes]
+        for dom in domains:
+            est = design.total(cols, by=dom)
+            if family == "victims":
+                cases = _positive_counts(design, [f"victim__{c}" for c in crimes], dom)
+            else:
+                cases = _cell_sums(design, [f"k__{c}" for c in crimes], dom)
+            rows.append(_family_rows(data, design, family, est, crimes, dom, cases, unit))
+    return rows
+
+
+def _cell_sums(design, cols, by, weighted: bool = False) -> np.ndarray:
+    """Per (cell, column), in result order: the sum of each column (a name, or an array over the
+    design's rows) over the cell's respondent rows (weighted: times the weight); missing
+    values count 0."""
+    from .estimate import _cells
+
+    cell, keys, _ = _cells(design, by)
+    G, k = len(keys), len(cols)
+    r = np.flatnonzero((cell >= 0) & (design.w > 0))
+    x = np.column_stack([np.nan_to_num(_values(design, c)[r]) for c in cols])
+    if weighted:
+        x = x * design.w[r][:, None]
+    idx = (cell[r][:, None] * k + np.arange(k)).ravel()
+    return np.bincount(idx, x.ravel(), minlength=G * k)
+
+
+def _values(design, c) -> np.ndarray:
+    return c if isinstance(c, np.ndarray) else design.data[c].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _victimization_bases(data: SurveyData, unit: str, rows: list[pd.DataFrame], domains) -> None:
+    """The base of the families over victimizations (:data:`OVER_VICTIMIZATIONS`), in place:
+    ``n`` the sample victimizations (``k__``), ``weighted_base`` the estimated victimizations,
+    ``n_cases`` the numerator's sample victimizations (of repeat victims, reported, not
+    reported: ``krep__`` is the reported ones)."""
+    design = data.design(unit)
+    cols = set(design.data.columns)
+    for out in rows:
+        if not len(out) or out["indicator"].iloc[0] not in OVER_VICTIMIZATIONS:
+            continue
+        fam = out["indicator"].iloc[0]
+        crimes = list(dict.fromkeys(out["crime_type"]))
+        if not {f"k__{c}" for c in crimes} <= cols:
+            continue
+        dom = None if out["domain"].iloc[0] == "overall" else out["domain"].iloc[0]
+        k = [_values(design, f"k__{c}") for c in crimes]
+        n = _cell_sums(design, k, dom)
+        if len(n) != len(out):
+            continue
+        out["n"] = np.rint(n).astype(np.int64)
+        out["weighted_base"] = _cell_sums(design, [f"n__{c}" for c in crimes], dom, weighted=True)
+        if fam == "repeat_incidents":
+            num = _cell_sums(design, [kc * (kc >= 2) for kc in k], dom)
+        elif {f"krep__{c}" for c in crimes} <= cols:
+            num = _cell_sums(design, [f"krep__{c}" for c in crimes], dom)
+            num = n - num if fam == "dark_figure" else num
+        else:
+            continue
+        out["n_cases"] = np.rint(num).astype(np.int64)
+
+
 def _ratio(design, num, den, by):
     """Ratios num_j / den_j; the base (n, weighted_n) is the rows with den > 0 (the victims)."""
     r = design.ratio(num, den, by=by)
@@ -419,8 +542,13 @@ def _perception(data: SurveyData, items, domains, method="auto"):
 
 
 def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators=None, publication=None,
-                    method: str = "auto", **publication_params) -> pd.DataFrame:
+                    method: str = "auto", by_victimization: bool = True, **publication_params) -> pd.DataFrame:
     """All indicators as one long table (columns :data:`TABLE_COLUMNS`).
+
+    by_victimization: also the perception indicators (feeling safe, worry...) among victims and
+    non-victims of each selected crime group (its types when the spec has no groups), as
+    :func:`perception_by_victimization`: domain ``victim__<crime>``, values "victims" and
+    "non-victims".
 
     crime_types: names of types and groups (default: every type and group of the spec).
     domains: domain names (default: every spec domain); "overall" is always included.
@@ -454,6 +582,10 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurveyWarning)
         rows = _all_rows(data, v, crimes, families, dom_list, spec, method)
+        items = [i for i in spec.perception if i.indicator in families]
+        if by_victimization and v is not None and items and crimes:
+            status = [c for c in crimes if c in v.groups] or [c for c in crimes if c in data.crime_types]
+            rows += _perception(data, items, [f"victim__{c}" for c in status], method)
     if not rows:
         raise IndicatorError("no indicator could be computed for this selection")
     return _finish(data, rows, crimes, spec, publication, publication_params, t0,
@@ -487,7 +619,9 @@ def _all_rows(data, v, crimes, families, dom_list, spec, method="auto"):
                 for fam, over in (("gini", "population"), ("gini_victims", "victims")):
                     if fam in families:
                         ginis += _gini_rows(data, unit, counted, udoms, fam, over)
+            _victimization_bases(data, unit, vic, udoms)
             rows += vic
+            rows += _count_rows(data, unit, counted, screener, udoms, families)
             for c in screener:  # one by one: reporting items may exist for some only
                 rows += _victimization(data, unit, [c], udoms,
                                        [f for f in vic_fams if f in ("prevalence", "reporting_rate_victims")])
@@ -501,8 +635,12 @@ def _all_rows(data, v, crimes, families, dom_list, spec, method="auto"):
 def _finish(data, rows, crimes, spec, publication, publication_params, t0, notes):
     v = spec.victimization
     table = pd.concat(rows, ignore_index=True)
+    status = table["domain"].astype(str).str.startswith("victim__")
+    if status.any():  # perceptions by victimization status: the victim__ column as a domain
+        victim = pd.to_numeric(table.loc[status, "domain_value"], errors="coerce")
+        table.loc[status, "domain_value"] = np.where(victim > 0, "victims", "non-victims")
     table["survey"] = spec.survey
-    table["period"] = spec.period or ""
+    table["period"] = data.reference_period
     meta = {c: _crime_meta(data, c) for c in crimes} if v is not None else {}
     perc = {i.name: i for i in spec.perception}
     table["crime_label"] = [meta[c][0] if c in meta else (perc[c].label or c) for c in table["crime_type"]]
@@ -510,6 +648,9 @@ def _finish(data, rows, crimes, spec, publication, publication_params, t0, notes
     table["measure"] = table["indicator"].map(lambda f: INDICATORS[f].measure)
     table["cap_rule"] = np.where(table["indicator"].isin(VICTIMIZATION_FAMILIES), _cap_rule(data), "")
     table["definition"] = table["indicator"].map(lambda f: INDICATORS[f].definition)
+    parts = {k: numerator_denominator(*k) for k in set(zip(table["indicator"], table["unit"]))}
+    table["numerator"] = [parts[k][0] for k in zip(table["indicator"], table["unit"])]
+    table["denominator"] = [parts[k][1] for k in zip(table["indicator"], table["unit"])]
     sdg, dev = [], []
     for f, c in zip(table["indicator"], table["crime_type"]):
         code, deviation = _sdg(data, f, c, meta, perc)
@@ -526,6 +667,9 @@ def _finish(data, rows, crimes, spec, publication, publication_params, t0, notes
     table = apply_rule(table, preset, **params)
     out = table[TABLE_COLUMNS].reset_index(drop=True)
     out.attrs["publication_rule"] = table.attrs.get("publication_rule")
+    d = spec.design
+    if d.replicate is None and not d.strata and not d.psu:
+        notes = [SRS_NOTE] + list(notes)
     out.attrs["notes"] = notes  # e.g. respondents with a missing domain value (also in the accounting)
     out.attrs["seconds"] = time.perf_counter() - t0
     return out
@@ -566,11 +710,8 @@ def perception_by_victimization(data: SurveyData, crime_types=None, publication=
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurveyWarning)
         rows = _perception(data, list(spec.perception), [f"victim__{c}" for c in crimes])
-    out = _finish(data, rows, [], spec, publication, publication_params, t0,
-                  sorted({str(w.message) for w in caught}))
-    victim = pd.to_numeric(out["domain_value"], errors="coerce")
-    out["domain_value"] = np.where(victim > 0, "victims", "non-victims")
-    return out
+    return _finish(data, rows, [], spec, publication, publication_params, t0,
+                   sorted({str(w.message) for w in caught}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ INDICATOR_COLUMNS = [
     "survey", "period", "indicator", "crime_type", "crime_label", "iccs", "unit", "domain", "domain_value",
     "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff", "n", "n_cases", "weighted_base",
     "reliability", "flag_reason", "suppressed", "suppression_reason", "measure", "cap_rule", "definition",
-    "sdg_indicator", "sdg_deviation",
+    "sdg_indicator", "sdg_deviation", "numerator", "denominator",
 ]
 """``survey.indicators.TABLE_COLUMNS`` (the indicator table schema; equal, by a test)."""
 
