@@ -277,3 +277,24 @@ def test_combine_errors(tmp_path):
     (tmp_path / "s.yaml").write_text(text)
     with pytest.raises(SpecError, match="combine.weights"):
         read_spec(tmp_path / "s.yaml")
+
+
+def test_stata_extended_missing_codes(tmp_path):
+    """A Stata file whose "don't know" is an extended missing value (.a) and "refused" .b: out of
+    the base, the numeric answers still compared as codes (1 yes, 2 no)."""
+    df = pd.DataFrame({"id": [1.0, 2, 3, 4, 5, 6], "w": [1.0, 2, 1, 1, 3, 1],
+                       "scr": pd.Series([1, 2, "a", "b", 1, 2], dtype=object),
+                       "safe": pd.Series([1, 3, 4, "a", 2, 1], dtype=object)})
+    pyreadstat.write_dta(df, str(tmp_path / "f.dta"), missing_user_values={"scr": ["a", "b"], "safe": ["a"]})
+    (tmp_path / "s.yaml").write_text(
+        "schema_version: 1\nsurvey: st\nfiles:\n  r: {path: f.dta, unit: person, keys: [id]}\n"
+        "design: {file: r, weights: w}\nvictimization:\n  source: respondent\n  types:\n"
+        "    - {name: x, unit: person, victim: {variable: scr, yes: [1]}}\n"
+        "perception:\n  - {name: safe, variable: safe, indicator: feeling_safe, positive: [1, 2]}\n")
+    data = load(tmp_path / "s.yaml")
+    np.testing.assert_array_equal(data.respondents["victim__x"], [1, 0, np.nan, np.nan, 1, 0])
+    np.testing.assert_array_equal(data.respondents["perc__safe"], [1, 0, 0, np.nan, 1, 1])
+    t = indicator_table(data, publication="none").set_index(["indicator", "domain"])
+    assert t.loc[("prevalence", "overall"), "estimate"] == pytest.approx(100 * (1 + 3) / (1 + 2 + 3 + 1))
+    acc = data.accounting
+    assert acc[(acc.step == "item nonresponse")].rows.sum() == 2

@@ -150,10 +150,14 @@ def _in(values: pd.Series, codes) -> np.ndarray:
     codes = list(codes)
     if not codes:
         return np.zeros(len(values), dtype=bool)
+    num = pd.to_numeric(pd.Series(codes, dtype=object), errors="coerce").dropna().to_numpy(dtype=float)
     if pd.api.types.is_numeric_dtype(values.dtype):
-        num = pd.to_numeric(pd.Series(codes), errors="coerce").dropna().to_numpy(dtype=float)
         return np.isin(values.to_numpy(dtype=float, na_value=np.nan), num)
-    return values.astype(str).isin([str(c) for c in codes]).to_numpy()
+    # text, or numbers mixed with Stata/SAS extended missing codes ("a", ".b"): numbers compare
+    # as numbers (1.0 is code 1), the rest as text
+    as_num = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    text = values.astype(str).isin([str(c) for c in codes]).to_numpy()
+    return np.isin(as_num, num) | (text & values.notna().to_numpy())
 
 
 def _code_counts(values: pd.Series, mask: np.ndarray, limit: int = 8) -> str:
