@@ -97,6 +97,12 @@ CASES = [
          extra=("year !=", "not valid")),
     Case("respondents_bad_syntax", SpecError, _spec("respondents_bad_syntax"), "files.households.respondents",
          extra=("resp = = 1", "not valid")),
+    Case("expression_attribute_access", SpecError, _spec("expression_attribute_access"),
+         "victimization.exclude.0.where", extra=("a call at column 1", "not allowed")),
+    Case("expression_call", SpecError, _spec("expression_call"), "files.households.respondents",
+         extra=("a call", "not allowed")),
+    Case("expression_lambda", SpecError, _spec("expression_lambda"), "victimization.exclude.0.where",
+         extra=("not allowed",)),
     # --- the data files ------------------------------------------------------------------------
     Case("data_missing", FileReadError, "households_missing.sav", extra=("not found",)),
     Case("data_is_directory", FileReadError, "data_is_directory/households.sav", extra=("directory",)),

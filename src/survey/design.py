@@ -163,12 +163,14 @@ class _Base:
     def subset(self, condition) -> _Base:
         """Domain design, as R's ``subset(design, ...)``: the full design is kept.
 
-        ``condition``: a boolean array/Series aligned with the data, or a pandas ``eval``
-        expression such as ``"stype == 'H'"``.  Rows outside the domain still count as PSUs with
+        ``condition``: a boolean array/Series aligned with the data, or a condition of the
+        expression language of :mod:`survey.expr` such as ``"stype == 'H'"``.  Rows outside the domain still count as PSUs with
         zero contributions, so standard errors are right (never subset the data first).
         """
-        if isinstance(condition, str):
-            mask = self.data.eval(condition)
+        if isinstance(condition, str):  # a condition of survey.expr (never evaluated as code)
+            from .expr import evaluate
+
+            mask = evaluate(condition, self.data)
         else:
             mask = condition
         mask = np.asarray(pd.Series(mask).fillna(False).to_numpy(), dtype=bool) if not isinstance(

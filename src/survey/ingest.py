@@ -137,12 +137,15 @@ class _Accounting:
 
 
 def _eval(df: pd.DataFrame, expr: str, where: str) -> np.ndarray:
+    """A spec condition on the rows of ``df`` (``survey.expr``: never evaluated as code)."""
+    from .expr import ExpressionError, evaluate
+
     try:
-        out = df.eval(expr)
-    except Exception as e:  # pandas raises many kinds here
-        raise IngestError(f"{where}: expression '{expr}' failed: {e.__class__.__name__}: {e}") from None
-    out = pd.Series(out, index=df.index) if np.ndim(out) == 0 else pd.Series(out)
-    return out.fillna(False).astype(bool).to_numpy()
+        return evaluate(expr, df)
+    except ExpressionError as e:
+        raise IngestError(f"{where}: {e}") from None
+    except SurveyError as e:
+        raise IngestError(f"{where}: {e}") from None
 
 
 def _in(values: pd.Series, codes) -> np.ndarray:

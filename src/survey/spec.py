@@ -9,7 +9,6 @@ problem into one ``SpecError`` line naming the spec file and the key.
 
 from __future__ import annotations
 
-import ast
 import difflib
 from pathlib import Path
 from typing import Any, Literal
@@ -511,16 +510,12 @@ def read_spec(path: str | Path) -> SurveySpec:
 
 
 def expression_names(expr: str) -> set[str]:
-    """Column names used by a pandas ``eval`` expression (backtick-quoted names included)."""
-    import re
+    """Column names a condition reads (``survey.expr``: the conditions are data, parsed and
+    checked by the project, never evaluated as code).  A condition outside the expression
+    language is a ``SpecError`` naming what is refused and where."""
+    from .expr import ExpressionError, parse
 
-    names = set(re.findall(r"`([^`]+)`", expr))
-    cleaned = re.sub(r"`[^`]+`", "0", expr)
     try:
-        tree = ast.parse(cleaned, mode="eval")
-    except SyntaxError as e:
-        raise SpecError(f"expression '{expr}' is not valid: {e.msg}") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in {"True", "False", "None", "and", "or", "not"}:
-            names.add(node.id)
-    return names
+        return set(parse(expr).names)
+    except ExpressionError as e:
+        raise SpecError(str(e)) from None

@@ -397,6 +397,14 @@ def cases() -> dict[str, tuple[str, str | None, dict[str, bytes | None]]]:
          variant(S, ('where: "year != 2024"', 'where: "year !="')))
     case("respondents_bad_syntax", "the respondents rule is not a valid expression ('resp = = 1')",
          variant(S, ('respondents: "resp == 1"', 'respondents: "resp = = 1"')))
+    # --- conditions that would run code (specs are data: refused when the spec is read) -------
+    case("expression_attribute_access", "the exclusion rule reaches os.system through attribute access",
+         variant(S, ('where: "year != 2024"',
+                     "where: \"year.__class__.__init__.__globals__['sys'].modules['os'].system('touch pwned')\"")))
+    case("expression_call", "the respondents rule calls __import__",
+         variant(S, ('respondents: "resp == 1"', "respondents: \"__import__('os').system('touch pwned') == 0\"")))
+    case("expression_lambda", "the series-free exclusion rule is a lambda",
+         variant(S, ('where: "year != 2024"', 'where: "(lambda: 1)() == 1"')))
 
     # --- codes outside the declared value sets -----------------------------------------------
     case("domain_code_without_label", "region code 3 (3 households) has no label in domains.region.labels",
