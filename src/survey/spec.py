@@ -437,9 +437,20 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"spec {source}: {where}: {msg}{more}"
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when available
     """YAML 1.2 booleans: only true/false.  YAML 1.1 would read the keys ``on``, ``yes`` and
     ``no`` (link keys, reporting codes) as booleans."""
+
+
+YAML_MAX_BYTES = 2_000_000
+"""Largest spec or parameter file read (a spec is a few KB)."""
+YAML_MAX_NODES = 100_000
+"""Most YAML nodes a document may hold once its aliases are expanded (nested aliases can
+otherwise make a 1 KB file expand to gigabytes)."""
+
+
+class YamlRefused(ValueError):
+    """A YAML document is too large once expanded, or repeats a key."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -452,8 +463,44 @@ for _first in "tTfF":
 
 
 def load_yaml(text: str):
-    """Parse YAML with YAML 1.2 booleans (see ``_Loader``)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML with YAML 1.2 booleans (see ``_Loader``), refusing (``YamlRefused``) a
+    document of more than :data:`YAML_MAX_BYTES`, of more than :data:`YAML_MAX_NODES` nodes
+    once aliases are expanded, or with a key given twice in one mapping."""
+    if len(text) > YAML_MAX_BYTES:
+        raise YamlRefused(f"the file is {len(text):,} characters long (at most {YAML_MAX_BYTES:,})")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root) -> None:
+    """Count the nodes as a reader of the expanded document would see them (an alias is its
+    anchor's nodes again), stopping at the limit; refuse repeated mapping keys."""
+    seen = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > YAML_MAX_NODES:
+            raise YamlRefused(f"more than {YAML_MAX_NODES:,} values once its aliases (*) are expanded")
+        if isinstance(node, yaml.MappingNode):
+            keys: dict = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in keys:
+                        raise YamlRefused(f"the key '{k.value}' is given twice in one mapping (lines "
+                                          f"{keys[k.value] + 1} and {k.start_mark.line + 1})")
+                    keys[k.value] = k.start_mark.line
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> SurveySpec:
@@ -489,6 +536,10 @@ def read_yaml_file(path: Path, error: type[Exception], where: str, missing: str 
     """The YAML document in ``path``; a missing or unreadable file or a syntax error is one
     ``error`` line starting with ``where`` (e.g. "spec x.yaml: ")."""
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO, a device...
+            raise error(f"{where}not a regular file")
+        if path.is_file() and path.stat().st_size > YAML_MAX_BYTES:
+            raise error(f"{where}the file is {path.stat().st_size:,} bytes (at most {YAML_MAX_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{where}{missing}") from None
@@ -496,6 +547,10 @@ def read_yaml_file(path: Path, error: type[Exception], where: str, missing: str 
         raise error(f"{where}cannot be read ({e.__class__.__name__}: {e})") from None
     try:
         return load_yaml(text)
+    except YamlRefused as e:
+        raise error(f"{where}{e}") from None
+    except RecursionError:
+        raise error(f"{where}nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
