@@ -265,7 +265,7 @@ def _read(spec: SurveySpec, spec_path: Path | None, name: str, columns: set[str]
 
     f = spec.files[name]
     path = _resolve(spec_path, f.path)
-    df, meta = read(path, columns=sorted(columns) if columns else None)
+    df, meta = read(path, columns=sorted(columns) if columns else None, encoding=f.encoding)
     acc.add("read", name, len(df), f"{path.name}: {len(df.columns)} columns read")
     if f.unit != "incident":
         _keep_original_codes(df, meta, _item_columns(spec))
@@ -309,7 +309,7 @@ def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> 
             continue
         cols = need[name] | _weight_columns(spec, name, frames)
         if name == spec.design.file and spec.design.replicate_needs_all_columns():
-            cols = set()  # a regex for replicate weights is matched against every column
+            cols |= _replicate_matches(spec, spec_path, name)  # the regex matched on the header only
         frames[name], metas[name] = _read(spec, spec_path, name, cols, acc)
     dname = spec.design.file
     dfile = spec.files[dname]
@@ -577,6 +577,31 @@ def _weight_columns(spec: SurveySpec, name: str, frames) -> set[str]:
     return set()
 
 
+def _replicate_matches(spec: SurveySpec, spec_path, name: str) -> set[str]:
+    """Columns of the design file matched by the replicate-weight regular expression(s), from
+    the file's header (no data read)."""
+    import re
+
+    from .io import columns_of
+
+    f = spec.files[name]
+    header = columns_of(_resolve(spec_path, f.path), encoding=f.encoding)
+    rc = spec.design.replicate.columns
+    out: set[str] = set()
+    for part in (rc.values() if isinstance(rc, dict) else [rc]):
+        if isinstance(part, str):
+            try:
+                rx = re.compile(part)
+            except re.error as e:
+                raise SpecError(f"design.replicate.columns: '{part}' is not a regular expression: {e}") from None
+            out |= {c for c in header if rx.search(c)}
+    return out
+
+
+MAX_WEIGHT = 1e10
+"""A weight above this (more units than any population) is an error, not a weight."""
+
+
 def _check_design_columns(data: SurveyData, path: str, acc: _Accounting) -> None:
     d = data.spec.design
     resp = data.respondents
@@ -585,6 +610,16 @@ def _check_design_columns(data: SurveyData, path: str, acc: _Accounting) -> None
         if wcol not in resp.columns:
             raise column_not_found(wcol, resp.columns, "weight", path)
         w = pd.to_numeric(resp[wcol], errors="coerce")
+        text = w.isna() & resp[wcol].notna()
+        if (text & is_resp).any():
+            raise IngestError(f"{path}: weight '{wcol}' is not a number for {int((text & is_resp).sum())} "
+                              f"respondents ({_code_counts(resp[wcol], (text & is_resp).to_numpy(), 3)})")
+        huge = ~np.isfinite(w.fillna(0.0)) | (w > MAX_WEIGHT)
+        if (huge & is_resp).any():
+            rows = np.flatnonzero((huge & is_resp).to_numpy())
+            raise IngestError(f"{path}: weight '{wcol}' is infinite or above {MAX_WEIGHT:g} for {len(rows)} "
+                              f"respondents (rows {', '.join(str(r + 1) for r in rows[:5])}"
+                              f"{', ...' if len(rows) > 5 else ''})")
         bad_nan = int((w.isna() & is_resp).sum())
         if bad_nan:
             raise IngestError(f"{path}: weight '{wcol}' is missing for {bad_nan} respondents")

@@ -194,6 +194,7 @@ def read(
     columns: list[str] | str | None = None,
     row_limit: int | None = None,
     multiprocess: bool | None = None,
+    encoding: str | None = None,
 ) -> tuple[pd.DataFrame, Metadata]:
     """Read a survey data file into a DataFrame of codes, and its :class:`Metadata`.
 
@@ -219,6 +220,10 @@ def read(
         :data:`MULTIPROCESS_MAX_COLUMN_SHARE` of the file's columns are read and there are at
         least 2 CPUs. Ignored for the other formats (pyarrow reads Parquet with threads already).
         ``meta.multiprocess`` says whether it was used.
+    encoding
+        CSV only: the text encoding (default UTF-8, checked on the whole file: a file in
+        another encoding is an error naming the line, never read as mojibake).  The field
+        separator is detected from the header line: ``,``, ``;``, tab or ``|``.
 
     Returns
     -------
@@ -251,6 +256,8 @@ def read(
         raise FileReadError(f"file not found: {path}")
     if path.is_dir():
         raise FileReadError(f"not a file: {path} is a directory")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise FileReadError(f"not a regular file: {path}")
     ext = _extension(path)
     wanted = _as_columns(columns)
     if wanted == []:
@@ -263,8 +270,40 @@ def read(
     if ext in _PYREADSTAT:
         return _read_pyreadstat(path, ext, wanted, row_limit, multiprocess)
     if ext == ".csv":
-        return _read_csv(path, wanted, row_limit)
+        return _read_csv(path, wanted, row_limit, encoding)
     return _read_parquet(path, wanted, row_limit)
+
+
+def columns_of(path: str | os.PathLike, encoding: str | None = None) -> list[str]:
+    """The column names of a data file, from its header only (no data read): to match a
+    regular expression (replicate weights) before reading just those columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileReadError(f"file not found: {path}" if not path.exists() else f"not a regular file: {path}")
+    ext = _extension(path)
+    _check_file(path, ext)
+    if ext in _PYREADSTAT:
+        import pyreadstat
+
+        fname, _ = _PYREADSTAT[ext]
+        try:
+            _, header = getattr(pyreadstat, fname)(str(path), metadataonly=True)
+        except MemoryError:
+            raise
+        except Exception as e:
+            raise _unreadable(path, ext, e) from None
+        return list(header.column_names)
+    if ext == ".csv":
+        return _csv_header(path, encoding)[0]
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise _unreadable(path, ext, e) from None
+    return [n for n in names if not n.startswith("__index_level_")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,26 +602,78 @@ def _missing_codes(rows: list[tuple[str, Any, int]]) -> pd.DataFrame:
 # CSV and Parquet
 
 
-def _read_csv(path: Path, wanted, row_limit):
-    ext = ".csv"
+CSV_SEPARATORS = (",", ";", "\t", "|")
+
+
+def _csv_header(path: Path, encoding: str | None) -> tuple[list[str], str, str]:
+    """(column names, separator, encoding) of a CSV file: the whole file must decode in the
+    encoding (UTF-8 unless declared), the separator is the one of ``, ; tab |`` that splits
+    the header line, and no two columns may share a name."""
+    import codecs
+    import csv
+
+    enc = encoding or "utf-8"
     try:
-        file_columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        decoder = codecs.getincrementaldecoder(enc)("strict")
+    except LookupError:
+        raise FileFormatError(f"{path}: unknown encoding '{enc}'") from None
+    first = None
+    line_no, done = 1, 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                at = line_no + chunk[:e.start].count(b"\n")
+                hint = "; declare the file's encoding in the spec (encoding: latin-1, cp1252...)" \
+                    if encoding is None else ""
+                raise FileFormatError(f"{path} is not {enc} text: byte 0x{chunk[e.start]:02x} on line {at}"
+                                      f"{hint}") from None
+            if first is None:
+                first = text
+            elif len(first) < 65536:
+                first += text
+            line_no += chunk.count(b"\n")
+            done += len(chunk)
+            if not chunk:
+                break
+    head = (first or "").lstrip("\ufeff").splitlines()[0] if (first or "").strip() else ""
+    if not head:
+        raise FileFormatError(f"{path} has no header line (an empty CSV file)")
+    counts = {sep: len(next(csv.reader([head], delimiter=sep))) for sep in CSV_SEPARATORS}
+    sep = max(CSV_SEPARATORS, key=lambda c: (counts[c], c == ","))
+    names = [c.strip() for c in next(csv.reader([head], delimiter=sep))]
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise FileFormatError(f"{path}: {len(dup)} column name(s) appear more than once in the header "
+                              f"({', '.join(repr(d) for d in dup[:5])}); each column needs its own name")
+    return names, sep, enc
+
+
+def _read_csv(path: Path, wanted, row_limit, encoding=None):
+    ext = ".csv"
+    file_columns, sep, enc = _csv_header(path, encoding)
+    try:
+        pd_cols = [str(c) for c in pd.read_csv(path, nrows=0, sep=sep, encoding=enc).columns]
     except MemoryError:
         raise
     except pd.errors.EmptyDataError:
         raise FileFormatError(f"{path} has no header line (an empty CSV file)") from None
     except Exception as e:
         raise FileFormatError(f"{path} is not a readable CSV file: {_first_line(e)}") from None
+    file_columns = pd_cols
     cols = _check_columns(path, wanted, file_columns)
     try:
         if row_limit is None:  # pyarrow checks every line's field count, even with usecols
-            df = pd.read_csv(path, usecols=cols if wanted is not None else None, engine="pyarrow")
+            df = pd.read_csv(path, usecols=cols if wanted is not None else None, engine="pyarrow", sep=sep,
+                             encoding=enc)
         else:  # a preview: no usecols, so the C parser checks the field counts
-            df = pd.read_csv(path, nrows=row_limit)[cols]
+            df = pd.read_csv(path, nrows=row_limit, sep=sep, encoding=enc)[cols]
     except MemoryError:
         raise
     except Exception as e:
-        bad = _ragged_line(path, len(file_columns))
+        bad = _ragged_line(path, len(file_columns), sep, enc)
         if bad:
             raise FileFormatError(f"{path} is not a readable CSV file: line {bad[0]} has {bad[1]} fields, "
                                   f"the header has {len(file_columns)}") from None
@@ -593,12 +684,12 @@ def _read_csv(path: Path, wanted, row_limit):
     return df, meta
 
 
-def _ragged_line(path: Path, n_fields: int):
+def _ragged_line(path: Path, n_fields: int, sep: str = ",", encoding: str = "utf-8"):
     """(line number, fields) of the first line whose field count is not the header's."""
     import csv
 
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        for i, row in enumerate(csv.reader(fh), start=1):
+    with open(path, newline="", encoding=encoding, errors="replace") as fh:
+        for i, row in enumerate(csv.reader(fh, delimiter=sep), start=1):
             if row and len(row) != n_fields:
                 return i, len(row)
     return None
@@ -619,6 +710,11 @@ def _read_parquet(path: Path, wanted, row_limit):
         raise _unreadable(path, ext, e) from None
     file_columns = [n for n in schema.names if not n.startswith("__index_level_")]
     cols = _check_columns(path, wanted, file_columns)
+    nested = [(c, str(schema.field(c).type)) for c in cols if pa.types.is_nested(schema.field(c).type)]
+    if nested:
+        c, t = nested[0]
+        raise FileFormatError(f"{path}: column '{c}' holds nested values ({t}); survey variables are one "
+                              f"number or text per row ({len(nested)} such column(s))")
     try:
         if row_limit is None or row_limit >= n_rows:
             table = pf.read(columns=cols, use_pandas_metadata=False)

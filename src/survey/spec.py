@@ -72,6 +72,19 @@ class FileSpec(_Model):
     respondents: str | None = None  # expression: rows that are respondents
     columns: list[str] = Field(default_factory=list)  # extra columns to keep
     combine: CombineSpec | None = None  # rows that are one unit over the reference period
+    encoding: str | None = None  # CSV files: the text encoding (default UTF-8)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v):
+        import codecs
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"unknown encoding '{v}' (e.g. utf-8, latin-1, cp1252)") from None
+        return v
 
 
 class ReplicateSpec(_Model):
@@ -213,6 +226,15 @@ class CapRule(_Model):
 
     @model_validator(mode="after")
     def _needs_value(self):
+        import math
+
+        for v in [self.value] + list((self.values or {}).values()):
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"a cap must be a finite number, not {v}")
+        if self.rule == "fixed":
+            bad = [v for v in [self.value] + list((self.values or {}).values()) if v is not None and v < 1]
+            if bad:
+                raise ValueError(f"a fixed cap is a number of victimizations per respondent, at least 1 (not {bad[0]:g})")
         if self.rule == "fixed" and self.value is None and not self.values:
             raise ValueError("cap rule 'fixed' needs a value or values per crime type")
         if self.rule == "percentile" and self.value is None:
@@ -344,15 +366,28 @@ class DomainSpec(_Model):
 
 class PublicationSpec(_Model):
     preset: Literal["bjs", "ons", "cv_bands", "custom", "none"] = "none"
-    min_base: int | None = None
-    min_cases: int | None = None
+    min_base: int | None = Field(default=None, ge=0, le=10_000_000)
+    min_cases: int | None = Field(default=None, ge=0, le=10_000_000)
     max_cv: float | None = None
     cv_bands: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _finite(self):
+        import math
+
+        if self.max_cv is not None and not (math.isfinite(self.max_cv) and self.max_cv > 0):
+            raise ValueError(f"max_cv is a coefficient of variation above 0 (e.g. 0.5), not {self.max_cv}")
+        if self.cv_bands is not None:
+            b = list(self.cv_bands)
+            if not b or not all(math.isfinite(x) and x > 0 for x in b) or sorted(b) != b or len(set(b)) != len(b):
+                raise ValueError(f"cv_bands are increasing coefficients of variation above 0 (e.g. [0.15, 0.3]), "
+                                 f"not {b}")
+        return self
 
 
 class SurveySpec(_Model):
     schema_version: Literal[1] = 1
-    survey: str
+    survey: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # used in file and folder names
     title: str | None = None
     period: str | None = None
     source: str | None = None
@@ -374,6 +409,9 @@ class SurveySpec(_Model):
         for name, f in self.files.items():
             if f.link and f.link.to not in files:
                 raise ValueError(f"files.{name}.link.to '{f.link.to}' is not one of the files")
+            if f.respondents and name != self.design.file:
+                raise ValueError(f"files.{name}.respondents: the respondents rule applies to the design file "
+                                 f"('{self.design.file}') only; it would be ignored here")
             if f.combine is not None and name != self.design.file:
                 raise ValueError(f"files.{name}.combine: rows are combined into units on the design file "
                                  f"('{self.design.file}') only")
