@@ -297,7 +297,8 @@ def load(spec: str | Path | SurveySpec, spec_path: str | Path | None = None) -> 
     acc = _Accounting()
     need = _needed_columns(spec)
     for dom in spec.domains.values():
-        need[dom.file or spec.design.file].add(dom.variable)
+        if dom.variable is not None:
+            need[dom.file or spec.design.file].add(dom.variable)
     for item in spec.perception:
         need[spec.design.file].add(item.variable)
         if item.follow_up is not None:
@@ -1064,9 +1065,38 @@ def _perception(data: SurveyData, path: str, acc: _Accounting) -> None:
         data.respondents = pd.concat([resp, pd.DataFrame(cols, index=resp.index)], axis=1)
 
 
+CROSS = " × "
+"""Joins the values of crossed domains in their published value ("Female × 16-24")."""
+
+
+def _cross(resp: pd.DataFrame, parts: list[str]) -> pd.Categorical:
+    """The cross of categorical domains: a value for each observed combination, in the order of
+    the parts' categories; missing where any part is missing."""
+    cats = [resp[p].cat for p in parts]
+    codes = np.column_stack([c.codes for c in cats])
+    ok = (codes >= 0).all(axis=1)
+    sizes = [len(c.categories) for c in cats]
+    key = np.zeros(len(resp), dtype=np.int64)
+    for j, k in enumerate(sizes):
+        key = key * k + np.where(ok, codes[:, j], 0)
+    seen = np.unique(key[ok])
+    labels = []
+    for v in seen:
+        parts_idx = []
+        for k in reversed(sizes):
+            parts_idx.append(v % k)
+            v //= k
+        labels.append(CROSS.join(str(c.categories[i]) for c, i in zip(cats, reversed(parts_idx))))
+    pos = np.searchsorted(seen, key)
+    return pd.Categorical.from_codes(np.where(ok, pos, -1), categories=labels)
+
+
 def _domains(data: SurveyData, frames, spec_path, acc: _Accounting) -> None:
     resp = data.respondents
+    crossed = {n: d for n, d in data.spec.domains.items() if d.cross is not None}
     for name, dom in data.spec.domains.items():
+        if dom.cross is not None:
+            continue
         fpath = _resolve(spec_path, data.spec.files[dom.file or data.spec.design.file].path).name
         if dom.variable not in resp.columns:
             raise column_not_found(dom.variable, resp.columns, f"domain '{name}'",
@@ -1112,3 +1142,9 @@ def _domains(data: SurveyData, frames, spec_path, acc: _Accounting) -> None:
         if missing:
             acc.add("domain missing", data.spec.design.file, missing, f"{name}: respondents with no value")
         resp[name] = out
+    for name, dom in crossed.items():
+        resp[name] = _cross(resp, list(dom.cross))
+        missing = int((resp[name].isna() & resp["_respondent"]).sum())
+        if missing:
+            acc.add("domain missing", data.spec.design.file, missing,
+                    f"{name}: respondents with no value in one of {', '.join(dom.cross)}")

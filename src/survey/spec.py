@@ -30,6 +30,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+LANGUAGE = __import__("re").compile(r"^[a-z]{2}(-[A-Z]{2})?$")
+
+
+def _split_text(value, where: str):
+    """A label given in several languages (``{en: Burglary, fr: Cambriolage}``): (the English
+    text, or the first given, for the tables; the mapping for translations)."""
+    if not isinstance(value, dict):
+        return value, None
+    if not value:
+        raise ValueError(f"{where}: a label in several languages needs at least one language")
+    bad = [k for k in value if not isinstance(k, str) or not LANGUAGE.match(k)]
+    if bad:
+        raise ValueError(f"{where}: '{bad[0]}' is not a language code (en, fr, es, pt-BR...)")
+    if not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"{where}: each language's label is text")
+    return value.get("en", next(iter(value.values()))), dict(value)
+
+
+class _Labelled(_Model):
+    """A model whose ``label`` may be given per language: ``label`` holds the English (or first)
+    text that the tables carry, ``label_i18n`` every language's."""
+
+    label_i18n: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _languages(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("label"), dict):
+            data = dict(data)
+            data["label"], data["label_i18n"] = _split_text(data["label"], "label")
+        return data
+
+
 # ---------------------------------------------------------------------------------------------
 # files and design
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +213,7 @@ class ReportedItem(_Model):
     unknown: list[Code] = Field(default_factory=list)
 
 
-class CrimeType(_Model):
+class CrimeType(_Labelled):
     name: str
     label: str | None = None
     iccs: str | None = None
@@ -325,7 +358,7 @@ class FollowUp(_Model):
     variable: str
 
 
-class PerceptionItem(_Model):
+class PerceptionItem(_Labelled):
     name: str
     variable: str
     follow_up: FollowUp | None = None
@@ -337,8 +370,14 @@ class PerceptionItem(_Model):
     sdg: str | None = None
 
 
-class DomainSpec(_Model):
-    variable: str
+class DomainSpec(_Labelled):
+    """A domain: one variable (with labels, bands or a recode), or the cross of two or three
+    other domains (``cross: [sex, age_band]``: cells "Female × 16-24").  ``translations``
+    gives the published values in other languages (``{fr: {Owned: Propriétaire}}``); value
+    labels may also be given per language (``labels: {1: {en: North, fr: Nord}}``)."""
+
+    variable: str | None = None
+    cross: list[str] | None = None
     label: str | None = None
     units: list[Literal["household", "person"]] | None = None  # rates it applies to (default: all)
     labels: dict[Code, str] | None = None
@@ -347,9 +386,36 @@ class DomainSpec(_Model):
     file: str | None = None  # defaults to the design file
     # a tile-grid map of the domain for dashboards: published value (label) -> [row, column]
     tile_grid: dict[str, tuple[int, int]] | None = None
+    translations: dict[str, dict[str, str]] | None = None  # language -> published value -> text
+
+    @model_validator(mode="before")
+    @classmethod
+    def _value_languages(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("labels"), dict) and any(
+                isinstance(v, dict) for v in data["labels"].values()):
+            data = dict(data)
+            plain, tr = {}, dict(data.get("translations") or {})
+            for code, text in data["labels"].items():
+                en, langs = _split_text(text, f"labels.{code}")
+                plain[code] = en
+                for lang, t in (langs or {}).items():
+                    tr.setdefault(lang, {})[en] = t
+            data["labels"], data["translations"] = plain, tr
+        return data
 
     @model_validator(mode="after")
     def _one_transform(self):
+        if (self.variable is None) == (self.cross is None):
+            raise ValueError("a domain has a variable, or crosses other domains (cross: [a, b]), not both")
+        if self.cross is not None:
+            if not 2 <= len(self.cross) <= 3 or len(set(self.cross)) != len(self.cross):
+                raise ValueError("cross names two or three different domains")
+            if self.labels or self.bands or self.recode or self.file:
+                raise ValueError("a crossed domain takes its values from the domains it crosses "
+                                 "(no labels, bands, recode or file)")
+        for lang in self.translations or {}:
+            if not LANGUAGE.match(lang):
+                raise ValueError(f"translations: '{lang}' is not a language code (en, fr, es, pt-BR...)")
         if self.bands is not None and self.recode is not None:
             raise ValueError("a domain takes bands or recode, not both")
         if self.tile_grid is not None:
@@ -389,6 +455,7 @@ class SurveySpec(_Model):
     schema_version: Literal[1] = 1
     survey: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # used in file and folder names
     title: str | None = None
+    title_i18n: dict[str, str] | None = None  # title: {en: ..., fr: ...}
     period: str | None = None
     source: str | None = None
     licence: str | None = None
@@ -398,6 +465,37 @@ class SurveySpec(_Model):
     perception: list[PerceptionItem] = Field(default_factory=list)
     domains: dict[str, DomainSpec] = Field(default_factory=dict)
     publication: PublicationSpec = Field(default_factory=PublicationSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _title_languages(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("title"), dict):
+            data = dict(data)
+            data["title"], data["title_i18n"] = _split_text(data["title"], "title")
+        return data
+
+    def translations(self) -> list[dict]:
+        """Every label the spec gives in other languages, as rows (kind, name, value,
+        language, text): kind ``title``, ``crime`` (name = crime type), ``item`` (perception
+        item), ``domain`` (name = domain; its label) and ``value`` (name = domain, value = the
+        published value).  Published beside the indicator table so that reports and dashboards
+        can speak the reader's language without the spec."""
+        rows = [{"kind": "title", "name": self.survey, "value": "", "language": k, "text": t}
+                for k, t in (self.title_i18n or {}).items()]
+        v = self.victimization
+        for t in (v.types if v else []):
+            rows += [{"kind": "crime", "name": t.name, "value": "", "language": k, "text": x}
+                     for k, x in (t.label_i18n or {}).items()]
+        for i in self.perception:
+            rows += [{"kind": "item", "name": i.name, "value": "", "language": k, "text": x}
+                     for k, x in (i.label_i18n or {}).items()]
+        for name, d in self.domains.items():
+            rows += [{"kind": "domain", "name": name, "value": "", "language": k, "text": x}
+                     for k, x in (d.label_i18n or {}).items()]
+            for lang, values in (d.translations or {}).items():
+                rows += [{"kind": "value", "name": name, "value": str(val), "language": lang, "text": x}
+                         for val, x in values.items()]
+        return rows
 
     @model_validator(mode="after")
     def _references(self):
@@ -423,6 +521,11 @@ class SurveySpec(_Model):
         for d, dom in self.domains.items():
             if dom.file is not None and dom.file not in files:
                 raise ValueError(f"domains.{d}.file '{dom.file}' is not one of the files")
+            for part in dom.cross or []:
+                if part not in self.domains:
+                    raise ValueError(f"domains.{d}.cross: '{part}' is not a domain of the spec")
+                if self.domains[part].cross is not None:
+                    raise ValueError(f"domains.{d}.cross: '{part}' is itself crossed; cross plain domains")
         names = set(v.type_names()) | set(v.groups) if v else set()
         for item in self.perception:
             if item.crime_type and item.crime_type not in names:
