@@ -1,0 +1,178 @@
+"""Change between waves whose samples overlap (rotating panels), and the minimum detectable change.
+
+:func:`survey.indicators.compare_waves` compares two published tables as independent samples:
+SE = sqrt(se1^2 + se2^2).  Successive waves of a rotating panel (NCVS households stay in sample
+for 3.5 years; a CSEW-style design may keep its PSUs) share PSUs or households, and their
+estimates are correlated: positively for victimization, so treating them as independent
+overstates the SE of the change and hides real changes.
+
+:func:`wave_change` works from the two waves' microdata: it stacks them into one design on the
+union of their rows, where a PSU present in both waves (same stratum and PSU codes) is one
+cluster, and estimates both waves' indicators as ratios on that design.  The linearized
+variance of the difference then includes the covariance carried by the shared PSUs:
+Var(b - a) = Var(a) + Var(b) - 2 Cov(a, b), with Cov from the PSU totals of both waves' scores.
+When the waves share no PSU, each wave keeps its own strata (the stacked variance is then
+exactly the sum of the two variances) and the method says so.
+
+:func:`minimum_detectable_change`: the smallest change in a proportion that a planned pair of
+samples detects with a given power (ONS-style), from the design effect and the overlap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import SurveyError
+from .ingest import SurveyData
+
+CHANGE_COLUMNS = ["indicator", "crime_type", "domain", "domain_value", "a", "b", "estimate_a", "estimate_b",
+                  "difference", "se", "se_independent", "statistic", "df", "p_value", "ci_low", "ci_high",
+                  "significant", "shared_psus", "method"]
+"""One row per (indicator, crime type, domain cell): estimates of both waves (the indicator's
+scale), the change b - a with its SE from the stacked design (``se``) and, for comparison, the
+SE that independence would give (``se_independent``), t on the stacked design's df, the number
+of PSUs in both waves and the method in words."""
+
+
+class ChangeError(SurveyError, ValueError):
+    """The waves cannot be compared (different specs, designs or unknown names)."""
+
+
+_RATIOS = {  # indicator -> (numerator prefix, denominator prefix or None for a mean), scale
+    "prevalence": ("victim", None, 100.0),
+    "incidence": ("n", None, 1000.0),
+    "concentration": ("n", "victim", 1.0),
+    "repeat_victims": ("rv", "victim", 100.0),
+    "repeat_incidents": ("ri", "n", 100.0),
+    "reporting_rate": ("rep", "n", 100.0),
+    "reporting_rate_victims": ("vrep", "victim", 100.0),
+}
+_PERCEPTION = ("feeling_safe", "worry", "likelihood", "likert")
+
+
+def _columns(indicator: str, crime: str):
+    if indicator in _PERCEPTION:
+        return f"perc__{crime}", None, 100.0
+    if indicator not in _RATIOS:
+        raise ChangeError(f"wave_change: indicator '{indicator}' is not one of "
+                          f"{', '.join(list(_RATIOS) + list(_PERCEPTION))}")
+    num, den, scale = _RATIOS[indicator]
+    return f"{num}__{crime}", (f"{den}__{crime}" if den else None), scale
+
+
+def _unit_design_columns(data: SurveyData, unit: str):
+    d = data.spec.design
+    dunit = data.spec.files[d.file].unit
+    strata = [d.strata] if isinstance(d.strata, str) else list(d.strata or [])
+    psu = [d.psu] if isinstance(d.psu, str) else list(d.psu or [])
+    return d.weight_for(unit, dunit), strata, psu[:1]
+
+
+def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain: str | None = None,
+                level: float = 0.95) -> pd.DataFrame:
+    """Change from wave ``a`` to wave ``b`` of one indicator (one crime type or perception item),
+    overall or by a domain, with the covariance of overlapping samples (see the module).
+
+    Both waves must be loaded through specs with the same design variables (strata and first-
+    stage PSU codes that mean the same units in both waves); Taylor designs only.
+    """
+    from scipy import stats
+
+    from .design import Design
+
+    for w in (a, b):
+        if w.spec.design.replicate is not None:
+            raise ChangeError("wave_change: replicate-weight designs carry the covariance in their replicates "
+                              "only when the replicates are built across waves; use Taylor designs here")
+    unit = "person" if indicator in _PERCEPTION else a.unit_of(crime)
+    num, den, scale = _columns(indicator, crime)
+    frames, psu_keys = [], []
+    wcol, strata, psu = _unit_design_columns(a, unit)
+    wcol_b, strata_b, psu_b = _unit_design_columns(b, unit)
+    if (strata, psu) != (strata_b, psu_b):
+        raise ChangeError(f"wave_change: the waves' designs differ (strata {strata} / {strata_b}, PSU {psu} / {psu_b})")
+    for label, w, wc in (("a", a, wcol), ("b", b, wcol_b)):
+        design = w.design(unit)
+        r = w.respondents
+        for c in [num, den] + ([domain] if domain else []):
+            if c is not None and c not in r.columns:
+                raise ChangeError(f"wave_change: wave {label} has no column '{c}'")
+        keep = np.asarray(design._in_domain()) if hasattr(design, "_in_domain") else r["_respondent"].to_numpy()
+        f = pd.DataFrame({"_w": r[wc].to_numpy(dtype=float) * keep, "_wave": label})
+        for c in strata + psu:
+            f[c] = r[c].astype(str).to_numpy()
+        y = r[num].to_numpy(dtype=float)
+        x = r[den].to_numpy(dtype=float) if den else np.where(np.isnan(y), np.nan, 1.0)
+        for lab2 in ("a", "b"):
+            f[f"_y{lab2}"] = y if lab2 == label else 0.0
+            f[f"_x{lab2}"] = x if lab2 == label else 0.0
+        if domain:
+            f["_dom"] = r[domain].astype(object).to_numpy()
+        frames.append(f)
+        psu_keys.append(set(map(tuple, f[strata + psu].drop_duplicates().to_numpy())) if psu else set())
+    shared = len(psu_keys[0] & psu_keys[1]) if psu else 0
+    stacked = pd.concat(frames, ignore_index=True)
+    if psu and shared == 0:  # no common PSU: each wave its own strata (independent samples)
+        for c in strata or []:
+            stacked[c] = stacked[c] + "|" + stacked["_wave"]
+        if not strata:
+            stacked["_stratum"] = stacked["_wave"]
+    st = (strata or (["_stratum"] if "_stratum" in stacked else None)) if psu else None
+    design = Design(stacked, weights="_w", strata=st if st else None, psu=psu[0] if psu else None,
+                    nest=False, lonely_psu=a.spec.design.lonely_psu)
+    design = design.subset(stacked["_w"].to_numpy() > 0)
+    by = "_dom" if domain else None
+    res = design.ratio(["_ya", "_yb"], ["_xa", "_xb"], by=by, level=level)
+    V = np.asarray(res.attrs["vcov"], dtype=float)
+    k = 2
+    G = len(res) // k
+    rows = []
+    q = stats.t.ppf((1 + level) / 2, design.df)
+    for g in range(G):
+        ia, ib = g * k, g * k + 1
+        if by and res[by].iloc[ia] != res[by].iloc[ib]:  # the layout is cell-major (checked)
+            raise ChangeError("wave_change: unexpected result layout")
+        ea, eb = res["estimate"].iloc[ia] * scale, res["estimate"].iloc[ib] * scale
+        var = (V[ia, ia] + V[ib, ib] - 2 * V[ia, ib]) * scale * scale
+        se = float(np.sqrt(max(var, 0.0)))
+        se_ind = float(np.sqrt(V[ia, ia] + V[ib, ib]) * scale)
+        diff = eb - ea
+        t = diff / se if se > 0 else np.nan
+        p = float(2 * stats.t.sf(abs(t), design.df)) if se > 0 else np.nan
+        rows.append({
+            "indicator": indicator, "crime_type": crime, "domain": domain or "overall",
+            "domain_value": str(res[by].iloc[ia]) if by else "all",
+            "a": a.reference_period, "b": b.reference_period, "estimate_a": ea, "estimate_b": eb,
+            "difference": diff, "se": se, "se_independent": se_ind, "statistic": t, "df": float(design.df),
+            "p_value": p, "ci_low": diff - q * se, "ci_high": diff + q * se,
+            "significant": bool(p < 1 - level) if se > 0 else False, "shared_psus": shared,
+            "method": (f"stacked design on the union of the waves: {shared} PSUs in both waves carry the "
+                       "covariance of the two estimates, t on the stacked design's df") if shared else
+                      ("no PSU in both waves: independent samples (each wave its own strata), "
+                       "SE = sqrt(se1^2 + se2^2)"),
+        })
+    return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+
+
+def minimum_detectable_change(p: float, n_a: int, n_b: int | None = None, deff: float = 1.0,
+                              overlap: float = 0.0, correlation: float = 0.0, alpha: float = 0.05,
+                              power: float = 0.8, two_sided: bool = True) -> float:
+    """Smallest change in a proportion ``p`` (0-1) that samples of ``n_a`` and ``n_b`` respondents
+    detect with probability ``power`` at level ``alpha``: (z_alpha + z_beta) x SE of the change,
+    with each wave's variance ``deff p (1 - p) / n`` and, for a share ``overlap`` of the sample
+    in both waves with correlation ``correlation`` between their answers, the covariance
+    ``overlap x correlation x sqrt(V_a V_b)`` taken off twice.  In the proportion's units."""
+    from scipy import stats
+
+    n_b = n_a if n_b is None else n_b
+    checks = {"p": 0 < p < 1, "n_a": n_a > 1, "n_b": n_b > 1, "deff": deff > 0, "overlap": 0 <= overlap <= 1,
+              "correlation": -1 <= correlation <= 1, "alpha": 0 < alpha < 1, "power": 0 < power < 1}
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise ChangeError(f"minimum_detectable_change: {bad[0]} is out of range")
+    va, vb = deff * p * (1 - p) / n_a, deff * p * (1 - p) / n_b
+    var = va + vb - 2 * overlap * correlation * np.sqrt(va * vb)
+    za = stats.norm.ppf(1 - alpha / 2 if two_sided else 1 - alpha)
+    zb = stats.norm.ppf(power)
+    return float((za + zb) * np.sqrt(var))
