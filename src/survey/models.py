@@ -4,9 +4,20 @@
 ``design.glm(formula, family=...)`` fits by weighted maximum (pseudo-)likelihood.  Families:
 ``binomial`` (logit; R's quasibinomial), ``poisson`` (log; quasipoisson) and ``negbin``
 (negative binomial NB2, log link, ``theta`` estimated by weighted maximum likelihood; Tseloni-style
-models of repeat victimization counts).  Formulas go through *formulaic*; categorical predictors
-take their first level (pandas category order, else sorted) as the reference; ``offset(expr)``
-in the formula or ``offset=`` gives an offset (e.g. log exposure).
+models of repeat victimization counts).  Formulas go through *formulaic*; ``offset(expr)`` in the formula or
+``offset=`` gives an offset (e.g. log exposure).
+
+Categories and reference levels.  Before the design matrix is built, every categorical
+predictor (a pandas categorical, a text column, or a column wrapped in ``C()``) loses the
+categories that no row of the model holds with a weight above zero (value labels often list
+more categories than a file holds: a region label set for a whole continent, a band nobody
+falls in); they are named in a :class:`EmptyCategoryWarning` and listed in
+``GLMResult.dropped_levels``.  An empty category is therefore never a reference level.  The
+reference level of each categorical is then declared: ``reference={"region": "North"}`` names
+it; otherwise ``reference_rule`` chooses it: ``"first"`` (default: the first category, in the
+pandas category order, else sorted, that holds a case; the same as R's ``glm`` after
+``droplevels``, and stable from one wave to the next) or ``"largest"`` (the category with the
+largest sum of weights in the model's rows).  ``GLMResult.reference`` records the choice.
 
 Variance.  Taylor designs: the sandwich ``A^-1 B A^-1``, with ``A`` the weighted information
 and ``B`` the design variance of the estimating-function totals (each row's influence
@@ -46,6 +57,13 @@ class ModelError(SurveyError, ValueError):
 
 class SeparationWarning(SurveyWarning):
     """(Quasi-)complete separation: some coefficients are not identified."""
+
+
+class EmptyCategoryWarning(SurveyWarning):
+    """Categories of a predictor with no case in the model's rows were dropped before the fit."""
+
+
+REFERENCE_RULES = ("first", "largest")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +121,88 @@ def _model_frame(data: pd.DataFrame, formula: str, offset):
 def _variables(formula: str, data: pd.DataFrame) -> list[str]:
     names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", formula))
     return [c for c in data.columns if c in names]
+
+
+_C_WRAPPED = re.compile(r"\bC\(\s*`?([A-Za-z_][A-Za-z0-9_.]*)`?\s*[,)]")
+
+
+def _level_key(v) -> str:
+    """A category as text (2.0 and "2" are the same level when matching a reference)."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _prepare_categories(data: pd.DataFrame, formula: str, dom: np.ndarray, w: np.ndarray, reference: dict,
+                        rule: str):
+    """Drop the categories with no case (weight > 0, complete data, in the domain) of every
+    categorical predictor and put each one's reference level first.  Returns (data, dropped
+    {variable: [levels]}, reference {variable: level}, rows whose value was an empty category)."""
+    used = _variables(formula, data)
+    lhs = formula.split("~", 1)[0]
+    outcome = set(_variables(lhs, data)) if "~" in formula else set()
+    wrapped = set(_C_WRAPPED.findall(formula))
+    cats = [v for v in used if v not in outcome and (
+        isinstance(data[v].dtype, pd.CategoricalDtype) or v in wrapped
+        or not (pd.api.types.is_numeric_dtype(data[v].dtype) or pd.api.types.is_bool_dtype(data[v].dtype)))]
+    unknown = [v for v in reference if v not in cats]
+    if unknown:
+        raise ModelError(f"reference: '{unknown[0]}' is not a categorical predictor of '{formula}' "
+                         f"(categorical predictors: {', '.join(cats) or 'none'})")
+    introduced = np.zeros(len(data), dtype=bool)
+    if not cats:
+        return data, {}, {}, introduced
+    ok = dom & (w > 0) & data[used].notna().all(axis=1).to_numpy()
+    out, dropped, refs = data, {}, {}
+    for v in cats:
+        s = data[v]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            levels = list(s.cat.categories)
+        else:
+            levels = sorted(s.dropna().unique(), key=lambda x: (not isinstance(x, (int, float, np.number)), x))
+        wsum = pd.Series(w[ok], dtype=float).groupby(s[ok].to_numpy(), sort=False).sum()
+        held = [lv for lv in levels if lv in wsum.index]
+        empty = [lv for lv in levels if lv not in wsum.index]
+        if len(held) == 1:
+            raise ModelError(f"predictor '{v}' holds a single category ('{_level_key(held[0])}') in the "
+                             f"{int(ok.sum()):,} rows of the model: it cannot be estimated")
+        if not held:
+            continue  # no complete row: glm says so
+        if v in reference:
+            want = _level_key(reference[v])
+            match = [lv for lv in levels if _level_key(lv) == want]
+            if not match:
+                import difflib
+
+                close = difflib.get_close_matches(want, [_level_key(lv) for lv in levels], n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ModelError(f"reference of '{v}': '{want}' is not one of its categories{hint} "
+                                 f"({', '.join(_level_key(lv) for lv in levels)})")
+            if match[0] in empty:
+                raise ModelError(f"reference of '{v}': category '{want}' has no case in the {int(ok.sum()):,} "
+                                 "rows of the model")
+            ref = match[0]
+        elif rule == "largest":
+            ref = max(held, key=lambda lv: (wsum[lv], -held.index(lv)))
+        else:
+            ref = held[0]
+        refs[v] = _level_key(ref)
+        order = [ref] + [lv for lv in held if lv != ref]
+        if empty:
+            dropped[v] = [_level_key(lv) for lv in empty]
+        if order != levels:
+            if out is data:
+                out = data.copy(deep=False)
+            gone = s.notna().to_numpy() & ~s.isin(held).to_numpy()
+            introduced |= gone
+            vals = s.astype(object).where(~gone)
+            out[v] = pd.Categorical(vals, categories=order)
+    if dropped:
+        detail = "; ".join(f"'{v}': {', '.join(repr(x) for x in lv)}" for v, lv in dropped.items())
+        warnings.warn(f"glm: {sum(map(len, dropped.values()))} categor{'y' if sum(map(len, dropped.values())) == 1 else 'ies'} "
+                      f"with no case in the {int(ok.sum()):,} rows of the model dropped before the fit ({detail}); "
+                      "the reference is a category that holds cases", EmptyCategoryWarning, stacklevel=4)
+    return out, dropped, refs, introduced
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +337,8 @@ class GLMResult:
     level: float
     table: pd.DataFrame = field(repr=False)
     design_df: float = np.nan
+    reference: dict = field(default_factory=dict)       # categorical variable -> its reference level
+    dropped_levels: dict = field(default_factory=dict)  # variable -> categories with no case, dropped
     _design: object = field(repr=False, default=None)
     _x: np.ndarray = field(repr=False, default=None)
     _mm: object = field(repr=False, default=None)
@@ -244,6 +346,7 @@ class GLMResult:
     _off: np.ndarray = field(repr=False, default=None)
     _influence: np.ndarray = field(repr=False, default=None)
     _rep_betas: np.ndarray = field(repr=False, default=None)
+    _data: pd.DataFrame = field(repr=False, default=None)  # the data with the categories as fitted
 
     def summary(self) -> pd.DataFrame:
         return self.table
@@ -299,7 +402,7 @@ class GLMResult:
             raise ModelError("variance must be 'svypredmeans' or 'linearized'")
         level = level or self.level
         d = self._design
-        data = d.data
+        data = d.data if self._data is None else self._data
         if variable not in data.columns:
             raise ModelError(f"predictive_margins: '{variable}' is not a variable of the data")
         s = data[variable]
@@ -354,35 +457,45 @@ def _design_vcov(design, z: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-def glm(design, formula: str, family: str = "binomial", offset=None, subset=None, level: float = 0.95) -> GLMResult:
-    """Survey-weighted GLM with design-based SEs (as R ``svyglm``; see the module docstring)."""
+def glm(design, formula: str, family: str = "binomial", offset=None, subset=None, level: float = 0.95,
+        reference: dict | None = None, reference_rule: str = "first") -> GLMResult:
+    """Survey-weighted GLM with design-based SEs (as R ``svyglm``; see the module docstring).
+
+    ``reference``: ``{variable: level}``, the reference level of categorical predictors;
+    ``reference_rule``: ``"first"`` or ``"largest"``, for the categoricals not in ``reference``.
+    Categories with no case in the model's rows are dropped first (never a reference)."""
     from threadpoolctl import threadpool_limits
 
+    if reference_rule not in REFERENCE_RULES:
+        raise ModelError(f"reference_rule must be one of {', '.join(REFERENCE_RULES)}, not '{reference_rule}'")
     # the products here are tall and thin: one BLAS thread is 2-3x faster than two on 2 cores
     with threadpool_limits(limits=1, user_api="blas"):
-        return _glm(design, formula, family, offset, subset, level)
+        return _glm(design, formula, family, offset, subset, level, dict(reference or {}), reference_rule)
 
 
-def _glm(design, formula, family, offset, subset, level) -> GLMResult:
+def _glm(design, formula, family, offset, subset, level, reference=None, reference_rule="first") -> GLMResult:
     from .design import ReplicateDesign
 
     if family not in FAMILIES:
         raise ModelError(f"family must be one of {', '.join(FAMILIES)}, not '{family}'")
     if subset is not None:  # a domain of the full design (its df is the domain's, as R)
         design = design.subset(subset)
-    data = design.data
+    data0 = design.data
     dom = design._in_domain().copy()
+    data, dropped_levels, refs, introduced = _prepare_categories(data0, formula, dom, np.asarray(design.w, float),
+                                                                 reference or {}, reference_rule)
     y, x, terms, off, mm, yname = _model_frame(data, formula, offset)
     complete = np.isfinite(y) & np.isfinite(x).all(axis=1) & np.isfinite(off)
-    dropped = dom & ~complete
+    # rows of a dropped (empty) category are rows the model never held (weight 0 or outside)
+    dropped = dom & ~complete & ~introduced
     n_dropped = int(dropped.sum())
     if n_dropped:
-        used = _variables(formula, data)
-        counts = {v: int((dom & data[v].isna().to_numpy()).sum()) for v in used if data[v].isna().any()}
+        used = _variables(formula, data0)
+        counts = {v: int((dom & data0[v].isna().to_numpy()).sum()) for v in used if data0[v].isna().any()}
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items() if v) or "transformed values"
         warnings.warn(f"glm: {n_dropped} rows of the domain have a missing value and are left out of the fit "
                       f"({detail}); they remain in the design", SurveyWarning, stacklevel=3)
-    rows = dom & complete
+    rows = dom & complete & ~introduced
     w = np.where(rows, design.w, 0.0)
     if not np.any(w > 0):
         raise ModelError("glm: no row of the domain has complete data")
@@ -444,8 +557,8 @@ def _glm(design, formula, family, offset, subset, level) -> GLMResult:
                      vcov=pd.DataFrame(vcov, index=terms, columns=terms), df_residual=df_res,
                      n=int((rows & (design.w > 0)).sum()), n_dropped=n_dropped, weighted_n=float(w.sum()),
                      dispersion=dispersion, theta=theta, converged=conv, level=level, table=table,
-                     design_df=design_df, _design=design, _x=x, _mm=mm, _fit_rows=rows, _off=off,
-                     _influence=infl, _rep_betas=rep_betas)
+                     design_df=design_df, reference=refs, dropped_levels=dropped_levels, _design=design, _x=x,
+                     _mm=mm, _fit_rows=rows, _off=off, _influence=infl, _rep_betas=rep_betas, _data=data)
 
 
 def _replicate_vcov(design, x, y, off, rows, family, beta, theta, chunk: int = 1_024, maxit: int = 25):
