@@ -841,6 +841,8 @@ def test_a_model_that_cannot_be_fitted_fails_with_one_line_or_is_recorded(percep
     ([{"name": "m", "outcome": "count:assault", "predictors": ["sex"]}], "poisson or negbin"),
     ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "reference": {"region": "North"}}],
      "'region' is not a domain predictor"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "reference": {"sex": "Mal"}}],
+     "reference of 'sex': 'Mal' is not one of its categories (did you mean 'Male'?)"),
     ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"]}] * 2, "two models are named 'm'"),
     ([{"name": "m", "outcome": "safe_dark"}], "'predictors' is required"),
     ({"name": "m"}, "must be a non-empty list"),
@@ -864,6 +866,8 @@ def test_models_parameter_errors_are_one_line_before_any_kernel(tmp_path, models
     ({"risk_predictors": ["sex", "police_dom"]}, "'police_dom' is a victim-status domain"),
     ({"risk_reference": {"regoin": "North"}}, "risk_reference: 'regoin' is not a risk predictor (did you mean 'region'?)"),
     ({"risk_reference": {"police_dom": "1"}}, "'police_dom' is not a risk predictor"),
+    ({"risk_reference": {"region": "Nort"}}, "risk_reference: reference of 'region': 'Nort' is not one of its "
+                                             "categories (did you mean 'North'?)"),
     ({"reference_rule": "biggest"}, "reference_rule must be one of first, largest"),
     ({"on_model_failure": "ignore"}, "on_model_failure must be one of fail, record"),
 ])

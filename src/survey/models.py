@@ -889,6 +889,19 @@ def _check_domain_predictors(spec, names, unit, where, check_unit=True) -> None:
         seen[key] = p
 
 
+def _check_reference_levels(spec, reference: dict, where: str) -> None:
+    """Reference levels of domains whose categories the spec declares (labels, recode) are
+    checked before any data is read; the others (value labels of the file) when fitting."""
+    for dom, level in reference.items():
+        d = spec.domains.get(dom)
+        if d is None:
+            continue
+        known = ([str(v) for v in d.labels.values()] if d.labels else list(d.recode) if d.recode else None)
+        if known is not None and str(level) not in known:
+            raise ModelSpecError(f"{where}: reference of '{dom}': '{level}' is not one of its categories"
+                                 f"{_close(level, known)} ({', '.join(known)})")
+
+
 def model_spec(spec, m: dict, what: str = "models", default_rule: str | None = None) -> ModelSpec:
     """One model mapping (from :func:`check_models_value`) checked against the survey spec."""
     where = f"{what} '{m['name']}'"
@@ -940,6 +953,7 @@ def model_spec(spec, m: dict, what: str = "models", default_rule: str | None = N
     if bad:
         raise ModelSpecError(f"{where}: reference: '{bad[0]}' is not a domain predictor of this model"
                              f"{_close(bad[0], domains)} (predictors: {', '.join(domains) or 'none'})")
+    _check_reference_levels(spec, m.get("reference") or {}, where)
     return ModelSpec(name=m["name"], outcome=out, outcome_column=column, complement=complement, unit=unit,
                      family=m["family"], predictors=tuple(victims + domains), reference=dict(m.get("reference") or {}),
                      reference_rule=m.get("reference_rule") or default_rule, crime_type=crime)
@@ -961,6 +975,7 @@ def check_risk_parameters(spec, values: dict, where: str = "") -> None:
     if bad:
         raise ModelSpecError(f"{where}risk_reference: '{bad[0]}' is not a risk predictor{_close(bad[0], allowed)} "
                              f"(risk predictors: {', '.join(allowed) or 'none'})")
+    _check_reference_levels(spec, ref, f"{where}risk_reference")
     models = values.get("models") or []
     if models and spec.victimization is None and any(":" in m["outcome"] for m in models):
         raise ModelSpecError(f"{where}models: spec has no victimization section (victim:/count: outcomes)")
