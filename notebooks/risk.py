@@ -81,14 +81,15 @@ if len(models_table):
     run.margins.to_csv(f"{P.output_dir}/risk_margins.csv", index=False)
 if run.failures:
     pd.DataFrame(run.failures).to_csv(f"{P.output_dir}/risk_model_failures.csv", index=False)
-    rp.md("**Models that could not be fitted** (recorded, not published):\n\n" + "\n".join(
+    rp.md("**Models that could not be fitted** (rows 'not fitted' of risk_models.csv, risk_model_failures.csv):\n\n"
+          + "\n".join(
         f"- **{f['model']}** ({f['outcome']}): {f['reason']}" for f in run.failures))
     for f in run.failures:
         warnings.warn(f"model '{f['model']}' ({f['outcome']}) could not be fitted: {f['reason']}", SurveyWarning)
 rp.md("\n".join(
-    f"- **{name}** ({ms.outcome}): " + (f"{fits[name].n:,} respondents, `{fits[name].formula}`" if name in fits
+    f"- **{name}** ({ms.outcome}): " + (f"{fits[name].n:,} rows, `{fits[name].formula}`" if name in fits
                                         else "not fitted")
-    + (f"; categories with no case dropped: {', '.join(f'{k}: {v}' for k, v in fits[name].dropped_levels.items())}"
+    + (f"; categories with no case, dropped: {'; '.join(f'{k}: ' + ', '.join(v) for k, v in fits[name].dropped_levels.items())}"
        if name in fits and fits[name].dropped_levels else "")
     + (f" ({'; '.join(run.notes[name])})" if run.notes.get(name) else "")
     for name, ms in run.specs.items()))
@@ -105,7 +106,7 @@ rp.md("\n".join(
 from survey.risk import RiskModel
 
 performance = []
-for name, fit in fits.items():
+for name in fits:
     ms = run.specs[name]
     if ms.crime_type is None or not name.startswith("risk_"):
         continue  # the victimization risk models only
@@ -136,7 +137,7 @@ perf.loc[perf["subgroup"] == "overall", ["crime_type", "n", "events", "observed"
 # association.
 
 # %% odds ratios
-for name, fit in fits.items():
+for name in fits:
     ms = run.specs[name]
     t = models_table[(models_table.model == name) & (models_table.term != "Intercept")]
     t = t.assign(term=t.label + " (vs " + t.reference.str.removesuffix(" (reference)") + ")")

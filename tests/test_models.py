@@ -844,6 +844,7 @@ def test_a_model_that_cannot_be_fitted_fails_with_one_line_or_is_recorded(percep
     ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "reference": {"sex": "Mal"}}],
      "reference of 'sex': 'Mal' is not one of its categories (did you mean 'Male'?)"),
     ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"]}] * 2, "two models are named 'm'"),
+    ([{"name": "risk_assault", "outcome": "victim:assault", "predictors": ["sex"]}], "names starting with risk_"),
     ([{"name": "m", "outcome": "safe_dark"}], "'predictors' is required"),
     ({"name": "m"}, "must be a non-empty list"),
 ])

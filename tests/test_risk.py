@@ -613,6 +613,9 @@ def test_risk_run_with_a_model_that_cannot_be_fitted(tmp_path, on_failure):
     bad = models[models.model == "piracy_risk"]
     assert list(bad.status) == ["not fitted"] and "constant" in bad.note.iloc[0]
     assert set(models[models.model != "piracy_risk"].status) == {"fitted"}
+    # crime_type marks the victimization risk models only (readers select a crime's risk model by it)
+    assert dict(models.groupby("model").crime_type.first().fillna("")) == {
+        "risk_personal": "personal", "unsafe_after_dark": "", "piracy_risk": ""}
     # the empty region category is stated and never the reference
     fitted = models[(models.status == "fitted") & models.term.str.startswith("C(region)")]
     assert set(fitted.reference) == {"Region: North (reference)"}

@@ -706,7 +706,8 @@ MODEL_TABLE_COLUMNS = [
 ``fitted``), or one row per model that could not be fitted (``status`` ``not fitted``, the
 reason in ``note``, estimates empty) when the run records failures.  ``reference``: the
 reference level the coefficient is compared with (``Region: North (reference)``);
-``dropped_categories``: the categories with no case left out of that model."""
+``dropped_categories``: the categories with no case left out of that model; ``crime_type``: the
+crime of a victimization risk model (``risk_<crime>``), empty for other models."""
 MARGIN_COLUMNS = ["model", "outcome", "crime_type", "domain", "variable", "level", "estimate", "se", "ci_low",
                   "ci_high", "df"]
 _VICTIM_PREFIXES = ("n", "k", "victim", "rep", "repunk", "vrep", "types", "rv", "ri", "mv")
@@ -829,6 +830,9 @@ def check_models_value(value, what: str = "models") -> list[dict] | None:
             raise ModelSpecError(f"{where}: name must be letters, digits and _ (not starting with a digit), "
                                  f"not {name!r}")
         where = f"{what} '{name}'"
+        if name.startswith("risk_"):
+            raise ModelSpecError(f"{where}: names starting with risk_ are the victimization risk models' "
+                                 "(risk_<crime>); choose another name")
         if name in names:
             raise ModelSpecError(f"{where}: two models are named '{name}'")
         names.append(name)
@@ -1046,6 +1050,13 @@ def _term_reference(spec, term: str, fit: GLMResult) -> str:
     return ""
 
 
+def _table_crime(ms: ModelSpec) -> str:
+    """``crime_type`` of the table: the crime of a victimization risk model (``risk_<crime>``),
+    empty for the other models (their outcome column says what they model), so that readers
+    selecting a crime's risk model never mix in another model of the same crime."""
+    return ms.crime_type if ms.crime_type and ms.name == f"risk_{ms.crime_type}" else ""
+
+
 def fit_model(data, ms: ModelSpec, level: float = 0.95):
     """Fit one model on a ``SurveyData`` (design of the model's unit); returns (table,
     margins, fit, warnings).  Raises :class:`ModelFitError` (one line: model, outcome, why)
@@ -1074,7 +1085,7 @@ def fit_model(data, ms: ModelSpec, level: float = 0.95):
             t[c] = np.nan
     dropped = "; ".join(f"{spec.domains[k].label or k if k in spec.domains else k}: {', '.join(v)}"
                         for k, v in fit.dropped_levels.items())
-    t = t.assign(model=ms.name, outcome=ms.outcome, family=ms.family, crime_type=ms.crime_type or "", unit=ms.unit,
+    t = t.assign(model=ms.name, outcome=ms.outcome, family=ms.family, crime_type=_table_crime(ms), unit=ms.unit,
                  formula=formula, label=t["term"].map(lambda x: _term_label(spec, x)),
                  reference=t["term"].map(lambda x: _term_reference(spec, x, fit)), n=fit.n,
                  n_dropped=fit.n_dropped, weighted_n=fit.weighted_n, dropped_categories=dropped, status="fitted",
@@ -1087,7 +1098,7 @@ def fit_model(data, ms: ModelSpec, level: float = 0.95):
             warnings.filterwarnings("ignore", message="Data has categories outside of the nominated levels")
             mg = fit.predictive_margins(p)
         mg.attrs = {}
-        margins.append(mg.assign(model=ms.name, outcome=ms.outcome, crime_type=ms.crime_type or "", domain=p))
+        margins.append(mg.assign(model=ms.name, outcome=ms.outcome, crime_type=_table_crime(ms), domain=p))
     mt = pd.concat(margins, ignore_index=True)[MARGIN_COLUMNS] if margins else pd.DataFrame(columns=MARGIN_COLUMNS)
     return t[MODEL_TABLE_COLUMNS], mt, fit, msgs
 
@@ -1120,7 +1131,7 @@ def fit_models(data, models, on_failure: str = "fail", level: float = 0.95) -> M
         failures.append({"model": ms.name, "outcome": ms.outcome, "formula": ms.formula() if ms.predictors else "",
                          "reason": reason})
         row = {c: np.nan for c in MODEL_TABLE_COLUMNS}
-        row.update(model=ms.name, outcome=ms.outcome, family=ms.family, crime_type=ms.crime_type or "", unit=ms.unit,
+        row.update(model=ms.name, outcome=ms.outcome, family=ms.family, crime_type=_table_crime(ms), unit=ms.unit,
                    formula=ms.formula() if ms.predictors else "", term="", label="", reference="",
                    dropped_categories="", status="not fitted", note=f"could not be fitted: {reason}")
         tables.append(pd.DataFrame([row], columns=MODEL_TABLE_COLUMNS))
