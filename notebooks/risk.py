@@ -19,8 +19,12 @@
 # Which characteristics of households and persons go with a higher or lower risk of
 # victimization, each adjusted for the others: survey-weighted logistic regressions of being a
 # victim (design-based standard errors, as R's `svyglm`), one per crime group. Odds ratios
-# above 1 mark risk factors, below 1 protective factors, relative to the first category of
-# each characteristic. These are associations in a cross-sectional survey, not causes.
+# above 1 mark risk factors, below 1 protective factors, relative to the reference category of
+# each characteristic (named beside each odds ratio: by default the first category that holds
+# respondents; categories nobody in the model's rows holds are dropped first and listed).
+# The predictors are the run's `risk_predictors` (by default every domain of the spec except
+# victim-status items of the victimization section). Other outcomes (feeling unsafe, worry...)
+# come from the run's `models`. These are associations in a cross-sectional survey, not causes.
 
 # %% setup
 from survey import params as sp
@@ -41,6 +45,11 @@ output_dir = "outputs/interactive"
 language = "en"
 seed = 1
 risk_crime_types = None
+risk_predictors = None
+risk_reference = None
+reference_rule = "first"
+models = None
+on_model_failure = "fail"
 
 # %% check parameters
 P = sp.check_notebook(globals(), "risk")
@@ -50,73 +59,40 @@ import warnings
 
 import pandas as pd
 
+from survey import models as sm
 from survey.errors import SurveyError, SurveyWarning
 
 data = sp.load_survey(P)
 S = data.spec
-if S.victimization is None:
+if S.victimization is None and not P.models:
     raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to model")
-targets = P.risk_crime_types or data.crime_groups or data.crime_types
-
-# %% predictors
-def predictors(unit):
-    """The selected domains that apply to the unit, one per source variable (two recodes of
-    one variable would be collinear)."""
-    out, seen = [], set()
-    for dom in (P.domains or list(S.domains)):
-        d = S.domains[dom]
-        if (d.units and unit not in d.units) or d.variable in seen:
-            continue
-        seen.add(d.variable)
-        out.append(dom)
-    return out
-
-
-def crime_label(c):
-    return next((x.label for x in S.victimization.types if x.name == c), None) or c.replace("_", " ").capitalize()
-
-
-def pretty(term):
-    if term.startswith("C(") and ")[T." in term:
-        var, level = term[2:].split(")[T.", 1)
-        return f"{S.domains[var].label or var}: {level.rstrip(']')}"
-    return term
+targets = (P.risk_crime_types or data.crime_groups or data.crime_types) if S.victimization is not None else []
+specs = sm.risk_models(S, targets, P.risk_predictors, P.risk_reference, P.reference_rule)
+specs += [sm.model_spec(S, m, "models", P.reference_rule) for m in P.models or []]
 
 # %% fit the models
-fits, notes, tables, margins = {}, {}, [], []
-for c in targets:
-    unit = data.unit_of(c)
-    preds = predictors(unit)
-    if not preds:
-        notes[c] = "no domain applies to this crime's unit"
-        continue
-    formula = f"victim__{c} ~ " + " + ".join(f"C({d})" for d in preds)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SurveyWarning)
-        try:
-            fit = data.design(unit).glm(formula, family="binomial")
-        except SurveyError as e:
-            notes[c] = f"the model could not be fitted: {e}"
-            continue
-    notes[c] = "; ".join(sorted({str(w.message) for w in caught}))
-    fits[c] = fit
-    t = fit.table.assign(crime_type=c, unit=unit, formula=formula, n=fit.n)
-    t["label"] = t.term.map(pretty)
-    tables.append(t)
-    for d in preds:
-        with warnings.catch_warnings():
-            # rows with a missing domain value are outside the fit (counted above); formulaic
-            # still warns when it builds their (unused) predictions
-            warnings.filterwarnings("ignore", message="Data has categories outside of the nominated levels")
-            m = fit.predictive_margins(d).assign(crime_type=c, domain=d)
-        m.attrs = {}  # the covariance stays with the fit (pandas compares attrs when concatenating)
-        margins.append(m)
-models = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-if len(models):
-    models.to_csv(f"{P.output_dir}/risk_models.csv", index=False)
-    pd.concat(margins, ignore_index=True).to_csv(f"{P.output_dir}/risk_margins.csv", index=False)
-rp.md("\n".join(f"- **{crime_label(c)}**: " + (f"{fits[c].n:,} respondents, `{fits[c].formula}`" if c in fits else "")
-                + (f" ({notes[c]})" if notes.get(c) else "") for c in targets))
+# on_model_failure = fail: a model that cannot be fitted stops the run with one line naming it;
+# record: it is a "not fitted" row of risk_models.csv and a line of risk_model_failures.csv
+run = sm.fit_models(data, specs, on_failure=P.on_model_failure)
+fits = run.fits
+models_table = run.table
+if len(models_table):
+    models_table.to_csv(f"{P.output_dir}/risk_models.csv", index=False)
+    run.margins.to_csv(f"{P.output_dir}/risk_margins.csv", index=False)
+if run.failures:
+    pd.DataFrame(run.failures).to_csv(f"{P.output_dir}/risk_model_failures.csv", index=False)
+    rp.md("**Models that could not be fitted** (rows 'not fitted' of risk_models.csv, risk_model_failures.csv):\n\n"
+          + "\n".join(
+        f"- **{f['model']}** ({f['outcome']}): {f['reason']}" for f in run.failures))
+    for f in run.failures:
+        warnings.warn(f"model '{f['model']}' ({f['outcome']}) could not be fitted: {f['reason']}", SurveyWarning)
+rp.md("\n".join(
+    f"- **{name}** ({ms.outcome}): " + (f"{fits[name].n:,} rows, `{fits[name].formula}`" if name in fits
+                                        else "not fitted")
+    + (f"; categories with no case, dropped: {'; '.join(f'{k}: ' + ', '.join(v) for k, v in fits[name].dropped_levels.items())}"
+       if name in fits and fits[name].dropped_levels else "")
+    + (f" ({'; '.join(run.notes[name])})" if run.notes.get(name) else "")
+    for name, ms in run.specs.items()))
 
 # %% [markdown]
 # ## How well can the risk be predicted, and for whom?
@@ -130,14 +106,17 @@ rp.md("\n".join(f"- **{crime_label(c)}**: " + (f"{fits[c].n:,} respondents, `{fi
 from survey.risk import RiskModel
 
 performance = []
-for c in fits:
-    preds = predictors(data.unit_of(c))
+for name in fits:
+    ms = run.specs[name]
+    if ms.crime_type is None or not name.startswith("risk_"):
+        continue  # the victimization risk models only
+    c, preds = ms.crime_type, list(ms.predictors)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurveyWarning)
         try:
             rm = RiskModel("logistic", features=preds, target=f"victim__{c}", subgroups=preds, seed=P.seed).fit(data)
         except SurveyError as e:
-            rp.md(f"- **{crime_label(c)}**: no performance table ({e})")
+            rp.md(f"- **{c}**: no performance table ({e})")
             continue
     performance.append(rm.metrics_.assign(crime_type=c, model="logistic", unit=rm.unit_, features=" + ".join(preds),
                                           n_splits=rm.n_splits, warnings="; ".join(sorted({str(w.message) for w in caught}))))
@@ -152,29 +131,37 @@ perf.loc[perf["subgroup"] == "overall", ["crime_type", "n", "events", "observed"
 # %% [markdown]
 # ## Odds ratios
 #
-# One panel per crime group: each point is the odds ratio of a category against the first
-# category of its characteristic, with its 95% confidence interval (log scale). Intervals that
-# cross the dotted line at 1 are compatible with no association.
+# One panel per model: each point is the odds ratio (rate ratio for poisson and negbin models)
+# of a category against the reference category of its characteristic, with its 95% confidence
+# interval (log scale). Intervals that cross the dotted line at 1 are compatible with no
+# association.
 
 # %% odds ratios
-for c, fit in fits.items():
-    t = fit.table.assign(term=fit.table.term.map(pretty))
-    rp.ratio_forest(t, title=f"{crime_label(c)}: odds ratios of victimization").show()
+for name in fits:
+    ms = run.specs[name]
+    t = models_table[(models_table.model == name) & (models_table.term != "Intercept")]
+    t = t.assign(term=t.label + " (vs " + t.reference.str.removesuffix(" (reference)") + ")")
+    ratio, low, high = ("odds_ratio", "or_ci_low", "or_ci_high") if ms.family == "logistic" else (
+        "rate_ratio", "rr_ci_low", "rr_ci_high")
+    what = f"victimization ({ms.crime_type})" if name.startswith("risk_") else ms.outcome
+    rp.ratio_forest(t, ratio, low, high, title=f"{name}: {ratio.replace('_', ' ')}s of {what}",
+                    label=ratio.replace("_", " ").capitalize()).show()
 
 # %% [markdown]
-# ## Is each characteristic associated with the risk?
+# ## Is each characteristic associated with the outcome?
 #
 # A Wald test per characteristic (all its categories at once, F on the design degrees of
 # freedom, as R's `regTermTest`).
 
 # %% wald tests
 rows = []
-for c, fit in fits.items():
+for name, fit in fits.items():
     for term in dict.fromkeys(t.split(")[T.")[0] + ")" for t in fit.terms if t.startswith("C(")):
         w = fit.wald_test(term).iloc[0]
         var = term[2:-1]
-        rows.append({"crime_type": c, "characteristic": S.domains[var].label or var, "F": w.F,
-                     "df1": w.df1, "df2": w.df2, "p_value": w.p_value})
+        rows.append({"model": name, "outcome": run.specs[name].outcome,
+                     "characteristic": S.domains[var].label or var, "F": w.F, "df1": w.df1, "df2": w.df2,
+                     "p_value": w.p_value})
 pd.DataFrame(rows).round(4) if rows else None
 
 # %% [markdown]
@@ -184,15 +171,14 @@ pd.DataFrame(rows).round(4) if rows else None
 # the others kept as observed: odds ratios translated back into percentages.
 
 # %% margins
-if margins:
+if len(run.margins):
     import plotly.graph_objects as go
 
-    mg = pd.concat(margins, ignore_index=True)
-    for c, g in mg.groupby("crime_type", sort=False):
+    for name, g in run.margins.groupby("model", sort=False):
         y = [f"{S.domains[d].label or d}: {lv}" for d, lv in zip(g["domain"], g["level"])]
         fig = go.Figure(go.Bar(y=y, x=100 * g["estimate"], orientation="h",
                                error_x=dict(type="data", symmetric=False, array=100 * (g["ci_high"] - g["estimate"]),
                                             arrayminus=100 * (g["estimate"] - g["ci_low"]))))
-        fig.update_layout(title=f"{crime_label(c)}: adjusted prevalence by characteristic (%)", xaxis_title="%",
-                          yaxis=dict(autorange="reversed"), height=max(320, 60 + 22 * len(g)))
+        fig.update_layout(title=f"{name} ({run.specs[name].outcome}): adjusted prevalence by characteristic (%)",
+                          xaxis_title="%", yaxis=dict(autorange="reversed"), height=max(320, 60 + 22 * len(g)))
         fig.show()

@@ -623,3 +623,276 @@ def test_negbin_small_theta_matches_glm_nb():
     fit = d.glm("y ~ x", family="negbin")
     np.testing.assert_allclose(fit.coef.to_numpy(), [-2.5141889202, 0.5206921078], rtol=1e-7)
     assert fit.theta == pytest.approx(0.02133238648, rel=1e-4)
+
+
+# =============================================================================================
+# Models from a parameter set (survey.models.fit_models): a perception outcome against R,
+# empty categories, reference levels, failures, validation
+# =============================================================================================
+PERC = _read(FIX / "models" / "r_perception_model.csv", ["case", "term"])
+PERSONAL = {"assault": [51, 52], "threats": [53], "robbery": [61], "personal_theft": [62],
+            "sexual_violence": [71, 72], "fraud": [81]}
+REGIONS = {0: "Offshore islands", 1: "North", 2: "North West", 3: "North East", 4: "Central", 5: "East",
+           6: "Capital", 7: "South East", 8: "South West"}  # labels wider than the file: nobody offshore
+
+
+def perception_spec(folder: Path) -> Path:
+    """A spec over the raw fixture files of make_perception_model.R, written as .sav files:
+    the region labels list a category nobody holds, first (the empty reference trap); the
+    crime type piracy (code 91) has no incident (a model of it cannot be fitted); the domains
+    police_dom (the reported item) and prior_dom (a derived victim column) are victim-status."""
+    import pyreadstat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    persons = pd.read_csv(DATA / "perception_persons.csv")
+    incidents = pd.read_csv(DATA / "perception_incidents.csv")
+    incidents["police"] = 1.0
+    pyreadstat.write_sav(persons.astype(float), folder / "persons.sav")
+    pyreadstat.write_sav(incidents.astype(float), folder / "incidents.sav")
+    types = [{"name": k, "unit": "person", "codes": v} for k, v in PERSONAL.items()]
+    types.append({"name": "piracy", "unit": "person", "codes": [91]})
+    spec = {
+        "schema_version": 1, "survey": "perception-fixture", "title": "Perception model fixture",
+        "period": "Fixture year",
+        "files": {"persons": {"path": "persons.sav", "unit": "person", "keys": ["hhid", "pid"]},
+                  "incidents": {"path": "incidents.sav", "unit": "incident", "keys": ["incid"],
+                                "link": {"to": "persons", "on": ["hhid", "pid"], "unmatched": "error"}}},
+        "design": {"file": "persons", "weights": {"person": "wt_person"}, "strata": "stratum", "psu": "psu",
+                   "nest": False, "lonely_psu": "fail"},
+        "victimization": {"source": "incidents", "file": "incidents", "crime_code": "crimecode", "types": types,
+                          "groups": {"personal": list(PERSONAL)},
+                          "ignore_codes": [11, 12, 21, 22, 31, 41, 42, 99],  # household crimes: not here
+                          "exclude": [{"name": "outside_period", "where": "month < 1 or month > 12"}],
+                          "reported": {"variable": "police", "yes": [1], "no": [2]}},
+        "perception": [{"name": "safe_dark", "variable": "safedark", "indicator": "feeling_safe",
+                        "positive": [1, 2], "missing": [8, 9]}],
+        "domains": {"sex": {"variable": "sex", "label": "Sex", "labels": {1: "Male", 2: "Female"}},
+                    "age_band": {"variable": "age", "label": "Age", "bands": [16, 25, 35, 45, 55, 65, 75]},
+                    "region": {"variable": "region", "label": "Region", "labels": REGIONS},
+                    "police_dom": {"variable": "police", "label": "Reported"},
+                    "prior_dom": {"variable": "victim__assault", "label": "Assaulted"}},
+    }
+    import yaml
+
+    path = folder / "perception.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def perception_data(tmp_path_factory):
+    """The fixture survey loaded through the ingest (domains police_dom and prior_dom left
+    out: they are for the spec-level checks and have no column in the persons file)."""
+    import yaml
+
+    from survey.ingest import load
+
+    folder = tmp_path_factory.mktemp("perception")
+    path = perception_spec(folder)
+    spec = yaml.safe_load(path.read_text())
+    spec["domains"] = {k: v for k, v in spec["domains"].items() if k in ("sex", "age_band", "region")}
+    loadable = folder / "loadable.yaml"
+    loadable.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load(loadable)
+
+
+UNSAFE = {"name": "unsafe_after_dark", "outcome": "not safe_dark",
+          "predictors": ["victim:personal", "sex", "age_band", "region"], "family": "logistic"}
+
+
+def _model(data, m: dict, rule="first"):
+    from survey import models as M
+
+    return M.model_spec(data.spec, M.check_models_value([m])[0], default_rule=rule)
+
+
+def _r_name(term: str) -> str:
+    m = re.match(r"^C\((\w+)\)\[T\.(.*)\]$", term)
+    return f"{m[1]}{m[2]}" if m else ("(Intercept)" if term == "Intercept" else term)
+
+
+@pytest.mark.parametrize("case", ["first", "declared"])
+def test_perception_model_against_svyglm(perception_data, case):
+    """Feeling unsafe ~ victim:personal + sex + age_band + region: coefficients, SEs, t, df,
+    n against R's svyglm (make_perception_model.R) to 1e-6 relative.  ``first``: the region
+    labels start with an empty category, which is dropped (R: droplevels), the reference is
+    North; ``declared``: region Capital and age 45-54 named, sex by the rule ``largest``."""
+    from survey import models as M
+
+    m = dict(UNSAFE)
+    if case == "declared":
+        m["reference"] = {"region": "Capital", "age_band": "45-54"}
+    ms = _model(perception_data, m, "largest" if case == "declared" else "first")
+    run = M.fit_models(perception_data, [ms])
+    t = run.table.assign(r=lambda x: x.term.map(_r_name)).set_index("r")
+    want = PERC[PERC.case == case].set_index("term")
+    coef = want.drop(index=["(n)", "(df)"])
+    assert sorted(t.index) == sorted(coef.index)
+    errs = [_diff(f"{case} [{term}] {col}", coef.loc[term, col], t.loc[term, col])
+            for col in ("estimate", "se", "t", "p_value") for term in coef.index
+            # p-values: their relative error is |t| times that of t (1e-5 for the small ones)
+            if not close(t.loc[term, col], coef.loc[term, col], REL if col != "p_value" else 1e-5)]
+    assert not errs, "\n".join(errs)
+    assert (t["df"] == want.loc["(df)", "estimate"]).all()
+    assert (t["n"] == want.loc["(n)", "estimate"]).all()
+    # the empty category is stated, and never a reference
+    assert (t["dropped_categories"] == "Region: Offshore islands").all()
+    assert all("'region': 'Offshore islands'" in n for n in t["note"])  # the warning, kept in the table
+    ref = dict(zip(t.index, t["reference"]))
+    if case == "first":
+        assert ref["regionEast"] == "Region: North (reference)"
+        assert ref["sexFemale"] == "Sex: Male (reference)"
+        assert ref["age_band75+"] == "Age: 16-24 (reference)"
+    else:
+        assert ref["regionEast"] == "Region: Capital (reference)"
+        assert ref["sexMale"] == "Sex: Female (reference)"  # the largest by weight (R: which.max)
+        assert ref["age_band75+"] == "Age: 45-54 (reference)"
+    assert ref["victim__personal"] == "Not a victim: Personal (reference)"
+    assert set(t["model"]) == {"unsafe_after_dark"} and set(t["outcome"]) == {"not safe_dark"}
+    assert list(run.table.columns) == M.MODEL_TABLE_COLUMNS
+
+
+def test_empty_reference_category_used_to_break_the_fit(perception_data):
+    """The trap itself: with the empty category kept first (as formulaic's treatment coding
+    would), the model matrix is rank deficient; the glm now drops it and names it."""
+    d = perception_data.design("person")
+    data = d.data
+    assert list(data["region"].cat.categories)[0] == "Offshore islands"
+    assert int((data["region"] == "Offshore islands").sum()) == 0
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fit = d.glm("victim__personal ~ C(region)", family="binomial")
+    assert fit.reference == {"region": "North"}
+    assert fit.dropped_levels == {"region": ["Offshore islands"]}
+    assert "C(region)[T.Offshore islands]" not in fit.terms and len(fit.terms) == 8
+    assert any(issubclass(w.category, sv.models.EmptyCategoryWarning) for w in rec)
+    # a category held only by rows of weight 0 is empty too
+    df = data.copy()
+    df["w0"] = np.where(df["region"] == "North", 0.0, df["wt_person"])
+    d0 = sv.Design(df, strata="stratum", psu="psu", weights="w0")
+    fit0 = d0.glm("victim__personal ~ C(region)", family="binomial")
+    assert fit0.reference == {"region": "North West"}
+    assert fit0.dropped_levels == {"region": ["Offshore islands", "North"]}
+
+
+def test_largest_reference_is_the_largest_weighted_category():
+    """By hand: b holds more rows but less weight than a."""
+    rng = np.random.default_rng(5)
+    n = 400
+    g = np.where(np.arange(n) < 150, "a", np.where(np.arange(n) < 350, "b", "c"))
+    w = np.where(g == "a", 10.0, np.where(g == "b", 2.0, 1.0))
+    df = pd.DataFrame({"g": pd.Categorical(g, categories=["c", "b", "a", "z"]), "w": w,
+                       "y": (rng.random(n) < 0.3).astype(float)})
+    d = sv.Design(df, weights="w")
+    fit = d.glm("y ~ C(g)", family="binomial", reference_rule="largest")
+    assert fit.reference == {"g": "a"} and fit.dropped_levels == {"g": ["z"]}
+    assert fit.terms == ["Intercept", "C(g)[T.c]", "C(g)[T.b]"]
+    # the same model, by hand: log odds ratio of c against a (weighted proportions)
+    p = {k: np.average(df.y[g == k], weights=w[g == k]) for k in "abc"}
+    assert fit.coef["C(g)[T.c]"] == pytest.approx(np.log(p["c"] / (1 - p["c"]) / (p["a"] / (1 - p["a"]))), rel=1e-9)
+    with pytest.raises(sv.SurveyError, match="'z' has no case"):
+        d.glm("y ~ C(g)", family="binomial", reference={"g": "z"})
+    with pytest.raises(sv.SurveyError, match="'aa' is not one of its categories \\(did you mean 'a'\\?\\)"):
+        d.glm("y ~ C(g)", family="binomial", reference={"g": "aa"})
+
+
+def test_risk_predictor_default_excludes_victim_status_domains(tmp_path):
+    from survey import models as M
+    from survey.spec import read_spec
+
+    spec = read_spec(perception_spec(tmp_path / "s"))
+    assert M.victimization_domains(spec) == ["police_dom", "prior_dom"]
+    assert M.risk_predictor_default(spec) == ["sex", "age_band", "region"]
+    ms = M.risk_models(spec, ["personal"])
+    assert [m.name for m in ms] == ["risk_personal"]
+    assert ms[0].predictors == ("sex", "age_band", "region")
+    assert ms[0].formula() == "victim__personal ~ C(sex) + C(age_band) + C(region)"
+    # and the shipped synthetic spec: every domain (none is a victimization item)
+    syn = read_spec(Path(__file__).resolve().parents[1] / "specs" / "synthetic.yaml")
+    assert M.risk_predictor_default(syn) == list(syn.domains)
+
+
+def test_a_model_that_cannot_be_fitted_fails_with_one_line_or_is_recorded(perception_data):
+    from survey import models as M
+
+    bad = _model(perception_data, {"name": "piracy_risk", "outcome": "victim:piracy", "predictors": ["sex"]})
+    good = _model(perception_data, UNSAFE)
+    with pytest.raises(M.ModelFitError) as e:
+        M.fit_models(perception_data, [good, bad])
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "piracy_risk" in msg and "victim:piracy" in msg and "constant" in msg
+    run = M.fit_models(perception_data, [good, bad], on_failure="record")
+    row = run.table[run.table.model == "piracy_risk"]
+    assert len(row) == 1 and row.status.iloc[0] == "not fitted" and "constant" in row.note.iloc[0]
+    assert np.isnan(row.estimate.iloc[0])
+    assert run.failures == [{"model": "piracy_risk", "outcome": "victim:piracy",
+                             "formula": "victim__piracy ~ C(sex)", "reason": row.note.iloc[0].split(": ", 1)[1]}]
+    assert set(run.table[run.table.model == "unsafe_after_dark"].status) == {"fitted"}
+
+
+@pytest.mark.parametrize("models, message", [
+    ([{"name": "m", "outcome": "not safe_drak", "predictors": ["sex"]}], "did you mean 'safe_dark'"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sexx"]}], "'sexx' is not a domain of the spec (did you mean 'sex'?)"),
+    ([{"name": "m", "outcome": "victim:assualt", "predictors": ["sex"]}], "did you mean 'assault'"),
+    ([{"name": "m", "outcome": "victim:assault", "predictors": ["victim:personal"]}], "cannot predict itself"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "famly": "poisson"}], "did you mean 'family'"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "family": "logit"}], "family must be one of"),
+    ([{"name": "m", "outcome": "count:assault", "predictors": ["sex"]}], "poisson or negbin"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "reference": {"region": "North"}}],
+     "'region' is not a domain predictor"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"], "reference": {"sex": "Mal"}}],
+     "reference of 'sex': 'Mal' is not one of its categories (did you mean 'Male'?)"),
+    ([{"name": "m", "outcome": "safe_dark", "predictors": ["sex"]}] * 2, "two models are named 'm'"),
+    ([{"name": "risk_assault", "outcome": "victim:assault", "predictors": ["sex"]}], "names starting with risk_"),
+    ([{"name": "m", "outcome": "safe_dark"}], "'predictors' is required"),
+    ({"name": "m"}, "must be a non-empty list"),
+])
+def test_models_parameter_errors_are_one_line_before_any_kernel(tmp_path, models, message):
+    from survey.params import ParameterError, read_parameter_set
+
+    spec = perception_spec(tmp_path / "s")
+    pfile = tmp_path / "p.yaml"
+    import yaml
+
+    pfile.write_text(yaml.safe_dump({"spec": str(spec), "models": models}))
+    with pytest.raises(ParameterError) as e:
+        read_parameter_set(pfile, root=tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith(str(pfile.resolve()))
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"risk_predictors": ["sex", "regoin"]}, "risk_predictors: 'regoin' is not a domain of the spec (did you mean 'region'?)"),
+    ({"risk_predictors": ["sex", "police_dom"]}, "'police_dom' is a victim-status domain"),
+    ({"risk_reference": {"regoin": "North"}}, "risk_reference: 'regoin' is not a risk predictor (did you mean 'region'?)"),
+    ({"risk_reference": {"police_dom": "1"}}, "'police_dom' is not a risk predictor"),
+    ({"risk_reference": {"region": "Nort"}}, "risk_reference: reference of 'region': 'Nort' is not one of its "
+                                             "categories (did you mean 'North'?)"),
+    ({"reference_rule": "biggest"}, "reference_rule must be one of first, largest"),
+    ({"on_model_failure": "ignore"}, "on_model_failure must be one of fail, record"),
+])
+def test_risk_parameter_errors(tmp_path, values, message):
+    import yaml
+
+    from survey.params import ParameterError, read_parameter_set
+
+    spec = perception_spec(tmp_path / "s")
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump({"spec": str(spec), **values}))
+    with pytest.raises(ParameterError) as e:
+        read_parameter_set(pfile, root=tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_shipped_parameter_set_with_a_perception_model_is_valid():
+    from survey import models as M
+    from survey.params import read_parameter_set
+    from survey.spec import read_spec
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = read_parameter_set(root / "parameters" / "synthetic-perception-model.yaml", root=root)
+    specs = [M.model_spec(read_spec(cfg.values["spec"]), m) for m in cfg.values["models"]]
+    assert specs[0].formula() == "I(1 - perc__safe_dark) ~ victim__personal + C(sex) + C(age_band) + C(region)"
+    assert specs[0].reference == {"region": "Capital"}
+    assert specs[1].formula() == "n__personal ~ C(sex) + C(age_band) + C(urban)" and specs[1].family == "negbin"

@@ -563,3 +563,69 @@ def test_other_bad_inputs_are_clear_errors():
     with pytest.warns(SurveyWarning, match="no survey weights given"):
         with pytest.warns(SurveyWarning, match="no PSU given"):
             RiskModel(features=["x", "g"], target="y").fit(df)
+
+
+# ---------------------------------------------------------------------------------------------
+# the risk notebook in a run: a model that cannot be fitted is never silent
+# ---------------------------------------------------------------------------------------------
+def _perception_project(tmp_path, on_failure):
+    import yaml
+    from test_models import perception_spec
+
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    spec = perception_spec(root / "data")
+    s = yaml.safe_load(spec.read_text())
+    s["domains"] = {k: v for k, v in s["domains"].items() if k in ("sex", "age_band", "region")}
+    spec.write_text(yaml.safe_dump(s, sort_keys=False))
+    params = {"name": f"perception-{on_failure}", "spec": str(spec), "notebooks": ["risk"],
+              "risk_crime_types": ["personal"], "on_model_failure": on_failure,
+              "models": [{"name": "unsafe_after_dark", "outcome": "not safe_dark",
+                          "predictors": ["victim:personal", "sex", "age_band", "region"]},
+                         {"name": "piracy_risk", "outcome": "victim:piracy", "predictors": ["sex"]}]}
+    pfile = root / f"{params['name']}.yaml"
+    pfile.write_text(yaml.safe_dump(params, sort_keys=False))
+    return root, pfile
+
+
+@pytest.mark.parametrize("on_failure", ["fail", "record"])
+def test_risk_run_with_a_model_that_cannot_be_fitted(tmp_path, on_failure):
+    """fail: the run fails, its one line names the model, the outcome and why, and no output
+    folder is published; record: the run succeeds with a 'not fitted' row in risk_models.csv,
+    risk_model_failures.csv (in the manifest's outputs) and the reason in the report."""
+    from survey.batch import execute_run, failure_line
+
+    root, pfile = _perception_project(tmp_path, on_failure)
+    res = execute_run(str(pfile), notebook_dir=str(Path(__file__).resolve().parents[1] / "notebooks"),
+                      root=str(root), redirect_stderr=False)
+    out = root / "outputs" / f"perception-{on_failure}"
+    if on_failure == "fail":
+        assert res["status"] == "failed"
+        line = failure_line(res)
+        assert "\n" not in line
+        assert "ModelFitError" in line and "piracy_risk" in line and "victim:piracy" in line and "constant" in line
+        assert not out.exists()
+        return
+    assert res["status"] == "succeeded", failure_line(res)
+    models = pd.read_csv(out / "risk_models.csv")
+    assert set(models.model) == {"risk_personal", "unsafe_after_dark", "piracy_risk"}
+    bad = models[models.model == "piracy_risk"]
+    assert list(bad.status) == ["not fitted"] and "constant" in bad.note.iloc[0]
+    assert set(models[models.model != "piracy_risk"].status) == {"fitted"}
+    # crime_type marks the victimization risk models only (readers select a crime's risk model by it)
+    assert dict(models.groupby("model").crime_type.first().fillna("")) == {
+        "risk_personal": "personal", "unsafe_after_dark": "", "piracy_risk": ""}
+    # the empty region category is stated and never the reference
+    fitted = models[(models.status == "fitted") & models.term.str.startswith("C(region)")]
+    assert set(fitted.reference) == {"Region: North (reference)"}
+    assert set(fitted.dropped_categories) == {"Region: Offshore islands"}
+    failures = pd.read_csv(out / "risk_model_failures.csv")
+    assert list(failures.model) == ["piracy_risk"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "risk_model_failures.csv" in {o["path"] for o in manifest["outputs"]}
+    assert [f["model"] for f in manifest["model_failures"]] == ["piracy_risk"]
+    assert "constant" in manifest["model_failures"][0]["reason"]
+    assert manifest["parameters"]["resolved"]["on_model_failure"] == "record"
+    html = (out / "risk.html").read_text()
+    assert "Models that could not be fitted" in html and "piracy_risk" in html

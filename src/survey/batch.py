@@ -21,7 +21,8 @@ A run folder holds:
                       codebook, Lorenz curves, model tables, wave comparison)
 ``run.log``           the run's log (also kept in ``<outputs>/_logs/<run-name>.log``)
 ``manifest.json``     inputs with sha256, spec, parameters, package versions, row accounting,
-                      timings (kernel start-up and cell time per notebook), outputs, status
+                      timings (kernel start-up and cell time per notebook), outputs, status,
+                      ``model_failures`` (models recorded as not fitted by the risk notebook)
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
@@ -354,6 +355,9 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
         "row_accounting": accounting, "timings_seconds": timings,
         "versions": package_versions(), "host": platform.node(), "kernel": {"name": KERNEL, "python": sys.executable},
     }
+    if (run_dir / "risk_model_failures.csv").exists():  # models recorded as not fitted (on_model_failure: record)
+        manifest["model_failures"] = pd.read_csv(run_dir / "risk_model_failures.csv",
+                                                 keep_default_na=False).to_dict(orient="records")
     outputs = []
     for p in sorted(run_dir.rglob("*")):
         if p.is_file() and p.name != "manifest.json" and not p.name.startswith("."):

@@ -85,7 +85,21 @@ COMMON: tuple[Param, ...] = (
 COMMON_NAMES = tuple(p.name for p in COMMON)
 EXTRA: dict[str, tuple[Param, ...]] = {
     "risk": (Param("risk_crime_types", "names?", None,
-                   "crime types or groups to model (default: the spec's groups, else its types)"),),
+                   "crime types or groups to model (default: the spec's groups, else its types)"),
+             Param("risk_predictors", "names?", None,
+                   "domains predicting victimization (default: the spec's domains except victim-status ones: "
+                   "items of the victimization section)"),
+             Param("risk_reference", "reference?", None,
+                   "reference levels of the risk predictors: {domain: level} (others: reference_rule)"),
+             Param("reference_rule", "reference_rule", "first",
+                   "reference level of a categorical predictor: first (the first category holding a case) "
+                   "| largest (the largest weighted category); empty categories are dropped first"),
+             Param("models", "models?", None,
+                   "other models: [{name:, outcome: <item> | not <item> | victim:<crime> | count:<crime>, "
+                   "predictors: [domains, victim:<crime>], family: logistic | poisson | negbin, reference: {}}]"),
+             Param("on_model_failure", "on_model_failure", "fail",
+                   "a model that cannot be fitted: fail (the run fails, one line) | record (a 'not fitted' row "
+                   "in risk_models.csv, risk_model_failures.csv, and the report)")),
     "summary": (Param("compare", "compare?", None,
                       "an earlier wave to compare with: {spec:, data_dir:, period:} (spec default: the same)"),),
 }
@@ -298,6 +312,25 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ParameterError(f"{what} must be a whole number >= 0, not {value!r}")
         return value
+    if kind in ("reference", "models", "reference_rule", "on_model_failure"):  # risk notebook (survey.models)
+        from .models import (
+            ON_FAILURE,
+            REFERENCE_RULES,
+            ModelSpecError,
+            check_models_value,
+            check_reference_value,
+        )
+
+        if kind in ("reference_rule", "on_model_failure"):
+            allowed = REFERENCE_RULES if kind == "reference_rule" else ON_FAILURE
+            if value not in allowed:
+                raise ParameterError(f"{what} must be one of {', '.join(allowed)}, not {value!r}"
+                                     f"{_did_you_mean(value, allowed)}")
+            return value
+        try:
+            return (check_models_value if kind == "models" else check_reference_value)(value, what)
+        except ModelSpecError as e:
+            raise ParameterError(str(e)) from None
     if kind == "compare":
         if not isinstance(value, dict):
             raise ParameterError(f"{what} must be a mapping {{spec:, data_dir:, period:}}, not {value!r}")
@@ -330,6 +363,13 @@ def check_against_spec(values: dict, where: str = "") -> None:
             if name not in known:
                 raise ParameterError(f"{where}{key}: '{name}' is not in spec {Path(values['spec']).name}"
                                      f"{_did_you_mean(name, known)} (known: {', '.join(known) or 'none'})")
+    if any(values.get(k) for k in ("risk_predictors", "risk_reference", "models")):
+        from .models import ModelSpecError, check_risk_parameters
+
+        try:
+            check_risk_parameters(spec, values, where)
+        except ModelSpecError as e:
+            raise ParameterError(str(e)) from None
     if values.get("cap_rule") and v is None:
         raise ParameterError(f"{where}cap_rule: spec {Path(values['spec']).name} has no victimization section")
     cap = values.get("cap_rule") or {}
