@@ -110,3 +110,12 @@ def test_shipped_specs_still_read():
     root = Path(__file__).resolve().parents[1]
     for p in (root / "specs").rglob("*.yaml"):
         read_spec(p)
+
+
+def test_crossed_domains_are_not_default_risk_predictors(data):
+    from survey.models import ModelSpecError, check_risk_parameters, risk_predictor_default
+
+    survey, _ = data
+    assert risk_predictor_default(survey.spec) == ["sex", "age_band", "region"]
+    with pytest.raises(ModelSpecError, match="crosses sex, age_band"):
+        check_risk_parameters(survey.spec, {"risk_predictors": ["sex_by_age"]})

@@ -784,6 +784,8 @@ def victimization_domains(spec) -> list[str]:
     inc_file = v.file if v.source == "incidents" else None
     out = []
     for name, d in spec.domains.items():
+        if d.variable is None:  # a crossed domain: see its parts
+            continue
         derived = "__" in d.variable and d.variable.split("__", 1)[0] in _VICTIM_PREFIXES
         if d.variable in items or derived or (inc_file is not None and d.file == inc_file):
             out.append(name)
@@ -794,7 +796,7 @@ def risk_predictor_default(spec) -> list[str]:
     """The default predictors of the victimization risk models: the spec's domains except
     :func:`victimization_domains`."""
     exclude = set(victimization_domains(spec))
-    return [d for d in spec.domains if d not in exclude]
+    return [d for d, dom in spec.domains.items() if d not in exclude and dom.cross is None]
 
 
 def _unit_of(spec, crime: str) -> str:
@@ -883,6 +885,9 @@ def _check_domain_predictors(spec, names, unit, where, check_unit=True) -> None:
             raise ModelSpecError(f"{where}: '{p}' is not a domain of the spec{_close(p, known)} "
                                  f"(domains: {', '.join(known) or 'none'})")
         d = spec.domains[p]
+        if d.cross is not None:
+            raise ModelSpecError(f"{where}: '{p}' crosses {', '.join(d.cross)}; give its parts as predictors "
+                                 "(interaction terms are not offered)")
         if check_unit and d.units and unit not in d.units:
             raise ModelSpecError(f"{where}: domain '{p}' applies to {', '.join(d.units)} rates, not to the "
                                  f"{unit} unit of this model")

@@ -1,4 +1,4 @@
-"""Machine-learning risk models of victimization, fitted with survey weights (METHODS.md §6).
+"""Machine-learning risk models of victimization, fitted with survey weights (docs/methods.md#machine-learning-models).
 
 ``RiskModel`` wraps a scikit-learn pipeline (one-hot encoding of categorical predictors,
 standardization of numeric ones for the logistic model, then an L2-penalized logistic
