@@ -220,7 +220,9 @@ def fay_herriot(df: pd.DataFrame, estimate: str = "direct", se: str = "direct_se
     if method == "ML":  # Datta & Lahiri (2000): ML is biased downwards at order 1/m
         bias = -float(np.trace(Q @ (X.T @ ((w ** 2)[:, None] * X)))) / sum_w2
         mse = mse - bias * (1 - gamma) ** 2
-    mse = np.where(has_y, mse, A + xQx)  # areas without a sample: synthetic estimate, MSE g2 + sigma2_u
+    # areas without a sample: synthetic estimate, MSE sigma2_u + x' Q x (g2 with gamma = 0); for ML
+    # sigma2_u is bias-corrected (sigma2_u - b_ML), as g1 is above
+    mse = np.where(has_y, mse, A + xQx - (bias if method == "ML" else 0.0))
     out["eblup"] = eblup
     out["mse"] = mse
     out["rmse"] = np.sqrt(mse)
