@@ -101,8 +101,8 @@ def test_bad_inputs_are_one_line_errors(x, rv, message):
 
 def test_gvf_on_the_synthetic_survey_indicator_table():
     """Prevalence cells of the synthetic survey (every crime type x region, tenure, urban): the
-    proportion GVF fits their SEs with R^2 above 0.5 and its smoothed SEs are within a factor 2
-    of the direct SEs for 90% of the cells."""
+    proportion GVF fits their SEs with R^2 above 0.7 and its smoothed SEs are within 0.6 to 1.6
+    times the direct SEs."""
     from survey.indicators import indicator_table
     from survey.ingest import load
 
@@ -111,7 +111,29 @@ def test_gvf_on_the_synthetic_survey_indicator_table():
                         by_victimization=False, publication="none")
     t = t[(t.estimate > 0) & (t.estimate < 100) & (t.se > 0) & (t.unit == "household")]
     g = gvf.fit_proportion_gvf(t.estimate, t.se, t.weighted_base, percent=True)
-    assert g.r2 > 0.5
+    assert g.r2 > 0.7  # measured 0.85 (seed 1, 70 cells)
     s = gvf.smooth_se(t, g, "estimate", "weighted_base", percent=True)
     ratio = s / t.se.to_numpy()
-    assert np.mean((ratio > 0.5) & (ratio < 2)) > 0.9
+    assert ((ratio > 0.6) & (ratio < 1.6)).all()  # measured 0.67 to 1.32
+
+
+def test_totals_gvf_on_the_synthetic_survey_agrees_with_the_proportion_gvf():
+    """Victim-household totals (every crime type x region, tenure, urban; count rows of the
+    indicator table): relvar = a + b/x fits with weighted R^2 above 0.8 (measured 0.87), and its
+    b is the b of the proportion GVF on the same cells' prevalences (measured 30.7 and 31.2):
+    var(p) = b p (1 - p) / y follows from the totals' GVF, whatever a is."""
+    from survey.indicators import indicator_table
+    from survey.ingest import load
+
+    data = load(Path(__file__).resolve().parents[1] / "specs" / "synthetic.yaml")
+    t = indicator_table(data, domains=["region", "tenure", "urban"], indicators=["prevalence", "victims"],
+                        by_victimization=False, publication="none")
+    t = t[t.unit == "household"]
+    pts = gvf.relvariances(t, indicators=("victims",))
+    g = gvf.fit_gvf(pts.x, pts.relvar)
+    assert g.r2 > 0.8 and len(pts) > 40
+    ratio = g.se_total(pts.x) / pts.se.to_numpy()
+    assert np.quantile(ratio, 0.05) > 0.7 and np.quantile(ratio, 0.95) < 1.4
+    prev = t[(t.indicator == "prevalence") & (t.estimate > 0) & (t.se > 0)]
+    gp = gvf.fit_proportion_gvf(prev.estimate, prev.se, prev.weighted_base, percent=True)
+    assert gp.b == pytest.approx(g.b, rel=0.10)
