@@ -237,3 +237,47 @@ def test_indicator_table_join_and_publication_rule(region_table):
     assert (pub["suppressed"] == sup).all() and pub.loc[sup, "eblup"].isna().all()
     with pytest.raises(sae.SmallAreaError, match="values not in the auxiliary file's 'area' column: North"):
         sae.from_indicator_table(t, aux[aux.area != "North"], "prevalence", "burglary", "region")
+
+
+# ---------------------------------------------------------------------------------------------
+# notebooks/local.py: standalone (not in survey.params.NOTEBOOKS), paired, runs with papermill
+# ---------------------------------------------------------------------------------------------
+def test_local_notebook_pair_in_sync_and_stripped():
+    import jupytext
+    import nbformat
+
+    py = jupytext.read(ROOT / "notebooks" / "local.py")
+    nb = nbformat.read(ROOT / "notebooks" / "local.ipynb", as_version=4)
+    assert [c.source for c in py.cells] == [c.source for c in nb.cells], \
+        "notebooks/local.py and .ipynb differ: run `jupytext --sync notebooks/local.py`"
+    assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+    assert len([c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]) == 1
+
+
+def test_local_notebook_publishes_small_areas_csv(tmp_path, monkeypatch, region_table):
+    import papermill as pm
+
+    from survey.batch import pin_kernel_environment
+
+    pin_kernel_environment()
+    monkeypatch.setenv("SURVEY_PROJECT_ROOT", str(ROOT))
+    table = tmp_path / "indicators.csv"
+    region_table.to_csv(table, index=False)
+    aux = sae.write_csv(sae.synthetic_auxiliary(), tmp_path / "aux.csv")
+    out = tmp_path / "out"
+    pm.execute_notebook(str(ROOT / "notebooks" / "local.ipynb"), str(tmp_path / "local.ipynb"), kernel_name="python3",
+                        progress_bar=False, cwd=str(tmp_path),
+                        parameters={"indicator_table": str(table), "auxiliary": str(aux), "output_dir": str(out),
+                                    "crime_types": ["household", "burglary"], "max_cv": 25.0})
+    got = pd.read_csv(out / "small_areas.csv")
+    assert list(got.columns) == sae.SMALL_AREA_COLUMNS and len(got) == 16
+    assert set(got.estimate_type) == {"model-based (Fay-Herriot EBLUP)"}
+    assert (got.suppressed == (got.rmse.isna())).all()
+    # the published values are the EBLUPs of the model fitted here on the same inputs
+    f = sae.fay_herriot(sae.from_indicator_table(region_table, sae.read_auxiliary(aux), "prevalence", "household",
+                                                 "region"), covariates=["prior_rate"])
+    hh = got[got.crime_type == "household"].set_index("area")
+    keep = ~hh.suppressed.to_numpy()
+    assert np.allclose(hh.estimate.to_numpy()[keep], f.set_index("area").loc[hh.index, "eblup"].to_numpy()[keep])
+    assert (got.cv[~got.suppressed] <= 0.25).all() and (got.suppressed == ~(got.cv <= 0.25)).all()

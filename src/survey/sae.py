@@ -364,3 +364,80 @@ def publication_rule(result: pd.DataFrame, cv_bands=(15.0, 30.0), max_cv: float 
         if c in t.columns:
             t.loc[sup, c] = np.nan
     return t
+
+
+SMALL_AREA_COLUMNS = ["survey", "period", "indicator", "crime_type", "crime_label", "unit", "measure", "domain",
+                      "area", "estimate", "rmse", "cv", "estimate_type", "reliability", "suppressed",
+                      "suppression_reason", "direct", "direct_se", "direct_cv", "gamma", "synthetic",
+                      "in_sample", "benchmarked", "method", "sigma2_u", "covariates", "model"]
+"""Columns of :func:`small_area_table` (``small_areas.csv``): ``estimate`` is the model-based
+estimate (the EBLUP, benchmarked when asked), ``rmse`` and ``cv`` its estimated root MSE and
+CV; the direct estimate and its SE are kept for comparison."""
+
+
+def small_area_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: str, crime_types, domain: str,
+                     covariates, area: str = "area", method: str = "REML", cv_bands=(15.0, 30.0),
+                     max_cv: float | None = 30.0, benchmark: bool = False, shares: str = "share",
+                     source: str = "indicator table") -> pd.DataFrame:
+    """Model-based estimates of ``indicator`` for each crime type over the areas of ``domain``:
+    :func:`from_indicator_table`, :func:`fay_herriot`, :func:`publication_rule`, stacked into
+    :data:`SMALL_AREA_COLUMNS`.
+
+    benchmark: ratio-benchmark each crime type's EBLUPs to the table's overall direct estimate
+    (domain "overall") with the auxiliary column ``shares`` as population shares (they must be
+    shares of the indicator's unit: households for household crimes, persons for personal ones).
+    """
+    crime_types = [crime_types] if isinstance(crime_types, str) else list(crime_types)
+    parts = []
+    for c in crime_types:
+        d = from_indicator_table(table, auxiliary, indicator, c, domain, area=area, source=source)
+        bench = None
+        if benchmark:
+            ov = table[(table["indicator"] == indicator) & (table["crime_type"] == c) & (table["domain"] == "overall")]
+            if ov.empty or not np.isfinite(pd.to_numeric(ov["estimate"], errors="coerce")).all():
+                raise SmallAreaError(f"{source}: no overall estimate of '{indicator}' for '{c}' to benchmark to")
+            bench = float(ov["estimate"].iloc[0])
+        label = f"{source}: {indicator} of {c} by {domain}"
+        f = fay_herriot(d, covariates=covariates, area=area, method=method, benchmark=bench,
+                        shares=shares if benchmark else None, source=label)
+        attrs = dict(f.attrs)
+        if benchmark:  # publish the benchmarked value and its (approximate) MSE
+            f["eblup"], f["mse"] = f["eblup_benchmarked"], f["mse_benchmarked"]
+            f["rmse"] = np.sqrt(f["mse"])
+            f["cv"] = f["rmse"] / f["eblup"].abs()
+        pub = publication_rule(f, cv_bands=cv_bands, max_cv=max_cv)
+        rows = table[(table["indicator"] == indicator) & (table["crime_type"] == c) & (table["domain"] == domain)]
+        first = rows.iloc[0] if len(rows) else pd.Series(dtype=object)
+        out = pd.DataFrame({
+            "survey": first.get("survey"), "period": first.get("period"), "indicator": indicator, "crime_type": c,
+            "crime_label": first.get("crime_label", c), "unit": first.get("unit"), "measure": first.get("measure"),
+            "domain": domain, "area": pub["area"], "estimate": pub["eblup"], "rmse": pub["rmse"], "cv": pub["cv"],
+            "estimate_type": pub["estimate_type"], "reliability": pub["reliability"],
+            "suppressed": pub["suppressed"], "suppression_reason": pub["suppression_reason"],
+            "direct": pub["direct"], "direct_se": pub["direct_se"], "direct_cv": pub["direct_se"] / pub["direct"].abs(),
+            "gamma": pub["gamma"], "synthetic": pub["synthetic"], "in_sample": pub["in_sample"],
+            "benchmarked": bool(benchmark), "method": attrs["method"], "sigma2_u": attrs["sigma2_u"],
+            "covariates": " + ".join(attrs["covariates"]),
+            "model": (f"Fay-Herriot area-level model, {attrs['method']}; sigma2_u = {attrs['sigma2_u']:.4g}"
+                      + ("; estimated as 0: synthetic estimates" if attrs["at_zero"] else "")),
+        })
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True)[SMALL_AREA_COLUMNS]
+
+
+def write_csv(frame: pd.DataFrame, path) -> Path:
+    """Write a CSV atomically (a temporary sibling renamed onto ``path``)."""
+    import os
+    import tempfile
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            frame.to_csv(fh, index=False)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
