@@ -45,6 +45,7 @@ cv_bands = [15.0, 30.0]
 max_cv = 30.0
 benchmark = False
 shares = "share"
+smooth_variances = False  # True: GVF-smoothed sampling variances (proportion GVF on the table's cells)
 output_dir = "outputs/local"
 seed = 1
 
@@ -90,9 +91,9 @@ rp.md(f"Direct estimates: {table_source}. Auxiliary file: {aux_source} ({len(aux
 # %% model-based estimates
 result = sae.small_area_table(table, aux, indicator, crime_types, domain, covariates, area=area_column,
                               method=method, cv_bands=tuple(cv_bands), max_cv=max_cv, benchmark=benchmark,
-                              shares=shares)
+                              shares=shares, smooth_variances=smooth_variances)
 path = sae.write_csv(result, out / "small_areas.csv")
-lines = [f"- **{c}**: {g['model'].iloc[0]}; {int(g['suppressed'].sum())} of {len(g)} areas withheld "
+lines = [f"- **{c}**: {g['model'].iloc[0]}; sampling SEs: {g['se_source'].iloc[0]}; {int(g['suppressed'].sum())} of {len(g)} areas withheld "
          f"(model CV above {max_cv:g}%)" for c, g in result.groupby("crime_type", sort=False)]
 rp.md("Model-based estimates (labelled so in `estimate_type`), written to "
       f"`{path.name}`:\n\n" + "\n".join(lines))

@@ -281,3 +281,41 @@ def test_local_notebook_publishes_small_areas_csv(tmp_path, monkeypatch, region_
     keep = ~hh.suppressed.to_numpy()
     assert np.allclose(hh.estimate.to_numpy()[keep], f.set_index("area").loc[hh.index, "eblup"].to_numpy()[keep])
     assert (got.cv[~got.suppressed] <= 0.25).all() and (got.suppressed == ~(got.cv <= 0.25)).all()
+
+
+def test_gvf_smoothed_variances_on_the_synthetic_regions():
+    """Every household and personal crime type by region (seed 1), against the population truth:
+    the EBLUP's squared error is below the direct estimate's for each crime type, and with
+    GVF-smoothed sampling variances it is lower still on average (measured: mean squared error
+    0.754 direct, 0.265 EBLUP, 0.182 EBLUP with smoothed variances)."""
+    from survey import gvf
+    from survey.indicators import indicator_table
+    from survey.ingest import load
+
+    t = indicator_table(load(ROOT / "specs" / "synthetic.yaml"), domains=["region", "tenure", "urban"],
+                        indicators=["prevalence"], by_victimization=False)
+    aux = sae.synthetic_auxiliary()
+    crimes = ["household", "burglary", "vehicle_theft", "vandalism", "other_household_theft", "assault", "threats",
+              "personal_theft", "fraud"]
+    truth = pd.read_csv(ROOT / "data" / "synthetic" / "truth.csv")
+    truth = truth[(truth.indicator == "prevalence") & (truth.domain == "region")]
+    err = {}
+    for smooth in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SurveyWarning)
+            r = sae.small_area_table(t, aux, "prevalence", crimes, "region", ["prior_rate"], max_cv=None,
+                                     smooth_variances=smooth)
+        m = r.merge(truth[["crime_type", "domain_value", "value"]], left_on=["crime_type", "area"],
+                    right_on=["crime_type", "domain_value"])
+        assert len(m) == 72
+        err[smooth] = m.assign(d=(m.direct - m.value) ** 2, e=(m.estimate - m.value) ** 2).groupby("crime_type")[["d", "e"]].mean()
+        if smooth:  # the model's SEs are the GVF's: sqrt(b / y p (1 - p)) in %
+            g = gvf.fit_table_proportions(t, "prevalence", "household")
+            hh = r[r.crime_type == "burglary"].merge(
+                t[(t.crime_type == "burglary") & (t.domain == "region")], left_on="area", right_on="domain_value")
+            p = hh.estimate_y / 100
+            assert np.allclose(hh.direct_se, 100 * np.sqrt(g.b / hh.weighted_base * p * (1 - p)), rtol=1e-12)
+            assert hh.se_source.iloc[0].startswith("proportion GVF, b = 31.15 (70 cells")
+    raw, smoothed = err[False], err[True]
+    assert (raw.e < raw.d).all()
+    assert smoothed.e.mean() < 0.8 * raw.e.mean() < 0.5 * raw.d.mean()

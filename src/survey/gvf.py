@@ -220,6 +220,26 @@ def relvariances(table: pd.DataFrame, indicators=("victimizations", "victims")) 
     return out
 
 
+def fit_table_proportions(table: pd.DataFrame, indicator: str = "prevalence", unit: str | None = None) -> GVF:
+    """A proportion GVF (:func:`fit_proportion_gvf`) on every usable cell of one % indicator of
+    an indicator table: all crime types and domains (overall included), optionally one unit
+    (household or person: their bases differ), estimates strictly between 0 and 100% with a
+    positive SE, not suppressed."""
+    for col in ("indicator", "estimate", "se", "weighted_base"):
+        if col not in table.columns:
+            raise GVFError(f"indicator table: column '{col}' not found ({len(table.columns)} columns)")
+    t = table[table["indicator"] == indicator]
+    if unit is not None and "unit" in t.columns:
+        t = t[t["unit"] == unit]
+    if "suppressed" in t.columns:
+        t = t[~t["suppressed"].fillna(False).astype(bool)]
+    t = t[(t["estimate"] > 0) & (t["estimate"] < 100) & (t["se"] > 0) & (t["weighted_base"] > 0)]
+    if len(t) < 2:
+        raise GVFError(f"indicator table: {len(t)} usable cells of '{indicator}'"
+                       f"{f' ({unit})' if unit else ''} to fit a proportion GVF (need 2)")
+    return fit_proportion_gvf(t["estimate"], t["se"], t["weighted_base"], percent=True)
+
+
 def smooth_se(df: pd.DataFrame, gvf: GVF, estimate: str = "estimate", base: str | None = None,
               kind: str = "proportion", percent: bool = False) -> np.ndarray:
     """GVF-predicted SEs for the rows of ``df``, to use instead of their direct SEs (e.g. as the

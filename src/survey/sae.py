@@ -307,7 +307,8 @@ def from_indicator_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator
     if unknown.any():
         raise SmallAreaError(f"{source}: domain '{domain}' values not in the auxiliary file's '{area}' column: "
                              f"{_rows(unknown, sel['domain_value'])}")
-    keep = ["domain_value", "estimate", "se"] + [c for c in ("n", "suppressed", "measure") if c in sel.columns]
+    keep = ["domain_value", "estimate", "se"] + [c for c in ("n", "weighted_base", "suppressed", "measure")
+                                                 if c in sel.columns]
     d = aux.merge(sel[keep], how="left", left_on=area, right_on="domain_value").drop(columns="domain_value")
     if "suppressed" in d.columns:  # a withheld cell carries no usable direct estimate
         s = d["suppressed"].fillna(False).astype(bool)
@@ -369,7 +370,7 @@ def publication_rule(result: pd.DataFrame, cv_bands=(15.0, 30.0), max_cv: float 
 SMALL_AREA_COLUMNS = ["survey", "period", "indicator", "crime_type", "crime_label", "unit", "measure", "domain",
                       "area", "estimate", "rmse", "cv", "estimate_type", "reliability", "suppressed",
                       "suppression_reason", "direct", "direct_se", "direct_cv", "gamma", "synthetic",
-                      "in_sample", "benchmarked", "method", "sigma2_u", "covariates", "model"]
+                      "in_sample", "se_source", "benchmarked", "method", "sigma2_u", "covariates", "model"]
 """Columns of :func:`small_area_table` (``small_areas.csv``): ``estimate`` is the model-based
 estimate (the EBLUP, benchmarked when asked), ``rmse`` and ``cv`` its estimated root MSE and
 CV; the direct estimate and its SE are kept for comparison."""
@@ -378,7 +379,7 @@ CV; the direct estimate and its SE are kept for comparison."""
 def small_area_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: str, crime_types, domain: str,
                      covariates, area: str = "area", method: str = "REML", cv_bands=(15.0, 30.0),
                      max_cv: float | None = 30.0, benchmark: bool = False, shares: str = "share",
-                     source: str = "indicator table") -> pd.DataFrame:
+                     smooth_variances: bool = False, source: str = "indicator table") -> pd.DataFrame:
     """Model-based estimates of ``indicator`` for each crime type over the areas of ``domain``:
     :func:`from_indicator_table`, :func:`fay_herriot`, :func:`publication_rule`, stacked into
     :data:`SMALL_AREA_COLUMNS`.
@@ -386,11 +387,28 @@ def small_area_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: st
     benchmark: ratio-benchmark each crime type's EBLUPs to the table's overall direct estimate
     (domain "overall") with the auxiliary column ``shares`` as population shares (they must be
     shares of the indicator's unit: households for household crimes, persons for personal ones).
+    smooth_variances: the sampling variances of the model are GVF variances instead of the
+    direct ones: a proportion GVF (``survey.gvf.fit_table_proportions``) fitted on every cell
+    of the indicator (same unit) in ``table``, evaluated at each area's direct estimate and
+    weighted base (% indicators only); ``direct_se`` then holds the smoothed SE and
+    ``se_source`` says so.
     """
     crime_types = [crime_types] if isinstance(crime_types, str) else list(crime_types)
     parts = []
     for c in crime_types:
         d = from_indicator_table(table, auxiliary, indicator, c, domain, area=area, source=source)
+        se_source = "direct"
+        if smooth_variances:
+            from .gvf import fit_table_proportions
+
+            unit = table.loc[(table["indicator"] == indicator) & (table["crime_type"] == c), "unit"]
+            unit = unit.iloc[0] if "unit" in table.columns and len(unit) else None
+            g = fit_table_proportions(table, indicator, unit)
+            if "weighted_base" not in d.columns:
+                raise SmallAreaError(f"{source}: smoothing variances needs the column 'weighted_base'")
+            d["direct_se"] = np.where(d["direct"].notna(), g.se_proportion(d["direct"], d["weighted_base"],
+                                                                             percent=True), np.nan)
+            se_source = f"proportion GVF, b = {g.b:.4g} ({g.n} cells, R^2 {g.r2:.2f})"
         bench = None
         if benchmark:
             ov = table[(table["indicator"] == indicator) & (table["crime_type"] == c) & (table["domain"] == "overall")]
@@ -416,7 +434,8 @@ def small_area_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: st
             "suppressed": pub["suppressed"], "suppression_reason": pub["suppression_reason"],
             "direct": pub["direct"], "direct_se": pub["direct_se"], "direct_cv": pub["direct_se"] / pub["direct"].abs(),
             "gamma": pub["gamma"], "synthetic": pub["synthetic"], "in_sample": pub["in_sample"],
-            "benchmarked": bool(benchmark), "method": attrs["method"], "sigma2_u": attrs["sigma2_u"],
+            "se_source": se_source, "benchmarked": bool(benchmark), "method": attrs["method"],
+            "sigma2_u": attrs["sigma2_u"],
             "covariates": " + ".join(attrs["covariates"]),
             "model": (f"Fay-Herriot area-level model, {attrs['method']}; sigma2_u = {attrs['sigma2_u']:.4g}"
                       + ("; estimated as 0: synthetic estimates" if attrs["at_zero"] else "")),
