@@ -167,9 +167,11 @@ def fay_herriot(df: pd.DataFrame, estimate: str = "direct", se: str = "direct_se
                 (MSE plus the squared adjustment, an approximation).
 
     Returns :data:`RESULT_COLUMNS` with ``attrs``: sigma2_u, beta, beta_se (dicts by covariate
-    name, "(intercept)" first), method, iterations, at_zero, m (areas in the fit), loglik-free
-    diagnostics.  When sigma2_u is estimated as 0 every EBLUP is the synthetic estimate and a
-    :class:`~survey.errors.SurveyWarning` says so.
+    name, "(intercept)" first), method, iterations, at_zero, m (areas in the fit),
+    var_sigma2_u (2 / sum 1/(sigma2_u + psi)^2, used in g3), ml_bias (b_ML; NaN for REML),
+    covariates.  When sigma2_u is estimated as 0 every EBLUP is the synthetic estimate and a
+    :class:`~survey.errors.SurveyWarning` says so.  Columns g1, g2, g3: the Prasad-Rao terms
+    (out of sample: 0, x'Qx, 0, and mse = sigma2_u + x'Qx).
     """
     method = str(method).upper()
     if method not in ("REML", "ML"):
