@@ -43,6 +43,35 @@ def supported(design) -> bool:
     return not isinstance(design, ReplicateDesign) and not getattr(design, "calibrations", ())
 
 
+def domain_df(design, by) -> np.ndarray:
+    """Per cell of ``by`` (in the order of the estimators' cells): the degrees of freedom of the
+    domain's own subset design, as R's ``svyby(..., svyciprop)`` uses them (each domain's
+    estimate is computed on ``subset(design, domain)``, whose ``degf`` is taken).
+
+    Taylor designs: ``design.subset(cell).df`` (PSUs minus strata among the domain's rows with a
+    positive weight).  Replicate designs: as R, which recomputes ``degf`` for a subset of a
+    replicate design: the rank of the domain's rows of the replicate weights, minus 1.  No
+    ``by``: the design's df."""
+    from .design import ReplicateDesign, _replicate_rank
+
+    cell, keys, _ = _cells(design, by)
+    if not by:
+        return np.array([float(design.df)])
+    key = ("domain_df",) + (tuple(by) if isinstance(by, (list, tuple)) else (by,))
+    hit = design._cache.get(key)
+    if hit is None:
+        out = np.empty(len(keys))
+        for g in range(len(keys)):
+            mask = cell == g
+            if isinstance(design, ReplicateDesign):
+                rows = mask & (design.w > 0)
+                out[g] = float(_replicate_rank(design.repw[rows]) - 1) if rows.any() else 0.0
+            else:
+                out[g] = design.subset(mask).df
+        hit = design._cache[key] = out
+    return hit
+
+
 class Columns:
     """Row vectors registered once; a vector equal to one already registered gets its index."""
 
