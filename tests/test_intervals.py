@@ -179,7 +179,8 @@ def test_cells_at_their_bound_are_never_rated_precise(preset):
     bound = t.iloc[:4]
     assert not bound["reliability"].isin(["high", "moderate", "reliable"]).any(), bound["reliability"].tolist()
     assert (bound["flag_reason"] != "").all()
-    assert t["flag_reason"].iloc[0] in (BOUND_REASON,) or preset == "bjs"
+    assert t["flag_reason"].iloc[0] == BOUND_REASON  # 100% with 30 cases: no other flag
+    assert t["flag_reason"].iloc[3] == BOUND_REASON
     assert t["reliability"].iloc[1] == "no sample cases"
     assert t["reliability"].iloc[4] in ("high", "reliable")  # the ordinary cell is untouched
 
@@ -189,9 +190,10 @@ def synthetic_table() -> pd.DataFrame:
     return indicator_table(sv.load(ROOT / "specs" / "synthetic.yaml"))
 
 
-def _check_table(t: pd.DataFrame):
+def _check_table(t: pd.DataFrame) -> pd.Series:
     est = t["estimate"]
     at_bound = (t["se"] == 0) & est.notna()
+    assert at_bound.any()
     # no SE-0 interval anywhere
     assert t.loc[at_bound, ["ci_low", "ci_high"]].isna().all().all()
     assert not t.loc[at_bound, "reliability"].isin(["high", "moderate", "reliable"]).any()
@@ -205,6 +207,7 @@ def _check_table(t: pd.DataFrame):
     assert (t.loc[ok, "ci_low"] <= t.loc[ok, "estimate"] + 1e-9).all()
     assert (t.loc[ok, "ci_high"] >= t.loc[ok, "estimate"] - 1e-9).all()
     assert (t.loc[ok & (t["indicator"] == "dark_figure"), "ci_high"] <= 100).all()
+    return at_bound
 
 
 def test_synthetic_table_intervals():
@@ -220,6 +223,10 @@ def test_synthetic_table_intervals():
 
 def test_ncvs_table_intervals():
     t = indicator_table(sv.load(ROOT / "specs" / "ncvs-2021.yaml"))
-    _check_table(t)
+    at_bound = _check_table(t)
+    # cells at a bound with cases: a 100% reporting rate (2 victims), a Gini of 0 among victims
+    with_cases = t[at_bound & (t["n_cases"] > 0)]
+    assert {"reporting_rate", "gini_victims"} <= set(with_cases["indicator"])
+    assert (with_cases["reliability"] == "interpret with caution").all()
     ic = t[t["indicator"].isin(["incidence", "concentration"])]
     assert (ic["df"] <= 170).all() and (ic["df"] >= 1).all()
