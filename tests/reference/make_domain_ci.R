@@ -16,9 +16,15 @@
 #             per domain and svyciprop's default df is degf(design))
 #   degf      degf(subset(design, by == by_value)), the df that interval used
 #   n_rows    rows of the domain
-# The 0/1 variable is y = api00 > 650 (apistrat, apiclus1) or sch.wide == "Yes".
+#          tests/reference/domain_ci_jk1.csv, the JK1 replicate weights of the apiclus1 design
+#   (cds, rep1..rep15: as.svrepdesign(svydesign(id=~dnum, weights=~pw), type="JK1")), so that
+#   the test builds its replicate design on the same columns.
+# The 0/1 variable is y = api00 > 650 (apistrat, apiclus1) or sw = sch.wide == "Yes".
 # Designs with few PSUs per domain (districts within counties) give small domain df, some 0
-# (one PSU: no interval, NaN).
+# (one PSU: no interval, NaN).  Domains where y is all 0 or all 1 give R's glm estimate near
+# the bound (1e-11) with a degenerate interval; the engine gives 0 or 1 and no interval.
+# With degf = 1, confint.svyglm's conversion of t(1) to a normal level rounds to 1 and the
+# interval is infinite (0 to NaN after expit); the test checks the t(1) interval by hand there.
 
 suppressPackageStartupMessages(library(survey))
 
