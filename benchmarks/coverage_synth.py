@@ -9,8 +9,9 @@ the folder) with ``survey.ingest.load``, and estimated with
 type or item, domain, domain value) is matched with ``truth_table(pop)``; per cell:
 
 coverage        share of draws whose interval (ci_low, ci_high) holds the truth (an undefined
-                interval, e.g. concentration with no victim in the cell, counts as a miss and
-                is also reported as ``undefined``)
+                interval, e.g. concentration with no victim in the cell, or a cell at its
+                bound with SE 0, which the table gives no interval, counts as a miss and is
+                also reported as ``undefined``)
 rel_bias        (mean estimate - truth) / truth
 se_ratio        mean SE / empirical SD of the estimates (1 = the SE is right on average)
 bias_sd         (mean estimate - truth) / empirical SD of the estimates

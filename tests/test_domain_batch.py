@@ -169,46 +169,77 @@ def test_unknown_method_is_an_error():
         indicator_table(data, method="fast")
 
 
-def test_effective_df_by_hand():
-    """df_effective = 2 v^2 / Var(v), Var(v) from the spread of the PSUs' squared deviations
-    within strata, computed here directly from the linearized PSU totals of a mean."""
-    design = DESIGNS["strat_nest"]()
-    got = FamilyEstimator(design, [Ratios("m", ["api00"], ["api00"], None, ["api00"], effective_df=True)]).estimate(None)[0]
-    d = design.data
-    w = design.w
-    y = d["api00"].to_numpy(dtype=float)
-    r = np.sum(w * y) / np.sum(w)
-    z = w * (y - r) / np.sum(w)
-    psu = d["stype"].astype(str) + "/" + d["dnum"].astype(str)
-    tot = pd.DataFrame({"h": d["stype"], "psu": psu, "z": z}).groupby(["h", "psu"])["z"].sum().reset_index()
-    v = var_v = 0.0
-    for _, g in tot.groupby("h"):
-        n = len(g)
-        dev = g["z"].to_numpy() - g["z"].mean()
-        c = n / (n - 1)
-        v += c * np.sum(dev**2)
-        var_v += c * c * n / (n - 1) * np.sum((dev**2 - np.mean(dev**2)) ** 2)
-    assert np.isclose(got["se"].iloc[0] ** 2, v, rtol=1e-9)
-    assert np.isclose(got["df_effective"].iloc[0], 2 * v * v / var_v, rtol=1e-9)
+# ----- effective df (Satterthwaite) ---------------------------------------------------------
+def _satterthwaite_by_hand(df: pd.DataFrame, y: str, x: str | None, dom: np.ndarray, fpc: str | None = None,
+                           lonely_adjust: bool = False) -> tuple[float, float]:
+    """Variance and Satterthwaite df of the domain ratio sum w y / sum w x, with loops over the
+    strata: PSU totals of the linearized values (PSUs outside the domain: 0), v_h = (1 - f_h)
+    n_h / (n_h - 1) sum (t - tbar)^2 on n_h - 1 df; a lonely PSU (adjust) t^2 on 1 df."""
+    w = df["w"].to_numpy(float)
+    yy = df[y].to_numpy(float)
+    xx = np.ones(len(df)) if x is None else df[x].to_numpy(float)
+    X = np.sum((w * xx)[dom])
+    R = np.sum((w * yy)[dom]) / X
+    z = np.where(dom, w * (yy - R * xx) / X, 0.0)
+    v_sum = den = 0.0
+    for h in sorted(df["h"].unique()):
+        in_h = (df["h"] == h).to_numpy()
+        psus = sorted(df.loc[in_h, "psu"].unique())
+        t = np.array([z[in_h & (df["psu"] == p).to_numpy()].sum() for p in psus])
+        n = len(t)
+        f = 0.0 if fpc is None else n / df.loc[in_h, fpc].iloc[0]
+        if n == 1:
+            if not lonely_adjust:
+                continue
+            vh, k = (1 - f) * t[0] ** 2, 1
+        else:
+            vh, k = (1 - f) * n / (n - 1) * np.sum((t - t.mean()) ** 2), n - 1
+        v_sum += vh
+        den += vh**2 / k
+    return v_sum, v_sum**2 / den
 
 
-def test_effective_df_near_design_df_for_normal_totals():
-    rng = np.random.default_rng(3)
-    n_psu, per = 200, 5
-    df = pd.DataFrame({"psu": np.repeat(np.arange(n_psu), per), "h": np.repeat(np.arange(n_psu) % 4, per),
-                       "y": rng.normal(10, 2, n_psu * per) + np.repeat(rng.normal(0, 1, n_psu), per), "w": 1.0})
-    design = sv.Design(df, psu="psu", strata="h", weights="w")
-    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
-    assert 0.6 * design.df < got["df_effective"].iloc[0] < 1.4 * design.df
-    # one PSU carrying the variance (a heavy tail): few effective df
-    df.loc[df["psu"] == 7, "y"] += 400
-    design = sv.Design(df, psu="psu", strata="h", weights="w")
-    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
-    assert got["df_effective"].iloc[0] < 5
+def _unequal_design(seed: int, sizes=(2, 3, 5, 7, 2, 4, 6, 3)) -> pd.DataFrame:
+    """Strata of 2, 3, 5+ PSUs, 1 to 6 rows per PSU, unequal weights and stratum variances."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    psu = 0
+    for h, n in enumerate(sizes):
+        for _ in range(n):
+            m = int(rng.integers(1, 7))
+            for _ in range(m):
+                rows.append(dict(h=h, psu=psu, w=float(rng.uniform(1, 4)),
+                                 y=float(rng.gamma(0.5, 3.0) * (1 + h)), x=float(rng.integers(1, 4)),
+                                 d=int(rng.integers(0, 3)), N=3 * n))
+            psu += 1
+    return pd.DataFrame(rows)
 
 
-def test_effective_df_of_a_paired_design_is_satterthwaite():
-    """Two PSUs per stratum (as NCVS): df = (sum v_h)^2 / sum v_h^2 (each stratum one df)."""
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_effective_df_is_satterthwaite_by_hand(seed):
+    """Means and ratios, overall and by domain, with and without fpc: the batch's df_effective
+    is Satterthwaite's df computed here by loops over strata, whatever their PSU counts."""
+    df = _unequal_design(seed)
+    fams = [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True),
+            Ratios("r", ["y"], ["y"], ["x"], ["y"], base="den", effective_df=True)]
+    for fpc in (None, "N"):
+        design = sv.Design(df, psu="psu", strata="h", weights="w", fpc=fpc)
+        fe = FamilyEstimator(design, fams)
+        for by in (None, "d"):
+            cells = [np.ones(len(df), dtype=bool)] if by is None else [
+                (df["d"] == g).to_numpy() for g in sorted(df["d"].unique())]
+            for fam, got in zip(fams, fe.estimate(by)):
+                assert len(got) == len(cells)
+                for g, dom in enumerate(cells):
+                    v, want = _satterthwaite_by_hand(df, "y", None if fam.den is None else "x", dom, fpc)
+                    assert np.isclose(got["se"].iloc[g] ** 2, v, rtol=1e-9)
+                    assert np.isclose(got["df_effective"].iloc[g], min(want, design.df), rtol=1e-9), (fpc, by, g)
+                    assert got["df_effective"].iloc[g] <= design.df
+
+
+def test_effective_df_of_paired_and_equal_strata():
+    """Two PSUs per stratum (as NCVS): df = (sum v_h)^2 / sum v_h^2; equal stratum contributions
+    with n PSUs each give the design df exactly (strata x (n - 1))."""
     rng = np.random.default_rng(5)
     H = 30
     df = pd.DataFrame({"h": np.repeat(np.arange(H), 20), "psu": np.repeat(np.arange(2 * H), 10), "w": 1.0,
@@ -218,6 +249,62 @@ def test_effective_df_of_a_paired_design_is_satterthwaite():
     z = (df["y"] - df["y"].mean()) / len(df)
     tot = pd.DataFrame({"h": df["h"], "psu": df["psu"], "z": z}).groupby(["h", "psu"])["z"].sum()
     vh = tot.groupby(level=0).apply(lambda t: 2 * np.sum((t - t.mean()) ** 2)).to_numpy()
-    assert np.isclose(got["se"].iloc[0] ** 2, vh.sum(), rtol=1e-9)
     assert np.isclose(got["df_effective"].iloc[0], vh.sum() ** 2 / np.sum(vh**2), rtol=1e-9)
     assert got["df_effective"].iloc[0] < design.df
+    # 4 strata of 3 PSUs, PSU totals -1, 0, 1 in each: v_h equal, df = 4 x 2 = 8 = design df
+    eq = pd.DataFrame({"h": np.repeat(np.arange(4), 3), "psu": np.arange(12), "w": 1.0,
+                       "y": np.tile([-1.0, 0.0, 1.0], 4)})
+    design = sv.Design(eq, psu="psu", strata="h", weights="w")
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
+    assert design.df == 8 and np.isclose(got["df_effective"].iloc[0], 8.0, rtol=1e-12)
+    # one stratum carrying all the variance: its own n_h - 1 = 2 df
+    eq.loc[eq["h"] > 0, "y"] = 5.0
+    design = sv.Design(eq, psu="psu", strata="h", weights="w")
+    got = FamilyEstimator(design, [Ratios("m", ["y"], ["y"], None, ["y"], effective_df=True)]).estimate(None)[0]
+    assert np.isclose(got["df_effective"].iloc[0], 2.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("lonely", ["remove", "certainty", "adjust", "average"])
+def test_effective_df_with_lonely_psus(lonely):
+    """remove / certainty: no term for the lonely stratum; average: the variance times a
+    constant, same df as remove; adjust: the lonely PSU's total from 0, on 1 df."""
+    df = _unequal_design(7, sizes=(3, 1, 5, 2, 1, 4))
+    design = sv.Design(df, psu="psu", strata="h", weights="w", lonely_psu=lonely)
+    fe = FamilyEstimator(design, [Ratios("r", ["y"], ["y"], ["x"], ["y"], base="den", effective_df=True)])
+    for by in (None, "d"):
+        cells = [np.ones(len(df), dtype=bool)] if by is None else [
+            (df["d"] == g).to_numpy() for g in sorted(df["d"].unique())]
+        got = fe.estimate(by)[0]
+        for g, dom in enumerate(cells):
+            _, want = _satterthwaite_by_hand(df, "y", "x", dom, lonely_adjust=lonely == "adjust")
+            assert np.isclose(got["df_effective"].iloc[g], min(want, design.df), rtol=1e-9), (lonely, by, g)
+
+
+def test_effective_df_describes_the_variance_of_the_variance():
+    """Simulation: normal PSU totals, strata of 2 to 8 PSUs with very unequal variances.  The
+    Monte-Carlo variance of the variance estimate v is 2 E(v)^2 / df for Satterthwaite's df of
+    the true stratum contributions (the df of a chi-square with v's mean and variance), and the
+    df estimated in each sample is close to it (median within 25%); the design df (PSUs minus
+    strata) would claim far less variance of v."""
+    rng = np.random.default_rng(11)
+    sizes = np.array([2, 3, 4, 5, 8, 2, 6, 3])
+    sd = np.array([1.0, 4.0, 0.5, 2.0, 1.0, 3.0, 0.7, 1.5])
+    h = np.repeat(np.arange(len(sizes)), sizes)
+    n = len(h)
+    J = 4000  # samples, as columns of one design
+    Y = rng.normal(10.0, sd[h][:, None], size=(n, J))
+    df = pd.DataFrame(Y, columns=[f"y{j}" for j in range(J)])
+    df["h"], df["psu"], df["w"] = h, np.arange(n), 1.0
+    design = sv.Design(df, psu="psu", strata="h", weights="w")
+    cols = [f"y{j}" for j in range(J)]
+    got = FamilyEstimator(design, [Ratios("m", cols, cols, None, cols, effective_df=True)]).estimate(None)[0]
+    v = got["se"].to_numpy() ** 2
+    # E v_h = n_h sd_h^2 / N^2 (one row per PSU, the mean's scores are (y - ybar) / N)
+    ev = sizes * sd**2 / n**2
+    df_true = ev.sum() ** 2 / np.sum(ev**2 / (sizes - 1))
+    assert np.isclose(v.mean(), ev.sum(), rtol=0.03)
+    ratio = v.var() / (2 * v.mean() ** 2 / df_true)
+    assert 0.85 < ratio < 1.15, ratio
+    assert design.df > 2.5 * df_true  # the design df would be far off
+    med = np.median(got["df_effective"].to_numpy())
+    assert abs(med / df_true - 1) < 0.25, (med, df_true)

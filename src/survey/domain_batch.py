@@ -43,6 +43,35 @@ def supported(design) -> bool:
     return not isinstance(design, ReplicateDesign) and not getattr(design, "calibrations", ())
 
 
+def domain_df(design, by) -> np.ndarray:
+    """Per cell of ``by`` (in the order of the estimators' cells): the degrees of freedom of the
+    domain's own subset design, as R's ``svyby(..., svyciprop)`` uses them (each domain's
+    estimate is computed on ``subset(design, domain)``, whose ``degf`` is taken).
+
+    Taylor designs: ``design.subset(cell).df`` (PSUs minus strata among the domain's rows with a
+    positive weight).  Replicate designs: as R, which recomputes ``degf`` for a subset of a
+    replicate design: the rank of the domain's rows of the replicate weights, minus 1.  No
+    ``by``: the design's df."""
+    from .design import ReplicateDesign, _replicate_rank
+
+    cell, keys, _ = _cells(design, by)
+    if not by:
+        return np.array([float(design.df)])
+    key = ("domain_df",) + (tuple(by) if isinstance(by, (list, tuple)) else (by,))
+    hit = design._cache.get(key)
+    if hit is None:
+        out = np.empty(len(keys))
+        for g in range(len(keys)):
+            mask = cell == g
+            if isinstance(design, ReplicateDesign):
+                rows = mask & (design.w > 0)
+                out[g] = float(_replicate_rank(design.repw[rows]) - 1) if rows.any() else 0.0
+            else:
+                out[g] = design.subset(mask).df
+        hit = design._cache[key] = out
+    return hit
+
+
 class Columns:
     """Row vectors registered once; a vector equal to one already registered gets its index."""
 
@@ -148,30 +177,41 @@ class DomainBatch:
 
     def effective_df(self, Z: np.ndarray) -> np.ndarray:
         """Effective degrees of freedom (G x J) of the first-stage variance estimate of
-        estimates whose PSU totals are ``Z``: ``2 v^2 / Var(v)`` (moment matching, as
-        Satterthwaite), with ``Var(v)`` estimated from the spread of the PSUs' squared deviations
-        within their strata: ``sum_h c_h^2 n_h / (n_h - 1) sum_i (d_hi^2 - mean_i d_hi^2)^2``;
-        a stratum of 2 PSUs contributes Satterthwaite's ``2 v_h^2``.
-        About PSUs minus strata when the PSU totals are near normal; much fewer when a few PSUs
-        carry the variance (heavy-tailed counts: the victims of a rare crime in a cell)."""
-        st = self.design.stages[0]
+        estimates whose PSU totals are ``Z`` (Satterthwaite):
+
+            df = (sum_h v_h)^2 / sum_h v_h^2 / k_h
+
+        ``v_h``: stratum h's contribution to the first-stage variance of the cell estimate
+        (``c_h sum_i (z_hi - zbar_h)^2``, the PSUs of the stratum without a row in the cell
+        counting with total 0); ``k_h = n_h - 1``, the df of a stratum of ``n_h`` PSUs.  Each
+        ``v_h`` is taken as a scaled chi-square on ``k_h`` df (normal PSU totals), and the sum
+        as one chi-square with the same mean and variance.  Lonely PSUs, as the variance treats
+        them: ``adjust`` measures the lonely PSU's total from 0, a term with 1 df; ``average``
+        multiplies the whole variance by a constant, which leaves the df unchanged; ``remove``,
+        ``certainty`` (and ``fail``, which never gets here) give them no term.  A stratum
+        counts as PSUs minus 1, so the result is at most the design df (PSUs minus strata);
+        it is clipped to ``design.df`` (the lonely ``adjust`` terms could exceed it).  Low when
+        a few strata carry the variance (the victims of a rare crime in a cell); NaN where the
+        variance is 0."""
+        d = self.design
+        st = d.stages[0]
         p = self.stages[0]
-        size, _, _, regular, c_group = stage_scale(st, np.ones(st.n_groups), "remove", 1)
+        size, fpc, lonely_g, regular, c_group = stage_scale(st, np.ones(st.n_groups), "remove", 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             s1, s2 = p.H @ Z, p.H @ (Z * Z)
-            s3, s4 = p.H @ (Z * Z * Z), p.H @ (Z * Z * Z * Z)
-            nh = size[p.hg_group][:, None]
-            m = s1 / nh
-            d2 = s2 - nh * m * m
-            d4 = s4 - 4 * m * s3 + 6 * m * m * s2 - 3 * nh * m ** 4
-            ch = c_group[p.hg_group][:, None]
-            v = np.asarray(p.cell_of_hg @ (ch * d2))
-            # with 3+ PSUs, from the spread of their squared deviations; with 2 (paired designs,
-            # where that spread is 0 by construction) Satterthwaite's 2 v_h^2 / (n_h - 1)
-            spread = ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0, None)
-            paired = 2.0 * (ch * d2) ** 2 / np.where(nh > 1, nh - 1, 1)
-            var_v = np.asarray(p.cell_of_hg @ np.where(nh >= 3, spread, paired))
-            return np.where(var_v > 0, 2 * v * v / var_v, np.nan)
+            hg = p.hg_group
+            nh = size[hg][:, None]
+            vh = c_group[hg][:, None] * (s2 - s1 * s1 / nh)  # 0 on lonely strata (c = 0)
+            kh = np.where(regular[hg], size[hg] - 1.0, 1.0)[:, None]
+            if lonely_g.size and d.lonely_psu == "adjust":
+                lone = np.zeros(st.n_groups, dtype=bool)
+                lone[lonely_g] = True
+                vh = np.where(lone[hg][:, None], fpc[hg][:, None] * s1 * s1, vh)
+            vh = np.clip(vh, 0, None)
+            v = np.asarray(p.cell_of_hg @ vh)
+            den = np.asarray(p.cell_of_hg @ (vh * vh / kh))
+            dfe = np.where(den > 0, v * v / den, np.nan)
+        return np.minimum(dfe, float(d.df))
 
     def _stage_var(self, s, st, Z, mult, lonely) -> np.ndarray:
         p = self.stages[s]

@@ -56,18 +56,26 @@ estimate, se        the estimate in the indicator's measure (%, per 1,000, ratio
 ci_low, ci_high     confidence interval at 95%, t on df: for % indicators the logit interval
                     (better coverage for small proportions); for incidence rates symmetric on
                     the log scale, for concentration on the log of (concentration - 1): both
-                    are right-skewed (heavy-tailed counts); Wald otherwise (Gini)
+                    are right-skewed (heavy-tailed counts); for the Gini the logit interval
+                    (inside (0, 1)).  No interval (blank) for a cell at its bound with SE 0:
+                    no sample case, a share of 0 or 100%, a rate or concentration at its floor
+                    (see flag_reason)
 df                  degrees of freedom of the interval: the design's (PSUs - strata; replicate
-                    rank - 1); for incidence and concentration on Taylor designs the smaller of
-                    that and the effective df of the variance estimate (2 v^2 / Var(v), low when
-                    a few PSUs carry the variance: survey.domain_batch.DomainBatch.effective_df)
+                    rank - 1) for overall rows; for % indicators by domain the domain's own
+                    (PSUs - strata among its rows; replicate designs: rank of its rows of the
+                    replicate weights - 1), as R's svyby + svyciprop; for incidence and
+                    concentration on Taylor designs the smaller of the design's and the
+                    Satterthwaite effective df of the cell's variance, (sum_h v_h)^2 /
+                    sum_h v_h^2 / (n_h - 1) over the strata's contributions v_h (low when a few
+                    strata carry the variance: survey.domain_batch.DomainBatch.effective_df)
 cv                  coefficient of variation (se / estimate)
 deff                Kish design effect
 n                   unweighted base (respondent rows in the denominator of the cell)
 n_cases             unweighted sample cases in the numerator (victims, reporters, positives)
 weighted_base       estimated population of the denominator (households, persons, victims...)
 reliability         reliability band or flag from the publication rule
-flag_reason         why it is flagged
+flag_reason         why it is flagged (also: no sample case, or an estimate at its bound with
+                    SE 0: no interval)
 suppressed          the value is withheld (all statistics blank)
 suppression_reason  why (primary rule, or secondary protection of another cell)
 measure             %, per 1,000, ratio, index (Gini)
@@ -243,21 +251,29 @@ def _positive_counts(design, cols: list[str], by, weighted: bool = False) -> np.
 def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str], dom, n_cases, unit):
     ind = INDICATORS[family]
     out = estimates.copy()
-    if ind.measure == "%":  # proportions: logit interval (t on df), as TABLE_COLUMNS documents
-        from .estimate import proportion_ci
+    if ind.measure == "%":  # proportions: logit interval, t on the domain's df, as TABLE_COLUMNS documents
+        from .domain_batch import domain_df
+        from .estimate import _cells, proportion_ci
 
+        if dom:  # each domain's own df (R's svyby + svyciprop: degf of the domain's subset design)
+            _, keys, _ = _cells(design, dom)
+            per_cell = dict(zip(keys[dom].astype(str), domain_df(design, dom)))
+            out["df"] = out[dom].astype(str).map(per_cell).to_numpy(dtype=float)
         p = out["estimate"].to_numpy(dtype=float)
         lo, hi = proportion_ci(p, out["se"].to_numpy(dtype=float), 0.95, out["df"].to_numpy(dtype=float), "logit")
-        out["ci_low"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, lo))
-        out["ci_high"] = np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, hi))
+        # at 0 or 1 (no case, or every one a case) the SE is 0 and the logit undefined: no interval
+        out["ci_low"], out["ci_high"] = lo, hi
     elif family in ("incidence", "concentration", "victimizations", "victims"):
-        if "df_effective" in out:  # fewer df when a few PSUs carry the variance (heavy-tailed counts)
+        if "df_effective" in out:  # fewer df when a few strata carry the variance (heavy-tailed counts)
             dfe = out["df_effective"].to_numpy(dtype=float)
             out["df"] = np.where(np.isfinite(dfe), np.minimum(out["df"].to_numpy(dtype=float), np.maximum(dfe, 1.0)),
                                  out["df"].to_numpy(dtype=float))
         out["ci_low"], out["ci_high"] = _log_ci(out["estimate"].to_numpy(dtype=float),
                                                 out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float),
                                                 1.0 if family == "concentration" else 0.0)
+    elif family in ("gini", "gini_victims"):
+        out["ci_low"], out["ci_high"] = _gini_ci(out["estimate"].to_numpy(dtype=float),
+                                                 out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float))
     k = len(crimes)
     out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
     out["n_cases"] = n_cases
@@ -274,6 +290,17 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
     return out
 
 
+def _gini_ci(g: np.ndarray, se: np.ndarray, df: np.ndarray, level: float = 0.95):
+    """Interval of a Gini coefficient on the logit scale (delta method, t on df), inside (0, 1)
+    as the coefficient (of non-negative counts); a Wald interval crosses 0 for small Ginis with
+    large SEs.  A Gini of 0 or 1 (one distinct value: SE 0) has no interval (NaN)."""
+    from .estimate import proportion_ci
+
+    lo, hi = proportion_ci(g, se, level, df, "logit")
+    ok = (g > 0) & (g < 1) & (se > 0)
+    return np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
+
+
 def _log_ci(est: np.ndarray, se: np.ndarray, df: np.ndarray, floor: float, level: float = 0.95):
     """Interval symmetric on the log scale of ``est - floor`` (delta method, t on df).
 
@@ -281,7 +308,8 @@ def _log_ci(est: np.ndarray, se: np.ndarray, df: np.ndarray, floor: float, level
     victim are right-skewed and their SE grows with them, so a symmetric interval misses mostly on
     the high side.  The log scale (rates, floor 0) and the log of the excess over one
     (concentration, which is at least 1 by construction) give intervals that extend further up.
-    A cell at the floor (no victimization, or every victim once) with SE 0 gets the point.
+    A cell at the floor (no victimization, or every victim once) has SE 0: no interval (NaN),
+    an interval [floor, floor] would claim certainty.
     """
     from .estimate import _tq
 
@@ -289,8 +317,8 @@ def _log_ci(est: np.ndarray, se: np.ndarray, df: np.ndarray, floor: float, level
     e = est - floor
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         f = np.exp(q * se / e)
-        lo = np.where(e > 0, floor + e / f, np.where(se == 0, est, est - q * se))
-        hi = np.where(e > 0, floor + e * f, np.where(se == 0, est, est + q * se))
+        lo = np.where(e > 0, floor + e / f, np.where(se > 0, est - q * se, np.nan))
+        hi = np.where(e > 0, floor + e * f, np.where(se > 0, est + q * se, np.nan))
     return lo, hi
 
 

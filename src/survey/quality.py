@@ -9,6 +9,11 @@ Presets, each a plain function in :data:`RULES` (configurable through its parame
   (``cv_bands``, default 15% and 30%), suppress above the last band when ``suppress_low``;
 - ``none``: reliability from the CV bands, nothing suppressed.
 
+Whatever the rule, a cell without sample cases is rated "no sample cases", and a cell at its
+bound with SE 0 (0% or 100% of a share, a rate or concentration at its floor, a Gini of 0),
+which the indicator table gives no interval, is never rated high or reliable ("not estimable",
+or "interpret with caution" under ``bjs``) and says why in ``flag_reason``.
+
 Every rule also protects suppressed cells: within one partition (same indicator, crime type
 and domain variable), when a single cell is suppressed and the other cells plus the overall
 value would give it back (rates times weighted bases), the next smallest cell is suppressed too
@@ -23,6 +28,7 @@ import pandas as pd
 from .errors import SurveyError
 
 STAT_COLUMNS = ["estimate", "se", "ci_low", "ci_high", "cv", "deff"]
+BOUND_REASON = "estimate at its bound with SE 0: no interval"
 
 
 class PublicationError(SurveyError, ValueError):
@@ -102,10 +108,19 @@ def apply_rule(table: pd.DataFrame, preset: str = "none", **params) -> pd.DataFr
         raise PublicationError(f"publication preset must be one of {', '.join(RULES)}, not '{preset}'")
     params = {k: v for k, v in params.items() if v is not None}
     t = RULES[preset](table, **params)
-    # a cell with no sample case has no sampling variance to show: say so whatever the rule
+    # a cell with no sample case has no sampling variance to show (and no interval): say so
+    # whatever the rule
     none_seen = (t["n_cases"] == 0).to_numpy()
     t.loc[none_seen, "reliability"] = "no sample cases"
     t.loc[none_seen & (t["flag_reason"] == ""), "flag_reason"] = "no sample case: the SE of 0 is not a measure of precision"
+    # nor does a cell at its bound with SE 0 (every victim a repeat victim, every victimization
+    # reported, every victim once): no interval, never rated as precise
+    bound = (~none_seen & (t["se"] == 0) & t["estimate"].notna() & t["ci_low"].isna()).to_numpy()
+    if bound.any():
+        t.loc[bound, "reliability"] = t.loc[bound, "reliability"].replace(
+            {"reliable": "interpret with caution", "high": "not estimable", "moderate": "not estimable",
+             "low": "not estimable"})
+        t.loc[bound & (t["flag_reason"] == ""), "flag_reason"] = BOUND_REASON
     t = _secondary(t)
     sup = t["suppressed"].to_numpy(dtype=bool)
     for c in STAT_COLUMNS:
