@@ -170,3 +170,43 @@ def test_refusals():
     none = df.assign(t0=0)
     with pytest.raises(EvaluationError, match="no treated respondent before"):
         did(sv.Design(none, strata="stratum", psu="area", weights="weight"), "victim", "t0", "wave", start=2021)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stand-alone notebook (not in survey.params.NOTEBOOKS: run on its own)
+# ---------------------------------------------------------------------------------------------
+def test_notebook_pair_in_sync_with_one_parameters_cell():
+    import jupytext
+    import nbformat
+
+    py = jupytext.read(ROOT / "notebooks" / "evaluation.py")
+    nb = nbformat.read(ROOT / "notebooks" / "evaluation.ipynb", as_version=4)
+    assert [c.source for c in py.cells] == [c.source for c in nb.cells], \
+        "notebooks/evaluation.py and .ipynb differ: run `jupytext --sync notebooks/evaluation.py`"
+    assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    from survey import params as sp
+
+    assert "evaluation" not in sp.NOTEBOOKS
+
+
+def test_notebook_runs_with_papermill(tmp_path):
+    import papermill as pm
+
+    from survey.batch import pin_kernel_environment
+
+    pin_kernel_environment()
+    out = tmp_path / "out"
+    pm.execute_notebook(str(ROOT / "notebooks" / "evaluation.ipynb"), str(tmp_path / "evaluation.ipynb"),
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+                        parameters={"output_dir": str(out), "programme_cost": 1_000_000.0})
+    eff = pd.read_csv(out / "evaluation_effects.csv")
+    cb = pd.read_csv(out / "evaluation_cost_benefit.csv").set_index("quantity")
+    # the demo: simulate_pooled_waves(effect=-0.05, seed=1), linear DiD, 20,000 exposed, burglary unit cost
+    df = simulate_pooled_waves(effect=-0.05, seed=1)
+    ref = did(sv.Design(df, strata="stratum", psu="area", weights="weight"), "victim", "treated", "wave", start=3)
+    assert np.isclose(eff.effect.iloc[0], ref.effects.effect.iloc[0])
+    assert np.isclose(cb.loc["benefit_cost_ratio", "estimate"], -ref.effects.effect.iloc[0] * 20_000 * 5930 / 1e6)
+    assert (out / "evaluation_event_study.csv").is_file()
