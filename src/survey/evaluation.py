@@ -290,7 +290,9 @@ def did(design, outcome: str, treated: str, wave: str, start, model: str = "line
     extra = f" + {covariates}" if covariates else ""
     base = "did_y ~ C(did_wave) + did_treated"
     fit = _fit(d, f"{base} + did_tp{extra}", model, level)
-    is_rep = type(design).__name__ == "ReplicateDesign"
+    from .design import ReplicateDesign
+
+    is_rep = isinstance(design, ReplicateDesign)
     method = "design-based, " + ("replicate" if is_rep else "linearization")
     rows = []
     if model == "linear":
