@@ -80,6 +80,8 @@ DESIGNS = {
     "clus1_jk1": lambda: _rep_api("clus1_jk1", "apiclus1"),
     "strat_jkn": lambda: _rep_api("strat_jkn", "apistrat"),
     "fear_jkn": _rep_fear,
+    # R: svyolr(f, subset(dfear, age >= 30)), a domain of the full design
+    "fear_dom_age30": lambda: design("fear").subset(fear()["age"].to_numpy() >= 30),
 }
 
 
@@ -114,7 +116,7 @@ def close(got, want, rel=REL):
 
 
 def test_fixtures_cover_taylor_and_replicate():
-    assert len(FIT) == 7 and set(FIT["design"]) == set(DESIGNS)
+    assert len(FIT) == 8 and set(FIT["design"]) == set(DESIGNS)
     assert set(COEF["kind"]) == {"coef", "cutpoint"}
 
 

@@ -90,7 +90,9 @@ TAYLOR <- list(
   strat_meals_ell = list(d = dstrat, f = apicat ~ meals + ell, design = "strat"),
   strat_meals_stype = list(d = dstrat, f = apicat ~ meals + stype, design = "strat"),
   clus1_meals_stype = list(d = dclus1, f = apicat ~ meals + stype, design = "clus1"),
-  fear_sex_age = list(d = dfear, f = fearf ~ sex + age, design = "fear")
+  fear_sex_age = list(d = dfear, f = fearf ~ sex + age, design = "fear"),
+  # a domain of the full design (respondents aged 30 or more): degf counts the domain's PSUs
+  fear_dom_age30_sex_age = list(d = subset(dfear, age >= 30), f = fearf ~ sex + age, design = "fear_dom_age30")
 )
 coefs <- list(); fits <- list(); margins <- list()
 for (case in names(TAYLOR)) {
@@ -105,7 +107,7 @@ for (case in names(TAYLOR)) {
                               kind = ifelse(seq_along(b) <= pc, "coef", "cutpoint"),
                               estimate = unname(b), se = sqrt(diag(v)), se_svyolr = sqrt(diag(v)))
   fits[[case]] <- data.frame(case = case, design = cc$design, formula = deparse(cc$f),
-                             n = nrow(model.frame(cc$d)), degf = degf(cc$d), df_residual = m$df.residual,
+                             n = sum(weights(cc$d) > 0), degf = degf(cc$d), df_residual = m$df.residual,
                              deviance = m$deviance, loglik = NA)
 }
 
