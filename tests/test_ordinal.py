@@ -237,3 +237,14 @@ def test_refusals():
         olr(d, "nope ~ meals")
     with pytest.raises(OrdinalError, match="exactly one"):
         olr(d, "apicat ~ meals").predictive_margins()
+
+
+def test_numeric_outcome_codes_equal_the_ordered_categorical():
+    """An outcome given as numeric codes 1-4 (sorted distinct values are the order) fits the
+    same model as the ordered categorical."""
+    d = design("fear")
+    a = olr(d, "fearf ~ sex + age")
+    b = olr(d, "fear ~ sex + age")
+    assert b.levels == [1, 2, 3, 4] and b.cutpoints == ["1|2", "2|3", "3|4"]
+    assert np.allclose(a.coef.to_numpy(), b.coef.to_numpy(), rtol=1e-12)
+    assert np.allclose(a.vcov.to_numpy(), b.vcov.to_numpy(), rtol=1e-10)

@@ -151,8 +151,7 @@ def _outcome(data: pd.DataFrame, name: str):
     else:
         miss = s.isna().to_numpy()
         levels = sorted(s[~miss].unique())
-        lookup = {v: i for i, v in enumerate(levels)}
-        yc = np.array([lookup.get(v, -1) if not m else -1 for v, m in zip(s.to_numpy(), miss)], dtype=np.int64)
+        yc = pd.Categorical(s, categories=levels).codes.astype(np.int64)
     return yc, levels, miss
 
 
