@@ -1,0 +1,248 @@
+"""Design-based difference-in-differences (survey.evaluation): the models against R's
+``svyglm``/``regTermTest`` (tests/reference/make_did.R, fixtures under
+tests/reference/fixtures/did/), recovery of a known programme effect from synthetic pooled
+waves, a fast coverage run (the full one: benchmarks/evaluation_coverage.py), the delta-method
+SE of the prevalence effect against an independent numerical linearization, and refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import survey as sv
+from survey.evaluation import EFFECT_COLUMNS, EvaluationError, did, simulate_pooled_waves
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "tests" / "reference"
+FIX = REF / "fixtures" / "did"
+REL = 1e-6
+
+
+def _read(path, text):
+    return pd.read_csv(path, keep_default_na=False, na_values=["NA"], dtype={c: str for c in text})
+
+
+R_COEF = _read(FIX / "r_did.csv", ["case", "term"])
+R_TESTS = _read(FIX / "r_did_tests.csv", ["case", "terms"])
+
+
+def pooled():
+    return pd.read_csv(REF / "data" / "did_pooled.csv")
+
+
+def design(kind):
+    d = sv.Design(pooled(), strata="stratum", psu="area", weights="weight")
+    return d if kind == "taylor" else sv.as_replicate(d, method="JKn")
+
+
+def test_fixture_data_is_the_documented_draw():
+    """did_pooled.csv is simulate_pooled_waves(...) as make_did.R documents (the generator is
+    deterministic)."""
+    df = simulate_pooled_waves(n_strata=5, areas_per_stratum=8, respondents=25, waves=(2019, 2020, 2021, 2022),
+                               start=2021, seed=11)
+    df["tp"] = df.treated * df.post
+    pd.testing.assert_frame_equal(df, pooled(), check_dtype=False)
+
+
+@pytest.mark.parametrize("kind", ["taylor", "jkn"])
+@pytest.mark.parametrize("family", ["gaussian", "quasibinomial"])
+def test_did_models_match_r_svyglm(kind, family):
+    model = "linear" if family == "gaussian" else "logistic"
+    r = did(design(kind), "victim", "treated", "wave", start=2021, model=model, covariates="C(sex)")
+    want = R_COEF[R_COEF.case == f"{kind}_{family}_did"]
+    fit = r.fit
+    # same terms in the same order: intercept, waves, treated, treated x post, sex
+    assert len(fit.coef) == len(want)
+    assert np.allclose(fit.coef.to_numpy(), want.estimate.to_numpy(), rtol=REL, atol=1e-12)
+    se = np.sqrt(np.diag(fit.vcov.to_numpy()))
+    assert np.allclose(se, want.se.to_numpy(), rtol=REL)
+    assert fit.df_residual == want.df.iloc[0]
+    eff = r.effects.iloc[0]
+    tp = want.set_index("term").loc["tp"]
+    assert np.isclose(eff.effect, tp.estimate, rtol=REL) and np.isclose(eff.se, tp.se, rtol=REL)
+    assert eff.df == tp.df
+    # the pre-trend check: R's model with t2019 and its regTermTest
+    pre = R_COEF[R_COEF.case == f"{kind}_{family}_pretrend"].set_index("term").loc["t2019"]
+    pt = r.pretrend_terms.iloc[0]
+    assert pt.wave == 2019
+    assert np.isclose(pt.estimate, pre.estimate, rtol=REL) and np.isclose(pt.se, pre.se, rtol=REL)
+    test = R_TESTS[R_TESTS.case == f"{kind}_{family}_pretrend"].iloc[0]
+    assert np.isclose(r.pretrend.F.iloc[0], test.F, rtol=REL)
+    assert np.isclose(r.pretrend.p_value.iloc[0], test.p_value, rtol=1e-5)
+    assert r.pretrend.df2.iloc[0] == test.df2
+    assert list(r.effects.columns) == EFFECT_COLUMNS
+
+
+def test_recovers_known_effect_linear_and_logistic():
+    df = simulate_pooled_waves(n_strata=8, areas_per_stratum=12, respondents=60, effect=-0.06, seed=5)
+    d = sv.Design(df, strata="stratum", psu="area", weights="weight")
+    lin = did(d, "victim", "treated", "wave", start=3)
+    e = lin.effects.iloc[0]
+    assert e.ci_low <= -0.06 <= e.ci_high
+    assert e.ci_high < 0  # the effect is detected
+    assert abs(e.effect + 0.06) < 2.5 * e.se
+    log = did(d, "victim", "treated", "wave", start=3, model="logistic")
+    att = log.effects.set_index("estimand").loc["att_prevalence"]
+    assert att.ci_low <= -0.06 <= att.ci_high
+    assert abs(att.effect - e.effect) < 0.25 * e.se  # both read the same contrast on this scale
+    assert log.effects.set_index("estimand").loc["did_log_odds_ratio", "effect"] < 0
+
+
+def test_event_study_and_pretrend_detects_diverging_trends():
+    df = simulate_pooled_waves(n_strata=8, areas_per_stratum=12, respondents=60, effect=-0.05, seed=7)
+    d = sv.Design(df, strata="stratum", psu="area", weights="weight")
+    r = did(d, "victim", "treated", "wave", start=3, event_study=True)
+    es = r.event_study
+    assert list(es.wave) == [1, 2, 3, 4] and es.reference.tolist() == [False, True, False, False]
+    post = es[es.post]
+    assert ((post.ci_low <= -0.05) & (-0.05 <= post.ci_high)).all()
+    assert r.pretrend.p_value.iloc[0] > 0.05
+    # treated areas drifting up by 8 points per wave before (and after) the start: the
+    # pre-trend test rejects
+    bad = simulate_pooled_waves(n_strata=8, areas_per_stratum=12, respondents=60, effect=-0.05, pretrend=0.08,
+                                seed=7)
+    rb = did(sv.Design(bad, strata="stratum", psu="area", weights="weight"), "victim", "treated", "wave", start=3)
+    assert rb.pretrend.p_value.iloc[0] < 0.01
+
+
+def test_att_prevalence_delta_method_equals_numerical_linearization():
+    """The delta-method SE of the prevalence effect against an independent linearization:
+    without fpc the Taylor variance depends on the PSU totals of the scores only, and a PSU's
+    total is the derivative of the whole estimator (refit included) when all its weights are
+    scaled by (1 + e)."""
+    df = simulate_pooled_waves(n_strata=4, areas_per_stratum=6, respondents=20, seed=3)
+
+    def att(scale_area=None, e=0.0):
+        w = df["weight"].to_numpy(float).copy()
+        if scale_area is not None:
+            w[df["area"].to_numpy() == scale_area] *= 1 + e
+        d = sv.Design(df.assign(wt=w), strata="stratum", psu="area", weights="wt")
+        r = did(d, "victim", "treated", "wave", start=3, model="logistic")
+        return r.effects.set_index("estimand").loc["att_prevalence"]
+
+    ref = att()
+    areas = sorted(df["area"].unique())
+    eps = 1e-5
+    tot = np.array([(att(a, eps).effect - att(a, -eps).effect) / (2 * eps) for a in areas])
+    strat = df.groupby("area")["stratum"].first().loc[areas].to_numpy()
+    v = 0.0
+    for h in np.unique(strat):
+        z = tot[strat == h]
+        v += len(z) / (len(z) - 1) * np.sum((z - z.mean()) ** 2)
+    assert np.isclose(np.sqrt(v), ref.se, rtol=1e-5)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("evaluation_coverage", ROOT / "benchmarks" / "evaluation_coverage.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fast_coverage():
+    """150 draws (fixed seeds) of the benchmark's simulation, linear DiD: the coverage of the
+    true effect is compatible with 93-97% within 3 Monte Carlo SEs, the SEs match the spread,
+    the estimate is unbiased.  The 1000-draw run is in benchmarks/README.md."""
+    draws = 150
+    res = _bench().coverage(draws=draws, seed=4242, models=("linear",), respondents=15)["linear"]
+    mc = np.sqrt(0.95 * 0.05 / draws)
+    assert 0.93 - 3 * mc <= res["coverage"] <= 0.97 + 3 * mc, res
+    assert 0.8 < res["se_over_sd"] < 1.25, res
+    assert abs(res["mean_estimate"] - res["truth"]) < 3 * res["sd_estimate"] / np.sqrt(draws), res
+
+
+def test_refusals():
+    df = pooled()
+    d = sv.Design(df, strata="stratum", psu="area", weights="weight")
+    with pytest.raises(EvaluationError, match="start 2030 leaves 4 pre and 0 post"):
+        did(d, "victim", "treated", "wave", start=2030)
+    bad = df.assign(tr2=df.treated * 2)
+    with pytest.raises(EvaluationError, match="'tr2' must be 0/1.*2000 of 4000 rows"):
+        did(sv.Design(bad, strata="stratum", psu="area", weights="weight"), "victim", "tr2", "wave", start=2021)
+    with pytest.raises(EvaluationError, match="logistic model needs a 0/1 outcome"):
+        did(d, "incidents", "treated", "wave", start=2021, model="logistic")
+    with pytest.raises(EvaluationError, match="outcome column 'nope'"):
+        did(d, "nope", "treated", "wave", start=2021)
+    none = df.assign(t0=0)
+    with pytest.raises(EvaluationError, match="no treated respondent before"):
+        did(sv.Design(none, strata="stratum", psu="area", weights="weight"), "victim", "t0", "wave", start=2021)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stand-alone notebook (not in survey.params.NOTEBOOKS: run on its own)
+# ---------------------------------------------------------------------------------------------
+def test_notebook_pair_in_sync_with_one_parameters_cell():
+    import jupytext
+    import nbformat
+
+    py = jupytext.read(ROOT / "notebooks" / "evaluation.py")
+    nb = nbformat.read(ROOT / "notebooks" / "evaluation.ipynb", as_version=4)
+    assert [c.source for c in py.cells] == [c.source for c in nb.cells], \
+        "notebooks/evaluation.py and .ipynb differ: run `jupytext --sync notebooks/evaluation.py`"
+    assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    from survey import params as sp
+
+    assert "evaluation" not in sp.NOTEBOOKS
+
+
+def test_notebook_runs_with_papermill(tmp_path):
+    import papermill as pm
+
+    from survey.batch import pin_kernel_environment
+
+    pin_kernel_environment()
+    out = tmp_path / "out"
+    pm.execute_notebook(str(ROOT / "notebooks" / "evaluation.ipynb"), str(tmp_path / "evaluation.ipynb"),
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+                        parameters={"output_dir": str(out), "programme_cost": 1_000_000.0})
+    eff = pd.read_csv(out / "evaluation_effects.csv")
+    cb = pd.read_csv(out / "evaluation_cost_benefit.csv").set_index("quantity")
+    # the demo: simulate_pooled_waves(effect=-0.05, seed=1), linear DiD, 20,000 exposed, burglary unit cost
+    df = simulate_pooled_waves(effect=-0.05, seed=1)
+    ref = did(sv.Design(df, strata="stratum", psu="area", weights="weight"), "victim", "treated", "wave", start=3)
+    assert np.isclose(eff.effect.iloc[0], ref.effects.effect.iloc[0])
+    assert np.isclose(cb.loc["benefit_cost_ratio", "estimate"], -ref.effects.effect.iloc[0] * 20_000 * 5930 / 1e6)
+    assert (out / "evaluation_event_study.csv").is_file()
+
+
+def test_att_prevalence_replicate_se_by_independent_refits():
+    """Replicate SE of the prevalence effect: every replicate refitted from scratch by the
+    survey GLM on a design weighted by that replicate's column, the effect recomputed by hand
+    (mean over treated-after respondents of expit(eta) - expit(eta - tau)), combined with the
+    JKn formula; and close to the Taylor SE."""
+    from scipy.special import expit
+
+    taylor = design("taylor")
+    rep = design("jkn")
+    r = did(rep, "victim", "treated", "wave", start=2021, model="logistic")
+    got = r.effects.set_index("estimand").loc["att_prevalence"]
+    df = pooled()
+    df["did_wave"] = df["wave"].astype(str)
+    tp = (df.treated * df.post).to_numpy() == 1
+    formula = "victim ~ C(did_wave) + treated + tp"
+
+    def att(w):
+        d = sv.Design(df.assign(wr=w), weights="wr")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = d.glm(formula, family="binomial")
+        eta = fit.predict(type="link")
+        tau = fit.coef["tp"]
+        return np.sum(w[tp] * (expit(eta[tp]) - expit(eta[tp] - tau))) / w[tp].sum()
+
+    full = att(df["weight"].to_numpy(float))
+    reps = np.array([att(rep.repw[:, j + 1]) for j in range(rep.n_replicates)])
+    v = rep.scale * np.sum(rep.rscales * (reps - reps.mean()) ** 2)
+    assert np.isclose(got.effect, full, rtol=1e-8)
+    assert np.isclose(got.se, np.sqrt(v), rtol=1e-6)
+    lin = did(taylor, "victim", "treated", "wave", start=2021, model="logistic").effects.set_index("estimand")
+    assert abs(lin.loc["att_prevalence", "se"] / got.se - 1) < 0.1
