@@ -308,3 +308,61 @@ def test_effective_df_describes_the_variance_of_the_variance():
     assert design.df > 2.5 * df_true  # the design df would be far off
     med = np.median(got["df_effective"].to_numpy())
     assert abs(med / df_true - 1) < 0.25, (med, df_true)
+
+
+def _heavy_tailed_by_hand(df, y, x, dom):
+    """The heavy-tailed variant by loops: per stratum of 3+ PSUs the half-variance of v_h is the
+    larger of v_h^2 / (n_h - 1) and half of n_h / (n_h - 1) sum_i (d_i^2 - mean d^2)^2, d_i the
+    PSU totals' deviations (no fpc)."""
+    w = df["w"].to_numpy(float)
+    yy = df[y].to_numpy(float)
+    xx = np.ones(len(df)) if x is None else df[x].to_numpy(float)
+    X = np.sum((w * xx)[dom])
+    R = np.sum((w * yy)[dom]) / X
+    z = np.where(dom, w * (yy - R * xx) / X, 0.0)
+    v_sum = den = 0.0
+    for h in sorted(df["h"].unique()):
+        in_h = (df["h"] == h).to_numpy()
+        t = np.array([z[in_h & (df["psu"] == p).to_numpy()].sum() for p in sorted(df.loc[in_h, "psu"].unique())])
+        n = len(t)
+        c = n / (n - 1)
+        d2 = (t - t.mean()) ** 2
+        vh = c * d2.sum()
+        half = vh**2 / (n - 1)
+        if n >= 3:
+            half = max(half, c * c * n / (n - 1) * np.sum((d2 - d2.mean()) ** 2) / 2)
+        v_sum += vh
+        den += half
+    return v_sum**2 / den
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_heavy_tailed_effective_df_by_hand(seed):
+    """The option for heavy-tailed counts: by hand; never above Satterthwaite's (so never more
+    than n_h - 1 df per stratum); equal to it when every stratum has 2 PSUs."""
+    df = _unequal_design(seed)
+    fams = [Ratios("m", ["y"], ["y"], None, ["y"], effective_df="heavy_tailed"),
+            Ratios("s", ["y"], ["y"], None, ["y"], effective_df=True)]
+    design = sv.Design(df, psu="psu", strata="h", weights="w")
+    heavy, satt = FamilyEstimator(design, fams).estimate("d")
+    for g, dval in enumerate(sorted(df["d"].unique())):
+        dom = (df["d"] == dval).to_numpy()
+        want = _heavy_tailed_by_hand(df, "y", None, dom)
+        assert np.isclose(heavy["df_effective"].iloc[g], min(want, design.df), rtol=1e-9)
+    assert (heavy["df_effective"] <= satt["df_effective"] + 1e-9).all()
+    paired = _unequal_design(seed, sizes=(2, 2, 2, 2, 2, 2))
+    d2 = sv.Design(paired, psu="psu", strata="h", weights="w")
+    a, b = FamilyEstimator(d2, fams).estimate("d")
+    np.testing.assert_allclose(a["df_effective"], b["df_effective"], rtol=1e-12)
+
+
+def test_effective_df_option_in_the_table():
+    from survey.indicators import IndicatorError, indicator_table
+
+    data = sv.load(Path(__file__).resolve().parents[1] / "specs" / "ncvs-2021.yaml")
+    kw = dict(crime_types=["property"], domains=["region"], indicators=["incidence"])
+    a = indicator_table(data, **kw)
+    b = indicator_table(data, effective_df="heavy_tailed", **kw)
+    np.testing.assert_allclose(a["df"], b["df"], rtol=1e-12)  # NCVS: 2 PSUs per stratum
+    with pytest.raises(IndicatorError, match="effective_df"):
+        indicator_table(data, effective_df="normal", **kw)

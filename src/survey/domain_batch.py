@@ -175,7 +175,7 @@ class DomainBatch:
                 mult = (mult * f)[st.group]
         return v
 
-    def effective_df(self, Z: np.ndarray) -> np.ndarray:
+    def effective_df(self, Z: np.ndarray, method: str = "satterthwaite") -> np.ndarray:
         """Effective degrees of freedom (G x J) of the first-stage variance estimate of
         estimates whose PSU totals are ``Z`` (Satterthwaite):
 
@@ -192,7 +192,14 @@ class DomainBatch:
         counts as PSUs minus 1, so the result is at most the design df (PSUs minus strata);
         it is clipped to ``design.df`` (the lonely ``adjust`` terms could exceed it).  Low when
         a few strata carry the variance (the victims of a rare crime in a cell); NaN where the
-        variance is 0."""
+        variance is 0.
+
+        ``method="heavy_tailed"``: in strata of 3 or more PSUs, each ``v_h^2 / k_h`` (the
+        normal-theory half-variance of ``v_h``) is replaced by the larger of it and half the
+        fourth-moment estimate of ``Var(v_h)`` from the spread of the PSUs' squared deviations,
+        ``c_h^2 n_h / (n_h - 1) sum_i (d_hi^2 - mean_i d_hi^2)^2``.  A stratum then never counts
+        for more than its ``n_h - 1`` df, and for fewer when its PSU totals are heavier-tailed
+        than normal (victimization counts are); paired strata (NCVS) are unchanged."""
         d = self.design
         st = d.stages[0]
         p = self.stages[0]
@@ -209,7 +216,19 @@ class DomainBatch:
                 vh = np.where(lone[hg][:, None], fpc[hg][:, None] * s1 * s1, vh)
             vh = np.clip(vh, 0, None)
             v = np.asarray(p.cell_of_hg @ vh)
-            den = np.asarray(p.cell_of_hg @ (vh * vh / kh))
+            half = vh * vh / kh
+            if method == "heavy_tailed":
+                s3, s4 = p.H @ (Z * Z * Z), p.H @ (Z * Z * Z * Z)
+                m = s1 / nh
+                d2 = s2 - nh * m * m
+                d4 = s4 - 4 * m * s3 + 6 * m * m * s2 - 3 * nh * m ** 4
+                ch = c_group[hg][:, None]
+                spread = ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0, None)
+                big = (nh >= 3) & regular[hg][:, None]
+                half = np.where(big, np.maximum(half, spread / 2), half)
+            elif method != "satterthwaite":
+                raise ValueError(f"effective df method must be 'satterthwaite' or 'heavy_tailed', not {method!r}")
+            den = np.asarray(p.cell_of_hg @ half)
             dfe = np.where(den > 0, v * v / den, np.nan)
         return np.minimum(dfe, float(d.df))
 
@@ -372,7 +391,8 @@ class FamilyEstimator:
                     return np.where(none[pc], 0.0, z) if none.any() else z
 
                 var = db.variance(Z)
-                dfe = db.effective_df(Z(0)) if fam.effective_df else None
+                dfe = (db.effective_df(Z(0), "satterthwaite" if fam.effective_df is True else fam.effective_df)
+                       if fam.effective_df else None)
                 s2 = (C[:, col("yy")] - 2 * R * C[:, col("xy")] + R * R * C[:, col("xx")]) / sw * nn / (nn - 1)
                 s2 = s2 / (tx / sw) ** 2
                 vsrs = s2 / nn * (1 - nn / sw)

@@ -322,10 +322,11 @@ def _log_ci(est: np.ndarray, se: np.ndarray, df: np.ndarray, floor: float, level
     return lo, hi
 
 
-def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families):
+def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list[str | None], families,
+                  effective_df: str = "satterthwaite"):
     design = data.design(unit)
     ratios = _ratio_families(data, crimes, families)
-    dfe = _effective_df_source(design, crimes, families)
+    dfe = _effective_df_source(design, crimes, families, effective_df)
     rows = []
     for dom in domains:
         if {"prevalence", "incidence"} & set(families):
@@ -345,7 +346,7 @@ def _victimization(data: SurveyData, unit: str, crimes: list[str], domains: list
     return rows
 
 
-def _effective_df_source(design, crimes, families):
+def _effective_df_source(design, crimes, families, effective_df: str = "satterthwaite"):
     """For the general path on a Taylor design: the effective df of incidence and concentration
     (the same as the batch path's); None for replicate and calibrated designs (their df)."""
     from .domain_batch import FamilyEstimator, Ratios, supported
@@ -355,8 +356,9 @@ def _effective_df_source(design, crimes, families):
     if any(design.data[f"n__{c}"].isna().all() for c in crimes):
         return None
     victim, n = [f"victim__{c}" for c in crimes], [f"n__{c}" for c in crimes]
-    return FamilyEstimator(design, [Ratios("incidence", crimes, n, None, victim, effective_df=True),
-                                    Ratios("concentration", crimes, n, victim, victim, base="den", effective_df=True)])
+    return FamilyEstimator(design, [Ratios("incidence", crimes, n, None, victim, effective_df=effective_df),
+                                    Ratios("concentration", crimes, n, victim, victim, base="den",
+                                           effective_df=effective_df)])
 
 
 def _ratio_families(data: SurveyData, crimes: list[str], families) -> list[tuple]:
@@ -383,7 +385,8 @@ def _ratio_families(data: SurveyData, crimes: list[str], families) -> list[tuple
     return ratios
 
 
-def _unit_rows_batch(data: SurveyData, unit: str, crimes: list[str], groups: list[str], domains, families):
+def _unit_rows_batch(data: SurveyData, unit: str, crimes: list[str], groups: list[str], domains, families,
+                     effective_df: str = "satterthwaite"):
     """The victimization, multiple-victimization and Gini rows (three lists) of one unit through
     :mod:`survey.domain_batch` (Taylor designs): one pass over the weights per domain variable
     for every family, variances only.  Same rows, in the same order, as the general path."""
@@ -395,9 +398,10 @@ def _unit_rows_batch(data: SurveyData, unit: str, crimes: list[str], groups: lis
     if "prevalence" in families:
         fams.append(Ratios("prevalence", crimes, victim, None, victim))
     if "incidence" in families:
-        fams.append(Ratios("incidence", crimes, [f"n__{c}" for c in crimes], None, victim, effective_df=True))
+        fams.append(Ratios("incidence", crimes, [f"n__{c}" for c in crimes], None, victim, effective_df=effective_df))
     for family, num, den, case_cols in _ratio_families(data, crimes, families):
-        fams.append(Ratios(family, crimes, num, den, case_cols, base="den", effective_df=family == "concentration"))
+        fams.append(Ratios(family, crimes, num, den, case_cols, base="den",
+                           effective_df=effective_df if family == "concentration" else False))
     n_vic = len(fams)
     if groups and "multiple_victimization" in families:
         mv = [f"mv__{g}" for g in groups]
@@ -570,9 +574,14 @@ def _perception(data: SurveyData, items, domains, method="auto"):
 
 
 def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators=None, publication=None,
-                    method: str = "auto", by_victimization: bool = True, **publication_params) -> pd.DataFrame:
+                    method: str = "auto", by_victimization: bool = True, effective_df: str | None = None,
+                    **publication_params) -> pd.DataFrame:
     """All indicators as one long table (columns :data:`TABLE_COLUMNS`).
 
+    effective_df: the df of the incidence and concentration intervals on Taylor designs
+    (default: the spec's ``publication.effective_df``, else Satterthwaite): "satterthwaite" (each stratum's variance term a chi-square on its PSUs minus 1) or
+    "heavy_tailed" (fewer df where a stratum's PSU totals are heavier-tailed than normal; see
+    :meth:`survey.domain_batch.DomainBatch.effective_df` and benchmarks/README.md for coverage).
     by_victimization: also the perception indicators (feeling safe, worry...) among victims and
     non-victims of each selected crime group (its types when the spec has no groups), as
     :func:`perception_by_victimization`: domain ``victim__<crime>``, values "victims" and
@@ -589,6 +598,9 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     """
     if method not in ("auto", "general", "batch"):
         raise IndicatorError(f"method must be 'auto', 'general' or 'batch', not '{method}'")
+    effective_df = effective_df or data.spec.publication.effective_df
+    if effective_df not in ("satterthwaite", "heavy_tailed"):
+        raise IndicatorError(f"effective_df must be 'satterthwaite' or 'heavy_tailed', not '{effective_df}'")
     t0 = time.perf_counter()
     spec = data.spec
     v = spec.victimization
@@ -609,7 +621,7 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
     rows = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurveyWarning)
-        rows = _all_rows(data, v, crimes, families, dom_list, spec, method)
+        rows = _all_rows(data, v, crimes, families, dom_list, spec, method, effective_df)
         items = [i for i in spec.perception if i.indicator in families]
         if by_victimization and v is not None and items and crimes:
             status = [c for c in crimes if c in v.groups] or [c for c in crimes if c in data.crime_types]
@@ -620,7 +632,7 @@ def indicator_table(data: SurveyData, crime_types=None, domains=None, indicators
                    sorted({str(w.message) for w in caught}))
 
 
-def _all_rows(data, v, crimes, families, dom_list, spec, method="auto"):
+def _all_rows(data, v, crimes, families, dom_list, spec, method="auto", effective_df="satterthwaite"):
     from .domain_batch import supported
 
     rows = []
@@ -638,9 +650,9 @@ def _all_rows(data, v, crimes, families, dom_list, spec, method="auto"):
             groups = [c for c in counted if c in v.groups]
             batch = method == "batch" or (method == "auto" and supported(data.design(unit)))
             if batch and counted:
-                vic, multiple, ginis = _unit_rows_batch(data, unit, counted, groups, udoms, families)
+                vic, multiple, ginis = _unit_rows_batch(data, unit, counted, groups, udoms, families, effective_df)
             else:
-                vic = _victimization(data, unit, counted, udoms, vic_fams) if counted else []
+                vic = _victimization(data, unit, counted, udoms, vic_fams, effective_df) if counted else []
                 multiple = (_multiple(data, unit, groups, udoms)
                             if groups and "multiple_victimization" in families else [])
                 ginis = []

@@ -436,6 +436,8 @@ class PublicationSpec(_Model):
     min_cases: int | None = Field(default=None, ge=0, le=10_000_000)
     max_cv: float | None = None
     cv_bands: list[float] | None = None
+    # df of incidence and concentration intervals (survey.indicators.indicator_table)
+    effective_df: Literal["satterthwaite", "heavy_tailed"] = "satterthwaite"
 
     @model_validator(mode="after")
     def _finite(self):
