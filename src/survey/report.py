@@ -54,6 +54,13 @@ def md(text: str) -> None:
     display(Markdown(text))
 
 
+def no_counts_sentence(what: str) -> str:
+    """The one sentence a report section prints when the survey has screeners but no count item
+    ("how many times") for the selected crime types."""
+    return (f"{what}: not available for this survey, because the selected crime types have screener "
+            "questions (victim or not) but no count of how many times, so only prevalence can be estimated.")
+
+
 def fmt(x, digits: int = 1) -> str:
     """A number for prose: thousands separators, '..' when missing (suppressed)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
