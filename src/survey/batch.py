@@ -51,7 +51,15 @@ from pathlib import Path
 
 from ._atomic import replace_dir
 from .errors import SurveyError
-from .params import NOTEBOOKS, ParameterError, RunConfig, data_files, project_root, read_parameter_set
+from .params import (
+    NOTEBOOKS,
+    ParameterError,
+    RunConfig,
+    check_capabilities,
+    data_files,
+    project_root,
+    read_parameter_set,
+)
 
 KERNEL = "python3"
 LOG_DIR = "_logs"
@@ -473,6 +481,7 @@ def plan(parameter_files, notebooks: list[str] | None = None, root: str | None =
             cfg = read_parameter_set(f, root)
             if notebooks:
                 cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
+                check_capabilities(cfg.values, cfg.notebooks, explicit=True, where=f"{cfg.source}: ")
             configs.append(cfg)
         except SurveyError as e:
             failures.append({"name": Path(f).stem, "source": str(f), "status": "failed", "output_dir": None,
