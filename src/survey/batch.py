@@ -21,7 +21,9 @@ A run folder holds:
                       codebook, Lorenz curves, model tables, wave comparison)
 ``run.log``           the run's log (also kept in ``<outputs>/_logs/<run-name>.log``)
 ``manifest.json``     inputs with sha256, spec, parameters, package versions, row accounting,
-                      timings (kernel start-up and cell time per notebook), outputs, status
+                      timings (kernel start-up and cell time per notebook), outputs, status;
+                      ``design`` (``survey.report.design_info``): the design the standard
+                      errors assume, with a ``note`` when the file lacks strata or PSU
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
@@ -303,6 +305,12 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
     run_dir = Path(run_dir)
     name = name or run_dir.name
     timings = {}
+    design = None
+    with contextlib.suppress(Exception):
+        from .params import spec_for
+        from .report import design_info
+
+        design = design_info(spec_for(values)[0])
     t0 = time.perf_counter()
     for rec in notebooks:
         nb_path = run_dir / f"{rec['name']}.ipynb"
@@ -311,7 +319,7 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
             rec.update({k: v for k, v in notebook_timings(nbformat.read(nb_path, as_version=4)).items()})
         if nb_path.exists():
             notebook_to_html(nb_path, run_dir / f"{rec['name']}.html", title=f"{rec['name']} — {name}",
-                             plotlyjs=plotlyjs)
+                             plotlyjs=plotlyjs, design_note=(design or {}).get("note", ""))
             rec["html"] = f"{rec['name']}.html"
     timings["html"] = round(time.perf_counter() - t0, 3)
     log.info("HTML reports: %.1f s", timings["html"])
@@ -358,7 +366,7 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
         "started": started, "finished": finished,
         "parameter_file": str(parameter_file) if parameter_file else None,
         "parameters": {"given": given, "resolved": values},
-        "spec": spec_meta, "inputs": inputs, "notebooks": notebooks, "indicator_table": table_info,
+        "spec": spec_meta, "design": design, "inputs": inputs, "notebooks": notebooks, "indicator_table": table_info,
         "row_accounting": accounting, "timings_seconds": timings,
         "versions": package_versions(), "host": platform.node(), "kernel": {"name": KERNEL, "python": sys.executable},
     }
