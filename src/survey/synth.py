@@ -46,6 +46,21 @@ Files (:func:`write_sample`, :func:`write_truth`)
     and value labels; ``truth.csv`` (long table) and ``truth.json``
     (seed, sizes, coefficients, definitions); ``replicates.csv`` when replicate weights are
     written.  The ``.sav`` header timestamp is fixed so that a seed gives byte-identical files.
+
+Screener variant (``--variant screener``, :func:`synth_screener`)
+    The survey most national offices run instead of the NCVS: the same population and design,
+    but one file, ``respondents.sav``, one respondent per responding household, answering for
+    the household (burglary, vehicle theft: household weight) and for themselves (assault,
+    robbery, perceptions: person weight).  Per crime type: a 12-month and a 5-year screener
+    (1 yes, 2 no, 7 refused, 8 don't know, 9 no answer; 7-9 declared SPSS user-missing), "how
+    many times" (97 = too many to remember, only for 10+ true victimizations; the spec caps at
+    10) and "reported to the police" for 12-month victims.  Non-answers are drawn at random
+    whatever the true answer (missing completely at random), so the truth is estimable with
+    them left out of the base.  Feeling safe after dark has a "never goes out" code (5) with a
+    follow-up ``safewould``.  The region item carries value labels for 30 regions, 8 present.
+    ``--no-design`` leaves out strata and PSU (weights only).  ``truth.csv`` holds every
+    indicator of :func:`truth_table` for the four types and two groups (counts capped at 10)
+    and the 5-year prevalence (``<type>_5y``).
 """
 
 from __future__ import annotations
