@@ -130,10 +130,15 @@ def screener_publication(tmp_path_factory, screener_synthetic_data):
     screener survey: ``synthetic-screener`` (parameters/synthetic-screener.yaml, every
     notebook), ``screener-5y`` (every notebook on the 5-year screeners only: no count item, so
     no repeat victimization, no Lorenz curves) and ``screener-nodesign`` (the file without strata
-    or PSU; ingest, victimization, fear, summary).  About a minute and a half, once a session."""
+    or PSU; ingest, victimization, fear, summary).  About a minute and a half, once a session.
+    ``$SURVEY_TEST_SCREENER_PUBLICATION`` names an existing root to reuse instead."""
     import yaml
 
     from survey.batch import run_batch
+
+    reuse = os.environ.get("SURVEY_TEST_SCREENER_PUBLICATION")
+    if reuse and all((Path(reuse) / name / "manifest.json").exists() for name in SCREENER_RUNS):
+        return Path(reuse)
 
     base = tmp_path_factory.mktemp("screener-publication")
     root = base / "outputs"

@@ -474,3 +474,71 @@ def test_dashboards_show_the_design_note(screener_publication, lang):
         assert full.design_note.value == "" and note not in full.view.notes
     rep = build("repeat", root=screener_publication, run="screener-5y", language=lang)
     assert rep.view.message == tr("repeat.no_counts")
+
+
+# =============================================================================================
+# in a real browser (skips without playwright and Chromium, as tests/test_dashboard_browser.py)
+# =============================================================================================
+def test_dashboards_in_the_browser_on_the_screener_runs(screener_publication, tmp_path):
+    """`survey dashboard` served over the screener publication, driven by headless Chromium:
+    every dashboard draws with no error; the repeat dashboard of the 5-year run says why it has
+    nothing to show; choosing the run without strata or PSU shows the design note."""
+    import os
+
+    from survey import serve
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
+            pytest.fail("browser tests required but playwright is not installed")
+        pytest.skip("python playwright is not installed")
+    if not Path(serve.CHROMIUM).exists():
+        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
+            pytest.fail(f"browser tests required but there is no Chromium at {serve.CHROMIUM}")
+        pytest.skip(f"no Chromium at {serve.CHROMIUM}")
+    import tempfile
+
+    # the served notebooks, with this checkout's sources first on the kernels' path: Voilà's kernels
+    # do not see $PYTHONPATH, so a worktree would otherwise be served the installed package
+    dashboards = tmp_path / "dashboards"
+    dashboards.mkdir()
+    for nb_path in (ROOT / "dashboards").glob("*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
+        nbformat.write(nb, dashboards / nb_path.name)
+    with serve.ServerProcess(screener_publication, dashboards=dashboards, timeout=240,
+                             log_path=tmp_path / "voila.log") as srv, sync_playwright() as p, \
+            tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS,
+                                                   headless=True, viewport={"width": 1280, "height": 1000})
+        ctx.set_default_timeout(90_000)
+        errors: list[str] = []
+        for name in APPS:
+            page = ctx.new_page()
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(srv.base + f"voila/render/{name}.ipynb")
+            root = f".svy-dashboard-{name}"
+            page.wait_for_selector(f"{root} .svy-title h2")
+            app = build(name, root=srv.outputs)
+            assert app.state["run"] == "screener-5y"
+            title = page.inner_text(f"{root} .svy-title")
+            assert title.strip() == app.view.title and "None" not in title
+            body = page.inner_text("body")
+            assert "Traceback" not in body
+            if name == "repeat":
+                assert "no count of how many times" in page.inner_text(f"{root} .svy-table")
+            else:
+                page.wait_for_selector(f"{root} .svy-chart .js-plotly-plot")
+            if name in ("overview", "victimization", "fear"):
+                assert page.locator(f"{root} .svy-design-note p").count() == 0
+                label = next(lab for lab, code in app.widgets["run"].options if code == "screener-nodesign")
+                page.select_option(f"{root} .svy-filter-run select", label=label)
+                page.wait_for_selector(f"{root} .svy-design-note p.svy-design")
+                note = page.inner_text(f"{root} .svy-design-note")
+                assert note.strip() == Translator("en")("note.design.srswr")
+                page.screenshot(path=str(tmp_path / f"{name}-nodesign.png"), full_page=True)
+            page.close()
+        ctx.close()
+        assert not errors, errors
