@@ -121,7 +121,28 @@ def write_no_design_survey(folder: Path, households: int = 5000, seed: int = 1) 
     return spec
 
 
-SCREENER_RUNS = ("synthetic-screener", "screener-5y", "screener-nodesign")
+SCREENER_RUNS = ("synthetic-screener", "screener-5y", "screener-nodesign", "template-icvs", "template-csew")
+
+
+def write_template_surveys(folder: Path) -> dict[str, Path]:
+    """The shipped templates specs/templates/{icvs,csew}-style.yaml copied next to the synthetic
+    files of tests/templates/make_files.py; returns {"icvs": spec, "csew": spec}."""
+    import importlib.util
+    import shutil
+    import sys
+
+    path = Path(__file__).parent / "templates" / "make_files.py"
+    spec = importlib.util.spec_from_file_location("template_make_files_conftest", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    folder.mkdir(parents=True, exist_ok=True)
+    mod.make_icvs(folder)
+    mod.make_csew(folder)
+    out = {}
+    for name in ("icvs", "csew"):
+        out[name] = Path(shutil.copy(ROOT / "specs" / "templates" / f"{name}-style.yaml", folder))
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +151,9 @@ def screener_publication(tmp_path_factory, screener_synthetic_data):
     screener survey: ``synthetic-screener`` (parameters/synthetic-screener.yaml, every
     notebook), ``screener-5y`` (every notebook on the 5-year screeners only: no count item, so
     no repeat victimization, no Lorenz curves) and ``screener-nodesign`` (the file without strata
-    or PSU; ingest, victimization, fear, summary).  About a minute and a half, once a session.
+    or PSU; ingest, victimization, fear, summary), ``template-icvs`` and ``template-csew`` (the
+    shipped templates on their synthetic files; ingest, victimization, repeat, summary).  About
+    two minutes, once a session.
     ``$SURVEY_TEST_SCREENER_PUBLICATION`` names an existing root to reuse instead."""
     import yaml
 
@@ -154,6 +177,9 @@ def screener_publication(tmp_path_factory, screener_synthetic_data):
                               "description": "weights only: no strata or PSU",
                               "notebooks": ["ingest", "victimization", "fear", "summary"]},
     }
+    for name, tpl in write_template_surveys(base / "templates").items():
+        runs[f"template-{name}"] = {"name": f"template-{name}", "spec": str(tpl), "description": f"{name} template",
+                                    "notebooks": ["ingest", "victimization", "repeat", "summary"]}
     files = []
     for name, values in runs.items():
         values = dict(values, output_dir=str(root / name))

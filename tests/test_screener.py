@@ -542,3 +542,21 @@ def test_dashboards_in_the_browser_on_the_screener_runs(screener_publication, tm
             page.close()
         ctx.close()
         assert not errors, errors
+
+
+@pytest.mark.parametrize("template", ["icvs", "csew"])
+def test_templates_run_end_to_end(screener_publication, template):
+    """The shipped templates (screeners and counts on the respondent record): the notebooks run,
+    the codebook is written, and the indicator table has the types' prevalence."""
+    run = screener_publication / f"template-{template}"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded"
+    cb = pd.read_csv(run / "codebook.csv")
+    assert cb.role.fillna("").str.startswith(("screener:", "count:")).any()
+    table = pd.read_parquet(run / "indicators.parquet")
+    spec = read_spec(manifest["parameters"]["resolved"]["spec"])
+    assert set(spec.victimization.type_names()) <= set(table.loc[table.indicator == "prevalence", "crime_type"])
+    for nb in manifest["notebooks"]:
+        assert "ERROR" not in _outputs(run / f"{nb['name']}.ipynb")
+    app = build("repeat", root=screener_publication, run=f"template-{template}")
+    assert app.figure_specs and "None" not in app.view.title
