@@ -360,6 +360,31 @@ def test_check_fails_in_one_line_when_the_notebooks_cannot_run(tmp_path, capsys,
     check_capabilities({"spec": str(SPEC), "crime_types": ["assault_5y", "assault"]}, ["repeat"])
 
 
+def test_check_fails_on_a_cap_rule_the_spec_cannot_take(tmp_path, capsys):
+    # "too many to remember" takes the cap in the screener spec: no cap rule leaves it without a value
+    no_cap = _write_set(tmp_path, "no-cap", cap_rule="none")
+    assert batch_main(["--check", str(no_cap)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cap_rule: none, but in spec synthetic-screener.yaml 'too many to remember' takes the cap" \
+        in err[0] and "'burgn'" in err[0]
+    # a spec with screeners only has no repeat counts to cap
+    raw = load_yaml(SPEC.read_text())
+    v = raw["victimization"]
+    v["types"] = [t for t in v["types"] if "count" not in t]
+    v["groups"] = {g: m for g, m in v["groups"].items() if g.endswith("_5y")}
+    v.pop("cap")
+    raw["perception"] = [p for p in raw["perception"] if "crime_type" not in p]
+    raw["files"] = {k: {**f, "path": str(ROOT / "data" / "synthetic-screener" / "respondents.sav")}
+                    for k, f in raw["files"].items()}
+    only = tmp_path / "screeners-only.yaml"
+    only.write_text(yaml.safe_dump(raw, sort_keys=False))
+    capped = _write_set(tmp_path, "capped", spec=str(only), cap_rule="percentile 98")
+    assert batch_main(["--check", str(capped)]) == 1
+    assert "has no count item (screeners only): there are no repeat counts to cap" in capsys.readouterr().err
+    assert batch_main(["--check", str(_write_set(tmp_path, "uncapped", spec=str(only)))]) == 0
+    assert batch_main(["--check", str(_write_set(tmp_path, "fixed", cap_rule="fixed 5"))]) == 0
+
+
 # =============================================================================================
 # the notebooks and the batch on the screener survey (session fixture: real papermill runs)
 # =============================================================================================

@@ -384,6 +384,17 @@ def check_capabilities(values: dict, notebooks: list[str], explicit: bool = True
         if nb in NEEDS_VICTIMIZATION and v is None:
             raise ParameterError(f"{where}notebooks: '{nb}' estimates victimization, but spec {name} has no "
                                  "victimization section (run ingest, fear and summary only)")
+    cap = values.get("cap_rule")
+    if cap and v is not None:
+        if cap.get("rule") != "none" and not counted_crimes(spec):
+            raise ParameterError(f"{where}cap_rule: spec {name} has no count item (screeners only): there are no "
+                                 "repeat counts to cap")
+        if cap.get("rule") == "none" and v.source == "respondent":
+            takes_cap = [t.count.variable for t in v.types if t.count is not None and t.count.dont_know_value == "cap"]
+            if takes_cap:
+                raise ParameterError(f"{where}cap_rule: none, but in spec {name} 'too many to remember' takes the "
+                                     f"cap (count item '{takes_cap[0]}', dont_know_value: cap): give it a number "
+                                     "in a copy of the spec, or keep a cap rule")
     if not explicit:
         return
     selected = values.get("crime_types") or ((v.type_names() + list(v.groups)) if v is not None else [])
