@@ -448,7 +448,8 @@ def test_no_design_is_stated_in_manifest_reports_and_workbook(screener_publicati
         html_text = (run / nb["html"]).read_text()
         assert html_text.count('class="survey-design-note"') == 1
         assert "Simple random sampling with replacement assumed" in html_text
-    assert "simple random sampling with replacement assumed" in _outputs(run / "ingest.ipynb")
+    for nb in ("ingest", "summary"):
+        assert "simple random sampling with replacement assumed" in _outputs(run / f"{nb}.ipynb"), nb
     meta = json.loads((run / "indicators.meta.json").read_text())
     assert meta["design"]["kind"] == "srswr"
     notes = pd.read_excel(run / "indicators.xlsx", sheet_name="notes", nrows=20)
