@@ -586,3 +586,25 @@ def test_templates_run_end_to_end(screener_publication, template):
         assert "ERROR" not in _outputs(run / f"{nb['name']}.ipynb")
     app = build("repeat", root=screener_publication, run=f"template-{template}")
     assert app.figure_specs and "None" not in app.view.title
+
+
+def test_predictive_margins_with_value_labels_wider_than_the_file():
+    """Region has value labels for 30 regions and 8 in the file: the model leaves out the empty
+    levels and the margins are given for the 8 present.  With region as the only predictor the
+    model is saturated, so each margin is the weighted share of victims in the region (by hand)."""
+    import warnings
+
+    data = load(SPEC)
+    d = data.design("household")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = d.glm("victim__household_5y ~ C(region)", family="binomial")
+        m = fit.predictive_margins("region")
+    r = data.respondents
+    assert len(r["region"].cat.categories) == 30
+    y, w = r["victim__household_5y"].to_numpy(), r["wt_household"].to_numpy()
+    ok = ~np.isnan(y)
+    by_hand = pd.Series(w[ok] * y[ok]).groupby(r["region"].to_numpy()[ok]).sum() / \
+        pd.Series(w[ok]).groupby(r["region"].to_numpy()[ok]).sum()
+    assert list(m["level"]) == [c for c in r["region"].cat.categories if c in set(r["region"])]
+    np.testing.assert_allclose(m["estimate"].to_numpy(), by_hand.loc[list(m["level"])].to_numpy(), rtol=1e-7)
