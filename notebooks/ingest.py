@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -117,6 +117,9 @@ for unit in units:
     rows.append({"unit": unit, "design": repr(d), "respondents": int((d.w > 0).sum()),
                  "weighted total": float(d.w.sum())})
 design_table = pd.DataFrame(rows)
+design_note = rp.design_info(S)["note"]
+if design_note:
+    rp.md(f"**Design: {design_note}.**")
 design_table.style.format({"weighted total": "{:,.0f}"})
 
 # %% [markdown]

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -61,10 +61,11 @@ focus = [c for c in counted if c in data.crime_groups] or counted[:4]
 table = indicator_table(data, crime_types=counted, domains=P.domains,
                         indicators=["concentration", "repeat_victims", "repeat_incidents", "multiple_victimization",
                                     "gini", "gini_victims"],
-                        publication=P.publication_preset, **P.publication_params)
-overall = table[table.domain == "overall"]
-rp.md(f"Cap rule on repeat counts: **{'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}**. "
-      "A respondent with two or more victimizations of a crime type in the period is a repeat victim of it.")
+                        publication=P.publication_preset, **P.publication_params) if counted else None
+overall = table[table.domain == "overall"] if table is not None else None
+if counted:
+    rp.md(f"Cap rule on repeat counts: **{'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}**. "
+          "A respondent with two or more victimizations of a crime type in the period is a repeat victim of it.")
 
 # %% [markdown]
 # ## Repeat victims and the crimes they suffer
@@ -74,10 +75,13 @@ rp.md(f"Cap rule on repeat counts: **{'; '.join(sorted(set(table.cap_rule) - {''
 # larger: repeat victims account for a disproportionate share of crime.
 
 # %% repeat shares
-rows = overall[overall.indicator.isin(["repeat_victims", "repeat_incidents"])].copy()
-rows["series"] = rows.indicator.map({"repeat_victims": "share of victims who are repeat victims",
-                                     "repeat_incidents": "share of victimizations against repeat victims"})
-rp.estimate_bars(rows, series="series", title="Repeat victimization (%)").show()
+if counted:
+    rows = overall[overall.indicator.isin(["repeat_victims", "repeat_incidents"])].copy()
+    rows["series"] = rows.indicator.map({"repeat_victims": "share of victims who are repeat victims",
+                                         "repeat_incidents": "share of victimizations against repeat victims"})
+    rp.estimate_bars(rows, series="series", title="Repeat victimization (%)").show()
+else:
+    rp.md(rp.no_counts_sentence("Repeat victimization"))
 lines = []
 for c in focus:
     rv = overall[(overall.indicator == "repeat_victims") & (overall.crime_type == c)]
@@ -85,7 +89,8 @@ for c in focus:
     if len(rv) and len(ri):
         lines.append(f"- **{rv.iloc[0].crime_label}**: {rp.ci_text(rv.iloc[0])} of victims were repeat victims; "
                      f"they suffered {rp.ci_text(ri.iloc[0])} of the victimizations.")
-rp.md("\n".join(lines))
+if lines:
+    rp.md("\n".join(lines))
 
 # %% [markdown]
 # ## Lorenz curves
@@ -98,18 +103,21 @@ rp.md("\n".join(lines))
 # last few percent; among victims it shows how unevenly victims are hit.
 
 # %% lorenz
-curves = []
-for over in ("population", "victims"):
-    for c in focus:
-        lz = lorenz(data, c, over=over)
-        lz["label"] = overall.loc[overall.crime_type == c, "crime_label"].iloc[0]
-        curves.append(lz)
-curves = pd.concat(curves, ignore_index=True)
-curves.drop(columns="label").to_csv(f"{P.output_dir}/lorenz.csv", index=False)
-for over, fam in (("population", "gini"), ("victims", "gini_victims")):
-    g = overall[overall.indicator == fam].set_index("crime_label")["estimate"].to_dict()
-    rp.lorenz_figure(curves[curves.over == over], g,
-                     title=f"Lorenz curves of victimizations over the {'population' if over == 'population' else 'victims'}").show()
+if focus:
+    curves = []
+    for over in ("population", "victims"):
+        for c in focus:
+            lz = lorenz(data, c, over=over)
+            lz["label"] = overall.loc[overall.crime_type == c, "crime_label"].iloc[0]
+            curves.append(lz)
+    curves = pd.concat(curves, ignore_index=True)
+    curves.drop(columns="label").to_csv(f"{P.output_dir}/lorenz.csv", index=False)
+    for over, fam in (("population", "gini"), ("victims", "gini_victims")):
+        g = overall[overall.indicator == fam].set_index("crime_label")["estimate"].to_dict()
+        rp.lorenz_figure(curves[curves.over == over], g,
+                         title=f"Lorenz curves of victimizations over the {'population' if over == 'population' else 'victims'}").show()
+else:
+    rp.md(rp.no_counts_sentence("Lorenz curves"))
 
 # %% [markdown]
 # ## Gini coefficients with their confidence intervals
@@ -118,9 +126,12 @@ for over, fam in (("population", "gini"), ("victims", "gini_victims")):
 # design-based standard error (linearized).
 
 # %% gini
-rows = overall[overall.indicator.isin(["gini", "gini_victims"])].copy()
-rows["series"] = rows.indicator.map({"gini": "over the population", "gini_victims": "over victims"})
-rp.estimate_bars(rows, series="series", title="Gini coefficient of victimizations").show()
+if counted:
+    rows = overall[overall.indicator.isin(["gini", "gini_victims"])].copy()
+    rows["series"] = rows.indicator.map({"gini": "over the population", "gini_victims": "over victims"})
+    rp.estimate_bars(rows, series="series", title="Gini coefficient of victimizations").show()
+else:
+    rp.md(rp.no_counts_sentence("The Gini coefficient of victimizations"))
 
 # %% [markdown]
 # ## By domain
@@ -129,7 +140,9 @@ rp.estimate_bars(rows, series="series", title="Gini coefficient of victimization
 # crime groups.
 
 # %% domains
-for dom in (P.domains or list(S.domains)):
+if not focus:
+    rp.md(rp.no_counts_sentence("Victimizations per victim by domain"))
+for dom in (P.domains or list(S.domains)) if focus else []:
     rows = table[(table.indicator == "concentration") & table.crime_type.isin(focus) & (table.domain == dom)]
     if len(rows):
         label = S.domains[dom].label or dom
@@ -143,8 +156,10 @@ for dom in (P.domains or list(S.domains)):
 # theft), as a share of the group's victims.
 
 # %% multiple
-rows = overall[overall.indicator == "multiple_victimization"]
+rows = overall[overall.indicator == "multiple_victimization"] if overall is not None else []
 if len(rows):
     rp.estimate_bars(rows, title="Multiple victimization: victims of two or more types of the group (%)").show()
+elif not counted:
+    rp.md(rp.no_counts_sentence("Multiple victimization"))
 else:
     rp.md("No crime group selected: multiple victimization needs groups of crime types.")

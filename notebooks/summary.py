@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -158,6 +158,9 @@ else:
 # source are in the notes sheet of `indicators.xlsx`.
 
 # %% methods
+design_note = rp.design_info(S)["note"]
+if design_note:
+    rp.md(f"**Design: {design_note}.**")
 rp.md(f"Cap rule on repeat counts: {'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}.  \n"
       f"Parameters: spec `{P.spec}`, domains {P.domains or 'all'}, crime types {P.crime_types or 'all'}, "
       f"language {P.language}, seed {P.seed}.")

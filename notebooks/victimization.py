@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -98,9 +98,12 @@ rp.md("\n".join(f"- **{r.crime_label}**: {rp.ci_text(r)} of {noun[r.unit]}" for 
 
 # %% incidence
 rows = overall[(overall.indicator == "incidence")]
-rp.estimate_bars(rows, series="unit", title="Incidence: victimizations per 1,000 households or persons").show()
-rows = overall[(overall.indicator == "concentration")]
-rp.estimate_bars(rows, series="unit", title="Concentration: victimizations per victim").show()
+if len(rows):
+    rp.estimate_bars(rows, series="unit", title="Incidence: victimizations per 1,000 households or persons").show()
+    rows = overall[(overall.indicator == "concentration")]
+    rp.estimate_bars(rows, series="unit", title="Concentration: victimizations per victim").show()
+else:
+    rp.md(rp.no_counts_sentence("Incidence and concentration"))
 
 # %% [markdown]
 # ## Reporting to the police

@@ -83,3 +83,110 @@ def publication(tmp_path_factory, default_synthetic_data):
     failed = [r for r in results if r["status"] != "succeeded"]
     assert not failed, failed
     return root
+
+
+SCREENER_DATA = ROOT / "data" / "synthetic-screener"
+SCREENER_SPEC = ROOT / "specs" / "synthetic-screener.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def screener_synthetic_data():
+    """The data of specs/synthetic-screener.yaml and parameters/synthetic-screener.yaml
+    (`survey synth --variant screener --out data/synthetic-screener --households 5000 --seed 1`),
+    generated once if missing (under a second)."""
+    from survey.synth import synth_screener
+
+    if not (SCREENER_DATA / "respondents.sav").exists():
+        synth_screener(SCREENER_DATA, households=5000, seed=1)
+    return SCREENER_DATA
+
+
+def write_no_design_survey(folder: Path, households: int = 5000, seed: int = 1) -> Path:
+    """The screener survey written without strata and PSU (``--no-design``) into ``folder``, with
+    a copy of specs/synthetic-screener.yaml pointing at it (strata and psu null); returns the spec."""
+    import yaml
+
+    from survey.spec import load_yaml
+    from survey.synth import synth_screener
+
+    data = synth_screener(folder / "data", households=households, seed=seed, design=False)
+    raw = load_yaml(SCREENER_SPEC.read_text())  # YAML 1.2: `on:` is a key, not True
+    raw["survey"] = "synthetic_screener_nodesign"
+    raw["design"]["strata"] = None
+    raw["design"]["psu"] = None
+    for f in raw["files"].values():
+        f["path"] = str(data / "respondents.sav")
+    spec = folder / "synthetic-screener-nodesign.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return spec
+
+
+SCREENER_RUNS = ("synthetic-screener", "screener-5y", "screener-nodesign", "template-icvs", "template-csew")
+
+
+def write_template_surveys(folder: Path) -> dict[str, Path]:
+    """The shipped templates specs/templates/{icvs,csew}-style.yaml copied next to the synthetic
+    files of tests/templates/make_files.py; returns {"icvs": spec, "csew": spec}."""
+    import importlib.util
+    import shutil
+    import sys
+
+    path = Path(__file__).parent / "templates" / "make_files.py"
+    spec = importlib.util.spec_from_file_location("template_make_files_conftest", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    folder.mkdir(parents=True, exist_ok=True)
+    mod.make_icvs(folder)
+    mod.make_csew(folder)
+    out = {}
+    for name in ("icvs", "csew"):
+        out[name] = Path(shutil.copy(ROOT / "specs" / "templates" / f"{name}-style.yaml", folder))
+    return out
+
+
+@pytest.fixture(scope="session")
+def screener_publication(tmp_path_factory, screener_synthetic_data):
+    """A publication root made by the real batch (papermill, two worker processes) on the
+    screener survey: ``synthetic-screener`` (parameters/synthetic-screener.yaml, every
+    notebook), ``screener-5y`` (every notebook on the 5-year screeners only: no count item, so
+    no repeat victimization, no Lorenz curves) and ``screener-nodesign`` (the file without strata
+    or PSU; ingest, victimization, fear, summary), ``template-icvs`` and ``template-csew`` (the
+    shipped templates on their synthetic files; ingest, victimization, repeat, summary).  About
+    two minutes, once a session.
+    ``$SURVEY_TEST_SCREENER_PUBLICATION`` names an existing root to reuse instead."""
+    import yaml
+
+    from survey.batch import run_batch
+
+    reuse = os.environ.get("SURVEY_TEST_SCREENER_PUBLICATION")
+    if reuse and all((Path(reuse) / name / "manifest.json").exists() for name in SCREENER_RUNS):
+        return Path(reuse)
+
+    base = tmp_path_factory.mktemp("screener-publication")
+    root = base / "outputs"
+    sets = base / "parameters"
+    sets.mkdir()
+    nodesign = write_no_design_survey(base / "nodesign")
+    raw = yaml.safe_load((ROOT / "parameters" / "synthetic-screener.yaml").read_text())
+    runs = {
+        "synthetic-screener": raw,
+        "screener-5y": {**raw, "name": "screener-5y", "description": "5-year screeners only",
+                        "crime_types": ["burglary_5y", "household_5y", "assault_5y", "personal_5y"]},
+        "screener-nodesign": {**raw, "name": "screener-nodesign", "spec": str(nodesign),
+                              "description": "weights only: no strata or PSU",
+                              "notebooks": ["ingest", "victimization", "fear", "summary"]},
+    }
+    for name, tpl in write_template_surveys(base / "templates").items():
+        runs[f"template-{name}"] = {"name": f"template-{name}", "spec": str(tpl), "description": f"{name} template",
+                                    "notebooks": ["ingest", "victimization", "repeat", "summary"]}
+    files = []
+    for name, values in runs.items():
+        values = dict(values, output_dir=str(root / name))
+        target = sets / f"{name}.yaml"
+        target.write_text(yaml.safe_dump(values, sort_keys=False))
+        files.append(str(target))
+    results = run_batch(files, jobs=2, notebook_dir=str(ROOT / "notebooks"), root=str(ROOT), progress=False)
+    failed = [r for r in results if r["status"] != "succeeded"]
+    assert not failed, failed
+    return root

@@ -22,7 +22,9 @@ A run folder holds:
 ``run.log``           the run's log (also kept in ``<outputs>/_logs/<run-name>.log``)
 ``manifest.json``     inputs with sha256, spec, parameters, package versions, row accounting,
                       timings (kernel start-up and cell time per notebook), outputs, status,
-                      ``model_failures`` (models recorded as not fitted by the risk notebook)
+                      ``model_failures`` (models recorded as not fitted by the risk notebook);
+                      ``design`` (``survey.report.design_info``): the design the standard
+                      errors assume, with a ``note`` when the file lacks strata or PSU
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
@@ -52,7 +54,15 @@ from pathlib import Path
 
 from ._atomic import replace_dir
 from .errors import SurveyError
-from .params import NOTEBOOKS, ParameterError, RunConfig, data_files, project_root, read_parameter_set
+from .params import (
+    NOTEBOOKS,
+    ParameterError,
+    RunConfig,
+    check_capabilities,
+    data_files,
+    project_root,
+    read_parameter_set,
+)
 
 KERNEL = "python3"
 LOG_DIR = "_logs"
@@ -296,6 +306,12 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
     run_dir = Path(run_dir)
     name = name or run_dir.name
     timings = {}
+    design = None
+    with contextlib.suppress(Exception):
+        from .params import spec_for
+        from .report import design_info
+
+        design = design_info(spec_for(values)[0])
     t0 = time.perf_counter()
     for rec in notebooks:
         nb_path = run_dir / f"{rec['name']}.ipynb"
@@ -304,7 +320,7 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
             rec.update({k: v for k, v in notebook_timings(nbformat.read(nb_path, as_version=4)).items()})
         if nb_path.exists():
             notebook_to_html(nb_path, run_dir / f"{rec['name']}.html", title=f"{rec['name']} — {name}",
-                             plotlyjs=plotlyjs)
+                             plotlyjs=plotlyjs, design_note=(design or {}).get("note", ""))
             rec["html"] = f"{rec['name']}.html"
     timings["html"] = round(time.perf_counter() - t0, 3)
     log.info("HTML reports: %.1f s", timings["html"])
@@ -351,7 +367,7 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
         "started": started, "finished": finished,
         "parameter_file": str(parameter_file) if parameter_file else None,
         "parameters": {"given": given, "resolved": values},
-        "spec": spec_meta, "inputs": inputs, "notebooks": notebooks, "indicator_table": table_info,
+        "spec": spec_meta, "design": design, "inputs": inputs, "notebooks": notebooks, "indicator_table": table_info,
         "row_accounting": accounting, "timings_seconds": timings,
         "versions": package_versions(), "host": platform.node(), "kernel": {"name": KERNEL, "python": sys.executable},
     }
@@ -477,6 +493,7 @@ def plan(parameter_files, notebooks: list[str] | None = None, root: str | None =
             cfg = read_parameter_set(f, root)
             if notebooks:
                 cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
+                check_capabilities(cfg.values, cfg.notebooks, explicit=True, where=f"{cfg.source}: ")
             configs.append(cfg)
         except SurveyError as e:
             failures.append({"name": Path(f).stem, "source": str(f), "status": "failed", "output_dir": None,

@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     p_cb.add_argument("--out", default=None, help="output folder (default outputs/codebook/<survey>)")
     sub.add_parser("run", help="run the notebooks of one parameter set with papermill (survey run --help)")
     sub.add_parser("batch", help="run several parameter sets in parallel (survey batch --help)")
-    p_syn = sub.add_parser("synth", help="generate the synthetic national survey (with its known truth)")
-    p_syn.add_argument("args", nargs=argparse.REMAINDER, help="--out DIR --households N --seed S ...")
+    p_syn = sub.add_parser("synth", help="generate the synthetic national survey (with its known truth); "
+                                         "--variant screener: a one-respondent screener survey")
+    p_syn.add_argument("args", nargs=argparse.REMAINDER,
+                       help="--out DIR --households N --seed S [--variant screener [--no-design]] ...")
     p_dash = sub.add_parser("dashboard", help="serve the Voila dashboards on 127.0.0.1 (survey dashboard --help)")
     p_dash.add_argument("args", nargs=argparse.REMAINDER, help="--outputs DIR --port N --host H --token ...")
     argv = list(sys.argv[1:] if argv is None else argv)

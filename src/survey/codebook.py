@@ -7,9 +7,13 @@ Columns of the codebook table:
 file            the spec's name of the file
 variable        the variable (column) name
 label           its variable label (from the file)
-role            what the spec uses it for (weight, strata, psu, domain:<name>, crime code, ...)
+role            what the spec uses it for (weight, strata, psu, domain:<name>, crime code,
+                screener:<type>, count:<type>, reported to police:<type>, ...); each domain
+                also has its own rows (variable = the domain name): its published categories
 value           a code (or "(missing)"; for numeric variables with many values: the summary)
-value_label     the label of the code (file value labels, or the spec's labels)
+value_label     the label of the code (file value labels, or the spec's labels); SPSS
+                user-missing codes (refused, don't know...) are shown with their code and
+                "(user-missing)", not as "(missing)"
 n               unweighted count of respondent rows (incident rows for the incident file)
 weighted_n      weighted count (respondent weight; incident weight for incidents when given)
 percent         weighted percent within the variable
@@ -51,6 +55,8 @@ def _roles(data: SurveyData) -> dict[tuple[str, str], list[str]]:
         add(dom.file or d.file, dom.variable, f"domain:{name}")
     for item in spec.perception:
         add(d.file, item.variable, f"perception:{item.name}")
+        if item.follow_up is not None:
+            add(d.file, item.follow_up.variable, f"follow-up:{item.name}")
     v = spec.victimization
     if v is not None and v.source == "incidents":
         add(v.file, v.crime_code, "crime code")
@@ -61,8 +67,11 @@ def _roles(data: SurveyData) -> dict[tuple[str, str], list[str]]:
         if v.series:
             add(v.file, v.series.count, "series count")
     elif v is not None:
+        # respondent items: a type has a screener, a count, a reporting item, or several
         for t in v.types:
-            add(d.file, t.count.variable, f"count:{t.name}")
+            for item, role in ((t.victim, "screener"), (t.count, "count"), (t.reported, "reported to police")):
+                if item is not None:
+                    add(d.file, item.variable, f"{role}:{t.name}")
     return roles
 
 
@@ -75,8 +84,14 @@ def _labels_for(data: SurveyData, file: str, var: str) -> dict:
     return labs
 
 
-def _table(frame: pd.DataFrame, w: np.ndarray, file: str, var: str, label: str, role: str, labels: dict):
-    s = frame[var]
+def _table(frame: pd.DataFrame | pd.Series, w: np.ndarray, file: str, var: str, label: str, role: str,
+           labels: dict, user_missing=()):
+    """Rows of one variable (``frame[var]``, or the series itself); codes in ``user_missing``
+    (SPSS user-missing, put back from the file) are labelled as such."""
+    s = frame if isinstance(frame, pd.Series) else frame[var]
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    um = {float(c) for c in user_missing if isinstance(c, (int, float, np.number))}
     rows = []
     total = float(w.sum()) or 1.0
     if s.nunique(dropna=True) > MAX_LEVELS and pd.api.types.is_numeric_dtype(s.dtype):
@@ -96,6 +111,8 @@ def _table(frame: pd.DataFrame, w: np.ndarray, file: str, var: str, label: str, 
         order = sorted(agg.index, key=lambda k: (k == "(missing)", str(type(k)), k if k != "(missing)" else 0))
         for k in order:
             lab = labels.get(k, labels.get(float(k), "")) if isinstance(k, (int, float, np.number)) else labels.get(k, "")
+            if isinstance(k, (int, float, np.number)) and float(k) in um:
+                lab = f"{lab} (user-missing)" if lab else "(user-missing)"
             shown = f"{k:g}" if isinstance(k, (float, np.floating)) else str(k)
             rows.append((shown, lab, int(agg.loc[k, "size"]), float(agg.loc[k, "sum"])))
     return [
@@ -103,6 +120,19 @@ def _table(frame: pd.DataFrame, w: np.ndarray, file: str, var: str, label: str, 
          "weighted_n": wn, "percent": 100.0 * wn / total}
         for v, lab, n, wn in rows
     ]
+
+
+def _with_user_missing(data: SurveyData, file: str, rows: pd.DataFrame, var: str) -> tuple[pd.Series, list]:
+    """The variable with its SPSS user-missing codes put back (the reader sets them to NaN),
+    and those codes; the variable unchanged when the file declares none for it."""
+    meta = data.metadata.get(file)
+    codes = list(getattr(meta, "user_missing", {}).get(var, []) or []) if meta is not None else []
+    if not codes or var not in getattr(meta, "original_codes", {}):
+        return rows[var], codes
+    try:
+        return meta.original(rows, var), codes
+    except Exception:  # a column the loader derived or re-indexed: show it as read
+        return rows[var], codes
 
 
 def codebook(data: SurveyData) -> pd.DataFrame:
@@ -116,14 +146,22 @@ def codebook(data: SurveyData) -> pd.DataFrame:
     out = []
     design_vars = [c for c in resp.columns if not c.startswith("_") and "__" not in c
                    and c not in spec.domains]
+    rows = resp.loc[is_resp]
     for var in design_vars:
         file = next((f for (f, v) in roles if v == var and f != getattr(spec.victimization, "file", None)),
                     spec.design.file)
         meta = data.metadata.get(file)
         label = getattr(meta, "variable_labels", {}).get(var, "") if meta is not None else ""
         role = ", ".join(roles.get((file, var), []))
-        out += _table(resp.loc[is_resp], w_resp[is_resp], file, var, label or "", role,
-                      _labels_for(data, file, var))
+        values, um = _with_user_missing(data, file, rows, var)
+        out += _table(values, w_resp[is_resp], file, var, label or "", role, _labels_for(data, file, var), um)
+    # domains: the published categories (bands and recodes applied; only the values present)
+    for name, dom in spec.domains.items():
+        file = dom.file or spec.design.file
+        meta = data.metadata.get(file)
+        label = getattr(meta, "variable_labels", {}).get(dom.variable, "") if meta is not None else ""
+        what = f"domain:{name}" + (f" (from {dom.variable})" if dom.variable != name else "")
+        out += _table(rows[name], w_resp[is_resp], file, name, dom.label or label or "", what, {})
     v = spec.victimization
     if data.incidents is not None and v is not None:
         inc = data.incidents

@@ -406,8 +406,11 @@ class GLMResult:
         if variable not in data.columns:
             raise ModelError(f"predictive_margins: '{variable}' is not a variable of the data")
         s = data[variable]
-        levels = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(s.dropna().unique())
         rows = self._fit_rows
+        levels = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(s.dropna().unique())
+        if isinstance(s.dtype, pd.CategoricalDtype):  # levels with no case in the fit were left out of it
+            present = set(s[rows & (d.w > 0)].dropna().unique())
+            levels = [lev for lev in levels if lev in present]
         wf = np.where(rows, d.w, 0.0)
         big_w = wf.sum()
         beta = self.coef.to_numpy()
@@ -417,7 +420,9 @@ class GLMResult:
             nd = data.copy(deep=False)
             nd[variable] = pd.Categorical([lev] * len(nd), categories=levels) if isinstance(
                 s.dtype, pd.CategoricalDtype) else lev
-            xl = np.nan_to_num(np.asarray(spec.get_model_matrix(nd, na_action="ignore"), float))
+            mm = spec.get_model_matrix(nd, na_action="ignore")
+            mm = mm[list(self.coef.index)] if set(self.coef.index) <= set(mm.columns) else mm
+            xl = np.nan_to_num(np.asarray(mm, float))
             mu = _mu(self.family, np.where(rows, xl @ beta + self._off, 0.0))
             m = float(np.sum(wf * mu) / big_w)
             _, dmu = _var_and_dmu(self.family, mu, self.theta)

@@ -392,6 +392,63 @@ def check_against_spec(values: dict, where: str = "") -> None:
             raise ParameterError(f"{where}{role}: data file {path} not found (its folder comes from {how})")
 
 
+NEEDS_VICTIMIZATION = ("victimization", "repeat", "risk")
+"""Notebooks that estimate victimization: they cannot run on a spec without that section."""
+
+
+def counted_crimes(spec) -> list[str]:
+    """Crime types and groups of a spec with a count of victimizations (an incident file, or a
+    count item on the respondent record for every member); the others are prevalence-only."""
+    v = spec.victimization
+    if v is None:
+        return []
+    if v.source == "incidents":
+        return v.type_names() + list(v.groups)
+    has = {t.name for t in v.types if t.count is not None}
+    return [t for t in v.type_names() if t in has] + [g for g, m in v.groups.items() if set(m) <= has]
+
+
+def check_capabilities(values: dict, notebooks: list[str], explicit: bool = True, where: str = "") -> None:
+    """A static check (the spec only, no data read) that the notebooks of a run can do what it
+    asks on its spec: victimization notebooks need a victimization section; a run that asks
+    for the repeat notebook (``explicit``: listed in ``notebooks``) needs a selected crime type
+    with a count item; one that asks for the fear notebook needs perception items.  Without an
+    explicit list, notebooks that have nothing to estimate say so in one sentence and the run
+    goes on.  One :class:`ParameterError` line naming the spec and what is missing."""
+    from .spec import read_spec
+
+    spec = read_spec(values["spec"])
+    name = Path(values["spec"]).name
+    v = spec.victimization
+    for nb in notebooks:
+        if nb in NEEDS_VICTIMIZATION and v is None:
+            raise ParameterError(f"{where}notebooks: '{nb}' estimates victimization, but spec {name} has no "
+                                 "victimization section (run ingest, fear and summary only)")
+    cap = values.get("cap_rule")
+    if cap and v is not None:
+        if cap.get("rule") != "none" and not counted_crimes(spec):
+            raise ParameterError(f"{where}cap_rule: spec {name} has no count item (screeners only): there are no "
+                                 "repeat counts to cap")
+        if cap.get("rule") == "none" and v.source == "respondent":
+            takes_cap = [t.count.variable for t in v.types if t.count is not None and t.count.dont_know_value == "cap"]
+            if takes_cap:
+                raise ParameterError(f"{where}cap_rule: none, but in spec {name} 'too many to remember' takes the "
+                                     f"cap (count item '{takes_cap[0]}', dont_know_value: cap): give it a number "
+                                     "in a copy of the spec, or keep a cap rule")
+    if not explicit:
+        return
+    selected = values.get("crime_types") or ((v.type_names() + list(v.groups)) if v is not None else [])
+    if "repeat" in notebooks:
+        counted = [c for c in selected if c in counted_crimes(spec)]
+        if not counted:
+            raise ParameterError(f"{where}notebooks: 'repeat' needs crime types with a count item (how many "
+                                 f"times); the {len(selected)} selected in spec {name} "
+                                 f"({', '.join(selected[:4])}{', ...' if len(selected) > 4 else ''}) have "
+                                 "screeners only (prevalence only)")
+    if "fear" in notebooks and not spec.perception:
+        raise ParameterError(f"{where}notebooks: 'fear' needs perception items; spec {name} declares none")
+
+
 def validate(values: dict, notebook: str | None = None, base: Path | None = None,
              root: Path | None = None, where: str = "") -> dict:
     """Check a mapping of parameter values (unknown names, types, allowed values, paths) and
@@ -631,6 +688,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     if plotlyjs not in ("file", "inline", "cdn"):
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")
     values = validate(given, None, base=path.parent, root=root, where=where)
+    check_capabilities(values, notebooks, explicit="notebooks" in raw, where=where)
     if "output_dir" in given:
         output_dir = Path(values["output_dir"])
     else:

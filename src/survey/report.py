@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import html
 import inspect
 import json
 import math
@@ -52,6 +53,13 @@ def md(text: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(text))
+
+
+def no_counts_sentence(what: str) -> str:
+    """The one sentence a report section prints when the survey has screeners but no count item
+    ("how many times") for the selected crime types."""
+    return (f"{what}: not available for this survey, because the selected crime types have screener "
+            "questions (victim or not) but no count of how many times, so only prevalence can be estimated.")
 
 
 def fmt(x, digits: int = 1) -> str:
@@ -193,6 +201,38 @@ def _jsonable(o):
     return o
 
 
+DESIGN_NOTES = {
+    "srswr": "simple random sampling with replacement assumed: the file has no strata or PSU; standard errors "
+             "ignore clustering and stratification",
+    "no_psu": "stratified simple random sampling assumed: the file has no PSU; standard errors ignore clustering",
+    "no_strata": "clustered sampling without strata assumed: the file has no strata; standard errors ignore "
+                 "stratification",
+}
+"""What a report says when the spec gives fewer design variables than a complex sample has."""
+
+
+def design_info(spec) -> dict:
+    """The design a run's estimates assume, from the spec: ``kind`` (``full``: strata and PSU;
+    ``replicate``: replicate weights; ``srswr``: weights only; ``no_psu``; ``no_strata``), the
+    design columns and ``note``: one sentence stating a simplified design ("" otherwise), the
+    manifest's ``design`` entry, the reports' and the dashboards' design note."""
+    d = spec.design
+    strata = [d.strata] if isinstance(d.strata, str) else list(d.strata or [])
+    psu = [d.psu] if isinstance(d.psu, str) else list(d.psu or [])
+    if d.replicate is not None:
+        kind = "replicate"
+    elif not strata and not psu:
+        kind = "srswr"
+    elif not psu:
+        kind = "no_psu"
+    elif not strata:
+        kind = "no_strata"
+    else:
+        kind = "full"
+    return {"kind": kind, "weights": list(d.weight_columns()), "strata": strata, "psu": psu,
+            "replicate_weights": d.replicate is not None, "note": DESIGN_NOTES.get(kind, "")}
+
+
 def table_fingerprint(values: dict) -> str:
     """What determines an indicator table: spec, data, period, selections, rules."""
     keys = ("spec", "data_dir", "period", "domains", "crime_types", "publication", "cap_rule")
@@ -213,7 +253,7 @@ def table_metadata(table: pd.DataFrame, data, values: dict | None = None) -> dic
         "definitions": {f: {"label": INDICATORS[f].label, "measure": INDICATORS[f].measure,
                             "definition": INDICATORS[f].definition, "sdg": INDICATORS[f].sdg} for f in fams},
         "rows": int(len(table)), "columns": list(table.columns),
-        "fingerprint": table_fingerprint(values or {}),
+        "fingerprint": table_fingerprint(values or {}), "design": design_info(spec),
     })
 
 
@@ -345,6 +385,7 @@ def write_workbook(table: pd.DataFrame, meta: dict, path, run: dict | None = Non
         ("Parameters", json.dumps(run.get("parameters", {}), sort_keys=True, default=str)),
         ("Software", run.get("software", "")),
         ("Notes", "; ".join(meta.get("notes") or []) or "none"),
+        ("Design", (meta.get("design") or {}).get("note") or "as declared in the spec (weights, strata, PSU)"),
         ("Reading the sheets", "One sheet per indicator family; one row per crime type (or perception item), "
                                "domain and category. Suppressed cells have no estimate; 'reliability' and "
                                "'flag_reason' carry the publication rule's flags. CIs are 95%."),
@@ -408,13 +449,14 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def notebook_to_html(nb_path, html_path, title: str | None = None, plotlyjs: str = "file") -> Path:
+def notebook_to_html(nb_path, html_path, title: str | None = None, plotlyjs: str = "file",
+                     design_note: str = "") -> Path:
     """An executed notebook as an HTML report without code (as ``nbconvert --no-input``).
 
     plotlyjs: ``file`` (a ``plotly.min.js`` next to the report, copied there; offline),
     ``inline`` (self-contained, ~4.6 MB per report) or ``cdn``.  No other script is loaded
     from the network (the require.js, MathJax and Mermaid tags of nbconvert's template are
-    left out).
+    left out).  ``design_note`` (see :func:`design_info`): shown at the top of the report.
     """
     import jinja2
     import nbformat
@@ -441,6 +483,11 @@ def notebook_to_html(nb_path, html_path, title: str | None = None, plotlyjs: str
                             extra_loaders=[jinja2.DictLoader({"survey_report.html.j2": _TEMPLATE})],
                             template_file="survey_report.html.j2")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title or nb_path.stem}})
+    if design_note:
+        at = body.find(">", body.find("<body")) + 1
+        body = (body[:at] + '\n<p class="survey-design-note" style="max-width:72em;margin:1em auto;padding:.5em 1em;'
+                'border-left:4px solid #c77700;background:#fff6e0"><strong>Design:</strong> '
+                + html.escape(design_note[:1].upper() + design_note[1:]) + ".</p>" + body[at:])
     html_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = html_path.with_name(f".{html_path.name}.tmp")
     tmp.write_text(body, encoding="utf-8")

@@ -46,6 +46,21 @@ Files (:func:`write_sample`, :func:`write_truth`)
     and value labels; ``truth.csv`` (long table) and ``truth.json``
     (seed, sizes, coefficients, definitions); ``replicates.csv`` when replicate weights are
     written.  The ``.sav`` header timestamp is fixed so that a seed gives byte-identical files.
+
+Screener variant (``--variant screener``, :func:`synth_screener`)
+    The survey most national offices run instead of the NCVS: the same population and design,
+    but one file, ``respondents.sav``, one respondent per responding household, answering for
+    the household (burglary, vehicle theft: household weight) and for themselves (assault,
+    robbery, perceptions: person weight).  Per crime type: a 12-month and a 5-year screener
+    (1 yes, 2 no, 7 refused, 8 don't know, 9 no answer; 7-9 declared SPSS user-missing), "how
+    many times" (97 = too many to remember, only for 10+ true victimizations; the spec caps at
+    10) and "reported to the police" for 12-month victims.  Non-answers are drawn at random
+    whatever the true answer (missing completely at random), so the truth is estimable with
+    them left out of the base.  Feeling safe after dark has a "never goes out" code (5) with a
+    follow-up ``safewould``.  The region item carries value labels for 30 regions, 8 present.
+    ``--no-design`` leaves out strata and PSU (weights only).  ``truth.csv`` holds every
+    indicator of :func:`truth_table` for the four types and two groups (counts capped at 10)
+    and the 5-year prevalence (``<type>_5y``).
 """
 
 from __future__ import annotations
@@ -69,6 +84,8 @@ from .errors import SurveyError
 __all__ = [
     "CrimeType", "CRIME_TYPES", "GROUPS", "Population", "Sample", "make_population", "draw_sample",
     "truth_table", "write_sample", "write_truth", "synth", "main",
+    "ScreenerSample", "draw_screener_sample", "screener_truth", "synth_screener", "SCREENER_TYPES",
+    "SCREENER_GROUPS",
 ]
 
 # =============================================================================================
@@ -924,7 +941,8 @@ def _by_domain(cell_totals: dict, doms) -> list:
     return out
 
 
-def truth_table(pop: Population, cap: float | None = None) -> pd.DataFrame:
+def truth_table(pop: Population, cap: float | None = None, types: tuple[str, ...] | None = None,
+                groups: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
     """Population values of every indicator, by crime type (and group) and domain.
 
     ``cap``: the population values under a fixed cap on each type's victimizations per unit
@@ -937,6 +955,9 @@ def truth_table(pop: Population, cap: float | None = None) -> pd.DataFrame:
     indicator table of ``survey.indicators`` (see :data:`INDICATORS`).  Columns:
     :data:`TRUTH_COLUMNS`; ``numerator`` and ``denominator`` are the population counts behind
     ``value`` (``value`` is NaN when the denominator is 0).
+
+    ``types`` and ``groups``: the crime types and groups to give (default: every type of
+    :data:`CRIME_TYPES` and :data:`GROUPS`); a group's unit is the unit of its members.
     """
     inc = pop.incidents[pop.incidents["in_period"].to_numpy()]
     doms = {u: _domains(pop, u) for u in ("household", "person")}
@@ -952,8 +973,9 @@ def truth_table(pop: Population, cap: float | None = None) -> pd.DataFrame:
                 for i, t in enumerate(CRIME_TYPES)}
     unit_totals = {u: np.bincount(doms[u][0], minlength=doms[u][1]).astype(float) for u in doms}
     rows = []
-    series = [(t.name, t.unit, [t.name]) for t in CRIME_TYPES]
-    series += [(g, "household" if g == "household" else "person", list(m)) for g, m in GROUPS.items()]
+    unit_of = {t.name: t.unit for t in CRIME_TYPES}
+    series = [(t.name, t.unit, [t.name]) for t in CRIME_TYPES if types is None or t.name in types]
+    series += [(g, unit_of[m[0]], list(m)) for g, m in (GROUPS if groups is None else groups).items()]
     for name, unit, members in series:
         cell, n_cells, dom_list = doms[unit]
         count = np.zeros(n_units[unit])
@@ -1043,20 +1065,24 @@ def _stratum_labels() -> dict:
     return {(r - 1) * 2 + u: f"{REGIONS[r]} - {URBAN[u]}" for r in REGIONS for u in URBAN}
 
 
-def _write_sav(df: pd.DataFrame, path: Path, file_label: str) -> None:
+def _write_sav(df: pd.DataFrame, path: Path, file_label: str, labels: dict | None = None,
+               missing_ranges: dict | None = None) -> None:
+    """Write ``df`` as SPSS with variable and value labels (``labels`` adds to :data:`_LABELS`)
+    and ``missing_ranges`` (column -> SPSS user-missing codes, as pyreadstat takes them)."""
     import pyreadstat
 
     col_labels, value_labels, measure = {}, {}, {}
+    all_labels = {**_LABELS, **(labels or {})}
     for c in df.columns:
-        if c in _LABELS:
-            lab, vl = _LABELS[c]
+        if c in all_labels:
+            lab, vl = all_labels[c]
         elif c.startswith("rwp"):
             lab, vl = f"Person replicate weight {int(c[3:])}", None
         elif c.startswith("rwh"):
             lab, vl = f"Household replicate weight {int(c[3:])}", None
         else:  # pragma: no cover - every written column is described above
             raise SurveyError(f"no label for column '{c}'")
-        if c == "stratum":
+        if c == "stratum" and c not in (labels or {}):
             vl = _stratum_labels()
         col_labels[c] = lab
         if vl:
@@ -1070,7 +1096,7 @@ def _write_sav(df: pd.DataFrame, path: Path, file_label: str) -> None:
     fmt.update({c: "F12.4" for c in out.columns if c.startswith("wt_") or c.startswith("rw")})
     pyreadstat.write_sav(out, str(path), file_label=file_label, column_labels=col_labels,
                          variable_value_labels=value_labels, variable_measure=measure, variable_format=fmt,
-                         row_compress=True)
+                         missing_ranges=missing_ranges or None, row_compress=True)
     # fixed creation date/time in the header (offsets 92 and 101), so a seed gives identical bytes
     with open(path, "r+b") as fh:
         head = fh.read(4)
@@ -1183,6 +1209,261 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
     return target
 
 
+# =============================================================================================
+# Screener variant: one respondent file, screener items, no incident file
+# =============================================================================================
+SCREENER_TYPES = {  # crime type -> item prefix (<prefix>5, <prefix>12, <prefix>n, <prefix>pol)
+    "burglary": "burg", "vehicle_theft": "veh", "assault": "asl", "robbery": "rob"}
+SCREENER_GROUPS: dict[str, tuple[str, ...]] = {"household": ("burglary", "vehicle_theft"),
+                                               "personal": ("assault", "robbery")}
+SCR_YES, SCR_NO, SCR_REFUSED, SCR_DONT_KNOW, SCR_NO_ANSWER = 1, 2, 7, 8, 9
+SCREENER_MISSING_CODES = (SCR_REFUSED, SCR_DONT_KNOW, SCR_NO_ANSWER)
+SCREENER_MISSING_RATES = {SCR_REFUSED: 0.01, SCR_DONT_KNOW: 0.04, SCR_NO_ANSWER: 0.01}
+"""Probability of each non-answer on a screener, drawn at random whatever the true answer."""
+REPORTED_MISSING_RATES = {SCR_REFUSED: 0.005, SCR_DONT_KNOW: 0.03, SCR_NO_ANSWER: 0.005}
+TOO_MANY = 97  # "too many to remember" on the count items
+TOO_MANY_FROM = 10  # true counts from which "too many to remember" may be the answer ...
+TOO_MANY_SHARE = 0.5  # ... with this probability
+SCREENER_CAP = 10  # the spec's cap: {rule: fixed, value: 10}; "too many to remember" takes it
+EARLIER_YEARS = 4  # the 5-year screener covers the 12 months and the 4 years before
+NEVER_OUT = 5  # safedark: "never goes out alone after dark" (follow-up safewould)
+NEVER_OUT_RATE = {16: 0.02, 65: 0.08, 75: 0.20}  # share by age (from the age given)
+SCREENER_REGION_LABELS = {**REGIONS, **{k: f"Region {k}" for k in range(9, 31)}}
+"""Value labels of the region item: 30 regions labelled, the 8 of the synthetic country present."""
+YES_NO_SCREENER = {1: "Yes", 2: "No", 7: "Refused", 8: "Don't know", 9: "No answer"}
+SAFE_SCREENER = {1: "Very safe", 2: "Fairly safe", 3: "A bit unsafe", 4: "Very unsafe",
+                 NEVER_OUT: "Never goes out alone after dark", 7: "Refused", 8: "Don't know", 9: "No answer"}
+SAFE_WOULD = {1: "Very safe", 2: "Fairly safe", 3: "A bit unsafe", 4: "Very unsafe", 7: "Refused",
+              8: "Don't know", 9: "No answer"}
+WORRY_SCREENER = {1: "Very worried", 2: "Fairly worried", 3: "Not very worried", 4: "Not at all worried",
+                  7: "Refused", 8: "Don't know", 9: "No answer"}
+COUNT_LABELS = {TOO_MANY: "Too many to remember"}
+_SALT_SCREENER = 0x5E1F0003
+
+
+@dataclass
+class ScreenerSample:
+    """The screener survey: ``respondents`` (one row per responding household, the file written),
+    ``population`` (the true 5-year status per unit and type), ``info`` (design summary)."""
+
+    respondents: pd.DataFrame
+    victims_5y: dict = field(repr=False)  # crime type -> bool per population unit
+    info: dict = field(default_factory=dict)
+
+
+def _person_index(pop: Population, hhid: np.ndarray, pid: np.ndarray) -> np.ndarray:
+    p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
+    return p_first[np.asarray(hhid, dtype=np.int64) - 1] + np.asarray(pid, dtype=np.int64) - 1
+
+
+def _reported_per_unit(pop: Population) -> dict[str, np.ndarray]:
+    """In-period victimizations reported to the police (code 1), per unit, for each crime type."""
+    inc = pop.incidents[pop.incidents["in_period"].to_numpy()]
+    n_units = {"household": len(pop.households), "person": len(pop.persons)}
+    hh_ix = inc["hhid"].to_numpy() - 1
+    person_ix = _person_index(pop, inc["hhid"].to_numpy(), np.maximum(inc["pid"].to_numpy(), 1))
+    unit_ix = np.where(inc["unit"].to_numpy() == "household", hh_ix, person_ix)
+    ctype = inc["crime_type"].cat.codes.to_numpy()
+    yes = inc["police"].to_numpy() == 1
+    return {t.name: np.bincount(unit_ix[(ctype == i) & yes], minlength=n_units[t.unit])
+            for i, t in enumerate(CRIME_TYPES)}
+
+
+def screener_victims_5y(pop: Population, seed: int) -> dict[str, np.ndarray]:
+    """True 5-year victimization per population unit and screener type: a victim in the 12
+    months, or in the EARLIER_YEARS before (probability 1 - exp(-years x the type's mean
+    12-month rate x the unit's frailty x e^(0.5 prior)))."""
+    rng = np.random.default_rng([_SALT_SCREENER, int(seed), 5])
+    out = {}
+    for t in CRIME_TYPES:
+        if t.name not in SCREENER_TYPES:
+            continue
+        frame = pop.households if t.unit == "household" else pop.persons
+        c = pop.counts[t.name]
+        rate = float(c.mean()) * frame["frailty"].to_numpy() * np.exp(0.5 * frame["prior"].to_numpy())
+        earlier = rng.random(c.size) < -np.expm1(-EARLIER_YEARS * rate)
+        out[t.name] = (c > 0) | earlier
+    return out
+
+
+def _answers(rng, truth: np.ndarray, rates: dict) -> np.ndarray:
+    """Codes 1 (``truth``) / 2, with the non-answer codes of ``rates`` drawn at random: whether
+    an answer is missing does not depend on the true answer (missing completely at random)."""
+    code = np.where(truth, SCR_YES, SCR_NO).astype(np.float64)
+    u = rng.random(truth.size)
+    lo = 0.0
+    for c, p in rates.items():
+        code[(u >= lo) & (u < lo + p)] = c
+        lo += p
+    return code
+
+
+def draw_screener_sample(pop: Population, n_households: int, seed: int = 1, *, households_per_psu: int = 20,
+                         design: bool = True) -> ScreenerSample:
+    """The screener survey of a sample of ``n_households`` issued households (the design of
+    :func:`draw_sample`; one adult per responding household answers for the household).
+
+    Every respondent is asked each screener (12 months and 5 years), the count ("how many
+    times", 97 = too many to remember) and reporting to the police when the 12-month screener
+    is yes.  Refused (7), don't know (8) and no answer (9) are drawn at random, independently
+    of the true answer, so estimates with them left out of the base are unbiased.  Feeling safe:
+    respondents who never go out alone after dark answer 5 and say in ``safewould`` how safe
+    they would feel (their true answer).  ``design=False`` leaves out strata and PSUs."""
+    base = draw_sample(pop, n_households, seed, households_per_psu=households_per_psu)
+    per = base.persons
+    rng = np.random.default_rng([_SALT_SCREENER, int(seed)])
+    hh_ix = per["hhid"].to_numpy(dtype=np.int64) - 1
+    p_ix = _person_index(pop, per["hhid"].to_numpy(), per["pid"].to_numpy())
+    v5 = screener_victims_5y(pop, seed)
+    reported = _reported_per_unit(pop)
+    n = len(per)
+    cols = {"hhid": per["hhid"].to_numpy(), "pid": per["pid"].to_numpy()}
+    if design:
+        cols |= {"stratum": per["stratum"].to_numpy(), "psu": per["psu"].to_numpy()}
+    cols |= {"region": per["region"].to_numpy(), "urban": per["urban"].to_numpy(),
+             "tenure": per["tenure"].to_numpy(), "sex": per["sex"].to_numpy(), "age": per["age"].to_numpy()}
+    for t in CRIME_TYPES:
+        if t.name not in SCREENER_TYPES:
+            continue
+        pre = SCREENER_TYPES[t.name]
+        ix = hh_ix if t.unit == "household" else p_ix
+        count = pop.counts[t.name][ix]
+        a5 = _answers(rng, v5[t.name][ix], SCREENER_MISSING_RATES)
+        a12 = _answers(rng, count > 0, SCREENER_MISSING_RATES)
+        asked = a12 == SCR_YES
+        k = count.astype(np.float64)
+        too_many = (count >= TOO_MANY_FROM) & (rng.random(n) < TOO_MANY_SHARE)
+        k = np.where(too_many, TOO_MANY, k)
+        pol = _answers(rng, reported[t.name][ix] > 0, REPORTED_MISSING_RATES)
+        cols[f"{pre}5"] = a5
+        cols[f"{pre}12"] = a12
+        cols[f"{pre}n"] = np.where(asked, k, np.nan)
+        cols[f"{pre}pol"] = np.where(asked, pol, np.nan)
+    recode = {9: SCR_REFUSED}  # the population's 9 "refused" is 7 here; 8 stays "don't know"
+    safe = per["safedark"].to_numpy().astype(np.float64)
+    safe = np.where(safe == 9, recode[9], safe)
+    age = per["age"].to_numpy()
+    p_never = np.select([age >= 75, age >= 65], [NEVER_OUT_RATE[75], NEVER_OUT_RATE[65]], NEVER_OUT_RATE[16])
+    never = rng.random(n) < p_never
+    cols["safedark"] = np.where(never, NEVER_OUT, safe)
+    cols["safewould"] = np.where(never, safe, np.nan)
+    for item in ("worryburg", "worryviol"):
+        x = per[item].to_numpy().astype(np.float64)
+        cols[item] = np.where(x == 9, recode[9], x)
+    cols["wt_household"] = per["wt_household"].to_numpy()
+    cols["wt_person"] = per["wt_person"].to_numpy()
+    respondents = pd.DataFrame(cols)
+    info = {k: v for k, v in base.info.items() if k != "replicate"}
+    info |= {"variant": "screener", "design": "stratified two-stage (strata, PSU)" if design else
+             "weights only: no strata or PSU in the file", "never_goes_out": int(never.sum())}
+    return ScreenerSample(respondents=respondents, victims_5y=v5, info=info)
+
+
+def screener_truth(pop: Population, victims_5y: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Population values for the screener survey: every indicator of :func:`truth_table` for
+    its types and groups (counts capped at SCREENER_CAP, as the spec), perceptions, and the
+    5-year prevalence of ``<type>_5y`` and ``<group>_5y``."""
+    t12 = truth_table(pop, cap=SCREENER_CAP, types=tuple(SCREENER_TYPES), groups=SCREENER_GROUPS)
+    unit_of = {t.name: t.unit for t in CRIME_TYPES}
+    rows = []
+    series = [(name, unit_of[name], [name]) for name in SCREENER_TYPES]
+    series += [(g, unit_of[m[0]], list(m)) for g, m in SCREENER_GROUPS.items()]
+    for name, unit, members in series:
+        cell, n_cells, dom_list = _domains(pop, unit)
+        victim = np.zeros(len(victims_5y[members[0]]), dtype=bool)
+        for m in members:
+            victim |= victims_5y[m]
+        totals = {"units": np.bincount(cell, minlength=n_cells).astype(float),
+                  "victims": np.bincount(cell, weights=victim.astype(float), minlength=n_cells)}
+        for dom, levels, labels, t in _by_domain(totals, dom_list):
+            for i in range(len(levels)):
+                num, den = float(t["victims"][i]), float(t["units"][i])
+                rows.append(("prevalence", f"{name}_5y", unit, dom, labels[i],
+                             100.0 * num / den if den else np.nan, levels[i], num, den))
+    t5 = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
+    t5["numerator"] = t5["numerator"].round().astype(np.int64)
+    t5["denominator"] = t5["denominator"].round().astype(np.int64)
+    return pd.concat([t12, t5], ignore_index=True)
+
+
+def _screener_labels(design: bool) -> dict:
+    labels = {
+        "hhid": ("Household (and respondent) identifier", None),
+        "region": ("Region", SCREENER_REGION_LABELS),
+        "safedark": ("How safe do you feel walking alone in this area after dark?", SAFE_SCREENER),
+        "safewould": ("(Never goes out alone after dark) How safe would you feel?", SAFE_WOULD),
+        "worryburg": ("How worried are you about having your home broken into?", WORRY_SCREENER),
+        "worryviol": ("How worried are you about being physically attacked?", WORRY_SCREENER),
+        "wt_household": ("Household weight (household crimes)", None),
+        "wt_person": ("Person weight (personal crimes and attitudes)", None),
+    }
+    what = {"burglary": ("your home been broken into (burglary)", "household"),
+            "vehicle_theft": ("a vehicle of your household been stolen or something stolen from it", "household"),
+            "assault": ("anyone attacked you or threatened you with violence", "person"),
+            "robbery": ("anyone taken something from you by force or threat (robbery)", "person")}
+    for name, pre in SCREENER_TYPES.items():
+        q, _ = what[name]
+        labels[f"{pre}5"] = (f"In the last five years, has {q}?", YES_NO_SCREENER)
+        labels[f"{pre}12"] = (f"In the last 12 months, has {q}?", YES_NO_SCREENER)
+        labels[f"{pre}n"] = (f"How many times in the last 12 months ({name})?", COUNT_LABELS)
+        labels[f"{pre}pol"] = (f"Did you or anyone report it to the police ({name}, last 12 months)?",
+                               YES_NO_SCREENER)
+    return labels
+
+
+def screener_missing_ranges(columns) -> dict:
+    """The SPSS user-missing codes declared for the screener file's items."""
+    items = {f"{pre}{suffix}" for pre in SCREENER_TYPES.values() for suffix in ("5", "12", "pol")}
+    items |= {"safedark", "safewould", "worryburg", "worryviol"}
+    return {c: list(SCREENER_MISSING_CODES) for c in columns if c in items}
+
+
+def synth_screener(out_dir, households: int = 5_000, seed: int = 1, population_households: int | None = None,
+                   households_per_psu: int = 20, design: bool = True) -> Path:
+    """Generate the screener survey (``respondents.sav``, ``truth.csv``, ``truth.json``) into
+    ``out_dir`` atomically.  See :func:`draw_screener_sample` and :func:`screener_truth`."""
+    households = int(households)
+    n_pop = 20 * households if population_households is None else int(population_households)
+    pop = make_population(seed, n_pop)
+    sample = draw_screener_sample(pop, households, seed, households_per_psu=households_per_psu, design=design)
+    truth = screener_truth(pop, sample.victims_5y)
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        df = sample.respondents
+        _write_sav(df, tmp / "respondents.sav", "Synthetic screener survey: respondents",
+                   labels=_screener_labels(design), missing_ranges=screener_missing_ranges(df.columns))
+        truth.to_csv(tmp / "truth.csv", index=False)
+        meta = {
+            "generator": "survey.synth --variant screener", "seed": int(seed), "population": pop.info,
+            "sample": sample.info | {"respondents": int(len(df))},
+            "crime_types": {name: {"items": [f"{pre}5", f"{pre}12", f"{pre}n", f"{pre}pol"],
+                                   "unit": next(t.unit for t in CRIME_TYPES if t.name == name)}
+                            for name, pre in SCREENER_TYPES.items()},
+            "groups": {k: list(v) for k, v in SCREENER_GROUPS.items()},
+            "missing_codes": {"7": "refused", "8": "don't know", "9": "no answer",
+                              "rates_screener": {str(k): v for k, v in SCREENER_MISSING_RATES.items()},
+                              "rates_reported": {str(k): v for k, v in REPORTED_MISSING_RATES.items()},
+                              "mechanism": "missing completely at random (independent of the true answer)"},
+            "too_many_to_remember": {"code": TOO_MANY, "from_count": TOO_MANY_FROM, "share": TOO_MANY_SHARE,
+                                     "cap": SCREENER_CAP},
+            "five_year": f"victim in the 12 months or in the {EARLIER_YEARS} years before",
+            "truth": {"columns": TRUTH_COLUMNS, "rows": int(len(truth)),
+                      "cap": SCREENER_CAP, "indicators": INDICATORS,
+                      "five_year_types": [f"{n}_5y" for n in [*SCREENER_TYPES, *SCREENER_GROUPS]]},
+        }
+        (tmp / "truth.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     """``survey synth --out DIR --households N --seed S [--replicates JKn|bootstrap]``."""
     parser = argparse.ArgumentParser(prog="survey synth",
@@ -1196,8 +1477,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population-households", type=int, default=None,
                         help="households in the population (default 20 x --households)")
     parser.add_argument("--households-per-psu", type=int, default=20, help="households drawn per PSU (default 20)")
+    parser.add_argument("--variant", choices=["national", "screener"], default="national",
+                        help="national: household, person and incident files (default); screener: one "
+                             "respondent file with 12-month and 5-year screeners (CSEW/ICVS style)")
+    parser.add_argument("--no-design", action="store_true",
+                        help="screener variant: write no strata or PSU (weights only)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    if args.no_design and args.variant != "screener":
+        print("survey: error: --no-design applies to --variant screener only", file=sys.stderr)
+        return 2
+    if args.variant == "screener":
+        if args.replicates:
+            print("survey: error: --replicates applies to the national variant only", file=sys.stderr)
+            return 2
+        try:
+            out = synth_screener(args.out, households=args.households, seed=args.seed,
+                                 population_households=args.population_households,
+                                 households_per_psu=args.households_per_psu, design=not args.no_design)
+        except SurveyError as e:
+            print(f"survey: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"survey: error: {e.strerror or e}: {getattr(e, 'filename', '')}", file=sys.stderr)
+            return 2
+        meta = json.loads((out / "truth.json").read_text())
+        s = meta["sample"]
+        print(f"wrote {out}: {s['households_issued']:,} households issued, {s['respondents']:,} respondents "
+              f"(screener survey; {s['design']}); population {meta['population']['households']:,} households, "
+              f"truth {meta['truth']['rows']:,} rows; seed {args.seed}; {time.perf_counter() - t0:.1f} s")
+        return 0
     try:
         out = synth(args.out, households=args.households, seed=args.seed, replicate=args.replicates,
                     population_households=args.population_households, n_replicates=args.n_replicates,

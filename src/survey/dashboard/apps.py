@@ -39,6 +39,7 @@ from .data import (
 from .data import publication as _publication
 
 FILTERS = ("run", "period", "indicator", "crime", "domain", "language")
+DESIGN_NOTE_KINDS = ("srswr", "no_psu", "no_strata")  # survey.report.design_info kinds that get a note
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 GROUP_PREFERENCE = ("property", "household", "personal", "violent")
 
@@ -109,6 +110,7 @@ STYLE = """<style>
 .svy-dashboard td.svy-suppressed {color: #777; font-style: italic;}
 .svy-dashboard td.svy-flagged {background: #fff6e0;}
 .svy-dashboard .svy-notes {font-size: 12px; color: #444;}
+.svy-dashboard p.svy-design {border-left: 4px solid #c77700; background: #fff6e0; padding: 4px 8px; margin: 4px 0;}
 .svy-dashboard .svy-download a {color: #1f5f8b; text-decoration: underline;}
 </style>"""
 
@@ -193,6 +195,8 @@ class Dashboard:
             self.widgets[name] = dd
         self.title = W.HTML()
         self.title.add_class("svy-title")
+        self.design_note = W.HTML()
+        self.design_note.add_class("svy-design-note")
         self.chart = W.Output()
         self.chart.add_class("svy-chart")
         self.table = W.HTML()
@@ -204,7 +208,7 @@ class Dashboard:
         self.status = W.HTML()
         self.status.add_class("svy-status")
         bar = W.HBox(list(self.widgets.values()), layout=W.Layout(flex_flow="row wrap"))
-        self.root = W.VBox([W.HTML(STYLE), self.title, bar, self.chart, self.table, self.download, self.notes,
+        self.root = W.VBox([W.HTML(STYLE), self.title, self.design_note, bar, self.chart, self.table, self.download, self.notes,
                             self.status])
         self.root.add_class("svy-dashboard")
         self.root.add_class(f"svy-dashboard-{self.name}")
@@ -257,6 +261,8 @@ class Dashboard:
         self.figure_specs = [f for f in view.figures if f is not None]
         self._figures = None
         self.title.value = f"<h2>{html.escape(view.title)}</h2>"
+        design = self.design_text()
+        self.design_note.value = f'<p class="svy-design">{html.escape(design)}</p>' if design else ""
         self.chart.outputs = tuple({"output_type": "display_data", "data": figure_bundle(f), "metadata": {}}
                                    for f in self.figure_specs) or (
             {"output_type": "display_data", "data": {"text/plain": view.message or tr("word.no_data")}, "metadata": {}},)
@@ -307,11 +313,22 @@ class Dashboard:
             text = tr("rule.none")
         return tr("note.rule", rule=text + " " + tr("rule.secondary"))
 
+    def design_text(self) -> str:
+        """The run's design note (translated) when its file has no strata or PSU, else ""."""
+        run = self.run
+        design = run.manifest.get("design") or run.meta.get("design") or {}
+        kind = design.get("kind") if isinstance(design, dict) else None
+        return self.tr(f"note.design.{kind}") if kind in DESIGN_NOTE_KINDS else ""
+
     def common_notes(self, files: list[str], definition: str | None = None) -> list[str]:
-        tr, run = self.tr, self.run
+        tr = self.tr
+        run = self.run
         out = []
         if definition:
             out.append(tr("note.definition", text=definition))
+        design = self.design_text()
+        if design:
+            out.append(design)
         out.append(self.rule_text())
         out.append(tr("note.ci"))
         src = run.meta.get("source") or run.manifest.get("spec", {}).get("source") or ""
@@ -528,7 +545,11 @@ class VictimizationApp(_IndicatorCrimeDomain):
         return super().default(name, allowed, state)
 
     def build_view(self) -> View:
-        st = self.state
+        st, tr = self.state, self.tr
+        if not st.get("indicator") or not st.get("crime"):
+            return View(title=tr("app.victimization.title"), message=tr("victimization.no_indicators"),
+                        notes=self.common_notes(["indicators.parquet"]),
+                        filename=_safe_name(self.name, self.run.name, tr.lang))
         return self.indicator_view(st["indicator"], st["crime"], st["domain"], "victimization")
 
 
@@ -591,6 +612,10 @@ class RepeatApp(_IndicatorCrimeDomain):
     def build_view(self) -> View:
         tr, run, st = self.tr, self.run, self.state
         ind, crime, domain = st["indicator"], st["crime"], st["domain"]
+        if not ind or not crime:  # screeners only: no count of victimizations, nothing repeats
+            return View(title=tr("app.repeat.title"), message=tr("repeat.no_counts"),
+                        notes=self.common_notes(["indicators.parquet"]),
+                        filename=_safe_name(self.name, run.name, tr.lang))
         view = self.indicator_view(ind, crime, domain, "repeat")
         lor = run.lorenz
         if ind in ("gini", "gini_victims") and lor is not None:
