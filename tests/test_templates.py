@@ -230,10 +230,10 @@ def test_csew_groups(csew):
     r = data.respondents
     hh = r["n__burglary"] + r["n__theft_from_vehicle"] + r["n__criminal_damage"]
     np.testing.assert_array_equal(r["n__household_crime"], hh)
-    # a victim of any member type; unknown only when no member says so and one is unknown
+    # a victim of any member type; unknown when any member is unknown (as the group's count)
     a, b = r.n__assault.to_numpy(), r.n__robbery.to_numpy()
     any_yes = (np.nan_to_num(a) > 0) | (np.nan_to_num(b) > 0)
-    want = np.where(any_yes, 1.0, np.where(np.isnan(a) | np.isnan(b), np.nan, 0.0))
+    want = np.where(np.isnan(a) | np.isnan(b), np.nan, any_yes.astype(float))
     np.testing.assert_array_equal(r["victim__violence"], want)
 
 
@@ -476,13 +476,14 @@ def test_icvs_5_year_prevalence(icvs, ctype):
 def test_icvs_groups(icvs):
     _, raw, data = icvs
     r = data.respondents
-    # a victim of the group if a victim of any member; unknown if none says yes and one is unknown
+    # a victim of the group if a victim of any member; unknown if any member is unknown (the
+    # group's base: those who answered for every member)
     unk12 = {p: (raw[f"{p}12"] == 8) | (raw[f"{p}5"] == 8) for p in ("burg", "car", "rob", "asl")}
     yes12 = (raw.burg12 == 1) | (raw.car12 == 1)
-    any12 = np.where(yes12, 1.0, np.where(unk12["burg"] | unk12["car"], np.nan, 0.0))
+    any12 = np.where(unk12["burg"] | unk12["car"], np.nan, yes12.astype(float))
     np.testing.assert_array_equal(r["victim__household_property"], any12)
     yes5 = (raw.rob5 == 1) | (raw.asl5 == 1)
-    any5 = np.where(yes5, 1.0, np.where((raw.rob5 == 8) | (raw.asl5 == 8), np.nan, 0.0))
+    any5 = np.where((raw.rob5 == 8) | (raw.asl5 == 8), np.nan, yes5.astype(float))
     np.testing.assert_array_equal(r["victim__contact_5y"], any5)
     est = data.design("person").mean("victim__contact_5y").iloc[0]
     known = ~np.isnan(any5)

@@ -977,10 +977,13 @@ def _respondent_counts(data: SurveyData, path: str, acc: _Accounting) -> None:
         for prefix in ("n", "k"):
             cols[f"{prefix}__{g}"] = sum(cols[f"{prefix}__{m}"] for m in members)
         vic = np.column_stack([cols[f"victim__{m}"] for m in members])
-        # a victim of any member; unknown when no member says so and one is unknown; else not
+        # a victim of any member; unknown when any member is unknown (the group's base is those
+        # who answered for every member, as its count's: keeping "yes to one, unknown to another"
+        # while dropping "no and unknown" would bias the group's prevalence upwards)
         any_yes = (np.nan_to_num(vic) > 0).any(axis=1)
-        cols[f"victim__{g}"] = np.where(any_yes, 1.0, np.where(np.isnan(vic).any(axis=1), np.nan, 0.0))
-        cols[f"types__{g}"] = np.nansum(vic, axis=1)
+        unknown = np.isnan(vic).any(axis=1)
+        cols[f"victim__{g}"] = np.where(unknown, np.nan, any_yes.astype(float))
+        cols[f"types__{g}"] = np.where(unknown, np.nan, np.nansum(vic, axis=1))
         if all(f"vrep__{m}" in cols for m in members):
             rep = np.column_stack([cols[f"vrep__{m}"] for m in members])
             any_rep = (np.nan_to_num(rep) > 0).any(axis=1)
