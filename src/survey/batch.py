@@ -14,6 +14,8 @@ A run folder holds:
 ``<notebook>.ipynb``  the executed notebooks (figures as plotly JSON, no plotly.js)
 ``<notebook>.html``   reports without code (nbconvert ``--no-input``); ``plotly.min.js`` next
                       to them (offline) unless the parameter set asks for ``inline``/``cdn``
+``translations.csv``  the spec's labels in other languages (kind, name, value, language, text:
+                      ``survey.spec.SurveySpec.translations``), when it gives any
 ``indicators.csv``    the indicator table (``survey.indicators.TABLE_COLUMNS``), also as
 ``indicators.parquet``  Parquet, with ``indicators.meta.json`` (rules, definitions, notes)
 ``indicators.xlsx``   one sheet per indicator family and a ``notes`` sheet
@@ -345,6 +347,13 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
     for role, p in data_files(values):
         inputs.append({"role": role, "path": str(p), "sha256": sha256(p) if p.exists() else None,
                        "bytes": p.stat().st_size if p.exists() else None})
+    with contextlib.suppress(Exception):  # the spec's labels in other languages, for reports and dashboards
+        from .params import spec_for
+
+        rows = spec_for(values)[0].translations()
+        if rows:
+            pd.DataFrame(rows, columns=["kind", "name", "value", "language", "text"]).to_csv(
+                run_dir / "translations.csv", index=False)
     accounting = None
     if (run_dir / "accounting.csv").exists():
         accounting = pd.read_csv(run_dir / "accounting.csv", keep_default_na=False).to_dict(orient="records")
