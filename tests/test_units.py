@@ -298,3 +298,22 @@ def test_stata_extended_missing_codes(tmp_path):
     assert t.loc[("prevalence", "overall"), "estimate"] == pytest.approx(100 * (1 + 3) / (1 + 2 + 3 + 1))
     acc = data.accounting
     assert acc[(acc.step == "item nonresponse")].rows.sum() == 2
+
+
+def test_multiple_victimization_from_screeners_only():
+    """Groups of prevalence-only types (5-year screeners, no count) still give multiple
+    victimization: victims of two or more of the group's types among its victims, by hand."""
+    data = load(ROOT / "specs" / "synthetic-screener.yaml")
+    t = indicator_table(data, indicators=["multiple_victimization"], domains=[], publication="none")
+    t = t.set_index("crime_type")
+    r = data.respondents
+    dunit = data.spec.files[data.spec.design.file].unit
+    for g in ("household_5y", "personal_5y"):
+        members = data.spec.victimization.groups[g]
+        vic = r[[f"victim__{m}" for m in members]]
+        known = vic.notna().all(axis=1)
+        victim = known & (vic.sum(axis=1) > 0)
+        w = r[data.spec.design.weight_for(data.unit_of(g), dunit)]
+        want = 100 * w[victim & (vic.sum(axis=1) >= 2)].sum() / w[victim].sum()
+        assert t.loc[g, "estimate"] == pytest.approx(want, rel=1e-12)
+        assert t.loc[g, "n"] == int(victim.sum())

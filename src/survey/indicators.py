@@ -665,6 +665,10 @@ def _all_rows(data, v, crimes, families, dom_list, spec, method="auto", effectiv
             for c in screener:  # one by one: reporting items may exist for some only
                 rows += _victimization(data, unit, [c], udoms,
                                        [f for f in vic_fams if f in ("prevalence", "reporting_rate_victims")])
+            # multiple victimization needs only the members' screeners (victims of 2+ types)
+            screener_groups = [c for c in screener if c in v.groups and f"mv__{c}" in resp]
+            if screener_groups and "multiple_victimization" in families:
+                multiple += _multiple(data, unit, screener_groups, udoms)
             rows += multiple + ginis
     items = [i for i in spec.perception if i.indicator in families]
     if items:
