@@ -39,6 +39,22 @@ class OutputError(SurveyError, ValueError):
     """A target folder the tool must not replace, or one another run is writing."""
 
 
+def atomic_write(path: Path, text: str) -> None:
+    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def mark(folder: Path, kind: str, **info) -> None:
     """Write the marker into a folder the tool is making (``kind``: run, synth, codebook...)."""
     data = {"tool": "survey-workbench", "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

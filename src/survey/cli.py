@@ -16,22 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._atomic import replace_dir
+from ._atomic import atomic_write, replace_dir  # noqa: F401  (atomic_write: part of the CLI API)
 from .errors import SurveyError
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a text file atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _atomic_dir(target: Path):

@@ -177,7 +177,7 @@ def codebook(data: SurveyData) -> pd.DataFrame:
 
 def write_codebook(data: SurveyData, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``codebook.csv`` and ``codebook.html`` into ``out_dir`` (atomically, file by file)."""
-    from .cli import atomic_write
+    from ._atomic import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

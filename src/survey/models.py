@@ -762,7 +762,7 @@ def _close(name, known) -> str:
 def victimization_variables(spec) -> set[str]:
     """Variables of the spec's victimization section: crime code, incident weight, screeners,
     counts, reported items, and the variables of its series and exclusion rules."""
-    from .spec import expression_names
+    from .expr import parse
 
     v = spec.victimization
     if v is None:
@@ -773,7 +773,7 @@ def victimization_variables(spec) -> set[str]:
                   t.reported.variable if t.reported else None}
     exprs = [e.where for e in v.exclude] + ([v.series.when, v.series.count] if v.series else [])
     for e in exprs:
-        names |= expression_names(e)
+        names |= set(parse(e).names)
     return {n for n in names if n}
 
 
