@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._columns import as_list, codes, column, numeric
+from ._columns import as_list, numeric
 from .errors import DomainError, EstimationError, SurveyWarning
 from .variance import replicate_totals, replicate_vcov
 
@@ -113,6 +113,62 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
     return cell, keys, n_missing_by
 
 
+class _Plan:
+    """What every estimate on one design and one cell coding shares, computed once.
+
+    ``all_in``: every row is in a cell; ``rows``: rows in a cell (None: all); ``pos``: rows in
+    a cell with a positive weight (None: all) with their cells ``g_pos`` and weights ``w_pos``,
+    the counts ``nn`` and weight sums ``sw`` of those rows per cell; ``idx``: the replicate
+    product's cell index arrays per (k, with denominator).
+    """
+
+    __slots__ = ("cell", "G", "all_in", "rows", "g_rows", "w_rows", "pos", "g_pos", "w_pos", "nn", "sw",
+                 "idx")
+
+    def __init__(self, design, cell: np.ndarray, G: int):
+        w = design.w
+        self.cell, self.G = cell, G
+        inc = cell >= 0
+        self.all_in = bool(inc.all())
+        self.rows = None if self.all_in else np.flatnonzero(inc)
+        self.g_rows = cell if self.all_in else cell[self.rows]
+        self.w_rows = w if self.all_in else w[self.rows]
+        if self.all_in and design.all_positive:
+            self.pos, self.g_pos, self.w_pos = None, cell, w
+        else:
+            self.pos = np.flatnonzero(inc & (w > 0))
+            self.g_pos, self.w_pos = cell[self.pos], w[self.pos]
+        self.nn = np.bincount(self.g_pos, minlength=G).astype(float)
+        self.sw = np.bincount(self.g_pos, self.w_pos, minlength=G)
+        self.idx = {}
+
+    def replicate_index(self, k: int, with_den: bool) -> np.ndarray:
+        """(n x k[*2]) cell index of every row's numerator [and denominator] columns."""
+        hit = self.idx.get((k, with_den))
+        if hit is None:
+            cell, n, m = self.cell, self.cell.shape[0], self.G * k
+            g = cell if self.all_in else np.where(cell >= 0, cell, 0)
+            ncol = 2 * k if with_den else k
+            hit = np.empty((n, ncol), dtype=np.int32 if 2 * m < 2**31 else np.int64)
+            for v in range(k):
+                hit[:, v] = g * k + v
+                if with_den:
+                    hit[:, k + v] = m + g * k + v
+            hit.flags.writeable = False
+            self.idx[(k, with_den)] = hit
+        return hit
+
+
+def _plan(design, cell: np.ndarray, G: int) -> _Plan:
+    """The cached :class:`_Plan` of ``cell`` on ``design`` (the plan keeps ``cell`` alive, so
+    its ``id`` cannot be reused by another array while cached)."""
+    key = ("plan", id(cell), G)
+    hit = design._cache.get(key)
+    if hit is None or hit.cell is not cell:
+        hit = design._cache[key] = _Plan(design, cell, G)
+    return hit
+
+
 # ---------------------------------------------------------------------------------------------
 # the core: ratios of weighted totals, on any design
 # ---------------------------------------------------------------------------------------------
@@ -129,41 +185,39 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
 
     n, k = num.shape
     m = G * k
-    if not isinstance(design, ReplicateDesign) and valid.all():
+    plan = _plan(design, cell, G)
+    all_valid = bool(valid.all())
+    if not isinstance(design, ReplicateDesign) and all_valid:
         # Taylor, every variable on the same rows: vectorized over the k variables
-        w = design.w
-        r = np.flatnonzero(cell >= 0)
-        gr, wr = cell[r], w[r]
-        nr = num[r]
-        idx = (gr[:, None] * k + np.arange(k)).ravel()
+        r = np.arange(n) if plan.rows is None else plan.rows
+        gr, wr = plan.g_rows, plan.w_rows
+        nr = num if plan.rows is None else num[r]
+        idx = gr if k == 1 else (gr[:, None] * k + np.arange(k)).ravel()
         t_num = np.bincount(idx, (wr[:, None] * nr).ravel(), minlength=m)
         if den is None:
             est, t_den, u = t_num, None, nr
         else:
-            dr = den[r]
+            dr = den if plan.rows is None else den[r]
             t_den = np.bincount(idx, (wr[:, None] * dr).ravel(), minlength=m)
             with np.errstate(invalid="ignore", divide="ignore"):
                 est = t_num / t_den
                 u = (nr - est.reshape(G, k)[gr] * dr) / t_den.reshape(G, k)[gr]
-        vcov = design._vcov(np.repeat(r, k), idx, (wr[:, None] * u).ravel(), m)
+        vcov = design._vcov(r if k == 1 else np.repeat(r, k), idx, (wr[:, None] * u).ravel(), m)
         return est, vcov, t_num, t_den
-    in_cell = (cell >= 0)[:, None] & valid
-    if in_cell.all():  # every row counts: no masked copies
-        num0, den0, g = num, den, cell
+    if plan.all_in and all_valid:  # every row counts: no masked copies
+        in_cell = valid
+        num0, den0 = num, den
     else:
+        in_cell = (cell >= 0)[:, None] & valid
         num0 = np.where(in_cell, num, 0.0)
         den0 = None if den is None else np.where(in_cell, den, 0.0)
-        g = np.where(cell >= 0, cell, 0)
     if isinstance(design, ReplicateDesign):
         ncol = 2 * k if den is not None else k
-        idx = np.empty((n, ncol), dtype=np.int32 if 2 * m < 2**31 else np.int64)
+        idx = plan.replicate_index(k, den is not None)
         val = np.empty((n, ncol))
-        for v in range(k):
-            idx[:, v] = g * k + v
-            val[:, v] = num0[:, v]
-            if den is not None:
-                idx[:, k + v] = m + g * k + v
-                val[:, k + v] = den0[:, v]
+        val[:, :k] = num0
+        if den is not None:
+            val[:, k:] = den0
         rows_out = 2 * m if den is not None else m
         t = replicate_totals(idx, val, rows_out, design.repw)
         if den is None:
@@ -228,18 +282,19 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
     w = design.w
     inc = cell >= 0
     if valid.all():
-        # vectorized over the k variables (same rows for all)
-        r = np.flatnonzero(inc & (w > 0))
-        gr, wr = cell[r], w[r]
+        # vectorized over the k variables (same rows for all); the rows, cells, counts and
+        # weight sums come from the design's cached plan of these cells
+        plan = _plan(design, cell, G)
+        r, gr, wr = plan.pos, plan.g_pos, plan.w_pos
         m = G * k
-        idx = (gr[:, None] * k + np.arange(k)).ravel()
-        nn = np.repeat(np.bincount(gr, minlength=G).astype(float), k)
-        sw = t_den if (t_den is not None and x is None) else np.repeat(np.bincount(gr, wr, minlength=G), k)
+        idx = gr if k == 1 else (gr[:, None] * k + np.arange(k)).ravel()
+        nn = np.repeat(plan.nn, k)
+        sw = t_den if (t_den is not None and x is None) else np.repeat(plan.sw, k)
         if kind is None:
             return nn, np.zeros(m), sw, np.full(m, np.nan)
-        yr = y[r]
+        yr = y if r is None else y[r]
         sy = t_num if t_num is not None else np.bincount(idx, (wr[:, None] * yr).ravel(), minlength=m)
-        xr = None if x is None else x[r]
+        xr = None if x is None else (x if r is None else x[r])
         if xr is None:
             sx = sw
         else:
@@ -447,7 +502,7 @@ def _numeric_block(design, variables):
 
 
 def _check_na(variables, valid, cell, na_rm):
-    if not na_rm:
+    if not na_rm and not valid.all():
         bad = (~valid) & (cell >= 0)[:, None]
         if bad.any():
             j = int(np.flatnonzero(bad.any(axis=0))[0])
@@ -515,11 +570,10 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
             raise EstimationError("proportion() takes one variable")
         variable = variable[0]
     cell, keys, nbm = _cells(design, by)
-    s = column(design.data, variable, "analysis variable")
-    c, lev = codes(s)
+    c, lev = design.codes(variable, "analysis variable")
     valid1 = c >= 0
     if not valid1.any():
-        raise EstimationError(f"variable '{variable}': all {len(s)} rows are missing")
+        raise EstimationError(f"variable '{variable}': all {len(c)} rows are missing")
     L = len(lev)
     ind = np.zeros((design.n, L))
     ind[valid1, c[valid1]] = 1.0
