@@ -173,7 +173,7 @@ def _plan(design, cell: np.ndarray, G: int) -> _Plan:
 # the core: ratios of weighted totals, on any design
 # ---------------------------------------------------------------------------------------------
 def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                replicates: dict | None = None):
+                replicates: dict | None = None, den_ones: bool = False):
     """Estimates ``sum w num / sum w den`` per (cell, column), with their full covariance.
 
     num, den: (n x k) arrays (den None: totals); valid: (n x k) booleans; cell: (n,) codes.
@@ -212,14 +212,27 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
         num0 = np.where(in_cell, num, 0.0)
         den0 = None if den is None else np.where(in_cell, den, 0.0)
     if isinstance(design, ReplicateDesign):
-        ncol = 2 * k if den is not None else k
-        idx = plan.replicate_index(k, den is not None)
-        val = np.empty((n, ncol))
-        val[:, :k] = num0
-        if den is not None:
-            val[:, k:] = den0
-        rows_out = 2 * m if den is not None else m
-        t = replicate_totals(idx, val, rows_out, design.repw)
+        # means and proportions on rows all valid: the denominators are the cells' sums of the
+        # full-sample and replicate weights, kept on the plan from the first such estimate (the
+        # same sums, in the same order, as the product with a column of ones), so later calls
+        # multiply the weights by the numerators only
+        sums_ok = den is not None and den_ones and all_valid
+        sums = plan.idx.get("weights") if sums_ok else None
+        if sums is not None:
+            tn = replicate_totals(plan.replicate_index(k, False), np.ascontiguousarray(num0, dtype=float), m,
+                                  design.repw)
+            t = np.concatenate([tn, np.repeat(sums, k, axis=0)])
+        else:
+            ncol = 2 * k if den is not None else k
+            idx = plan.replicate_index(k, den is not None)
+            val = np.empty((n, ncol))
+            val[:, :k] = num0
+            if den is not None:
+                val[:, k:] = den0
+            rows_out = 2 * m if den is not None else m
+            t = replicate_totals(idx, val, rows_out, design.repw)
+            if sums_ok:
+                plan.idx["weights"] = t[m + np.arange(G) * k].copy()
         if den is None:
             est_all = t
             t_den = None
@@ -496,7 +509,11 @@ def _prepare(design, variables, by):
 
 
 def _numeric_block(design, variables):
-    y = np.column_stack([numeric(design.data, v) for v in variables])
+    data = design._data if hasattr(design, "_data") else design.data
+    if len(variables) == 1:  # a view, no copy
+        y = numeric(data, variables[0])[:, None]
+    else:
+        y = np.column_stack([numeric(data, v) for v in variables])
     valid = ~np.isnan(y)
     return y, valid
 
@@ -515,7 +532,7 @@ def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_
     _check_na(variables, valid, cell, na_rm)
     G, k = len(keys), y.shape[1]
     den = None if kind == "total" else (np.ones_like(y) if x is None else x)
-    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G)
+    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean")
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
     n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den)
@@ -581,7 +598,7 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
     _check_na([variable] * L, valid, cell, na_rm)
     G = len(keys)
     reps: dict = {}
-    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps)
+    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
     d = _df(design, df, cell, G, L)
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
     n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num)
@@ -658,7 +675,7 @@ def quantile(design, variable, q=0.5, by=None, level=0.95, df=None, na_rm=True) 
     gi = np.where(cell >= 0, cell, 0)
     ind = (y[:, None] <= qhat[gi, :]).astype(float)
     valid = np.repeat(valid1[:, None], k, axis=1)
-    est_f, vcov_f, _, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
+    est_f, vcov_f, _, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, den_ones=True)
     se_f = np.sqrt(np.clip(np.diag(vcov_f), 0, None))
     d = _df(design, df, cell, G, k)
     tq = _tq(level, d)
