@@ -370,15 +370,24 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc) -> np.ndarray:
-    n = len(frame)
+def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, arrays=None) -> np.ndarray:
+    """The batch's C-ordered (rows x (1 + R)) float64 matrix [w, replicate weights], filled in
+    row blocks so that the transposition stays in cache; missing/negative values counted."""
+    n = len(w)
     cols = job.replicate_columns
+    if arrays is None:
+        arrays = []
+        for c in cols:
+            s = frame[c]
+            arrays.append(s.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(s.dtype)
+                          else _numeric(s, c, "replicate weight", job.source))
     mat = np.empty((n, len(cols) + 1))
     mat[:, 0] = w
-    for j, c in enumerate(cols):
-        s = frame[c]
-        mat[:, j + 1] = (s.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(s.dtype)
-                         else _numeric(s, c, "replicate weight", job.source))
+    step = 4_096
+    for a in range(0, n, step):
+        blk = mat[a:a + step]
+        for j, x in enumerate(arrays):
+            blk[:, j + 1] = x[a:a + step]
     low = mat[:, 1:].min(axis=0) if n else np.zeros(len(cols))
     for j in np.flatnonzero(~(low >= 0)):
         col = mat[:, j + 1]
@@ -393,8 +402,9 @@ def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc) 
     return mat
 
 
-def _batch(frame: pd.DataFrame, job: _Job, batch_id: int) -> _Acc:
-    """The accumulator of one batch of rows (a pandas DataFrame with the job's columns)."""
+def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None) -> _Acc:
+    """The accumulator of one batch of rows (a pandas DataFrame with the job's columns; the
+    replicate weights may come separately as numpy arrays, ``rep_arrays``)."""
     from .variance import replicate_totals
 
     d = job.design
@@ -501,29 +511,34 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int) -> _Acc:
             acc.B = np.bincount(idx[um], (w[:, None] * xv).ravel()[um], minlength=P * G * K).reshape(P, G, K)
     else:
         # replicate totals: one pass of the batch's weight matrix
-        mat = _replicate_matrix(frame, job, w, acc)
-        mat[:, 0] = w
+        mat = _replicate_matrix(frame, job, w, acc, rep_arrays)
         if job.kind == "proportion":
             r_ok = inc & valid1
             idx = np.column_stack([g0 * K + np.maximum(lev, 0), G * K + g0]).astype(np.int64)
             val = np.column_stack([r_ok, r_ok]).astype(float)
-            t = replicate_totals(idx, val, G * K + G, mat)
-            acc.TN = t[:G * K].reshape(G, K, R1)
-            acc.TD = np.repeat(t[G * K:].reshape(G, 1, R1), K, axis=1)
+            n_out, n_num = G * K + G, G * K
         else:
             idx = np.concatenate([g0[:, None] * K + np.arange(K), G * K + g0[:, None] * K + np.arange(K)], axis=1)
             xv = np.ones_like(y) if x is None else x
             val = np.concatenate([np.where(use, y, 0.0), np.where(use, xv, 0.0)], axis=1)
-            t = replicate_totals(idx, val, 2 * G * K, mat)
-            acc.TN = t[:G * K].reshape(G, K, R1)
-            acc.TD = t[G * K:].reshape(G, K, R1)
-        # CountSketch of the replicate weights (rank -> df), hashed from (batch, row)
+            n_out, n_num = 2 * G * K, G * K
+        ks = 0
         if d.df is None:
+            # CountSketch of the replicate weights (their rank gives the df), bucket and sign
+            # hashed from (batch, row), computed in the same pass over the batch's weights
             ks = 4 * (R1 - 1)
             h = _splitmix((np.uint64(batch_id) << np.uint64(32)) + np.arange(n, dtype=np.uint64))
-            sk_idx = (h % np.uint64(ks)).astype(np.int64)[:, None]
-            sk_val = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)[:, None]
-            acc.sketch = replicate_totals(sk_idx, sk_val, ks, mat)[:, 1:]
+            idx = np.column_stack([idx, n_out + (h % np.uint64(ks)).astype(np.int64)])
+            val = np.column_stack([val, np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)])
+        t = replicate_totals(idx, val, n_out + ks, mat)
+        acc.TN = t[:n_num].reshape(G, K, R1)
+        if job.kind == "proportion":
+            acc.TD = np.repeat(t[n_num:n_out].reshape(G, 1, R1), K, axis=1)
+        else:
+            acc.TD = t[n_num:n_out].reshape(G, K, R1)
+        if ks:
+            acc.sketch = t[n_out:, 1:]
+        del mat
 
     # summary per (cell, column): n, missing, weighted n, and the SRS residual sums
     pos = (w > 0)
@@ -830,6 +845,7 @@ def estimate(source, kind: str, variables, *, denominator=None, by=None, where: 
     bounded by the batch (for replicate designs about ``batch_rows x (1 + R) x 8`` bytes).
     Returns the table of :func:`survey.estimate.mean` & co. (``attrs["vcov"]`` included).
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     from .estimate import CI_METHODS
@@ -844,8 +860,26 @@ def estimate(source, kind: str, variables, *, denominator=None, by=None, where: 
     names = list(dataset.schema.names)
     job = _make_job(names, path.name, kind, variables, denominator, by, where, design)
     acc = None
-    for i, batch in enumerate(dataset.to_batches(columns=job.columns, batch_size=int(batch_rows))):
-        part = _batch(batch.to_pandas(), job, i)
+    reps = set(job.replicate_columns)
+    small = [c for c in job.columns if c not in reps]
+    # little read-ahead: memory stays a few batches (Arrow's defaults buffer 16 batches x 4 files)
+    batches = dataset.to_batches(columns=job.columns, batch_size=int(batch_rows), batch_readahead=1,
+                                 fragment_readahead=1)
+    for i, batch in enumerate(batches):
+        frame = batch.select(small).to_pandas()
+        arrays = None
+        if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
+            arrays = []
+            for c in job.replicate_columns:
+                col = batch.column(c)
+                if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+                    arrays = None
+                    frame = batch.to_pandas()
+                    break
+                arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
+                              else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
+        part = _batch(frame, job, i, arrays)
+        del frame, arrays, batch
         acc = part if acc is None else acc.merge(part)
     if acc is None:
         raise EstimationError(f"{job.source} has no rows")
