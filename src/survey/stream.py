@@ -363,6 +363,26 @@ def _numeric(s: pd.Series, name: str, what: str, source: str) -> np.ndarray:
     return s.to_numpy(dtype=float, na_value=np.nan)
 
 
+def _factorize_rows(parts: list, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the distinct combinations of non-negative integer columns (on ``rows``, a mask
+    or None for all) and the combinations themselves, (u x len(parts)); by hashing, not sorting."""
+    parts = [p if rows is None else p[rows] for p in parts]
+    if not parts[0].size:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, len(parts)), dtype=np.int64)
+    radix = [int(p.max()) + 1 for p in parts]
+    key = parts[0].astype(np.int64)
+    for p, r in zip(parts[1:], radix[1:]):
+        key = key * r + p
+    code, uniq = pd.factorize(key)
+    cols = []
+    rem = np.asarray(uniq, dtype=np.int64)
+    for r in reversed(radix[1:]):
+        cols.append(rem % r)
+        rem = rem // r
+    cols.append(rem)
+    return code.astype(np.int64), np.column_stack(cols[::-1])
+
+
 def _splitmix(x: np.ndarray) -> np.ndarray:
     z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -381,7 +401,9 @@ def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, 
             s = frame[c]
             arrays.append(s.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(s.dtype)
                           else _numeric(s, c, "replicate weight", job.source))
-    mat = np.empty((n, len(cols) + 1))
+    buf = acc.__dict__.pop("_buffer", None)
+    mat = buf[:n * (len(cols) + 1)].reshape(n, len(cols) + 1) if buf is not None and buf.size >= n * (len(cols) + 1) \
+        else np.empty((n, len(cols) + 1))
     mat[:, 0] = w
     step = 4_096
     for a in range(0, n, step):
@@ -402,7 +424,7 @@ def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, 
     return mat
 
 
-def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None) -> _Acc:
+def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffer=None) -> _Acc:
     """The accumulator of one batch of rows (a pandas DataFrame with the job's columns; the
     replicate weights may come separately as numpy arrays, ``rep_arrays``)."""
     from .variance import replicate_totals
@@ -414,6 +436,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None) -> _A
     k = len(job.variables)
     acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate)
     acc.n_rows = n
+    if buffer is not None:  # memory for the weight matrix, reused from batch to batch
+        acc.__dict__["_buffer"] = buffer
     if n == 0:
         return acc
 
@@ -440,10 +464,9 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None) -> _A
             missing |= c < 0
         acc.n_by_missing = int((missing & dom).sum())
         ok = dom & ~missing
-        combos = np.column_stack(parts)
-        uniq, inv = np.unique(combos[ok], axis=0, return_inverse=True)
+        inv, uniq = _factorize_rows(parts, ok)
         cell = np.full(n, -1, dtype=np.int64)
-        cell[ok] = acc.cell_ids(uniq)[inv.ravel()]
+        cell[ok] = acc.cell_ids(uniq)[inv]
     else:
         ok = dom
         cell = np.where(ok, 0, -1).astype(np.int64)
@@ -484,9 +507,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None) -> _A
             acc.strata.ids(["(all)"])
         p_code = _local_codes(frame[d.psu], acc.psus)
         count("missing", d.psu, (p_code < 0).sum())
-        pairs = np.column_stack([np.maximum(s_code, 0), np.maximum(p_code, 0)])
-        uq, pinv = np.unique(pairs, axis=0, return_inverse=True)
-        unit = acc.unit_ids(uq)[pinv.ravel()]
+        pinv, uq = _factorize_rows([np.maximum(s_code, 0), np.maximum(p_code, 0)], None)
+        unit = acc.unit_ids(uq)[pinv]
         P = acc.P
         acc._resize(G, P, K)
         if d.fpc:
@@ -860,6 +882,7 @@ def estimate(source, kind: str, variables, *, denominator=None, by=None, where: 
     names = list(dataset.schema.names)
     job = _make_job(names, path.name, kind, variables, denominator, by, where, design)
     acc = None
+    buffer = None
     reps = set(job.replicate_columns)
     small = [c for c in job.columns if c not in reps]
     # little read-ahead: memory stays a few batches (Arrow's defaults buffer 16 batches x 4 files)
@@ -878,7 +901,9 @@ def estimate(source, kind: str, variables, *, denominator=None, by=None, where: 
                     break
                 arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
                               else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
-        part = _batch(frame, job, i, arrays)
+        if reps and buffer is None:
+            buffer = np.empty(int(batch_rows) * (len(reps) + 1))
+        part = _batch(frame, job, i, arrays, buffer)
         del frame, arrays, batch
         acc = part if acc is None else acc.merge(part)
     if acc is None:
