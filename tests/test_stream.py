@@ -201,3 +201,22 @@ def test_errors_name_file_variable_and_rows(tmp_path):
         stream.estimate(path, "mean", "y", weights="w", replicate_weights=r"^repw\d+$", method="Fay", rho=0.5)
     with pytest.raises(DesignError, match="needs psu="):
         stream.estimate(path, "mean", "y", weights="w", strata="h")
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("kind", ["taylor", "replicate"])
+def test_many_estimates_from_one_read(parquet, kind):
+    """The indicator table's families (ratios, means, proportions, several domain variables) in
+    one pass over the file."""
+    path, back = parquet
+    des, kw = _designs(back)[kind]
+    got = stream.estimate_many(path, [
+        dict(kind="ratio", variables=["y", "x"], denominator="x", by="region"),
+        dict(kind="mean", variables="y", by="age"),
+        dict(kind="proportion", variables="cat", by=["region", "age"], ci_method="beta"),
+        dict(kind="total", variables="x", where="age == 2"),
+    ], weights="w", batch_rows=800, **kw)
+    _same(got[0], des.ratio(["y", "x"], "x", by="region"))
+    _same(got[1], des.mean("y", by="age"))
+    _same(got[2], des.proportion("cat", by=["region", "age"], ci_method="beta"))
+    _same(got[3], des.subset("age == 2").total("x"))

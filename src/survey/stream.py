@@ -58,7 +58,7 @@ from .errors import (
     column_not_found,
 )
 
-__all__ = ["StreamDesign", "estimate", "estimate_dask", "KINDS"]
+__all__ = ["StreamDesign", "estimate", "estimate_many", "estimate_dask", "KINDS"]
 
 KINDS = ("total", "mean", "ratio", "proportion")
 DEFAULT_BATCH_ROWS = 65_536
@@ -390,7 +390,8 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, arrays=None) -> np.ndarray:
+def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, arrays=None,
+                      buf=None) -> np.ndarray:
     """The batch's C-ordered (rows x (1 + R)) float64 matrix [w, replicate weights], filled in
     row blocks so that the transposition stays in cache; missing/negative values counted."""
     n = len(w)
@@ -401,7 +402,6 @@ def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, 
             s = frame[c]
             arrays.append(s.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(s.dtype)
                           else _numeric(s, c, "replicate weight", job.source))
-    buf = acc.__dict__.pop("_buffer", None)
     mat = buf[:n * (len(cols) + 1)].reshape(n, len(cols) + 1) if buf is not None and buf.size >= n * (len(cols) + 1) \
         else np.empty((n, len(cols) + 1))
     mat[:, 0] = w
@@ -424,7 +424,7 @@ def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, 
     return mat
 
 
-def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffer=None) -> _Acc:
+def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffer=None, shared=None) -> _Acc:
     """The accumulator of one batch of rows (a pandas DataFrame with the job's columns; the
     replicate weights may come separately as numpy arrays, ``rep_arrays``)."""
     from .variance import replicate_totals
@@ -436,8 +436,6 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
     k = len(job.variables)
     acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate)
     acc.n_rows = n
-    if buffer is not None:  # memory for the weight matrix, reused from batch to batch
-        acc.__dict__["_buffer"] = buffer
     if n == 0:
         return acc
 
@@ -533,7 +531,14 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             acc.B = np.bincount(idx[um], (w[:, None] * xv).ravel()[um], minlength=P * G * K).reshape(P, G, K)
     else:
         # replicate totals: one pass of the batch's weight matrix
-        mat = _replicate_matrix(frame, job, w, acc, rep_arrays)
+        if shared is not None and "mat" in shared:  # several estimates of one batch: built once
+            mat = shared["mat"]
+            acc.bad.update(shared["bad"])
+        else:
+            mat = _replicate_matrix(frame, job, w, acc, rep_arrays, buffer)
+            if shared is not None:
+                shared["mat"] = mat
+                shared["bad"] = {k: v for k, v in acc.bad.items() if k[1] in job.replicate_columns}
         if job.kind == "proportion":
             r_ok = inc & valid1
             idx = np.column_stack([g0 * K + np.maximum(lev, 0), G * K + g0]).astype(np.int64)
@@ -867,33 +872,56 @@ def estimate(source, kind: str, variables, *, denominator=None, by=None, where: 
     bounded by the batch (for replicate designs about ``batch_rows x (1 + R) x 8`` bytes).
     Returns the table of :func:`survey.estimate.mean` & co. (``attrs["vcov"]`` included).
     """
+    request = dict(kind=kind, variables=variables, denominator=denominator, by=by, where=where,
+                   ci_method=ci_method, na_rm=na_rm)
+    return estimate_many(source, [request], design=design, level=level, df=df, batch_rows=batch_rows,
+                         **design_columns)[0]
+
+
+def estimate_many(source, requests: list, *, design: StreamDesign | None = None, level: float = 0.95, df=None,
+                  batch_rows: int = DEFAULT_BATCH_ROWS, **design_columns) -> list:
+    """Several estimates from ONE read of the file (the indicator table's families: every
+    ``ratio``/``mean``/``proportion`` for every domain variable), one result table per request.
+
+    ``requests``: dicts with ``kind``, ``variables`` and optionally ``denominator``, ``by``,
+    ``where``, ``ci_method`` (default logit), ``na_rm`` (default True).  A replicate design's
+    weight matrix is built once per batch for all requests.
+    """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from .estimate import CI_METHODS
-
-    if ci_method not in CI_METHODS:
-        raise EstimationError(f"ci_method must be one of {', '.join(CI_METHODS)}, not '{ci_method}'")
     design = _design_of(design, design_columns)
     path = Path(source)
     if not path.exists():
         raise EstimationError(f"{source}: no such file or directory")
     dataset = ds.dataset(str(path), format="parquet")
     names = list(dataset.schema.names)
-    job = _make_job(names, path.name, kind, variables, denominator, by, where, design)
-    acc = None
+    jobs, opts = [], []
+    for q in requests:
+        q = dict(q)
+        ci, na_rm = _request_options(q)
+        jobs.append(_make_job(names, path.name, q.pop("kind", None), q.pop("variables", None),
+                              q.pop("denominator", None), q.pop("by", None), q.pop("where", None), design))
+        if q:
+            raise EstimationError(f"unknown request key(s): {', '.join(map(str, q))}")
+        opts.append((ci, na_rm))
+    if not jobs:
+        raise EstimationError("no estimate requested")
+    accs: list = [None] * len(jobs)
     buffer = None
-    reps = set(job.replicate_columns)
-    small = [c for c in job.columns if c not in reps]
+    rep_cols = jobs[0].replicate_columns
+    reps = set(rep_cols)
+    columns = list(dict.fromkeys(c for j in jobs for c in j.columns))
+    small = [c for c in columns if c not in reps]
     # little read-ahead: memory stays a few batches (Arrow's defaults buffer 16 batches x 4 files)
-    batches = dataset.to_batches(columns=job.columns, batch_size=int(batch_rows), batch_readahead=1,
+    batches = dataset.to_batches(columns=columns, batch_size=int(batch_rows), batch_readahead=1,
                                  fragment_readahead=1)
     for i, batch in enumerate(batches):
         frame = batch.select(small).to_pandas()
         arrays = None
         if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
             arrays = []
-            for c in job.replicate_columns:
+            for c in rep_cols:
                 col = batch.column(c)
                 if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
                     arrays = None
@@ -903,12 +931,23 @@ def estimate(source, kind: str, variables, *, denominator=None, by=None, where: 
                               else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
         if reps and buffer is None:
             buffer = np.empty(int(batch_rows) * (len(reps) + 1))
-        part = _batch(frame, job, i, arrays, buffer)
-        del frame, arrays, batch
-        acc = part if acc is None else acc.merge(part)
-    if acc is None:
-        raise EstimationError(f"{job.source} has no rows")
-    return _finish(acc, job, level, df, ci_method, na_rm)
+        shared: dict = {}
+        for j, job in enumerate(jobs):
+            part = _batch(frame, job, i, arrays, buffer, shared)
+            accs[j] = part if accs[j] is None else accs[j].merge(part)
+        del frame, arrays, batch, shared
+    if accs[0] is None:
+        raise EstimationError(f"{path.name} has no rows")
+    return [_finish(a, job, level, df, ci, na_rm) for a, job, (ci, na_rm) in zip(accs, jobs, opts)]
+
+
+def _request_options(q: dict) -> tuple[str, bool]:
+    from .estimate import CI_METHODS
+
+    ci = q.pop("ci_method", "logit")
+    if ci not in CI_METHODS:
+        raise EstimationError(f"ci_method must be one of {', '.join(CI_METHODS)}, not '{ci}'")
+    return ci, bool(q.pop("na_rm", True))
 
 
 def _partition(frame: pd.DataFrame, job: _Job, i: int) -> _Acc:
