@@ -91,6 +91,20 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
     return mat
 
 
+def _sketch_columns(n: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CountSketch of the rank (fixed seed): per row its bucket (of ``4 r``) and its sign."""
+    rng = np.random.default_rng(20240601)
+    k = 4 * r
+    idx = rng.integers(0, k, size=(n, 1)).astype(np.int32)
+    val = rng.choice([-1.0, 1.0], size=(n, 1))
+    return idx, val
+
+
+def _rank_of(sk: np.ndarray) -> int:
+    s = np.linalg.svd(sk, compute_uv=False)
+    return int((s > s.max() * 1e-9).sum()) if s.size and s.max() > 0 else 0
+
+
 def _replicate_rank(repw: np.ndarray) -> int:
     """Numerical rank of the replicate weights ``repw[:, 1:]``, via a sparse random sketch."""
     from .variance import replicate_totals
@@ -99,13 +113,9 @@ def _replicate_rank(repw: np.ndarray) -> int:
     if n <= 8 * r:
         sk = repw[:, 1:]
     else:
-        rng = np.random.default_rng(20240601)
-        k = 4 * r
-        idx = rng.integers(0, k, size=(n, 1)).astype(np.int32)
-        val = rng.choice([-1.0, 1.0], size=(n, 1))
-        sk = replicate_totals(idx, val, k, repw)[:, 1:]  # the sketch is linear: drop column 0 after
-    s = np.linalg.svd(sk, compute_uv=False)
-    return int((s > s.max() * 1e-9).sum()) if s.size and s.max() > 0 else 0
+        idx, val = _sketch_columns(n, r)
+        sk = replicate_totals(idx, val, 4 * r, repw)[:, 1:]  # the sketch is linear: drop column 0 after
+    return _rank_of(sk)
 
 
 @dataclass(frozen=True)

@@ -225,12 +225,27 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
         else:
             ncol = 2 * k if den is not None else k
             idx = plan.replicate_index(k, den is not None)
-            val = np.empty((n, ncol))
+            rows_out = 2 * m if den is not None else m
+            # the first estimate on a design also sketches the replicate weights for their rank
+            # (the df) in the same pass: the same sketch, summed in the same order, as on its own
+            R1 = design.repw.shape[1]
+            sketch = design._df is None and n > 8 * R1
+            val = np.empty((n, ncol + sketch))
             val[:, :k] = num0
             if den is not None:
-                val[:, k:] = den0
-            rows_out = 2 * m if den is not None else m
-            t = replicate_totals(idx, val, rows_out, design.repw)
+                val[:, k:ncol] = den0
+            if sketch:
+                from .design import _sketch_columns
+
+                s_idx, s_val = _sketch_columns(n, R1)
+                idx = np.concatenate([idx, (s_idx + rows_out).astype(idx.dtype)], axis=1)
+                val[:, ncol] = s_val[:, 0]
+            t = replicate_totals(idx, val, rows_out + (4 * R1 if sketch else 0), design.repw)
+            if sketch:
+                from .design import _rank_of
+
+                object.__setattr__(design, "_df", float(_rank_of(t[rows_out:, 1:]) - 1))
+                t = t[:rows_out]
             if sums_ok:
                 plan.idx["weights"] = t[m + np.arange(G) * k].copy()
         if den is None:
