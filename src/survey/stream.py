@@ -913,10 +913,7 @@ def estimate_many(source, requests: list, *, design: StreamDesign | None = None,
     reps = set(rep_cols)
     columns = list(dict.fromkeys(c for j in jobs for c in j.columns))
     small = [c for c in columns if c not in reps]
-    # little read-ahead: memory stays a few batches (Arrow's defaults buffer 16 batches x 4 files)
-    batches = dataset.to_batches(columns=columns, batch_size=int(batch_rows), batch_readahead=1,
-                                 fragment_readahead=1)
-    for i, batch in enumerate(batches):
+    for i, batch in enumerate(_batches(dataset, columns, int(batch_rows))):
         frame = batch.select(small).to_pandas()
         arrays = None
         if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
@@ -939,6 +936,19 @@ def estimate_many(source, requests: list, *, design: StreamDesign | None = None,
     if accs[0] is None:
         raise EstimationError(f"{path.name} has no rows")
     return [_finish(a, job, level, df, ci, na_rm) for a, job, (ci, na_rm) in zip(accs, jobs, opts)]
+
+
+def _batches(dataset, columns: list, batch_rows: int):
+    """Row batches of every file, one row group at a time (``ParquetFile.iter_batches`` without
+    pre-buffering: the dataset scanner's read-ahead buffered most of a 9 GB file in memory)."""
+    import pyarrow.parquet as pq
+
+    for f in dataset.files:
+        pf = pq.ParquetFile(f, pre_buffer=False)
+        try:
+            yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+        finally:
+            pf.close()
 
 
 def _request_options(q: dict) -> tuple[str, bool]:
