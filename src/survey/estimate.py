@@ -328,9 +328,18 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
         else:
             sx = t_den if t_den is not None else np.bincount(idx, (wr[:, None] * xr).ravel(), minlength=m)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio_ = (sy / sx).reshape(G, k)[gr]
-            e = yr - ratio_ if xr is None else yr - ratio_ * xr
-            s2 = np.bincount(idx, (wr[:, None] * e * e).ravel(), minlength=m) / sw * nn / (nn - 1)
+            if k == 1:  # the common case, in place (the same operations in the same order)
+                e = np.take((sy / sx), gr)
+                if xr is not None:
+                    np.multiply(e, xr[:, 0], out=e)
+                np.subtract(yr[:, 0], e, out=e)
+                we = np.multiply(wr, e)
+                np.multiply(we, e, out=we)
+                s2 = np.bincount(idx, we, minlength=m) / sw * nn / (nn - 1)
+            else:
+                ratio_ = (sy / sx).reshape(G, k)[gr]
+                e = yr - ratio_ if xr is None else yr - ratio_ * xr
+                s2 = np.bincount(idx, (wr[:, None] * e * e).ravel(), minlength=m) / sw * nn / (nn - 1)
             if kind == "ratio":
                 s2 = s2 / (sx / sw) ** 2
             vs = s2 / nn * (1 - nn / sw)
@@ -493,22 +502,29 @@ class Covariance:
 def _result(keys: pd.DataFrame, k: int, variables: list, levels, est, vcov, lo, hi, df, deff, n, miss, wn,
             extra_attrs=None) -> pd.DataFrame:
     G = len(keys)
+    m = G * k
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
-    rep = keys.loc[keys.index.repeat(k)].reset_index(drop=True)
-    out = rep.copy()
-    out["variable"] = np.tile(np.asarray(variables, dtype=object), G)
-    out["level"] = np.tile(np.asarray(levels, dtype=object), G) if levels is not None else None
-    out["estimate"] = est
-    out["se"] = se
-    out["ci_low"] = lo
-    out["ci_high"] = hi
-    out["df"] = df
+    rep = keys if k == 1 else keys.loc[keys.index.repeat(k)]
+    cols = {c: rep[c].to_numpy() if not isinstance(rep[c].dtype, pd.CategoricalDtype) else rep[c].array
+            for c in rep.columns}
+    for c in rep.columns:  # extension dtypes (str, categorical...) kept as they are
+        if not isinstance(cols[c], np.ndarray) or cols[c].dtype != rep[c].dtype:
+            cols[c] = rep[c].array
+    cols["variable"] = np.tile(np.asarray(variables, dtype=object), G)
+    cols["level"] = (np.tile(np.asarray(levels, dtype=object), G) if levels is not None
+                     else np.full(m, None, dtype=object))
+    cols["estimate"] = np.broadcast_to(np.asarray(est, dtype=float), (m,))
+    cols["se"] = se
+    cols["ci_low"] = np.broadcast_to(np.asarray(lo, dtype=float), (m,))
+    cols["ci_high"] = np.broadcast_to(np.asarray(hi, dtype=float), (m,))
+    cols["df"] = np.broadcast_to(np.asarray(df, dtype=float), (m,))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["cv"] = se / np.abs(est)
-    out["deff"] = deff
-    out["n"] = n.astype(np.int64)
-    out["n_missing"] = miss.astype(np.int64)
-    out["weighted_n"] = wn
+        cols["cv"] = se / np.abs(est)
+    cols["deff"] = np.broadcast_to(np.asarray(deff, dtype=float), (m,))
+    cols["n"] = n.astype(np.int64)
+    cols["n_missing"] = miss.astype(np.int64)
+    cols["weighted_n"] = np.broadcast_to(np.asarray(wn, dtype=float), (m,))
+    out = pd.DataFrame(cols, index=pd.RangeIndex(m))
     out.attrs["vcov"] = Covariance(vcov)
     if extra_attrs:
         out.attrs.update(extra_attrs)
@@ -546,7 +562,8 @@ def _check_na(variables, valid, cell, na_rm):
 def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_rm, n_by_missing, labels=None):
     _check_na(variables, valid, cell, na_rm)
     G, k = len(keys), y.shape[1]
-    den = None if kind == "total" else (np.ones_like(y) if x is None else x)
+    # means: a read-only broadcast of 1.0 (no n x k allocation; the values are the same)
+    den = None if kind == "total" else (np.broadcast_to(1.0, y.shape) if x is None else x)
     est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean")
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
