@@ -12,8 +12,9 @@ process (so the peak RSS is the job's own):
   D1. S1 with survey.stream.estimate_dask on a distributed LocalCluster (processes, 2 workers)
   M1. S1 in memory: pandas.read_parquet + ReplicateDesign + mean, when --in-memory-max-rows allows
 
-Peak memory is the child's ru_maxrss (resource.getrusage); the baseline (interpreter, numpy,
-pandas, pyarrow, survey imported) is reported alongside.  Agreement: max relative difference of
+Peak memory is the child's VmHWM after resetting it (/proc/self/clear_refs; elsewhere ru_maxrss
+from resource.getrusage); the baseline (interpreter, numpy, pandas, pyarrow, survey imported)
+is reported alongside.  Agreement: max relative difference of
 estimates and SEs between the paths (streamed vs in-memory when M1 runs, streamed vs Dask).
 
 Usage (from the repository root):
@@ -95,13 +96,24 @@ JOBS = {
 REP = dict(replicate_weights=r"^repw\d+$", method="Fay", rho=RHO)
 
 
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) * 1024 for x in f if x.startswith(key))
+
+
 def child(job: str, path: str, batch_rows: int) -> dict:
     import pandas as pd
 
     import survey as sv
     from survey import stream
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # a forked child inherits its parent's high-water mark: reset it (Linux), else ru_maxrss
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status("VmRSS:")
+    except OSError:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     if job == "S1":
         res = stream.estimate(path, "mean", "y", by="region", weights="w", batch_rows=batch_rows, **REP)
@@ -129,7 +141,10 @@ def child(job: str, path: str, batch_rows: int) -> dict:
         raise SystemExit(f"unknown job {job}")
     if job != "D1":
         out = {"seconds": time.perf_counter() - t0}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        peak = _status("VmHWM:")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {**out, "peak_rss": peak, "baseline_rss": base,
             "region": [str(v) for v in res["region"]], "estimate": res["estimate"].tolist(),
             "se": res["se"].tolist(), "df": float(res["df"].iloc[0])}
