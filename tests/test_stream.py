@@ -254,3 +254,19 @@ def test_many_estimates_from_one_read(parquet, kind):
     _same(got[1], des.mean("y", by="age"))
     _same(got[2], des.proportion("cat", by=["region", "age"], ci_method="beta"))
     _same(got[3], des.subset("age == 2").total("x"))
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_replicate_options_multipliers_jk1_mse(tmp_path):
+    df = _frame(2000, seed=4, n_rep=6)
+    for r in range(6):  # multipliers of the full-sample weight instead of full weights
+        df[f"rw{r + 1}"] = (df[f"rw{r + 1}"] / df["w"]).astype("float32")
+    path = tmp_path / "mult.parquet"
+    df.to_parquet(path, row_group_size=300)
+    back = pd.read_parquet(path)
+    opts = dict(replicate_weights=r"^rw\d+$", method="JK1", combined_weights=False, mse=True)
+    des = sv.ReplicateDesign(back, weights="w", **opts)
+    got = stream.estimate(path, "ratio", "y", denominator="x", by="region", weights="w", batch_rows=256, **opts)
+    _same(got, des.ratio("y", "x", by="region"))
+    got = stream.estimate(path, "total", "x", by="age", weights="w", df=30, **opts)
+    _same(got, des.total("x", by="age", df=30))
