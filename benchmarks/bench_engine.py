@@ -58,7 +58,28 @@ JOBS = {
     "A": "replicate-weight domain means (Fay rho=0.5, 80 reps)",
     "B": "Taylor domain means (160 strata x 2 PSUs)",
     "C": "Taylor domain proportions (3 levels)",
+    # the same numbers on the file as users' files are shaped (see to_pandas_users): replicate
+    # columns REPWT1..REPWT80 found by a regex, the domain held as text labels or a categorical
+    "At": "A, users' shape: text-labelled domain, regex replicate columns",
+    "Bt": "B, users' shape: text-labelled domain",
+    "Ct": "C, users' shape: text-labelled domain",
+    "Ac": "A, users' shape: categorical domain",
+    "Bc": "B, users' shape: categorical domain",
 }
+USERS_REP_PREFIX = "REPWT"
+USERS_REP_REGEX = r"^REPWT\d+$"
+# job -> the domain column it uses (the others use the integer-coded `dom`)
+JOB_BY = {"At": "region", "Bt": "region", "Ct": "region", "Ac": "region_cat", "Bc": "region_cat"}
+N_EXTRA_COLS = 12  # other survey variables in the users' file (the regex must skip them)
+
+
+def region_labels() -> np.ndarray:
+    """The text label of each of the 50 domains (dom 1..50), as a codebook would spell them."""
+    names = ("North", "South", "East", "West", "Centre")
+    return np.asarray(
+        [f"{d:02d} {names[d % 5]} {'Urban' if d % 2 else 'Rural'} district" for d in range(1, N_DOMAINS + 1)],
+        dtype=object,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +175,55 @@ def to_pandas(data: dict[str, Any]) -> pd.DataFrame:
     for j, c in enumerate(REP_COLS):
         cols[c] = data["repw"][:, j]
     return pd.DataFrame(cols)
+
+
+def _extra_columns(data: dict[str, Any]) -> dict[str, Any]:
+    rng = np.random.default_rng(7)
+    n = data["n"]
+    out: dict[str, Any] = {}
+    for j in range(N_EXTRA_COLS):
+        out[f"q{j + 1:02d}"] = rng.integers(1, 6, n).astype(np.int32) if j % 2 else rng.normal(size=n)
+    out["REPWT_NOTE"] = np.zeros(n)  # a column the replicate regex must not match
+    return out
+
+
+def to_pandas_users(data: dict[str, Any]) -> pd.DataFrame:
+    """The users' shape: the same survey with the domain as text labels (pandas' string dtype, as
+    read from CSV/Parquet) and as a categorical, replicate columns REPWT1..REPWT80 among other
+    columns, the full-sample weight `FINALWT`."""
+    lab = region_labels()[data["dom"] - 1]
+    cols: dict[str, Any] = {
+        "stratum": data["stratum"],
+        "psu": data["psu"],
+        "FINALWT": data["w"],
+        "region": pd.array(lab, dtype="str"),
+        "region_cat": pd.Categorical(lab, categories=region_labels()),
+        "y": data["y"],
+        "cat": pd.array(np.asarray(CAT_LEVELS, dtype=object)[data["cat"]], dtype="str"),
+        **_extra_columns(data),
+    }
+    for j in range(N_REPS):
+        cols[f"{USERS_REP_PREFIX}{j + 1}"] = data["repw"][:, j]
+    return pd.DataFrame(cols)
+
+
+def to_polars_users(data: dict[str, Any]):
+    import polars as pl
+
+    lab = region_labels()[data["dom"] - 1].astype(str)
+    cols: dict[str, Any] = {
+        "stratum": data["stratum"],
+        "psu": data["psu"],
+        "FINALWT": data["w"],
+        "region": pl.Series(lab, dtype=pl.String),
+        "region_cat": pl.Series(lab, dtype=pl.Categorical),
+        "y": data["y"],
+        "cat": np.asarray(CAT_LEVELS, dtype=object)[data["cat"]].astype(str),
+        **_extra_columns(data),
+    }
+    for j in range(N_REPS):
+        cols[f"{USERS_REP_PREFIX}{j + 1}"] = np.ascontiguousarray(data["repw"][:, j])
+    return pl.DataFrame(cols)
 
 
 def to_polars(data: dict[str, Any]):
@@ -295,10 +365,10 @@ def bench_cold(make_design: Callable[[], Any], job: Callable[[Any], Any], reps: 
 def run_python_tool(make_designs, jobs, norm, reps: int) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Design construction, then each job warm (warm-up + best of reps on one design object) and
     cold (first call on a fresh design, best of reps)."""
-    mk = dict(zip(("taylor", "replicate"), make_designs))
+    mk = make_designs if isinstance(make_designs, dict) else dict(zip(("taylor", "replicate"), make_designs))
     timings: dict[str, Any] = {}
     designs = {}
-    for kind in ("taylor", "replicate"):
+    for kind in mk:
         designs[kind], timings[f"design_{kind}"] = bench(mk[kind], reps)
     results = {}
     for j, fn in jobs.items():
@@ -358,7 +428,7 @@ def ours_available() -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
-def ours_designs(pdf: pd.DataFrame):
+def ours_designs(pdf: pd.DataFrame, users: pd.DataFrame | None = None):
     import survey as sv
 
     def taylor():
@@ -367,10 +437,22 @@ def ours_designs(pdf: pd.DataFrame):
     def replicate():
         return sv.ReplicateDesign(pdf, weights="w", replicate_weights=REP_COLS, method="Fay", rho=RHO)
 
-    return taylor, replicate
+    if users is None:
+        return taylor, replicate
+
+    def taylor_users():
+        return sv.Design(users, weights="FINALWT", strata="stratum", psu="psu")
+
+    def replicate_users():
+        return sv.ReplicateDesign(users, weights="FINALWT", replicate_weights=USERS_REP_REGEX, method="Fay",
+                                  rho=RHO)
+
+    return {"taylor": taylor, "replicate": replicate, "taylor_users": taylor_users,
+            "replicate_users": replicate_users}
 
 
-JOB_DESIGN = {"A": "replicate", "B": "taylor", "C": "taylor"}
+JOB_DESIGN = {"A": "replicate", "B": "taylor", "C": "taylor", "At": "replicate_users", "Bt": "taylor_users",
+              "Ct": "taylor_users", "Ac": "replicate_users", "Bc": "taylor_users"}
 
 
 def ours_jobs() -> dict[str, Callable[[Any], Any]]:
@@ -378,14 +460,27 @@ def ours_jobs() -> dict[str, Callable[[Any], Any]]:
         "A": lambda rdes: rdes.mean("y", by="dom"),
         "B": lambda des: des.mean("y", by="dom"),
         "C": lambda des: des.proportion("cat", by="dom"),
+        "At": lambda rdes: rdes.mean("y", by="region"),
+        "Bt": lambda des: des.mean("y", by="region"),
+        "Ct": lambda des: des.proportion("cat", by="region"),
+        "Ac": lambda rdes: rdes.mean("y", by="region_cat"),
+        "Bc": lambda des: des.mean("y", by="region_cat"),
     }
 
 
+def dom_codes(job: str, values) -> np.ndarray:
+    """The integer domain (1..50) of each result row, from the job's domain column."""
+    if job not in JOB_BY:
+        return np.asarray(values).astype(int)
+    code = {lab: i + 1 for i, lab in enumerate(region_labels())}
+    return np.asarray([code[str(v)] for v in values], dtype=int)
+
+
 def norm_ours(job: str, res: pd.DataFrame) -> pd.DataFrame:
-    level = res["level"].astype(str) if job == "C" else ""
+    level = res["level"].astype(str) if job[0] == "C" else ""
     return pd.DataFrame(
         {
-            "dom": res["dom"].astype(int).to_numpy(),
+            "dom": dom_codes(job, res[JOB_BY.get(job, "dom")]),
             "level": level if isinstance(level, str) else level.to_numpy(),
             "estimate": res["estimate"].astype(float).to_numpy(),
             "se": res["se"].astype(float).to_numpy(),
@@ -393,12 +488,32 @@ def norm_ours(job: str, res: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def overhead_split(users: pd.DataFrame, reps: int) -> dict[str, Any]:
+    """Job At split in two: the replicate product alone (the engine's one read of the weight
+    matrix for the numerators: `survey.variance.replicate_totals` on the cached cell index) and
+    everything else (the per-call overhead: reading y, validity, cells, summary columns, the
+    result frame), as the difference of best times."""
+    import survey as sv
+    from survey import estimate as E
+    from survey.variance import replicate_totals
+
+    rdes = sv.ReplicateDesign(users, weights="FINALWT", replicate_weights=USERS_REP_REGEX, method="Fay", rho=RHO)
+    rdes.mean("y", by="region")
+    cell, keys, _ = E._cells(rdes, "region")
+    idx = E._plan(rdes, cell, len(keys)).replicate_index(1, False)
+    y = users["y"].to_numpy()[:, None]
+    _, prod = bench(lambda: replicate_totals(idx, y, len(keys), rdes.repw), reps)
+    _, whole = bench(lambda: rdes.mean("y", by="region"), reps)
+    over = whole["best"] - prod["best"]
+    return {"At_product": prod, "At_overhead": {"best": over, "share_of_product": over / prod["best"]}}
+
+
 # --------------------------------------------------------------------------------------------
 # svy
 # --------------------------------------------------------------------------------------------
 
 
-def svy_designs(pldf):
+def svy_designs(pldf, users=None):
     import svy
 
     def taylor():
@@ -409,7 +524,18 @@ def svy_designs(pldf):
         rw = svy.BrrWgts(prefix="repw", n_reps=N_REPS, fay_coef=RHO)
         return svy.Sample(pldf, svy.Design(wgt="w", rep_wgts=rw))
 
-    return taylor, replicate
+    if users is None:
+        return taylor, replicate
+
+    def taylor_users():
+        return svy.Sample(users, svy.Design(stratum="stratum", psu="psu", wgt="FINALWT"))
+
+    def replicate_users():
+        rw = svy.BrrWgts(prefix=USERS_REP_PREFIX, n_reps=N_REPS, fay_coef=RHO)
+        return svy.Sample(users, svy.Design(wgt="FINALWT", rep_wgts=rw))
+
+    return {"taylor": taylor, "replicate": replicate, "taylor_users": taylor_users,
+            "replicate_users": replicate_users}
 
 
 def svy_jobs() -> dict[str, Callable[[Any], Any]]:
@@ -418,6 +544,11 @@ def svy_jobs() -> dict[str, Callable[[Any], Any]]:
         "A": lambda rs: rs.estimation.mean("y", by="dom", method="replication").to_polars(),
         "B": lambda s: s.estimation.mean("y", by="dom", method="taylor").to_polars(),
         "C": lambda s: s.estimation.prop("cat", by="dom", method="taylor").to_polars(),
+        "At": lambda rs: rs.estimation.mean("y", by="region", method="replication").to_polars(),
+        "Bt": lambda s: s.estimation.mean("y", by="region", method="taylor").to_polars(),
+        "Ct": lambda s: s.estimation.prop("cat", by="region", method="taylor").to_polars(),
+        "Ac": lambda rs: rs.estimation.mean("y", by="region_cat", method="replication").to_polars(),
+        "Bc": lambda s: s.estimation.mean("y", by="region_cat", method="taylor").to_polars(),
     }
 
 
@@ -425,8 +556,8 @@ def norm_svy(job: str, res) -> pd.DataFrame:
     d = res.to_pandas() if hasattr(res, "to_pandas") else pd.DataFrame(res)
     return pd.DataFrame(
         {
-            "dom": d["dom"].astype(int).to_numpy(),
-            "level": d["cat"].astype(str).to_numpy() if job == "C" else "",
+            "dom": dom_codes(job, d[JOB_BY.get(job, "dom")]),
+            "level": d["cat"].astype(str).to_numpy() if job[0] == "C" else "",
             "estimate": d["est"].astype(float).to_numpy(),
             "se": d["se"].astype(float).to_numpy(),
         }
@@ -698,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_binary(data, data_dir)
         results["numpy-ref"] = numpy_reference(data)
+        for j in JOB_BY:  # the users' shape jobs estimate the same numbers
+            results["numpy-ref"][j] = results["numpy-ref"][j[0]]
 
         # ---- ours
         ok, info = (False, "skipped (--no-ours)") if args.no_ours else ours_available()
@@ -707,11 +840,12 @@ def main(argv: list[str] | None = None) -> int:
         if ok:
             print("  running ours ...", flush=True)
             try:
-                pdf = to_pandas(data)
+                pdf, users = to_pandas(data), to_pandas_users(data)
                 timings["ours"], results["ours"] = run_python_tool(
-                    ours_designs(pdf), ours_jobs(), norm_ours, args.reps
+                    ours_designs(pdf, users), ours_jobs(), norm_ours, args.reps
                 )
-                del pdf
+                timings["ours"].update(overhead_split(users, args.reps))
+                del pdf, users
             except Exception as e:
                 report["tools"]["ours"]["error"] = traceback.format_exc()
                 print(f"  ours FAILED: {type(e).__name__}: {e}", flush=True)
@@ -735,11 +869,11 @@ def main(argv: list[str] | None = None) -> int:
                 except ImportError:
                     pass
                 print("  running svy ...", flush=True)
-                pldf = to_polars(data)
+                pldf, users_pl = to_polars(data), to_polars_users(data)
                 timings["svy"], results["svy"] = run_python_tool(
-                    svy_designs(pldf), svy_jobs(), norm_svy, args.reps
+                    svy_designs(pldf, users_pl), svy_jobs(), norm_svy, args.reps
                 )
-                del pldf
+                del pldf, users_pl
             except Exception as e:
                 report["tools"]["svy"] = {"available": False, "error": traceback.format_exc()}
                 print(f"  svy FAILED: {type(e).__name__}: {e}", flush=True)
@@ -800,9 +934,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- print
     tools = [t for t in ("ours", "svy", "R") if t in timings]
-    rows = [("design: strata/PSU", "design_taylor"), ("design: replicate", "design_replicate")]
+    rows = [("design: strata/PSU", "design_taylor"), ("design: replicate", "design_replicate"),
+            ("design: strata/PSU, users' shape", "design_taylor_users"),
+            ("design: replicate, users' shape (regex)", "design_replicate_users")]
     rows += [(f"{j}. {JOBS[j]}", j) for j in JOBS]
     rows += [(f"{j}. cold: first call on a fresh design", f"{j}_cold") for j in JOBS]
+    rows += [("At split: the replicate product alone", "At_product"),
+             ("At split: per-call overhead (At - product)", "At_overhead")]
     print()
     print(
         f"Timings, n = {n:,}: best of {args.reps}{'' if r_reps == args.reps else f' (R: {r_reps})'} "
@@ -841,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'job':<4}{'dom':>4}{'level':>6}" + "".join(f"{t:>30}" for t in shown))
         for j in JOBS:
             for dom_v in (1, N_DOMAINS):
-                lev = "mid" if j == "C" else ""
+                lev = "mid" if j[0] == "C" else ""
                 line = f"{j:<4}{dom_v:>4}{lev:>6}"
                 for t in shown:
                     r = results[t].get(j)

@@ -91,6 +91,20 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
     return mat
 
 
+def _sketch_columns(n: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CountSketch of the rank (fixed seed): per row its bucket (of ``4 r``) and its sign."""
+    rng = np.random.default_rng(20240601)
+    k = 4 * r
+    idx = rng.integers(0, k, size=(n, 1)).astype(np.int32)
+    val = rng.choice([-1.0, 1.0], size=(n, 1))
+    return idx, val
+
+
+def _rank_of(sk: np.ndarray) -> int:
+    s = np.linalg.svd(sk, compute_uv=False)
+    return int((s > s.max() * 1e-9).sum()) if s.size and s.max() > 0 else 0
+
+
 def _replicate_rank(repw: np.ndarray) -> int:
     """Numerical rank of the replicate weights ``repw[:, 1:]``, via a sparse random sketch."""
     from .variance import replicate_totals
@@ -99,13 +113,9 @@ def _replicate_rank(repw: np.ndarray) -> int:
     if n <= 8 * r:
         sk = repw[:, 1:]
     else:
-        rng = np.random.default_rng(20240601)
-        k = 4 * r
-        idx = rng.integers(0, k, size=(n, 1)).astype(np.int32)
-        val = rng.choice([-1.0, 1.0], size=(n, 1))
-        sk = replicate_totals(idx, val, k, repw)[:, 1:]  # the sketch is linear: drop column 0 after
-    s = np.linalg.svd(sk, compute_uv=False)
-    return int((s > s.max() * 1e-9).sum()) if s.size and s.max() > 0 else 0
+        idx, val = _sketch_columns(n, r)
+        sk = replicate_totals(idx, val, 4 * r, repw)[:, 1:]  # the sketch is linear: drop column 0 after
+    return _rank_of(sk)
 
 
 @dataclass(frozen=True)
@@ -124,17 +134,33 @@ def _snapshot(data: pd.DataFrame, internal: bool) -> pd.DataFrame:
 
 
 class _Base:
-    """What Taylor and replicate designs share: data, weights, domains, estimators."""
+    """What Taylor and replicate designs share: data, weights, domains, estimators.
 
-    data: pd.DataFrame
+    The design's data cannot change after construction, which is what makes its cache safe:
+    ``data`` hands out a (copy-on-write, so free) shallow copy of the design's own frame, so
+    assigning a column of ``design.data`` or editing it in place changes that copy only, never
+    the design; edits of the caller's frame after construction do not leak in either (pandas
+    copy-on-write).  Build a new design to estimate on changed data.  ``_cache`` then holds, per
+    design object, what depends on the data only: factor codes of columns (``codes``), the cell
+    codes of every ``by`` used (``survey.estimate._cells``) and the row plan of those cells
+    (``survey.estimate._plan``), the df, ``all_positive``.  ``subset``, calibration and
+    ``with_options`` return new designs with new, empty caches.
+    """
+
+    _data: pd.DataFrame
     w: np.ndarray
     domain: np.ndarray | None
 
-    def codes(self, name: str):
-        """Sorted factor codes (-1 missing) and levels of a column, cached per design data."""
+    @property
+    def data(self) -> pd.DataFrame:
+        """The design's data (a shallow copy: editing it does not change the design)."""
+        return self._data.copy(deep=False)
+
+    def codes(self, name: str, what: str = "by"):
+        """Sorted factor codes (-1 missing) and levels of a column, cached on the design."""
         hit = self._cache.get(name)
         if hit is None:
-            hit = codes(column(self.data, name, "by"))
+            hit = codes(column(self._data, name, what))
             self._cache[name] = hit
         return hit
 
@@ -147,7 +173,7 @@ class _Base:
     def weights(self) -> pd.Series:
         """Analysis weights (zero outside the domain of a subset design)."""
         w = self.w if self.domain is None else np.where(self.domain, self.w, 0.0)
-        return pd.Series(w, index=self.data.index, name="weight")
+        return pd.Series(w, index=self._data.index, name="weight")
 
     @property
     def all_positive(self) -> bool:
@@ -170,7 +196,7 @@ class _Base:
         if isinstance(condition, str):  # a condition of survey.expr (never evaluated as code)
             from .expr import evaluate
 
-            mask = evaluate(condition, self.data)
+            mask = evaluate(condition, self._data)
         else:
             mask = condition
         mask = np.asarray(pd.Series(mask).fillna(False).to_numpy(), dtype=bool) if not isinstance(
@@ -260,7 +286,7 @@ class Design(_Base):
         if lonely_psu not in LONELY_PSU_POLICIES:
             raise DesignError(f"lonely_psu must be one of {', '.join(LONELY_PSU_POLICIES)}, not '{lonely_psu}'")
         set_ = object.__setattr__
-        set_(self, "data", _snapshot(data, _stages is not None))
+        set_(self, "_data", _snapshot(data, _stages is not None))
         set_(self, "_cache", {})
         set_(self, "weights_col", weights)
         set_(self, "probs", probs)
@@ -291,7 +317,7 @@ class Design(_Base):
             check_lonely(self.stages[0], 1)
 
     def _build_stages(self):
-        data = self.data
+        data = self._data
         n = len(data)
         strata = as_list(self.strata)
         psus = as_list(self.psu)
@@ -434,7 +460,7 @@ class Design(_Base):
         return f"Design({', '.join(parts)})"
 
     def _replace(self, **kw) -> Design:
-        args = dict(data=self.data, weights=self.weights_col, probs=self.probs, strata=self.strata,
+        args = dict(data=self._data, weights=self.weights_col, probs=self.probs, strata=self.strata,
                     psu=self.psu, fpc=self.fpc, nest=self.nest, lonely_psu=self.lonely_psu,
                     _w=self.w, _stages=self.stages, _domain=self.domain, _calibrations=self.calibrations)
         args.update(kw)
@@ -545,7 +571,7 @@ class ReplicateDesign(_Base):
         if method not in REPLICATE_METHODS:
             raise ReplicateWeightError(f"method must be one of {', '.join(REPLICATE_METHODS)}, not '{method}'")
         set_ = object.__setattr__
-        set_(self, "data", _snapshot(data, _repw is not None))
+        set_(self, "_data", _snapshot(data, _repw is not None))
         set_(self, "_cache", {})
         set_(self, "domain", _domain)
         if _repw is None:
@@ -575,6 +601,9 @@ class ReplicateDesign(_Base):
             f = np.broadcast_to(np.asarray(fpc, dtype=float), (n_rep,))
             rscales = rscales * (1.0 - f)
         set_(self, "repw", np.ascontiguousarray(_repw, dtype=float))
+        # the full-sample weights as their own contiguous array: column 0 of the C-ordered
+        # matrix is one value per 8 (1 + R)-byte row, slow to scan for every estimate
+        set_(self, "_w0", np.ascontiguousarray(self.repw[:, 0]))
         set_(self, "method", method)
         set_(self, "rho", rho)
         set_(self, "scale", float(scale))
@@ -584,7 +613,7 @@ class ReplicateDesign(_Base):
 
     @property
     def w(self) -> np.ndarray:  # type: ignore[override]
-        return self.repw[:, 0]
+        return self._w0
 
     @property
     def n_replicates(self) -> int:
@@ -608,7 +637,7 @@ class ReplicateDesign(_Base):
                 f"scale={self.scale:g}, mse={self.mse}{dom})")
 
     def _replace(self, **kw) -> ReplicateDesign:
-        args = dict(data=self.data, weights=None, replicate_weights=self.columns, method=self.method,
+        args = dict(data=self._data, weights=None, replicate_weights=self.columns, method=self.method,
                     rho=self.rho if self.method == "Fay" else None, scale=self.scale, rscales=self.rscales,
                     mse=self.mse, df=self._df, _repw=self.repw, _domain=self.domain)
         args.update(kw)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._columns import as_list, codes, column, numeric
+from ._columns import as_list, numeric
 from .errors import DomainError, EstimationError, SurveyWarning
 from .variance import replicate_totals, replicate_vcov
 
@@ -113,11 +113,67 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
     return cell, keys, n_missing_by
 
 
+class _Plan:
+    """What every estimate on one design and one cell coding shares, computed once.
+
+    ``all_in``: every row is in a cell; ``rows``: rows in a cell (None: all); ``pos``: rows in
+    a cell with a positive weight (None: all) with their cells ``g_pos`` and weights ``w_pos``,
+    the counts ``nn`` and weight sums ``sw`` of those rows per cell; ``idx``: the replicate
+    product's cell index arrays per (k, with denominator).
+    """
+
+    __slots__ = ("cell", "G", "all_in", "rows", "g_rows", "w_rows", "pos", "g_pos", "w_pos", "nn", "sw",
+                 "idx")
+
+    def __init__(self, design, cell: np.ndarray, G: int):
+        w = design.w
+        self.cell, self.G = cell, G
+        inc = cell >= 0
+        self.all_in = bool(inc.all())
+        self.rows = None if self.all_in else np.flatnonzero(inc)
+        self.g_rows = cell if self.all_in else cell[self.rows]
+        self.w_rows = w if self.all_in else w[self.rows]
+        if self.all_in and design.all_positive:
+            self.pos, self.g_pos, self.w_pos = None, cell, w
+        else:
+            self.pos = np.flatnonzero(inc & (w > 0))
+            self.g_pos, self.w_pos = cell[self.pos], w[self.pos]
+        self.nn = np.bincount(self.g_pos, minlength=G).astype(float)
+        self.sw = np.bincount(self.g_pos, self.w_pos, minlength=G)
+        self.idx = {}
+
+    def replicate_index(self, k: int, with_den: bool) -> np.ndarray:
+        """(n x k[*2]) cell index of every row's numerator [and denominator] columns."""
+        hit = self.idx.get((k, with_den))
+        if hit is None:
+            cell, n, m = self.cell, self.cell.shape[0], self.G * k
+            g = cell if self.all_in else np.where(cell >= 0, cell, 0)
+            ncol = 2 * k if with_den else k
+            hit = np.empty((n, ncol), dtype=np.int32 if 2 * m < 2**31 else np.int64)
+            for v in range(k):
+                hit[:, v] = g * k + v
+                if with_den:
+                    hit[:, k + v] = m + g * k + v
+            hit.flags.writeable = False
+            self.idx[(k, with_den)] = hit
+        return hit
+
+
+def _plan(design, cell: np.ndarray, G: int) -> _Plan:
+    """The cached :class:`_Plan` of ``cell`` on ``design`` (the plan keeps ``cell`` alive, so
+    its ``id`` cannot be reused by another array while cached)."""
+    key = ("plan", id(cell), G)
+    hit = design._cache.get(key)
+    if hit is None or hit.cell is not cell:
+        hit = design._cache[key] = _Plan(design, cell, G)
+    return hit
+
+
 # ---------------------------------------------------------------------------------------------
 # the core: ratios of weighted totals, on any design
 # ---------------------------------------------------------------------------------------------
 def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                replicates: dict | None = None):
+                replicates: dict | None = None, den_ones: bool = False):
     """Estimates ``sum w num / sum w den`` per (cell, column), with their full covariance.
 
     num, den: (n x k) arrays (den None: totals); valid: (n x k) booleans; cell: (n,) codes.
@@ -129,43 +185,69 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
 
     n, k = num.shape
     m = G * k
-    if not isinstance(design, ReplicateDesign) and valid.all():
+    plan = _plan(design, cell, G)
+    all_valid = bool(valid.all())
+    if not isinstance(design, ReplicateDesign) and all_valid:
         # Taylor, every variable on the same rows: vectorized over the k variables
-        w = design.w
-        r = np.flatnonzero(cell >= 0)
-        gr, wr = cell[r], w[r]
-        nr = num[r]
-        idx = (gr[:, None] * k + np.arange(k)).ravel()
+        r = np.arange(n) if plan.rows is None else plan.rows
+        gr, wr = plan.g_rows, plan.w_rows
+        nr = num if plan.rows is None else num[r]
+        idx = gr if k == 1 else (gr[:, None] * k + np.arange(k)).ravel()
         t_num = np.bincount(idx, (wr[:, None] * nr).ravel(), minlength=m)
         if den is None:
             est, t_den, u = t_num, None, nr
         else:
-            dr = den[r]
+            dr = den if plan.rows is None else den[r]
             t_den = np.bincount(idx, (wr[:, None] * dr).ravel(), minlength=m)
             with np.errstate(invalid="ignore", divide="ignore"):
                 est = t_num / t_den
                 u = (nr - est.reshape(G, k)[gr] * dr) / t_den.reshape(G, k)[gr]
-        vcov = design._vcov(np.repeat(r, k), idx, (wr[:, None] * u).ravel(), m)
+        vcov = design._vcov(r if k == 1 else np.repeat(r, k), idx, (wr[:, None] * u).ravel(), m)
         return est, vcov, t_num, t_den
-    in_cell = (cell >= 0)[:, None] & valid
-    if in_cell.all():  # every row counts: no masked copies
-        num0, den0, g = num, den, cell
+    if plan.all_in and all_valid:  # every row counts: no masked copies
+        in_cell = valid
+        num0, den0 = num, den
     else:
+        in_cell = (cell >= 0)[:, None] & valid
         num0 = np.where(in_cell, num, 0.0)
         den0 = None if den is None else np.where(in_cell, den, 0.0)
-        g = np.where(cell >= 0, cell, 0)
     if isinstance(design, ReplicateDesign):
-        ncol = 2 * k if den is not None else k
-        idx = np.empty((n, ncol), dtype=np.int32 if 2 * m < 2**31 else np.int64)
-        val = np.empty((n, ncol))
-        for v in range(k):
-            idx[:, v] = g * k + v
-            val[:, v] = num0[:, v]
+        # means and proportions on rows all valid: the denominators are the cells' sums of the
+        # full-sample and replicate weights, kept on the plan from the first such estimate (the
+        # same sums, in the same order, as the product with a column of ones), so later calls
+        # multiply the weights by the numerators only
+        sums_ok = den is not None and den_ones and all_valid
+        sums = plan.idx.get("weights") if sums_ok else None
+        if sums is not None:
+            tn = replicate_totals(plan.replicate_index(k, False), np.ascontiguousarray(num0, dtype=float), m,
+                                  design.repw)
+            t = np.concatenate([tn, np.repeat(sums, k, axis=0)])
+        else:
+            ncol = 2 * k if den is not None else k
+            idx = plan.replicate_index(k, den is not None)
+            rows_out = 2 * m if den is not None else m
+            # the first estimate on a design also sketches the replicate weights for their rank
+            # (the df) in the same pass: the same sketch, summed in the same order, as on its own
+            R1 = design.repw.shape[1]
+            sketch = design._df is None and n > 8 * R1
+            val = np.empty((n, ncol + sketch))
+            val[:, :k] = num0
             if den is not None:
-                idx[:, k + v] = m + g * k + v
-                val[:, k + v] = den0[:, v]
-        rows_out = 2 * m if den is not None else m
-        t = replicate_totals(idx, val, rows_out, design.repw)
+                val[:, k:ncol] = den0
+            if sketch:
+                from .design import _sketch_columns
+
+                s_idx, s_val = _sketch_columns(n, R1)
+                idx = np.concatenate([idx, (s_idx + rows_out).astype(idx.dtype)], axis=1)
+                val[:, ncol] = s_val[:, 0]
+            t = replicate_totals(idx, val, rows_out + (4 * R1 if sketch else 0), design.repw)
+            if sketch:
+                from .design import _rank_of
+
+                object.__setattr__(design, "_df", float(_rank_of(t[rows_out:, 1:]) - 1))
+                t = t[:rows_out]
+            if sums_ok:
+                plan.idx["weights"] = t[m + np.arange(G) * k].copy()
         if den is None:
             est_all = t
             t_den = None
@@ -228,26 +310,36 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
     w = design.w
     inc = cell >= 0
     if valid.all():
-        # vectorized over the k variables (same rows for all)
-        r = np.flatnonzero(inc & (w > 0))
-        gr, wr = cell[r], w[r]
+        # vectorized over the k variables (same rows for all); the rows, cells, counts and
+        # weight sums come from the design's cached plan of these cells
+        plan = _plan(design, cell, G)
+        r, gr, wr = plan.pos, plan.g_pos, plan.w_pos
         m = G * k
-        idx = (gr[:, None] * k + np.arange(k)).ravel()
-        nn = np.repeat(np.bincount(gr, minlength=G).astype(float), k)
-        sw = t_den if (t_den is not None and x is None) else np.repeat(np.bincount(gr, wr, minlength=G), k)
+        idx = gr if k == 1 else (gr[:, None] * k + np.arange(k)).ravel()
+        nn = np.repeat(plan.nn, k)
+        sw = t_den if (t_den is not None and x is None) else np.repeat(plan.sw, k)
         if kind is None:
             return nn, np.zeros(m), sw, np.full(m, np.nan)
-        yr = y[r]
+        yr = y if r is None else y[r]
         sy = t_num if t_num is not None else np.bincount(idx, (wr[:, None] * yr).ravel(), minlength=m)
-        xr = None if x is None else x[r]
+        xr = None if x is None else (x if r is None else x[r])
         if xr is None:
             sx = sw
         else:
             sx = t_den if t_den is not None else np.bincount(idx, (wr[:, None] * xr).ravel(), minlength=m)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio_ = (sy / sx).reshape(G, k)[gr]
-            e = yr - ratio_ if xr is None else yr - ratio_ * xr
-            s2 = np.bincount(idx, (wr[:, None] * e * e).ravel(), minlength=m) / sw * nn / (nn - 1)
+            if k == 1:  # the common case, in place (the same operations in the same order)
+                e = np.take((sy / sx), gr)
+                if xr is not None:
+                    np.multiply(e, xr[:, 0], out=e)
+                np.subtract(yr[:, 0], e, out=e)
+                we = np.multiply(wr, e)
+                np.multiply(we, e, out=we)
+                s2 = np.bincount(idx, we, minlength=m) / sw * nn / (nn - 1)
+            else:
+                ratio_ = (sy / sx).reshape(G, k)[gr]
+                e = yr - ratio_ if xr is None else yr - ratio_ * xr
+                s2 = np.bincount(idx, (wr[:, None] * e * e).ravel(), minlength=m) / sw * nn / (nn - 1)
             if kind == "ratio":
                 s2 = s2 / (sx / sw) ** 2
             vs = s2 / nn * (1 - nn / sw)
@@ -410,22 +502,29 @@ class Covariance:
 def _result(keys: pd.DataFrame, k: int, variables: list, levels, est, vcov, lo, hi, df, deff, n, miss, wn,
             extra_attrs=None) -> pd.DataFrame:
     G = len(keys)
+    m = G * k
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
-    rep = keys.loc[keys.index.repeat(k)].reset_index(drop=True)
-    out = rep.copy()
-    out["variable"] = np.tile(np.asarray(variables, dtype=object), G)
-    out["level"] = np.tile(np.asarray(levels, dtype=object), G) if levels is not None else None
-    out["estimate"] = est
-    out["se"] = se
-    out["ci_low"] = lo
-    out["ci_high"] = hi
-    out["df"] = df
+    rep = keys if k == 1 else keys.loc[keys.index.repeat(k)]
+    cols = {c: rep[c].to_numpy() if not isinstance(rep[c].dtype, pd.CategoricalDtype) else rep[c].array
+            for c in rep.columns}
+    for c in rep.columns:  # extension dtypes (str, categorical...) kept as they are
+        if not isinstance(cols[c], np.ndarray) or cols[c].dtype != rep[c].dtype:
+            cols[c] = rep[c].array
+    cols["variable"] = np.tile(np.asarray(variables, dtype=object), G)
+    cols["level"] = (np.tile(np.asarray(levels, dtype=object), G) if levels is not None
+                     else np.full(m, None, dtype=object))
+    cols["estimate"] = np.broadcast_to(np.asarray(est, dtype=float), (m,))
+    cols["se"] = se
+    cols["ci_low"] = np.broadcast_to(np.asarray(lo, dtype=float), (m,))
+    cols["ci_high"] = np.broadcast_to(np.asarray(hi, dtype=float), (m,))
+    cols["df"] = np.broadcast_to(np.asarray(df, dtype=float), (m,))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["cv"] = se / np.abs(est)
-    out["deff"] = deff
-    out["n"] = n.astype(np.int64)
-    out["n_missing"] = miss.astype(np.int64)
-    out["weighted_n"] = wn
+        cols["cv"] = se / np.abs(est)
+    cols["deff"] = np.broadcast_to(np.asarray(deff, dtype=float), (m,))
+    cols["n"] = n.astype(np.int64)
+    cols["n_missing"] = miss.astype(np.int64)
+    cols["weighted_n"] = np.broadcast_to(np.asarray(wn, dtype=float), (m,))
+    out = pd.DataFrame(cols, index=pd.RangeIndex(m))
     out.attrs["vcov"] = Covariance(vcov)
     if extra_attrs:
         out.attrs.update(extra_attrs)
@@ -441,13 +540,17 @@ def _prepare(design, variables, by):
 
 
 def _numeric_block(design, variables):
-    y = np.column_stack([numeric(design.data, v) for v in variables])
+    data = design._data if hasattr(design, "_data") else design.data
+    if len(variables) == 1:  # a view, no copy
+        y = numeric(data, variables[0])[:, None]
+    else:
+        y = np.column_stack([numeric(data, v) for v in variables])
     valid = ~np.isnan(y)
     return y, valid
 
 
 def _check_na(variables, valid, cell, na_rm):
-    if not na_rm:
+    if not na_rm and not valid.all():
         bad = (~valid) & (cell >= 0)[:, None]
         if bad.any():
             j = int(np.flatnonzero(bad.any(axis=0))[0])
@@ -459,8 +562,9 @@ def _check_na(variables, valid, cell, na_rm):
 def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_rm, n_by_missing, labels=None):
     _check_na(variables, valid, cell, na_rm)
     G, k = len(keys), y.shape[1]
-    den = None if kind == "total" else (np.ones_like(y) if x is None else x)
-    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G)
+    # means: a read-only broadcast of 1.0 (no n x k allocation; the values are the same)
+    den = None if kind == "total" else (np.broadcast_to(1.0, y.shape) if x is None else x)
+    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean")
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
     n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den)
@@ -515,11 +619,10 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
             raise EstimationError("proportion() takes one variable")
         variable = variable[0]
     cell, keys, nbm = _cells(design, by)
-    s = column(design.data, variable, "analysis variable")
-    c, lev = codes(s)
+    c, lev = design.codes(variable, "analysis variable")
     valid1 = c >= 0
     if not valid1.any():
-        raise EstimationError(f"variable '{variable}': all {len(s)} rows are missing")
+        raise EstimationError(f"variable '{variable}': all {len(c)} rows are missing")
     L = len(lev)
     ind = np.zeros((design.n, L))
     ind[valid1, c[valid1]] = 1.0
@@ -527,7 +630,7 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
     _check_na([variable] * L, valid, cell, na_rm)
     G = len(keys)
     reps: dict = {}
-    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps)
+    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
     d = _df(design, df, cell, G, L)
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
     n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num)
@@ -604,7 +707,7 @@ def quantile(design, variable, q=0.5, by=None, level=0.95, df=None, na_rm=True) 
     gi = np.where(cell >= 0, cell, 0)
     ind = (y[:, None] <= qhat[gi, :]).astype(float)
     valid = np.repeat(valid1[:, None], k, axis=1)
-    est_f, vcov_f, _, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G)
+    est_f, vcov_f, _, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, den_ones=True)
     se_f = np.sqrt(np.clip(np.diag(vcov_f), 0, None))
     d = _df(design, df, cell, G, k)
     tq = _tq(level, d)

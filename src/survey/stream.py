@@ -1,0 +1,999 @@
+"""Estimation beyond memory: totals, means, ratios and proportions by domain from Parquet files
+read in row batches (or from Dask partitions), by accumulating sufficient statistics.
+
+No step holds more than one batch of rows.  What is kept between batches is small and does not
+grow with the number of rows:
+
+* Taylor designs (strata, one stage of PSUs, optional stage-1 fpc): per (PSU, cell, column) the
+  weighted sums ``sum w y`` and ``sum w x`` (``x`` = 1 for means and proportions).  The
+  linearization scores of a ratio ``R = Y / X`` are ``w (y - R x) / X``, linear in ``y`` and
+  ``x``, so their PSU totals follow exactly from those sums once ``R`` and ``X`` are known:
+  ``(Y_p - R X_p) / X``.  The variance is then the in-memory engine's own stratified kernel
+  (``survey.variance.taylor_vcov``) on the PSU totals, with the same lonely-PSU policies.
+* Replicate designs: per (cell, column) the totals of ``y`` and ``x`` under the full-sample
+  weight and every replicate weight (the replicate estimates follow), and a CountSketch of the
+  replicate weights for their rank (the df), with signs and buckets hashed from each row's
+  batch and position, so that batches can be read in any order or in parallel.
+* Per (cell, column): rows, missing rows, weighted n, and for the design effect's SRS variance
+  the residual sum of squares, merged across batches with the parallel (Chan et al.) update so
+  that no large sums cancel.
+
+Batches are merged by the values of the ``by`` variables, strata and PSU ids, never by codes,
+so that partial results from separate processes (the Dask path) merge the same way.  Results
+have the columns of :mod:`survey.estimate` and equal the in-memory estimators on the same data
+to rounding (the sums are added in another order): tested at 1e-12 relative.
+
+API::
+
+    from survey import stream
+    stream.estimate("big.parquet", "mean", "income", weights="w", strata="h", psu="psu", by="region")
+    stream.estimate(path, "ratio", "crimes", denominator="persons", weights="w",
+                    replicate_weights=r"^repw\\d+$", method="Fay", rho=0.5, by=["region", "sex"])
+    stream.estimate(path, "proportion", "victim", ..., ci_method="logit", where="age >= 16")
+    stream.estimate_dask(path_or_dask_dataframe, "mean", "income", ..., scheduler=None)
+
+Not supported here (use the in-memory designs): several sampling stages, calibration, quantiles,
+``df="domain"``; Taylor designs need a PSU column (each row its own PSU would need per-row
+scores).  ``by`` levels are ordered by value (categorical columns: by value too, not by their
+category order).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import (
+    DesignError,
+    DomainError,
+    EstimationError,
+    ReplicateWeightError,
+    SurveyWarning,
+    WeightError,
+    column_not_found,
+)
+
+__all__ = ["StreamDesign", "estimate", "estimate_many", "estimate_dask", "KINDS"]
+
+KINDS = ("total", "mean", "ratio", "proportion")
+DEFAULT_BATCH_ROWS = 65_536
+
+
+# ---------------------------------------------------------------------------------------------
+# the design, as column names
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamDesign:
+    """The design of a file too large for memory, as column names and options.
+
+    Taylor: ``weights``, ``strata`` (optional), ``psu``, ``fpc`` (stage 1: population count of
+    PSUs in the stratum, or the sampling fraction), ``nest``, ``lonely_psu``.  Replicate:
+    ``weights``, ``replicate_weights`` (a list of columns or a regular expression matched on the
+    file's header), ``method``, ``rho``, ``scale``, ``rscales``, ``mse``, ``combined_weights``,
+    ``df``; the same meanings and defaults as :class:`survey.ReplicateDesign`.
+    """
+
+    weights: str
+    strata: str | None = None
+    psu: str | None = None
+    fpc: str | None = None
+    nest: bool = False
+    lonely_psu: str = "fail"
+    replicate_weights: object = None
+    method: str = "other"
+    rho: float | None = None
+    scale: float | None = None
+    rscales: object = None
+    mse: bool = False
+    combined_weights: bool = True
+    df: float | None = None
+
+    @property
+    def replicate(self) -> bool:
+        return self.replicate_weights is not None
+
+
+def _match_replicates(names: list[str], spec, source: str) -> list[str]:
+    if isinstance(spec, str):
+        if spec in names:
+            return [spec]
+        try:
+            pat = re.compile(spec)
+        except re.error as e:
+            raise ReplicateWeightError(f"replicate_weights pattern '{spec}' is not a valid regex: {e}") from e
+        cols = [c for c in names if pat.search(c)]
+        if not cols:
+            raise ReplicateWeightError(
+                f"replicate_weights pattern '{spec}' matches none of the {len(names)} columns of {source}")
+        return cols
+    cols = list(spec)
+    for c in cols:
+        if c not in names:
+            raise column_not_found(c, names, "replicate weight", source)
+    return cols
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one estimate reads and how (resolved against the file's header)."""
+
+    kind: str
+    variables: tuple  # analysis columns (proportion: one)
+    denominators: tuple  # ratio: paired with variables
+    by: tuple
+    where: str | None
+    design: StreamDesign
+    replicate_columns: tuple
+    source: str
+
+    @property
+    def columns(self) -> list[str]:
+        d = self.design
+        cols = [d.weights, *self.variables, *self.denominators, *self.by]
+        cols += [c for c in (d.strata, d.psu, d.fpc) if c]
+        cols += list(self.replicate_columns)
+        if self.where:
+            from .expr import parse
+
+            cols += sorted(parse(self.where).names)
+        return list(dict.fromkeys(cols))
+
+
+# ---------------------------------------------------------------------------------------------
+# value dictionaries (merge by value)
+# ---------------------------------------------------------------------------------------------
+def _py(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+class _Levels:
+    """A growing list of distinct values with their ids."""
+
+    __slots__ = ("values", "index")
+
+    def __init__(self):
+        self.values: list = []
+        self.index: dict = {}
+
+    def ids(self, values) -> np.ndarray:
+        out = np.empty(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            v = _py(v)
+            j = self.index.get(v)
+            if j is None:
+                j = self.index[v] = len(self.values)
+                self.values.append(v)
+            out[i] = j
+        return out
+
+    def __len__(self):
+        return len(self.values)
+
+    def order(self) -> np.ndarray:
+        """Rank (0..) of every id when the values are sorted (as ``pd.factorize(sort=True)``)."""
+        if not self.values:
+            return np.zeros(0, dtype=np.int64)
+        perm = np.asarray(pd.Index(self.values, dtype=object).argsort(), dtype=np.int64) if _mixed(self.values) \
+            else np.argsort(pd.Index(self.values).to_numpy(), kind="stable")
+        rank = np.empty(len(perm), dtype=np.int64)
+        rank[perm] = np.arange(len(perm))
+        return rank
+
+
+def _mixed(values) -> bool:
+    return len({type(v) for v in values}) > 1
+
+
+def _local_codes(s: pd.Series, levels: _Levels) -> np.ndarray:
+    """Global ids (in ``levels``) of a batch's values; -1 for missing."""
+    code, uniq = pd.factorize(s, use_na_sentinel=True)
+    if len(uniq) == 0:
+        return code.astype(np.int64)
+    glob = levels.ids(list(uniq))
+    out = np.where(code >= 0, glob[np.maximum(code, 0)], -1)
+    return out.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# the accumulator
+# ---------------------------------------------------------------------------------------------
+def _grow(a: np.ndarray, shape: tuple) -> np.ndarray:
+    if a.shape == shape:
+        return a
+    out = np.zeros(shape, dtype=a.dtype)
+    out[tuple(slice(0, s) for s in a.shape)] = a
+    return out
+
+
+@dataclass
+class _Acc:
+    """Sufficient statistics of one estimate over the rows seen so far (see the module doc).
+
+    Axes: P PSUs (Taylor), G cells, K columns (variables, or levels of a proportion), R1 = 1 +
+    replicates.  Cells, PSUs and levels are ids in the value dictionaries below.
+    """
+
+    nb: int
+    K: int
+    R1: int
+    taylor: bool
+    by_levels: list = field(default_factory=list)
+    cells: dict = field(default_factory=dict)  # tuple of by-level ids -> cell id
+    cell_keys: list = field(default_factory=list)
+    strata: _Levels = field(default_factory=_Levels)
+    psus: _Levels = field(default_factory=_Levels)
+    units: dict = field(default_factory=dict)  # (stratum id, psu id) -> PSU id
+    unit_keys: list = field(default_factory=list)
+    levels: _Levels = field(default_factory=_Levels)  # proportion levels
+    n_rows: int = 0
+    n_by_missing: int = 0
+    bad: dict = field(default_factory=dict)  # (what, column) -> rows
+    fpc_lo: dict = field(default_factory=dict)  # stratum id -> min fpc
+    fpc_hi: dict = field(default_factory=dict)
+    sketch: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.by_levels = [_Levels() for _ in range(self.nb)]
+        z = np.zeros
+        self.A = z((0, 0, self.K))  # Taylor: sum w y per (PSU, cell, column)
+        self.B = z((0, 0, self.K))  # sum w x
+        self.unit_pos = z(0)  # PSU: domain rows with a positive weight (subset df)
+        self.TN = z((0, self.K, self.R1))  # replicate totals of y
+        self.TD = z((0, self.K, self.R1))  # of x
+        for name in ("n", "miss", "sw", "sx", "sy", "ss", "cr", "qq"):
+            setattr(self, name, z((0, self.K)))
+        self.rows_pos = z(0)  # per cell: rows with a positive weight (Korn-Graubard's n)
+
+    # ----- sizes ------------------------------------------------------------------------------
+    @property
+    def G(self) -> int:
+        return len(self.cell_keys)
+
+    @property
+    def P(self) -> int:
+        return len(self.unit_keys)
+
+    def _resize(self, G: int, P: int, K: int):
+        self.K = K
+        if self.taylor:
+            self.A = _grow(self.A, (P, G, K))
+            self.B = _grow(self.B, (P, G, K))
+            self.unit_pos = _grow(self.unit_pos, (P,))
+        else:
+            self.TN = _grow(self.TN, (G, K, self.R1))
+            self.TD = _grow(self.TD, (G, K, self.R1))
+        for name in ("n", "miss", "sw", "sx", "sy", "ss", "cr", "qq"):
+            setattr(self, name, _grow(getattr(self, name), (G, K)))
+        self.rows_pos = _grow(self.rows_pos, (G,))
+
+    def cell_ids(self, combos: np.ndarray) -> np.ndarray:
+        out = np.empty(len(combos), dtype=np.int64)
+        for i, c in enumerate(map(tuple, combos.tolist())):
+            j = self.cells.get(c)
+            if j is None:
+                j = self.cells[c] = len(self.cell_keys)
+                self.cell_keys.append(c)
+            out[i] = j
+        return out
+
+    def unit_ids(self, pairs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(pairs), dtype=np.int64)
+        for i, c in enumerate(map(tuple, pairs.tolist())):
+            j = self.units.get(c)
+            if j is None:
+                j = self.units[c] = len(self.unit_keys)
+                self.unit_keys.append(c)
+            out[i] = j
+        return out
+
+    # ----- the residual sums of squares (parallel update) -------------------------------------
+    def _add_summary(self, gi, ki, n, miss, sw, sx, sy, ss, cr, qq):
+        """Add another part's per-(cell, column) summary at (gi, ki); ``ss`` and ``cr`` are its
+        sums of ``w e^2`` and ``w x e`` with ``e = y - r x``, ``r = sy / sx`` (0 if sx = 0)."""
+        ix = np.ix_(gi, ki)
+        a_sx, a_sy, a_ss, a_cr, a_qq = (self.sx[ix], self.sy[ix], self.ss[ix], self.cr[ix], self.qq[ix])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r1 = np.where(a_sx != 0, a_sy / np.where(a_sx != 0, a_sx, 1), 0.0)
+            r2 = np.where(sx != 0, sy / np.where(sx != 0, sx, 1), 0.0)
+            tx, ty = a_sx + sx, a_sy + sy
+            r = np.where(tx != 0, ty / np.where(tx != 0, tx, 1), 0.0)
+        d1, d2 = r1 - r, r2 - r
+        self.ss[ix] = a_ss + 2 * d1 * a_cr + d1 * d1 * a_qq + ss + 2 * d2 * cr + d2 * d2 * qq
+        self.cr[ix] = a_cr + d1 * a_qq + cr + d2 * qq
+        self.qq[ix] = a_qq + qq
+        self.sx[ix], self.sy[ix] = tx, ty
+        self.n[ix] += n
+        self.miss[ix] += miss
+        self.sw[ix] += sw
+
+    # ----- merging another accumulator (Dask partitions, or batches) -------------------------
+    def merge(self, o: _Acc) -> _Acc:
+        bmaps = [mine.ids(theirs.values) for mine, theirs in zip(self.by_levels, o.by_levels)]
+        gi = self.cell_ids(np.array([[bmaps[b][c[b]] for b in range(self.nb)] for c in o.cell_keys],
+                                    dtype=np.int64).reshape(len(o.cell_keys), self.nb))
+        smap = self.strata.ids(o.strata.values)
+        pmap = self.psus.ids(o.psus.values)
+        ui = self.unit_ids(np.array([[smap[s], pmap[p]] for s, p in o.unit_keys], dtype=np.int64).reshape(-1, 2))
+        ki = self.levels.ids(o.levels.values) if o.levels.values or self.levels.values else np.arange(o.K)
+        K = max(self.K, int(ki.max()) + 1 if ki.size else 0)
+        self._resize(self.G, self.P, K)
+        if self.taylor:
+            ix = np.ix_(ui, gi, ki)
+            self.A[ix] += o.A
+            self.B[ix] += o.B
+            self.unit_pos[ui] += o.unit_pos
+        else:
+            self.TN[np.ix_(gi, ki)] += o.TN
+            self.TD[np.ix_(gi, ki)] += o.TD
+        self._add_summary(gi, ki, o.n, o.miss, o.sw, o.sx, o.sy, o.ss, o.cr, o.qq)
+        self.rows_pos[gi] += o.rows_pos
+        self.n_rows += o.n_rows
+        self.n_by_missing += o.n_by_missing
+        for k, v in o.bad.items():
+            self.bad[k] = self.bad.get(k, 0) + v
+        for s, v in o.fpc_lo.items():
+            s2 = int(smap[s])
+            self.fpc_lo[s2] = min(self.fpc_lo.get(s2, np.inf), v)
+            self.fpc_hi[s2] = max(self.fpc_hi.get(s2, -np.inf), o.fpc_hi[s])
+        if o.sketch is not None:
+            self.sketch = o.sketch.copy() if self.sketch is None else self.sketch + o.sketch
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# one batch -> an accumulator
+# ---------------------------------------------------------------------------------------------
+def _numeric(s: pd.Series, name: str, what: str, source: str) -> np.ndarray:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(s.cat.categories.dtype)
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype(float).to_numpy()
+    if not pd.api.types.is_numeric_dtype(s.dtype):
+        conv = pd.to_numeric(s, errors="coerce")
+        bad = int((conv.isna() & s.notna()).sum())
+        if bad:
+            raise EstimationError(f"{what} '{name}' in {source} is not numeric: {bad} rows of a batch hold "
+                                  "non-numeric values")
+        s = conv
+    return s.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _factorize_rows(parts: list, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the distinct combinations of non-negative integer columns (on ``rows``, a mask
+    or None for all) and the combinations themselves, (u x len(parts)); by hashing, not sorting."""
+    parts = [p if rows is None else p[rows] for p in parts]
+    if not parts[0].size:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, len(parts)), dtype=np.int64)
+    radix = [int(p.max()) + 1 for p in parts]
+    key = parts[0].astype(np.int64)
+    for p, r in zip(parts[1:], radix[1:]):
+        key = key * r + p
+    code, uniq = pd.factorize(key)
+    cols = []
+    rem = np.asarray(uniq, dtype=np.int64)
+    for r in reversed(radix[1:]):
+        cols.append(rem % r)
+        rem = rem // r
+    cols.append(rem)
+    return code.astype(np.int64), np.column_stack(cols[::-1])
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _replicate_matrix(frame: pd.DataFrame, job: _Job, w: np.ndarray, acc: _Acc, arrays=None,
+                      buf=None) -> np.ndarray:
+    """The batch's C-ordered (rows x (1 + R)) float64 matrix [w, replicate weights], filled in
+    row blocks so that the transposition stays in cache; missing/negative values counted."""
+    n = len(w)
+    cols = job.replicate_columns
+    if arrays is None:
+        arrays = []
+        for c in cols:
+            s = frame[c]
+            arrays.append(s.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(s.dtype)
+                          else _numeric(s, c, "replicate weight", job.source))
+    mat = buf[:n * (len(cols) + 1)].reshape(n, len(cols) + 1) if buf is not None and buf.size >= n * (len(cols) + 1) \
+        else np.empty((n, len(cols) + 1))
+    mat[:, 0] = w
+    step = 4_096
+    for a in range(0, n, step):
+        blk = mat[a:a + step]
+        for j, x in enumerate(arrays):
+            blk[:, j + 1] = x[a:a + step]
+    low = mat[:, 1:].min(axis=0) if n else np.zeros(len(cols))
+    for j in np.flatnonzero(~(low >= 0)):
+        col = mat[:, j + 1]
+        nan = int(np.isnan(col).sum())
+        if nan:
+            acc.bad[("missing", cols[j])] = acc.bad.get(("missing", cols[j]), 0) + nan
+        neg = int((col < 0).sum())
+        if neg:
+            acc.bad[("negative", cols[j])] = acc.bad.get(("negative", cols[j]), 0) + neg
+    if not job.design.combined_weights:
+        mat[:, 1:] *= w[:, None]
+    return mat
+
+
+def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffer=None, shared=None) -> _Acc:
+    """The accumulator of one batch of rows (a pandas DataFrame with the job's columns; the
+    replicate weights may come separately as numpy arrays, ``rep_arrays``)."""
+    from .variance import replicate_totals
+
+    d = job.design
+    n = len(frame)
+    nb = len(job.by)
+    R1 = len(job.replicate_columns) + 1
+    k = len(job.variables)
+    acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate)
+    acc.n_rows = n
+    if n == 0:
+        return acc
+
+    def count(what, col, m):
+        if m:
+            acc.bad[(what, col)] = acc.bad.get((what, col), 0) + int(m)
+
+    w = _numeric(frame[d.weights], d.weights, "weight", job.source)
+    count("missing", d.weights, np.isnan(w).sum())
+    count("infinite", d.weights, np.isinf(w).sum())
+    count("negative", d.weights, (w < 0).sum())
+    w = np.where(np.isfinite(w) & (w >= 0), w, 0.0)
+
+    # domain (where) and cells
+    dom = np.ones(n, dtype=bool)
+    if job.where:
+        from .expr import evaluate
+
+        dom = np.asarray(evaluate(job.where, frame), dtype=bool)
+    if nb:
+        parts = [_local_codes(frame[b], lv) for b, lv in zip(job.by, acc.by_levels)]
+        missing = np.zeros(n, dtype=bool)
+        for c in parts:
+            missing |= c < 0
+        acc.n_by_missing = int((missing & dom).sum())
+        ok = dom & ~missing
+        inv, uniq = _factorize_rows(parts, ok)
+        cell = np.full(n, -1, dtype=np.int64)
+        cell[ok] = acc.cell_ids(uniq)[inv]
+    else:
+        ok = dom
+        cell = np.where(ok, 0, -1).astype(np.int64)
+        if ok.any():
+            acc.cell_ids(np.zeros((1, 0), dtype=np.int64))
+    G = acc.G
+
+    # analysis columns: y, x (None: 1), valid (n x K)
+    if job.kind == "proportion":
+        v = job.variables[0]
+        lev = _local_codes(frame[v], acc.levels)
+        K = len(acc.levels)
+        valid1 = lev >= 0
+        valid = np.repeat(valid1[:, None], K, axis=1)
+        y = None
+        x = None
+    else:
+        K = k
+        y = np.column_stack([_numeric(frame[c], c, "analysis variable", job.source) for c in job.variables])
+        valid = ~np.isnan(y)
+        x = None
+        if job.kind == "ratio":
+            x = np.column_stack([_numeric(frame[c], c, "analysis variable", job.source) for c in job.denominators])
+            valid &= ~np.isnan(x)
+            x = np.where(valid, x, 0.0)
+        y = np.where(valid, y, 0.0)
+    inc = cell >= 0
+    use = inc[:, None] & valid  # rows x K counted in each column's cell
+    acc._resize(G, 0, K)
+    g0 = np.where(inc, cell, 0)
+
+    # Taylor: PSUs and per-(PSU, cell, column) sums
+    if acc.taylor:
+        s_code = (_local_codes(frame[d.strata], acc.strata) if d.strata else np.zeros(n, dtype=np.int64))
+        if d.strata:
+            count("missing", d.strata, (s_code < 0).sum())
+        else:
+            acc.strata.ids(["(all)"])
+        p_code = _local_codes(frame[d.psu], acc.psus)
+        count("missing", d.psu, (p_code < 0).sum())
+        pinv, uq = _factorize_rows([np.maximum(s_code, 0), np.maximum(p_code, 0)], None)
+        unit = acc.unit_ids(uq)[pinv]
+        P = acc.P
+        acc._resize(G, P, K)
+        if d.fpc:
+            f = _numeric(frame[d.fpc], d.fpc, "fpc", job.source)
+            count("missing", d.fpc, np.isnan(f).sum())
+            fr = pd.DataFrame({"s": s_code, "f": f}).groupby("s")["f"].agg(["min", "max"])
+            for s, (lo, hi) in zip(fr.index, fr.to_numpy()):
+                acc.fpc_lo[int(s)] = min(acc.fpc_lo.get(int(s), np.inf), lo)
+                acc.fpc_hi[int(s)] = max(acc.fpc_hi.get(int(s), -np.inf), hi)
+        acc.unit_pos = np.bincount(unit, (dom & (w > 0)).astype(float), minlength=P)
+        base = (unit * G + g0) * K
+        if job.kind == "proportion":
+            r_ok = inc & valid1
+            acc.A = np.bincount(base[r_ok] + lev[r_ok], w[r_ok], minlength=P * G * K).reshape(P, G, K)
+            bsum = np.bincount((unit * G + g0)[r_ok], w[r_ok], minlength=P * G).reshape(P, G, 1)
+            acc.B = np.repeat(bsum, K, axis=2)
+        else:
+            idx = (base[:, None] + np.arange(K)).ravel()
+            um = use.ravel()
+            acc.A = np.bincount(idx[um], (w[:, None] * y).ravel()[um], minlength=P * G * K).reshape(P, G, K)
+            xv = np.ones_like(y) if x is None else x
+            acc.B = np.bincount(idx[um], (w[:, None] * xv).ravel()[um], minlength=P * G * K).reshape(P, G, K)
+    else:
+        # replicate totals: one pass of the batch's weight matrix
+        if shared is not None and "mat" in shared:  # several estimates of one batch: built once
+            mat = shared["mat"]
+            acc.bad.update(shared["bad"])
+        else:
+            mat = _replicate_matrix(frame, job, w, acc, rep_arrays, buffer)
+            if shared is not None:
+                shared["mat"] = mat
+                shared["bad"] = {k: v for k, v in acc.bad.items() if k[1] in job.replicate_columns}
+        if job.kind == "proportion":
+            r_ok = inc & valid1
+            idx = np.column_stack([g0 * K + np.maximum(lev, 0), G * K + g0]).astype(np.int64)
+            val = np.column_stack([r_ok, r_ok]).astype(float)
+            n_out, n_num = G * K + G, G * K
+        else:
+            idx = np.concatenate([g0[:, None] * K + np.arange(K), G * K + g0[:, None] * K + np.arange(K)], axis=1)
+            xv = np.ones_like(y) if x is None else x
+            val = np.concatenate([np.where(use, y, 0.0), np.where(use, xv, 0.0)], axis=1)
+            n_out, n_num = 2 * G * K, G * K
+        ks = 0
+        if d.df is None:
+            # CountSketch of the replicate weights (their rank gives the df), bucket and sign
+            # hashed from (batch, row), computed in the same pass over the batch's weights
+            ks = 4 * (R1 - 1)
+            h = _splitmix((np.uint64(batch_id) << np.uint64(32)) + np.arange(n, dtype=np.uint64))
+            idx = np.column_stack([idx, n_out + (h % np.uint64(ks)).astype(np.int64)])
+            val = np.column_stack([val, np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)])
+        t = replicate_totals(idx, val, n_out + ks, mat)
+        acc.TN = t[:n_num].reshape(G, K, R1)
+        if job.kind == "proportion":
+            acc.TD = np.repeat(t[n_num:n_out].reshape(G, 1, R1), K, axis=1)
+        else:
+            acc.TD = t[n_num:n_out].reshape(G, K, R1)
+        if ks:
+            acc.sketch = t[n_out:, 1:]
+        del mat
+
+    # summary per (cell, column): n, missing, weighted n, and the SRS residual sums
+    pos = (w > 0)
+    acc.rows_pos = np.bincount(cell[inc & pos], minlength=G).astype(float)
+    gk = (g0[:, None] * K + np.arange(K))
+    cnt_ok = (use & pos[:, None]).ravel()
+    flat = gk.ravel()
+    acc.n = np.bincount(flat[cnt_ok], minlength=G * K).reshape(G, K).astype(float)
+    acc.miss = np.bincount(flat[(inc[:, None] & ~valid).ravel()], minlength=G * K).reshape(G, K).astype(float)
+    if job.kind == "proportion":
+        r_ok = inc & valid1
+        sw = np.bincount(g0[r_ok], w[r_ok], minlength=G)
+        a = np.bincount(g0[r_ok] * K + lev[r_ok], w[r_ok], minlength=G * K).reshape(G, K)
+        acc.sw = np.repeat(sw[:, None], K, axis=1)
+        acc.sx = acc.sw.copy()
+        acc.sy = a
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(acc.sx != 0, a / np.where(acc.sx != 0, acc.sx, 1), 0.0)
+        acc.ss = a * (1 - r) ** 2 + (acc.sw - a) * r * r  # sum w (1{level} - r)^2
+        acc.cr = a - r * acc.sw  # sum w (1{level} - r)
+        acc.qq = acc.sw.copy()
+    else:
+        um = use.ravel()
+        wy = (w[:, None] * y).ravel()[um]
+        acc.sw = np.bincount(flat[um], np.repeat(w, K)[um], minlength=G * K).reshape(G, K)
+        xv = np.ones_like(y) if x is None else x
+        wx = (w[:, None] * xv).ravel()[um]
+        acc.sx = np.bincount(flat[um], wx, minlength=G * K).reshape(G, K)
+        acc.sy = np.bincount(flat[um], wy, minlength=G * K).reshape(G, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(acc.sx != 0, acc.sy / np.where(acc.sx != 0, acc.sx, 1), 0.0)
+        e = (y - r.ravel()[flat.reshape(n, K)] * xv).ravel()[um]
+        wr = np.repeat(w, K)[um]
+        xr = xv.ravel()[um]
+        acc.ss = np.bincount(flat[um], wr * e * e, minlength=G * K).reshape(G, K)
+        acc.cr = np.bincount(flat[um], wr * xr * e, minlength=G * K).reshape(G, K)
+        acc.qq = np.bincount(flat[um], wr * xr * xr, minlength=G * K).reshape(G, K)
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------
+# accumulators -> the result table
+# ---------------------------------------------------------------------------------------------
+def _raise_bad(acc: _Acc, job: _Job):
+    for (what, col), m in acc.bad.items():
+        if what == "negative" and col == job.design.weights:
+            raise WeightError(f"weight '{col}' in {job.source}: {m} of {acc.n_rows} rows are negative")
+        if col == job.design.weights:
+            raise WeightError(f"weight '{col}' in {job.source}: {m} of {acc.n_rows} rows are {what}")
+        if col in job.replicate_columns:
+            raise ReplicateWeightError(
+                f"replicate weight '{col}' in {job.source}: {m} of {acc.n_rows} rows are {what}")
+        what_col = "strata" if col == job.design.strata else ("PSU" if col == job.design.psu else "fpc")
+        raise DesignError(f"{what_col} variable '{col}' in {job.source}: {m} of {acc.n_rows} rows are {what}")
+
+
+def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool) -> pd.DataFrame:
+    from . import estimate as E
+    from .design import _default_scale
+    from .variance import Stage, replicate_vcov, taylor_vcov
+
+    d = job.design
+    _raise_bad(acc, job)
+    if acc.n_rows == 0:
+        raise EstimationError(f"{job.source} has no rows")
+    if acc.n_by_missing:
+        warnings.warn(
+            f"by variable(s) {', '.join(job.by)} in {job.source}: {acc.n_by_missing} rows in the domain have a "
+            "missing value and belong to no cell (they still count in the design)", SurveyWarning, stacklevel=3)
+    if acc.G == 0:
+        if job.where and not job.by:
+            raise DesignError(f"subset condition selects none of the {acc.n_rows} rows of {job.source}")
+        raise DomainError(f"by variable(s) {', '.join(job.by)} in {job.source}: no row of the domain has all values")
+    if not na_rm and acc.miss.sum() > 0:
+        j = int(np.flatnonzero(acc.miss.sum(axis=0) > 0)[0])
+        name = job.variables[0] if job.kind == "proportion" else job.variables[j]
+        raise EstimationError(f"variable '{name}' in {job.source}: {int(acc.miss[:, j].sum())} rows in the domain "
+                              "are missing; use na_rm=True to treat them as a domain")
+
+    # order cells by the sorted levels of each by variable (as the in-memory engine)
+    G = acc.G
+    if job.by:
+        ranks = [lv.order() for lv in acc.by_levels]
+        keys_r = np.array([[ranks[b][c[b]] for b in range(acc.nb)] for c in acc.cell_keys], dtype=np.int64)
+        gorder = np.lexsort(keys_r.T[::-1])
+        keys = pd.DataFrame({b: [acc.by_levels[i].values[acc.cell_keys[g][i]] for g in gorder]
+                             for i, b in enumerate(job.by)})
+    else:
+        gorder = np.arange(G)
+        keys = pd.DataFrame(index=range(1))
+    if job.kind == "proportion":
+        korder = np.argsort(acc.levels.order())
+        if not len(korder):
+            raise EstimationError(f"variable '{job.variables[0]}' in {job.source}: all {acc.n_rows} rows are missing")
+        labels = [job.variables[0]] * len(korder)
+        lev_values = [acc.levels.values[i] for i in korder]
+    else:
+        korder = np.arange(acc.K)
+        labels = ([f"{a}/{b}" for a, b in zip(job.variables, job.denominators)] if job.kind == "ratio"
+                  else list(job.variables))
+        lev_values = None
+    K = len(korder)
+    m = G * K
+    sel = np.ix_(gorder, korder)
+    n_, miss, sw, sx, sy, ss = (a[sel].ravel() for a in (acc.n, acc.miss, acc.sw, acc.sx, acc.sy, acc.ss))
+
+    reps = None
+    if d.replicate:
+        tn = acc.TN[sel].reshape(m, -1)
+        td = acc.TD[sel].reshape(m, -1)
+        if job.kind == "total":
+            est_all = tn
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                est_all = tn / td
+        est = est_all[:, 0]
+        reps = est_all[:, 1:]
+        R = reps.shape[1]
+        rho = float(d.rho or 0.0)
+        scale = d.scale if d.scale is not None else _default_scale(d.method, R, rho)
+        if d.rscales is None:
+            if d.method == "JKn":
+                raise ReplicateWeightError("method 'JKn' needs rscales ((n_h - 1) / n_h per replicate)")
+            rscales = np.ones(R)
+        else:
+            rscales = np.broadcast_to(np.asarray(d.rscales, dtype=float), (R,)).copy()
+        vcov = replicate_vcov(est, reps, float(scale), rscales, bool(d.mse))
+        t_num, t_den = tn[:, 0], td[:, 0]
+        if df is None:
+            if d.df is not None:
+                df = float(d.df)
+            else:
+                s = np.linalg.svd(acc.sketch, compute_uv=False) if acc.sketch is not None else np.zeros(0)
+                df = float(int((s > s.max() * 1e-9).sum()) - 1) if s.size and s.max() > 0 else -1.0
+    else:
+        # PSUs ordered by (stratum, PSU id), strata by value
+        srank, prank = acc.strata.order(), acc.psus.order()
+        uk = np.array(acc.unit_keys, dtype=np.int64).reshape(-1, 2)
+        porder = np.lexsort((prank[uk[:, 1]], srank[uk[:, 0]]))
+        uk = uk[porder]
+        if not d.nest and d.strata:
+            per = pd.Series(uk[:, 0]).groupby(uk[:, 1]).nunique()
+            bad = per[per > 1]
+            if len(bad):
+                raise DesignError(
+                    f"PSU '{d.psu}' in {job.source}: {len(bad)} PSU id(s) appear in more than one stratum "
+                    f"(e.g. {acc.psus.values[int(bad.index[0])]!r}); use nest=True if ids are only unique within strata")
+        A = acc.A[porder][:, gorder][:, :, korder].reshape(acc.P, m)
+        B = acc.B[porder][:, gorder][:, :, korder].reshape(acc.P, m)
+        t_num = A.sum(axis=0)
+        t_den = B.sum(axis=0)
+        if job.kind == "total":
+            est, z = t_num, A
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                est = t_num / t_den
+                z = (A - est[None, :] * B) / t_den[None, :]
+        # the stage: PSUs within strata
+        s_of_unit = srank[uk[:, 0]]
+        n_strata = int(s_of_unit.max()) + 1
+        size = np.bincount(s_of_unit, minlength=n_strata)
+        fraction = np.zeros(n_strata)
+        s_ids = np.empty(n_strata, dtype=np.int64)
+        s_ids[srank] = np.arange(len(srank))
+        labels_s = tuple(str(acc.strata.values[s_ids[g]]) for g in range(n_strata))
+        if d.fpc:
+            lo = np.array([acc.fpc_lo[int(s_ids[g])] for g in range(n_strata)])
+            hi = np.array([acc.fpc_hi[int(s_ids[g])] for g in range(n_strata)])
+            bad_f = np.flatnonzero(lo != hi)
+            if bad_f.size:
+                raise DesignError(f"fpc '{d.fpc}' in {job.source} differs within {bad_f.size} stage-1 group(s) "
+                                  f"(e.g. {labels_s[bad_f[0]]})")
+            if all(v <= 1 for v in acc.fpc_hi.values()):
+                if np.any(hi <= 0):
+                    raise DesignError(f"fpc '{d.fpc}' as sampling fraction must be in (0, 1]")
+                fraction = hi
+            else:
+                small = np.flatnonzero(hi < size)
+                if small.size:
+                    raise DesignError(f"fpc '{d.fpc}' in {job.source}: population size {hi[small[0]]:g} is smaller "
+                                      f"than the {size[small[0]]} units sampled in {small.size} group(s) "
+                                      f"(e.g. {labels_s[small[0]]})")
+                fraction = size / hi
+        stage = Stage(unit=np.arange(acc.P, dtype=np.int64), group=s_of_unit, size=size, fraction=fraction,
+                      labels=labels_s)
+        rr, cc = np.nonzero(z)
+        vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
+        if df is None:
+            if job.where:
+                pos = acc.unit_pos[porder] > 0
+                df = float(pos.sum() - np.unique(s_of_unit[pos]).size)
+            else:
+                df = float(acc.P - n_strata)
+    if isinstance(df, str):
+        raise EstimationError("df='domain' is not available when streaming; give a number or None")
+    df = float(df)
+
+    se = np.sqrt(np.clip(np.diag(vcov), 0, None))
+    if job.kind == "proportion":
+        nrows = np.repeat(acc.rows_pos[gorder], K)
+        if ci_method == "logit" and reps is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                eta, eta_r = np.log(est / (1 - est)), np.log(reps / (1 - reps))
+            se_eta = np.sqrt(np.diag(replicate_vcov(eta, eta_r, float(scale), rscales, bool(d.mse))))
+            h = E._tq(level, df) * se_eta
+            lo, hi = 1 / (1 + np.exp(-(eta - h))), 1 / (1 + np.exp(-(eta + h)))
+        else:
+            lo, hi = E.proportion_ci(est, se, level, df, ci_method, n=nrows)
+    else:
+        lo, hi = E._wald(est, se, level, df)
+    # the SRS variance of Kish's deff (as survey.estimate._cell_summary)
+    kind = "mean" if job.kind == "proportion" else job.kind
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2 = ss / sw * n_ / (n_ - 1)
+        if kind == "ratio":
+            s2 = s2 / (sx / sw) ** 2
+        vs = s2 / n_ * (1 - n_ / sw)
+        if kind == "total":
+            vs = vs * sw * sw
+        deff = np.diag(vcov) / vs
+    if kind != "total":
+        empty = n_ == 0
+        if empty.any():
+            est = np.where(empty, np.nan, est)
+    del t_num, t_den
+    attrs = {"estimator": job.kind, "n_by_missing": acc.n_by_missing, "streamed_rows": acc.n_rows}
+    if job.kind == "proportion":
+        attrs["ci_method"] = ci_method
+    return E._result(keys, K, labels, lev_values, est, vcov, lo, hi, df, deff, n_, miss, sw, attrs)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _make_job(names: list[str], source: str, kind: str, variables, denominator, by, where,
+              design: StreamDesign) -> _Job:
+    from .design import REPLICATE_METHODS
+    from .variance import LONELY_PSU_POLICIES
+
+    if kind not in KINDS:
+        raise EstimationError(f"kind must be one of {', '.join(KINDS)}, not '{kind}'")
+    variables = _as_list(variables)
+    if not variables:
+        raise EstimationError("no analysis variable given")
+    dens = _as_list(denominator)
+    if kind == "ratio":
+        if len(dens) == 1 and len(variables) > 1:
+            dens = dens * len(variables)
+        if len(dens) != len(variables):
+            raise EstimationError(f"{len(variables)} numerators for {len(dens)} denominators")
+    elif dens:
+        raise EstimationError(f"denominator= is for kind 'ratio', not '{kind}'")
+    if kind == "proportion" and len(variables) != 1:
+        raise EstimationError("proportion takes one variable")
+    if design.lonely_psu not in LONELY_PSU_POLICIES:
+        raise DesignError(f"lonely_psu must be one of {', '.join(LONELY_PSU_POLICIES)}, not '{design.lonely_psu}'")
+    rep_cols: list[str] = []
+    if design.replicate:
+        if design.method not in REPLICATE_METHODS:
+            raise ReplicateWeightError(
+                f"method must be one of {', '.join(REPLICATE_METHODS)}, not '{design.method}'")
+        if design.method == "Fay" and (design.rho is None or not 0 <= design.rho < 1):
+            raise ReplicateWeightError("method 'Fay' needs rho in [0, 1) (e.g. rho=0.5)")
+        rep_cols = _match_replicates(names, design.replicate_weights, source)
+        if len(rep_cols) < 2:
+            raise ReplicateWeightError(f"need at least 2 replicate weights, found {len(rep_cols)}")
+    elif design.psu is None:
+        raise DesignError("streaming a Taylor design needs psu= (the per-PSU sums are what is kept); "
+                          "load the file in memory for a design without clusters")
+    job = _Job(kind, tuple(variables), tuple(dens), tuple(_as_list(by)), where, design, tuple(rep_cols), source)
+    what = {design.weights: "weight", design.strata: "strata", design.psu: "PSU", design.fpc: "fpc"}
+    for c in job.columns:
+        if c not in names:
+            raise column_not_found(c, names, what.get(c, "by" if c in job.by else "analysis variable"), source)
+    return job
+
+
+def _design_of(design: StreamDesign | None, kw: dict) -> StreamDesign:
+    if design is not None:
+        if kw:
+            raise EstimationError(f"give design= or design columns ({', '.join(kw)}), not both")
+        return design
+    if "weights" not in kw:
+        raise DesignError("streaming needs weights= (a column of the file)")
+    return StreamDesign(**kw)
+
+
+def estimate(source, kind: str, variables, *, denominator=None, by=None, where: str | None = None,
+             design: StreamDesign | None = None, level: float = 0.95, df=None, ci_method: str = "logit",
+             na_rm: bool = True, batch_rows: int = DEFAULT_BATCH_ROWS, **design_columns) -> pd.DataFrame:
+    """One estimate from a Parquet file (or a directory of Parquet files) read in row batches.
+
+    ``kind``: ``total`` | ``mean`` | ``ratio`` (with ``denominator=``) | ``proportion``.
+    ``by``: domain columns; ``where``: a condition of :mod:`survey.expr` (a subset domain, as
+    ``design.subset(where)``).  The design: ``design=StreamDesign(...)`` or its fields as
+    keywords (``weights=``, ``strata=``, ``psu=``, ``replicate_weights=``, ``method=``...).
+    Only the columns the estimate needs are read, ``batch_rows`` rows at a time, so memory is
+    bounded by the batch (for replicate designs about ``batch_rows x (1 + R) x 8`` bytes).
+    Returns the table of :func:`survey.estimate.mean` & co. (``attrs["vcov"]`` included).
+    """
+    request = dict(kind=kind, variables=variables, denominator=denominator, by=by, where=where,
+                   ci_method=ci_method, na_rm=na_rm)
+    return estimate_many(source, [request], design=design, level=level, df=df, batch_rows=batch_rows,
+                         **design_columns)[0]
+
+
+def estimate_many(source, requests: list, *, design: StreamDesign | None = None, level: float = 0.95, df=None,
+                  batch_rows: int = DEFAULT_BATCH_ROWS, **design_columns) -> list:
+    """Several estimates from ONE read of the file (the indicator table's families: every
+    ``ratio``/``mean``/``proportion`` for every domain variable), one result table per request.
+
+    ``requests``: dicts with ``kind``, ``variables`` and optionally ``denominator``, ``by``,
+    ``where``, ``ci_method`` (default logit), ``na_rm`` (default True).  A replicate design's
+    weight matrix is built once per batch for all requests.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    design = _design_of(design, design_columns)
+    path = Path(source)
+    if not path.exists():
+        raise EstimationError(f"{source}: no such file or directory")
+    dataset = ds.dataset(str(path), format="parquet")
+    names = list(dataset.schema.names)
+    jobs, opts = [], []
+    for q in requests:
+        q = dict(q)
+        ci, na_rm = _request_options(q)
+        jobs.append(_make_job(names, path.name, q.pop("kind", None), q.pop("variables", None),
+                              q.pop("denominator", None), q.pop("by", None), q.pop("where", None), design))
+        if q:
+            raise EstimationError(f"unknown request key(s): {', '.join(map(str, q))}")
+        opts.append((ci, na_rm))
+    if not jobs:
+        raise EstimationError("no estimate requested")
+    accs: list = [None] * len(jobs)
+    buffer = None
+    rep_cols = jobs[0].replicate_columns
+    reps = set(rep_cols)
+    columns = list(dict.fromkeys(c for j in jobs for c in j.columns))
+    small = [c for c in columns if c not in reps]
+    for i, batch in enumerate(_batches(dataset, columns, int(batch_rows))):
+        frame = batch.select(small).to_pandas()
+        arrays = None
+        if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
+            arrays = []
+            for c in rep_cols:
+                col = batch.column(c)
+                if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+                    arrays = None
+                    frame = batch.to_pandas()
+                    break
+                arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
+                              else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
+        if reps and buffer is None:
+            buffer = np.empty(int(batch_rows) * (len(reps) + 1))
+        shared: dict = {}
+        for j, job in enumerate(jobs):
+            part = _batch(frame, job, i, arrays, buffer, shared)
+            accs[j] = part if accs[j] is None else accs[j].merge(part)
+        del frame, arrays, batch, shared
+    if accs[0] is None:
+        raise EstimationError(f"{path.name} has no rows")
+    return [_finish(a, job, level, df, ci, na_rm) for a, job, (ci, na_rm) in zip(accs, jobs, opts)]
+
+
+def _batches(dataset, columns: list, batch_rows: int):
+    """Row batches of every file, one row group at a time (``ParquetFile.iter_batches`` without
+    pre-buffering: the dataset scanner's read-ahead buffered most of a 9 GB file in memory)."""
+    import pyarrow.parquet as pq
+
+    for f in dataset.files:
+        pf = pq.ParquetFile(f, pre_buffer=False)
+        try:
+            yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+        finally:
+            pf.close()
+
+
+def _request_options(q: dict) -> tuple[str, bool]:
+    from .estimate import CI_METHODS
+
+    ci = q.pop("ci_method", "logit")
+    if ci not in CI_METHODS:
+        raise EstimationError(f"ci_method must be one of {', '.join(CI_METHODS)}, not '{ci}'")
+    return ci, bool(q.pop("na_rm", True))
+
+
+def _partition(frame: pd.DataFrame, job: _Job, i: int) -> _Acc:
+    return _batch(frame, job, i)
+
+
+def _merge(a: _Acc, b: _Acc) -> _Acc:
+    return a.merge(b)
+
+
+def estimate_dask(source, kind: str, variables, *, denominator=None, by=None, where: str | None = None,
+                  design: StreamDesign | None = None, level: float = 0.95, df=None, ci_method: str = "logit",
+                  na_rm: bool = True, scheduler=None, split_row_groups=True, **design_columns) -> pd.DataFrame:
+    """The same estimate with Dask: every partition of ``dask.dataframe.read_parquet(source)`` (or
+    of a Dask DataFrame given as ``source``) becomes an accumulator on the workers, merged by a
+    tree reduction; only the small accumulators travel.  ``scheduler``: as ``dask.compute``
+    (None: the default, e.g. a ``distributed.Client`` in use)."""
+    import dask
+    import dask.dataframe as dd
+
+    from .estimate import CI_METHODS
+
+    if ci_method not in CI_METHODS:
+        raise EstimationError(f"ci_method must be one of {', '.join(CI_METHODS)}, not '{ci_method}'")
+    design = _design_of(design, design_columns)
+    if isinstance(source, (str, Path)):
+        ddf = dd.read_parquet(str(source), split_row_groups=split_row_groups)
+        name = Path(source).name
+    else:
+        ddf, name = source, "dask dataframe"
+    names = [str(c) for c in ddf.columns]
+    job = _make_job(names, name, kind, variables, denominator, by, where, design)
+    parts = ddf[job.columns].to_delayed()
+    accs = [dask.delayed(_partition)(p, job, i) for i, p in enumerate(parts)]
+    while len(accs) > 1:  # tree reduction
+        accs = [dask.delayed(_merge)(accs[i], accs[i + 1]) if i + 1 < len(accs) else accs[i]
+                for i in range(0, len(accs), 2)]
+    (acc,) = dask.compute(accs[0], scheduler=scheduler)
+    return _finish(acc, job, level, df, ci_method, na_rm)
