@@ -29,6 +29,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -45,6 +46,18 @@ DEFAULT_CULL_INTERVAL = 60  # seconds between culling passes
 # seconds before a used preheated kernel is replaced: the replacement (kernel start + notebook
 # run, ~2 CPU-seconds) then does not compete with the page load that took the kernel (2 cores)
 DEFAULT_FILL_DELAY = 5.0
+# live kernels serving pages (a kernel holds ~270 MB): beyond these a visitor gets a 503 "busy"
+# page instead of a new kernel; preheated kernels (pool size x dashboards) come on top
+DEFAULT_MAX_KERNELS = 10
+DEFAULT_MAX_KERNELS_PER_CLIENT = 5
+# a page's kernel is shut down when no browser has been connected to it for this long (the tab
+# was closed, or the page was fetched by something that runs no JavaScript)
+DEFAULT_ORPHAN_TIMEOUT = 60
+# per-kernel limits: address space (RLIMIT_AS; a dashboard kernel uses ~0.6 GB of address space
+# for ~0.27 GB resident) and comms a browser may open in its kernel (a page opens 1-2)
+DEFAULT_KERNEL_MEMORY_MB = 1536
+DEFAULT_MAX_CLIENT_COMMS = 32
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 TEMPLATE = "survey-lab"
 TEMPLATE_ROOT = Path(__file__).resolve().parent / "_jupyter"  # holds voila/templates/survey-lab
 
@@ -65,6 +78,8 @@ HIDE_GLOBS = ["__pycache__", "*.pyc", "*.pyo", "*.py", ".*", "*~", "*.json", "*.
 ENV_OUTPUTS = "SURVEY_DASHBOARD_OUTPUTS"
 ENV_LANGUAGE = "SURVEY_DASHBOARD_LANGUAGE"
 ENV_TOKEN = "SURVEY_DASHBOARD_TOKEN"
+ENV_KERNEL_MEMORY = "SURVEY_KERNEL_MEMORY_MB"  # read (and removed) by the kernel launcher below
+ENV_KERNEL_COMMS = "SURVEY_KERNEL_MAX_COMMS"
 
 
 class DashboardError(SurveyError):
@@ -83,6 +98,12 @@ class ServeConfig:
     fill_delay: float = DEFAULT_FILL_DELAY
     cull_idle_timeout: int = DEFAULT_CULL_IDLE_TIMEOUT
     cull_interval: int = DEFAULT_CULL_INTERVAL
+    max_kernels: int = DEFAULT_MAX_KERNELS
+    max_kernels_per_client: int = DEFAULT_MAX_KERNELS_PER_CLIENT
+    orphan_timeout: float = DEFAULT_ORPHAN_TIMEOUT
+    kernel_memory_mb: int = DEFAULT_KERNEL_MEMORY_MB
+    max_client_comms: int = DEFAULT_MAX_CLIENT_COMMS
+    allow_hosts: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
 
     @property
@@ -205,7 +226,12 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
         f"--MappingKernelManager.cull_interval={cfg.cull_interval}",
         "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin 160 MB
         "--MappingKernelManager.cull_busy=False",
+        f"--SurveyVoila.max_kernels={cfg.max_kernels}",
+        f"--SurveyVoila.max_kernels_per_client={cfg.max_kernels_per_client}",
+        f"--SurveyVoila.orphan_timeout={cfg.orphan_timeout:g}",
+        f"--SurveyVoila.language={cfg.language}",
     ]
+    argv += [f"--SurveyVoila.allow_hosts={h}" for h in allowed_hosts(cfg)]
     argv += [f"--VoilaConfiguration.file_allowlist={p}" for p in FILE_ALLOWLIST]
     argv += [f"--VoilaConfiguration.file_denylist={p}" for p in FILE_DENYLIST]
     argv += [f"--VoilaConfiguration.extension_allowlist={x}" for x in EXTENSION_ALLOWLIST]
@@ -234,7 +260,428 @@ def voila_env(cfg: ServeConfig, base: dict | None = None) -> dict:
     for name in ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", ENV_TOKEN):  # kernels inherit this environment
         env.pop(name, None)
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no debugger warning on kernel start
+    env[ENV_KERNEL_MEMORY] = str(cfg.kernel_memory_mb)
+    env[ENV_KERNEL_COMMS] = str(cfg.max_client_comms)
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer 64 MB malloc arenas reserved per thread
     return env
+
+
+def allowed_hosts(cfg: ServeConfig) -> list[str]:
+    """Host names the server answers to (the Host header, without port): the loopback names,
+    the listening address when it is a specific one, and ``--allow-host`` names (the proxy's
+    public name). Any other Host header gets 400: a page on another site that rebinds its DNS
+    name to 127.0.0.1 cannot talk to the server."""
+    hosts = list(LOOPBACK_NAMES)
+    h = cfg.host.strip("[]").lower()
+    if h not in ("0.0.0.0", "::", ""):
+        hosts.append(f"[{h}]" if ":" in h else h)
+    for name in cfg.allow_hosts:
+        name = name.strip().lower()
+        if name and name not in hosts:
+            hosts.append(name)
+    return hosts
+
+
+# ---------------------------------------------------------------------------------------------
+# inside the Voilà process: kernel caps, tab close, culling, routes, Host header
+# ---------------------------------------------------------------------------------------------
+# (title, too many visitors, too many pages of this client, button)
+BUSY_TEXT = {
+    "en": ("The dashboards are busy",
+           "Too many people are using the dashboards right now. Please try again in a minute.",
+           "You have too many dashboard pages open. Close one of them and try again.", "Try again"),
+    "fr": ("Les tableaux de bord sont très sollicités",
+           "Trop de personnes consultent les tableaux de bord en ce moment. Veuillez réessayer dans une minute.",
+           "Vous avez trop de pages de tableaux de bord ouvertes. Fermez-en une et réessayez.", "Réessayer"),
+    "es": ("Los tableros están ocupados",
+           "Demasiadas personas están usando los tableros en este momento. Vuelva a intentarlo en un minuto.",
+           "Tiene demasiadas páginas de tableros abiertas. Cierre una e inténtelo de nuevo.", "Reintentar"),
+}
+BUSY_RETRY_AFTER = 30  # seconds, in the Retry-After header of the 503 page
+_TOKEN_PARAM = re.compile(r"(?i)(^|[?&;])token=[^&;#]*")
+
+
+def client_address(remote_ip: str, real_ip: str | None) -> str:
+    """Who a page load counts against: the peer address, or the X-Real-IP header when the peer
+    is a proxy on loopback (nginx sets it, see deploy/dashboards.md)."""
+    real = (real_ip or "").strip()
+    if real and is_loopback(remote_ip or ""):
+        return real
+    return remote_ip or ""
+
+
+def pick_language(accept_language: str | None, default: str) -> str:
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in BUSY_TEXT:
+            return code
+    return default if default in BUSY_TEXT else "en"
+
+
+def busy_page(reason: str, lang: str) -> str:
+    import html
+
+    title, total, client, button = BUSY_TEXT.get(lang, BUSY_TEXT["en"])
+    text = client if reason == "client" else total
+    return (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+            '<body style="font-family:sans-serif;max-width:40em;margin:4em auto;padding:0 1em">'
+            f'<h1>{html.escape(title)}</h1><p class="svy-busy" data-reason="{reason}">{html.escape(text)}</p>'
+            f'<p><a href="">{html.escape(button)}</a></p></body></html>\n')
+
+
+def strip_token(value: str) -> str:
+    """``value`` (a URL or a query string) without its ``token=`` parameter."""
+    out = _TOKEN_PARAM.sub(lambda m: m.group(1), value)
+    out = re.sub(r"([?&;])[&;]+", r"\1", out)
+    return re.sub(r"[?&;]+$", "", out) if out != value else out
+
+
+def scrub_kernel_env(env: dict) -> dict:
+    """A kernel's environment without the token: no token variables, and the request URL and
+    query string Voilà passes (VOILA_REQUEST_URL, QUERY_STRING) without ``token=``."""
+    out = {}
+    for k, v in env.items():
+        if k.upper() in ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", ENV_TOKEN):
+            continue
+        out[k] = strip_token(v) if isinstance(v, str) and "token=" in v.lower() else v
+    return out
+
+
+_VOILA_CLASS = None
+
+
+def survey_voila_class():
+    """Voilà's application with this project's hardening (built on first use: importing Voilà
+    takes a second, the CLI does not need it for --help or --dry-run)."""
+    global _VOILA_CLASS
+    if _VOILA_CLASS is None:
+        _VOILA_CLASS = _make_survey_voila()
+    return _VOILA_CLASS
+
+
+def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports lazy
+    import asyncio
+    import contextvars
+    import tempfile
+    import time
+    from collections import Counter
+
+    import tornado.web
+    import voila.app as voila_app
+    from jupyter_server._tz import utcnow
+    from traitlets import Float, Int, List, Unicode
+    from voila.request_info_handler import RequestInfoSocketHandler
+    from voila.static_file_handler import TemplateStaticFileHandler
+    from voila.tornado.handler import TornadoVoilaHandler
+
+    # the page load being served (a mutable holder: {"client": address, "pending": bool})
+    page_load = contextvars.ContextVar("survey_page_load", default=None)
+
+    # /voila/query/<kernel id> is not served (below); Voilà would still keep every page's
+    # query string (token included) in a class-level cache that nothing reads: keep nothing
+    RequestInfoSocketHandler.send_updates = classmethod(lambda cls, msg: None)
+
+    def harden_kernel_manager(base, app):
+        class SurveyKernelManager(base):
+            """Voilà's kernel manager with page kernels counted per client, shut down when no
+            browser is connected, and the idle time of a preheated kernel forgotten when a
+            visitor takes it."""
+
+            def __init__(self, **kwargs):
+                self.survey_owner: dict[str, str] = {}  # kernel id -> client, kernels serving pages
+                self.survey_pending: Counter = Counter()  # client -> admitted page loads without a kernel yet
+                self.survey_unconnected_since: dict[str, float] = {}
+                super().__init__(**kwargs)
+
+            # --- caps -------------------------------------------------------------------
+            def survey_pages(self) -> dict[str, str]:
+                live = set(self.list_kernel_ids())
+                for kid in [k for k in self.survey_owner if k not in live]:
+                    del self.survey_owner[kid]
+                    self.survey_unconnected_since.pop(kid, None)
+                return self.survey_owner
+
+            def survey_admit(self, client: str) -> str | None:
+                """None (and a reservation) when ``client`` may have one more page kernel,
+                else why not: "total" or "client"."""
+                pages = self.survey_pages()
+                total = len(pages) + sum(self.survey_pending.values())
+                mine = sum(1 for c in pages.values() if c == client) + self.survey_pending[client]
+                if total >= app.max_kernels:
+                    return "total"
+                if mine >= app.max_kernels_per_client:
+                    return "client"
+                self.survey_pending[client] += 1
+                return None
+
+            def survey_release(self, client: str) -> None:
+                self.survey_pending[client] -= 1
+                if self.survey_pending[client] <= 0:
+                    del self.survey_pending[client]
+
+            def survey_assign(self, kernel_id: str) -> None:
+                load = page_load.get()
+                if load is None or not load["pending"]:
+                    return  # a pool refill, not a page load
+                load["pending"] = False
+                self.survey_release(load["client"])
+                self.survey_owner[kernel_id] = load["client"]
+                kernel = self._kernels.get(kernel_id)
+                if kernel is not None:  # time spent waiting in the pool is not idle time of this page
+                    kernel.last_activity = utcnow()
+                self.survey_unconnected_since[kernel_id] = time.monotonic()
+                self.survey_check_later(kernel_id, app.orphan_timeout)
+
+            # --- kernels no browser is connected to ----------------------------------------
+            def survey_check_later(self, kernel_id: str, delay: float) -> None:
+                asyncio.get_event_loop().call_later(
+                    max(delay, 0.05), lambda: asyncio.ensure_future(self.survey_reap(kernel_id)))
+
+            async def survey_reap(self, kernel_id: str) -> None:
+                if kernel_id not in self.survey_owner or kernel_id not in self:
+                    return
+                if self._kernel_connections.get(kernel_id, 0) > 0:
+                    return
+                since = self.survey_unconnected_since.get(kernel_id, time.monotonic())
+                left = app.orphan_timeout - (time.monotonic() - since)
+                if left > 0.05:
+                    self.survey_check_later(kernel_id, left)
+                    return
+                self.log.info("Shutting down kernel %s: no browser connected to its page for %g s",
+                              kernel_id, app.orphan_timeout)
+                try:
+                    await self.shutdown_kernel(kernel_id)
+                except Exception as e:  # already gone
+                    self.log.warning("Could not shut down kernel %s: %s", kernel_id, e)
+
+            def notify_connect(self, kernel_id):
+                super().notify_connect(kernel_id)
+                self.survey_unconnected_since.pop(kernel_id, None)
+
+            def notify_disconnect(self, kernel_id):
+                super().notify_disconnect(kernel_id)
+                if kernel_id in self.survey_owner and self._kernel_connections.get(kernel_id, 0) <= 0:
+                    self.survey_unconnected_since[kernel_id] = time.monotonic()
+                    self.survey_check_later(kernel_id, app.orphan_timeout)
+
+            # --- where page loads get their kernel -----------------------------------------
+            async def get_rendered_notebook(self, *args, **kwargs):
+                # Voilà would start the refill kernel with this visitor's URL (token included)
+                # in its environment
+                kwargs["extra_kernel_env_variables"] = {}
+                result = await super().get_rendered_notebook(*args, **kwargs)
+                self.survey_assign(result[2])
+                return result
+
+            async def start_kernel(self, *args, **kwargs):  # a page load that found the pool empty
+                if isinstance(kwargs.get("env"), dict):
+                    kwargs["env"] = scrub_kernel_env(kwargs["env"])
+                kernel_id = await super().start_kernel(*args, **kwargs)
+                self.survey_assign(kernel_id)
+                return kernel_id
+
+            def _handle_kernel_died(self, kernel_id):
+                # a dead preheated kernel leaves the pool (Voilà would hand it to a visitor)
+                # and is replaced; a dead page kernel is removed (the page shows its banner)
+                refill = None
+                for name, pool in getattr(self, "_pools", {}).items():
+                    for i, f in enumerate(pool):
+                        try:
+                            done = f.done() and f.result().get("kernel_id") == kernel_id
+                        except Exception:
+                            done = False
+                        if done:
+                            pool.pop(i)
+                            refill = name
+                            break
+                super()._handle_kernel_died(kernel_id)
+                self.survey_owner.pop(kernel_id, None)
+                if refill is not None:
+                    self.fill_if_needed(delay=None, notebook_name=refill)
+
+        return SurveyKernelManager
+
+    class SurveyPageHandler(TornadoVoilaHandler):
+        """A dashboard page: refused with 503 beyond the kernel caps; sets the _xsrf cookie
+        that the page's tab-close beacon (POST /voila/api/shutdown/<id>) must send back."""
+
+        @tornado.web.authenticated
+        async def get(self, path=None):
+            km = self.kernel_manager
+            app = self.settings["survey_app"]
+            client = client_address(self.request.remote_ip, self.request.headers.get("X-Real-IP"))
+            refused = km.survey_admit(client) if hasattr(km, "survey_admit") else None
+            if refused:
+                self.log.warning("Page %s refused for %s: %s kernel cap reached (%s)", self.request.path, client,
+                                 "per-client" if refused == "client" else "total",
+                                 app.max_kernels_per_client if refused == "client" else app.max_kernels)
+                lang = pick_language(self.request.headers.get("Accept-Language"), app.language)
+                self.set_status(503)
+                self.set_header("Retry-After", str(BUSY_RETRY_AFTER))
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.set_header("Cache-Control", "no-store")
+                self.finish(busy_page(refused, lang))
+                return
+            self.xsrf_token  # noqa: B018 - the property sets the _xsrf cookie
+            load = {"client": client, "pending": True}
+            reset = page_load.set(load)
+            try:
+                await super().get(path)
+            finally:
+                page_load.reset(reset)
+                if load["pending"]:
+                    km.survey_release(client)
+
+    class SafeTemplateStaticFileHandler(TemplateStaticFileHandler):
+        """/voila/templates/<template>/static/<file>: 404 for any other shape (Voilà's handler
+        asserts on it: a 500 with a traceback in the log)."""
+
+        def parse_url_path(self, path):
+            parts = path.split("/", 2)
+            if len(parts) != 3 or parts[1] != "static" or not re.fullmatch(r"[\w.-]+", parts[0]) \
+                    or parts[0] in (".", "..") or not parts[2]:
+                raise tornado.web.HTTPError(404)
+            return super().parse_url_path(path)
+
+        @classmethod
+        def get_absolute_path(cls, root, path):
+            try:
+                return super().get_absolute_path(root, path)
+            except (ValueError, AssertionError):
+                raise tornado.web.HTTPError(404) from None
+
+    class HostRefused(tornado.web.RequestHandler):
+        """Any request whose Host header is not an allowed name."""
+
+        def prepare(self):
+            self.set_status(400)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("400: this server does not answer to that host name\n")
+
+    class SurveyVoila(voila_app.Voila):
+        max_kernels = Int(DEFAULT_MAX_KERNELS, config=True, help="live page kernels, all clients")
+        max_kernels_per_client = Int(DEFAULT_MAX_KERNELS_PER_CLIENT, config=True, help="live page kernels per client")
+        orphan_timeout = Float(DEFAULT_ORPHAN_TIMEOUT, config=True,
+                               help="seconds a page kernel may have no browser connected")
+        language = Unicode("en", config=True, help="language of the busy page when the browser asks for none we have")
+        allow_hosts = List(Unicode(), list(LOOPBACK_NAMES), config=True, help="Host header names answered")
+
+        def init_settings(self):
+            original = voila_app.voila_kernel_manager_factory
+
+            def factory(*args, **kwargs):
+                return harden_kernel_manager(original(*args, **kwargs), self)
+
+            voila_app.voila_kernel_manager_factory = factory
+            try:
+                settings = super().init_settings()
+            finally:
+                voila_app.voila_kernel_manager_factory = original
+            settings["survey_app"] = self
+            return settings
+
+        def init_handlers(self):
+            handlers = []
+            for h in super().init_handlers():
+                cls = h[1]
+                if cls is RequestInfoSocketHandler:
+                    continue  # /voila/query/<kernel id>: unauthenticated, answered with the page's query string
+                if cls is TemplateStaticFileHandler:
+                    h = (h[0], SafeTemplateStaticFileHandler, *h[2:])
+                elif cls is TornadoVoilaHandler:
+                    h = (h[0], SurveyPageHandler, *h[2:])
+                handlers.append(h)
+            return handlers
+
+        def host_pattern(self) -> str:
+            return "(?:" + "|".join(re.escape(h.lower()) for h in self.allow_hosts) + ")$"
+
+        def start(self):  # Voila.start, with the routes bound to the allowed Host names
+            self.connection_dir = tempfile.mkdtemp(prefix="voila_", dir=self.connection_dir_root)
+            self.log.info("Storing connection files in %s.", self.connection_dir)
+            settings = self.init_settings()
+            self.app = tornado.web.Application(**settings)
+            self.app.settings.update(self.tornado_settings)
+            self.app.add_handlers(self.host_pattern(), self.init_handlers())
+            self.app.add_handlers(".*$", [(r".*", HostRefused)])
+            self.log.info("Answering Host names: %s", ", ".join(self.allow_hosts))
+            self.listen()
+
+    return SurveyVoila
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel launcher (src/survey/_jupyter/kernels/python3/kernel.json runs it)
+# ---------------------------------------------------------------------------------------------
+KERNEL_ERROR_TEXT = "An error occurred in the dashboard. The details are in the server log."
+
+
+def _int_env(name: str) -> int:
+    try:
+        return max(int(os.environ.pop(name, "0") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def kernel_main(argv: list[str]) -> int:
+    """An IPython kernel with limits: address space (``$SURVEY_KERNEL_MEMORY_MB``), comms the
+    browser may open (``$SURVEY_KERNEL_MAX_COMMS``), and errors (widget callbacks, warnings,
+    comm handlers) written to the server log, the browser getting one generic line."""
+    import logging
+    import resource
+    import traceback
+
+    mb = _int_env(ENV_KERNEL_MEMORY)
+    if mb:
+        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+    max_comms = _int_env(ENV_KERNEL_COMMS)
+    # logging and warnings to the process's stderr (the server log), not to the browser
+    logging.basicConfig(stream=sys.__stderr__, level=logging.WARNING,
+                        format=f"[kernel {os.getpid()}] %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+    log = logging.getLogger("survey.kernel")
+
+    import ipykernel.ipkernel as ipkernel
+    from ipykernel.kernelapp import IPKernelApp
+
+    if max_comms:
+        manager_class = ipkernel.CommManager
+        comm_open = manager_class.comm_open
+
+        def limited_comm_open(self, stream, ident, msg):
+            opened = getattr(self, "_survey_client_comms", None)
+            if opened is None:
+                opened = self._survey_client_comms = set()
+            opened &= set(self.comms)  # closed ones no longer count
+            if len(opened) >= max_comms:
+                log.warning("comm_open refused: the browser already opened %d comms in this kernel (limit %d)",
+                            len(opened), max_comms)
+                return None
+            out = comm_open(self, stream, ident, msg)
+            comm_id = (msg.get("content") or {}).get("comm_id")
+            if comm_id in self.comms:
+                opened.add(comm_id)
+            return out
+
+        manager_class.comm_open = limited_comm_open
+
+    app = IPKernelApp.instance()
+    app.capture_fd_output = False  # output written to file descriptor 2 stays in the server log
+    app.initialize(argv)
+    shell = app.shell
+
+    def showtraceback(exc_tuple=None, *args, **kwargs):
+        etype, value, tb = sys.exc_info() if exc_tuple is None else exc_tuple
+        if etype is None:
+            return
+        log.error("error in a dashboard kernel:\n%s", "".join(traceback.format_exception(etype, value, tb)).rstrip())
+        shell._showtraceback(Exception, KERNEL_ERROR_TEXT, [KERNEL_ERROR_TEXT])
+
+    shell.showtraceback = showtraceback
+    shell.showsyntaxerror = lambda *a, **k: showtraceback()
+    app.start()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +719,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="shut down kernels idle for this many seconds (default 900)")
     p.add_argument("--cull-interval", type=_positive_int, default=DEFAULT_CULL_INTERVAL,
                    help="seconds between culling passes (default 60)")
+    p.add_argument("--max-kernels", type=_positive_int, default=DEFAULT_MAX_KERNELS,
+                   help="live kernels serving pages, all visitors together; beyond it a visitor gets a "
+                        f"'busy, try again' page (HTTP 503) (default {DEFAULT_MAX_KERNELS}; preheated kernels come on top)")
+    p.add_argument("--max-kernels-per-client", type=_positive_int, default=DEFAULT_MAX_KERNELS_PER_CLIENT,
+                   help="live kernels per client address (X-Real-IP when the request comes from a loopback "
+                        f"proxy) (default {DEFAULT_MAX_KERNELS_PER_CLIENT})")
+    p.add_argument("--orphan-timeout", type=float, default=DEFAULT_ORPHAN_TIMEOUT,
+                   help="shut down a page's kernel when no browser has been connected to it for this many seconds "
+                        f"(default {DEFAULT_ORPHAN_TIMEOUT})")
+    p.add_argument("--kernel-memory-mb", type=_positive_int, default=DEFAULT_KERNEL_MEMORY_MB,
+                   help=f"address-space limit of each kernel in MB (default {DEFAULT_KERNEL_MEMORY_MB}; 0: none)")
+    p.add_argument("--max-comms", type=_positive_int, default=DEFAULT_MAX_CLIENT_COMMS,
+                   help=f"comms a browser may open in its kernel (default {DEFAULT_MAX_CLIENT_COMMS})")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (the reverse proxy's public name); "
+                        "default: loopback names and the --host address only")
     p.add_argument("--dry-run", action="store_true", help="check everything, print the Voilà command line, exit")
 
 
@@ -285,6 +748,15 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     language = check_language(args.language or os.environ.get(ENV_LANGUAGE) or "en")
     if args.cull_idle_timeout < 1 or args.cull_interval < 1:  # 0 would switch culling off
         raise DashboardError("--cull-idle-timeout and --cull-interval must be at least 1 s (culling stays on)")
+    if args.max_kernels < 1 or args.max_kernels_per_client < 1:
+        raise DashboardError("--max-kernels and --max-kernels-per-client must be at least 1")
+    if not args.orphan_timeout > 0:
+        raise DashboardError(f"--orphan-timeout must be more than 0 s (got {args.orphan_timeout})")
+    if 0 < args.kernel_memory_mb < 256:
+        raise DashboardError(f"--kernel-memory-mb {args.kernel_memory_mb} is too small for a Python kernel (at least 256, or 0)")
+    for name in args.allow_host:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", name.strip()):
+            raise DashboardError(f"--allow-host {name!r} is not a host name (no port, no scheme)")
     runs = check_publication(outputs)
     check_dashboards(dashboards)
     if args.token is None and os.environ.get(ENV_TOKEN) and not args.no_token:
@@ -299,7 +771,10 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(dashboards=dashboards, outputs=outputs, host=args.host, port=port, language=language,
                        token=token, pool_size=args.pool_size, fill_delay=max(args.fill_delay, 0.0),
                        cull_idle_timeout=args.cull_idle_timeout,
-                       cull_interval=args.cull_interval, runs=runs)
+                       cull_interval=args.cull_interval, max_kernels=args.max_kernels,
+                       max_kernels_per_client=args.max_kernels_per_client, orphan_timeout=args.orphan_timeout,
+                       kernel_memory_mb=args.kernel_memory_mb, max_client_comms=args.max_comms,
+                       allow_hosts=list(args.allow_host), runs=runs)
 
 
 def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
@@ -317,10 +792,8 @@ def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
     print(f"serving {len(cfg.runs)} run(s) from {cfg.outputs} ({', '.join(cfg.runs)}), language {cfg.language}",
           flush=True)
     print(f"dashboards: {cfg.url}   (Ctrl-C stops)", flush=True)
-    from voila.app import Voila
-
     try:
-        Voila.launch_instance(argv=argv, config=voila_config(cfg))
+        survey_voila_class().launch_instance(argv=argv, config=voila_config(cfg))
     except KeyboardInterrupt:
         pass
     except SystemExit as e:  # Voilà exits 1 when it cannot listen (port taken since the check)
@@ -441,3 +914,9 @@ class ServerProcess:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+if __name__ == "__main__":  # the kernel launcher: python -m survey.serve --kernel -f CONNECTION_FILE
+    if sys.argv[1:2] == ["--kernel"]:
+        sys.exit(kernel_main(sys.argv[2:]))
+    sys.exit(main())
