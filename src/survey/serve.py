@@ -78,7 +78,7 @@ HIDE_GLOBS = ["__pycache__", "*.pyc", "*.pyo", "*.py", ".*", "*~", "*.json", "*.
 ENV_OUTPUTS = "SURVEY_DASHBOARD_OUTPUTS"
 ENV_LANGUAGE = "SURVEY_DASHBOARD_LANGUAGE"
 ENV_TOKEN = "SURVEY_DASHBOARD_TOKEN"
-ENV_KERNEL_MEMORY = "SURVEY_KERNEL_MEMORY_MB"  # read (and removed) by the kernel launcher below
+ENV_KERNEL_MEMORY = "SURVEY_KERNEL_MEMORY_MB"  # read (and removed) by _jupyter/kernels/python3/launch.py
 ENV_KERNEL_COMMS = "SURVEY_KERNEL_MAX_COMMS"
 
 
@@ -226,6 +226,9 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
         f"--MappingKernelManager.cull_interval={cfg.cull_interval}",
         "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin 160 MB
         "--MappingKernelManager.cull_busy=False",
+        # a kernel that dies is not restarted: its page lost its state anyway (the page shows
+        # "session expired"), and a preheated one is replaced (SurveyVoila)
+        "--KernelRestarter.restart_limit=0",
         f"--SurveyVoila.max_kernels={cfg.max_kernels}",
         f"--SurveyVoila.max_kernels_per_client={cfg.max_kernels_per_client}",
         f"--SurveyVoila.orphan_timeout={cfg.orphan_timeout:g}",
@@ -273,8 +276,9 @@ def allowed_hosts(cfg: ServeConfig) -> list[str]:
     name to 127.0.0.1 cannot talk to the server."""
     hosts = list(LOOPBACK_NAMES)
     h = cfg.host.strip("[]").lower()
-    if h not in ("0.0.0.0", "::", ""):
-        hosts.append(f"[{h}]" if ":" in h else h)
+    h = f"[{h}]" if ":" in h else h
+    if h not in ("0.0.0.0", "[::]", "") and h not in hosts:
+        hosts.append(h)
     for name in cfg.allow_hosts:
         name = name.strip().lower()
         if name and name not in hosts:
@@ -370,6 +374,7 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
     import tornado.web
     import voila.app as voila_app
     from jupyter_server._tz import utcnow
+    from jupyter_server.base.handlers import APIHandler
     from traitlets import Float, Int, List, Unicode
     from voila.request_info_handler import RequestInfoSocketHandler
     from voila.static_file_handler import TemplateStaticFileHandler
@@ -551,6 +556,29 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
             except (ValueError, AssertionError):
                 raise tornado.web.HTTPError(404) from None
 
+    class CleanErrors:
+        """Mixed into every route's handler: errors are one short line (Jupyter's HTML error
+        page needs settings Voilà does not have, so a 404 became a 500 with two tracebacks in
+        the log), and a NUL byte in the path is a 400 (file handlers raised ValueError)."""
+
+        def prepare(self):
+            if "%00" in self.request.path or "\x00" in self.request.path:
+                raise tornado.web.HTTPError(400, "NUL byte in the path")
+            return super().prepare()
+
+        def write_error(self, status_code, **kwargs):
+            reason = self._reason or "Error"
+            if isinstance(self, APIHandler):
+                self.set_header("Content-Type", "application/json")
+                self.finish(json.dumps({"message": reason}))
+            else:
+                self.set_header("Content-Type", "text/plain; charset=utf-8")
+                self.finish(f"{status_code}: {reason}\n")
+
+    class NotFound(tornado.web.RequestHandler):
+        def prepare(self):
+            raise tornado.web.HTTPError(404)
+
     class HostRefused(tornado.web.RequestHandler):
         """Any request whose Host header is not an allowed name."""
 
@@ -583,15 +611,15 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
 
         def init_handlers(self):
             handlers = []
-            for h in super().init_handlers():
-                cls = h[1]
+            for pattern, cls, *rest in super().init_handlers():
                 if cls is RequestInfoSocketHandler:
                     continue  # /voila/query/<kernel id>: unauthenticated, answered with the page's query string
-                if cls is TemplateStaticFileHandler:
-                    h = (h[0], SafeTemplateStaticFileHandler, *h[2:])
-                elif cls is TornadoVoilaHandler:
-                    h = (h[0], SurveyPageHandler, *h[2:])
-                handlers.append(h)
+                if cls.__name__ == "LogoutHandler":
+                    continue  # no users to log out (its page needs settings Voilà lacks: a 500)
+                cls = {TemplateStaticFileHandler: SafeTemplateStaticFileHandler,
+                       TornadoVoilaHandler: SurveyPageHandler}.get(cls, cls)
+                handlers.append((pattern, type(cls.__name__, (CleanErrors, cls), {}), *rest))
+            handlers.append((r"/.*", NotFound))
             return handlers
 
         def host_pattern(self) -> str:
@@ -609,79 +637,6 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
             self.listen()
 
     return SurveyVoila
-
-
-# ---------------------------------------------------------------------------------------------
-# the kernel launcher (src/survey/_jupyter/kernels/python3/kernel.json runs it)
-# ---------------------------------------------------------------------------------------------
-KERNEL_ERROR_TEXT = "An error occurred in the dashboard. The details are in the server log."
-
-
-def _int_env(name: str) -> int:
-    try:
-        return max(int(os.environ.pop(name, "0") or 0), 0)
-    except ValueError:
-        return 0
-
-
-def kernel_main(argv: list[str]) -> int:
-    """An IPython kernel with limits: address space (``$SURVEY_KERNEL_MEMORY_MB``), comms the
-    browser may open (``$SURVEY_KERNEL_MAX_COMMS``), and errors (widget callbacks, warnings,
-    comm handlers) written to the server log, the browser getting one generic line."""
-    import logging
-    import resource
-    import traceback
-
-    mb = _int_env(ENV_KERNEL_MEMORY)
-    if mb:
-        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
-    max_comms = _int_env(ENV_KERNEL_COMMS)
-    # logging and warnings to the process's stderr (the server log), not to the browser
-    logging.basicConfig(stream=sys.__stderr__, level=logging.WARNING,
-                        format=f"[kernel {os.getpid()}] %(levelname)s %(name)s: %(message)s")
-    logging.captureWarnings(True)
-    log = logging.getLogger("survey.kernel")
-
-    import ipykernel.ipkernel as ipkernel
-    from ipykernel.kernelapp import IPKernelApp
-
-    if max_comms:
-        manager_class = ipkernel.CommManager
-        comm_open = manager_class.comm_open
-
-        def limited_comm_open(self, stream, ident, msg):
-            opened = getattr(self, "_survey_client_comms", None)
-            if opened is None:
-                opened = self._survey_client_comms = set()
-            opened &= set(self.comms)  # closed ones no longer count
-            if len(opened) >= max_comms:
-                log.warning("comm_open refused: the browser already opened %d comms in this kernel (limit %d)",
-                            len(opened), max_comms)
-                return None
-            out = comm_open(self, stream, ident, msg)
-            comm_id = (msg.get("content") or {}).get("comm_id")
-            if comm_id in self.comms:
-                opened.add(comm_id)
-            return out
-
-        manager_class.comm_open = limited_comm_open
-
-    app = IPKernelApp.instance()
-    app.capture_fd_output = False  # output written to file descriptor 2 stays in the server log
-    app.initialize(argv)
-    shell = app.shell
-
-    def showtraceback(exc_tuple=None, *args, **kwargs):
-        etype, value, tb = sys.exc_info() if exc_tuple is None else exc_tuple
-        if etype is None:
-            return
-        log.error("error in a dashboard kernel:\n%s", "".join(traceback.format_exception(etype, value, tb)).rstrip())
-        shell._showtraceback(Exception, KERNEL_ERROR_TEXT, [KERNEL_ERROR_TEXT])
-
-    shell.showtraceback = showtraceback
-    shell.showsyntaxerror = lambda *a, **k: showtraceback()
-    app.start()
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -915,8 +870,3 @@ class ServerProcess:
         self.stop()
         return False
 
-
-if __name__ == "__main__":  # the kernel launcher: python -m survey.serve --kernel -f CONNECTION_FILE
-    if sys.argv[1:2] == ["--kernel"]:
-        sys.exit(kernel_main(sys.argv[2:]))
-    sys.exit(main())
