@@ -375,6 +375,7 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
     import voila.app as voila_app
     from jupyter_server._tz import utcnow
     from jupyter_server.base.handlers import APIHandler
+    from jupyter_server.log import log_request
     from traitlets import Float, Int, List, Unicode
     from voila.request_info_handler import RequestInfoSocketHandler
     from voila.static_file_handler import TemplateStaticFileHandler
@@ -607,6 +608,7 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
             finally:
                 voila_app.voila_kernel_manager_factory = original
             settings["survey_app"] = self
+            settings["log_function"] = log_request  # Jupyter's request log: ?token= scrubbed
             return settings
 
         def init_handlers(self):
