@@ -1,18 +1,35 @@
 """``survey dashboard``: serve the Voilà dashboards (dashboards/*.ipynb) to policymakers.
 
-Voilà runs inside this process with settings chosen for a public-facing service:
+Voilà runs inside this process (``SurveyVoila``, a subclass) with settings chosen for a
+public-facing service:
 
 - bound to 127.0.0.1 unless ``--host`` says otherwise (with a warning: put a reverse proxy with
-  TLS and authentication in front, see deploy/dashboards.md);
-- notebook sources stripped, no tracebacks sent to the browser, the template and theme cannot
-  be overridden from the URL;
+  TLS and authentication in front, see deploy/dashboards.md); only requests whose Host header is
+  a loopback name, the ``--host`` address or an ``--allow-host`` name are answered (400 for any
+  other: no DNS rebinding against the token-less loopback server);
+- notebook sources stripped, no tracebacks sent to the browser (notebook cells, widget
+  callbacks, comm handlers: the kernel launcher sends one generic line and logs the details),
+  the template and theme cannot be overridden from the URL; every error answer is one line, a
+  malformed path a 4xx (never a 500 with a traceback in the log); the request log scrubs tokens;
+- kernel caps: at most ``--max-kernels`` page kernels, ``--max-kernels-per-client`` per client
+  address (X-Real-IP from a loopback proxy); beyond them a 503 "busy, try again" page in the
+  reader's language;
+- a page's kernel ends when its tab closes (the page gets the ``_xsrf`` cookie that its
+  ``beforeunload`` beacon needs) or when no browser has been connected to it for
+  ``--orphan-timeout`` seconds (a lost beacon, a page fetched by a script);
 - preheated kernels (a pool per dashboard: the first chart shows without waiting for a kernel
-  to start and the notebook to run);
-- kernel culling on: a kernel holds ~160 MB, so kernels idle for ``--cull-idle-timeout``
-  seconds are shut down, also when a forgotten browser tab is still connected;
+  to start and the notebook to run); never culled in the pool, and the idle time of a pooled
+  kernel starts again when a visitor takes it;
+- kernel culling on: kernels idle for ``--cull-idle-timeout`` seconds are shut down, also when a
+  forgotten browser tab is still connected; the page then shows a "session expired, reload"
+  banner (survey-lab template); a kernel that dies is not restarted empty;
+- per-kernel limits (kernel spec ``_jupyter/kernels/python3``, launcher ``launch.py``): address
+  space ``--kernel-memory-mb`` (RLIMIT_AS) and ``--max-comms`` comms opened by the browser;
 - an optional token (``--token`` gives or generates one, or ``$SURVEY_DASHBOARD_TOKEN``; a
   non-loopback host always gets one unless ``--no-token``); it reaches Voilà in memory, never
-  on a command line or in the kernels' environment;
+  on a command line or in the kernels' environment (Voilà's VOILA_REQUEST_URL/QUERY_STRING are
+  scrubbed); ``/voila/query/<kernel id>`` (unauthenticated, answered with the page's query
+  string) is not served;
 - the static-file handler (``/voila/files/``) serves only raster images of the dashboards
   folder, never notebooks, sources or data files;
 - a template (``survey-lab``: Voilà's ``lab`` template without its Font Awesome CDN links) so
@@ -48,7 +65,7 @@ DEFAULT_CULL_INTERVAL = 60  # seconds between culling passes
 DEFAULT_FILL_DELAY = 5.0
 # live kernels serving pages (a kernel holds ~270 MB): beyond these a visitor gets a 503 "busy"
 # page instead of a new kernel; preheated kernels (pool size x dashboards) come on top
-DEFAULT_MAX_KERNELS = 10
+DEFAULT_MAX_KERNELS = 8
 DEFAULT_MAX_KERNELS_PER_CLIENT = 5
 # a page's kernel is shut down when no browser has been connected to it for this long (the tab
 # was closed, or the page was fetched by something that runs no JavaScript)
@@ -224,7 +241,7 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
         f"--VoilaKernelManager.fill_delay={cfg.fill_delay:g}",
         f"--MappingKernelManager.cull_idle_timeout={cfg.cull_idle_timeout}",
         f"--MappingKernelManager.cull_interval={cfg.cull_interval}",
-        "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin 160 MB
+        "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin ~270 MB
         "--MappingKernelManager.cull_busy=False",
         # a kernel that dies is not restarted: its page lost its state anyway (the page shows
         # "session expired"), and a preheated one is replaced (SurveyVoila)
