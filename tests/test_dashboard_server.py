@@ -162,6 +162,7 @@ def test_kernel_spec_and_launcher_replace_python3_for_the_server_only():
     assert spec["argv"][:2] == ["python", "{resource_dir}/launch.py"] and "{connection_file}" in spec["argv"]
     env = serve.voila_env(config(kernel_memory_mb=1024, max_client_comms=9), base={"PATH": "/bin"})
     assert env["SURVEY_KERNEL_MEMORY_MB"] == "1024" and env["SURVEY_KERNEL_MAX_COMMS"] == "9"
+    assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # mimalloc would reserve ~1 GB of it
     from jupyter_client.kernelspec import KernelSpecManager
 
     old = os.environ.get("JUPYTER_PATH")

@@ -70,8 +70,8 @@ DEFAULT_MAX_KERNELS_PER_CLIENT = 5
 # a page's kernel is shut down when no browser has been connected to it for this long (the tab
 # was closed, or the page was fetched by something that runs no JavaScript)
 DEFAULT_ORPHAN_TIMEOUT = 60
-# per-kernel limits: address space (RLIMIT_AS; a dashboard kernel uses ~0.6 GB of address space
-# for ~0.27 GB resident) and comms a browser may open in its kernel (a page opens 1-2)
+# per-kernel limits: address space (RLIMIT_AS; a dashboard kernel uses ~0.65 GB of address space
+# for ~0.2 GB resident, see voila_env) and comms a browser may open in its kernel (a page opens 1-2)
 DEFAULT_KERNEL_MEMORY_MB = 1536
 DEFAULT_MAX_CLIENT_COMMS = 32
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -283,6 +283,10 @@ def voila_env(cfg: ServeConfig, base: dict | None = None) -> dict:
     env[ENV_KERNEL_MEMORY] = str(cfg.kernel_memory_mb)
     env[ENV_KERNEL_COMMS] = str(cfg.max_client_comms)
     env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer 64 MB malloc arenas reserved per thread
+    # pyarrow's default pool (mimalloc) reserves ~1 GB of address space in every kernel that
+    # reads a parquet file; the system allocator keeps a dashboard kernel at ~0.65 GB of address
+    # space (~0.2 GB resident), well under --kernel-memory-mb
+    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     return env
 
 
