@@ -299,6 +299,21 @@ def test_tab_close_beacon_is_accepted_with_the_xsrf_cookie(capped):
     wait_for(lambda: kid not in kernel_processes(capped), 15, "the kernel to end")
 
 
+def test_dead_preheated_kernels_are_replaced(capped):
+    """Preheated kernels killed while waiting (a crash, the OOM killer) leave the pool and are
+    replaced: the next visitor gets a working page, not a dead kernel."""
+    wait_for(lambda: page_kernels(capped) <= 0, 30, "earlier page kernels to end")
+    pooled = kernel_processes(capped)
+    assert len(pooled) == 3
+    for pid in pooled.values():
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(set(kernel_processes(capped)) - set(pooled)) == 3, 90, "3 new pooled kernels")
+    status, _, html = request(capped, "/voila/render/plain.ipynb", {"X-Real-IP": "198.51.100.9"})
+    assert status == 200 and "PAGE-OK" in html
+    assert kernel_id(html) not in pooled
+    assert "KernelRestarter: restarting kernel" not in log(capped)
+
+
 # ---------------------------------------------------------------------------------------------
 # culling never hands out a culled kernel
 # ---------------------------------------------------------------------------------------------

@@ -349,7 +349,7 @@ def test_language_changes_the_labels(dash, lang):
     dash.shot(lang)
 
 
-def test_no_false_session_banner_and_tab_close_cookie(dash):
+def test_no_false_session_banner_and_tab_close_cookie(dash, server):
     """After the filter and language changes above, the "session expired" banner of the
     survey-lab template has not appeared (it watches the kernel websocket; a false alarm would
     tell readers to reload a working page), and the page set the _xsrf cookie that its
@@ -358,6 +358,7 @@ def test_no_false_session_banner_and_tab_close_cookie(dash):
     assert dash.page.evaluate("() => typeof window.WebSocket === 'function' && window.WebSocket.__survey === true")
     cookies = {c["name"] for c in dash.page.context.cookies()}
     assert "_xsrf" in cookies, cookies
+    assert "comm_open refused" not in "".join(server.lines), "a dashboard page hit the --max-comms cap"
 
 
 def test_no_request_leaves_the_server(dash):

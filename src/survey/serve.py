@@ -323,7 +323,6 @@ BUSY_TEXT = {
            "Tiene demasiadas páginas de tableros abiertas. Cierre una e inténtelo de nuevo.", "Reintentar"),
 }
 BUSY_RETRY_AFTER = 30  # seconds, in the Retry-After header of the 503 page
-_TOKEN_PARAM = re.compile(r"(?i)(^|[?&;])token=[^&;#]*")
 
 
 def client_address(remote_ip: str, real_ip: str | None) -> str:
@@ -357,9 +356,12 @@ def busy_page(reason: str, lang: str) -> str:
 
 def strip_token(value: str) -> str:
     """``value`` (a URL or a query string) without its ``token=`` parameter."""
-    out = _TOKEN_PARAM.sub(lambda m: m.group(1), value)
-    out = re.sub(r"([?&;])[&;]+", r"\1", out)
-    return re.sub(r"[?&;]+$", "", out) if out != value else out
+    if "token=" not in value.lower():
+        return value
+    prefix, mark, query = value.partition("?") if "?" in value else ("", "", value)
+    kept = [p for p in re.split(r"[&;]", query) if p and p.split("=", 1)[0].lower() != "token"]
+    query = "&".join(kept)
+    return prefix + (mark + query if query else "") if mark else query
 
 
 def scrub_kernel_env(env: dict) -> dict:
