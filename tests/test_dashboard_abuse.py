@@ -305,9 +305,14 @@ def test_tab_close_beacon_is_accepted_with_the_xsrf_cookie(capped):
 def test_dead_preheated_kernels_are_replaced(capped):
     """Preheated kernels killed while waiting (a crash, the OOM killer) leave the pool and are
     replaced: the next visitor gets a working page, not a dead kernel."""
-    wait_for(lambda: page_kernels(capped) <= 0, 30, "earlier page kernels to end")
-    pooled = kernel_processes(capped)
-    assert len(pooled) == 3
+    # earlier page kernels gone and the pool refilled (a refill starts --fill-delay 5 s after use)
+    def full_pool():
+        k = kernel_processes(capped)
+        return k if len(k) == 3 else None
+
+    wait_for(full_pool, 60, "a full pool of 3")
+    time.sleep(3)  # the refill has run its notebook
+    pooled = wait_for(full_pool, 60, "a full pool of 3")
     for pid in pooled.values():
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: len(set(kernel_processes(capped)) - set(pooled)) == 3, 90, "3 new pooled kernels")
