@@ -349,6 +349,18 @@ def test_language_changes_the_labels(dash, lang):
     dash.shot(lang)
 
 
+def test_no_false_session_banner_and_tab_close_cookie(dash, server):
+    """After the filter and language changes above, the "session expired" banner of the
+    survey-lab template has not appeared (it watches the kernel websocket; a false alarm would
+    tell readers to reload a working page), and the page set the _xsrf cookie that its
+    tab-close beacon needs to shut its kernel down."""
+    assert dash.page.locator("#svy-session-expired").count() == 0
+    assert dash.page.evaluate("() => typeof window.WebSocket === 'function' && window.WebSocket.__survey === true")
+    cookies = {c["name"] for c in dash.page.context.cookies()}
+    assert "_xsrf" in cookies, cookies
+    assert "comm_open refused" not in "".join(server.lines), "a dashboard page hit the --max-comms cap"
+
+
 def test_no_request_leaves_the_server(dash):
     """Every request and websocket of the page went to the loopback server (data: URLs are
     the download links). The lab template's Font Awesome CDN link is removed by the survey-lab

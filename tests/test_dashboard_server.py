@@ -4,6 +4,7 @@ Voilà understands them, a real server honours them, and bad input gives one lin
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -88,6 +89,10 @@ def test_voila_command_line_has_the_security_settings():
     assert int(o["--MappingKernelManager.cull_idle_timeout"][0]) > 0  # 0 would switch culling off
     assert int(o["--MappingKernelManager.cull_interval"][0]) > 0
     assert o["--MappingKernelManager.cull_connected"] == ["True"]
+    assert o["--KernelRestarter.restart_limit"] == ["0"]  # a dead page kernel is not restarted empty
+    assert o["--SurveyVoila.max_kernels"] == [str(serve.DEFAULT_MAX_KERNELS)]
+    assert o["--SurveyVoila.max_kernels_per_client"] == [str(serve.DEFAULT_MAX_KERNELS_PER_CLIENT)]
+    assert o["--SurveyVoila.allow_hosts"] == ["localhost", "127.0.0.1", "[::1]"]
     assert "--no-browser" in argv
     assert not any("token" in a.lower() for a in argv)
 
@@ -137,6 +142,64 @@ def test_voila_understands_every_setting(tmp_path):
     km = AsyncMappingKernelManager(config=c)
     assert (km.cull_idle_timeout, km.cull_interval, km.cull_connected, km.cull_busy) == (300, 60, True, False)
     assert "*.py" in ContentsManager(config=c).hide_globs
+    from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
+
+    assert AsyncIOLoopKernelRestarter(config=c).restart_limit == 0
+    # the project's application reads its own settings from the same command line
+    argv = serve.voila_argv(config(dashboards=tmp_path, port=9000, max_kernels=7, max_kernels_per_client=3,
+                                   orphan_timeout=12.5, language="fr", allow_hosts=["dash.example.org"]))
+    app = serve.survey_voila_class()()
+    app.parse_command_line(argv)
+    assert (app.max_kernels, app.max_kernels_per_client, app.orphan_timeout, app.language) == (7, 3, 12.5, "fr")
+    assert app.allow_hosts == ["localhost", "127.0.0.1", "[::1]", "dash.example.org"]
+    assert app.ip == "127.0.0.1" and app.port == 9000  # Voila.* settings apply to the subclass
+
+
+def test_kernel_spec_and_launcher_replace_python3_for_the_server_only():
+    """The server's JUPYTER_PATH puts src/survey/_jupyter first: its python3 kernel spec runs the
+    limiting launcher; the kernels get the limits in their environment."""
+    spec = json.loads((serve.TEMPLATE_ROOT / "kernels" / "python3" / "kernel.json").read_text())
+    assert spec["argv"][:2] == ["python", "{resource_dir}/launch.py"] and "{connection_file}" in spec["argv"]
+    env = serve.voila_env(config(kernel_memory_mb=1024, max_client_comms=9), base={"PATH": "/bin"})
+    assert env["SURVEY_KERNEL_MEMORY_MB"] == "1024" and env["SURVEY_KERNEL_MAX_COMMS"] == "9"
+    assert env["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # mimalloc would reserve ~1 GB of it
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = env["JUPYTER_PATH"]
+    try:
+        ks = KernelSpecManager().get_kernel_spec("python3")
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_PATH")
+        else:
+            os.environ["JUPYTER_PATH"] = old
+    assert Path(ks.resource_dir) == serve.TEMPLATE_ROOT / "kernels" / "python3"
+
+
+def test_token_is_scrubbed_from_urls_and_kernel_environments():
+    assert serve.strip_token("http://h:1/voila/render/a.ipynb?token=abc") == "http://h:1/voila/render/a.ipynb"
+    assert serve.strip_token("http://h/x?a=1&token=abc&b=2") == "http://h/x?a=1&b=2"
+    assert serve.strip_token("token=abc&lang=fr") == "lang=fr"
+    assert serve.strip_token("a=1&TOKEN=abc") == "a=1"
+    assert serve.strip_token("mytoken=1") == "mytoken=1"  # only the parameter named token
+    env = serve.scrub_kernel_env({"VOILA_REQUEST_URL": "http://h/r/a.ipynb?token=s3cret", "QUERY_STRING": "token=s3cret",
+                                  "JUPYTER_TOKEN": "s3cret", "SURVEY_DASHBOARD_TOKEN": "s3cret", "PATH": "/bin"})
+    assert env == {"VOILA_REQUEST_URL": "http://h/r/a.ipynb", "QUERY_STRING": "", "PATH": "/bin"}
+
+
+def test_allowed_hosts_and_busy_page():
+    assert serve.allowed_hosts(config()) == ["localhost", "127.0.0.1", "[::1]"]
+    assert serve.allowed_hosts(config(host="0.0.0.0", allow_hosts=["Dash.Example.org"])) == [
+        "localhost", "127.0.0.1", "[::1]", "dash.example.org"]
+    assert serve.allowed_hosts(config(host="10.1.2.3"))[-1] == "10.1.2.3"
+    assert serve.allowed_hosts(config(host="::1")) == ["localhost", "127.0.0.1", "[::1]"]
+    assert serve.pick_language("es-MX,es;q=0.9", "en") == "es"
+    assert serve.pick_language("de-DE,de", "fr") == "fr"
+    assert serve.pick_language(None, "xx") == "en"
+    page = serve.busy_page("total", "es")
+    assert '<html lang="es">' in page and "Demasiadas personas" in page and 'data-reason="total"' in page
+    assert "<script" not in page
 
 
 def test_template_exists_and_drops_the_cdn_links():
@@ -214,6 +277,11 @@ def test_other_bad_input(pub, dash, tmp_path):
     one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--cull-idle-timeout", "0"), "culling")
     one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--host", "no.such.host.invalid"),
                    "no.such.host.invalid")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--max-kernels", "0"), "--max-kernels")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--orphan-timeout", "0"), "--orphan-timeout")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--kernel-memory-mb", "64"), "too small")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--allow-host", "https://x.org/"),
+                   "not a host name")
 
 
 # ---------------------------------------------------------------------------------------------

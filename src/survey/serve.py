@@ -1,18 +1,35 @@
 """``survey dashboard``: serve the Voilà dashboards (dashboards/*.ipynb) to policymakers.
 
-Voilà runs inside this process with settings chosen for a public-facing service:
+Voilà runs inside this process (``SurveyVoila``, a subclass) with settings chosen for a
+public-facing service:
 
 - bound to 127.0.0.1 unless ``--host`` says otherwise (with a warning: put a reverse proxy with
-  TLS and authentication in front, see deploy/dashboards.md);
-- notebook sources stripped, no tracebacks sent to the browser, the template and theme cannot
-  be overridden from the URL;
+  TLS and authentication in front, see deploy/dashboards.md); only requests whose Host header is
+  a loopback name, the ``--host`` address or an ``--allow-host`` name are answered (400 for any
+  other: no DNS rebinding against the token-less loopback server);
+- notebook sources stripped, no tracebacks sent to the browser (notebook cells, widget
+  callbacks, comm handlers: the kernel launcher sends one generic line and logs the details),
+  the template and theme cannot be overridden from the URL; every error answer is one line, a
+  malformed path a 4xx (never a 500 with a traceback in the log); the request log scrubs tokens;
+- kernel caps: at most ``--max-kernels`` page kernels, ``--max-kernels-per-client`` per client
+  address (X-Real-IP from a loopback proxy); beyond them a 503 "busy, try again" page in the
+  reader's language;
+- a page's kernel ends when its tab closes (the page gets the ``_xsrf`` cookie that its
+  ``beforeunload`` beacon needs) or when no browser has been connected to it for
+  ``--orphan-timeout`` seconds (a lost beacon, a page fetched by a script);
 - preheated kernels (a pool per dashboard: the first chart shows without waiting for a kernel
-  to start and the notebook to run);
-- kernel culling on: a kernel holds ~160 MB, so kernels idle for ``--cull-idle-timeout``
-  seconds are shut down, also when a forgotten browser tab is still connected;
+  to start and the notebook to run); never culled in the pool, and the idle time of a pooled
+  kernel starts again when a visitor takes it;
+- kernel culling on: kernels idle for ``--cull-idle-timeout`` seconds are shut down, also when a
+  forgotten browser tab is still connected; the page then shows a "session expired, reload"
+  banner (survey-lab template); a kernel that dies is not restarted empty;
+- per-kernel limits (kernel spec ``_jupyter/kernels/python3``, launcher ``launch.py``): address
+  space ``--kernel-memory-mb`` (RLIMIT_AS) and ``--max-comms`` comms opened by the browser;
 - an optional token (``--token`` gives or generates one, or ``$SURVEY_DASHBOARD_TOKEN``; a
   non-loopback host always gets one unless ``--no-token``); it reaches Voilà in memory, never
-  on a command line or in the kernels' environment;
+  on a command line or in the kernels' environment (Voilà's VOILA_REQUEST_URL/QUERY_STRING are
+  scrubbed); ``/voila/query/<kernel id>`` (unauthenticated, answered with the page's query
+  string) is not served;
 - the static-file handler (``/voila/files/``) serves only raster images of the dashboards
   folder, never notebooks, sources or data files;
 - a template (``survey-lab``: Voilà's ``lab`` template without its Font Awesome CDN links) so
@@ -29,6 +46,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -45,6 +63,18 @@ DEFAULT_CULL_INTERVAL = 60  # seconds between culling passes
 # seconds before a used preheated kernel is replaced: the replacement (kernel start + notebook
 # run, ~2 CPU-seconds) then does not compete with the page load that took the kernel (2 cores)
 DEFAULT_FILL_DELAY = 5.0
+# live kernels serving pages (a kernel holds ~270 MB): beyond these a visitor gets a 503 "busy"
+# page instead of a new kernel; preheated kernels (pool size x dashboards) come on top
+DEFAULT_MAX_KERNELS = 8
+DEFAULT_MAX_KERNELS_PER_CLIENT = 5
+# a page's kernel is shut down when no browser has been connected to it for this long (the tab
+# was closed, or the page was fetched by something that runs no JavaScript)
+DEFAULT_ORPHAN_TIMEOUT = 60
+# per-kernel limits: address space (RLIMIT_AS; a dashboard kernel uses ~0.65 GB of address space
+# for ~0.2 GB resident, see voila_env) and comms a browser may open in its kernel (a page opens 1-2)
+DEFAULT_KERNEL_MEMORY_MB = 1536
+DEFAULT_MAX_CLIENT_COMMS = 32
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 TEMPLATE = "survey-lab"
 TEMPLATE_ROOT = Path(__file__).resolve().parent / "_jupyter"  # holds voila/templates/survey-lab
 
@@ -65,6 +95,8 @@ HIDE_GLOBS = ["__pycache__", "*.pyc", "*.pyo", "*.py", ".*", "*~", "*.json", "*.
 ENV_OUTPUTS = "SURVEY_DASHBOARD_OUTPUTS"
 ENV_LANGUAGE = "SURVEY_DASHBOARD_LANGUAGE"
 ENV_TOKEN = "SURVEY_DASHBOARD_TOKEN"
+ENV_KERNEL_MEMORY = "SURVEY_KERNEL_MEMORY_MB"  # read (and removed) by _jupyter/kernels/python3/launch.py
+ENV_KERNEL_COMMS = "SURVEY_KERNEL_MAX_COMMS"
 
 
 class DashboardError(SurveyError):
@@ -83,6 +115,12 @@ class ServeConfig:
     fill_delay: float = DEFAULT_FILL_DELAY
     cull_idle_timeout: int = DEFAULT_CULL_IDLE_TIMEOUT
     cull_interval: int = DEFAULT_CULL_INTERVAL
+    max_kernels: int = DEFAULT_MAX_KERNELS
+    max_kernels_per_client: int = DEFAULT_MAX_KERNELS_PER_CLIENT
+    orphan_timeout: float = DEFAULT_ORPHAN_TIMEOUT
+    kernel_memory_mb: int = DEFAULT_KERNEL_MEMORY_MB
+    max_client_comms: int = DEFAULT_MAX_CLIENT_COMMS
+    allow_hosts: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
 
     @property
@@ -203,9 +241,17 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
         f"--VoilaKernelManager.fill_delay={cfg.fill_delay:g}",
         f"--MappingKernelManager.cull_idle_timeout={cfg.cull_idle_timeout}",
         f"--MappingKernelManager.cull_interval={cfg.cull_interval}",
-        "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin 160 MB
+        "--MappingKernelManager.cull_connected=True",  # a forgotten open tab must not pin ~270 MB
         "--MappingKernelManager.cull_busy=False",
+        # a kernel that dies is not restarted: its page lost its state anyway (the page shows
+        # "session expired"), and a preheated one is replaced (SurveyVoila)
+        "--KernelRestarter.restart_limit=0",
+        f"--SurveyVoila.max_kernels={cfg.max_kernels}",
+        f"--SurveyVoila.max_kernels_per_client={cfg.max_kernels_per_client}",
+        f"--SurveyVoila.orphan_timeout={cfg.orphan_timeout:g}",
+        f"--SurveyVoila.language={cfg.language}",
     ]
+    argv += [f"--SurveyVoila.allow_hosts={h}" for h in allowed_hosts(cfg)]
     argv += [f"--VoilaConfiguration.file_allowlist={p}" for p in FILE_ALLOWLIST]
     argv += [f"--VoilaConfiguration.file_denylist={p}" for p in FILE_DENYLIST]
     argv += [f"--VoilaConfiguration.extension_allowlist={x}" for x in EXTENSION_ALLOWLIST]
@@ -234,7 +280,388 @@ def voila_env(cfg: ServeConfig, base: dict | None = None) -> dict:
     for name in ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", ENV_TOKEN):  # kernels inherit this environment
         env.pop(name, None)
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no debugger warning on kernel start
+    env[ENV_KERNEL_MEMORY] = str(cfg.kernel_memory_mb)
+    env[ENV_KERNEL_COMMS] = str(cfg.max_client_comms)
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer 64 MB malloc arenas reserved per thread
+    # pyarrow's default pool (mimalloc) reserves ~1 GB of address space in every kernel that
+    # reads a parquet file; the system allocator keeps a dashboard kernel at ~0.65 GB of address
+    # space (~0.2 GB resident), well under --kernel-memory-mb
+    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     return env
+
+
+def allowed_hosts(cfg: ServeConfig) -> list[str]:
+    """Host names the server answers to (the Host header, without port): the loopback names,
+    the listening address when it is a specific one, and ``--allow-host`` names (the proxy's
+    public name). Any other Host header gets 400: a page on another site that rebinds its DNS
+    name to 127.0.0.1 cannot talk to the server."""
+    hosts = list(LOOPBACK_NAMES)
+    h = cfg.host.strip("[]").lower()
+    h = f"[{h}]" if ":" in h else h
+    if h not in ("0.0.0.0", "[::]", "") and h not in hosts:
+        hosts.append(h)
+    for name in cfg.allow_hosts:
+        name = name.strip().lower()
+        if name and name not in hosts:
+            hosts.append(name)
+    return hosts
+
+
+# ---------------------------------------------------------------------------------------------
+# inside the Voilà process: kernel caps, tab close, culling, routes, Host header
+# ---------------------------------------------------------------------------------------------
+# (title, too many visitors, too many pages of this client, button)
+BUSY_TEXT = {
+    "en": ("The dashboards are busy",
+           "Too many people are using the dashboards right now. Please try again in a minute.",
+           "You have too many dashboard pages open. Close one of them and try again.", "Try again"),
+    "fr": ("Les tableaux de bord sont très sollicités",
+           "Trop de personnes consultent les tableaux de bord en ce moment. Veuillez réessayer dans une minute.",
+           "Vous avez trop de pages de tableaux de bord ouvertes. Fermez-en une et réessayez.", "Réessayer"),
+    "es": ("Los tableros están ocupados",
+           "Demasiadas personas están usando los tableros en este momento. Vuelva a intentarlo en un minuto.",
+           "Tiene demasiadas páginas de tableros abiertas. Cierre una e inténtelo de nuevo.", "Reintentar"),
+}
+BUSY_RETRY_AFTER = 30  # seconds, in the Retry-After header of the 503 page
+
+
+def client_address(remote_ip: str, real_ip: str | None) -> str:
+    """Who a page load counts against: the peer address, or the X-Real-IP header when the peer
+    is a proxy on loopback (nginx sets it, see deploy/dashboards.md)."""
+    real = (real_ip or "").strip()
+    if real and is_loopback(remote_ip or ""):
+        return real
+    return remote_ip or ""
+
+
+def pick_language(accept_language: str | None, default: str) -> str:
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in BUSY_TEXT:
+            return code
+    return default if default in BUSY_TEXT else "en"
+
+
+def busy_page(reason: str, lang: str) -> str:
+    import html
+
+    title, total, client, button = BUSY_TEXT.get(lang, BUSY_TEXT["en"])
+    text = client if reason == "client" else total
+    return (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+            '<body style="font-family:sans-serif;max-width:40em;margin:4em auto;padding:0 1em">'
+            f'<h1>{html.escape(title)}</h1><p class="svy-busy" data-reason="{reason}">{html.escape(text)}</p>'
+            f'<p><a href="">{html.escape(button)}</a></p></body></html>\n')
+
+
+def strip_token(value: str) -> str:
+    """``value`` (a URL or a query string) without its ``token=`` parameter."""
+    if "token=" not in value.lower():
+        return value
+    prefix, mark, query = value.partition("?") if "?" in value else ("", "", value)
+    kept = [p for p in re.split(r"[&;]", query) if p and p.split("=", 1)[0].lower() != "token"]
+    query = "&".join(kept)
+    return prefix + (mark + query if query else "") if mark else query
+
+
+def scrub_kernel_env(env: dict) -> dict:
+    """A kernel's environment without the token: no token variables, and the request URL and
+    query string Voilà passes (VOILA_REQUEST_URL, QUERY_STRING) without ``token=``."""
+    out = {}
+    for k, v in env.items():
+        if k.upper() in ("JUPYTER_TOKEN", "JUPYTER_TOKEN_FILE", ENV_TOKEN):
+            continue
+        out[k] = strip_token(v) if isinstance(v, str) and "token=" in v.lower() else v
+    return out
+
+
+_VOILA_CLASS = None
+
+
+def survey_voila_class():
+    """Voilà's application with this project's hardening (built on first use: importing Voilà
+    takes a second, the CLI does not need it for --help or --dry-run)."""
+    global _VOILA_CLASS
+    if _VOILA_CLASS is None:
+        _VOILA_CLASS = _make_survey_voila()
+    return _VOILA_CLASS
+
+
+def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports lazy
+    import asyncio
+    import contextvars
+    import tempfile
+    import time
+    from collections import Counter
+
+    import tornado.web
+    import voila.app as voila_app
+    from jupyter_server._tz import utcnow
+    from jupyter_server.base.handlers import APIHandler
+    from jupyter_server.log import log_request
+    from traitlets import Float, Int, List, Unicode
+    from voila.request_info_handler import RequestInfoSocketHandler
+    from voila.static_file_handler import TemplateStaticFileHandler
+    from voila.tornado.handler import TornadoVoilaHandler
+
+    # the page load being served (a mutable holder: {"client": address, "pending": bool})
+    page_load = contextvars.ContextVar("survey_page_load", default=None)
+
+    # /voila/query/<kernel id> is not served (below); Voilà would still keep every page's
+    # query string (token included) in a class-level cache that nothing reads: keep nothing
+    RequestInfoSocketHandler.send_updates = classmethod(lambda cls, msg: None)
+
+    def harden_kernel_manager(base, app):
+        class SurveyKernelManager(base):
+            """Voilà's kernel manager with page kernels counted per client, shut down when no
+            browser is connected, and the idle time of a preheated kernel forgotten when a
+            visitor takes it."""
+
+            def __init__(self, **kwargs):
+                self.survey_owner: dict[str, str] = {}  # kernel id -> client, kernels serving pages
+                self.survey_pending: Counter = Counter()  # client -> admitted page loads without a kernel yet
+                self.survey_unconnected_since: dict[str, float] = {}
+                super().__init__(**kwargs)
+
+            # --- caps -------------------------------------------------------------------
+            def survey_pages(self) -> dict[str, str]:
+                live = set(self.list_kernel_ids())
+                for kid in [k for k in self.survey_owner if k not in live]:
+                    del self.survey_owner[kid]
+                    self.survey_unconnected_since.pop(kid, None)
+                return self.survey_owner
+
+            def survey_admit(self, client: str) -> str | None:
+                """None (and a reservation) when ``client`` may have one more page kernel,
+                else why not: "total" or "client"."""
+                pages = self.survey_pages()
+                total = len(pages) + sum(self.survey_pending.values())
+                mine = sum(1 for c in pages.values() if c == client) + self.survey_pending[client]
+                if total >= app.max_kernels:
+                    return "total"
+                if mine >= app.max_kernels_per_client:
+                    return "client"
+                self.survey_pending[client] += 1
+                return None
+
+            def survey_release(self, client: str) -> None:
+                self.survey_pending[client] -= 1
+                if self.survey_pending[client] <= 0:
+                    del self.survey_pending[client]
+
+            def survey_assign(self, kernel_id: str) -> None:
+                load = page_load.get()
+                if load is None or not load["pending"]:
+                    return  # a pool refill, not a page load
+                load["pending"] = False
+                self.survey_release(load["client"])
+                self.survey_owner[kernel_id] = load["client"]
+                kernel = self._kernels.get(kernel_id)
+                if kernel is not None:  # time spent waiting in the pool is not idle time of this page
+                    kernel.last_activity = utcnow()
+                self.survey_unconnected_since[kernel_id] = time.monotonic()
+                self.survey_check_later(kernel_id, app.orphan_timeout)
+
+            # --- kernels no browser is connected to ----------------------------------------
+            def survey_check_later(self, kernel_id: str, delay: float) -> None:
+                asyncio.get_event_loop().call_later(
+                    max(delay, 0.05), lambda: asyncio.ensure_future(self.survey_reap(kernel_id)))
+
+            async def survey_reap(self, kernel_id: str) -> None:
+                if kernel_id not in self.survey_owner or kernel_id not in self:
+                    return
+                if self._kernel_connections.get(kernel_id, 0) > 0:
+                    return
+                since = self.survey_unconnected_since.get(kernel_id, time.monotonic())
+                left = app.orphan_timeout - (time.monotonic() - since)
+                if left > 0.05:
+                    self.survey_check_later(kernel_id, left)
+                    return
+                self.log.info("Shutting down kernel %s: no browser connected to its page for %g s",
+                              kernel_id, app.orphan_timeout)
+                try:
+                    await self.shutdown_kernel(kernel_id)
+                except Exception as e:  # already gone
+                    self.log.warning("Could not shut down kernel %s: %s", kernel_id, e)
+
+            def notify_connect(self, kernel_id):
+                super().notify_connect(kernel_id)
+                self.survey_unconnected_since.pop(kernel_id, None)
+
+            def notify_disconnect(self, kernel_id):
+                super().notify_disconnect(kernel_id)
+                if kernel_id in self.survey_owner and self._kernel_connections.get(kernel_id, 0) <= 0:
+                    self.survey_unconnected_since[kernel_id] = time.monotonic()
+                    self.survey_check_later(kernel_id, app.orphan_timeout)
+
+            # --- where page loads get their kernel -----------------------------------------
+            async def get_rendered_notebook(self, *args, **kwargs):
+                # Voilà would start the refill kernel with this visitor's URL (token included)
+                # in its environment
+                kwargs["extra_kernel_env_variables"] = {}
+                result = await super().get_rendered_notebook(*args, **kwargs)
+                self.survey_assign(result[2])
+                return result
+
+            async def start_kernel(self, *args, **kwargs):  # a page load that found the pool empty
+                if isinstance(kwargs.get("env"), dict):
+                    kwargs["env"] = scrub_kernel_env(kwargs["env"])
+                kernel_id = await super().start_kernel(*args, **kwargs)
+                self.survey_assign(kernel_id)
+                return kernel_id
+
+            def _handle_kernel_died(self, kernel_id):
+                # a dead preheated kernel leaves the pool (Voilà would hand it to a visitor)
+                # and is replaced; a dead page kernel is removed (the page shows its banner)
+                refill = None
+                for name, pool in getattr(self, "_pools", {}).items():
+                    for i, f in enumerate(pool):
+                        try:
+                            done = f.done() and f.result().get("kernel_id") == kernel_id
+                        except Exception:
+                            done = False
+                        if done:
+                            pool.pop(i)
+                            refill = name
+                            break
+                super()._handle_kernel_died(kernel_id)
+                self.survey_owner.pop(kernel_id, None)
+                if refill is not None:
+                    self.fill_if_needed(delay=None, notebook_name=refill)
+
+        return SurveyKernelManager
+
+    class SurveyPageHandler(TornadoVoilaHandler):
+        """A dashboard page: refused with 503 beyond the kernel caps; sets the _xsrf cookie
+        that the page's tab-close beacon (POST /voila/api/shutdown/<id>) must send back."""
+
+        @tornado.web.authenticated
+        async def get(self, path=None):
+            km = self.kernel_manager
+            app = self.settings["survey_app"]
+            client = client_address(self.request.remote_ip, self.request.headers.get("X-Real-IP"))
+            refused = km.survey_admit(client) if hasattr(km, "survey_admit") else None
+            if refused:
+                self.log.warning("Page %s refused for %s: %s kernel cap reached (%s)", self.request.path, client,
+                                 "per-client" if refused == "client" else "total",
+                                 app.max_kernels_per_client if refused == "client" else app.max_kernels)
+                lang = pick_language(self.request.headers.get("Accept-Language"), app.language)
+                self.set_status(503)
+                self.set_header("Retry-After", str(BUSY_RETRY_AFTER))
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.set_header("Cache-Control", "no-store")
+                self.finish(busy_page(refused, lang))
+                return
+            self.xsrf_token  # noqa: B018 - the property sets the _xsrf cookie
+            load = {"client": client, "pending": True}
+            reset = page_load.set(load)
+            try:
+                await super().get(path)
+            finally:
+                page_load.reset(reset)
+                if load["pending"]:
+                    km.survey_release(client)
+
+    class SafeTemplateStaticFileHandler(TemplateStaticFileHandler):
+        """/voila/templates/<template>/static/<file>: 404 for any other shape (Voilà's handler
+        asserts on it: a 500 with a traceback in the log)."""
+
+        def parse_url_path(self, path):
+            parts = path.split("/", 2)
+            if len(parts) != 3 or parts[1] != "static" or not re.fullmatch(r"[\w.-]+", parts[0]) \
+                    or parts[0] in (".", "..") or not parts[2]:
+                raise tornado.web.HTTPError(404)
+            return super().parse_url_path(path)
+
+        @classmethod
+        def get_absolute_path(cls, root, path):
+            try:
+                return super().get_absolute_path(root, path)
+            except (ValueError, AssertionError):
+                raise tornado.web.HTTPError(404) from None
+
+    class CleanErrors:
+        """Mixed into every route's handler: errors are one short line (Jupyter's HTML error
+        page needs settings Voilà does not have, so a 404 became a 500 with two tracebacks in
+        the log), and a NUL byte in the path is a 400 (file handlers raised ValueError)."""
+
+        def prepare(self):
+            if "%00" in self.request.path or "\x00" in self.request.path:
+                raise tornado.web.HTTPError(400, "NUL byte in the path")
+            return super().prepare()
+
+        def write_error(self, status_code, **kwargs):
+            reason = self._reason or "Error"
+            if isinstance(self, APIHandler):
+                self.set_header("Content-Type", "application/json")
+                self.finish(json.dumps({"message": reason}))
+            else:
+                self.set_header("Content-Type", "text/plain; charset=utf-8")
+                self.finish(f"{status_code}: {reason}\n")
+
+    class NotFound(tornado.web.RequestHandler):
+        def prepare(self):
+            raise tornado.web.HTTPError(404)
+
+    class HostRefused(tornado.web.RequestHandler):
+        """Any request whose Host header is not an allowed name."""
+
+        def prepare(self):
+            self.set_status(400)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("400: this server does not answer to that host name\n")
+
+    class SurveyVoila(voila_app.Voila):
+        max_kernels = Int(DEFAULT_MAX_KERNELS, config=True, help="live page kernels, all clients")
+        max_kernels_per_client = Int(DEFAULT_MAX_KERNELS_PER_CLIENT, config=True, help="live page kernels per client")
+        orphan_timeout = Float(DEFAULT_ORPHAN_TIMEOUT, config=True,
+                               help="seconds a page kernel may have no browser connected")
+        language = Unicode("en", config=True, help="language of the busy page when the browser asks for none we have")
+        allow_hosts = List(Unicode(), list(LOOPBACK_NAMES), config=True, help="Host header names answered")
+
+        def init_settings(self):
+            original = voila_app.voila_kernel_manager_factory
+
+            def factory(*args, **kwargs):
+                return harden_kernel_manager(original(*args, **kwargs), self)
+
+            voila_app.voila_kernel_manager_factory = factory
+            try:
+                settings = super().init_settings()
+            finally:
+                voila_app.voila_kernel_manager_factory = original
+            settings["survey_app"] = self
+            settings["log_function"] = log_request  # Jupyter's request log: ?token= scrubbed
+            return settings
+
+        def init_handlers(self):
+            handlers = []
+            for pattern, cls, *rest in super().init_handlers():
+                if cls is RequestInfoSocketHandler:
+                    continue  # /voila/query/<kernel id>: unauthenticated, answered with the page's query string
+                if cls.__name__ == "LogoutHandler":
+                    continue  # no users to log out (its page needs settings Voilà lacks: a 500)
+                cls = {TemplateStaticFileHandler: SafeTemplateStaticFileHandler,
+                       TornadoVoilaHandler: SurveyPageHandler}.get(cls, cls)
+                handlers.append((pattern, type(cls.__name__, (CleanErrors, cls), {}), *rest))
+            handlers.append((r"/.*", NotFound))
+            return handlers
+
+        def host_pattern(self) -> str:
+            return "(?:" + "|".join(re.escape(h.lower()) for h in self.allow_hosts) + ")$"
+
+        def start(self):  # Voila.start, with the routes bound to the allowed Host names
+            self.connection_dir = tempfile.mkdtemp(prefix="voila_", dir=self.connection_dir_root)
+            self.log.info("Storing connection files in %s.", self.connection_dir)
+            settings = self.init_settings()
+            self.app = tornado.web.Application(**settings)
+            self.app.settings.update(self.tornado_settings)
+            self.app.add_handlers(self.host_pattern(), self.init_handlers())
+            self.app.add_handlers(".*$", [(r".*", HostRefused)])
+            self.log.info("Answering Host names: %s", ", ".join(self.allow_hosts))
+            self.listen()
+
+    return SurveyVoila
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +699,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="shut down kernels idle for this many seconds (default 900)")
     p.add_argument("--cull-interval", type=_positive_int, default=DEFAULT_CULL_INTERVAL,
                    help="seconds between culling passes (default 60)")
+    p.add_argument("--max-kernels", type=_positive_int, default=DEFAULT_MAX_KERNELS,
+                   help="live kernels serving pages, all visitors together; beyond it a visitor gets a "
+                        f"'busy, try again' page (HTTP 503) (default {DEFAULT_MAX_KERNELS}; preheated kernels come on top)")
+    p.add_argument("--max-kernels-per-client", type=_positive_int, default=DEFAULT_MAX_KERNELS_PER_CLIENT,
+                   help="live kernels per client address (X-Real-IP when the request comes from a loopback "
+                        f"proxy) (default {DEFAULT_MAX_KERNELS_PER_CLIENT})")
+    p.add_argument("--orphan-timeout", type=float, default=DEFAULT_ORPHAN_TIMEOUT,
+                   help="shut down a page's kernel when no browser has been connected to it for this many seconds "
+                        f"(default {DEFAULT_ORPHAN_TIMEOUT})")
+    p.add_argument("--kernel-memory-mb", type=_positive_int, default=DEFAULT_KERNEL_MEMORY_MB,
+                   help=f"address-space limit of each kernel in MB (default {DEFAULT_KERNEL_MEMORY_MB}; 0: none)")
+    p.add_argument("--max-comms", type=_positive_int, default=DEFAULT_MAX_CLIENT_COMMS,
+                   help=f"comms a browser may open in its kernel (default {DEFAULT_MAX_CLIENT_COMMS})")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (the reverse proxy's public name); "
+                        "default: loopback names and the --host address only")
     p.add_argument("--dry-run", action="store_true", help="check everything, print the Voilà command line, exit")
 
 
@@ -285,6 +728,15 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     language = check_language(args.language or os.environ.get(ENV_LANGUAGE) or "en")
     if args.cull_idle_timeout < 1 or args.cull_interval < 1:  # 0 would switch culling off
         raise DashboardError("--cull-idle-timeout and --cull-interval must be at least 1 s (culling stays on)")
+    if args.max_kernels < 1 or args.max_kernels_per_client < 1:
+        raise DashboardError("--max-kernels and --max-kernels-per-client must be at least 1")
+    if not args.orphan_timeout > 0:
+        raise DashboardError(f"--orphan-timeout must be more than 0 s (got {args.orphan_timeout})")
+    if 0 < args.kernel_memory_mb < 256:
+        raise DashboardError(f"--kernel-memory-mb {args.kernel_memory_mb} is too small for a Python kernel (at least 256, or 0)")
+    for name in args.allow_host:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", name.strip()):
+            raise DashboardError(f"--allow-host {name!r} is not a host name (no port, no scheme)")
     runs = check_publication(outputs)
     check_dashboards(dashboards)
     if args.token is None and os.environ.get(ENV_TOKEN) and not args.no_token:
@@ -299,7 +751,10 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(dashboards=dashboards, outputs=outputs, host=args.host, port=port, language=language,
                        token=token, pool_size=args.pool_size, fill_delay=max(args.fill_delay, 0.0),
                        cull_idle_timeout=args.cull_idle_timeout,
-                       cull_interval=args.cull_interval, runs=runs)
+                       cull_interval=args.cull_interval, max_kernels=args.max_kernels,
+                       max_kernels_per_client=args.max_kernels_per_client, orphan_timeout=args.orphan_timeout,
+                       kernel_memory_mb=args.kernel_memory_mb, max_client_comms=args.max_comms,
+                       allow_hosts=list(args.allow_host), runs=runs)
 
 
 def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
@@ -317,10 +772,8 @@ def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
     print(f"serving {len(cfg.runs)} run(s) from {cfg.outputs} ({', '.join(cfg.runs)}), language {cfg.language}",
           flush=True)
     print(f"dashboards: {cfg.url}   (Ctrl-C stops)", flush=True)
-    from voila.app import Voila
-
     try:
-        Voila.launch_instance(argv=argv, config=voila_config(cfg))
+        survey_voila_class().launch_instance(argv=argv, config=voila_config(cfg))
     except KeyboardInterrupt:
         pass
     except SystemExit as e:  # Voilà exits 1 when it cannot listen (port taken since the check)
@@ -441,3 +894,4 @@ class ServerProcess:
     def __exit__(self, *exc):
         self.stop()
         return False
+
