@@ -12,7 +12,7 @@ ENGINE = {"design", "variance", "estimate", "replicates", "weighting", "contrast
           "ordinal", "errors", "_columns", "_atomic", "stream"}
 SEMANTICS = {"spec", "io", "ingest", "indicators", "quality", "synth", "codebook", "sae", "gvf", "change",
              "evaluation", "cost", "risk", "lorenz"}
-PUBLISHING = {"params", "batch", "report", "serve", "i18n", "cli", "dashboard", "__init__"}
+PUBLISHING = {"params", "batch", "report", "serve", "i18n", "cli", "dashboard", "_jupyter", "__init__"}
 LAYER = {**{m: 0 for m in ENGINE}, **{m: 1 for m in SEMANTICS}, **{m: 2 for m in PUBLISHING}}
 
 
