@@ -399,7 +399,17 @@ def test_streamed_generator_equals_the_population_built_whole(monkeypatch):
     assert (np.diff(whole.households["hhid"].to_numpy()) == 1).all() and whole.households["hhid"].iloc[0] == 1
     assert (np.diff(whole.incidents["incid"].to_numpy()) == 1).all()
     sample = S.draw_sample(whole, 2_000, 4, replicate="JKn", n_replicates=30)
+    made, make_chunk = [], S._make_chunk
+
+    def recorded(*a, **k):
+        part = make_chunk(*a, **k)
+        made.append(len(part.households))
+        return part
+
+    monkeypatch.setattr(S, "_make_chunk", recorded)
+    monkeypatch.setattr(S, "make_population", None)  # the streamed path never builds it whole
     pop, streamed, truth = S.synth_streamed(2_000, 4, "JKn", 40_000, 30)
+    assert sum(made) == 40_000 and max(made) <= 5_000 and len(made) >= 8
     assert pop.info == whole.info and len(pop.households) == 0  # nothing of the population kept
     for part in ("households", "persons", "incidents"):
         pd.testing.assert_frame_equal(getattr(streamed, part), getattr(sample, part))

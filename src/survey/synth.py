@@ -39,6 +39,22 @@ Sample (:func:`draw_sample`)
     weights (JKn, grouped when there are many PSUs, or Rao-Wu bootstrap) redo the non-response
     adjustment in every replicate.
 
+Streaming (:func:`synth_streamed`, what ``survey synth`` runs)
+    The population is never held whole: the area frame is built first (sizes, deprivation,
+    quintiles: one row per PSU), both stages of selection are drawn on it (households are stored
+    by area, so a sampled household is a position), and only then are the households, adults
+    and incidents generated, CHUNK_HOUSEHOLDS (250,000) households of consecutive areas at a
+    time; each chunk gives up its sampled households (with their adults and incidents) and adds
+    its totals per domain cell (units, victims, incidents, reported, answers...) to the truth,
+    and is dropped.  Memory is the sample plus one chunk; time is linear in the population.
+    Every argument, and the population's size against the sample, is checked before any
+    household exists.  :func:`make_population` concatenates the same chunks, so
+    :func:`draw_sample` and :func:`truth_table` on it give exactly the streamed sample and truth.
+    The first chunk goes on with the frame's random stream and chunk k > 0 has its own stream;
+    the type of a telescoped incident is drawn with the chunk's mean rates.  A population of at
+    most 250,000 households is therefore the one generated whole before streaming existed (the
+    same files, byte for byte); a larger one is a different draw of the same model and design.
+
 Files (:func:`write_sample`, :func:`write_truth`)
     ``households.sav`` (every issued household, ``resp`` 1/2), ``persons.sav`` (one respondent
     per responding household), ``incidents.sav`` (incidents of those respondents and of their
@@ -1697,6 +1713,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except OSError as e:
             print(f"survey: error: {e.strerror or e}: {getattr(e, 'filename', '')}", file=sys.stderr)
+            return 2
+        except MemoryError:  # the screener variant still builds its population whole
+            print(f"survey: error: out of memory building the screener population of "
+                  f"{args.population_households or 20 * args.households:,} households (the screener variant "
+                  f"holds it whole; the national variant streams it)", file=sys.stderr)
             return 2
         meta = json.loads((out / "truth.json").read_text())
         s = meta["sample"]
