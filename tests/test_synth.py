@@ -364,6 +364,70 @@ def test_bad_arguments():
         S.draw_sample(p, 4_000, 1)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--households", "0"], "sample households must be at least 640"),
+    (["--households", "5000", "--seed", "-1"], "seed must be a whole number"),
+    (["--households", "5000", "--replicates", "JKn", "--n-replicates", "1"], "at least 2 replicates"),
+    (["--households", "5000", "--households-per-psu", "1"], "households per PSU must be at least 2"),
+    (["--households", "5000", "--population-households", "1000"], "population households must be at least 2,000"),
+    (["--households", "5000", "--population-households", "9000"], "more than half the population of 9000"),
+    # 50,000 PSUs of 2 wanted from about 1,250 areas: found on the area frame alone
+    (["--households", "100000", "--population-households", "200000", "--households-per-psu", "2"],
+     "population is too small for this sample: stratum 1 has 79 areas"),
+    (["--households", "5000", "--seed", "-3", "--variant", "screener"], "seed must be a whole number"),
+])
+def test_arguments_are_checked_before_any_household_is_generated(tmp_path, capsys, monkeypatch, args, message):
+    def no_households(*a, **k):
+        raise AssertionError("households generated before the arguments were checked")
+
+    monkeypatch.setattr(S, "_make_chunk", no_households)
+    assert S.main(["--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("survey: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_streamed_generator_equals_the_population_built_whole(monkeypatch):
+    """survey synth never holds the population: areas first, both selection stages on the frame,
+    then households chunk by chunk (only the sampled ones kept, the truth summed per domain cell).
+    With chunks of about 5,000 households (9 chunks here), the sample, the truth and the sizes
+    are those of the population built whole, and the truth's numerators are the population's own
+    counts (victims, adults), so the sums over chunks lose and double nothing."""
+    monkeypatch.setattr(S, "CHUNK_HOUSEHOLDS", 5_000)
+    whole = S.make_population(4, 40_000)
+    assert len(S._area_chunks(whole.areas["households"].to_numpy())) >= 8
+    assert (np.diff(whole.households["hhid"].to_numpy()) == 1).all() and whole.households["hhid"].iloc[0] == 1
+    assert (np.diff(whole.incidents["incid"].to_numpy()) == 1).all()
+    sample = S.draw_sample(whole, 2_000, 4, replicate="JKn", n_replicates=30)
+    made, make_chunk = [], S._make_chunk
+
+    def recorded(*a, **k):
+        part = make_chunk(*a, **k)
+        made.append(len(part.households))
+        return part
+
+    monkeypatch.setattr(S, "_make_chunk", recorded)
+    monkeypatch.setattr(S, "make_population", None)  # the streamed path never builds it whole
+    pop, streamed, truth = S.synth_streamed(2_000, 4, "JKn", 40_000, 30)
+    assert sum(made) == 40_000 and max(made) <= 5_000 and len(made) >= 8
+    assert pop.info == whole.info and len(pop.households) == 0  # nothing of the population kept
+    for part in ("households", "persons", "incidents"):
+        pd.testing.assert_frame_equal(getattr(streamed, part), getattr(sample, part))
+    pd.testing.assert_frame_equal(streamed.replicates, sample.replicates)
+    assert streamed.info == sample.info
+    pd.testing.assert_frame_equal(truth, S.truth_table(whole))
+    overall = truth[truth["domain"] == "overall"].set_index(["indicator", "crime_type"])
+    for t in S.CRIME_TYPES:
+        n_units = 40_000 if t.unit == "household" else len(whole.persons)
+        assert overall.loc[("prevalence", t.name), "numerator"] == (whole.counts[t.name] > 0).sum()
+        assert overall.loc[("incidence", t.name), "numerator"] == whole.counts[t.name].sum()
+        assert overall.loc[("prevalence", t.name), "denominator"] == n_units
+    by_sex = truth[(truth["indicator"] == "prevalence") & (truth["crime_type"] == "assault")
+                   & (truth["domain"] == "sex")]
+    want = [((whole.counts["assault"] > 0) & (whole.persons["sex"].to_numpy() == s)).sum() for s in (1, 2)]
+    assert by_sex["numerator"].tolist() == want
+
+
 # ---------------------------------------------------------------------------------------------
 # the spec
 # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,22 @@ Sample (:func:`draw_sample`)
     weights (JKn, grouped when there are many PSUs, or Rao-Wu bootstrap) redo the non-response
     adjustment in every replicate.
 
+Streaming (:func:`synth_streamed`, what ``survey synth`` runs)
+    The population is never held whole: the area frame is built first (sizes, deprivation,
+    quintiles: one row per PSU), both stages of selection are drawn on it (households are stored
+    by area, so a sampled household is a position), and only then are the households, adults
+    and incidents generated, CHUNK_HOUSEHOLDS (250,000) households of consecutive areas at a
+    time; each chunk gives up its sampled households (with their adults and incidents) and adds
+    its totals per domain cell (units, victims, incidents, reported, answers...) to the truth,
+    and is dropped.  Memory is the sample plus one chunk; time is linear in the population.
+    Every argument, and the population's size against the sample, is checked before any
+    household exists.  :func:`make_population` concatenates the same chunks, so
+    :func:`draw_sample` and :func:`truth_table` on it give exactly the streamed sample and truth.
+    The first chunk goes on with the frame's random stream and chunk k > 0 has its own stream;
+    the type of a telescoped incident is drawn with the chunk's mean rates.  A population of at
+    most 250,000 households is therefore the one generated whole before streaming existed (the
+    same files, byte for byte); a larger one is a different draw of the same model and design.
+
 Files (:func:`write_sample`, :func:`write_truth`)
     ``households.sav`` (every issued household, ``resp`` 1/2), ``persons.sav`` (one respondent
     per responding household), ``incidents.sav`` (incidents of those respondents and of their
@@ -83,7 +99,7 @@ from .errors import SurveyError
 
 __all__ = [
     "CrimeType", "CRIME_TYPES", "GROUPS", "Population", "Sample", "make_population", "draw_sample",
-    "truth_table", "write_sample", "write_truth", "synth", "main",
+    "truth_table", "write_sample", "write_truth", "synth", "synth_streamed", "main",
     "ScreenerSample", "draw_screener_sample", "screener_truth", "synth_screener", "SCREENER_TYPES",
     "SCREENER_GROUPS",
 ]
@@ -335,19 +351,18 @@ def _age_band(age: np.ndarray) -> np.ndarray:
 # =============================================================================================
 # Population
 # =============================================================================================
-def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_size: float = 160.0,
-                    min_area_size: int = 60) -> Population:
-    """Generate a finite population of ``n_households`` households (about 1.9 adults each).
+CHUNK_HOUSEHOLDS = 250_000  # households generated at a time (whole areas): memory is bounded by this
 
-    Deterministic for ``seed``.  Areas hold about ``mean_area_size`` households (at least
-    ``min_area_size``, when the stratum is big enough).  See the module docstring.
-    """
+
+def _make_frame(seed: int, n_households: int, mean_area_size: float = 160.0,
+                min_area_size: int = 60) -> tuple[pd.DataFrame, np.random.Generator]:
+    """The area frame (one row per PSU) of a population of ``n_households``: cheap (no households),
+    so that the sample can be selected, and argument errors found, before the households exist.
+    Returns the frame and the random stream, which goes on with the first chunk of households."""
     n_households = int(n_households)
     if n_households < 2_000:
         raise SurveyError(f"population households must be at least 2,000, not {n_households}")
     rng = np.random.default_rng([_SALT_POPULATION, int(seed)])
-
-    # ----- strata and areas -----------------------------------------------------------------
     region = np.repeat(np.arange(1, 9), 2)
     urban = np.tile([1, 2], 8)
     share = REGION_SHARE[region - 1] * np.where(urban == 1, URBAN_SHARE[region - 1], 1 - URBAN_SHARE[region - 1])
@@ -375,12 +390,36 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
     cum = np.cumsum(sizes[order]) / sizes.sum()
     q = np.empty(n_areas, dtype=np.int8)
     q[order] = np.minimum(5, 1 + np.floor((cum - sizes[order] / sizes.sum() / 2) * 5)).astype(np.int8)
-    areas = pd.DataFrame({
+    return pd.DataFrame({
         "psu": np.arange(1, n_areas + 1, dtype=np.int64), "stratum": a_stratum.astype(np.int16),
         "region": a_region.astype(np.int8), "urban": a_urban.astype(np.int8), "households": sizes,
         "deprivation": score, "depriv_q": q,
-    })
+    }), rng
 
+
+def _area_chunks(sizes: np.ndarray, chunk: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive area ranges [a0, a1) of at most ``chunk`` (default CHUNK_HOUSEHOLDS) households
+    (at least one area each)."""
+    chunk = CHUNK_HOUSEHOLDS if chunk is None else int(chunk)
+    out, a0, n = [], 0, 0
+    for a, s in enumerate(np.asarray(sizes, dtype=np.int64)):
+        if n and n + s > chunk:
+            out.append((a0, a))
+            a0, n = a, 0
+        n += int(s)
+    out.append((a0, len(sizes)))
+    return out
+
+
+def _make_chunk(rng, areas: pd.DataFrame, a0: int, a1: int, hh_offset: int, inc_offset: int) -> Population:
+    """The households, adults and incidents of areas ``a0 .. a1 - 1``, drawn from ``rng``: hhid
+    ``hh_offset + 1 ..``, incid ``inc_offset + 1 ..``."""
+    ar = areas.iloc[a0:a1]
+    sizes = ar["households"].to_numpy()
+    score = ar["deprivation"].to_numpy()
+    a_urban = ar["urban"].to_numpy()
+    a_region = ar["region"].to_numpy()
+    n_areas = len(ar)
     # ----- households -------------------------------------------------------------------------
     N = int(sizes.sum())
     area_of = np.repeat(np.arange(n_areas), sizes)
@@ -460,7 +499,7 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
         counts[t.name] = np.minimum(rng.poisson(rate), MAX_COUNT).astype(np.int32)
 
     # ----- incidents --------------------------------------------------------------------------
-    hhid = np.arange(1, N + 1, dtype=np.int64)
+    hhid = np.arange(hh_offset + 1, hh_offset + N + 1, dtype=np.int64)
     pieces = []
     for ti, t in enumerate(CRIME_TYPES):
         c = counts[t.name]
@@ -473,7 +512,7 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
     for unit, prior in (("household", prior_h), ("person", prior_p)):
         types = [(ti, t) for ti, t in enumerate(CRIME_TYPES) if t.unit == unit]
         who = np.flatnonzero(prior & (rng.random(prior.size) < TELESCOPE_BEFORE))
-        mean_rate = np.array([np.exp(etas[t.name]).mean() for _, t in types])
+        mean_rate = np.array([np.exp(etas[t.name]).mean() for _, t in types])  # over the chunk
         pick = _categorical(rng, mean_rate, who.size)
         for k, (ti, t) in enumerate(types):
             sel = who[pick == k]
@@ -510,7 +549,7 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
     inc = inc.sort_values(["hhid", "pid", "month", "crimecode"], kind="stable", ignore_index=True)
     type_names = np.array([t.name for t in CRIME_TYPES] + [""], dtype=object)
     type_unit = np.array([t.unit for t in CRIME_TYPES] + ["person"], dtype=object)
-    inc.insert(0, "incid", np.arange(1, len(inc) + 1, dtype=np.int64))
+    inc.insert(0, "incid", np.arange(inc_offset + 1, inc_offset + len(inc) + 1, dtype=np.int64))
     inc["crime_type"] = pd.Categorical.from_codes(inc["type"].to_numpy(), categories=list(type_names[:-1]) + ["uncodeable"])
     inc["unit"] = type_unit[inc["type"].to_numpy()]
     inc["in_period"] = inc["month"].between(1, 12).to_numpy() & (inc["crimecode"] != UNCODEABLE).to_numpy()
@@ -539,10 +578,11 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
     u = rng.random(P)
     prevvict = np.where(u < ITEM_DONT_KNOW, 8, np.where(prior_p | prior_h[hh_of], 1, 2)).astype(np.int8)
 
+    a_stratum = ar["stratum"].to_numpy()
     households = pd.DataFrame({
-        "hhid": hhid, "psu": areas["psu"].to_numpy()[area_of], "stratum": a_stratum[area_of].astype(np.int16),
+        "hhid": hhid, "psu": ar["psu"].to_numpy()[area_of], "stratum": a_stratum[area_of].astype(np.int16),
         "region": h_region.astype(np.int8), "urban": a_urban[area_of].astype(np.int8), "deprivation": z,
-        "depriv_q": q[area_of], "tenure": tenure, "nadults": nadults, "nchild": nchild,
+        "depriv_q": ar["depriv_q"].to_numpy()[area_of], "tenure": tenure, "nadults": nadults, "nchild": nchild,
         "hhsize": (nadults + nchild).astype(np.int8), "cars": cars, "prior": prior_h,
         "frailty": frail_h,
     })
@@ -551,16 +591,61 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
         "safedark": items["safedark"], "worryburg": items["worryburg"], "worryviol": items["worryviol"],
         "prior": prior_p, "frailty": frail_p,
     })
-    coef = pd.DataFrame([{"crime_type": t.name, "unit": t.unit, "iccs": t.iccs, **t.coefficients(),
+    info = {"households": N, "persons": P, "areas": int(n_areas), "incidents": int(len(inc)),
+            "incidents_in_period": int(inc["in_period"].sum())}
+    return Population(areas=ar, households=households, persons=persons, incidents=inc,
+                      coefficients=_coefficients(), counts=counts, info=info)
+
+
+def _coefficients() -> pd.DataFrame:
+    return pd.DataFrame([{"crime_type": t.name, "unit": t.unit, "iccs": t.iccs, **t.coefficients(),
                           "frailty_shape": t.shape, "exposure": t.exposure or ""} for t in CRIME_TYPES])
-    info = {
-        "seed": int(seed), "households": N, "persons": P, "areas": int(n_areas), "strata": 16,
-        "incidents": int(len(inc)), "incidents_in_period": int(inc["in_period"].sum()),
+
+
+def _population_info(seed: int, areas: pd.DataFrame, persons: int, incidents: int, in_period: int,
+                     mean_area_size: float, min_area_size: int) -> dict:
+    return {
+        "seed": int(seed), "households": int(areas["households"].sum()), "persons": int(persons),
+        "areas": int(len(areas)), "strata": 16, "incidents": int(incidents), "incidents_in_period": int(in_period),
         "mean_area_size": mean_area_size, "min_area_size": min_area_size,
         "household_frailty_shape": HOUSEHOLD_FRAILTY_SHAPE, "person_frailty_shape": PERSON_FRAILTY_SHAPE,
+        "chunk_households": CHUNK_HOUSEHOLDS,
     }
+
+
+def _chunks(seed: int, areas: pd.DataFrame, rng):
+    """Generate the population chunk by chunk (see :func:`_make_chunk`): yields Populations.  The
+    first chunk goes on with the frame's random stream ``rng`` (so a population of at most
+    CHUNK_HOUSEHOLDS is the one generated whole before streaming), chunk k > 0 has its own."""
+    hh_offset = inc_offset = 0
+    for k, (a0, a1) in enumerate(_area_chunks(areas["households"].to_numpy())):
+        r = rng if k == 0 else np.random.default_rng([_SALT_POPULATION, int(seed), k])
+        part = _make_chunk(r, areas, a0, a1, hh_offset, inc_offset)
+        hh_offset += part.info["households"]
+        inc_offset += part.info["incidents"]
+        yield part
+
+
+def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_size: float = 160.0,
+                    min_area_size: int = 60) -> Population:
+    """Generate a finite population of ``n_households`` households (about 1.9 adults each), whole
+    in memory (``survey synth`` streams the same population instead, see :func:`synth`).
+
+    Deterministic for ``seed``: the area frame first, then the households of consecutive areas
+    in chunks of about CHUNK_HOUSEHOLDS, each from its own random stream.  Areas hold about
+    ``mean_area_size`` households (at least ``min_area_size``, when the stratum is big enough).
+    See the module docstring.
+    """
+    areas, rng = _make_frame(seed, n_households, mean_area_size, min_area_size)
+    parts = list(_chunks(seed, areas, rng))
+    households = pd.concat([p.households for p in parts], ignore_index=True)
+    persons = pd.concat([p.persons for p in parts], ignore_index=True)
+    inc = pd.concat([p.incidents for p in parts], ignore_index=True)
+    counts = {t.name: np.concatenate([p.counts[t.name] for p in parts]) for t in CRIME_TYPES}
+    info = _population_info(seed, areas, len(persons), len(inc), int(inc["in_period"].sum()), mean_area_size,
+                            min_area_size)
     return Population(areas=areas, households=households, persons=persons, incidents=inc,
-                      coefficients=coef, counts=counts, info=info)
+                      coefficients=_coefficients(), counts=counts, info=info)
 
 
 # =============================================================================================
@@ -664,16 +749,31 @@ def draw_sample(pop: Population, n_households: int, seed: int = 1, replicate: st
         raise SurveyError(f"replicate must be JKn or bootstrap, not '{replicate}'")
     m = int(households_per_psu)
     n_households = int(n_households)
-    N = len(pop.households)
     if m < 2:
         raise SurveyError(f"households per PSU must be at least 2, not {m}")
     if n_households < 32 * m:
         raise SurveyError(f"sample households must be at least {32 * m} (2 PSUs of {m} in each of 16 strata), "
                           f"not {n_households}")
+    N = len(pop.households)
     if n_households > N // 2:
         raise SurveyError(f"sample of {n_households} households is more than half the population of {N}")
+    sel = _select(pop.areas, n_households, seed, m)
+    s_idx = sel["s_idx"]
+    hh = pop.households.iloc[s_idx].reset_index(drop=True)
+    p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
+    nad = hh["nadults"].to_numpy().astype(np.int64)
+    p_rows = np.repeat(p_first[s_idx] - np.concatenate([[0], np.cumsum(nad)[:-1]]), nad) + np.arange(nad.sum())
+    persons = pop.persons.iloc[p_rows].reset_index(drop=True)
+    inc = pop.incidents[pop.incidents["hhid"].isin(hh["hhid"].to_numpy()).to_numpy()]
+    return _complete_sample(sel, hh, persons, inc, seed, replicate, n_replicates, m, min_class_respondents)
+
+
+def _select(areas: pd.DataFrame, n_households: int, seed: int, m: int) -> dict:
+    """Both stages of selection, from the area frame alone (households are stored by area, so
+    the sampled households are positions): the random stream, allocation, area probabilities
+    ``pi``, selected areas, sampled household positions ``s_idx`` (0-based, sorted), their areas
+    and design weights.  Raises "the population is too small" before any household exists."""
     rng = np.random.default_rng([_SALT_SAMPLE, int(seed)])
-    areas = pop.areas
     a_stratum = areas["stratum"].to_numpy()
     a_size = areas["households"].to_numpy().astype(float)
     n_strata = int(a_stratum.max())
@@ -724,7 +824,19 @@ def draw_sample(pop: Population, n_households: int, seed: int = 1, replicate: st
     p_hh = pi[s_area] * np.minimum(m, a_size[s_area]) / a_size[s_area]
     w_design = 1.0 / p_hh
 
-    hh = pop.households.iloc[s_idx].reset_index(drop=True)
+    return {"rng": rng, "alloc": alloc, "pi": pi, "sel_areas": sel_areas, "s_idx": s_idx, "s_area": s_area,
+            "w_design": w_design, "n_strata": n_strata}
+
+
+def _complete_sample(sel: dict, hh: pd.DataFrame, persons_all: pd.DataFrame, inc: pd.DataFrame, seed: int,
+                     replicate: str | None, n_replicates: int | None, m: int, min_class_respondents: int) -> Sample:
+    """Non-response, weights, respondent selection, replicates and incidents of a selection
+    ``sel`` (:func:`_select`): ``hh`` the sampled households (in ``s_idx`` order), ``persons_all``
+    their adults (in household order) and ``inc`` their incidents (in population order)."""
+    rng, alloc, pi, sel_areas = sel["rng"], sel["alloc"], sel["pi"], sel["sel_areas"]
+    w_design, n_strata = sel["w_design"], sel["n_strata"]
+    hh = hh.reset_index(drop=True)
+    persons_all = persons_all.reset_index(drop=True)
     n_s = len(hh)
     tenure = hh["tenure"].to_numpy()
     eta = (RESPONSE_COEF["intercept"] + REGION_RESPONSE[hh["region"].to_numpy() - 1]
@@ -738,12 +850,11 @@ def draw_sample(pop: Population, n_households: int, seed: int = 1, replicate: st
     w_hh = _nr_adjust(w_design, cls_idx, cls_levels.size, resp, stratum - 1, n_strata)
 
     # respondent selection: one adult at random
-    persons_all = pop.persons
-    p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
     nad = hh["nadults"].to_numpy().astype(np.int64)
+    p_first = np.concatenate([[0], np.cumsum(nad)[:-1]])
     r_hh = np.flatnonzero(resp)
     pick = np.floor(rng.random(r_hh.size) * nad[r_hh]).astype(np.int64)
-    p_idx = p_first[s_idx[r_hh]] + pick
+    p_idx = p_first[r_hh] + pick
     per = persons_all.iloc[p_idx].reset_index(drop=True)
 
     # replicate factors per PSU (issued sample), then the non-response adjustment per replicate
@@ -793,7 +904,6 @@ def draw_sample(pop: Population, n_households: int, seed: int = 1, replicate: st
         rep_meta["table"].insert(2, "column_household", hcols)
 
     # incidents of the respondents (personal, uncodeable) and of their households (household types)
-    inc = pop.incidents
     resp_pid = pd.Series(persons["pid"].to_numpy(), index=persons["hhid"].to_numpy())
     hh_inc = inc[(inc["unit"] == "household").to_numpy() & inc["hhid"].isin(resp_pid.index).to_numpy()]
     key_p = pd.MultiIndex.from_arrays([persons["hhid"].to_numpy(), persons["pid"].to_numpy().astype(np.int64)])
@@ -905,7 +1015,7 @@ def _domains(pop: Population, unit: str):
     cell, level codes, level labels)]), cells being the cross-classification of every domain."""
     hh = pop.households
     if unit == "person":
-        ix = pop.persons["hhid"].to_numpy() - 1
+        ix = pop.persons["hhid"].to_numpy() - (int(hh["hhid"].iloc[0]) if len(hh) else 1)  # hhid are contiguous
         base = {c: hh[c].to_numpy()[ix] for c in ("region", "urban", "tenure")}
         n = len(pop.persons)
     else:
@@ -959,12 +1069,27 @@ def truth_table(pop: Population, cap: float | None = None, types: tuple[str, ...
     ``types`` and ``groups``: the crime types and groups to give (default: every type of
     :data:`CRIME_TYPES` and :data:`GROUPS`); a group's unit is the unit of its members.
     """
+    return _truth_rows(_truth_totals(pop, cap, types, groups), types, groups)
+
+
+def _truth_series(types, groups) -> list:
+    unit_of = {t.name: t.unit for t in CRIME_TYPES}
+    series = [(t.name, t.unit, [t.name]) for t in CRIME_TYPES if types is None or t.name in types]
+    series += [(g, unit_of[m[0]], list(m)) for g, m in (GROUPS if groups is None else groups).items()]
+    return series
+
+
+def _truth_totals(pop: Population, cap: float | None = None, types=None, groups=None) -> dict:
+    """The population totals behind :func:`truth_table`, per domain cell (see :func:`_domains`):
+    {series or perception item: {total: array over cells}}.  Totals of disjoint parts of a
+    population (its chunks) add up to the totals of the whole."""
     inc = pop.incidents[pop.incidents["in_period"].to_numpy()]
     doms = {u: _domains(pop, u) for u in ("household", "person")}
     n_units = {"household": len(pop.households), "person": len(pop.persons)}
     # incidents reported to the police, per unit and type
     p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
-    hh_ix = inc["hhid"].to_numpy() - 1
+    hh0 = int(pop.households["hhid"].iloc[0]) if len(pop.households) else 1
+    hh_ix = inc["hhid"].to_numpy() - hh0
     unit_ix = np.where(inc["unit"].to_numpy() == "household", hh_ix,
                        p_first[hh_ix] + np.maximum(inc["pid"].to_numpy(), 1) - 1)
     ctype = inc["crime_type"].cat.codes.to_numpy()
@@ -972,12 +1097,9 @@ def truth_table(pop: Population, cap: float | None = None, types: tuple[str, ...
     reported = {t.name: np.bincount(unit_ix[(ctype == i) & yes], minlength=n_units[t.unit])
                 for i, t in enumerate(CRIME_TYPES)}
     unit_totals = {u: np.bincount(doms[u][0], minlength=doms[u][1]).astype(float) for u in doms}
-    rows = []
-    unit_of = {t.name: t.unit for t in CRIME_TYPES}
-    series = [(t.name, t.unit, [t.name]) for t in CRIME_TYPES if types is None or t.name in types]
-    series += [(g, unit_of[m[0]], list(m)) for g, m in (GROUPS if groups is None else groups).items()]
-    for name, unit, members in series:
-        cell, n_cells, dom_list = doms[unit]
+    out = {}
+    for name, unit, members in _truth_series(types, groups):
+        cell, n_cells, _ = doms[unit]
         count = np.zeros(n_units[unit])
         rep = np.zeros(n_units[unit])
         for m in members:
@@ -992,10 +1114,38 @@ def truth_table(pop: Population, cap: float | None = None, types: tuple[str, ...
         def tot(x, c=c, n_cells=n_cells):
             return np.bincount(c, weights=x, minlength=n_cells)
 
-        totals = {"units": unit_totals[unit], "victims": tot(np.ones(nz.size)), "incidents": tot(cz),
-                  "repeat_victims": tot(cz > 1), "repeat_incidents": tot(np.where(cz > 1, cz, 0)),
-                  "reported": tot(r), "victims_reported": tot(r > 0), "multiple": tot(n_types > 1)}
-        for dom, levels, labels, t in _by_domain(totals, dom_list):
+        out[name] = {"units": unit_totals[unit], "victims": tot(np.ones(nz.size)), "incidents": tot(cz),
+                     "repeat_victims": tot(cz > 1), "repeat_incidents": tot(np.where(cz > 1, cz, 0)),
+                     "reported": tot(r), "victims_reported": tot(r > 0), "multiple": tot(n_types > 1)}
+    # perceptions (persons)
+    per = pop.persons
+    cell, n_cells, _ = doms["person"]
+    for item, _, variable, positive in PERCEPTION_ITEMS:
+        x = per[variable].to_numpy()
+        out[item] = {"answered": np.bincount(cell, weights=(x >= 1) & (x <= 4), minlength=n_cells),
+                     "positive": np.bincount(cell, weights=np.isin(x, positive), minlength=n_cells)}
+    return out
+
+
+def _add_totals(acc: dict | None, part: dict) -> dict:
+    if acc is None:
+        return {k: {n: v.copy() for n, v in d.items()} for k, d in part.items()}
+    for k, d in part.items():
+        for n, v in d.items():
+            acc[k][n] += v
+    return acc
+
+
+def _truth_rows(totals: dict, types=None, groups=None) -> pd.DataFrame:
+    """The truth table (:data:`TRUTH_COLUMNS`) from population totals per cell."""
+    empty = Population(areas=pd.DataFrame(), households=pd.DataFrame({c: np.zeros(0, np.int64) for c in
+                                                                      ("hhid", "region", "urban", "tenure")}),
+                       persons=pd.DataFrame({c: np.zeros(0, np.int64) for c in ("hhid", "sex", "age")}),
+                       incidents=pd.DataFrame(), coefficients=pd.DataFrame(), counts={})
+    dom_of = {u: _domains(empty, u)[2] for u in ("household", "person")}  # the cells do not depend on data
+    rows = []
+    for name, unit, members in _truth_series(types, groups):
+        for dom, levels, labels, t in _by_domain(totals[name], dom_of[unit]):
             vals = [
                 ("prevalence", 100.0, t["victims"], t["units"]),
                 ("incidence", 1000.0, t["incidents"], t["units"]),
@@ -1012,14 +1162,8 @@ def truth_table(pop: Population, cap: float | None = None, types: tuple[str, ...
                 for i in range(len(levels)):
                     v = scale * num[i] / den[i] if den[i] > 0 else np.nan
                     rows.append((ind, name, unit, dom, labels[i], v, levels[i], float(num[i]), float(den[i])))
-    # perceptions (persons)
-    per = pop.persons
-    cell, n_cells, dom_list = doms["person"]
-    for item, ind, variable, positive in PERCEPTION_ITEMS:
-        x = per[variable].to_numpy()
-        totals = {"answered": np.bincount(cell, weights=(x >= 1) & (x <= 4), minlength=n_cells),
-                  "positive": np.bincount(cell, weights=np.isin(x, positive), minlength=n_cells)}
-        for dom, levels, labels, t in _by_domain(totals, dom_list):
+    for item, ind, _, _ in PERCEPTION_ITEMS:
+        for dom, levels, labels, t in _by_domain(totals[item], dom_of["person"]):
             for i in range(len(levels)):
                 num, den = float(t["positive"][i]), float(t["answered"][i])
                 rows.append((ind, item, "person", dom, labels[i], 100.0 * num / den if den else np.nan,
@@ -1182,17 +1326,86 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def _check_args(households: int, seed: int, population_households: int | None, households_per_psu: int,
+                replicate: str | None, n_replicates: int | None) -> int:
+    """Validate the generator's arguments before any work (one-line errors); returns the
+    population size.  The population's size against the sample is checked on the area frame
+    (:func:`_select`), also before any household is generated."""
+    if replicate not in (None, "JKn", "bootstrap"):
+        raise SurveyError(f"replicate must be JKn or bootstrap, not '{replicate}'")
+    if int(seed) < 0 or int(seed) >= 2 ** 63:
+        raise SurveyError(f"seed must be a whole number from 0 to 2^63 - 1, not {seed}")
+    m = int(households_per_psu)
+    if m < 2:
+        raise SurveyError(f"households per PSU must be at least 2, not {m}")
+    households = int(households)
+    if households < 32 * m:
+        raise SurveyError(f"sample households must be at least {32 * m} (2 PSUs of {m} in each of 16 strata), "
+                          f"not {households}")
+    n_pop = 20 * households if population_households is None else int(population_households)
+    if n_pop < 2_000:
+        raise SurveyError(f"population households must be at least 2,000, not {n_pop}")
+    if households > n_pop // 2:
+        raise SurveyError(f"sample of {households} households is more than half the population of {n_pop}")
+    if n_replicates is not None and int(n_replicates) < 2:
+        raise SurveyError(f"need at least 2 replicates, not {n_replicates}")
+    return n_pop
+
+
+def synth_streamed(households: int = 5_000, seed: int = 1, replicate: str | None = None,
+                   population_households: int | None = None, n_replicates: int | None = None,
+                   households_per_psu: int = 20, *, min_class_respondents: int = 10,
+                   cap: float | None = None) -> tuple[Population, Sample, pd.DataFrame]:
+    """The population of :func:`make_population` and the sample of :func:`draw_sample` without
+    holding the population: the area frame first, then both stages of selection on it, then the
+    households chunk by chunk (:data:`CHUNK_HOUSEHOLDS`), keeping the sampled households (their
+    adults and incidents) and adding each chunk's totals per domain cell to the truth.  Memory
+    is the sample plus one chunk; time is linear in the population.  Returns (population with
+    its areas and ``info`` only, sample, truth table); equal to the in-memory generator's."""
+    n_pop = _check_args(households, seed, population_households, households_per_psu, replicate, n_replicates)
+    m = int(households_per_psu)
+    areas, rng = _make_frame(seed, n_pop)
+    sel = _select(areas, int(households), seed, m)
+    s_hhid = sel["s_idx"] + 1
+    keep_hh, keep_p, keep_inc = [], [], []
+    totals = None
+    n_persons = n_inc = n_in = 0
+    for part in _chunks(seed, areas, rng):
+        hh = part.households
+        h0 = int(hh["hhid"].iloc[0])
+        lo, hi = np.searchsorted(s_hhid, [h0, h0 + len(hh)])
+        rows = s_hhid[lo:hi] - h0
+        if rows.size:
+            sub = hh.iloc[rows]
+            nad = sub["nadults"].to_numpy().astype(np.int64)
+            p_first = np.concatenate([[0], np.cumsum(hh["nadults"].to_numpy())[:-1]])
+            p_rows = np.repeat(p_first[rows] - np.concatenate([[0], np.cumsum(nad)[:-1]]), nad) + np.arange(nad.sum())
+            keep_hh.append(sub)
+            keep_p.append(part.persons.iloc[p_rows])
+            inc = part.incidents
+            keep_inc.append(inc[inc["hhid"].isin(sub["hhid"].to_numpy()).to_numpy()])
+        totals = _add_totals(totals, _truth_totals(part, cap))
+        n_persons += part.info["persons"]
+        n_inc += part.info["incidents"]
+        n_in += part.info["incidents_in_period"]
+        del part, hh
+    sample = _complete_sample(sel, pd.concat(keep_hh, ignore_index=True), pd.concat(keep_p, ignore_index=True),
+                              pd.concat(keep_inc, ignore_index=True), seed, replicate, n_replicates, m,
+                              min_class_respondents)
+    info = _population_info(seed, areas, n_persons, n_inc, n_in, 160.0, 60)
+    pop = Population(areas=areas, households=pd.DataFrame(), persons=pd.DataFrame(), incidents=pd.DataFrame(),
+                     coefficients=_coefficients(), counts={}, info=info)
+    return pop, sample, _truth_rows(totals)
+
+
 def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None = None,
           population_households: int | None = None, n_replicates: int | None = None,
           households_per_psu: int = 20) -> Path:
     """Generate a population (``population_households``, default 20 x ``households``), draw a
     sample of ``households`` issued households and write the sample files and the truth into
     ``out_dir`` atomically (a temporary sibling folder renamed onto it).  Returns ``out_dir``."""
-    households = int(households)
-    n_pop = 20 * households if population_households is None else int(population_households)
-    pop = make_population(seed, n_pop)
-    sample = draw_sample(pop, households, seed, replicate=replicate, n_replicates=n_replicates,
-                         households_per_psu=households_per_psu)
+    pop, sample, truth = synth_streamed(households, seed, replicate, population_households, n_replicates,
+                                        households_per_psu)
     target = Path(out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -1201,7 +1414,7 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the folder is an ordinary output
         write_sample(sample, tmp)
-        write_truth(pop, tmp, sample)
+        write_truth(pop, tmp, sample, truth)
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -1423,7 +1636,7 @@ def synth_screener(out_dir, households: int = 5_000, seed: int = 1, population_h
     """Generate the screener survey (``respondents.sav``, ``truth.csv``, ``truth.json``) into
     ``out_dir`` atomically.  See :func:`draw_screener_sample` and :func:`screener_truth`."""
     households = int(households)
-    n_pop = 20 * households if population_households is None else int(population_households)
+    n_pop = _check_args(households, seed, population_households, households_per_psu, None, None)
     pop = make_population(seed, n_pop)
     sample = draw_screener_sample(pop, households, seed, households_per_psu=households_per_psu, design=design)
     truth = screener_truth(pop, sample.victims_5y)
@@ -1500,6 +1713,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except OSError as e:
             print(f"survey: error: {e.strerror or e}: {getattr(e, 'filename', '')}", file=sys.stderr)
+            return 2
+        except MemoryError:  # the screener variant still builds its population whole
+            print(f"survey: error: out of memory building the screener population of "
+                  f"{args.population_households or 20 * args.households:,} households (the screener variant "
+                  f"holds it whole; the national variant streams it)", file=sys.stderr)
             return 2
         meta = json.loads((out / "truth.json").read_text())
         s = meta["sample"]
