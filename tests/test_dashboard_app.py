@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from traitlets import TraitError
 
-from survey.dashboard import APPS, DashboardInputError, Publication, build
+from survey.dashboard import APPS, DashboardInputError, Publication, build, charts
 from survey.dashboard.data import MICRODATA_EXTENSIONS, PublicationError
-from survey.i18n import Translator, format_ci, format_measure, format_number
+from survey.i18n import Translator, format_ci, format_measure, format_number, format_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,11 @@ def test_victimization_numbers_equal_the_indicator_table(pub, table, lang):
         shown = format_measure(r.estimate, "%", lang, 1)
         assert row[1] == shown or row[1].startswith(shown + " †")
         assert row[2] == format_ci(r.ci_low, r.ci_high, lang, 1)
-        assert row[3] == format_number(r.n, lang, 0)
+        assert row[3] == format_number(r.se, lang, 2)
+        # CV shown = SE / estimate, by hand (not the table's cv column)
+        assert row[4] == format_percent(100 * r.se / r.estimate, lang, 1)
+        assert row[5] == format_number(r.n, lang, 0)
+        assert row[6] == format_number(r.n_cases, lang, 0)
     fig = figure_json(app)
     bars = [d for d in fig["data"] if d["type"] == "bar"][0]
     assert bars["y"] == pytest.approx(list(expected.estimate))
@@ -137,7 +141,7 @@ def test_repeat_lorenz_curves_from_lorenz_csv(publication, pub, table):
     curve = [d for d in fig["data"] if d["name"] == "All"][0]
     assert curve["x"] == pytest.approx(list(100 * exp.population_share))
     assert curve["y"] == pytest.approx(list(100 * exp.victimization_share))
-    assert "Lorenz" in fig["layout"]["title"]["text"]
+    assert "Lorenz" in charts.title_of(fig)
     gini = partition(table, "gini", "personal", "overall").iloc[0]
     by_crime = {r[0]: r[1] for r in cells(app)}  # overall: one row per crime type
     assert by_crime["Personal"] == format_measure(gini.estimate, "index", "en")
@@ -183,9 +187,9 @@ def test_changing_a_filter_changes_the_figure_and_rerenders(pub):
     after = figure_json(app)
     assert app.render_count == count + 1 and f'data-count="{count + 1}"' in app.status.value
     assert after["data"][0]["x"] != before["data"][0]["x"]
-    assert "Tenure" in after["layout"]["title"]["text"] and "Region" in before["layout"]["title"]["text"]
+    assert "Tenure" in charts.title_of(after) and "Region" in charts.title_of(before)
     app.widgets["crime"].value = "burglary"
-    assert "Domestic burglary" in figure_json(app)["layout"]["title"]["text"]
+    assert "Domestic burglary" in charts.title_of(figure_json(app))
     # dependent options follow: person-only domains are offered for a personal crime
     app.select(crime="assault")
     assert "sex" in [v for _, v in app.widgets["domain"].options]
@@ -218,7 +222,7 @@ def test_axis_titles_are_translated(pub):
     layout = figure_json(app)["layout"]
     assert layout["xaxis"]["title"]["text"] == "Edad"
     assert layout["yaxis"]["title"]["text"] == "Tasa de incidencia (por 1.000)"
-    assert layout["title"]["text"].startswith("Tasa de incidencia: Delitos contra las personas según Edad")
+    assert charts.title_of({"layout": layout}).startswith("Tasa de incidencia: Delitos contra las personas según Edad")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,19 +253,36 @@ def test_suppressed_cells_show_the_reason_never_a_number(pub, table, lang, word)
     assert exp.loc[exp.suppressed, "estimate"].isna().all()
 
 
+def fig_dict(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
 def test_flagged_cells_show_the_number_with_a_marker_and_the_reason(publication, table):
     """The demo rule (ons) flags cells with no sample case; check a flagged cell end to end."""
     flagged = table[(table.flag_reason != "") & ~table.suppressed & (table.domain != "overall")
                     & table.indicator.isin(["prevalence", "incidence"])]
     if flagged.empty:
         pytest.skip("no flagged published cell in the demo run")
-    r = flagged.iloc[0]
-    app = build("victimization", root=publication, language="en", run="demo")
-    app.select(indicator=r.indicator, crime=r.crime_type, domain=r.domain)
-    row = next(row for row in app.view.rows if row[0].text == Translator("en").value(r.domain_value))
-    assert row[1].cls == "svy-flagged"
-    assert row[1].text.startswith(format_measure(r.estimate, r.measure, "en")) and "†" in row[1].text
-    assert Translator("en").reason(r.flag_reason) in row[1].text
+    no_case = flagged[flagged.flag_reason.str.startswith("no sample case")]
+    flagged = flagged[~flagged.flag_reason.str.startswith("no sample case")]
+    for _, r in flagged.head(1).iterrows():
+        app = build("victimization", root=publication, language="en", run="demo")
+        app.select(indicator=r.indicator, crime=r.crime_type, domain=r.domain)
+        row = next(row for row in app.view.rows if row[0].text == Translator("en").value(r.domain_value))
+        assert row[1].cls == "svy-flagged"
+        assert row[1].text.startswith(format_measure(r.estimate, r.measure, "en")) and "†" in row[1].text
+        assert Translator("en").reason(r.flag_reason) in row[1].text
+        bars = [d for d in figure_json(app)["data"] if d["type"] == "bar"][0]
+        i = bars["x"].index(row[0].text)
+        assert bars["marker"]["pattern"]["shape"][i] == "/" and bars["text"][i] == "†"
+    for _, r in no_case.head(1).iterrows():  # no sample case: said in words, no 0.0% and no interval
+        app = build("victimization", root=publication, language="en", run="demo")
+        app.select(indicator=r.indicator, crime=r.crime_type, domain=r.domain)
+        row = next(row for row in app.view.rows if row[0].text == Translator("en").value(r.domain_value))
+        assert row[1].text == "no sample case (no interval)" and row[2].text == ""
+        assert "0.0" not in " ".join(c.text for c in row[1:5])
+        bars = [d for d in figure_json(app)["data"] if d["type"] == "bar"][0]
+        assert bars["y"][bars["x"].index(row[0].text)] is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +306,9 @@ def test_csv_download_is_exactly_the_rows_shown_with_notes(pub, name, lang):
     joined = "\n".join(notes)
     assert joined.startswith(tr("note.definition", text="").rstrip()) or name == "risk"
     assert tr("note.source", source="").strip().rstrip(":").strip() in joined
-    assert "demo/" in joined  # the file it was generated from
+    # reader-facing text only: no run id, file name, path or internals
+    for internal in ("demo/", ".parquet", ".csv", "Run:", "truth", "SE of 0", "`"):
+        assert internal not in joined, internal
     assert notes == [html.unescape(n) for n in re.findall(r"<li>(.*?)</li>", app.notes.value)]
 
 
@@ -369,7 +392,7 @@ def test_figure_dicts_are_what_plotly_makes_of_them(pub, name):
             sent = dict(figure_json(app, i))
             assert sent.pop("config") == {"displaylogo": False, "responsive": True}
             assert sent == json.loads(fig.to_json()), (name, app.state, i)
-            assert out["data"]["text/plain"] == f"<plotly figure: {fig.layout.title.text or ''}>"
+            assert out["data"]["text/plain"] == f"<plotly figure: {charts.title_of(fig_dict(fig))}>"
             seen += 1
     assert seen
 
@@ -524,8 +547,8 @@ def test_tile_grid_map_when_the_run_publishes_one(tmp_path, publication, table):
     exp = partition(table, "reporting_rate", "household", "region")
     colours = tiles["data"][0]["marker"]["color"]
     for c, (_, r) in zip(colours, exp.iterrows()):
-        assert (c is None) if r.suppressed else c == pytest.approx(r.estimate)
+        assert (c is None) if (r.suppressed or r.flag_reason) else c == pytest.approx(r.estimate)
     assert sum("supprimé" in t for t in tiles["data"][0]["text"]) == int(exp.suppressed.sum())
-    assert "demo/tile_grid.csv" in app.notes.value
+    assert "tile_grid" not in app.notes.value
     app.select(domain="tenure")  # no tiles for another domain
     assert len(app.chart.outputs) == 1
