@@ -101,9 +101,13 @@ def test_fear_numbers_and_overall_items(pub, table):
     exp = partition(table, "feeling_safe", "safe_dark", "sex")
     assert [r[1] for r in cells(app)] == [format_measure(v, "%", "fr") for v in exp.estimate]
     assert [r[0] for r in cells(app)] == ["Homme", "Femme"]
-    app.select(domain="overall")  # every perception item, overall
-    items = table[table.indicator.isin(["feeling_safe", "worry"]) & (table.domain == "overall")]
+    app.select(domain="overall")  # the items of the same measure only (no "very worried" under "feeling safe")
+    items = table[(table.indicator == "feeling_safe") & (table.domain == "overall")]
     assert [r[1] for r in cells(app)] == [format_measure(v, "%", "fr") for v in items.estimate]
+    app.select(crime="worry_burglary")
+    items = table[(table.indicator == "worry") & (table.domain == "overall")]
+    assert len(items) == 2 and [r[1] for r in cells(app)] == [format_measure(v, "%", "fr") for v in items.estimate]
+    assert figure_json(app)["layout"]["yaxis"]["title"]["text"].startswith(Translator("fr").indicator("worry"))
 
 
 def test_overview_change_since_previous_wave(publication, pub):
@@ -161,7 +165,9 @@ def test_risk_forest_and_performance(publication, pub):
     app = build("risk", root=pub.root, language="en", run="demo")
     app.select(crime="personal", indicator="odds_ratio")
     exp = models[(models.crime_type == "personal") & (models.term != "Intercept")]
-    assert [r[1] for r in cells(app)] == [format_number(v, "en", 2) for v in exp.odds_ratio]
+    assert [r[2] for r in cells(app)] == [format_number(v, "en", 2) for v in exp.odds_ratio]
+    # the reference category of each term, from risk_models.csv's reference column
+    assert [r[1] for r in cells(app)] == [x.split(": ", 1)[1].removesuffix(" (reference)") for x in exp.reference]
     fig = figure_json(app)
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert fig["data"][0]["x"] == pytest.approx(list(exp.odds_ratio))
@@ -170,7 +176,12 @@ def test_risk_forest_and_performance(publication, pub):
     exp = perf[(perf.crime_type == "personal") & (perf.subgroup == "sex")]
     assert [r[0] for r in cells(app)] == ["Male", "Female"]
     assert [r[5] for r in cells(app)] == [format_number(v, "en", 3) for v in exp.auc]
-    app.select(language="fr")
+    fig = figure_json(app)  # AUC on a fixed 0-1 axis with the 0.5 line of a model no better than chance
+    assert fig["layout"]["yaxis"]["range"] == [0, 1]
+    assert fig["layout"]["shapes"][0]["y0"] == 0.5
+    app.select(domain="overall")
+    assert " by " not in charts.title_of(figure_json(app))
+    app.select(domain="sex", language="fr")
     assert [r[0] for r in cells(app)] == ["Homme", "Femme"]
     assert [r[5] for r in cells(app)] == [format_number(v, "fr", 3) for v in exp.auc]
 

@@ -501,7 +501,8 @@ class Dashboard:
         tr, run, st = self.tr, self.run, self.state
         period = st.get("period")
         if domain == "overall":
-            crimes = run.crime_types(indicator) if kind != "fear" else run.crime_types(PERCEPTION_INDICATORS)
+            crimes = run.crime_types(indicator) if kind != "fear" else [  # items of the same measure only
+                c for c in run.crime_types(PERCEPTION_INDICATORS) if self.item_indicator(c) == indicator]
             parts = []
             for c in crimes:
                 ind = indicator if kind != "fear" else self.item_indicator(c)
@@ -828,6 +829,16 @@ RISK_VIEWS = ("odds_ratio", "auc", "brier", "log_loss")
 _TERM = re.compile(r"^C\((?P<var>[A-Za-z0-9_]+)\)\[T\.(?P<level>.*)\]$")
 
 
+def model_keys(t: pd.DataFrame) -> np.ndarray:
+    """The key of each row of risk_models.csv / risk_performance.csv: its crime type, or, for a
+    user model (empty crime type), its model name."""
+    crime = t["crime_type"].astype(object).where(t["crime_type"].notna(), "").astype(str).to_numpy()
+    if "model" in t.columns:
+        model = t["model"].astype(object).where(t["model"].notna(), "").astype(str).to_numpy()
+        return np.where(crime == "", model, crime)
+    return crime
+
+
 class RiskApp(Dashboard):
     """Odds-ratio forest plot (risk_models.csv) and subgroup model performance
     (risk_performance.csv: weighted out-of-fold AUC, Brier score, log loss)."""
@@ -847,19 +858,19 @@ class RiskApp(Dashboard):
             found = []
             for t in (models, perf):
                 if t is not None:
-                    found += list(t["crime_type"].astype(str))
+                    found += [k for k in model_keys(t) if k]
             return list(dict.fromkeys(found))
         if name == "indicator":
             out = []
-            if models is not None and (models["crime_type"].astype(str).to_numpy() == state.get("crime")).any():
+            if models is not None and (model_keys(models) == state.get("crime")).any():
                 out.append("odds_ratio")
-            if perf is not None and (perf["crime_type"].astype(str).to_numpy() == state.get("crime")).any():
+            if perf is not None and (model_keys(perf) == state.get("crime")).any():
                 out += ["auc", "brier", "log_loss"]
             return out
         if name == "domain":
             if perf is None or state.get("indicator") in (None, "odds_ratio"):
                 return ["overall"]
-            m = perf["crime_type"].astype(str).to_numpy() == state.get("crime")
+            m = model_keys(perf) == state.get("crime")
             return list(dict.fromkeys(perf.loc[m, "subgroup"].astype(str)))
         return super().allowed(name, state)
 
@@ -878,6 +889,14 @@ class RiskApp(Dashboard):
             return tr.domain(value)
         return super().label(name, value)
 
+    def reference_label(self, ref) -> str:
+        """The reference category of a term ("Region: North (reference)" -> its level, translated)."""
+        ref = "" if ref is None or (isinstance(ref, float) and np.isnan(ref)) else str(ref)
+        ref = re.sub(r"\s*\(reference\)$", "", ref)
+        if ": " in ref:
+            return self.tr.value(ref.split(": ", 1)[1])
+        return self.tr.value(ref) if ref else ""
+
     def term_label(self, term: str) -> str:
         m = _TERM.match(str(term))
         if m:
@@ -894,27 +913,37 @@ class RiskApp(Dashboard):
         crime_name = self.crime_name(crime)
         if st["indicator"] == "odds_ratio":
             t = run.risk_models
-            t = t[(t["crime_type"].astype(str).to_numpy() == crime) & (t["term"].astype(str).to_numpy() != "Intercept")]
+            t = t[(model_keys(t) == crime) & (t["term"].astype(str).to_numpy() != "Intercept")]
+            refs = [self.reference_label(x) for x in (t["reference"] if "reference" in t.columns else [""] * len(t))]
             labels = [self.term_label(x) for x in t["term"]]
             title = tr("risk.forest_title", crime=crime_name)
-            fig = charts.forest(labels, t["odds_ratio"], t["or_ci_low"], t["or_ci_high"], tr, title)
-            rows = [[Cell(lab), Cell(tr.number(o, 2)), Cell(tr.ci(lo, hi, 2)), Cell(tr.p(p))]
-                    for lab, o, lo, hi, p in zip(labels, t["odds_ratio"], t["or_ci_low"], t["or_ci_high"], t["p_value"])]
-            columns = [tr("col.term"), tr("col.odds_ratio"), tr("col.ci"), tr("col.p_value")]
+            fig = charts.forest([tr("risk.reference", term=lab, reference=ref) if ref else lab
+                                 for lab, ref in zip(labels, refs)],
+                                t["odds_ratio"], t["or_ci_low"], t["or_ci_high"], tr, title)
+            rows = [[Cell(lab), Cell(ref), Cell(tr.number(o, 2)), Cell(tr.ci(lo, hi, 2)), Cell(tr.p(p))]
+                    for lab, ref, o, lo, hi, p in zip(labels, refs, t["odds_ratio"], t["or_ci_low"], t["or_ci_high"],
+                                                     t["p_value"])]
+            columns = [tr("col.term"), tr("col.reference"), tr("col.odds_ratio"), tr("col.ci"), tr("col.p_value")]
             n = int(t["n"].iloc[0]) if len(t) else 0
             notes = self.common_notes(["risk_models.csv"], tr("risk.or_definition", n=tr.number(n, 0)))
             return View(title=title, figures=[fig], columns=columns, rows=rows, notes=notes,
                         filename=_safe_name(self.name, run.name, crime, "odds_ratio", tr.lang))
         metric, sub = st["indicator"], st["domain"]
         p = run.risk_performance
-        m = (p["crime_type"].astype(str).to_numpy() == crime) & (p["subgroup"].astype(str).to_numpy() == sub)
+        m = (model_keys(p) == crime) & (p["subgroup"].astype(str).to_numpy() == sub)
         p = p[m]
         labels = [self.value_label(sub, g) for g in p["group"].astype(str)]
         model = str(p["model"].iloc[0]) if len(p) else ""
-        title = tr("risk.performance_title", metric=tr(f"risk.view.{metric}"), crime=crime_name,
-                   subgroup=self.domain_name(sub))
-        fig = charts.metric_bars(labels, p[metric], tr, title, self.domain_name(sub), tr(f"risk.view.{metric}"),
-                                 notes=list(p["note"].fillna("").astype(str)))
+        if sub == "overall":
+            title = tr("risk.performance_title_overall", metric=tr(f"risk.view.{metric}"), crime=crime_name)
+        else:
+            title = tr("risk.performance_title", metric=tr(f"risk.view.{metric}"), crime=crime_name,
+                       subgroup=self.domain_name(sub))
+        fig = charts.metric_bars(labels, p[metric], tr, title, "" if sub == "overall" else self.domain_name(sub),
+                                 tr(f"risk.view.{metric}"), notes=list(p["note"].fillna("").astype(str)),
+                                 reference=0.5 if metric == "auc" else None,
+                                 reference_text=tr("chart.reference_auc"),
+                                 value_range=(0, 1) if metric in ("auc", "brier") else None)
         rows = []
         for lab, (_, r) in zip(labels, p.iterrows()):
             rows.append([Cell(lab), Cell(tr.number(r["n"], 0)), Cell(tr.number(r["events"], 0)),

@@ -326,8 +326,12 @@ def forest(labels, ors, lows, highs, tr: Translator, title: str) -> dict:
     return figure(data, _layout(layout, title, tr("axis.odds_ratio"), "", height=max(360, 80 + 26 * len(y))))
 
 
-def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: str, notes=None) -> dict:
-    """Bars of a model metric by subgroup; missing values annotated with their note."""
+def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: str, notes=None,
+                reference: float | None = None, reference_text: str = "", value_range=None) -> dict:
+    """Bars of a model metric by subgroup; missing values annotated with their note.
+    ``reference``: a dotted line (e.g. AUC 0.5: no better than chance) labelled
+    ``reference_text``; ``value_range``: a fixed y range (e.g. [0, 1] for the AUC), so that a
+    value below the reference is not auto-scaled into looking good."""
     vals = [_f(v) for v in values]
     annotations = []
     for lab, v, note in zip(labels, vals, notes or [""] * len(vals)):
@@ -337,6 +341,14 @@ def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: s
     data = [dict(type="bar", x=list(labels), y=vals, marker=dict(color=COLORS[0]),
                  text=[tr.number(v, 3) if v is not None else "" for v in vals], textposition="outside")]
     layout = _drop_empty({"annotations": annotations, "separators": separators(tr)})
+    if reference is not None:
+        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": reference,
+                             "y1": reference, "line": {"color": "#8a2a0a", "dash": "dot", "width": 2}}]
+        layout.setdefault("annotations", []).append(
+            {"xref": "paper", "x": 1, "xanchor": "right", "yref": "y", "y": reference, "yanchor": "bottom",
+             "text": reference_text, "showarrow": False, "font": {"size": 11, "color": "#8a2a0a"}})
+    if value_range is not None:
+        layout["yaxis"] = {"range": list(value_range)}
     return figure(data, _layout(layout, title, xaxis, yaxis))
 
 
