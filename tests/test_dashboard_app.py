@@ -535,7 +535,7 @@ def test_dashboard_notebook_opens_no_microdata(publication, name, monkeypatch):
     published = [Path(p).resolve() for p in opened if Path(p).resolve().is_relative_to(publication.resolve())]
     assert published and all(p.name in {"manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv",
                                          "risk_models.csv", "risk_performance.csv", "comparison.csv",
-                                         "tile_grid.csv"}
+                                         "tile_grid.csv", "trend.csv", "translations.csv"}
                              for p in published), published
 
 
@@ -563,3 +563,37 @@ def test_tile_grid_map_when_the_run_publishes_one(tmp_path, publication, table):
     assert "tile_grid" not in app.notes.value
     app.select(domain="tenure")  # no tiles for another domain
     assert len(app.chart.outputs) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# trend over three waves (runs grouped by survey id)
+# ---------------------------------------------------------------------------------------------
+def test_trend_lines_over_three_published_waves(three_waves):
+    """Three waves of the synthetic survey ('Synthetic year' of demo, 'Year 1' from the trend.csv
+    of synthetic-two-waves, 'Year 2' and the 'Year 3' of a run on `survey synth --seed 3`): the
+    explorer draws one line per region over every wave, each point the published estimate of
+    its run, with its interval where the run publishes one."""
+    pub = Publication(three_waves)
+    app = build("victimization", root=pub.root, language="en", run="synthetic-year3")
+    app.select(indicator="prevalence", crime="household", domain="region")
+    trend = next(f for f in app.figure_specs if charts.title_of(f).endswith("all waves"))
+    periods = trend["data"][0]["x"]
+    assert periods == ["Synthetic year", "Year 1", "Year 2", "Year 3"]
+    year3 = pd.read_parquet(three_waves / "synthetic-year3" / "indicators.parquet")
+    year2 = pd.read_parquet(three_waves / "synthetic-two-waves" / "indicators.parquet")
+    wide = pd.read_csv(three_waves / "synthetic-two-waves" / "trend.csv", dtype={"domain_value": str})
+    for line in trend["data"]:
+        region = line["name"]
+        def pick(t, region=region):
+            return t[(t.indicator == "prevalence") & (t.crime_type == "household") & (t.domain == "region")
+                     & (t.domain_value == region)].iloc[0]
+        r3, r2 = pick(year3), pick(year2)
+        assert line["y"][3] == pytest.approx(r3.estimate) and line["y"][2] == pytest.approx(r2.estimate)
+        assert line["error_y"]["array"][3] == pytest.approx(r3.ci_high - r3.estimate)
+        assert line["y"][1] == pytest.approx(pick(wide)["Year 1"])  # Year 1: trend.csv only, no interval
+        assert line["error_y"]["array"][1] is None
+    assert len(trend["data"]) == 8
+    assert "Trend" in "\n".join(app.view.notes)
+    app.select(language="fr")
+    trend = next(f for f in app.figure_specs if "toutes les vagues" in charts.title_of(f))
+    assert trend["data"][0]["x"] == ["Année synthétique", "Année 1", "Année 2", "Année 3"]

@@ -541,6 +541,13 @@ class Dashboard:
                 if len(g):
                     figures.append(charts.tile_map(rows, g, labels, tr, tr("chart.map", title=title),
                                                    unit=tr.measure(measure)))
+        trend = None
+        if len(rows) and kind == "victimization":
+            values, names = (["all"], [self.crime_name(crime)]) if domain == "overall" else (
+                list(rows["domain_value"]), labels)
+            trend = self.trend_figure(indicator, crime, domain, values, names, yaxis, measure)
+        if trend is not None:
+            figures.append(trend)
         table = [[Cell(lab)] + self.estimate_cells(r) for lab, (_, r) in zip(labels, rows.iterrows())]
         columns = [first_col] + self.estimate_headers()
         if change_rows:
@@ -556,10 +563,43 @@ class Dashboard:
         notes = self.common_notes([], definition)
         if previous is not None:
             notes.insert(2, tr("note.previous", period=prev_name))
+        if trend is not None:
+            notes.insert(2, tr("note.trend"))
         points = self.key_points(rows, labels, indicator, change_rows)
         return View(title=title, figures=figures, columns=columns, rows=table,
                     notes=notes, filename=_safe_name(self.name, run.name, indicator, crime, domain, tr.lang),
                     message="" if len(rows) else tr("word.no_data"), key_points=points)
+
+    def trend_figure(self, indicator: str, crime: str, domain: str, values, labels, yaxis: str, measure: str):
+        """Lines of one indicator and crime type across every published wave of this run's
+        survey (runs grouped by survey id; each run's own periods from its table, with their
+        intervals; waves only in a run's trend.csv without one), or None with fewer than 3."""
+        tr = self.tr
+        survey = self.run.survey
+        points: dict = {}  # (period, value) -> (estimate, low, high)
+        for run in self.pub.runs.values():
+            if run.survey != survey:
+                continue
+            for _, r in run.cells(indicator, crime, domain).iterrows():
+                if bool(r["suppressed"]) or charts.no_sample_case(r["flag_reason"]):
+                    continue
+                points[(str(r["period"]), str(r["domain_value"]))] = (r["estimate"], r["ci_low"], r["ci_high"])
+            t = run.trend
+            if t is not None:
+                m = ((t["indicator"].to_numpy() == indicator) & (t["crime_type"].to_numpy() == crime)
+                     & (t["domain"].to_numpy() == domain))
+                for _, r in t[m].iterrows():
+                    points.setdefault((str(r["period"]), str(r["domain_value"])), (r["estimate"], r["ci_low"],
+                                                                                  r["ci_high"]))
+        periods = sorted({p for p, _ in points}, key=_natural)
+        if len(periods) < 3:
+            return None
+        series = []
+        for v, lab in list(zip(values, labels))[:8]:
+            cells = [points.get((p, str(v)), (None, None, None)) for p in periods]
+            series.append((lab, [c[0] for c in cells], [c[1] for c in cells], [c[2] for c in cells]))
+        title = tr("chart.trend", indicator=tr.indicator(indicator), crime=self.crime_name(crime))
+        return charts.trend_lines([self.period_label(p) for p in periods], series, tr, title, yaxis, measure)
 
     def count_rows(self, crime: str, domain: str, period) -> dict:
         """Estimated counts (victimizations, victims) by domain value, each with its interval, as
@@ -613,6 +653,11 @@ class Dashboard:
 
     def build_view(self) -> View:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _natural(text: str):
+    """A sort key that orders "Year 2" before "Year 10"."""
+    return [int(x) if x.isdigit() else x.lower() for x in re.split(r"(\d+)", str(text))]
 
 
 def _prefer(allowed: list[str], preference) -> str | None:

@@ -294,6 +294,28 @@ def tile_map(rows, grid, labels, tr: Translator, title: str, unit: str = "") -> 
     return figure(data, _layout(layout, title, "", "", height=480))
 
 
+def trend_lines(periods, series, tr: Translator, title: str, yaxis: str, measure: str) -> dict:
+    """Lines across the published waves: ``series`` is a list of (name, estimates, lows, highs)
+    aligned with ``periods`` (None where a wave has no published value: a gap, never 0), each
+    with its 95% CI as error bars; flagged or missing intervals simply have no bar."""
+    data = []
+    for i, (name, est, lows, highs) in enumerate(series):
+        est = [_f(v) for v in est]
+        up = [None if e is None or _f(h) is None else _f(h) - e for e, h in zip(est, highs)]
+        down = [None if e is None or _f(lo) is None else e - _f(lo) for e, lo in zip(est, lows)]
+        hover = [f"{name}, {p}: {tr.in_measure(e, measure)} {tr.ci(lo, hi)}" if e is not None else ""
+                 for p, e, lo, hi in zip(periods, est, lows, highs)]
+        data.append(_drop_none(dict(type="scatter", x=list(periods), y=est, mode="lines+markers", name=name,
+                                    connectgaps=False, hovertext=hover, hoverinfo="text",
+                                    line=dict(color=COLORS[i % len(COLORS)], width=2),
+                                    marker=dict(size=8, symbol=i % 8),
+                                    error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
+                                                 color=COLORS[i % len(COLORS)], thickness=1))))
+    layout = {"separators": separators(tr), "legend": {"orientation": "h", "y": -0.25},
+              "xaxis": {"type": "category"}}
+    return figure(data, _layout(layout, title, tr("axis.wave"), yaxis, height=420))
+
+
 def lorenz(curves, tr: Translator, title: str, xaxis: str | None = None) -> dict:
     """Lorenz curves: ``curves`` is a list of (name, population_share, victimization_share);
     ``xaxis``: the x axis title (default: share of the population)."""

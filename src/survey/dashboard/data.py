@@ -188,10 +188,24 @@ class Run:
 
     @property
     def trend(self) -> pd.DataFrame | None:
-        t = self._read("trend.csv")
-        if t is None or any(c not in t.columns for c in TREND_COLUMNS):
-            return None
-        return t
+        """trend.csv as long rows (TREND_COLUMNS): the published file is wide (one estimate
+        column per wave, then change/p/significant columns per pair), without intervals."""
+        def compute():
+            t = self._read("trend.csv")
+            keys = ["indicator", "crime_type", "domain", "domain_value"]
+            if t is None or any(c not in t.columns for c in keys):
+                return None
+            if all(c in t.columns for c in TREND_COLUMNS):
+                return t[list(TREND_COLUMNS)]
+            waves = [c for c in t.columns if c not in keys and not str(c).startswith(("change ", "p ", "significant "))]
+            long = t.melt(id_vars=keys, value_vars=waves, var_name="period", value_name="estimate")
+            long["ci_low"] = np.nan
+            long["ci_high"] = np.nan
+            long = long[pd.to_numeric(long["estimate"], errors="coerce").notna()]
+            for c in keys + ["period"]:
+                long[c] = long[c].astype(str)
+            return long[list(TREND_COLUMNS)].reset_index(drop=True)
+        return self._memo("trend", compute)
 
     def translation(self, kind: str, name: str, lang: str, value: str = "") -> str:
         """The spec's label of (kind, name, value) in ``lang`` from translations.csv, or ""."""
