@@ -137,9 +137,11 @@ STYLE = """<style>
   .svy-dashboard .svy-chart .js-plotly-plot, .svy-dashboard .svy-chart .plot-container {max-width: 100%;}
 }
 @media print {
-  html, body, #rendered_cells, .jp-Notebook, .jp-Cell, .jp-OutputArea, .jp-OutputArea-output,
+  html, body, #main, #jp-main-content-panel, #rendered_cells, .jp-LabShell, .lm-BoxPanel, .lm-BoxPanel-child,
+  .jp-Notebook, .jp-Cell, .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output,
   .widget-box, .widget-vbox, .jupyter-widgets, .lm-Widget, .voila-container
-    {height: auto !important; max-height: none !important; overflow: visible !important; position: static !important;}
+    {height: auto !important; max-height: none !important; overflow: visible !important; position: static !important;
+     contain: none !important; display: block !important;}
   .svy-dashboard .svy-filters, .svy-dashboard .svy-download, .svy-dashboard .svy-status {display: none !important;}
   .svy-dashboard .svy-chart, .svy-dashboard table.svy-table-grid tr, .svy-dashboard .svy-key-points
     {break-inside: avoid; page-break-inside: avoid;}
