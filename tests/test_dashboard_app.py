@@ -597,3 +597,39 @@ def test_trend_lines_over_three_published_waves(three_waves):
     app.select(language="fr")
     trend = next(f for f in app.figure_specs if "toutes les vagues" in charts.title_of(f))
     assert trend["data"][0]["x"] == ["Année synthétique", "Année 1", "Année 2", "Année 3"]
+
+
+def test_counts_beside_rates_with_their_intervals(pub, table):
+    """The explorer shows the estimated numbers of victimizations and victims of each group,
+    each with its 95% interval, beside the rate (the table's count rows)."""
+    app = build("victimization", root=pub.root, language="en", run="demo")
+    app.select(indicator="prevalence", crime="burglary", domain="region")
+    col = app.view.columns.index("Estimated number (95% CI)")
+    for row in app.view.rows:
+        region = row[0].text
+        parts = []
+        for ind, word in (("victimizations", "Victimizations"), ("victims", "Victims")):
+            r = table[(table.indicator == ind) & (table.crime_type == "burglary") & (table.domain == "region")
+                      & (table.domain_value == region)].iloc[0]
+            assert not r.suppressed
+            parts.append(f"{word}: {r.estimate:,.0f} [{r.ci_low:,.0f}, {r.ci_high:,.0f}]")
+        assert row[col].text == "; ".join(parts)
+
+
+def test_crossed_domains_and_victimization_status(pub, table):
+    """A crossed breakdown (sex × age) is a domain like any other, its cells labelled part by
+    part in the reader's language; perception by victimization status is labelled in words."""
+    crossed = table[table.domain.str.contains("sex_age")]
+    if crossed.empty:
+        pytest.skip("this publication has no crossed domain")
+    app = build("victimization", root=pub.root, language="fr", run="demo")
+    app.select(indicator="prevalence", crime="personal", domain="sex_age")
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "personal") & (table.domain == "sex_age")]
+    assert len(app.view.rows) == len(exp) >= 4
+    first = app.view.rows[0][0].text
+    assert " × " in first and first.split(" × ")[0] in ("Homme", "Femme")
+    assert app.view.columns[0] == "Sexe et âge"
+    fear = build("fear", root=pub.root, language="en", run="demo")
+    fear.select(crime="safe_dark", domain="victim__household")
+    assert [r[0].text for r in fear.view.rows] == ["Non-victims", "Victims"]
+    assert fear.view.columns[0] == f"Victims of {fear.crime_name('household')} or not"

@@ -376,7 +376,7 @@ def metric_bars(labels, values, tr: Translator, title: str, xaxis: str, yaxis: s
 
 def headline(items, previous, previous_name, tr: Translator, title: str) -> dict:
     """One small panel per headline indicator (each in its own measure) with the 95% CI and,
-    when there is one, the previous wave's estimate as a diamond."""
+    when there is one, the previous wave's estimate as a triangle pointing the way it moved."""
     layout = _subplots([tr.indicator(ind) for ind, _, _ in items])
     annotations = layout.setdefault("annotations", [])
     data = []
@@ -394,13 +394,20 @@ def headline(items, previous, previous_name, tr: Translator, title: str) -> dict
         data.append(dict(
             type="bar", x=[measure], y=[e], name=str(r["period"]), showlegend=i == 1, marker=dict(
                 color=COLORS[0], pattern=dict(shape="/" if flagged else "", fgcolor="white")),
-            text=[tr.in_measure(e, r["measure"]) + (f" {FLAG}" if flagged else "")], textposition="outside",
+            hovertext=[f"{tr.in_measure(e, r['measure'])} {tr.ci(lo, hi)}"], hoverinfo="text",
             error_y=dict(type="data", symmetric=False, array=[None if hi is None else hi - e],
                          arrayminus=[None if lo is None else e - lo], color="#333"), **ax))
+        # the value above the upper end of its interval (never on the error bar)
+        annotations.append({"text": tr.in_measure(e, r["measure"]) + (f" {FLAG}" if flagged else ""),
+                            "showarrow": False, "x": measure, "xref": ax["xaxis"], "yref": ax["yaxis"],
+                            "y": max(v for v in (hi, e, _f(prev)) if v is not None), "yanchor": "bottom",
+                            "font": {"size": 12}})
         if prev is not None and _f(prev) is not None:
+            sym, col = change_marker(prev, e)
             data.append(_drop_none(dict(type="scatter", x=[measure], y=[_f(prev)], mode="markers",
-                                        name=previous_name, showlegend=i == 1,
-                                        marker=dict(symbol="diamond-open", size=12, color="#555"), **ax)))
+                                        name=previous_name, showlegend=i == 1, cliponaxis=False,
+                                        marker=dict(symbol=sym, size=13, color=col,
+                                                    line=dict(color="white", width=1.5)), **ax)))
     layout["separators"] = separators(tr)
     layout["legend"] = {"orientation": "h", "y": -0.15}
     return figure(data, _layout(_drop_empty(layout), title, "", "", height=420))
