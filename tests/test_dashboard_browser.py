@@ -495,7 +495,8 @@ def test_no_english_data_label_left(context, server, lang):
     d = _open(context, server, "victimization")
     try:
         _go(d, run="demo", indicator="prevalence", crime="burglary", domain="region", language=lang)
-        text = d.page.inner_text(d.root)
+        text = d.page.inner_text(d.root) + " " + " ".join(d.page.evaluate(
+            "sel => [...document.querySelectorAll(sel + ' option')].map(o => o.textContent)", d.root))
         chart = " ".join(str(x) for t in _traces(d) for x in (t["x"] or []))
         left = sorted(w for w in english if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text + " " + chart))
         assert not left, f"{lang}: English data labels left: {left}"
@@ -572,5 +573,28 @@ def test_no_accessibility_violation_wcag_a_aa(context, server, name):
             .then(r => r.violations.map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))""",
                                  d.root)
         assert result == [], f"{name}: {result}"
+    finally:
+        d.page.close()
+
+
+def test_crossed_breakdown_in_the_browser(context, server):
+    """A crossed domain (sex × age of the synthetic spec): one bar and one table row per
+    published cell, labelled part by part."""
+    import pandas as pd
+
+    table = pd.read_parquet(Path(server.outputs) / "demo" / "indicators.parquet")
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "personal") & (table.domain == "sex_age")]
+    if exp.empty:
+        pytest.skip("the publication has no crossed domain")
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="demo", indicator="prevalence", crime="personal", domain="sex_age")
+        _, rows, _ = d.table()
+        assert [r[0] for r in rows] == list(exp.domain_value)  # English: the published labels
+        bars = next(t for t in _traces(d) if t["type"] == "bar")
+        assert bars["x"] == list(exp.domain_value) and all(" × " in x for x in bars["x"])
+        assert bars["y"] == pytest.approx([None if s else e for s, e in zip(exp.suppressed, exp.estimate)])
+        d.shot("crossed")
+        d.assert_clean()
     finally:
         d.page.close()

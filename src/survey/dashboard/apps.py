@@ -446,11 +446,18 @@ class Dashboard:
         """A run as the reader sees it: its description in the reader's language when the
         manifest gives one per language (``description_<lang>`` or a mapping), else its
         description, else its survey's title and period (never the bare run id if avoidable)."""
-        mf = self.pub.runs[name].manifest
-        desc = mf.get(f"description_{self.tr.lang}") or mf.get("description") or ""
+        run = self.pub.runs[name]
+        mf = run.manifest
+        desc = mf.get("description") or ""
         if isinstance(desc, dict):
-            desc = desc.get(self.tr.lang) or desc.get("en") or next(iter(desc.values()), "")
-        return str(desc) if desc else name
+            desc = desc.get(self.tr.lang) or ""
+        desc = mf.get(f"description_{self.tr.lang}") or (desc if self.tr.lang == "en" else "")
+        if desc:
+            return str(desc)
+        # no description in the reader's language: the survey's title and the run's periods
+        title = run.translation("title", run.survey, self.tr.lang) or run.meta.get("title") or name
+        periods = ", ".join(self.data_label("period", p, p) for p in run.periods())
+        return f"{title} — {periods}" if periods else str(title)
 
     def estimate_cells(self, r) -> list[Cell]:
         """Estimate, CI, SE, CV, base, sample cases and reliability cells of one indicator row:
