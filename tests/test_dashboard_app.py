@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import nbformat
-import yaml
 import pandas as pd
 import pytest
+import yaml
 from traitlets import TraitError
 
 from survey.dashboard import APPS, DashboardInputError, Publication, build, charts
