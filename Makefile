@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench reference clean demo dashboard browser
+.PHONY: run test lint bench reference clean demo dashboard browser axe
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test: $(STAMP) lint browser
+test: $(STAMP) lint browser axe
 	$(PY) -m pytest -q
 
 # Headless Chromium for the dashboard browser tests: Debian's package through apt-get when it is
@@ -45,6 +45,13 @@ browser:
 	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null) \
 	    || echo "make: apt-get could not install chromium; the browser tests will skip"; \
 	fi
+
+# axe-core (npm registry, pinned in tests/js/package.json) for the accessibility checks of the
+# browser tests; offline or without npm: say so, those checks then skip.
+axe:
+	@test -f tests/js/node_modules/axe-core/axe.min.js || { command -v npm >/dev/null 2>&1 \
+	  && (cd tests/js && npm install --no-audit --no-fund --silent) \
+	  || echo "make: could not install axe-core with npm (offline?); the accessibility checks will skip"; }
 
 # Serve the dashboards (dashboards/*.ipynb) on http://127.0.0.1:8866 from outputs/ (`make run`
 # first if there is no run yet). Options: make dashboard ARGS="--port 0 --language fr".

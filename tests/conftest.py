@@ -190,3 +190,35 @@ def screener_publication(tmp_path_factory, screener_synthetic_data):
     failed = [r for r in results if r["status"] != "succeeded"]
     assert not failed, failed
     return root
+
+
+@pytest.fixture(scope="session")
+def three_waves(publication, tmp_path_factory):
+    """A publication root with three waves of the synthetic survey: the runs of ``publication``
+    (demo: 'Synthetic year'; synthetic-two-waves: 'Year 2' against 'Year 1') and a third run on
+    `survey synth --seed 3` data, period 'Year 3' (ingest and victimization notebooks, the real
+    batch), so that the dashboards can draw trend lines over published waves."""
+    import shutil
+
+    import yaml
+
+    from survey.batch import run_batch
+    from survey.cli import main as cli_main
+
+    base = tmp_path_factory.mktemp("three-waves")
+    root = base / "outputs"
+    root.mkdir()
+    for name in PUBLICATION_RUNS:
+        shutil.copytree(Path(publication) / name, root / name)
+    data = ROOT / "data" / "synthetic-year3"
+    if not (data / "households.sav").exists():
+        assert cli_main(["synth", "--out", str(data), "--households", "5000", "--seed", "3"]) in (0, None)
+    raw = yaml.safe_load((ROOT / "parameters" / "synthetic-two-waves.yaml").read_text())
+    raw.update(name="synthetic-year3", description="Year 3 of the synthetic survey", data_dir=str(data),
+               period="Year 3", notebooks=["ingest", "victimization"], output_dir=str(root / "synthetic-year3"))
+    raw.pop("compare", None)
+    target = base / "synthetic-year3.yaml"
+    target.write_text(yaml.safe_dump(raw, sort_keys=False))
+    results = run_batch([str(target)], jobs=1, notebook_dir=str(ROOT / "notebooks"), root=str(ROOT), progress=False)
+    assert all(r["status"] == "succeeded" for r in results), results
+    return root

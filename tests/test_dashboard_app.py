@@ -17,11 +17,12 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 from traitlets import TraitError
 
-from survey.dashboard import APPS, DashboardInputError, Publication, build
+from survey.dashboard import APPS, DashboardInputError, Publication, build, charts
 from survey.dashboard.data import MICRODATA_EXTENSIONS, PublicationError
-from survey.i18n import Translator, format_ci, format_measure, format_number
+from survey.i18n import Translator, format_ci, format_measure, format_number, format_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,20 +71,29 @@ def a_suppressed_partition(t: pd.DataFrame):
 # ---------------------------------------------------------------------------------------------
 # the numbers shown are the published ones
 # ---------------------------------------------------------------------------------------------
+SPEC_REGIONS = yaml.safe_load((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))[
+    "domains"]["region"]
+
+
 @pytest.mark.parametrize("lang", ["en", "fr", "es"])
 def test_victimization_numbers_equal_the_indicator_table(pub, table, lang):
     app = build("victimization", root=pub.root, language=lang, run="demo")
     app.select(indicator="prevalence", crime="household", domain="region")
     expected = partition(table, "prevalence", "household", "region")
     assert len(expected) == len(app.view.rows) == 8
-    tr = Translator(lang)
     for row, (_, r) in zip(cells(app), expected.iterrows()):
-        assert row[0] == tr.value(r.domain_value)
+        # region names in the reader's language: the spec's translations (translations.csv)
+        names = {} if lang == "en" else SPEC_REGIONS["translations"][lang]
+        assert row[0] == names.get(r.domain_value, r.domain_value)
         assert not r.suppressed
         shown = format_measure(r.estimate, "%", lang, 1)
         assert row[1] == shown or row[1].startswith(shown + " †")
         assert row[2] == format_ci(r.ci_low, r.ci_high, lang, 1)
-        assert row[3] == format_number(r.n, lang, 0)
+        assert row[3] == format_number(r.se, lang, 2)
+        # CV shown = SE / estimate, by hand (not the table's cv column)
+        assert row[4] == format_percent(100 * r.se / r.estimate, lang, 1)
+        assert row[5] == format_number(r.n, lang, 0)
+        assert row[6] == format_number(r.n_cases, lang, 0)
     fig = figure_json(app)
     bars = [d for d in fig["data"] if d["type"] == "bar"][0]
     assert bars["y"] == pytest.approx(list(expected.estimate))
@@ -97,9 +107,13 @@ def test_fear_numbers_and_overall_items(pub, table):
     exp = partition(table, "feeling_safe", "safe_dark", "sex")
     assert [r[1] for r in cells(app)] == [format_measure(v, "%", "fr") for v in exp.estimate]
     assert [r[0] for r in cells(app)] == ["Homme", "Femme"]
-    app.select(domain="overall")  # every perception item, overall
-    items = table[table.indicator.isin(["feeling_safe", "worry"]) & (table.domain == "overall")]
+    app.select(domain="overall")  # the items of the same measure only (no "very worried" under "feeling safe")
+    items = table[(table.indicator == "feeling_safe") & (table.domain == "overall")]
     assert [r[1] for r in cells(app)] == [format_measure(v, "%", "fr") for v in items.estimate]
+    app.select(crime="worry_burglary")
+    items = table[(table.indicator == "worry") & (table.domain == "overall")]
+    assert len(items) == 2 and [r[1] for r in cells(app)] == [format_measure(v, "%", "fr") for v in items.estimate]
+    assert figure_json(app)["layout"]["yaxis"]["title"]["text"].startswith(Translator("fr").indicator("worry"))
 
 
 def test_overview_change_since_previous_wave(publication, pub):
@@ -137,7 +151,7 @@ def test_repeat_lorenz_curves_from_lorenz_csv(publication, pub, table):
     curve = [d for d in fig["data"] if d["name"] == "All"][0]
     assert curve["x"] == pytest.approx(list(100 * exp.population_share))
     assert curve["y"] == pytest.approx(list(100 * exp.victimization_share))
-    assert "Lorenz" in fig["layout"]["title"]["text"]
+    assert "Lorenz" in charts.title_of(fig)
     gini = partition(table, "gini", "personal", "overall").iloc[0]
     by_crime = {r[0]: r[1] for r in cells(app)}  # overall: one row per crime type
     assert by_crime["Personal"] == format_measure(gini.estimate, "index", "en")
@@ -157,7 +171,9 @@ def test_risk_forest_and_performance(publication, pub):
     app = build("risk", root=pub.root, language="en", run="demo")
     app.select(crime="personal", indicator="odds_ratio")
     exp = models[(models.crime_type == "personal") & (models.term != "Intercept")]
-    assert [r[1] for r in cells(app)] == [format_number(v, "en", 2) for v in exp.odds_ratio]
+    assert [r[2] for r in cells(app)] == [format_number(v, "en", 2) for v in exp.odds_ratio]
+    # the reference category of each term, from risk_models.csv's reference column
+    assert [r[1] for r in cells(app)] == [x.split(": ", 1)[1].removesuffix(" (reference)") for x in exp.reference]
     fig = figure_json(app)
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert fig["data"][0]["x"] == pytest.approx(list(exp.odds_ratio))
@@ -166,7 +182,12 @@ def test_risk_forest_and_performance(publication, pub):
     exp = perf[(perf.crime_type == "personal") & (perf.subgroup == "sex")]
     assert [r[0] for r in cells(app)] == ["Male", "Female"]
     assert [r[5] for r in cells(app)] == [format_number(v, "en", 3) for v in exp.auc]
-    app.select(language="fr")
+    fig = figure_json(app)  # AUC on a fixed 0-1 axis with the 0.5 line of a model no better than chance
+    assert fig["layout"]["yaxis"]["range"] == [0, 1]
+    assert fig["layout"]["shapes"][0]["y0"] == 0.5
+    app.select(domain="overall")
+    assert " by " not in charts.title_of(figure_json(app))
+    app.select(domain="sex", language="fr")
     assert [r[0] for r in cells(app)] == ["Homme", "Femme"]
     assert [r[5] for r in cells(app)] == [format_number(v, "fr", 3) for v in exp.auc]
 
@@ -183,9 +204,9 @@ def test_changing_a_filter_changes_the_figure_and_rerenders(pub):
     after = figure_json(app)
     assert app.render_count == count + 1 and f'data-count="{count + 1}"' in app.status.value
     assert after["data"][0]["x"] != before["data"][0]["x"]
-    assert "Tenure" in after["layout"]["title"]["text"] and "Region" in before["layout"]["title"]["text"]
+    assert "Tenure" in charts.title_of(after) and "Region" in charts.title_of(before)
     app.widgets["crime"].value = "burglary"
-    assert "Domestic burglary" in figure_json(app)["layout"]["title"]["text"]
+    assert "Domestic burglary" in charts.title_of(figure_json(app))
     # dependent options follow: person-only domains are offered for a personal crime
     app.select(crime="assault")
     assert "sex" in [v for _, v in app.widgets["domain"].options]
@@ -218,7 +239,7 @@ def test_axis_titles_are_translated(pub):
     layout = figure_json(app)["layout"]
     assert layout["xaxis"]["title"]["text"] == "Edad"
     assert layout["yaxis"]["title"]["text"] == "Tasa de incidencia (por 1.000)"
-    assert layout["title"]["text"].startswith("Tasa de incidencia: Delitos contra las personas según Edad")
+    assert charts.title_of({"layout": layout}).startswith("Tasa de incidencia: Delitos contra las personas según Edad")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,19 +270,36 @@ def test_suppressed_cells_show_the_reason_never_a_number(pub, table, lang, word)
     assert exp.loc[exp.suppressed, "estimate"].isna().all()
 
 
+def fig_dict(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
 def test_flagged_cells_show_the_number_with_a_marker_and_the_reason(publication, table):
     """The demo rule (ons) flags cells with no sample case; check a flagged cell end to end."""
     flagged = table[(table.flag_reason != "") & ~table.suppressed & (table.domain != "overall")
                     & table.indicator.isin(["prevalence", "incidence"])]
     if flagged.empty:
         pytest.skip("no flagged published cell in the demo run")
-    r = flagged.iloc[0]
-    app = build("victimization", root=publication, language="en", run="demo")
-    app.select(indicator=r.indicator, crime=r.crime_type, domain=r.domain)
-    row = next(row for row in app.view.rows if row[0].text == Translator("en").value(r.domain_value))
-    assert row[1].cls == "svy-flagged"
-    assert row[1].text.startswith(format_measure(r.estimate, r.measure, "en")) and "†" in row[1].text
-    assert Translator("en").reason(r.flag_reason) in row[1].text
+    no_case = flagged[flagged.flag_reason.str.startswith("no sample case")]
+    flagged = flagged[~flagged.flag_reason.str.startswith("no sample case")]
+    for _, r in flagged.head(1).iterrows():
+        app = build("victimization", root=publication, language="en", run="demo")
+        app.select(indicator=r.indicator, crime=r.crime_type, domain=r.domain)
+        row = next(row for row in app.view.rows if row[0].text == Translator("en").value(r.domain_value))
+        assert row[1].cls == "svy-flagged"
+        assert row[1].text.startswith(format_measure(r.estimate, r.measure, "en")) and "†" in row[1].text
+        assert Translator("en").reason(r.flag_reason) in row[1].text
+        bars = [d for d in figure_json(app)["data"] if d["type"] == "bar"][0]
+        i = bars["x"].index(row[0].text)
+        assert bars["marker"]["pattern"]["shape"][i] == "/" and bars["text"][i] == "†"
+    for _, r in no_case.head(1).iterrows():  # no sample case: said in words, no 0.0% and no interval
+        app = build("victimization", root=publication, language="en", run="demo")
+        app.select(indicator=r.indicator, crime=r.crime_type, domain=r.domain)
+        row = next(row for row in app.view.rows if row[0].text == Translator("en").value(r.domain_value))
+        assert row[1].text == "no sample case (no interval)" and row[2].text == ""
+        assert "0.0" not in " ".join(c.text for c in row[1:5])
+        bars = [d for d in figure_json(app)["data"] if d["type"] == "bar"][0]
+        assert bars["y"][bars["x"].index(row[0].text)] is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +323,9 @@ def test_csv_download_is_exactly_the_rows_shown_with_notes(pub, name, lang):
     joined = "\n".join(notes)
     assert joined.startswith(tr("note.definition", text="").rstrip()) or name == "risk"
     assert tr("note.source", source="").strip().rstrip(":").strip() in joined
-    assert "demo/" in joined  # the file it was generated from
+    # reader-facing text only: no run id, file name, path or internals
+    for internal in ("demo/", ".parquet", ".csv", "Run:", "truth", "SE of 0", "`"):
+        assert internal not in joined, internal
     assert notes == [html.unescape(n) for n in re.findall(r"<li>(.*?)</li>", app.notes.value)]
 
 
@@ -369,7 +409,7 @@ def test_figure_dicts_are_what_plotly_makes_of_them(pub, name):
             sent = dict(figure_json(app, i))
             assert sent.pop("config") == {"displaylogo": False, "responsive": True}
             assert sent == json.loads(fig.to_json()), (name, app.state, i)
-            assert out["data"]["text/plain"] == f"<plotly figure: {fig.layout.title.text or ''}>"
+            assert out["data"]["text/plain"] == f"<plotly figure: {charts.title_of(fig_dict(fig))}>"
             seen += 1
     assert seen
 
@@ -501,7 +541,7 @@ def test_dashboard_notebook_opens_no_microdata(publication, name, monkeypatch):
     published = [Path(p).resolve() for p in opened if Path(p).resolve().is_relative_to(publication.resolve())]
     assert published and all(p.name in {"manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv",
                                          "risk_models.csv", "risk_performance.csv", "comparison.csv",
-                                         "tile_grid.csv"}
+                                         "tile_grid.csv", "trend.csv", "translations.csv"}
                              for p in published), published
 
 
@@ -524,8 +564,78 @@ def test_tile_grid_map_when_the_run_publishes_one(tmp_path, publication, table):
     exp = partition(table, "reporting_rate", "household", "region")
     colours = tiles["data"][0]["marker"]["color"]
     for c, (_, r) in zip(colours, exp.iterrows()):
-        assert (c is None) if r.suppressed else c == pytest.approx(r.estimate)
+        assert (c is None) if (r.suppressed or r.flag_reason) else c == pytest.approx(r.estimate)
     assert sum("supprimé" in t for t in tiles["data"][0]["text"]) == int(exp.suppressed.sum())
-    assert "demo/tile_grid.csv" in app.notes.value
+    assert "tile_grid" not in app.notes.value
     app.select(domain="tenure")  # no tiles for another domain
     assert len(app.chart.outputs) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# trend over three waves (runs grouped by survey id)
+# ---------------------------------------------------------------------------------------------
+def test_trend_lines_over_three_published_waves(three_waves):
+    """Three waves of the synthetic survey ('Synthetic year' of demo, 'Year 1' from the trend.csv
+    of synthetic-two-waves, 'Year 2' and the 'Year 3' of a run on `survey synth --seed 3`): the
+    explorer draws one line per region over every wave, each point the published estimate of
+    its run, with its interval where the run publishes one."""
+    pub = Publication(three_waves)
+    app = build("victimization", root=pub.root, language="en", run="synthetic-year3")
+    app.select(indicator="prevalence", crime="household", domain="region")
+    trend = next(f for f in app.figure_specs if charts.title_of(f).endswith("all waves"))
+    periods = trend["data"][0]["x"]
+    assert periods == ["Synthetic year", "Year 1", "Year 2", "Year 3"]
+    year3 = pd.read_parquet(three_waves / "synthetic-year3" / "indicators.parquet")
+    year2 = pd.read_parquet(three_waves / "synthetic-two-waves" / "indicators.parquet")
+    wide = pd.read_csv(three_waves / "synthetic-two-waves" / "trend.csv", dtype={"domain_value": str})
+    for line in trend["data"]:
+        region = line["name"]
+        def pick(t, region=region):
+            return t[(t.indicator == "prevalence") & (t.crime_type == "household") & (t.domain == "region")
+                     & (t.domain_value == region)].iloc[0]
+        r3, r2 = pick(year3), pick(year2)
+        assert line["y"][3] == pytest.approx(r3.estimate) and line["y"][2] == pytest.approx(r2.estimate)
+        assert line["error_y"]["array"][3] == pytest.approx(r3.ci_high - r3.estimate)
+        assert line["y"][1] == pytest.approx(pick(wide)["Year 1"])  # Year 1: trend.csv only, no interval
+        assert line["error_y"]["array"][1] is None
+    assert len(trend["data"]) == 8
+    assert "Trend" in "\n".join(app.view.notes)
+    app.select(language="fr")
+    trend = next(f for f in app.figure_specs if "toutes les vagues" in charts.title_of(f))
+    assert trend["data"][0]["x"] == ["Année synthétique", "Année 1", "Année 2", "Année 3"]
+
+
+def test_counts_beside_rates_with_their_intervals(pub, table):
+    """The explorer shows the estimated numbers of victimizations and victims of each group,
+    each with its 95% interval, beside the rate (the table's count rows)."""
+    app = build("victimization", root=pub.root, language="en", run="demo")
+    app.select(indicator="prevalence", crime="burglary", domain="region")
+    col = app.view.columns.index("Estimated number (95% CI)")
+    for row in app.view.rows:
+        region = row[0].text
+        parts = []
+        for ind, word in (("victimizations", "Victimizations"), ("victims", "Victims")):
+            r = table[(table.indicator == ind) & (table.crime_type == "burglary") & (table.domain == "region")
+                      & (table.domain_value == region)].iloc[0]
+            assert not r.suppressed
+            parts.append(f"{word}: {r.estimate:,.0f} [{r.ci_low:,.0f}, {r.ci_high:,.0f}]")
+        assert row[col].text == "; ".join(parts)
+
+
+def test_crossed_domains_and_victimization_status(pub, table):
+    """A crossed breakdown (sex × age) is a domain like any other, its cells labelled part by
+    part in the reader's language; perception by victimization status is labelled in words."""
+    crossed = table[table.domain.str.contains("sex_age")]
+    if crossed.empty:
+        pytest.skip("this publication has no crossed domain")
+    app = build("victimization", root=pub.root, language="fr", run="demo")
+    app.select(indicator="prevalence", crime="personal", domain="sex_age")
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "personal") & (table.domain == "sex_age")]
+    assert len(app.view.rows) == len(exp) >= 4
+    first = app.view.rows[0][0].text
+    assert " × " in first and first.split(" × ")[0] in ("Homme", "Femme")
+    assert app.view.columns[0] == "Sexe et âge"
+    fear = build("fear", root=pub.root, language="en", run="demo")
+    fear.select(crime="safe_dark", domain="victim__household")
+    assert [r[0].text for r in fear.view.rows] == ["Non-victims", "Victims"]
+    assert fear.view.columns[0] == f"Victims of {fear.crime_name('household')} or not"

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from survey import serve
+from survey.dashboard import charts
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "screenshots"
@@ -84,10 +85,21 @@ def check_suppressed(rows: list[list[str]], classes: list[str], lang: str) -> in
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(request, tmp_path_factory):
+    """`survey dashboard` on the three-wave publication (demo, synthetic-two-waves and a third
+    wave on `survey synth --seed 3`), serving copies of the dashboards with this checkout's
+    sources first on the kernels' path (Voilà's kernels do not see $PYTHONPATH)."""
+    import nbformat
+
     _need_browser()  # before the publication (a batch run) is made for nothing
-    publication = request.getfixturevalue("publication")
-    log = tmp_path_factory.mktemp("voila") / "voila.log"
-    with serve.ServerProcess(publication, dashboards=ROOT / "dashboards", timeout=240, log_path=log) as srv:
+    publication = request.getfixturevalue("three_waves")
+    folder = tmp_path_factory.mktemp("voila")
+    dashboards = folder / "dashboards"
+    dashboards.mkdir()
+    for nb_path in (ROOT / "dashboards").glob("*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
+        nbformat.write(nb, dashboards / nb_path.name)
+    with serve.ServerProcess(publication, dashboards=dashboards, timeout=240, log_path=folder / "voila.log") as srv:
         yield srv
 
 
@@ -123,7 +135,8 @@ class Dash:
             const g = document.querySelector(sel + ' .svy-chart .js-plotly-plot');
             if (!g || !g.layout) return null;
             const t = x => (x && x.title && (x.title.text ?? x.title)) || '';
-            return {title: t(g.layout), x: t(g.layout.xaxis), y: t(g.layout.yaxis),
+            const title = t(g.layout) || (g.layout.meta && g.layout.meta.title) || '';
+            return {title: title, x: t(g.layout.xaxis), y: t(g.layout.yaxis),
                     data: JSON.stringify(g.data.map(d => [d.type, d.name, d.x, d.y, d.text]))};
         }""", self.root)
 
@@ -158,13 +171,14 @@ class Dash:
     def wait_for_chart(self) -> None:
         """The twin's figure title is on screen (the browser re-rendered the new figure)."""
         self.page.wait_for_selector(f"{self.root} .svy-chart .js-plotly-plot")
-        if self.app.figures:
-            want = self.app.figures[0].layout.title.text or ""
+        if self.app.figure_specs:
+            want = charts.title_of(self.app.figure_specs[0])
             self.page.wait_for_function(
                 """([sel, want]) => {
                     const g = document.querySelector(sel + ' .svy-chart .js-plotly-plot');
-                    const t = g && g.layout && g.layout.title;
-                    return t && (t.text ?? t) === want;
+                    const l = g && g.layout;
+                    const t = l && l.title && (l.title.text ?? l.title);
+                    return l && ((t || (l.meta && l.meta.title) || '') === want);
                 }""", arg=[self.root, want])
 
     def shot(self, label: str) -> None:
@@ -213,7 +227,7 @@ def test_chart_renders_without_errors(dash):
     dash.wait_for_chart()
     fig = dash.figure()
     assert fig and fig["data"] != "[]", f"{dash.name}: empty figure"
-    assert norm(fig["title"]) == norm(dash.app.figures[0].layout.title.text)
+    assert norm(fig["title"]) == norm(charts.title_of(dash.app.figure_specs[0]))
     assert dash.title() == norm(dash.app.view.title)
     _, rows, classes = dash.table()
     check_suppressed(rows, classes, "en")
@@ -268,7 +282,7 @@ def test_filter_change_changes_the_chart(dash):
     after = dash.figure()
     assert dash.count() > before_count
     assert after != before_fig, f"{dash.name}: changing {name} to {code} left the chart as it was"
-    assert norm(after["title"]) == norm(app.figures[0].layout.title.text)
+    assert norm(after["title"]) == norm(charts.title_of(app.figure_specs[0]))
     assert dash.title() == norm(app.view.title) and dash.title() != before_title
     dash.assert_clean()
     dash.shot(f"filter-{name}")
@@ -330,14 +344,15 @@ def test_language_changes_the_labels(dash, lang):
 
     en = build(dash.name, root=dash.app.pub.root, language="en")
     en.select(**{k: v for k, v in dash.app.state.items() if k in en.widgets and k != "language"})
-    en_title, en_fig, en_head = norm(en.view.title), en.figures[0].layout.title.text if en.figures else "", en.view.columns
+    en_title, en_head = norm(en.view.title), en.view.columns
+    en_fig = charts.title_of(en.figure_specs[0]) if en.figure_specs else ""
     dash.select("language", lang)
     title, (head, _, _) = dash.title(), dash.table()
     assert title == norm(dash.app.view.title)
     assert title != en_title, f"{dash.name}: the title did not change in {lang}"
     if dash.app.figures:
         fig = dash.figure()
-        assert norm(fig["title"]) == norm(dash.app.figures[0].layout.title.text) != norm(en_fig)
+        assert norm(fig["title"]) == norm(charts.title_of(dash.app.figure_specs[0])) != norm(en_fig)
         axes = dash.app.figures[0].layout
         assert norm(fig["x"]) == norm(axes.xaxis.title.text or "") and norm(fig["y"]) == norm(axes.yaxis.title.text or "")
     assert [norm(h) for h in head] == [norm(h) for h in dash.app.view.columns]
@@ -370,3 +385,228 @@ def test_no_request_leaves_the_server(dash):
                       if not u.startswith(("data:", "blob:", "about:"))
                       and (urlsplit(u).hostname or "") not in LOOPBACK})
     assert not outside, f"{dash.name}: requests to other hosts: {outside}"
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13: quality marks, change, trend, languages, print, phone, accessibility
+# ---------------------------------------------------------------------------------------------
+AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _open(context, server, name: str, width: int = 1280, height: int = 1000) -> Dash:
+    from survey.dashboard import build
+
+    page = context.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    d = Dash(name, page, build(name, root=server.outputs, language="en"), server.base)
+    page.on("console", lambda m: m.type == "error" and d.console_errors.append(m.text))
+    page.on("pageerror", lambda e: d.console_errors.append(f"page error: {e}"))
+    page.goto(server.base + f"voila/render/{name}.ipynb")
+    page.wait_for_selector(f"{d.root} .svy-chart .js-plotly-plot")
+    return d
+
+
+def _traces(d: Dash, index: int = 0) -> list[dict]:
+    """The traces of the index-th plotly figure as the browser holds them."""
+    return d.page.evaluate("""([sel, i]) => {
+        const g = document.querySelectorAll(sel + ' .svy-chart .js-plotly-plot')[i];
+        return g ? g.data.map(t => ({type: t.type, x: t.x, y: t.y, text: t.text, name: t.name,
+                                     symbol: t.marker && t.marker.symbol,
+                                     pattern: t.marker && t.marker.pattern && t.marker.pattern.shape})) : null;
+    }""", [d.root, index])
+
+
+def _go(d: Dash, **state) -> None:
+    for name in ("run", "indicator", "crime", "domain", "language"):
+        if name in state and d.app.state.get(name) != state[name]:
+            d.select(name, state[name])
+
+
+def test_flagged_suppressed_and_change_markers_in_the_browser(context, server):
+    """Flagged cells: hollow hatched bars with † (not a plain bar) and the reason in the table;
+    suppressed cells: no bar (null, never 0) and the word; the previous wave: a marker drawn
+    above the bars (after them), pointing up where the estimate rose and down where it fell,
+    as comparison.csv says."""
+    import pandas as pd
+
+    root = Path(server.outputs)
+    cmp = pd.read_csv(root / "synthetic-two-waves" / "comparison.csv", dtype={"domain_value": str})
+    by_region = cmp[(cmp.indicator == "prevalence") & (cmp.domain == "region") & cmp.difference.notna()]
+    signs = by_region.groupby("crime_type")["difference"].agg(lambda s: (s > 0).any() and (s < 0).any())
+    crime = next(c for c in ("household", "burglary", "personal", "vehicle_theft") if signs.get(c, False))
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="synthetic-two-waves", indicator="prevalence", crime=crime, domain="region")
+        traces = _traces(d)
+        kinds = [t["type"] for t in traces]
+        assert kinds.index("scatter") > kinds.index("bar"), "the previous wave is drawn above the bars"
+        marker = traces[kinds.index("scatter")]
+        exp = by_region[by_region.crime_type == crime].set_index("domain_value")
+        for region, symbol in zip(marker["x"], marker["symbol"], strict=True):
+            diff = exp.loc[region, "difference"]
+            assert symbol == ("triangle-up" if diff > 0 else "triangle-down"), (region, diff, symbol)
+        assert {"triangle-up", "triangle-down"} <= set(marker["symbol"])
+        d.shot("change-markers")
+        # flagged and suppressed cells of the demo run
+        table = pd.read_parquet(root / "demo" / "indicators.parquet")
+        flagged = table[(table.flag_reason != "") & ~table.suppressed & ~table.flag_reason.str.startswith("no sample")
+                        & table.indicator.isin(["prevalence", "incidence"]) & (table.domain != "overall")]
+        if len(flagged):
+            r = flagged.iloc[0]
+            _go(d, run="demo", indicator=r.indicator, crime=r.crime_type, domain=r.domain)
+            bars = next(t for t in _traces(d) if t["type"] == "bar")
+            i = bars["x"].index(d.app.value_label(r.domain, r.domain_value))
+            assert bars["pattern"][i] == "/" and bars["text"][i] == "†"
+            _, rows, classes = d.table()
+            cell = next(row for row in rows if row[0] == bars["x"][i])[1]
+            assert "†" in cell and d.app.tr.reason(r.flag_reason) in cell
+            d.shot("flagged")
+        from survey.dashboard.data import VICTIMIZATION_INDICATORS
+
+        withheld = table[table.suppressed & table.indicator.isin(VICTIMIZATION_INDICATORS) & (table.domain != "overall")]
+        assert len(withheld), "the demo run suppresses cells"
+        r = withheld.iloc[0]
+        _go(d, run="demo", indicator=r.indicator, crime=r.crime_type, domain=r.domain)
+        bars = next(t for t in _traces(d) if t["type"] == "bar")
+        i = bars["x"].index(d.app.value_label(r.domain, r.domain_value))
+        assert bars["y"][i] is None, "a suppressed cell is not drawn (never as 0)"
+        d.assert_clean()
+    finally:
+        d.page.close()
+
+
+def test_trend_lines_over_three_waves_in_the_browser(context, server):
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="synthetic-year3", indicator="prevalence", crime="household", domain="region")
+        n = d.page.locator(f"{d.root} .svy-chart .js-plotly-plot").count()
+        lines = None
+        for i in range(n):
+            t = _traces(d, i)
+            if t and all(x["type"] == "scatter" for x in t) and len(t[0]["x"] or []) == 4:
+                lines = t
+        assert lines is not None, "no trend chart"
+        assert lines[0]["x"] == ["Synthetic year", "Year 1", "Year 2", "Year 3"]
+        assert len(lines) == 8 and all(sum(v is not None for v in line["y"]) == 4 for line in lines)
+        d.shot("trend")
+    finally:
+        d.page.close()
+
+
+@pytest.mark.parametrize("lang", ["fr", "es"])
+def test_no_english_data_label_left(context, server, lang):
+    """French and Spanish: the region names, crime labels and survey title the spec gives in
+    the language replace the English ones everywhere on the page (title, chart, table, notes)."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
+    region = spec["domains"]["region"]
+    english = {en for en, x in region["translations"][lang].items() if x != en}
+    crimes = {t["name"]: t["label"] for t in spec["victimization"]["types"]}
+    english |= {crimes["burglary"]["en"], spec["title"]["en"]}
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="demo", indicator="prevalence", crime="burglary", domain="region", language=lang)
+        text = d.page.inner_text(d.root) + " " + " ".join(d.page.evaluate(
+            "sel => [...document.querySelectorAll(sel + ' option')].map(o => o.textContent)", d.root))
+        chart = " ".join(str(x) for t in _traces(d) for x in (t["x"] or []))
+        left = sorted(w for w in english if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text + " " + chart))
+        assert not left, f"{lang}: English data labels left: {left}"
+        assert crimes["burglary"][lang] in text and region["translations"][lang]["North West"] in chart
+        assert spec["title"][lang] in text
+        assert "Run:" not in text and ".parquet" not in text and "truth" not in text
+        d.shot(f"labels-{lang}")
+    finally:
+        d.page.close()
+
+
+def test_print_keeps_chart_table_and_notes(context, server, tmp_path):
+    """Printing (Chromium's PDF of the print media): the chart, the table and the notes are
+    laid out (not hidden, not clipped to one screen) and the PDF runs over more than one A4
+    page; the filters are not printed."""
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="demo", indicator="prevalence", crime="household", domain="region")
+        d.page.emulate_media(media="print")
+        seen = d.page.evaluate("""sel => {
+            const vis = e => { if (!e) return false; const r = e.getBoundingClientRect();
+                               return r.height > 0 && getComputedStyle(e).visibility !== 'hidden'; };
+            const q = s => document.querySelector(sel + ' ' + s);
+            return {chart: vis(q('.svy-chart .js-plotly-plot')), table: vis(q('.svy-table table')),
+                    notes: vis(q('.svy-notes li')), filters: vis(q('.svy-filters')),
+                    clipped: [...document.querySelectorAll('body, html, #rendered_cells')]
+                        .some(e => ['hidden', 'scroll', 'auto'].includes(getComputedStyle(e).overflowY)
+                                    && e.scrollHeight > e.clientHeight + 2)};
+        }""", d.root)
+        assert seen == {"chart": True, "table": True, "notes": True, "filters": False, "clipped": False}, seen
+        pdf = d.page.pdf(format="A4", print_background=True)
+        (tmp_path / "victimization.pdf").write_bytes(pdf)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        (SHOTS / "victimization-print.pdf").write_bytes(pdf)
+        pages = len(re.findall(rb"/Type\s*/Page(?![s\w])", pdf))
+        assert pages >= 2, f"the print is {pages} page(s): cut off"
+        try:  # the text itself when pypdf is installed
+            import pypdf
+        except ImportError:
+            pypdf = None
+        if pypdf is not None:
+            text = norm(" ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+            assert norm(d.app.view.columns[0]) in text and "Publication rule" in text
+        d.page.emulate_media(media="screen")
+    finally:
+        d.page.close()
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_phone_width_without_horizontal_scroll(context, server, name):
+    d = _open(context, server, name, width=390, height=844)
+    try:
+        d.wait_for_chart()
+        width = d.page.evaluate("() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+        d.shot("phone")
+        assert width <= 390, f"{name}: the page is {width} px wide at 390 px"
+    finally:
+        d.page.close()
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_no_accessibility_violation_wcag_a_aa(context, server, name):
+    """axe-core (tests/js, `make axe`) on each dashboard: no WCAG 2 A or AA violation."""
+    if not AXE.exists():
+        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
+            pytest.fail(f"accessibility checks required but {AXE} is missing (make axe)")
+        pytest.skip(f"{AXE} is missing (make axe: npm install in tests/js)")
+    d = _open(context, server, name)
+    try:
+        d.wait_for_chart()
+        d.page.add_script_tag(path=str(AXE))
+        result = d.page.evaluate("""sel => axe.run(document.querySelector(sel),
+            {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})
+            .then(r => r.violations.map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))""",
+                                 d.root)
+        assert result == [], f"{name}: {result}"
+    finally:
+        d.page.close()
+
+
+def test_crossed_breakdown_in_the_browser(context, server):
+    """A crossed domain (sex × age of the synthetic spec): one bar and one table row per
+    published cell, labelled part by part."""
+    import pandas as pd
+
+    table = pd.read_parquet(Path(server.outputs) / "demo" / "indicators.parquet")
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "personal") & (table.domain == "sex_age")]
+    if exp.empty:
+        pytest.skip("the publication has no crossed domain")
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="demo", indicator="prevalence", crime="personal", domain="sex_age")
+        _, rows, _ = d.table()
+        assert [r[0] for r in rows] == list(exp.domain_value)  # English: the published labels
+        bars = next(t for t in _traces(d) if t["type"] == "bar")
+        assert bars["x"] == list(exp.domain_value) and all(" × " in x for x in bars["x"])
+        assert bars["y"] == pytest.approx([None if s else e for s, e in zip(exp.suppressed, exp.estimate)])
+        d.shot("crossed")
+        d.assert_clean()
+    finally:
+        d.page.close()

@@ -112,7 +112,7 @@ def test_unknown_language_is_a_clear_error():
 
 @pytest.mark.parametrize("lang, expected", [
     ("en", ["1,234.5", "1,234,567.89", "-0.3", "12.3%", "[1.6, 2.7]"]),
-    ("fr", [f"1{NNBSP}234,5", f"1{NNBSP}234{NNBSP}567,89", "-0,3", f"12,3{NNBSP}%", "[1,6 ; 2,7]"]),
+    ("fr", [f"1{NNBSP}234,5", f"1{NNBSP}234{NNBSP}567,89", "-0,3", f"12,3{NNBSP}%", f"[1,6{NNBSP}; 2,7]"]),
     ("es", ["1.234,5", "1.234.567,89", "-0,3", f"12,3{NNBSP}%", "[1,6; 2,7]"]),
 ])
 def test_number_formatting_per_language(lang, expected):

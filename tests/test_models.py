@@ -807,9 +807,9 @@ def test_risk_predictor_default_excludes_victim_status_domains(tmp_path):
     assert [m.name for m in ms] == ["risk_personal"]
     assert ms[0].predictors == ("sex", "age_band", "region")
     assert ms[0].formula() == "victim__personal ~ C(sex) + C(age_band) + C(region)"
-    # and the shipped synthetic spec: every domain (none is a victimization item)
+    # and the shipped synthetic spec: every domain (none is a victimization item) but its cross
     syn = read_spec(Path(__file__).resolve().parents[1] / "specs" / "synthetic.yaml")
-    assert M.risk_predictor_default(syn) == list(syn.domains)
+    assert M.risk_predictor_default(syn) == ["sex", "age_band", "region", "urban", "tenure"]
 
 
 def test_a_model_that_cannot_be_fitted_fails_with_one_line_or_is_recorded(perception_data):

@@ -185,7 +185,7 @@ def test_metrics_table(fitted, survey, name):
     assert overall["log_loss"] == pytest.approx(weighted_log_loss(o["y"], o["predicted"], o["weight"]))
     # subgroups: the person domains of the spec, every level, adding up to the total
     assert m.unit_ == "person"
-    assert m.subgroups_ == ["sex", "age_band", "region", "urban", "tenure"]
+    assert m.subgroups_ == ["sex", "age_band", "region", "urban", "tenure", "sex_age"]  # and the cross
     for sub, g in t[t["subgroup"] != "overall"].groupby("subgroup"):
         assert list(g["group"]) == list(r[sub].cat.categories)
         assert g["n"].sum() == overall["n"] and g["events"].sum() == overall["events"]

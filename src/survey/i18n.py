@@ -38,7 +38,7 @@ NNBSP = "\u202f"  # narrow no-break space (French thousands separator and before
 
 _SEPARATORS = {  # thousands, decimal, space before % and units, CI separator
     "en": (",", ".", "", ", "),
-    "fr": (NNBSP, ",", NNBSP, " ; "),
+    "fr": (NNBSP, ",", NNBSP, NNBSP + "; "),
     "es": (".", ",", NNBSP, "; "),
 }
 
@@ -120,7 +120,7 @@ def format_percent(x, lang: str = "en", decimals: int = 1) -> str:
 
 
 def format_ci(low, high, lang: str = "en", decimals: int = 1) -> str:
-    """A confidence interval: ``[1.6, 2.7]`` (en), ``[1,6 ; 2,7]`` (fr), ``[1,6; 2,7]`` (es)."""
+    """A confidence interval: ``[1.6, 2.7]`` (en), ``[1,6 ; 2,7]`` (fr, narrow no-break space before ;), ``[1,6; 2,7]`` (es)."""
     if _missing(low) or _missing(high):
         return ""
     sep = _SEPARATORS[check_language(lang)][3]

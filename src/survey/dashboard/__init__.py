@@ -15,7 +15,16 @@ DOM contract (CSS classes, relied on by the browser tests): root box ``svy-dashb
 mime bundles); ``svy-table`` (``<td class="svy-suppressed">`` / ``svy-flagged``);
 ``svy-download`` (a data: URI CSV of exactly the rows shown, notes first as ``# `` lines);
 ``svy-notes``; ``svy-status`` (``<span class="svy-render" data-count="N">``, incremented at
-every render).
+every render); ``svy-filters`` (the box of dropdowns, not printed); ``svy-key-points-box``
+(``<section class="svy-key-points">``: the statistically significant findings of the view, in
+words, each with its interval); ``svy-chart-text`` (``<p class="svy-chart-caption">``: a text
+alternative of each chart).
+
+What the reader sees is reader-facing only: data labels in the reader's language (the run's
+``translations.csv``, then the catalogs), no run id, file name or path; flagged cells are
+hollow hatched bars with † (tables: † and the reason, with SE, CV and sample cases), outlined
+uncoloured map tiles; suppressed cells and cells with no sample case are words, never a 0; the
+previous wave is a triangle above the bars pointing the way the estimate moved.
 """
 
 from .apps import APPS, Dashboard, FearApp, OverviewApp, RepeatApp, RiskApp, VictimizationApp, build, show

@@ -30,6 +30,7 @@ from ..errors import SurveyError
 ALLOWED_FILES = frozenset({
     "manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv", "risk_models.csv",
     "risk_margins.csv", "risk_performance.csv", "trend.csv", "comparison.csv", "tile_grid.csv",
+    "translations.csv",
 })
 """The only files a dashboard opens, each inside a run folder of the publication root."""
 
@@ -58,6 +59,9 @@ LORENZ_COLUMNS = ("crime_type", "over", "domain", "domain_value", "population_sh
 COMPARISON_COLUMNS = ("indicator", "crime_type", "domain", "domain_value", "a", "b", "estimate_a", "estimate_b",
                       "difference", "p_value", "ci_low", "ci_high", "significant")
 TILE_GRID_COLUMNS = ("domain", "domain_value", "row", "col")
+TRANSLATION_COLUMNS = ("kind", "name", "value", "language", "text")
+TREND_COLUMNS = ("indicator", "crime_type", "domain", "domain_value", "period", "estimate", "ci_low", "ci_high")
+CROSS = " × "
 
 
 class DashboardInputError(SurveyError, ValueError):
@@ -130,7 +134,8 @@ class Run:
                 elif file.endswith(".json"):
                     out = json.loads(f.read().decode("utf-8"))
                 else:
-                    out = pd.read_csv(f, dtype={"domain_value": str, "group": str, "level": str}, encoding="utf-8")
+                    out = pd.read_csv(f, dtype={"domain_value": str, "group": str, "level": str, "value": str,
+                                                "name": str, "text": str, "period": str}, encoding="utf-8")
         self._cache[file] = out
         return out
 
@@ -180,6 +185,50 @@ class Run:
     @property
     def tile_grid(self) -> pd.DataFrame | None:
         return self._table("tile_grid.csv", TILE_GRID_COLUMNS)
+
+    @property
+    def trend(self) -> pd.DataFrame | None:
+        """trend.csv as long rows (TREND_COLUMNS): the published file is wide (one estimate
+        column per wave, then change/p/significant columns per pair), without intervals."""
+        def compute():
+            t = self._read("trend.csv")
+            keys = ["indicator", "crime_type", "domain", "domain_value"]
+            if t is None or any(c not in t.columns for c in keys):
+                return None
+            if all(c in t.columns for c in TREND_COLUMNS):
+                return t[list(TREND_COLUMNS)]
+            waves = [c for c in t.columns if c not in keys and not str(c).startswith(("change ", "p ", "significant "))]
+            long = t.melt(id_vars=keys, value_vars=waves, var_name="period", value_name="estimate")
+            long["ci_low"] = np.nan
+            long["ci_high"] = np.nan
+            long = long[pd.to_numeric(long["estimate"], errors="coerce").notna()]
+            for c in keys + ["period"]:
+                long[c] = long[c].astype(str)
+            return long[list(TREND_COLUMNS)].reset_index(drop=True)
+        return self._memo("trend", compute)
+
+    def translation(self, kind: str, name: str, lang: str, value: str = "") -> str:
+        """The spec's label of (kind, name, value) in ``lang`` from translations.csv, or ""."""
+        def compute():
+            t = self._table("translations.csv", TRANSLATION_COLUMNS)
+            if t is None:
+                return {}
+            t = t.fillna("")
+            return {(str(k), str(n), str(v), str(la)): str(x)
+                    for k, n, v, la, x in zip(t["kind"], t["name"], t["value"], t["language"], t["text"])}
+        return self._memo("translations", compute).get((kind, str(name), str(value), lang), "")
+
+    def value_translation(self, value: str, lang: str) -> str:
+        """The spec's label of a domain value in ``lang`` whatever its domain (the parts of a
+        crossed domain come from their own domains), or ""."""
+        def compute():
+            self.translation("title", "", lang)
+            out: dict = {}
+            for (k, _n, v, la), x in self._memo("translations", dict).items():
+                if k == "value":
+                    out.setdefault((v, la), x)
+            return out
+        return self._memo("value_translations", compute).get((str(value), lang), "")
 
     # ----- allow-lists ------------------------------------------------------------------------
     # The published tables never change once read, so every look-up below is computed once per
