@@ -158,6 +158,7 @@ _REASONS = (  # data text (survey.quality) -> catalog key, placeholders from the
     (re.compile(r"^(?P<min>\d+) or fewer sample cases$"), "reason.few_cases"),
     (re.compile(r"^CV above (?P<cv>[\d.]+)%$"), "reason.cv_above"),
     (re.compile(r"^no sample case: the SE of 0 is not a measure of precision$"), "reason.no_sample_case"),
+    (re.compile(r"^estimate at its bound with SE 0: no interval$"), "reason.at_bound"),
 )
 
 
