@@ -119,3 +119,28 @@ def test_crossed_domains_are_not_default_risk_predictors(data):
     assert risk_predictor_default(survey.spec) == ["sex", "age_band", "region"]
     with pytest.raises(ModelSpecError, match="crosses sex, age_band"):
         check_risk_parameters(survey.spec, {"risk_predictors": ["sex_by_age"]})
+
+
+def test_secondary_suppression_across_both_margins():
+    """A crossed table publishes its margins (the parts' own domains): no row or column of it may
+    hold exactly one withheld cell, or the margin would give it back."""
+    from survey.quality import CROSS, apply_rule
+
+    sexes, ages = ["Male", "Female"], ["16-34", "35-59", "60+"]
+    rows = [{"indicator": "prevalence", "crime_type": "x", "domain": "overall", "domain_value": "all", "n": 1000}]
+    n = {("Male", "16-34"): 30, ("Male", "35-59"): 200, ("Male", "60+"): 210,
+         ("Female", "16-34"): 220, ("Female", "35-59"): 230, ("Female", "60+"): 240}
+    for (s, a), k in n.items():
+        rows.append({"indicator": "prevalence", "crime_type": "x", "domain": "sex_by_age",
+                     "domain_value": f"{s}{CROSS}{a}", "n": k})
+    t = pd.DataFrame(rows)
+    for c in ("estimate", "se", "ci_low", "ci_high", "cv", "deff"):
+        t[c] = 1.0
+    t["weighted_base"] = t["n"] * 10.0
+    t["n_cases"] = 5
+    out = apply_rule(t, "ons", min_base=50).set_index("domain_value")
+    sup = out["suppressed"]
+    assert sup[f"Male{CROSS}16-34"]  # primary
+    grid = pd.DataFrame([[sup[f"{s}{CROSS}{a}"] for a in ages] for s in sexes], index=sexes, columns=ages)
+    assert (grid.sum(axis=1) != 1).all() and (grid.sum(axis=0) != 1).all(), grid
+    assert out.loc[out.suppressed, ["estimate", "se"]].isna().all().all()

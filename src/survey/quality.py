@@ -86,19 +86,52 @@ def none(table: pd.DataFrame, cv_bands=(15.0, 30.0), **_) -> pd.DataFrame:
 RULES = {"bjs": bjs, "ons": ons, "cv_bands": cv_bands, "none": none}
 
 
-def _secondary(t: pd.DataFrame) -> pd.DataFrame:
-    """Suppress a second cell where one suppressed cell could be recovered from the others."""
+CROSS = " × "
+"""Joins the parts of a crossed domain's value ("Female × 16-24"; survey.ingest.CROSS)."""
+
+
+def _lines(t: pd.DataFrame):
+    """The partitions a published margin makes additive: each domain variable's cells (with the
+    overall value); for a crossed domain also each row, column (and layer) of its table, whose
+    margin is the part's own domain (sex x age: the age cells of one sex add up to that sex)."""
     keys = ["indicator", "crime_type", "domain"]
-    for _, grp in t[t["domain"] != "overall"].groupby(keys, sort=False, dropna=False):
-        sup = grp["suppressed"].to_numpy()
-        if sup.sum() != 1 or len(grp) < 2:
+    cells = t[t["domain"] != "overall"]
+    for _, grp in cells.groupby(keys, sort=False, dropna=False):
+        yield grp
+        values = grp["domain_value"].astype(str)
+        if not values.str.contains(CROSS, regex=False).all():
             continue
-        # the others (published) + the overall value would give the suppressed cell back
-        candidates = grp[~grp["suppressed"]].sort_values(["n", "weighted_base"])
-        protected = grp[grp["suppressed"]]["domain_value"].iloc[0]
-        victim = candidates.index[0]
-        t.loc[victim, "suppressed"] = True
-        t.loc[victim, "suppression_reason"] = f"secondary suppression (protects {protected})"
+        parts = values.str.split(CROSS, regex=False)
+        k = parts.str.len().max()
+        if (parts.str.len() != k).any():
+            continue
+        for j in range(k):
+            rest = parts.map(lambda p, j=j: CROSS.join(p[:j] + p[j + 1:]))
+            for _, line in grp.groupby(rest.to_numpy(), sort=False):
+                if len(line) < len(grp):
+                    yield line
+
+
+def _secondary(t: pd.DataFrame) -> pd.DataFrame:
+    """Suppress a second cell where one suppressed cell could be recovered from the others of a
+    partition and its published margin (see :func:`_lines`), until no partition has exactly one
+    withheld cell."""
+    for _ in range(50):
+        changed = False
+        for grp in _lines(t):
+            grp = t.loc[grp.index]
+            sup = grp["suppressed"].to_numpy()
+            if sup.sum() != 1 or len(grp) < 2:
+                continue
+            # the others (published) + the margin would give the suppressed cell back
+            candidates = grp[~grp["suppressed"]].sort_values(["n", "weighted_base"])
+            protected = grp[grp["suppressed"]]["domain_value"].iloc[0]
+            victim = candidates.index[0]
+            t.loc[victim, "suppressed"] = True
+            t.loc[victim, "suppression_reason"] = f"secondary suppression (protects {protected})"
+            changed = True
+        if not changed:
+            break
     return t
 
 
