@@ -1,0 +1,299 @@
+"""Run safety with real processes (issue 12): `survey run` on the demo parameter set, stopped by
+SIGTERM / SIGINT / SIGKILL to the parent while a kernel runs; concurrent runs of one set;
+a data file replaced between notebooks; output folders the tool did not make.
+
+The notebooks are two tiny stand-ins (``ingest`` and ``summary``: they write a file, then
+sleep for ``$SURVEY_TEST_SLEEP`` seconds, and may append to ``$SURVEY_TEST_CHANGE``) so that
+each stop lands at a known point; the processes (parent, pool worker, kernels) are the real
+ones.  Every process of a run carries ``SURVEY_TEST_TOKEN`` in its environment, which is how
+the tests find what is left (a /proc scan: kernels live in their own sessions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl: Linux")
+
+NOTEBOOK_CODE = """\
+import os, pathlib, time
+pathlib.Path(output_dir, "started-{name}").write_text(str(os.getpid()))
+change = os.environ.get("SURVEY_TEST_CHANGE")
+if change and "{name}" == "ingest":
+    with open(change, "ab") as fh:
+        fh.write(b"\\0")
+time.sleep(float(os.environ.get("SURVEY_TEST_SLEEP_{upper}", "0")))
+pathlib.Path(output_dir, "done-{name}.txt").write_text("ok")
+"""
+PARAMS = ("spec = None\ndata_dir = None\nperiod = None\ndomains = None\ncrime_types = None\npublication = None\n"
+          "cap_rule = None\noutput_dir = 'x'\nlanguage = 'en'\nseed = 1\ncompare = None\n")
+
+
+def _notebooks(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("ingest", "summary"):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        cell = nbformat.v4.new_code_cell(PARAMS)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell, nbformat.v4.new_code_cell(NOTEBOOK_CODE.format(name=name, upper=name.upper()))]
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project: a small synthetic survey, the spec, the demo parameter set as committed, the
+    stand-in notebooks."""
+    from survey.synth import synth
+
+    root = tmp_path_factory.mktemp("safety")
+    (root / "pyproject.toml").write_text("")
+    synth(root / "data" / "synthetic", households=1000, seed=1)
+    (root / "specs").mkdir()
+    shutil.copy(ROOT / "specs" / "synthetic.yaml", root / "specs" / "synthetic.yaml")
+    (root / "parameters").mkdir()
+    shutil.copy(ROOT / "parameters" / "demo.yaml", root / "parameters" / "demo.yaml")
+    _notebooks(root / "nb")
+    return root
+
+
+def _start(project: Path, *args, sleep_ingest=0.0, sleep_summary=0.0, change=None, cmd="run",
+           sets=("parameters/demo.yaml",)):
+    token = uuid.uuid4().hex
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), SURVEY_TEST_TOKEN=token,
+               SURVEY_TEST_SLEEP_INGEST=str(sleep_ingest), SURVEY_TEST_SLEEP_SUMMARY=str(sleep_summary))
+    if change:
+        env["SURVEY_TEST_CHANGE"] = str(change)
+    proc = subprocess.Popen([sys.executable, "-m", "survey.cli", cmd, *sets, "--notebooks", "ingest,summary",
+                             "--notebook-dir", str(project / "nb"), "--root", str(project), "--no-progress", *args],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.token = token
+    return proc
+
+
+def _with_token(token: str) -> list[int]:
+    out = []
+    needle = f"SURVEY_TEST_TOKEN={token}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                env = fh.read()
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and state != b"Z":
+            out.append(int(entry.name))
+    return out
+
+
+def _wait_for(pred, timeout=120.0, what="condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _published(project: Path) -> Path:
+    """A previously published demo run (the tool's marker and a sentinel file)."""
+    from survey._atomic import mark
+
+    demo = project / "outputs" / "demo"
+    if demo.exists():
+        shutil.rmtree(demo)
+    demo.mkdir(parents=True)
+    mark(demo, "run", run="demo")
+    (demo / "sentinel.txt").write_text("the previous run")
+    return demo
+
+
+def _temporaries(project: Path) -> list[str]:
+    return sorted(p.name for p in (project / "outputs").glob(".demo.*") if p.is_dir())
+
+
+def _started(project: Path, name: str) -> bool:
+    return any((project / "outputs").glob(f".demo.tmp-*/started-{name}"))
+
+
+@pytest.mark.parametrize("sig, when, code", [
+    (signal.SIGTERM, "ingest", 143),
+    (signal.SIGINT, "ingest", 130),
+    (signal.SIGTERM, "summary", 143),
+    (signal.SIGKILL, "ingest", -9),
+    (signal.SIGKILL, "summary", -9),
+])
+def test_a_stopped_run_leaves_no_process_and_publishes_nothing(project, sig, when, code):
+    demo = _published(project)
+    proc = _start(project, sleep_ingest=60 if when == "ingest" else 0, sleep_summary=60)
+    try:
+        _wait_for(lambda: _started(project, when), what=f"the {when} notebook to start")
+        assert len(_with_token(proc.token)) >= 3  # parent, worker, kernel (and the queue manager)
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=60)
+        gone = _wait_for(lambda: not _with_token(proc.token), timeout=30, what="every process of the run to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in _with_token(proc.token):
+            os.kill(p, signal.SIGKILL)
+    err = proc.stderr.read()
+    assert proc.returncode == code, err
+    assert gone < 30
+    if sig != signal.SIGKILL:
+        assert err.strip().count("\n") == 0 and f"stopped by {signal.Signals(sig).name}" in err, err
+        assert "no output folder was replaced" in err
+    # nothing was published: the previous run is still there, untouched
+    assert (demo / "sentinel.txt").read_text() == "the previous run"
+    assert not (demo / "manifest.json").exists()
+    time.sleep(1.0)  # nothing publishes late either
+    assert (demo / "sentinel.txt").exists() and not (demo / "done-summary.txt").exists()
+    assert _temporaries(project) == []
+    result = json.loads((project / "outputs" / "_logs" / "demo.result.json").read_text())
+    assert result["status"] == "stopped", result
+
+
+def test_next_start_removes_what_a_killed_run_left(project):
+    """A temporary folder of a dead process (as a kill -9 of the worker leaves it) is removed
+    when the next run of the set starts; the next run publishes normally."""
+    _published(project)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = project / "outputs" / f".demo.tmp-{dead.pid}-abc"
+    left.mkdir()
+    (left / "ingest.ipynb").write_text("{}")
+    proc = _start(project)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert not left.exists()
+    assert _temporaries(project) == []
+    demo = project / "outputs" / "demo"
+    assert (demo / "done-summary.txt").exists() and not (demo / "sentinel.txt").exists()
+    from survey._atomic import is_ours
+
+    assert is_ours(demo)
+    result = json.loads((project / "outputs" / "_logs" / "demo.result.json").read_text())
+    assert result["status"] == "succeeded" and result["pid"] != dead.pid
+
+
+def test_batch_sigint_replaces_no_folder(project, tmp_path):
+    """SIGINT to the parent of `survey batch --jobs 2` (two sets): neither folder is replaced."""
+    demo = _published(project)
+    other = project / "parameters" / "demo2.yaml"
+    raw = yaml.safe_load((project / "parameters" / "demo.yaml").read_text())
+    raw["name"] = "demo2"
+    other.write_text(yaml.safe_dump(raw))
+    proc = _start(project, "--jobs", "2", cmd="batch", sleep_ingest=60,
+                  sets=("parameters/demo.yaml", "parameters/demo2.yaml"))
+    try:
+        _wait_for(lambda: _started(project, "ingest")
+                  and any((project / "outputs").glob(".demo2.tmp-*/started-ingest")), what="both runs")
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        _wait_for(lambda: not _with_token(proc.token), timeout=30, what="every process to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert proc.returncode == 130, err
+    assert "2 run(s) stopped" in err and "no output folder was replaced" in err
+    assert (demo / "sentinel.txt").exists() and not (project / "outputs" / "demo2").exists()
+    assert not list((project / "outputs").glob(".demo*.tmp-*"))
+
+
+def test_a_second_concurrent_run_fails_at_once(project):
+    _published(project)
+    first = _start(project, sleep_ingest=30)
+    try:
+        _wait_for(lambda: _started(project, "ingest"), what="the first run")
+        t0 = time.monotonic()
+        second = _start(project)
+        out, err = second.communicate(timeout=120)
+        took = time.monotonic() - t0
+        assert second.returncode == 1, out + err
+        assert "another run is writing it" in err and took < 60
+        assert len([ln for ln in err.splitlines() if ln.startswith("survey:")]) == 1, err
+        # the first run's log and result are its own
+        result = json.loads((project / "outputs" / "_logs" / "demo.result.json").read_text())
+        assert result["status"] == "running" and result["pid"] != second.pid
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+
+
+def test_a_data_file_changed_between_notebooks_fails_the_run(project):
+    demo = _published(project)
+    data = project / "data" / "synthetic" / "persons.sav"
+    before = data.read_bytes()
+    try:
+        proc = _start(project, change=data)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        data.write_bytes(before)
+    assert proc.returncode == 1, out + err
+    assert f"{data}: changed while the run was going" in err
+    assert (demo / "sentinel.txt").exists() and not (demo / "manifest.json").exists()
+    assert _temporaries(project) == []
+
+
+@pytest.mark.parametrize("output_dir, why", [
+    (".", "it is the working directory"),  # the project itself (the tests run it from the project)
+    ("data", "not made by this tool"),
+    ("outputs", "publication root"),
+    ("parameters", "not made by this tool"),
+])
+def test_an_output_folder_the_tool_did_not_make_is_refused(project, output_dir, why):
+    (project / "outputs").mkdir(exist_ok=True)
+    (project / "outputs" / "_logs").mkdir(exist_ok=True)
+    raw = yaml.safe_load((project / "parameters" / "demo.yaml").read_text())
+    raw["output_dir"] = output_dir
+    raw["name"] = "hostile"
+    f = project / "parameters" / "hostile.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    listing = sorted(p.name for p in project.iterdir())
+    try:
+        proc = _start(project, sets=("parameters/hostile.yaml",))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        f.unlink()
+    assert proc.returncode == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and why in err, err
+    assert sorted(p.name for p in project.iterdir()) == listing
+    assert (project / "data" / "synthetic" / "persons.sav").exists()
+
+
+def test_an_absolute_folder_or_a_symlink_is_refused(project, tmp_path):
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    (unrelated / "keep.txt").write_text("mine")
+    link = project / "outputs" / "linked"
+    (project / "outputs").mkdir(exist_ok=True)
+    if not link.exists():
+        link.symlink_to(unrelated, target_is_directory=True)
+    for target, why in ((unrelated, "not made by this tool"), (link, "symbolic link")):
+        raw = yaml.safe_load((project / "parameters" / "demo.yaml").read_text())
+        raw.update(output_dir=str(target), name="hostile")
+        f = project / "parameters" / "hostile.yaml"
+        f.write_text(yaml.safe_dump(raw))
+        proc = _start(project, sets=("parameters/hostile.yaml",))
+        out, err = proc.communicate(timeout=120)
+        f.unlink()
+        assert proc.returncode == 2 and why in err, out + err
+        assert (unrelated / "keep.txt").read_text() == "mine" and len(list(unrelated.iterdir())) == 1
+    link.unlink()
