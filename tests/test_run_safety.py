@@ -382,3 +382,54 @@ def test_formula_cells_are_neutralized_in_the_workbook_and_csv(tmp_path):
     back = pd.read_csv(csv)
     assert back["period"].tolist() == ["'" + HOSTILE_PERIOD, "'+1", "2024"]
     assert back["estimate"].tolist() == [-1.5, 2.0, 4.0]
+
+
+def test_a_cell_timeout_names_the_cell_and_the_time(project):
+    raw = yaml.safe_load((project / "parameters" / "demo.yaml").read_text())
+    raw.update(name="slow", timeout=3)
+    f = project / "parameters" / "slow.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    try:
+        proc = _start(project, sleep_ingest=30, sets=("parameters/slow.yaml",))
+        out, err = proc.communicate(timeout=300)
+    finally:
+        f.unlink()
+    assert proc.returncode == 1, out + err
+    line = next(ln for ln in err.splitlines() if ln.startswith("survey: FAILED"))
+    assert "notebook ingest, cell 'import os, pathlib, time'" in line, line
+    assert "CellTimeoutError: A cell timed out while it was being executed, after 3 seconds" in line, line
+    assert "---" not in line and "cell unknown" not in line
+    assert not (project / "outputs" / "slow").exists()
+    assert json.loads((project / "outputs" / "_logs" / "slow.result.json").read_text())["status"] == "failed"
+
+
+def test_synth_and_demo_refuse_folders_they_did_not_make(tmp_path, monkeypatch, capsys):
+    from survey._atomic import is_ours, mark
+    from survey.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "thesis.docx").write_text("years of work")
+    assert main(["demo", "--out", str(keep)]) == 2
+    assert main(["synth", "--out", str(keep), "--households", "700"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("not made by this tool" in ln for ln in err), err
+    assert sorted(p.name for p in keep.iterdir()) == ["thesis.docx"]
+    # a published run is never the engine demo's folder
+    run = tmp_path / "outputs" / "demo"
+    run.mkdir(parents=True)
+    mark(run, "run", run="demo")
+    (run / "indicators.csv").write_text("a\n1\n")
+    assert main(["demo", "--out", str(run)]) == 2
+    assert "run folder of this tool" in capsys.readouterr().err
+    assert (run / "indicators.csv").exists()
+    # by default the demo writes its own folder, not outputs/demo, and may replace it again
+    assert main(["demo"]) == 0 and main(["demo"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "outputs" / "_engine-demo" / "estimates.csv").exists()
+    assert is_ours(tmp_path / "outputs" / "_engine-demo") and (run / "indicators.csv").exists()
+    # synth may replace its own earlier output (twice), never with temporaries left
+    assert main(["synth", "--out", "syn", "--households", "700"]) == 0
+    assert main(["synth", "--out", "syn", "--households", "700"]) == 0
+    assert is_ours(tmp_path / "syn") and not list(tmp_path.glob(".syn.*"))

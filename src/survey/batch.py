@@ -233,6 +233,14 @@ def _error_from(out_path: Path, exc) -> dict:
            "evalue": getattr(exc, "evalue", None) if hasattr(exc, "ename") else str(exc).strip().splitlines()[-1:]}
     if isinstance(err["evalue"], list):
         err["evalue"] = err["evalue"][0] if err["evalue"] else ""
+    preview = None
+    if err["ename"] == "CellTimeoutError":  # "A cell timed out ... after N seconds.", then the cell's start
+        text = str(exc).strip().splitlines()
+        err["evalue"] = (text[0] if text else "the cell timed out") + " (parameter set key 'timeout')"
+        dashes = [i for i, ln in enumerate(text) if ln.strip() and set(ln.strip()) == {"-"}]
+        if dashes:
+            preview = next((ln.strip() for ln in text[dashes[0] + 1:] if ln.strip() and set(ln.strip()) != {"-"}),
+                           None)
     nb = None
     with contextlib.suppress(Exception):
         nb = nbformat.read(out_path, as_version=4)
@@ -243,6 +251,8 @@ def _error_from(out_path: Path, exc) -> dict:
     src = getattr(exc, "source", None)
     if src is not None:
         hit = next((c for c in code if c.source == src), None)
+    if hit is None and preview:
+        hit = next((c for c in code if preview in c.source), None)
     if hit is None:  # timeouts, dead kernels: the cell papermill left running or failed
         hit = next((c for c in code if c.metadata.get("papermill", {}).get("status") in ("failed", "running")), None)
     if hit is not None:
