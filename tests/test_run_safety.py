@@ -432,4 +432,7 @@ def test_synth_and_demo_refuse_folders_they_did_not_make(tmp_path, monkeypatch, 
     # synth may replace its own earlier output (twice), never with temporaries left
     assert main(["synth", "--out", "syn", "--households", "700"]) == 0
     assert main(["synth", "--out", "syn", "--households", "700"]) == 0
-    assert is_ours(tmp_path / "syn") and not list(tmp_path.glob(".syn.*"))
+    assert (tmp_path / "syn" / "truth.json").exists() and not list(tmp_path.glob(".syn.*"))
+    (tmp_path / "syn" / "notes.txt").write_text("mine now")  # no longer only the generator's files
+    assert main(["synth", "--out", "syn", "--households", "700"]) == 2
+    assert (tmp_path / "syn" / "notes.txt").exists()

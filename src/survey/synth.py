@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._atomic import check_target, is_ours, mark, recover, replace_dir
+from ._atomic import check_target, is_ours, recover, replace_dir
 from .errors import SurveyError
 
 __all__ = [
@@ -1188,7 +1188,8 @@ SYNTH_FILES = {"households.sav", "persons.sav", "incidents.sav", "respondents.sa
 
 def check_synth_target(target: Path) -> None:
     """The output folder of ``survey synth`` may only be new, empty, made by the tool (its
-    marker) or an earlier synthetic survey (nothing but the generator's files); anything else
+    marker) or an earlier synthetic survey (nothing but the generator's files: no marker is
+    written into the data folder, so that the same seed gives the same files); anything else
     is refused with one line (:func:`survey._atomic.check_target`)."""
     target = Path(target)
     if target.is_dir() and not target.is_symlink() and not is_ours(target):
@@ -1215,7 +1216,6 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
     check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
-    mark(tmp, "synth")
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -1451,7 +1451,6 @@ def synth_screener(out_dir, households: int = 5_000, seed: int = 1, population_h
     check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
-    mark(tmp, "synth")
     try:
         umask = os.umask(0)
         os.umask(umask)
