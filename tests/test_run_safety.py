@@ -436,3 +436,32 @@ def test_synth_and_demo_refuse_folders_they_did_not_make(tmp_path, monkeypatch, 
     (tmp_path / "syn" / "notes.txt").write_text("mine now")  # no longer only the generator's files
     assert main(["synth", "--out", "syn", "--households", "700"]) == 2
     assert (tmp_path / "syn" / "notes.txt").exists()
+
+
+def test_a_parquet_struct_column_is_one_line_exit_2(tmp_path):
+    """A declared variable holding nested values (a Parquet struct): `survey validate` exits 2
+    with one line naming the file and the column (not 3, 'unexpected error')."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from survey.spec import load_yaml
+
+    corpus = ROOT / "tests" / "bad_inputs"
+    hh = pd.read_spss(corpus / "_data" / "households.sav", convert_categoricals=False)
+    hh.attrs = {}
+    t = pa.Table.from_pandas(hh, preserve_index=False)
+    i = t.schema.get_field_index("hhid")
+    t = t.set_column(i, "hhid", pa.array([{"a": int(v), "b": "x"} for v in hh["hhid"]]))
+    pq.write_table(t, tmp_path / "households.parquet")
+    raw = load_yaml((corpus / "valid" / "spec.yaml").read_text())
+    raw["files"]["households"]["path"] = str(tmp_path / "households.parquet")
+    raw["files"]["incidents"]["path"] = str(corpus / "_data" / "incidents.sav")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-m", "survey.cli", "validate", str(spec)], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(lines) == 1 and "households.parquet" in lines[0] and "'hhid'" in lines[0], lines
+    assert "nested values" in lines[0]

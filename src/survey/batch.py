@@ -34,6 +34,20 @@ when every run succeeded; otherwise 1, with one line per failure naming the para
 the notebook, the cell and the error.  ``<outputs>/_logs/`` keeps each run's log, its
 outcome (``<run-name>.result.json``: status, failing notebook and cell, timings) and a failed
 run's executed notebook (``<run-name>.<notebook>.failed.ipynb``).  Usage errors exit with 2.
+
+Safety (``survey._atomic``): a run replaces only a previous run folder (the tool's marker
+``.survey-output.json``), a new or an empty folder -- never the publication root, the
+project, its data, a symlink (checked before any kernel starts, one line, exit 2); one run
+per name at a time (``.<run>.lock``: a second one fails at once); what a stopped run left is
+put back or removed when the next one starts; ``_logs/<run>.result.json`` is rewritten when
+a run starts (status ``running``) and at its end (``succeeded``, ``failed``, ``stopped``).
+The sha256 of the parameter file, the spec(s) and the data files are taken at the start and
+checked right before publishing (a changed file fails the run, nothing is published).
+SIGTERM or SIGINT to ``survey run``/``survey batch`` (or the death of the parent: the workers
+and the queue server have ``PR_SET_PDEATHSIG``) ends the workers and their kernels (kernels
+run in their own sessions, so the whole process tree is stopped, then killed), sets the stop
+flag that the publication step checks under its lock (nothing is published after a stop),
+prints one line and exits 143/130.
 """
 
 from __future__ import annotations
