@@ -482,8 +482,11 @@ def _descendants(pid: int) -> list[int]:
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as fh:
                     stat = fh.read().decode(errors="replace")
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                fields = stat[stat.rindex(")") + 2:].split()
+                ppid = int(fields[1])
             except (OSError, ValueError, IndexError):
+                continue
+            if fields[0] in ("Z", "X"):  # dead already (a zombie until its parent reaps it)
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
     out, todo = [], [pid]
@@ -893,8 +896,8 @@ def _install_stop_handlers(configs, bar):
             with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _descendants(me):
-            time.sleep(0.1)
+        while time.monotonic() < deadline and [p for p in _descendants(me) if not _is_resource_tracker(p)]:
+            time.sleep(0.1)  # (multiprocessing's resource tracker ignores SIGTERM: killed below)
         killed = kill_tree(me)
         stopped = _record_stopped(configs, name)
         with contextlib.suppress(Exception):
@@ -911,6 +914,14 @@ def _install_stop_handlers(configs, bar):
             signal.signal(s, h)
 
     return restore
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"multiprocessing.resource_tracker" in fh.read()
+    except OSError:
+        return False
 
 
 def _record_stopped(configs, name: str) -> list[str]:
