@@ -253,7 +253,9 @@ def test_check_and_bad_sets_fail_before_any_kernel(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({"spec": "specs/ncvs-2021.yaml", "langauge": "fr"}))
     assert run_main([str(good), "--check"]) == 0
     assert "run 'good'" in capsys.readouterr().out
-    assert batch_main([str(bad), "--no-progress"]) == 2  # nothing can run: a usage error, before any kernel
+    assert batch_main([str(bad), "--no-progress"]) == 1
+    capsys.readouterr()
+    assert run_main([str(bad), "--no-progress"]) == 2  # survey run: a usage error, one line
     err = capsys.readouterr().err
     assert "FAILED" in err and "bad.yaml: parameters: ParameterError" in err and "did you mean 'language'" in err
     assert not (tmp_path / "outputs").exists()

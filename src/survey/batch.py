@@ -1128,11 +1128,12 @@ def _main(argv, many: bool) -> int:
             for r in failures:
                 print(f"survey: {failure_line(r)}", file=sys.stderr)
             return 1 if failures else 0
-        configs, failures = plan(files, notebooks, args.root)
-        if failures and not configs:  # nothing can run: usage errors, one line each
-            for r in failures:
-                print(f"survey: {failure_line(r)}", file=sys.stderr)
-            return 2
+        if not many:  # survey run: a parameter set that cannot run is a usage error (one line, exit 2)
+            configs, failures = plan(files, notebooks, args.root)
+            if failures and not configs:
+                for r in failures:
+                    print(f"survey: {failure_line(r)}", file=sys.stderr)
+                return 2
         t0 = time.perf_counter()
         results = run_batch(files, jobs=1 if not many else args.jobs, scheduler=getattr(args, "scheduler", None),
                             notebook_dir=args.notebook_dir, notebooks=notebooks, root=args.root,
