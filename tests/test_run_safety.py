@@ -433,9 +433,12 @@ def test_synth_and_demo_refuse_folders_they_did_not_make(tmp_path, monkeypatch, 
     assert main(["synth", "--out", "syn", "--households", "700"]) == 0
     assert main(["synth", "--out", "syn", "--households", "700"]) == 0
     assert (tmp_path / "syn" / "truth.json").exists() and not list(tmp_path.glob(".syn.*"))
-    (tmp_path / "syn" / "notes.txt").write_text("mine now")  # no longer only the generator's files
-    assert main(["synth", "--out", "syn", "--households", "700"]) == 2
-    assert (tmp_path / "syn" / "notes.txt").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "households.sav").write_text("someone else's")
+    (tmp_path / "other" / "truth.json").write_text('{"generator": "not this tool"}')
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main(["synth", "--out", "other", "--households", "700"]) == 2
+    assert (tmp_path / "other" / "notes.txt").exists()
 
 
 def test_a_parquet_struct_column_is_one_line_exit_2(tmp_path):

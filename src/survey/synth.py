@@ -66,6 +66,7 @@ Screener variant (``--variant screener``, :func:`synth_screener`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -1194,7 +1195,11 @@ def check_synth_target(target: Path) -> None:
     target = Path(target)
     if target.is_dir() and not target.is_symlink() and not is_ours(target):
         names = {e.name for e in os.scandir(target)}
-        if names and names <= SYNTH_FILES:
+        made = False
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            made = str(json.loads((target / "truth.json").read_text(encoding="utf-8")).get("generator", "")
+                       ).startswith("survey.synth")  # the generator's own metadata: a folder it made
+        if names and (names <= SYNTH_FILES or made):
             recover(target.parent, target.name)
             return
     check_target(target, "synthetic survey")
