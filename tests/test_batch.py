@@ -70,7 +70,10 @@ def test_exit_code_and_one_line_per_failure(batch):
 def test_failed_run_leaves_no_partial_output(batch):
     outputs = batch["root"] / "outputs"
     assert not (outputs / "failing").exists()
-    assert not [p for p in outputs.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    # (the lock files .<run>.lock / .<run>.publish stay: flock needs a file that is never removed)
+    assert not [p for p in outputs.iterdir() if p.name.startswith(".") and p.is_dir()], "temporary folders left behind"
+    assert sorted(p.name for p in outputs.iterdir() if p.name.startswith(".") and not p.is_dir()) == [
+        ".demo.lock", ".demo.publish", ".failing.lock"]
     logs = outputs / "_logs"
     assert (logs / "failing.log").exists() and (logs / "failing.summary.failed.ipynb").exists()
     assert "compare waves" in (logs / "failing.log").read_text()
@@ -251,6 +254,8 @@ def test_check_and_bad_sets_fail_before_any_kernel(tmp_path, capsys):
     assert run_main([str(good), "--check"]) == 0
     assert "run 'good'" in capsys.readouterr().out
     assert batch_main([str(bad), "--no-progress"]) == 1
+    capsys.readouterr()
+    assert run_main([str(bad), "--no-progress"]) == 2  # survey run: a usage error, one line
     err = capsys.readouterr().err
     assert "FAILED" in err and "bad.yaml: parameters: ParameterError" in err and "did you mean 'language'" in err
     assert not (tmp_path / "outputs").exists()

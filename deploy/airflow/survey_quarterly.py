@@ -60,17 +60,22 @@ def prepare(parameters: dict, work: str) -> None:
     import shutil
     from pathlib import Path
 
+    from survey._atomic import check_target, mark
     from survey.params import validate
 
     validate(dict(parameters), None, root=Path(PROJECT))
+    check_target(Path(OUTPUT_OF(work)), "run folder")  # only a previous run (or a new folder) is replaced
+    check_target(Path(work), "work folder")  # only the tool's own work folder is emptied
     shutil.rmtree(work, ignore_errors=True)
     Path(work).mkdir(parents=True)
+    mark(Path(work), "run", run=Path(OUTPUT_OF(work)).name)
 
 
 def finalize(parameters: dict, work: str, output: str, run_name: str) -> None:
     """Reports, workbook and manifest; then the work folder becomes the output folder."""
     from pathlib import Path
 
+    from survey._atomic import check_target, run_lock
     from survey.batch import finalize as write_reports
     from survey.batch import normalize_permissions, replace_dir
     from survey.params import validate
@@ -78,7 +83,14 @@ def finalize(parameters: dict, work: str, output: str, run_name: str) -> None:
     values = validate(dict(parameters), None, root=Path(PROJECT))
     write_reports(work, values, [{"name": nb} for nb in NOTEBOOKS], name=run_name, given=dict(parameters))
     normalize_permissions(Path(work))
-    replace_dir(Path(work), Path(output))
+    with run_lock(Path(output)):  # one writer per quarter; never anything but a previous run replaced
+        check_target(Path(output), "run folder")
+        replace_dir(Path(work), Path(output))
+
+
+def OUTPUT_OF(work: str) -> str:  # noqa: N802 - the output folder of a work folder (.<quarter>.tmp)
+    p = os.path.dirname(work)
+    return os.path.join(p, os.path.basename(work).removeprefix(".").removesuffix(".tmp"))
 
 
 with DAG(

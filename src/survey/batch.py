@@ -34,6 +34,20 @@ when every run succeeded; otherwise 1, with one line per failure naming the para
 the notebook, the cell and the error.  ``<outputs>/_logs/`` keeps each run's log, its
 outcome (``<run-name>.result.json``: status, failing notebook and cell, timings) and a failed
 run's executed notebook (``<run-name>.<notebook>.failed.ipynb``).  Usage errors exit with 2.
+
+Safety (``survey._atomic``): a run replaces only a previous run folder (the tool's marker
+``.survey-output.json``), a new or an empty folder -- never the publication root, the
+project, its data, a symlink (checked before any kernel starts, one line, exit 2); one run
+per name at a time (``.<run>.lock``: a second one fails at once); what a stopped run left is
+put back or removed when the next one starts; ``_logs/<run>.result.json`` is rewritten when
+a run starts (status ``running``) and at its end (``succeeded``, ``failed``, ``stopped``).
+The sha256 of the parameter file, the spec(s) and the data files are taken at the start and
+checked right before publishing (a changed file fails the run, nothing is published).
+SIGTERM or SIGINT to ``survey run``/``survey batch`` (or the death of the parent: the workers
+and the queue server have ``PR_SET_PDEATHSIG``) ends the workers and their kernels (kernels
+run in their own sessions, so the whole process tree is stopped, then killed), sets the stop
+flag that the publication step checks under its lock (nothing is published after a stop),
+prints one line and exits 143/130.
 """
 
 from __future__ import annotations
@@ -54,7 +68,7 @@ import threading
 import time
 from pathlib import Path
 
-from ._atomic import replace_dir
+from ._atomic import OutputError, check_target, mark, recover, replace_dir, run_lock
 from .errors import SurveyError
 from .params import (
     NOTEBOOKS,
@@ -233,6 +247,14 @@ def _error_from(out_path: Path, exc) -> dict:
            "evalue": getattr(exc, "evalue", None) if hasattr(exc, "ename") else str(exc).strip().splitlines()[-1:]}
     if isinstance(err["evalue"], list):
         err["evalue"] = err["evalue"][0] if err["evalue"] else ""
+    preview = None
+    if err["ename"] == "CellTimeoutError":  # "A cell timed out ... after N seconds.", then the cell's start
+        text = str(exc).strip().splitlines()
+        err["evalue"] = (text[0] if text else "the cell timed out") + " (parameter set key 'timeout')"
+        dashes = [i for i, ln in enumerate(text) if ln.strip() and set(ln.strip()) == {"-"}]
+        if dashes:
+            preview = next((ln.strip() for ln in text[dashes[0] + 1:] if ln.strip() and set(ln.strip()) != {"-"}),
+                           None)
     nb = None
     with contextlib.suppress(Exception):
         nb = nbformat.read(out_path, as_version=4)
@@ -243,6 +265,8 @@ def _error_from(out_path: Path, exc) -> dict:
     src = getattr(exc, "source", None)
     if src is not None:
         hit = next((c for c in code if c.source == src), None)
+    if hit is None and preview:
+        hit = next((c for c in code if preview in c.source), None)
     if hit is None:  # timeouts, dead kernels: the cell papermill left running or failed
         hit = next((c for c in code if c.metadata.get("papermill", {}).get("status") in ("failed", "running")), None)
     if hit is not None:
@@ -352,7 +376,9 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
 
         rows = spec_for(values)[0].translations()
         if rows:
-            pd.DataFrame(rows, columns=["kind", "name", "value", "language", "text"]).to_csv(
+            from .report import neutral_frame
+
+            neutral_frame(pd.DataFrame(rows, columns=["kind", "name", "value", "language", "text"])).to_csv(
                 run_dir / "translations.csv", index=False)
     accounting = None
     if (run_dir / "accounting.csv").exists():
@@ -397,11 +423,217 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
 # ---------------------------------------------------------------------------------------------
 # one run (what a worker executes)
 # ---------------------------------------------------------------------------------------------
+class RunStopped(BaseException):
+    """The run was told to stop (SIGTERM, SIGINT, the parent died): nothing is published."""
+
+
+_STOP = {"signal": None, "published": False, "tmp": None, "result": None, "res": None}
+
+
+def _stop_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.stop")
+
+
+def _publish_lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.publish")
+
+
+@contextlib.contextmanager
+def _publish_lock(target: Path, timeout: float | None = None):
+    """The short lock of the publication step (the stop flag is set and checked under it)."""
+    import fcntl
+
+    fd = os.open(_publish_lock_path(target), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() > deadline:
+                    break  # a writer hung in the publication step: go on (the caller kills it)
+                time.sleep(0.05)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def request_stop(target: Path, why: str) -> None:
+    """Tell the run writing ``target`` to publish nothing (the flag file, under the
+    publication lock: a run that has not published yet never will)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    with _publish_lock(target, timeout=5.0):
+        with contextlib.suppress(OSError):
+            _stop_path(target).write_text(f"{os.getpid()} {why}\n", encoding="utf-8")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren...), from /proc."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    stat = fh.read().decode(errors="replace")
+                fields = stat[stat.rindex(")") + 2:].split()
+                ppid = int(fields[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if fields[0] in ("Z", "X"):  # dead already (a zombie until its parent reaps it)
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.append(c)
+                todo.append(c)
+    return out
+
+
+def kill_tree(pid: int | None = None) -> int:
+    """Stop then kill every process below ``pid`` (default: this one): the pool workers, the
+    kernels (jupyter_client starts each in its own session, so a process group does not reach
+    them) and whatever they started.  Stopped first so that none starts another meanwhile.
+    Returns how many were killed."""
+    import signal
+
+    pid = os.getpid() if pid is None else pid
+    seen: set[int] = set()
+    for _ in range(20):
+        new = [p for p in _descendants(pid) if p not in seen]
+        if not new:
+            break
+        for p in new:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGSTOP)
+        seen.update(new)
+    for p in seen:
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+    return len(seen)
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: this process gets SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def _worker_stop(signum, frame) -> None:  # pragma: no cover - runs in a worker on a signal
+    """A worker told to stop: kill its kernels, remove its temporary folder, record the run
+    as stopped, exit at once (never publishes: the flag is checked before publishing)."""
+    import signal
+
+    _STOP["signal"] = signum
+    with contextlib.suppress(Exception):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    kill_tree()
+    tmp = _STOP.get("tmp")
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res, result = _STOP.get("res"), _STOP.get("result")
+    if res is not None and result is not None and not _STOP.get("published"):
+        name = signal.Signals(signum).name
+        res.update(status="stopped", error={"notebook": None, "cell": None, "ename": "Stopped",
+                                            "evalue": f"stopped by {name} before publishing; no output folder "
+                                                      "was replaced"})
+        with contextlib.suppress(Exception):
+            _write_result(Path(result), res)
+    os._exit(128 + signum)
+
+
+def worker_init() -> None:
+    """Initializer of the pool workers (and ``python -m survey.batch --worker``): die with
+    the parent, stop cleanly on SIGTERM/SIGINT."""
+    import signal
+
+    _set_parent_death_signal()
+    signal.signal(signal.SIGTERM, _worker_stop)
+    signal.signal(signal.SIGINT, _worker_stop)
+    if os.getppid() == 1:  # the parent died before the prctl
+        os._exit(143)
+
+
+def _write_result(path: Path, res: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(res, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def input_hashes(cfg: RunConfig) -> dict[str, str]:
+    """sha256 of every file a run reads (parameter file, spec(s), data files), at its start."""
+    out = {str(cfg.source): sha256(cfg.source)}
+    for _role, p in data_files(cfg.values):
+        if p.is_file():
+            out[str(p)] = sha256(p)
+    return out
+
+
+def changed_inputs(hashes: dict[str, str]) -> list[str]:
+    out = []
+    for path, digest in hashes.items():
+        try:
+            same = sha256(Path(path)) == digest
+        except OSError:
+            same = False
+        if not same:
+            out.append(path)
+    return out
+
+
+def _legacy_run_folder(target: Path, name: str) -> bool:
+    """A run folder published before the marker existed: its manifest names this run."""
+    try:
+        m = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("run") == name and "versions" in m and (target / "run.log").is_file()
+
+
+def check_run_target(cfg: RunConfig) -> None:
+    """The output folder of a run may only be a previous run folder (the tool's marker, or an
+    older run's manifest), a new or an empty folder; never the publication root, the project,
+    its data, a symlink (:func:`survey._atomic.check_target`, one line naming the file)."""
+    target = cfg.output_dir
+    where = f"{cfg.source}: output_dir: "
+    try:
+        if Path(target) == Path(cfg.root) / "outputs" or (Path(target) / LOG_DIR).is_dir():
+            raise OutputError(f"{target}: will not write the run folder there: it is the publication root "
+                              "(runs go into folders below it)")
+        if target.is_dir() and not target.is_symlink() and _legacy_run_folder(target, cfg.name):
+            return
+        check_target(target, "run folder")
+    except OutputError as e:
+        raise OutputError(f"{where}{e}") from None
+
+
 def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks: list[str] | None = None,
                 root: str | None = None, events=None, redirect_stderr: bool = True) -> dict:
     """Execute one parameter set (its notebooks, then reports, workbook and manifest) and
     move the result onto its output folder.  Never raises for a failed run: returns a record
-    with ``status``, ``error`` (notebook, cell, ename, evalue), ``log`` and timings."""
+    with ``status``, ``error`` (notebook, cell, ename, evalue), ``log`` and timings.
+
+    Safety: the output folder must be a previous run (or new/empty: :func:`check_target`);
+    one writer per run name (:func:`run_lock`); what an earlier stopped run left is put back or
+    removed (:func:`recover`); the inputs' sha256 are taken at the start and checked again
+    right before publishing; a stop request (flag file, checked under the publication lock)
+    publishes nothing; ``_logs/<run>.result.json`` is rewritten at the start (status
+    ``running``) so that it never describes an earlier run."""
     t_start = time.perf_counter()
     started = _now()
     res = {"name": Path(parameter_file).stem, "source": str(parameter_file), "status": "failed",
@@ -412,60 +644,129 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
             with contextlib.suppress(Exception):
                 events.put(event)
 
-    try:
-        cfg = read_parameter_set(parameter_file, root)
-    except SurveyError as e:
-        res["error"] = {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}
+    def fail(e, notebook=None):
+        res["error"] = {"notebook": notebook, "cell": None, "ename": type(e).__name__, "evalue": str(e)}
         res["seconds"] = round(time.perf_counter() - t_start, 3)
         return res
-    if notebooks:
-        cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
+
+    try:
+        cfg = read_parameter_set(parameter_file, root)
+        if notebooks:
+            cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
+        check_run_target(cfg)
+    except SurveyError as e:
+        return fail(e)
     nb_dir = Path(notebook_dir) if notebook_dir else default_notebook_dir(cfg.root)
-    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks))
+    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks), pid=os.getpid(),
+               started=started)
     parent = cfg.output_dir.parent
     log_path = parent / LOG_DIR / f"{cfg.name}.log"
-    res["log"] = str(log_path)
+    result_path = log_path.with_name(f"{cfg.name}.result.json")
     pin_kernel_environment()
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}.tmp-", dir=parent))
-    with _run_log(log_path, redirect_stderr) as log:
-        try:
-            log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
-                     ", ".join(cfg.notebooks), cfg.output_dir, tmp)
-            for nb in cfg.notebooks:
-                emit("start", cfg.name, nb)
-                rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
-                res["notebooks"].append(rec)
-                emit("done", cfg.name, nb, rec["status"])
-                if rec["status"] != "succeeded":
-                    res["error"] = {"notebook": nb, **rec["error"]}
-                    failed = tmp / f"{nb}.ipynb"
-                    if failed.exists():
-                        keep = log_path.with_name(f"{cfg.name}.{nb}.failed.ipynb")
-                        shutil.copyfile(failed, keep)
-                        res["failed_notebook"] = str(keep)
-                    break
-            else:
-                finalize(tmp, cfg.values, res["notebooks"], name=cfg.name, parameter_file=cfg.source, given=cfg.given,
-                         plotlyjs=cfg.html_plotlyjs, started=started, description=cfg.description, log=log)
-                log.info("run %s: succeeded in %.1f s", cfg.name, time.perf_counter() - t_start)
-                for h in logging.getLogger("survey.batch").handlers:
-                    h.flush()
-                shutil.copyfile(log_path, tmp / "run.log")
-                normalize_permissions(tmp)
-                replace_dir(tmp, cfg.output_dir)
-                res["status"] = "succeeded"
-        except Exception as e:  # finalizing failed (disk full, a bug): still one line
-            log.exception("run %s: %s", cfg.name, e)
-            res["error"] = {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    res["seconds"] = round(time.perf_counter() - t_start, 3)
-    with contextlib.suppress(OSError):  # for schedulers and people: the outcome next to the log
-        log_path.with_name(f"{cfg.name}.result.json").write_text(json.dumps(res, indent=1, default=str) + "\n",
-                                                                 encoding="utf-8")
+    try:
+        lock = run_lock(cfg.output_dir)
+        lock.__enter__()
+    except (SurveyError, OSError) as e:  # another run of this name: its log and result are left alone
+        return fail(e)
+    tmp = None
+    try:
+        recovered = recover(parent, cfg.name)
+        _stop_path(cfg.output_dir).unlink(missing_ok=True)
+        res["log"] = str(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        res["status"] = "running"
+        _write_result(result_path, res)
+        _STOP.update(res=res, result=str(result_path), published=False)
+        res["status"] = "failed"
+        with _run_log(log_path, redirect_stderr) as log:
+            try:
+                for line in recovered:
+                    log.warning("recover: %s", line)
+                hashes = input_hashes(cfg)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}.tmp-{os.getpid()}-", dir=parent))
+                _STOP["tmp"] = str(tmp)
+                mark(tmp, "run", run=cfg.name, parameter_file=str(cfg.source))
+                log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
+                         ", ".join(cfg.notebooks), cfg.output_dir, tmp)
+                for nb in cfg.notebooks:
+                    emit("start", cfg.name, nb)
+                    rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
+                    res["notebooks"].append(rec)
+                    emit("done", cfg.name, nb, rec["status"])
+                    if rec["status"] != "succeeded":
+                        res["error"] = {"notebook": nb, **rec["error"]}
+                        failed = tmp / f"{nb}.ipynb"
+                        if failed.exists():
+                            keep = log_path.with_name(f"{cfg.name}.{nb}.failed.ipynb")
+                            shutil.copyfile(failed, keep)
+                            res["failed_notebook"] = str(keep)
+                        break
+                else:
+                    finalize(tmp, cfg.values, res["notebooks"], name=cfg.name, parameter_file=cfg.source,
+                             given=cfg.given, plotlyjs=cfg.html_plotlyjs, started=started,
+                             description=cfg.description, log=log)
+                    log.info("run %s: notebooks done in %.1f s", cfg.name, time.perf_counter() - t_start)
+                    for h in logging.getLogger("survey.batch").handlers:
+                        h.flush()
+                    shutil.copyfile(log_path, tmp / "run.log")
+                    normalize_permissions(tmp)
+                    _publish(cfg, tmp, hashes, log)
+                    res["status"] = "succeeded"
+            except RunStopped as e:
+                log.error("run %s: %s", cfg.name, e)
+                res["status"] = "stopped"
+                res["error"] = {"notebook": None, "cell": None, "ename": "Stopped", "evalue": str(e)}
+            except Exception as e:  # finalizing failed (disk full, a bug, changed inputs): still one line
+                log.error("run %s: %s: %s", cfg.name, type(e).__name__, e)
+                res["error"] = {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        _STOP["tmp"] = None
+        res["seconds"] = round(time.perf_counter() - t_start, 3)
+        res["finished"] = _now()
+        with contextlib.suppress(OSError):  # for schedulers and people: the outcome next to the log
+            if res.get("log"):
+                _write_result(result_path, res)
+        _STOP.update(res=None, result=None)
+        lock.__exit__(None, None, None)
     return res
+
+
+def _publish(cfg: RunConfig, tmp: Path, hashes: dict[str, str], log) -> None:
+    """The publication step: under the publication lock, with SIGTERM/SIGINT held back, check
+    the stop flag, the inputs and the target again, then swap the run folder in."""
+    import signal
+
+    changed = changed_inputs(hashes)
+    if changed:
+        raise InputChangedError(f"{changed[0]}: changed while the run was going (its sha256 differs from the "
+                                "start); nothing was published, run again")
+    blocked = False
+    with _publish_lock(cfg.output_dir):
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(Exception):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+                blocked = True
+        try:
+            stop = _stop_path(cfg.output_dir)
+            if stop.exists() or _STOP.get("signal"):
+                raise RunStopped("stopped before publishing (a stop was requested); no output folder was replaced")
+            changed = changed_inputs(hashes)
+            if changed:
+                raise InputChangedError(f"{changed[0]}: changed while the run was going (its sha256 differs from "
+                                        "the start); nothing was published, run again")
+            check_run_target(cfg)
+            replace_dir(tmp, cfg.output_dir)
+            _STOP["published"] = True
+            log.info("run %s: published %s", cfg.name, cfg.output_dir)
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+class InputChangedError(SurveyError, RuntimeError):
+    """An input file changed between the start of a run and its publication."""
 
 
 def _dask_task(parameter_file: str, notebook_dir: str | None, notebooks: list[str] | None, root: str | None) -> dict:
@@ -503,6 +804,7 @@ def plan(parameter_files, notebooks: list[str] | None = None, root: str | None =
             if notebooks:
                 cfg.notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]
                 check_capabilities(cfg.values, cfg.notebooks, explicit=True, where=f"{cfg.source}: ")
+            check_run_target(cfg)
             configs.append(cfg)
         except SurveyError as e:
             failures.append({"name": Path(f).stem, "source": str(f), "status": "failed", "output_dir": None,
@@ -535,18 +837,23 @@ def run_batch(parameter_files, jobs: int | None = None, scheduler: str | None = 
     total = sum(len(c.notebooks) for c in configs)
     bar = _progress(total, progress)
     nb_subset = list(notebooks) if notebooks else None
+    restore = _install_stop_handlers(configs, bar)
     try:
         if scheduler:
             results += _run_dask(configs, scheduler, nb_dir, nb_subset, root, bar)
         else:
+            from multiprocessing.managers import SyncManager
+
             ctx = get_context("spawn")
-            with ctx.Manager() as manager:
+            manager = SyncManager(ctx=ctx)
+            manager.start(initializer=_set_parent_death_signal)  # the queue's server dies with us too
+            with manager:
                 events = manager.Queue()
                 stop = threading.Event()
                 watcher = threading.Thread(target=_watch, args=(events, bar, stop), daemon=True)
                 watcher.start()
                 try:
-                    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=worker_init) as pool:
                         futs = {pool.submit(execute_run, str(c.source), nb_dir, nb_subset, root, events): c
                                 for c in configs}
                         try:
@@ -560,10 +867,83 @@ def run_batch(parameter_files, jobs: int | None = None, scheduler: str | None = 
                     stop.set()
                     watcher.join(timeout=2)
     finally:
+        restore()
         bar.close()
     order = {Path(f).resolve(): i for i, f in enumerate(parameter_files)}
     results.sort(key=lambda r: order.get(Path(r["source"]).resolve(), len(order)))
     return results
+
+
+def _install_stop_handlers(configs, bar):
+    """SIGTERM/SIGINT to ``survey run``/``survey batch`` (what a scheduler or Ctrl-C sends):
+    raise the stop flag of every run (nothing is published after it), let the workers stop
+    their kernels, kill whatever is left below this process, record the stopped runs, remove
+    their temporary folders, print one line and exit 143/130.  Returns the undo function."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        name = signal.Signals(signum).name
+        for c in configs:
+            with contextlib.suppress(Exception):
+                request_stop(c.output_dir, name)
+        me = os.getpid()
+        children = [p for p in _descendants(me)]
+        for p in children:  # the workers stop their kernels and record their run
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and [p for p in _descendants(me) if not _is_resource_tracker(p)]:
+            time.sleep(0.1)  # (multiprocessing's resource tracker ignores SIGTERM: killed below)
+        killed = kill_tree(me)
+        stopped = _record_stopped(configs, name)
+        with contextlib.suppress(Exception):
+            bar.close()
+        extra = f"; {killed} process(es) killed" if killed else ""
+        print(f"survey: stopped by {name}: {len(stopped)} run(s) stopped ({', '.join(stopped) or 'none running'}), "
+              f"workers and kernels ended{extra}; no output folder was replaced", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore():
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"multiprocessing.resource_tracker" in fh.read()
+    except OSError:
+        return False
+
+
+def _record_stopped(configs, name: str) -> list[str]:
+    """After a stop: the result of each run still marked running (its worker was killed) says
+    stopped; temporary folders of the dead workers are removed."""
+    out = []
+    for c in configs:
+        parent = c.output_dir.parent
+        result = parent / LOG_DIR / f"{c.name}.result.json"
+        with contextlib.suppress(Exception):
+            r = json.loads(result.read_text(encoding="utf-8"))
+            if r.get("status") == "running":
+                r.update(status="stopped", finished=_now(), error={
+                    "notebook": None, "cell": None, "ename": "Stopped",
+                    "evalue": f"stopped by {name} before publishing; no output folder was replaced"})
+                _write_result(result, r)
+            if r.get("status") == "stopped":
+                out.append(c.name)
+        with contextlib.suppress(Exception):
+            recover(parent, c.name)
+            _stop_path(c.output_dir).unlink(missing_ok=True)
+    return out
 
 
 def _collect(fut, cfg: RunConfig, bar) -> dict:
@@ -748,6 +1128,12 @@ def _main(argv, many: bool) -> int:
             for r in failures:
                 print(f"survey: {failure_line(r)}", file=sys.stderr)
             return 1 if failures else 0
+        if not many:  # survey run: a parameter set that cannot run is a usage error (one line, exit 2)
+            configs, failures = plan(files, notebooks, args.root)
+            if failures and not configs:
+                for r in failures:
+                    print(f"survey: {failure_line(r)}", file=sys.stderr)
+                return 2
         t0 = time.perf_counter()
         results = run_batch(files, jobs=1 if not many else args.jobs, scheduler=getattr(args, "scheduler", None),
                             notebook_dir=args.notebook_dir, notebooks=notebooks, root=args.root,
@@ -761,7 +1147,7 @@ def _main(argv, many: bool) -> int:
         print(f"survey: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("survey: interrupted (temporary folders removed; no output folder was replaced)", file=sys.stderr)
+        print("survey: interrupted", file=sys.stderr)
         return 130
 
 
@@ -785,6 +1171,7 @@ def _worker_main(argv: list[str]) -> int:
     p.add_argument("--root", default=None)
     a = p.parse_args(argv)
     nbs = a.notebooks.split(",") if a.notebooks else None
+    worker_init()
     res = execute_run(a.worker, a.notebook_dir, nbs, a.root, None, redirect_stderr=True)
     Path(a.result).write_text(json.dumps(res, default=str), encoding="utf-8")
     return 0 if res["status"] == "succeeded" else 1

@@ -16,17 +16,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._atomic import atomic_write, replace_dir  # noqa: F401  (atomic_write: part of the CLI API)
+from ._atomic import (  # noqa: F401  (atomic_write: part of the CLI API)
+    MARKER,
+    OutputError,
+    atomic_write,
+    check_target,
+    is_ours,
+    mark,
+    recover,
+    replace_dir,
+)
 from .errors import SurveyError
 
 
-def _atomic_dir(target: Path):
-    """Context manager: write into a temporary sibling folder, then rename onto ``target``."""
+def _atomic_dir(target: Path, kind: str = "output"):
+    """Context manager: write into a temporary sibling folder (with the tool's marker), then
+    swap it onto ``target``.  ``target`` must be new, empty or made by the tool with the same
+    ``kind`` (:func:`survey._atomic.check_target`); never a published run folder."""
+    target = Path(target)
 
     class _Ctx:
         def __enter__(self):
+            check_target(target, kind)
+            made_by = _kind_of(target)
+            if made_by is not None and made_by != kind:
+                raise OutputError(f"{target}: will not replace it with the {kind}: it is a {made_by} folder of "
+                                  "this tool (a published run?); choose another folder")
+            recover(target.parent, target.name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+            mark(self.tmp, kind)
             return self.tmp
 
         def __exit__(self, exc_type, exc, tb):
@@ -37,6 +56,22 @@ def _atomic_dir(target: Path):
             return False
 
     return _Ctx()
+
+
+def _kind_of(folder: Path) -> str | None:
+    """What the tool made ``folder`` as (its marker's kind), None when not the tool's."""
+    import json
+
+    if not is_ours(folder):
+        return None
+    try:
+        return str(json.loads((Path(folder) / MARKER).read_text(encoding="utf-8")).get("kind"))
+    except (OSError, ValueError):
+        return None
+
+
+DEMO_DIR = "outputs/_engine-demo"
+"""Default folder of ``survey demo`` (never a published run: those are ``outputs/<run>``)."""
 
 
 def demo(out: Path) -> pd.DataFrame:
@@ -55,7 +90,7 @@ def demo(out: Path) -> pd.DataFrame:
         d.quantile("api00", q=[0.25, 0.5, 0.75]).assign(estimator="quantile"),
     ]
     table = pd.concat(parts, ignore_index=True)
-    with _atomic_dir(out) as tmp:
+    with _atomic_dir(out, "engine demo") as tmp:
         table.to_csv(tmp / "estimates.csv", index=False)
     return table
 
@@ -89,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="survey", description="Crime victimization survey workbench")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="design-based estimates on the embedded example data")
-    p_demo.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
+    p_demo.add_argument("--out", default=DEMO_DIR, help=f"output folder (default {DEMO_DIR}; a new, empty or "
+                        "earlier demo folder)")
     p_val = sub.add_parser("validate", help="read a survey through its spec, check it, print the row accounting")
     p_val.add_argument("spec")
     p_cb = sub.add_parser("codebook", help="write the codebook (HTML and CSV) of a survey spec")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -177,8 +178,10 @@ def resolve_input(value, base: Path | None, root: Path, what: str, kind: str = "
 
 
 def resolve_output(value, root: Path) -> Path:
+    """An output folder: absolute, relative to the project ``root``.  Symbolic links are NOT
+    followed (so that a link is seen, and refused, as the output folder it is)."""
     p = Path(str(value)).expanduser()
-    return (p if p.is_absolute() else root / p).resolve()
+    return Path(os.path.abspath(p if p.is_absolute() else root / p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +232,27 @@ def publication_rule(value, what: str = "publication") -> tuple[str | None, dict
         params["cv_bands"] = tuple(float(x) for x in b)
     if "suppress_low" in params and not isinstance(params["suppress_low"], bool):
         raise ParameterError(f"{what}: suppress_low must be true or false")
+    _check_with_publication_spec(params, what)
     return preset, params
+
+
+def _check_with_publication_spec(params: dict, what: str) -> None:
+    """Ranges and finiteness of the publication parameters: the spec's own validators
+    (:class:`survey.spec.PublicationSpec`: ``max_cv`` finite and above 0, ``cv_bands`` finite,
+    above 0 and increasing, ``min_base``/``min_cases`` within bounds)."""
+    from pydantic import ValidationError
+
+    from .spec import PublicationSpec
+
+    keys = ("min_base", "min_cases", "max_cv", "cv_bands")
+    try:
+        PublicationSpec.model_validate({k: (list(v) if k == "cv_bands" else v) for k, v in params.items()
+                                        if k in keys})
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        msg = e.get("msg", "invalid").removeprefix("Value error, ")
+        raise ParameterError(f"{what}: {loc + ': ' if loc else ''}{msg}") from None
 
 
 def cap_rule(value, what: str = "cap_rule") -> dict | None:
@@ -242,13 +265,19 @@ def cap_rule(value, what: str = "cap_rule") -> dict | None:
     if value is None:
         return None
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(none|fixed|percentile)(?:\s*[ :=]\s*([0-9.]+))?\s*", value)
+        m = re.fullmatch(r"\s*(none|fixed|percentile)(?:\s*[ :=]\s*([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+                         r"(?:[eE][-+]?[0-9]+)?))?\s*", value)
         if not m:
             raise ParameterError(f"{what}: '{value}' is not a cap rule (none | fixed N | percentile P | "
                                  "{rule: ..., value: ...})")
         value = {"rule": m.group(1)} | ({"value": float(m.group(2))} if m.group(2) else {})
     if not isinstance(value, dict):
         raise ParameterError(f"{what} must be a cap rule (none | fixed N | percentile P) or a mapping, not {value!r}")
+    numbers = [("value", value.get("value"))] + [(f"values.{k}", v) for k, v in (
+        value.get("values").items() if isinstance(value.get("values"), dict) else ())]
+    for key, v in numbers:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ParameterError(f"{what}: {key} must be a number, not {v!r}")
     try:
         rule = CapRule.model_validate(value)
     except ValidationError as err:
@@ -269,6 +298,23 @@ def _scalar_str(value, what: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ParameterError(f"{what} must be text, not {value!r}")
     return str(value)
+
+
+MAX_SEED = 2**32 - 1
+"""numpy's global generator takes seeds up to 2**32 - 1."""
+MAX_TIMEOUT = 7 * 24 * 3600
+"""Longest per-cell timeout of a parameter set (a week)."""
+MAX_LABEL = 200
+
+
+def _label(value: str | None, what: str) -> str | None:
+    """A label (period): one line of at most :data:`MAX_LABEL` printable characters."""
+    if value is None:
+        return None
+    if len(value) > MAX_LABEL or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ParameterError(f"{what} must be one line of at most {MAX_LABEL} printable characters, "
+                             f"not {value[:40]!r}{'...' if len(value) > 40 else ''}")
+    return value
 
 
 def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
@@ -295,7 +341,7 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
             raise ParameterError(f"{what} must be a folder path, not {value!r}")
         return str(resolve_output(value, root))
     if kind == "str":
-        return _scalar_str(value, what)
+        return _label(_scalar_str(value, what), what)
     if kind == "names":
         return _names(value, what)
     if kind == "publication":
@@ -309,8 +355,8 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
                                  f"{_did_you_mean(value, LANGUAGES)}")
         return value
     if kind == "seed":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ParameterError(f"{what} must be a whole number >= 0, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+            raise ParameterError(f"{what} must be a whole number from 0 to {MAX_SEED}, not {value!r}")
         return value
     if kind in ("reference", "models", "reference_rule", "on_model_failure"):  # risk notebook (survey.models)
         from .models import (
@@ -345,7 +391,7 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
             out["spec"] = str(resolve_input(value["spec"], base, root, f"{what}.spec"))
         if value.get("data_dir"):
             out["data_dir"] = str(resolve_input(value["data_dir"], base, root, f"{what}.data_dir", kind="dir"))
-        out["period"] = _scalar_str(value.get("period"), f"{what}.period")
+        out["period"] = _label(_scalar_str(value.get("period"), f"{what}.period"), f"{what}.period")
         return out
     raise AssertionError(kind)  # pragma: no cover
 
@@ -595,7 +641,9 @@ def load_survey(params: Params | dict, wave: dict | None = None, write_accountin
     if write_accounting and wave is None:
         out = Path(values["output_dir"])
         out.mkdir(parents=True, exist_ok=True)
-        data.accounting.to_csv(out / "accounting.csv", index=False)
+        from .report import neutral_frame
+
+        neutral_frame(data.accounting).to_csv(out / "accounting.csv", index=False)
     return data
 
 
@@ -669,7 +717,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     if "spec" not in given:
         raise ParameterError(f"{where}missing required key 'spec'")
     name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 100:
         raise ParameterError(f"{where}name must be letters, digits, '.', '_' or '-', not {name!r}")
     notebooks = raw.get("notebooks", list(NOTEBOOKS))
     if isinstance(notebooks, str):
@@ -682,8 +730,10 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
                                  f"(notebooks: {', '.join(NOTEBOOKS)})")
     notebooks = [nb for nb in NOTEBOOKS if nb in notebooks]  # run order
     timeout = raw.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ParameterError(f"{where}timeout must be a number of seconds > 0, not {timeout!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT):
+        raise ParameterError(f"{where}timeout must be a number of seconds > 0 and at most {MAX_TIMEOUT} (a week), "
+                             f"not {timeout!r}")
     plotlyjs = raw.get("html_plotlyjs", "file")
     if plotlyjs not in ("file", "inline", "cdn"):
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")

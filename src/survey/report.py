@@ -18,6 +18,7 @@ import html
 import inspect
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -49,10 +50,51 @@ def setup_notebook() -> None:
 
 
 def md(text: str) -> None:
-    """Show Markdown built from results (prose that quotes the numbers)."""
+    """Show Markdown built from results (prose that quotes the numbers).  HTML in it is shown
+    as text (spec titles, sources and labels are data, never markup): see :func:`safe_markdown`."""
     from IPython.display import Markdown, display
 
-    display(Markdown(text))
+    display(Markdown(safe_markdown(text)))
+
+
+_HARMFUL_LINK = re.compile(r"\]\(\s*<?\s*(?:javascript|vbscript|data|file)\s*:", re.IGNORECASE)
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown with raw HTML neutralized: ``<`` and ``>`` become entities (Markdown passes raw
+    HTML such as ``<script>`` straight into the report), and links to ``javascript:``,
+    ``vbscript:``, ``data:`` or ``file:`` URLs lose their target.  Idempotent (already escaped
+    text is left alone), so the reports can apply it again to every Markdown output."""
+    text = str(text).replace("<", "&lt;").replace(">", "&gt;")
+    return _HARMFUL_LINK.sub("](#blocked:", text)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""Text starting with one of these is a formula to a spreadsheet (OWASP CSV injection)."""
+
+
+def neutral_text(value):
+    """A text cell a spreadsheet will not run: a leading quote before ``= + - @``, tab or CR
+    (the OWASP rule).  Anything that is not text (numbers, missing values) is returned as is."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def neutral_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells are :func:`neutral_text` (numeric columns untouched),
+    for the CSV and Excel files the tool writes (Parquet keeps the values as they are)."""
+    out = df.copy()
+    for c in out.columns:
+        col = out[c]
+        if col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype):
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                col = col.astype(object)
+            if col.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START)).any():
+                out[c] = col.map(neutral_text)
+    if any(isinstance(c, str) and c.startswith(FORMULA_START) for c in out.columns):
+        out.columns = [neutral_text(c) for c in out.columns]
+    return out
 
 
 def no_counts_sentence(what: str) -> str:
@@ -265,7 +307,7 @@ def write_indicator_table(table: pd.DataFrame, out_dir, data, values: dict | Non
     csv, pq, meta = (out / f for f in TABLE_FILES)
     tmp = out / ".indicators.tmp"
     tmp.mkdir(exist_ok=True)
-    table.to_csv(tmp / csv.name, index=False, lineterminator="\n")
+    neutral_frame(table).to_csv(tmp / csv.name, index=False, lineterminator="\n")
     plain = table.copy()
     plain.attrs = {}
     plain.to_parquet(tmp / pq.name, index=False)
@@ -274,7 +316,7 @@ def write_indicator_table(table: pd.DataFrame, out_dir, data, values: dict | Non
     written = [csv, pq, meta]
     grid = tile_grid_frame(data.spec, table)
     if grid is not None:
-        grid.to_csv(tmp / TILE_GRID_FILE, index=False, lineterminator="\n")
+        neutral_frame(grid).to_csv(tmp / TILE_GRID_FILE, index=False, lineterminator="\n")
         written.append(out / TILE_GRID_FILE)
     for f in written:
         (tmp / f.name).replace(f)
@@ -397,7 +439,8 @@ def write_workbook(table: pd.DataFrame, meta: dict, path, run: dict | None = Non
     used: set = set()
     sheet_names = {}
     with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
-        notes_df = pd.DataFrame(notes, columns=["item", "value"])
+        notes_df = neutral_frame(pd.DataFrame(notes, columns=["item", "value"]))
+        defs = neutral_frame(defs)
         notes_df.to_excel(xw, sheet_name=_sheet_name("notes", used), index=False)
         start = len(notes_df) + 3
         if len(defs):
@@ -406,7 +449,8 @@ def write_workbook(table: pd.DataFrame, meta: dict, path, run: dict | None = Non
             rows = table[table["indicator"] == fam]
             sheet = _sheet_name(fam, used)
             sheet_names[fam] = sheet
-            rows[[c for c in EXCEL_COLUMNS if c in rows.columns]].to_excel(xw, sheet_name=sheet, index=False)
+            neutral_frame(rows[[c for c in EXCEL_COLUMNS if c in rows.columns]]).to_excel(
+                xw, sheet_name=sheet, index=False)
         wb = xw.book
         ws = wb["notes"]
         ws.column_dimensions["A"].width = 22
@@ -470,6 +514,9 @@ def notebook_to_html(nb_path, html_path, title: str | None = None, plotlyjs: str
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             data = out.get("data") if out.get("output_type") in ("display_data", "execute_result") else None
+            if data and isinstance(data.get("text/markdown"), (str, list)):  # spec strings are text, not HTML
+                md_text = data["text/markdown"]
+                data["text/markdown"] = safe_markdown("".join(md_text) if isinstance(md_text, list) else md_text)
             if not data or PLOTLY_MIME not in data:
                 continue
             fig = dict(data[PLOTLY_MIME])
@@ -482,7 +529,7 @@ def notebook_to_html(nb_path, html_path, title: str | None = None, plotlyjs: str
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             extra_loaders=[jinja2.DictLoader({"survey_report.html.j2": _TEMPLATE})],
                             template_file="survey_report.html.j2")
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title or nb_path.stem}})
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": html.escape(title or nb_path.stem)}})
     if design_note:
         at = body.find(">", body.find("<body")) + 1
         body = (body[:at] + '\n<p class="survey-design-note" style="max-width:72em;margin:1em auto;padding:.5em 1em;'

@@ -82,6 +82,7 @@ Screener variant (``--variant screener``, :func:`synth_screener`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -94,7 +95,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._atomic import replace_dir
+from ._atomic import check_target, is_ours, recover, replace_dir
 from .errors import SurveyError
 
 __all__ = [
@@ -1398,6 +1399,29 @@ def synth_streamed(households: int = 5_000, seed: int = 1, replicate: str | None
     return pop, sample, _truth_rows(totals)
 
 
+SYNTH_FILES = {"households.sav", "persons.sav", "incidents.sav", "respondents.sav", "replicates.csv", "truth.csv",
+               "truth.json"}
+
+
+def check_synth_target(target: Path) -> None:
+    """The output folder of ``survey synth`` may only be new, empty, made by the tool (its
+    marker) or an earlier synthetic survey (nothing but the generator's files: no marker is
+    written into the data folder, so that the same seed gives the same files); anything else
+    is refused with one line (:func:`survey._atomic.check_target`)."""
+    target = Path(target)
+    if target.is_dir() and not target.is_symlink() and not is_ours(target):
+        names = {e.name for e in os.scandir(target)}
+        made = False
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            made = str(json.loads((target / "truth.json").read_text(encoding="utf-8")).get("generator", "")
+                       ).startswith("survey.synth")  # the generator's own metadata: a folder it made
+        if names and (names <= SYNTH_FILES or made):
+            recover(target.parent, target.name)
+            return
+    check_target(target, "synthetic survey")
+    recover(target.parent, target.name)
+
+
 def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None = None,
           population_households: int | None = None, n_replicates: int | None = None,
           households_per_psu: int = 20) -> Path:
@@ -1407,8 +1431,9 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
     pop, sample, truth = synth_streamed(households, seed, replicate, population_households, n_replicates,
                                         households_per_psu)
     target = Path(out_dir)
+    check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -1641,8 +1666,9 @@ def synth_screener(out_dir, households: int = 5_000, seed: int = 1, population_h
     sample = draw_screener_sample(pop, households, seed, households_per_psu=households_per_psu, design=design)
     truth = screener_truth(pop, sample.victims_5y)
     target = Path(out_dir)
+    check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
