@@ -172,3 +172,19 @@ def test_respondents_rule_on_another_file_is_refused():
             "design": {"file": "h", "weights": "w"}}
     with pytest.raises(SpecError, match="applies to the design file"):
         parse_spec(spec)
+
+
+def test_non_finite_estimates_are_withheld():
+    """A cell whose estimate is not a finite number (e.g. a Gini with no victim) is never
+    published as a value, whatever the rule."""
+    from survey.quality import NOT_ESTIMABLE, apply_rule
+
+    t = pd.DataFrame({"indicator": "gini", "crime_type": "x", "domain": ["overall", "region", "region", "region"],
+                      "domain_value": ["all", "A", "B", "C"], "estimate": [0.9, np.nan, 0.95, np.inf],
+                      "se": [0.01, np.nan, 0.02, np.nan], "ci_low": 0.8, "ci_high": 0.99, "cv": 0.01, "deff": np.nan,
+                      "n": 500, "n_cases": [40, 0, 20, 3], "weighted_base": 1e4})
+    for preset in ("none", "bjs", "ons", "cv_bands"):
+        out = apply_rule(t, preset).set_index("domain_value")
+        assert out.loc["A", "suppressed"] and out.loc["C", "suppressed"], preset
+        assert out.loc["C", "suppression_reason"] == NOT_ESTIMABLE
+        assert out.loc[out.suppressed, ["estimate", "se", "ci_low"]].isna().all().all()

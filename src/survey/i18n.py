@@ -159,6 +159,7 @@ _REASONS = (  # data text (survey.quality) -> catalog key, placeholders from the
     (re.compile(r"^CV above (?P<cv>[\d.]+)%$"), "reason.cv_above"),
     (re.compile(r"^no sample case: the SE of 0 is not a measure of precision$"), "reason.no_sample_case"),
     (re.compile(r"^estimate at its bound with SE 0: no interval$"), "reason.at_bound"),
+    (re.compile(r"^not estimable: no finite estimate$"), "reason.not_estimable"),
 )
 
 

@@ -29,6 +29,7 @@ from .errors import SurveyError
 
 STAT_COLUMNS = ["estimate", "se", "ci_low", "ci_high", "cv", "deff"]
 BOUND_REASON = "estimate at its bound with SE 0: no interval"
+NOT_ESTIMABLE = "not estimable: no finite estimate"
 
 
 class PublicationError(SurveyError, ValueError):
@@ -154,6 +155,14 @@ def apply_rule(table: pd.DataFrame, preset: str = "none", **params) -> pd.DataFr
             {"reliable": "interpret with caution", "high": "not estimable", "moderate": "not estimable",
              "low": "not estimable"})
         t.loc[bound & (t["flag_reason"] == ""), "flag_reason"] = BOUND_REASON
+    # an estimate that is not a finite number (a Gini of a cell without victims, a ratio with a
+    # zero denominator) is never published as a value: withheld, whatever the rule
+    est = pd.to_numeric(t["estimate"], errors="coerce").to_numpy(dtype=float)
+    invalid = ~np.isfinite(est) & ~t["suppressed"].to_numpy(dtype=bool)
+    if invalid.any():
+        t.loc[invalid, "suppressed"] = True
+        t.loc[invalid, "suppression_reason"] = NOT_ESTIMABLE
+        t.loc[invalid, "reliability"] = "not estimable"
     t = _secondary(t)
     sup = t["suppressed"].to_numpy(dtype=bool)
     for c in STAT_COLUMNS:
