@@ -99,7 +99,9 @@ def server(request, tmp_path_factory):
         nb = nbformat.read(nb_path, as_version=4)
         nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
         nbformat.write(nb, dashboards / nb_path.name)
-    with serve.ServerProcess(publication, dashboards=dashboards, timeout=240, log_path=folder / "voila.log") as srv:
+    # many pages stay open in one browser here: the kernel caps are tested in test_dashboard_abuse
+    with serve.ServerProcess(publication, "--max-kernels", "60", "--max-kernels-per-client", "60",
+                             dashboards=dashboards, timeout=240, log_path=folder / "voila.log") as srv:
         yield srv
 
 
