@@ -75,14 +75,9 @@ class LinearFit:
     _rep_betas: np.ndarray = field(repr=False, default=None)
 
     def wald_test(self, terms) -> pd.DataFrame:
-        idx = [self.terms.index(t) for t in terms]
-        b = self.coef.to_numpy()[idx]
-        v = self.vcov.to_numpy()[np.ix_(idx, idx)]
-        chisq = float(b @ np.linalg.solve(v, b))
-        q = len(idx)
-        return pd.DataFrame([{"terms": " + ".join(terms), "chisq": chisq, "F": chisq / q, "df1": q,
-                              "df2": self.df_residual,
-                              "p_value": float(stats.f.sf(chisq / q, q, self.df_residual))}])
+        from .models import term_wald_test
+
+        return term_wald_test(self.terms, self.coef, self.vcov, terms, self.df_residual)
 
 
 def linear_model(design, formula: str, level: float = 0.95) -> LinearFit:

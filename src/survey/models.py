@@ -361,21 +361,7 @@ class GLMResult:
         """Wald test that every coefficient of ``terms`` is 0 (as R's ``regTermTest``, method
         "Wald"): F = W / q on (q, df_residual) degrees of freedom.  A term is a coefficient name
         or a formula term (e.g. ``"C(region)"``, which takes all its levels)."""
-        terms = [terms] if isinstance(terms, str) else list(terms)
-        idx = []
-        for t in terms:
-            hit = [i for i, name in enumerate(self.terms) if name == t or name.startswith(f"{t}[")]
-            if not hit:
-                raise ModelError(f"wald_test: no coefficient for term '{t}' (terms: {', '.join(self.terms)})")
-            idx += hit
-        idx = sorted(set(idx))
-        b = self.coef.to_numpy()[idx]
-        v = self.vcov.to_numpy()[np.ix_(idx, idx)]
-        chisq = float(b @ np.linalg.solve(v, b))
-        q = len(idx)
-        f = chisq / q
-        return pd.DataFrame([{"terms": " + ".join(terms), "chisq": chisq, "F": f, "df1": q, "df2": self.df_residual,
-                              "p_value": float(stats.f.sf(f, q, self.df_residual))}])
+        return term_wald_test(self.terms, self.coef, self.vcov, terms, self.df_residual, ModelError)
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "response") -> np.ndarray:
         x = self._x if newdata is None else np.asarray(self._mm.rhs.model_spec.get_model_matrix(newdata), float)
@@ -1149,3 +1135,25 @@ def fit_models(data, models, on_failure: str = "fail", level: float = 0.95) -> M
     mtab = pd.concat([m for m in margins if len(m)], ignore_index=True) if any(len(m) for m in margins) else (
         pd.DataFrame(columns=MARGIN_COLUMNS))
     return ModelRun(table=table, margins=mtab, fits=fits, failures=failures, notes=notes, specs=specs)
+
+
+def term_wald_test(names, coef, vcov, terms, df_residual, error=ValueError) -> pd.DataFrame:
+    """Wald test that the coefficients of ``terms`` (names, or formula terms such as
+    ``"C(region)"`` taking all their levels) are all 0: F = W / q on (q, df_residual); shared by
+    the GLM, the ordinal model and the evaluation's linear model."""
+    terms = [terms] if isinstance(terms, str) else list(terms)
+    names = list(names)
+    idx = []
+    for t in terms:
+        hit = [i for i, name in enumerate(names) if name == t or name.startswith(f"{t}[")]
+        if not hit:
+            raise error(f"wald_test: no coefficient for term '{t}' (terms: {', '.join(names)})")
+        idx += hit
+    idx = sorted(set(idx))
+    b = np.asarray(coef)[idx]
+    v = np.asarray(vcov)[np.ix_(idx, idx)]
+    chisq = float(b @ np.linalg.solve(v, b))
+    q = len(idx)
+    f = chisq / q
+    return pd.DataFrame([{"terms": " + ".join(terms), "chisq": chisq, "F": f, "df1": q, "df2": df_residual,
+                          "p_value": float(stats.f.sf(f, q, df_residual))}])

@@ -218,21 +218,9 @@ class OLRResult:
     def wald_test(self, terms) -> pd.DataFrame:
         """Wald test that the coefficients of ``terms`` (names, or a formula term such as
         ``"C(region)"`` taking all its levels) are all 0: F = W / q on (q, df_residual)."""
-        terms = [terms] if isinstance(terms, str) else list(terms)
-        idx = []
-        for t in terms:
-            hit = [i for i, name in enumerate(self.terms) if name == t or name.startswith(f"{t}[")]
-            if not hit:
-                raise OrdinalError(f"wald_test: no coefficient for term '{t}' (terms: {', '.join(self.terms)})")
-            idx += hit
-        idx = sorted(set(idx))
-        b = self.coef.to_numpy()[idx]
-        v = self.vcov.to_numpy()[np.ix_(idx, idx)]
-        chisq = float(b @ np.linalg.solve(v, b))
-        q = len(idx)
-        return pd.DataFrame([{"terms": " + ".join(terms), "chisq": chisq, "F": chisq / q, "df1": q,
-                              "df2": self.df_residual,
-                              "p_value": float(stats.f.sf(chisq / q, q, self.df_residual))}])
+        from .models import term_wald_test
+
+        return term_wald_test(self.terms, self.coef, self.vcov, terms, self.df_residual, OrdinalError)
 
     def predict_proba(self, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
         """Predicted probability of each category (columns: the outcome's levels)."""
