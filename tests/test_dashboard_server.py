@@ -453,7 +453,7 @@ def test_landing_page_speaks_the_readers_language_and_hides_internals(landing_di
     # dashboards in the site's order, each a link to its page
     links = [a["href"] for t, a in tags if t == "a" and "href" in a]
     assert links[0] == "#main" and tags[[t for t, _ in tags].index("a")][1]["class"] == "skip"
-    assert [h for h in links if "render" in h] == [f"/voila/render/{n}.ipynb" for n in
+    assert [h for h in links if "render" in h] == [f"/voila/render/{n}.ipynb?lang={lang}" for n in
                                                      ("overview", "victimization", "fear", "repeat", "risk")]
     # the language switcher: three links, the current one marked
     langs = [(a["hreflang"], a.get("aria-current")) for t, a in tags if t == "a" and "hreflang" in a]

@@ -420,7 +420,8 @@ def _run_translations(run_dir: Path) -> dict:
 
 def dashboard_entries(folder: Path, lang: str, base_url: str = "/") -> list[dict]:
     """The dashboards of ``folder`` as the landing page lists them: title (``app.<name>.title``),
-    one-line description (``landing.dashboard.<name>``) in ``lang`` and the link."""
+    one-line description (``landing.dashboard.<name>``) in ``lang`` and the link (with
+    ``?lang=``: the survey-lab template sets the dashboard's language dropdown from it)."""
     from urllib.parse import quote
 
     from .i18n import Translator
@@ -430,7 +431,7 @@ def dashboard_entries(folder: Path, lang: str, base_url: str = "/") -> list[dict
     names.sort(key=lambda n: (DASHBOARD_ORDER.index(n) if n in DASHBOARD_ORDER else len(DASHBOARD_ORDER), n))
     return [{"name": n, "title": tr.get(f"app.{n}.title", "") or n.replace("_", " ").replace("-", " ").capitalize(),
              "description": tr.get(f"landing.dashboard.{n}", ""),
-             "href": f"{base_url}voila/render/{quote(n)}.ipynb"} for n in names]
+             "href": f"{base_url}voila/render/{quote(n)}.ipynb?lang={lang}"} for n in names]
 
 
 def run_entries(outputs: Path, lang: str) -> list[dict]:
@@ -815,12 +816,17 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
         of _jupyter/pages, first in the server's jinja search path, see init_settings)."""
 
         def _render(self, message=None):
+            from urllib.parse import parse_qs, urlsplit
+
             app = self.settings["survey_app"]
+            nxt = self.get_argument("next", default=self.base_url)
+            # ?lang= of this page, else the one of the page the reader was going to
+            asked = self.get_argument("lang", "") or (parse_qs(urlsplit(nxt).query).get("lang") or [""])[0]
+            lang = reader_language(asked, self.request.headers.get("Accept-Language"), app.language)
             self.set_header("Cache-Control", "no-store")
-            self.set_header("Content-Language", page_language(self))
+            self.set_header("Content-Language", lang)
             self.write(self.render_template("login.html", **login_context(
-                page_language(self), app.publisher, self.base_url,
-                self.get_argument("next", default=self.base_url), error=bool(message))))
+                lang, app.publisher, self.base_url, nxt, error=bool(message))))
 
         def static_url(self, path, include_host=None, **kwargs):  # as Voilà's login handler
             return "voila/static/" + path
