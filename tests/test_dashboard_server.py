@@ -582,9 +582,12 @@ def test_server_landing_and_access_code_pages(tmp_path, landing_dirs):
         pages = []
         status, headers, _ = _open(s, srv.base + "?lang=es")
         assert status == 302 and headers["Location"].startswith("/login?next=")
-        status, headers, login = _open(s, srv.base + headers["Location"].lstrip("/"), headers={"Accept-Language": "fr-FR,fr"})
-        pages.append(login)
+        status, _, login = _open(s, srv.base + headers["Location"].lstrip("/"), headers={"Accept-Language": "fr-FR,fr"})
+        pages.append(login)  # the language of the page the reader was going to
+        assert status == 200 and '<html lang="es">' in login and "Se necesita un código de acceso" in login
+        status, headers, login = _open(s, srv.base + "login?next=%2F%3Flang%3Des&lang=fr")
         assert status == 200 and '<html lang="fr">' in login and "Code d’accès requis" in login
+        assert _open(s, srv.base + "login", headers={"Accept-Language": "fr-FR,fr"})[2].count('<html lang="fr">') == 1
         assert "jupyter" not in login.lower() and "token" not in login.lower()
         xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login).group(1)
         action = re.search(r'<form action="([^"]+)"', login).group(1).replace("&amp;", "&")
