@@ -271,9 +271,10 @@ def change_with_arrow_keys(page, root: str) -> tuple[str, str]:
 # the access-code page with the keyboard
 # ---------------------------------------------------------------------------------------------
 def test_access_code_page_with_the_keyboard(locked_site, browser):
-    page = browser.new_page(locale="fr-FR", extra_http_headers={"Accept-Language": "fr-FR,fr;q=0.9"})
+    browser.clear_cookies()
+    page = browser.new_page()
     try:
-        page.goto(locked_site.base)
+        page.goto(locked_site.base + "?lang=fr")  # sent to the access-code page, in French
         assert urlsplit(page.url).path == "/login"
         assert page.evaluate("() => document.documentElement.lang") == "fr"
         assert page.inner_text("h1") == "Code d’accès requis"
@@ -300,7 +301,7 @@ def test_access_code_page_with_the_keyboard(locked_site, browser):
         assert focused(page)["id"] == "svy-login-submit" and focused(page)["indicator"]
         page.keyboard.press("Enter")
         page.wait_for_selector("main h1")
-        assert urlsplit(page.url).path == "/" and TOKEN not in page.url
+        assert urlsplit(page.url).path == "/" and urlsplit(page.url).query == "lang=fr" and TOKEN not in page.url
         assert page.inner_text("h1") == "Statistiques sur la délinquance et la sécurité : tableaux de bord"
         assert TOKEN not in page.content()
     finally:
@@ -343,6 +344,7 @@ def test_landing_page_accessible_in_each_language(site, page, lang):
 @pytest.mark.parametrize("lang", ["en", "fr", "es"])
 def test_access_code_page_accessible_in_each_language(locked_site, page, lang):
     _need_axe()
+    page.context.clear_cookies()  # signed out (another test signed in)
     page.goto(locked_site.base + f"?lang={lang}")  # to the access-code page, in the language asked for
     assert urlsplit(page.url).path == "/login"
     assert page.evaluate("() => document.documentElement.lang") == lang
