@@ -33,7 +33,13 @@ public-facing service:
 - the static-file handler (``/voila/files/``) serves only raster images of the dashboards
   folder, never notebooks, sources or data files;
 - a template (``survey-lab``: Voilà's ``lab`` template without its Font Awesome CDN links) so
-  the page makes no request to a host other than the server.
+  the page makes no request to a host other than the server; it gives keyboard focus a visible
+  outline, links back to the landing page and takes the language from ``?lang=``;
+- reader-facing pages (``_jupyter/pages``) in the reader's language (``?lang=``, else
+  Accept-Language, else ``--language``): the landing page at ``/`` (the dashboards, the published
+  runs and their periods, a language switcher; no file name, run id or path) instead of Voilà's
+  file tree, and with a token the access-code page at ``/login`` ("an access code from
+  ``--publisher``") instead of Jupyter's login page.
 
 Kernels learn the publication root from ``SURVEY_DASHBOARD_OUTPUTS`` and the default language
 from ``SURVEY_DASHBOARD_LANGUAGE``; they read only aggregate outputs (survey.dashboard.data).
