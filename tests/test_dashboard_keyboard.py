@@ -245,14 +245,19 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
 
 def change_with_arrow_keys(page, root: str) -> tuple[str, str]:
     """With the crime filter focused: ArrowDown picks the next crime type; the dashboard
-    re-renders and the table shows other rows. Returns (table before, table after)."""
+    re-renders: the table shows other rows and the chart other data. Returns (table before,
+    table after)."""
     def table():
         return page.inner_text(f"{root} .svy-table")
 
     def count():
         return int(page.get_attribute(f"{root} .svy-status .svy-render", "data-count"))
 
-    before_table, before_count = table(), count()
+    def chart():
+        return page.evaluate("""sel => { const g = document.querySelector(sel + ' .svy-chart .js-plotly-plot');
+            return g && g.layout ? JSON.stringify([g.layout.title, g.data.map(d => [d.x, d.y])]) : ''; }""", root)
+
+    before_table, before_count, before_chart = table(), count(), chart()
     before_value = page.evaluate("sel => document.querySelector(sel + ' .svy-filter-crime select').value", root)
     page.keyboard.press("ArrowDown")
     page.wait_for_function("([sel, n]) => +document.querySelector(sel + ' .svy-status .svy-render')?.dataset.count > n",
@@ -262,6 +267,9 @@ def change_with_arrow_keys(page, root: str) -> tuple[str, str]:
     after_value = page.evaluate("sel => document.querySelector(sel + ' .svy-filter-crime select').value", root)
     after_table = table()
     assert after_value != before_value and after_table != before_table
+    page.wait_for_function("""([sel, c]) => { const g = document.querySelector(sel + ' .svy-chart .js-plotly-plot');
+        return g && g.layout && JSON.stringify([g.layout.title, g.data.map(d => [d.x, d.y])]) !== c; }""",
+                           arg=[root, before_chart])  # the chart was redrawn with other data
     assert after_value in after_table or after_value in page.inner_text(f"{root} .svy-title"), \
         f"the new crime type {after_value!r} is not what the table or title shows"
     return before_table, after_table
