@@ -476,6 +476,11 @@ def test_landing_page_marks_an_english_only_description(tmp_path):
     assert '<h3 lang="en">National survey, first wave</h3>' in page  # the only description there is
     assert '<h3>Encuesta nacional, primera ola</h3>' in serve.landing_page(dash, outputs, "es")
     assert "<h3>National survey, first wave</h3>" in serve.landing_page(dash, outputs, "en")
+    # description_<lang> among the run's resolved parameters only (as params.py may record it)
+    mf = json.loads((outputs / "run-alpha-7" / "manifest.json").read_text())
+    mf["parameters"]["resolved"]["description_fr"] = "Enquête nationale, première vague"
+    (outputs / "run-alpha-7" / "manifest.json").write_text(json.dumps(mf))
+    assert "<h3>Enquête nationale, première vague</h3>" in serve.landing_page(dash, outputs, "fr")
     # an unknown dashboard: its name made readable, no extension
     write_notebook(dash / "small_areas.ipynb", "1")
     text, _ = page_text(serve.landing_page(dash, outputs, "en"))

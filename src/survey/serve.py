@@ -469,7 +469,7 @@ def run_entries(outputs: Path, lang: str) -> list[dict]:
         title = label("title", spec.get("survey") or "", str(spec.get("title") or ""))
         period = str(resolved.get("period") or spec.get("period") or "")
         compare = resolved.get("compare") if isinstance(resolved.get("compare"), dict) else {}
-        desc, desc_lang = mf.get(f"description_{lang}"), None
+        desc, desc_lang = mf.get(f"description_{lang}") or resolved.get(f"description_{lang}"), None
         if not (isinstance(desc, str) and desc.strip()):
             desc = mf.get("description")
             if isinstance(desc, dict):
