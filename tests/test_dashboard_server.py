@@ -334,3 +334,288 @@ def test_server_with_token(tmp_path, pub, dash):
                 opener.open(url, timeout=60)
             assert e.value.code in (302, 403), url
         assert get(srv.base + "?token=tok-3141")[0] == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# the reader-facing pages: landing page (instead of Voilà's file tree) and access-code page
+# ---------------------------------------------------------------------------------------------
+class _Text(__import__("html.parser").parser.HTMLParser):
+    """What a reader sees or hears of a page: text outside <style>/<script>, and the
+    aria-label, title, alt and placeholder attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts, self.skip, self.tags = [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag in ("style", "script"):
+            self.skip += 1
+        for name, value in attrs:
+            if name in ("aria-label", "title", "alt", "placeholder") and value:
+                self.parts.append(value)
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self.skip -= 1
+
+    def handle_data(self, data):
+        if not self.skip and data.strip():
+            self.parts.append(data.strip())
+
+
+def page_text(page: str) -> tuple[str, list]:
+    p = _Text()
+    p.feed(page)
+    return " | ".join(p.parts), p.tags
+
+
+def publication_for_landing(root: Path, description_fr: bool = True) -> Path:
+    """Two runs as `survey batch` writes them (manifest, translations.csv), with run ids, a
+    survey and periods that must never show up verbatim."""
+    runs = {
+        "run-alpha-7": dict(description="National survey, first wave", period="Year 1", finished="2026-03-01T10:00:00"),
+        "run-beta-8": dict(description="National survey, second wave against the first", period="Year 2",
+                           finished="2026-09-15T08:30:00", compare={"period": "Year 1"}),
+    }
+    for name, r in runs.items():
+        d = root / name
+        d.mkdir(parents=True)
+        manifest = {"run": name, "status": "succeeded", "description": r["description"], "finished": r["finished"],
+                    "spec": {"survey": "natsurv", "title": "National crime survey", "period": r["period"]},
+                    "parameters": {"resolved": {"period": r["period"], "compare": r.get("compare")}}}
+        if description_fr:
+            manifest["description_fr"] = r["description"].replace("National survey", "Enquête nationale").replace(
+                "first wave", "première vague").replace("second wave against the first", "deuxième vague comparée à la première")
+        manifest["description_es"] = r["description"].replace("National survey", "Encuesta nacional").replace(
+            "first wave", "primera ola").replace("second wave against the first", "segunda ola comparada con la primera")
+        (d / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        (d / "indicators.parquet").write_bytes(b"")
+        (d / "translations.csv").write_text(
+            "kind,name,value,language,text\n"
+            "title,natsurv,,en,National crime survey\ntitle,natsurv,,fr,Enquête nationale sur la délinquance\n"
+            "title,natsurv,,es,Encuesta nacional de delincuencia\n", encoding="utf-8")
+    failed = root / "run-failed-9"
+    failed.mkdir()
+    (failed / "manifest.json").write_text(json.dumps({"run": "run-failed-9", "status": "failed", "description": "FAILED RUN"}))
+    return root
+
+
+@pytest.fixture
+def landing_dirs(tmp_path):
+    dash = tmp_path / "dashboards"
+    dash.mkdir()
+    for name in ("risk", "overview", "victimization", "fear", "repeat"):
+        write_notebook(dash / f"{name}.ipynb", "1")
+    (dash / "overview.py").write_text("# jupytext twin")
+    return dash, publication_for_landing(tmp_path / "outputs")
+
+
+# What each language must show: written out here, not taken from the catalogs.
+LANDING_EXPECTED = {
+    "en": ["Crime and safety statistics: dashboards", "Skip to the dashboards", "Overview of crime and safety",
+           "Victimization explorer", "Headline indicators with their confidence intervals",
+           "National survey, second wave against the first", "Reference period: Year 2", "Compared with: Year 1",
+           "Published on 2026-09-15", "Survey: National crime survey", "Periods covered: Year 1, Year 2"],
+    "fr": ["Statistiques sur la délinquance et la sécurité : tableaux de bord", "Aller aux tableaux de bord",
+           "Vue d’ensemble de la criminalité et de la sécurité", "Explorateur de la victimation",
+           "Enquête nationale, deuxième vague comparée à la première", "Période de référence : Année 2",
+           "Comparée à : Année 1", "Publiée le 2026-09-15", "Enquête : Enquête nationale sur la délinquance",
+           "Périodes couvertes : Année 1, Année 2"],
+    "es": ["Estadísticas de delincuencia y seguridad: tableros", "Ir a los tableros",
+           "Panorama de la delincuencia y la seguridad", "Explorador de la victimización",
+           "Encuesta nacional, segunda ola comparada con la primera", "Período de referencia: Año 2",
+           "Comparada con: Año 1", "Publicada el 2026-09-15", "Encuesta: Encuesta nacional de delincuencia",
+           "Períodos cubiertos: Año 1, Año 2"],
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_landing_page_speaks_the_readers_language_and_hides_internals(landing_dirs, lang):
+    dash, outputs = landing_dirs
+    page = serve.landing_page(dash, outputs, lang, publisher="Office of Crime Statistics")
+    text, tags = page_text(page)
+    assert page.startswith("<!DOCTYPE html>") and f'<html lang="{lang}">' in page
+    for want in LANDING_EXPECTED[lang]:
+        assert want in text, (lang, want)
+    # no English left in French or Spanish: none of the English page's strings, no English words
+    if lang != "en":
+        english = page_text(serve.landing_page(dash, outputs, "en", publisher="Office of Crime Statistics"))[0]
+        shared = {"English", "Español", "Français", "Office of Crime Statistics"}
+        left = [s for s in english.split(" | ") if s in text.split(" | ") and s not in shared]
+        assert not left, f"{lang}: English left: {left}"
+        words = text.replace("Office of Crime Statistics", "").replace("English", "")
+        assert not re.search(r"\b(the|and|of|with|Published|Dashboards?|Survey|Period|Skip)\b", words), words
+    # no file names, run ids, paths or server internals
+    for bad in (".ipynb", ".py", "run-alpha-7", "run-beta-8", "run-failed-9", "FAILED RUN", str(outputs), str(dash),
+                "voila", "Voilà", "jupyter", "kernel", "token", "manifest", "natsurv"):
+        assert bad.lower() not in text.lower(), (lang, bad)
+    # dashboards in the site's order, each a link to its page
+    links = [a["href"] for t, a in tags if t == "a" and "href" in a]
+    assert links[0] == "#main" and tags[[t for t, _ in tags].index("a")][1]["class"] == "skip"
+    assert [h for h in links if "render" in h] == [f"/voila/render/{n}.ipynb?lang={lang}" for n in
+                                                     ("overview", "victimization", "fear", "repeat", "risk")]
+    # the language switcher: three links, the current one marked
+    langs = [(a["hreflang"], a.get("aria-current")) for t, a in tags if t == "a" and "hreflang" in a]
+    assert langs == [(c, "page" if c == lang else None) for c in ("en", "fr", "es")]
+    assert [a["href"] for t, a in tags if t == "a" and "hreflang" in a] == ["?lang=en", "?lang=fr", "?lang=es"]
+    # landmarks and headings
+    names = [t for t, _ in tags]
+    assert names.count("h1") == 1 and names.count("main") == 1 and "nav" in names and "header" in names
+    assert "footer" in names and ("main", {"id": "main", "class": "wrap", "tabindex": "-1"}) in tags
+    assert "<script" not in page and "http://" not in page and "https://" not in page and "//" not in page.replace(
+        "<!DOCTYPE", "")
+
+
+def test_landing_page_marks_an_english_only_description(tmp_path):
+    dash = tmp_path / "dashboards"
+    dash.mkdir()
+    write_notebook(dash / "overview.ipynb", "1")
+    outputs = publication_for_landing(tmp_path / "outputs", description_fr=False)
+    page = serve.landing_page(dash, outputs, "fr")
+    assert '<h3 lang="en">National survey, first wave</h3>' in page  # the only description there is
+    assert '<h3>Encuesta nacional, primera ola</h3>' in serve.landing_page(dash, outputs, "es")
+    assert "<h3>National survey, first wave</h3>" in serve.landing_page(dash, outputs, "en")
+    # description_<lang> among the run's resolved parameters only (as params.py may record it)
+    mf = json.loads((outputs / "run-alpha-7" / "manifest.json").read_text())
+    mf["parameters"]["resolved"]["description_fr"] = "Enquête nationale, première vague"
+    (outputs / "run-alpha-7" / "manifest.json").write_text(json.dumps(mf))
+    assert "<h3>Enquête nationale, première vague</h3>" in serve.landing_page(dash, outputs, "fr")
+    # an unknown dashboard: its name made readable, no extension
+    write_notebook(dash / "small_areas.ipynb", "1")
+    text, _ = page_text(serve.landing_page(dash, outputs, "en"))
+    assert "Small areas" in text and "small_areas" not in text
+
+
+def test_landing_page_with_nothing_published(tmp_path):
+    dash = tmp_path / "dashboards"
+    dash.mkdir()
+    write_notebook(dash / "fear.ipynb", "1")
+    (tmp_path / "outputs").mkdir()
+    text, _ = page_text(serve.landing_page(dash, tmp_path / "outputs", "es"))
+    assert "Todavía no se ha publicado ningún resultado." in text and "Percepción de inseguridad" in text
+
+
+LOGIN_EXPECTED = {
+    "en": ("Access code needed", "This dashboard site needs an access code from Office of Crime Statistics.",
+           "Access code", "Open the dashboards", "This access code is not valid. Check it and try again."),
+    "fr": ("Code d’accès requis", "Ce site de tableaux de bord demande un code d’accès fourni par Office of Crime Statistics.",
+           "Code d’accès", "Ouvrir les tableaux de bord", "Ce code d’accès n’est pas valide. Vérifiez-le et réessayez."),
+    "es": ("Se necesita un código de acceso", "Este sitio de tableros requiere un código de acceso de Office of Crime "
+           "Statistics.", "Código de acceso", "Abrir los tableros",
+           "Este código de acceso no es válido. Compruébelo e inténtelo de nuevo."),
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "es"])
+def test_login_page_speaks_to_readers(lang):
+    page = serve.login_page(lang, "Office of Crime Statistics", next_url="/voila/render/fear.ipynb",
+                            xsrf_form_html=lambda: '<input type="hidden" name="_xsrf" value="X">')
+    text, tags = page_text(page)
+    title, intro, label, button, error = LOGIN_EXPECTED[lang]
+    assert f'<html lang="{lang}">' in page and f"<title>{title}</title>" in page
+    for want in (title, intro, label, button):
+        assert want in text, want
+    assert error not in text and 'role="alert"' not in page
+    for bad in ("jupyter", "token", "server list", "password", "voila", "kernel", "?token", "http"):
+        assert bad not in text.lower(), bad
+    assert "jupyter" not in page.lower() and "token" not in page.lower()
+    form = next(a for t, a in tags if t == "form")
+    assert form == {"action": "/login?next=%2Fvoila%2Frender%2Ffear.ipynb", "method": "post"}
+    field = next(a for t, a in tags if t == "input" and a.get("type") == "password")
+    assert field["name"] == "password"  # what jupyter_server's identity provider reads
+    assert ("label", {"for": field["id"]}) in tags
+    assert ("input", {"type": "hidden", "name": "_xsrf", "value": "X"}) in tags
+    wrong = serve.login_page(lang, next_url="/", error=True)
+    wtext, _ = page_text(wrong)
+    assert error in wtext and 'role="alert"' in wrong and 'aria-invalid="true"' in wrong
+    assert "Office of Crime Statistics" not in wtext  # no publisher given: a generic sentence
+    if lang != "en":
+        english = page_text(serve.login_page("en", "Office of Crime Statistics", error=True))[0].split(" | ")
+        left = [s for s in english if s in wtext.split(" | ") and s not in ("English", "Español", "Français")]
+        assert not left, left
+
+
+def test_page_language_is_validated():
+    assert serve.reader_language("fr", "es-ES,es", "en") == "fr"
+    assert serve.reader_language("es", None, "fr") == "es"
+    for bad in ("de", "FR", "fr-CA", "<script>", "en\n", "", None, "e"):
+        assert serve.reader_language(bad, "es-MX,es;q=0.8", "fr") == "es", bad
+        assert serve.reader_language(bad, None, "fr") == "fr", bad
+    with pytest.raises(Exception, match="unknown language"):
+        serve.landing_page(Path("."), Path("."), "de")
+
+
+def test_publisher_option(pub, dash):
+    r = cli("--outputs", str(pub), "--dashboards", str(dash), "--port", "0", "--publisher", "Office X", "--dry-run")
+    assert r.returncode == 0 and "--SurveyVoila.publisher=Office X" in r.stdout
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--publisher", "x" * 200), "--publisher")
+    one_line_error(cli("--outputs", str(pub), "--dashboards", str(dash), "--publisher", "a\x07b"), "--publisher")
+
+
+def _session():
+    """An HTTP client that keeps cookies and does not follow redirects."""
+    import http.cookiejar
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect)
+
+
+def _open(opener, url, data=None, headers=None):
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with opener.open(req, timeout=60) as r:
+            return r.status, dict(r.headers), r.read().decode("utf-8")
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode("utf-8", "replace")
+
+
+def test_server_landing_and_access_code_pages(tmp_path, landing_dirs):
+    """A real server with a token: the site's root sends a reader to the access-code page in
+    the browser's language; a wrong code says so (401); the right one opens the landing page.
+    The token is in no page, header or log line (but the URL printed at start)."""
+    from urllib.parse import urlencode
+
+    dash, outputs = landing_dirs
+    token = "tok-Sesame-2718"
+    with serve.ServerProcess(outputs, "--pool-size", "0", "--token", token, "--publisher", "Office X",
+                             dashboards=dash, timeout=120) as srv:
+        s = _session()
+        pages = []
+        status, headers, _ = _open(s, srv.base + "?lang=es")
+        assert status == 302 and headers["Location"].startswith("/login?next=")
+        status, _, login = _open(s, srv.base + headers["Location"].lstrip("/"), headers={"Accept-Language": "fr-FR,fr"})
+        pages.append(login)  # the language of the page the reader was going to
+        assert status == 200 and '<html lang="es">' in login and "Se necesita un código de acceso" in login
+        status, headers, login = _open(s, srv.base + "login?next=%2F%3Flang%3Des&lang=fr")
+        assert status == 200 and '<html lang="fr">' in login and "Code d’accès requis" in login
+        assert _open(s, srv.base + "login", headers={"Accept-Language": "fr-FR,fr"})[2].count('<html lang="fr">') == 1
+        assert "jupyter" not in login.lower() and "token" not in login.lower()
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login).group(1)
+        action = re.search(r'<form action="([^"]+)"', login).group(1).replace("&amp;", "&")
+        form = {"_xsrf": xsrf, "lang": "fr", "password": "not-the-code"}
+        status, _, wrong = _open(s, srv.base + action.lstrip("/"), data=urlencode(form).encode())
+        pages.append(wrong)
+        assert status == 401 and "Ce code d’accès n’est pas valide." in wrong and '<html lang="fr">' in wrong
+        status, headers, _ = _open(s, srv.base + action.lstrip("/"), data=urlencode({**form, "password": token}).encode())
+        assert status == 302 and headers["Location"] == "/?lang=es"  # back where the reader was going
+        status, headers, landing = _open(s, srv.base + "?lang=es")
+        pages.append(landing)
+        assert status == 200 and '<html lang="es">' in landing and "Panorama de la delincuencia y la seguridad" in landing
+        assert headers.get("Content-Language") == "es"
+        status, _, landing = _open(s, srv.base, headers={"Accept-Language": "fr-CH,fr;q=0.9"})
+        assert '<html lang="fr">' in landing and "Enquête nationale, première vague" in landing
+        pages.append(landing)
+        status, _, hostile = _open(s, srv.base + "?lang=%3Cscript%3Ealert(1)%3C/script%3E")
+        assert status == 200 and '<html lang="en">' in hostile and "alert(1)" not in hostile
+        # Voilà's file tree and listing are gone: the tree sends back to the landing page
+        status, headers, _ = _open(s, srv.base + "voila/tree/risk.ipynb?lang=fr")
+        assert status == 302 and headers["Location"] == "/?lang=fr"
+        assert _open(s, srv.base + "voila/api/contents")[0] == 404
+        for page in pages:
+            assert token not in page
+        log = "".join(line for line in srv.lines if not line.startswith("dashboards: "))
+    assert token not in log and "Traceback" not in log

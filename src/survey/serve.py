@@ -33,7 +33,13 @@ public-facing service:
 - the static-file handler (``/voila/files/``) serves only raster images of the dashboards
   folder, never notebooks, sources or data files;
 - a template (``survey-lab``: Voilà's ``lab`` template without its Font Awesome CDN links) so
-  the page makes no request to a host other than the server.
+  the page makes no request to a host other than the server; it gives keyboard focus a visible
+  outline, links back to the landing page and takes the language from ``?lang=``;
+- reader-facing pages (``_jupyter/pages``) in the reader's language (``?lang=``, else
+  Accept-Language, else ``--language``): the landing page at ``/`` (the dashboards, the published
+  runs and their periods, a language switcher; no file name, run id or path) instead of Voilà's
+  file tree, and with a token the access-code page at ``/login`` ("an access code from
+  ``--publisher``") instead of Jupyter's login page.
 
 Kernels learn the publication root from ``SURVEY_DASHBOARD_OUTPUTS`` and the default language
 from ``SURVEY_DASHBOARD_LANGUAGE``; they read only aggregate outputs (survey.dashboard.data).
@@ -122,6 +128,7 @@ class ServeConfig:
     max_client_comms: int = DEFAULT_MAX_CLIENT_COMMS
     allow_hosts: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    publisher: str = ""  # who gives readers the access code (landing and access-code pages)
 
     @property
     def url(self) -> str:
@@ -250,7 +257,10 @@ def voila_argv(cfg: ServeConfig) -> list[str]:
         f"--SurveyVoila.max_kernels_per_client={cfg.max_kernels_per_client}",
         f"--SurveyVoila.orphan_timeout={cfg.orphan_timeout:g}",
         f"--SurveyVoila.language={cfg.language}",
+        f"--SurveyVoila.outputs={cfg.outputs}",
     ]
+    if cfg.publisher:
+        argv.append(f"--SurveyVoila.publisher={cfg.publisher}")
     argv += [f"--SurveyVoila.allow_hosts={h}" for h in allowed_hosts(cfg)]
     argv += [f"--VoilaConfiguration.file_allowlist={p}" for p in FILE_ALLOWLIST]
     argv += [f"--VoilaConfiguration.file_denylist={p}" for p in FILE_DENYLIST]
@@ -354,6 +364,179 @@ def busy_page(reason: str, lang: str) -> str:
             f'<p><a href="">{html.escape(button)}</a></p></body></html>\n')
 
 
+# ---------------------------------------------------------------------------------------------
+# reader-facing pages: the landing page (replaces Voilà's file tree) and the access-code page
+# ---------------------------------------------------------------------------------------------
+PAGES = TEMPLATE_ROOT / "pages"  # _base.html, landing.html, login.html (jinja, autoescaped)
+# dashboards in this order on the landing page, any other notebook after them by name
+DASHBOARD_ORDER = ("overview", "victimization", "fear", "repeat", "risk", "local")
+_DASHBOARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def reader_language(requested: str | None, accept_language: str | None, default: str) -> str:
+    """The language of a reader-facing page: ``?lang=`` when it is exactly one of en, fr, es
+    (anything else is ignored, never echoed), else the browser's Accept-Language, else the
+    server's ``--language``."""
+    from .i18n import LANGUAGES
+
+    if isinstance(requested, str) and requested in LANGUAGES:
+        return requested
+    return pick_language(accept_language, default)
+
+
+def _page_env():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(PAGES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+def _language_links(lang: str, query: dict | None = None) -> list[dict]:
+    from urllib.parse import urlencode
+
+    from .i18n import LANGUAGES, translate
+
+    return [{"code": c, "name": translate(f"language.{c}", c), "current": c == lang,
+             "href": "?" + urlencode({**(query or {}), "lang": c})} for c in LANGUAGES]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        out = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _run_translations(run_dir: Path) -> dict:
+    """(kind, name, language) -> text of a run's translations.csv (the spec's labels)."""
+    import csv
+
+    out: dict = {}
+    try:
+        with open(run_dir / "translations.csv", encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                if not (row.get("value") or ""):
+                    out[(row.get("kind") or "", row.get("name") or "", row.get("language") or "")] = row.get("text") or ""
+    except (OSError, csv.Error, UnicodeDecodeError):
+        pass
+    return out
+
+
+def dashboard_entries(folder: Path, lang: str, base_url: str = "/") -> list[dict]:
+    """The dashboards of ``folder`` as the landing page lists them: title (``app.<name>.title``),
+    one-line description (``landing.dashboard.<name>``) in ``lang`` and the link (with
+    ``?lang=``: the survey-lab template sets the dashboard's language dropdown from it)."""
+    from urllib.parse import quote
+
+    from .i18n import Translator
+
+    tr = Translator(lang)
+    names = [p.stem for p in Path(folder).glob("*.ipynb") if _DASHBOARD_NAME.fullmatch(p.stem)]
+    names.sort(key=lambda n: (DASHBOARD_ORDER.index(n) if n in DASHBOARD_ORDER else len(DASHBOARD_ORDER), n))
+    return [{"name": n, "title": tr.get(f"app.{n}.title", "") or n.replace("_", " ").replace("-", " ").capitalize(),
+             "description": tr.get(f"landing.dashboard.{n}", ""),
+             "href": f"{base_url}voila/render/{quote(n)}.ipynb?lang={lang}"} for n in names]
+
+
+def run_entries(outputs: Path, lang: str) -> list[dict]:
+    """The published runs as the landing page lists them, never by their folder name: a heading
+    (the run's description in ``lang``: ``description_<lang>``, else its ``description`` marked
+    as English, else the survey's title) and lines naming the survey, the reference period, the
+    wave compared with and the publication date (translated from the run's translations.csv
+    and the catalogs)."""
+    from .i18n import Translator, slug
+
+    tr = Translator(lang)
+    out = []
+    try:
+        runs = find_runs(Path(outputs))
+    except OSError:
+        runs = []
+    for name in runs:
+        run_dir = Path(outputs) / name
+        mf = _read_json(run_dir / "manifest.json")
+        spec = mf.get("spec") if isinstance(mf.get("spec"), dict) else {}
+        params = mf.get("parameters") if isinstance(mf.get("parameters"), dict) else {}
+        resolved = params.get("resolved") if isinstance(params.get("resolved"), dict) else {}
+        labels = _run_translations(run_dir)
+
+        def label(kind, key, default, labels=labels):
+            return labels.get((kind, str(key), lang)) or (
+                tr.get(f"period.{slug(key)}", default) if kind == "period" else default)
+
+        title = label("title", spec.get("survey") or "", str(spec.get("title") or ""))
+        period = str(resolved.get("period") or spec.get("period") or "")
+        compare = resolved.get("compare") if isinstance(resolved.get("compare"), dict) else {}
+        desc, desc_lang = mf.get(f"description_{lang}") or resolved.get(f"description_{lang}"), None
+        if not (isinstance(desc, str) and desc.strip()):
+            desc = mf.get("description")
+            if isinstance(desc, dict):
+                desc = desc.get(lang) or ""
+            elif lang != "en" and isinstance(desc, str) and desc.strip():
+                desc_lang = "en"  # the only description there is: shown, marked as English
+        desc = str(desc or "").strip()
+        heading = desc or title or label("period", period, period)
+        lines = []
+        if title and heading != title:
+            lines.append(tr("landing.survey", title=title))
+        if period:
+            lines.append(tr("landing.period", period=label("period", period, period)))
+        if compare.get("period"):
+            lines.append(tr("landing.compared", period=label("period", compare["period"], str(compare["period"]))))
+        finished = str(mf.get("finished") or "")[:10]
+        if _ISO_DATE.fullmatch(finished):
+            lines.append(tr("landing.published", date=finished))
+        if heading:
+            out.append({"heading": heading, "heading_lang": desc_lang if heading == desc else None, "lines": lines,
+                        "period": label("period", period, period) if period else ""})
+    return out
+
+
+def landing_page(dashboards: Path, outputs: Path, lang: str, base_url: str = "/", publisher: str = "") -> str:
+    """The landing page of the dashboard site in ``lang`` (en, fr, es): the dashboards with
+    their titles and descriptions, the publications they show and their periods, a language
+    switcher; no file name, run id, path or server detail."""
+    from .i18n import Translator, check_language
+
+    tr = Translator(check_language(lang))
+    runs = run_entries(outputs, lang)
+    periods = list(dict.fromkeys(r["period"] for r in runs if r["period"]))
+    t = {k: tr(f"landing.{k}") for k in ("title", "intro", "dashboards", "publications", "publications_intro",
+                                             "none", "margin")}
+    return _page_env().get_template("landing.html").render(
+        lang=lang, t=t, skip=tr("landing.skip"), site=publisher, language_label=tr("landing.language"),
+        languages=_language_links(lang), dashboards=dashboard_entries(dashboards, lang, base_url), runs=runs,
+        periods=tr("landing.periods", periods=", ".join(periods)) if periods else "",
+        publisher_line=tr("landing.publisher", publisher=publisher) if publisher else "")
+
+
+def login_context(lang: str, publisher: str = "", base_url: str = "/", next_url: str | None = None,
+                  error: bool = False) -> dict:
+    """What login.html needs besides the handler's own namespace (xsrf_form_html)."""
+    from urllib.parse import urlencode
+
+    from .i18n import Translator, check_language
+
+    tr = Translator(check_language(lang))
+    nxt = next_url or base_url
+    t = {k: tr(f"login.{k}") for k in ("title", "hint", "label", "submit", "error")}
+    t["intro"] = tr("login.intro_publisher", publisher=publisher) if publisher else tr("login.intro")
+    return dict(lang=lang, t=t, skip=tr("login.skip"), site=publisher, language_label=tr("landing.language"),
+                languages=_language_links(lang, {"next": nxt}), error=bool(error),
+                action=f"{base_url}login?" + urlencode({"next": nxt}),
+                publisher_line=tr("landing.publisher", publisher=publisher) if publisher else "")
+
+
+def login_page(lang: str, publisher: str = "", base_url: str = "/", next_url: str | None = None,
+               error: bool = False, xsrf_form_html=lambda: "") -> str:
+    """The access-code page as the server renders it (tests; the server renders login.html
+    through jupyter_server's login handler with the same context)."""
+    return _page_env().get_template("login.html").render(
+        xsrf_form_html=xsrf_form_html, **login_context(lang, publisher, base_url, next_url, error))
+
+
 def strip_token(value: str) -> str:
     """``value`` (a URL or a query string) without its ``token=`` parameter."""
     if "token=" not in value.lower():
@@ -397,12 +580,15 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
     import tornado.web
     import voila.app as voila_app
     from jupyter_server._tz import utcnow
+    from jupyter_server.auth.login import LoginFormHandler
     from jupyter_server.base.handlers import APIHandler
     from jupyter_server.log import log_request
-    from traitlets import Float, Int, List, Unicode
+    from traitlets import Float, Int, List, Unicode, default
     from voila.request_info_handler import RequestInfoSocketHandler
     from voila.static_file_handler import TemplateStaticFileHandler
+    from voila.tornado.contentshandler import VoilaContentsHandler
     from voila.tornado.handler import TornadoVoilaHandler
+    from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
     # the page load being served (a mutable holder: {"client": address, "pending": bool})
     page_load = contextvars.ContextVar("survey_page_load", default=None)
@@ -599,6 +785,58 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
                 self.set_header("Content-Type", "text/plain; charset=utf-8")
                 self.finish(f"{status_code}: {reason}\n")
 
+    def page_language(handler) -> str:
+        app = handler.settings["survey_app"]
+        return reader_language(handler.get_argument("lang", ""), handler.request.headers.get("Accept-Language"),
+                               app.language)
+
+    class SurveyLandingHandler(TornadoVoilaTreeHandler):
+        """``/`` (and ``/voila/tree``): the reader-facing landing page instead of Voilà's file
+        tree; any path below the tree goes back to it."""
+
+        @tornado.web.authenticated
+        async def get(self, path=""):
+            lang = page_language(self)
+            if path.strip("/"):
+                self.redirect(self.base_url + (f"?lang={lang}" if self.get_argument("lang", "") == lang else ""))
+                return
+            app = self.settings["survey_app"]
+            page = landing_page(Path(app.root_dir), Path(app.outputs), lang, base_url=self.base_url,
+                                publisher=app.publisher)
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.set_header("Content-Language", lang)
+            self.set_header("Vary", "Accept-Language")
+            self.set_header("Cache-Control", "no-cache")
+            self.finish(page)
+
+    class NoListing(VoilaContentsHandler):
+        """``/voila/api/contents``: the file listing of Voilà's tree page; the landing page
+        does not need it, so it lists nothing (404)."""
+
+        @tornado.web.authenticated
+        async def get(self, path=""):
+            raise tornado.web.HTTPError(404)
+
+    class SurveyLoginHandler(LoginFormHandler):
+        """``/login`` with a token: the access-code page in the reader's language (login.html
+        of _jupyter/pages, first in the server's jinja search path, see init_settings)."""
+
+        def _render(self, message=None):
+            from urllib.parse import parse_qs, urlsplit
+
+            app = self.settings["survey_app"]
+            nxt = self.get_argument("next", default=self.base_url)
+            # ?lang= of this page, else the one of the page the reader was going to
+            asked = self.get_argument("lang", "") or (parse_qs(urlsplit(nxt).query).get("lang") or [""])[0]
+            lang = reader_language(asked, self.request.headers.get("Accept-Language"), app.language)
+            self.set_header("Cache-Control", "no-store")
+            self.set_header("Content-Language", lang)
+            self.write(self.render_template("login.html", **login_context(
+                lang, app.publisher, self.base_url, nxt, error=bool(message))))
+
+        def static_url(self, path, include_host=None, **kwargs):  # as Voilà's login handler
+            return "voila/static/" + path
+
     class NotFound(tornado.web.RequestHandler):
         def prepare(self):
             raise tornado.web.HTTPError(404)
@@ -618,6 +856,12 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
                                help="seconds a page kernel may have no browser connected")
         language = Unicode("en", config=True, help="language of the busy page when the browser asks for none we have")
         allow_hosts = List(Unicode(), list(LOOPBACK_NAMES), config=True, help="Host header names answered")
+        outputs = Unicode("", config=True, help="publication root (the landing page lists its runs)")
+        publisher = Unicode("", config=True, help="who gives readers the access code (landing and login pages)")
+
+        @default("outputs")
+        def _default_outputs(self):
+            return os.environ.get(ENV_OUTPUTS, "")
 
         def init_settings(self):
             original = voila_app.voila_kernel_manager_factory
@@ -632,6 +876,14 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
                 voila_app.voila_kernel_manager_factory = original
             settings["survey_app"] = self
             settings["log_function"] = log_request  # Jupyter's request log: ?token= scrubbed
+            # jupyter_server's login handler renders "login.html" from settings["jinja2_env"]
+            # (Voilà's copy searches jupyter_server's templates only): the reader-facing one of
+            # _jupyter/pages comes first
+            env = settings.get("jinja2_env")
+            if env is not None:
+                import jinja2
+
+                env.loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(PAGES)), env.loader])
             return settings
 
         def init_handlers(self):
@@ -641,8 +893,11 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
                     continue  # /voila/query/<kernel id>: unauthenticated, answered with the page's query string
                 if cls.__name__ == "LogoutHandler":
                     continue  # no users to log out (its page needs settings Voilà lacks: a 500)
+                if isinstance(cls, type) and issubclass(cls, LoginFormHandler):
+                    cls = SurveyLoginHandler
                 cls = {TemplateStaticFileHandler: SafeTemplateStaticFileHandler,
-                       TornadoVoilaHandler: SurveyPageHandler}.get(cls, cls)
+                       TornadoVoilaHandler: SurveyPageHandler, TornadoVoilaTreeHandler: SurveyLandingHandler,
+                       VoilaContentsHandler: NoListing}.get(cls, cls)
                 handlers.append((pattern, type(cls.__name__, (CleanErrors, cls), {}), *rest))
             handlers.append((r"/.*", NotFound))
             return handlers
@@ -715,6 +970,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests whose Host header is NAME (the reverse proxy's public name); "
                         "default: loopback names and the --host address only")
+    p.add_argument("--publisher", default=None, metavar="NAME",
+                   help="the organisation readers get the access code from, named on the landing and access-code "
+                        "pages (one line; default: none named)")
     p.add_argument("--dry-run", action="store_true", help="check everything, print the Voilà command line, exit")
 
 
@@ -737,6 +995,9 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     for name in args.allow_host:
         if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", name.strip()):
             raise DashboardError(f"--allow-host {name!r} is not a host name (no port, no scheme)")
+    publisher = " ".join((getattr(args, "publisher", None) or "").split())
+    if len(publisher) > 120 or any(not ch.isprintable() for ch in publisher):
+        raise DashboardError(f"--publisher must be one printable line of at most 120 characters (got {len(publisher)})")
     runs = check_publication(outputs)
     check_dashboards(dashboards)
     if args.token is None and os.environ.get(ENV_TOKEN) and not args.no_token:
@@ -754,7 +1015,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
                        cull_interval=args.cull_interval, max_kernels=args.max_kernels,
                        max_kernels_per_client=args.max_kernels_per_client, orphan_timeout=args.orphan_timeout,
                        kernel_memory_mb=args.kernel_memory_mb, max_client_comms=args.max_comms,
-                       allow_hosts=list(args.allow_host), runs=runs)
+                       allow_hosts=list(args.allow_host), runs=runs, publisher=publisher)
 
 
 def serve(cfg: ServeConfig, dry_run: bool = False) -> int:
