@@ -451,7 +451,7 @@ MODEL_BASED = "model-based (Fay–Herriot)"
 
 PUBLISHED_COLUMNS = ["indicator", "crime_type", "domain", "area", "area_label", "direct", "direct_se", "sampling_se",
                      "eblup", "mse", "rmse", "cv", "gamma", "method", "in_sample", "n", "reliability", "suppressed",
-                     "note"]
+                     "flag_reason", "suppression_reason", "note"]
 """Columns of ``small_areas.csv`` (:func:`publish`), one row per area of the auxiliary file:
 
 indicator, crime_type, domain  what is estimated, over which domain (the areas)
@@ -471,6 +471,8 @@ n                  sample cases (unweighted base) of the area's direct estimate 
 reliability        the indicator table's publication rule (survey.quality) applied to the EBLUP's
                    CV and the area's sample cases
 suppressed         withheld by that rule (eblup, mse, rmse, cv blank)
+flag_reason, suppression_reason   the rule's reasons, worded as in the indicator table (an
+                   area without sample cases is rated "no sample cases", as a table cell is)
 note               why a value is withheld or flagged, synthetic estimates, benchmarking,
                    smoothing, the model's sigma2_u"""
 
@@ -571,6 +573,7 @@ def publish(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: str, crime_
         "eblup": f["eblup"], "mse": f["mse"], "rmse": f["rmse"], "cv": f["cv"], "gamma": f["gamma"],
         "method": MODEL_BASED, "in_sample": in_sample, "n": n.to_numpy(),
         "reliability": rated["reliability"].to_numpy(), "suppressed": sup,
+        "flag_reason": rated["flag_reason"].to_numpy(), "suppression_reason": rated["suppression_reason"].to_numpy(),
         "note": ["; ".join(x + [model]) for x in notes]})
     out.loc[sup, ["eblup", "mse", "rmse", "cv"]] = np.nan
     out.attrs.update(attrs)
