@@ -863,7 +863,7 @@ def run_batch(parameter_files, jobs: int | None = None, scheduler: str | None = 
     check_kernel()
     jobs = jobs or max(1, min(len(configs), (os.cpu_count() or 2) // 2))
     nb_dir = str(Path(notebook_dir).resolve()) if notebook_dir else None
-    total = sum(len(c.notebooks) for c in configs)
+    total = sum(len(c.notebooks) + len(small_area_step(c)) for c in configs)
     bar = _progress(total, progress)
     nb_subset = list(notebooks) if notebooks else None
     restore = _install_stop_handlers(configs, bar)
@@ -983,7 +983,7 @@ def _collect(fut, cfg: RunConfig, bar) -> dict:
              "log": None, "notebooks": [], "seconds": None, "planned": list(cfg.notebooks),
              "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}}
     # notebooks a failed run did not reach still count for the progress bar
-    left = len(cfg.notebooks) - len(r.get("notebooks", []))
+    left = len(cfg.notebooks) + len(small_area_step(cfg)) - len(r.get("notebooks", []))
     if r["status"] != "succeeded" and left > 0:
         bar.update(left)
     bar.write(_status_line(r))
@@ -1010,7 +1010,7 @@ def _run_dask(configs, scheduler, nb_dir, nb_subset, root, bar) -> list[dict]:
                 r = {"name": c.name, "source": str(c.source), "status": "failed", "output_dir": str(c.output_dir),
                      "log": None, "notebooks": [], "seconds": None, "planned": list(c.notebooks),
                      "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}}
-            bar.update(len(c.notebooks))
+            bar.update(len(c.notebooks) + len(small_area_step(c)))
             bar.write(_status_line(r))
             out.append(r)
     return out

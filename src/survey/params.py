@@ -477,10 +477,6 @@ def check_capabilities(values: dict, notebooks: list[str], explicit: bool = True
     spec = read_spec(values["spec"])
     name = Path(values["spec"]).name
     v = spec.victimization
-    if values.get("small_areas") and "victimization" not in notebooks:
-        raise ParameterError(f"{where}small_areas: the small-area step models the indicator table, which the "
-                             f"'victimization' notebook writes; it is not among the notebooks "
-                             f"({', '.join(notebooks)})")
     for nb in notebooks:
         if nb in NEEDS_VICTIMIZATION and v is None:
             raise ParameterError(f"{where}notebooks: '{nb}' estimates victimization, but spec {name} has no "
@@ -756,6 +752,10 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")
     values = validate(given, None, base=path.parent, root=root, where=where)
     check_capabilities(values, notebooks, explicit="notebooks" in raw, where=where)
+    if values.get("small_areas") and "victimization" not in notebooks:  # (--notebooks subsets skip the step)
+        raise ParameterError(f"{where}small_areas: the small-area step models the indicator table, which the "
+                             f"'victimization' notebook writes; it is not among the notebooks "
+                             f"({', '.join(notebooks)})")
     if "output_dir" in given:
         output_dir = Path(values["output_dir"])
     else:
