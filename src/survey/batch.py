@@ -686,8 +686,8 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
     except SurveyError as e:
         return fail(e)
     nb_dir = Path(notebook_dir) if notebook_dir else default_notebook_dir(cfg.root)
-    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks), pid=os.getpid(),
-               started=started)
+    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks) + small_area_step(cfg),
+               pid=os.getpid(), started=started)
     parent = cfg.output_dir.parent
     log_path = parent / LOG_DIR / f"{cfg.name}.log"
     result_path = log_path.with_name(f"{cfg.name}.result.json")
