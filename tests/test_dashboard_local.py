@@ -177,3 +177,49 @@ def test_dashboard_notebook_pair():
     assert [c.source for c in py.cells] == [c.source for c in nb.cells]
     assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
     assert "from survey.dashboard.local import show" in nb.cells[0].source
+
+
+def test_in_a_real_browser(root, tmp_path):
+    """`survey dashboard` serving dashboards/local.ipynb over the run: the page shows the
+    in-process app's title ("Model-based estimates ..."), its map, and the withheld areas as
+    words; no error output.  Skipped without Chromium or playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("python playwright is not installed")
+    from survey import serve
+
+    if not Path(serve.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {serve.CHROMIUM}")
+    import tempfile
+
+    dashboards = tmp_path / "dashboards"
+    dashboards.mkdir()
+    nb = nbformat.read(ROOT / "dashboards" / "local.ipynb", as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
+    nbformat.write(nb, dashboards / "local.ipynb")
+    app = build(root=root, language="en")
+    with serve.ServerProcess(root, dashboards=dashboards, timeout=240, log_path=tmp_path / "voila.log") as srv, \
+            sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS,
+                                                   headless=True, viewport={"width": 1280, "height": 1000})
+        ctx.set_default_timeout(120_000)
+        page = ctx.new_page()
+        page.goto(srv.base + "voila/render/local.ipynb")
+        page.wait_for_selector(".svy-dashboard-local .svy-chart .js-plotly-plot")
+        title = page.inner_text(".svy-dashboard-local .svy-title")
+        assert title.strip() == app.view.title and title.startswith("Model-based estimates")
+        rows = page.evaluate("""() => [...document.querySelectorAll('.svy-dashboard-local .svy-table tbody tr')]
+                                .map(r => [...r.querySelectorAll('td')].map(e => [e.textContent, e.className]))""")
+        by_area = {r[0][0]: r for r in rows}
+        assert len(by_area) == 8
+        for area in ("North", "North East"):
+            model = by_area[area][4]
+            assert model[0].startswith("suppressed: ") and "svy-suppressed" in model[1]
+            assert [c[0] for c in by_area[area][5:8]] == ["", "", ""]
+        body = page.inner_text("body")
+        assert "Traceback" not in body and "There was an error" not in body
+        SHOTS = ROOT / "test-output" / "screenshots"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "local-en.png"), full_page=True)
+        ctx.close()
