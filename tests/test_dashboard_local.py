@@ -223,3 +223,19 @@ def test_in_a_real_browser(root, tmp_path):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "local-en.png"), full_page=True)
         ctx.close()
+
+
+def test_show_without_model_based_estimates_is_a_message(tmp_path, root, monkeypatch):
+    """dashboards/local.ipynb on a publication without small_areas.csv: a heading and the
+    translated message, no traceback."""
+    import IPython.display
+
+    from survey.dashboard import local
+
+    only = tmp_path / "outputs"
+    shutil.copytree(root / "plain", only / "plain")
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda x: shown.append(x))
+    assert local.show(root=only, language="es") is None
+    html_text = "".join(w.value for w in shown[0].children)
+    assert Translator("es")("app.local.title") in html_text and "Ninguna publicación" in html_text

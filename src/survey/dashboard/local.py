@@ -232,6 +232,7 @@ def build(root=None, language: str | None = None, run: str | None = None) -> Loc
 def show(root=None, language: str | None = None, run: str | None = None) -> LocalApp | None:
     """Build the dashboard and display it (the one call of ``dashboards/local.ipynb``)."""
     import html
+    import os
 
     import ipywidgets as W
     from IPython.display import display
@@ -239,7 +240,12 @@ def show(root=None, language: str | None = None, run: str | None = None) -> Loca
     try:
         app = build(root, language, run)
     except DashboardInputError as e:  # no run with model-based estimates: say so, in the reader's words
-        box = W.VBox([W.HTML(f'<p class="svy-message">{html.escape(str(e))}</p>')])
+        from ..i18n import Translator, check_language
+
+        lang = language or os.environ.get("SURVEY_DASHBOARD_LANGUAGE") or "en"
+        heading = Translator(check_language(lang))("app.local.title")
+        box = W.VBox([W.HTML(f'<h2 class="svy-title">{html.escape(heading)}</h2>'),
+                      W.HTML(f'<p class="svy-message">{html.escape(str(e))}</p>')])
         box.add_class("svy-dashboard")
         box.add_class("svy-dashboard-local")
         display(box)
