@@ -89,6 +89,7 @@ def test_eblup_and_mse_are_a_direct_fay_herriot_call(run):
     """The wiring: fay_herriot on the published direct estimates and the auxiliary covariate
     gives the published eblup, mse and gamma."""
     t = run["table"]
+    assert np.array_equal(t["sampling_se"], t["direct_se"], equal_nan=True)  # smooth_variances: none
     aux = pd.read_csv(run["root"] / "parameters" / "areas" / "synthetic-regions.csv", dtype={"area": str})
     d = t[["area", "direct", "sampling_se"]].merge(aux, on="area")
     with warnings.catch_warnings():
