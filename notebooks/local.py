@@ -14,100 +14,95 @@
 # ---
 
 # %% [markdown]
-# # Crime at the local level: small-area estimates
+# # Crime at the local level: model-based small-area estimates
 #
-# Direct survey estimates are reliable for large areas only. This notebook combines a run's
-# indicator table (direct estimates and SEs by area) with an auxiliary file of area covariates
-# known for every area, fits a Fay-Herriot area-level model and publishes **model-based**
-# estimates (EBLUPs) with their estimated root mean squared error, in `small_areas.csv`.
-# Methods: docs/small-areas.md.
-#
-# Not part of the batch run (`survey run`): run it on its own, e.g.
-# `papermill notebooks/local.ipynb out.ipynb -p output_dir outputs/local`.
+# Direct survey estimates are reliable for large areas only. This notebook takes the run's
+# indicator table (direct estimates and their standard errors by area) and an auxiliary file of
+# area covariates known for every area, fits a Fay–Herriot area-level model and publishes
+# **model-based** estimates (EBLUPs) with their estimated root mean squared error in
+# `small_areas.csv`, rated and withheld by the same publication rule as the indicator table.
+# A batch run executes it after the other notebooks when its parameter set has a
+# `small_areas` section. Methods: docs/small-areas.md.
 
 # %% setup
+from survey import params as sp
 from survey import report as rp
 
 rp.setup_notebook()
 
 # %% parameters tags=["parameters"]
-# Notebook parameters (standalone notebook: not checked by survey.params)
+# Notebook parameters (a run's values are injected after this cell; see survey.params)
 spec = "specs/synthetic.yaml"
-indicator_table = None  # a run's indicators.csv / .parquet; None: computed from spec
-auxiliary = None  # CSV, one row per area; None: survey.sae.synthetic_auxiliary (synthetic survey)
-area_column = "area"
-domain = "region"
-indicator = "prevalence"
-crime_types = ["household", "burglary", "vehicle_theft"]
-covariates = ["prior_rate"]
-method = "REML"
-cv_bands = [15.0, 30.0]
-max_cv = 30.0
-benchmark = False
-shares = "share"
-smooth_variances = False  # True: GVF-smoothed sampling variances (proportion GVF on the table's cells)
-output_dir = "outputs/local"
+data_dir = None
+period = None
+domains = None
+crime_types = None
+publication = None
+cap_rule = None
+output_dir = "outputs/interactive"
+language = "en"
 seed = 1
+small_areas = {"indicator": "prevalence", "crime_type": "household", "area": "region",
+               "auxiliary": "parameters/areas/synthetic-regions.csv",
+               "covariates": ["recorded_household_per_1000"], "method": "REML"}
 
 # %% check parameters
+P = sp.check_notebook(globals(), "local")
+
+# %% direct estimates and auxiliary file
 from pathlib import Path
 
 import pandas as pd
 
 from survey import sae
-from survey.params import project_root
 
-ROOT = project_root()
-out = Path(output_dir) if Path(output_dir).is_absolute() else ROOT / output_dir
-out.mkdir(parents=True, exist_ok=True)
-if method not in ("REML", "ML"):
-    raise sae.SmallAreaError(f"method must be REML or ML, not {method!r}")
-if isinstance(crime_types, str):
-    crime_types = [crime_types]
+SA = P.small_areas
+if SA is None:
+    raise sp.ParameterError("notebook 'local': small_areas is required (see survey.params.SMALL_AREA_KEYS)")
+table = rp.read_indicator_table(P.output_dir)
+if table is None:  # run on its own: the indicator table of these parameters
+    from survey.indicators import indicator_table
 
-# %% direct estimates and auxiliary file
-if indicator_table is None:
-    from survey.indicators import indicator_table as make_table
-    from survey.ingest import load
-
-    table = make_table(load(ROOT / spec), crime_types=crime_types, domains=[domain], indicators=[indicator],
-                       by_victimization=False)
-    table_source = f"computed from {spec}"
+    data = sp.load_survey(P)
+    table = indicator_table(data, crime_types=[SA["crime_type"]], domains=[SA["area"]],
+                            publication=P.publication_preset, **P.publication_params)
+    table_source = "computed from the spec"
 else:
-    p = Path(indicator_table) if Path(indicator_table).is_absolute() else ROOT / indicator_table
-    table = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
-    table_source = str(p)
-if auxiliary is None:
-    aux = sae.synthetic_auxiliary(seed=seed)
-    aux_path = sae.write_csv(aux, out / "auxiliary_regions.csv")
-    aux_source = aux.attrs["source"]
-else:
-    aux_path = Path(auxiliary) if Path(auxiliary).is_absolute() else ROOT / auxiliary
-    aux = sae.read_auxiliary(aux_path, area=area_column)
-    aux_source = str(aux_path)
-rp.md(f"Direct estimates: {table_source}. Auxiliary file: {aux_source} ({len(aux)} areas; "
-      f"covariates {', '.join(covariates)}).")
+    table_source = "the run's indicator table"
+rule = table.attrs.get("publication_rule") or {}
+aux = sae.read_auxiliary(SA["auxiliary"], area=SA["area_column"])
+rp.md(f"Direct estimates: {table_source}. Auxiliary file: `{Path(SA['auxiliary']).name}` ({len(aux)} areas); "
+      f"covariates: {', '.join(SA['covariates'])}. Publication rule: {rp.rule_text(rule)}")
 
 # %% model-based estimates
-result = sae.small_area_table(table, aux, indicator, crime_types, domain, covariates, area=area_column,
-                              method=method, cv_bands=tuple(cv_bands), max_cv=max_cv, benchmark=benchmark,
-                              shares=shares, smooth_variances=smooth_variances)
-path = sae.write_csv(result, out / "small_areas.csv")
-lines = [f"- **{c}**: {g['model'].iloc[0]}; sampling SEs: {g['se_source'].iloc[0]}; {int(g['suppressed'].sum())} of {len(g)} areas withheld "
-         f"(model CV above {max_cv:g}%)" for c, g in result.groupby("crime_type", sort=False)]
-rp.md("Model-based estimates (labelled so in `estimate_type`), written to "
-      f"`{path.name}`:\n\n" + "\n".join(lines))
-rp.show_table(result[["crime_type", "area", "direct", "direct_se", "estimate", "rmse", "cv", "gamma",
-                      "estimate_type", "reliability", "suppressed"]], digits=2)
+result = sae.publish(table, aux, SA["indicator"], SA["crime_type"], SA["area"], SA["covariates"], rule=rule,
+                     area=SA["area_column"], area_label=SA["area_label"], method=SA["method"],
+                     smooth_variances=SA["smooth_variances"], benchmark=SA["benchmark"], shares=SA["shares"])
+path = sae.write_csv(result, Path(P.output_dir) / "small_areas.csv")
+fit = result.attrs
+rp.md(f"**Model-based estimates** of {SA['indicator']} of {SA['crime_type']} by {SA['area']} "
+      f"(Fay–Herriot, {fit['method']}; between-area variance sigma2_u = {fit['sigma2_u']:.4g}; "
+      f"{int(result['in_sample'].sum())} of {len(result)} areas with a direct estimate; "
+      f"{int(result['suppressed'].sum())} withheld by the publication rule), written to `{path.name}`.")
+rp.show_table(result[["area_label", "direct", "direct_se", "eblup", "rmse", "cv", "gamma", "n", "reliability",
+                      "note"]], digits=2)
 
 # %% direct and model-based estimates
 import plotly.graph_objects as go
 
-for c, g in result.groupby("crime_type", sort=False):
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=g["area"], y=g["direct"], error_y=dict(array=1.96 * g["direct_se"]),
-                             mode="markers", name="direct (95% CI)"))
-    fig.add_trace(go.Scatter(x=g["area"], y=g["estimate"], error_y=dict(array=1.96 * g["rmse"]),
-                             mode="markers", name="model-based EBLUP (± 1.96 RMSE)"))
-    fig.update_layout(title=f"{indicator} of {c} by {domain}", yaxis_title=str(g["measure"].iloc[0] or ""))
-    fig.show()
+fig = go.Figure()
+fig.add_trace(go.Scatter(x=result["area_label"], y=result["direct"], error_y=dict(array=1.96 * result["direct_se"]),
+                         mode="markers", name="direct (95% CI)"))
+fig.add_trace(go.Scatter(x=result["area_label"], y=result["eblup"], error_y=dict(array=1.96 * result["rmse"]),
+                         mode="markers", name="model-based EBLUP (± 1.96 RMSE)"))
+measure = table.loc[table["indicator"] == SA["indicator"], "measure"]
+fig.update_layout(title=f"Model-based estimates: {SA['indicator']} of {SA['crime_type']} by {SA['area']}",
+                  yaxis_title=str(measure.iloc[0]) if len(measure) else "")
+fig.show()
+
+# %% [markdown]
+# The model-based estimate of an area leans on its direct estimate in proportion to `gamma`
+# (the share of the between-area variance in the direct estimate's total error) and on the
+# regression on the covariates otherwise. Areas without a usable direct estimate get the
+# regression (synthetic) estimate. Model-based estimates depend on the model: they are labelled
+# "model-based (Fay–Herriot)" in `small_areas.csv` and must be published as such.

@@ -240,7 +240,7 @@ def test_indicator_table_join_and_publication_rule(region_table):
 
 
 # ---------------------------------------------------------------------------------------------
-# notebooks/local.py: standalone (not in survey.params.NOTEBOOKS), paired, runs with papermill
+# notebooks/local.py: the small-area step of batch runs (not in survey.params.NOTEBOOKS), paired, runs with papermill
 # ---------------------------------------------------------------------------------------------
 def test_local_notebook_pair_in_sync_and_stripped():
     import jupytext
@@ -256,31 +256,37 @@ def test_local_notebook_pair_in_sync_and_stripped():
 
 
 def test_local_notebook_publishes_small_areas_csv(tmp_path, monkeypatch, region_table):
+    """The local notebook on its own (no run folder: it computes the indicator table of its
+    parameters, publication rule none) on the default synthetic survey and the population
+    auxiliary file: small_areas.csv holds the direct estimates of the table and the EBLUPs of
+    a direct fay_herriot call on them."""
     import papermill as pm
 
     from survey.batch import pin_kernel_environment
 
     pin_kernel_environment()
     monkeypatch.setenv("SURVEY_PROJECT_ROOT", str(ROOT))
-    table = tmp_path / "indicators.csv"
-    region_table.to_csv(table, index=False)
     aux = sae.write_csv(sae.synthetic_auxiliary(), tmp_path / "aux.csv")
     out = tmp_path / "out"
+    section = {"indicator": "prevalence", "crime_type": "household", "area": "region", "auxiliary": str(aux),
+               "covariates": ["prior_rate"], "method": "REML"}
     pm.execute_notebook(str(ROOT / "notebooks" / "local.ipynb"), str(tmp_path / "local.ipynb"), kernel_name="python3",
                         progress_bar=False, cwd=str(tmp_path),
-                        parameters={"indicator_table": str(table), "auxiliary": str(aux), "output_dir": str(out),
-                                    "crime_types": ["household", "burglary"], "max_cv": 25.0})
-    got = pd.read_csv(out / "small_areas.csv")
-    assert list(got.columns) == sae.SMALL_AREA_COLUMNS and len(got) == 16
-    assert set(got.estimate_type) == {"model-based (Fay-Herriot EBLUP)"}
-    assert (got.suppressed == (got.rmse.isna())).all()
-    # the published values are the EBLUPs of the model fitted here on the same inputs
+                        parameters={"small_areas": section, "output_dir": str(out), "publication": "none"})
+    got = pd.read_csv(out / "small_areas.csv", keep_default_na=False, na_values=[""])
+    assert list(got.columns) == sae.PUBLISHED_COLUMNS and len(got) == 8
+    assert set(got.method) == {"model-based (Fay–Herriot)"} and not got.suppressed.any()
+    direct = region_table[(region_table.crime_type == "household") & (region_table.domain == "region")]
+    direct = direct.set_index("domain_value")
+    hh = got.set_index("area")
+    assert np.allclose(hh["direct"], direct.loc[hh.index, "estimate"], rtol=1e-12)
+    assert np.allclose(hh["direct_se"], direct.loc[hh.index, "se"], rtol=1e-12)
     f = sae.fay_herriot(sae.from_indicator_table(region_table, sae.read_auxiliary(aux), "prevalence", "household",
-                                                 "region"), covariates=["prior_rate"])
-    hh = got[got.crime_type == "household"].set_index("area")
-    keep = ~hh.suppressed.to_numpy()
-    assert np.allclose(hh.estimate.to_numpy()[keep], f.set_index("area").loc[hh.index, "eblup"].to_numpy()[keep])
-    assert (got.cv[~got.suppressed] <= 0.25).all() and (got.suppressed == ~(got.cv <= 0.25)).all()
+                                                 "region"), covariates=["prior_rate"]).set_index("area")
+    for col in ("eblup", "mse", "gamma"):
+        assert np.allclose(hh[col], f.loc[hh.index, col], rtol=1e-9), col
+    assert set(hh["reliability"]) <= {"high", "moderate", "low"}
+    assert (hh["reliability"] == np.where(hh.cv * 100 <= 15, "high", np.where(hh.cv * 100 <= 30, "moderate", "low"))).all()
 
 
 def test_gvf_smoothed_variances_on_the_synthetic_regions():

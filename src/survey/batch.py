@@ -19,6 +19,9 @@ A run folder holds:
 ``indicators.csv``    the indicator table (``survey.indicators.TABLE_COLUMNS``), also as
 ``indicators.parquet``  Parquet, with ``indicators.meta.json`` (rules, definitions, notes)
 ``indicators.xlsx``   one sheet per indicator family and a ``notes`` sheet
+``small_areas.csv``  model-based small-area estimates (``survey.sae.PUBLISHED_COLUMNS``), when
+                      the parameter set has a ``small_areas`` section: ``notebooks/local.ipynb``
+                      runs after the other notebooks (manifest entry ``small_areas``)
 ``accounting.csv``    the row accounting of the ingest (and whatever else the notebooks wrote:
                       codebook, Lorenz curves, model tables, wave comparison)
 ``run.log``           the run's log (also kept in ``<outputs>/_logs/<run-name>.log``)
@@ -406,6 +409,8 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
         "row_accounting": accounting, "timings_seconds": timings,
         "versions": package_versions(), "host": platform.node(), "kernel": {"name": KERNEL, "python": sys.executable},
     }
+    if (run_dir / SMALL_AREA_FILE).exists():  # model-based small-area estimates (notebooks/local.py)
+        manifest["small_areas"] = small_area_manifest(run_dir, values)
     if (run_dir / "risk_model_failures.csv").exists():  # models recorded as not fitted (on_model_failure: record)
         manifest["model_failures"] = pd.read_csv(run_dir / "risk_model_failures.csv",
                                                  keep_default_na=False).to_dict(orient="records")
@@ -622,6 +627,30 @@ def check_run_target(cfg: RunConfig) -> None:
         raise OutputError(f"{where}{e}") from None
 
 
+SMALL_AREA_FILE = "small_areas.csv"
+
+
+def small_area_step(cfg: RunConfig) -> list[str]:
+    """The small-area step of a run: ``["local"]`` (notebooks/local.ipynb, after the other
+    notebooks: it models the indicator table) when the parameter set has a ``small_areas``
+    section, else nothing."""
+    return ["local"] if cfg.values.get("small_areas") and "victimization" in cfg.notebooks else []
+
+
+def small_area_manifest(run_dir: Path, values: dict) -> dict:
+    """The manifest's ``small_areas`` entry: file, checksum, rows, model, auxiliary file (sha256)."""
+    import pandas as pd
+
+    sa = dict(values.get("small_areas") or {})
+    t = pd.read_csv(run_dir / SMALL_AREA_FILE, keep_default_na=False, na_values=[""])
+    aux = Path(sa.get("auxiliary", ""))
+    return {"csv": SMALL_AREA_FILE, "csv_sha256": sha256(run_dir / SMALL_AREA_FILE), "rows": int(len(t)),
+            "in_sample": int(t["in_sample"].astype(str).str.lower().eq("true").sum()),
+            "suppressed": int(t["suppressed"].astype(str).str.lower().eq("true").sum()),
+            "method": str(t["method"].iloc[0]) if len(t) else None, "parameters": sa,
+            "auxiliary_sha256": sha256(aux) if aux.is_file() else None}
+
+
 def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks: list[str] | None = None,
                 root: str | None = None, events=None, redirect_stderr: bool = True) -> dict:
     """Execute one parameter set (its notebooks, then reports, workbook and manifest) and
@@ -657,8 +686,8 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
     except SurveyError as e:
         return fail(e)
     nb_dir = Path(notebook_dir) if notebook_dir else default_notebook_dir(cfg.root)
-    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks), pid=os.getpid(),
-               started=started)
+    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks) + small_area_step(cfg),
+               pid=os.getpid(), started=started)
     parent = cfg.output_dir.parent
     log_path = parent / LOG_DIR / f"{cfg.name}.log"
     result_path = log_path.with_name(f"{cfg.name}.result.json")
@@ -688,7 +717,7 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
                 mark(tmp, "run", run=cfg.name, parameter_file=str(cfg.source))
                 log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
                          ", ".join(cfg.notebooks), cfg.output_dir, tmp)
-                for nb in cfg.notebooks:
+                for nb in cfg.notebooks + small_area_step(cfg):
                     emit("start", cfg.name, nb)
                     rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
                     res["notebooks"].append(rec)
@@ -834,7 +863,7 @@ def run_batch(parameter_files, jobs: int | None = None, scheduler: str | None = 
     check_kernel()
     jobs = jobs or max(1, min(len(configs), (os.cpu_count() or 2) // 2))
     nb_dir = str(Path(notebook_dir).resolve()) if notebook_dir else None
-    total = sum(len(c.notebooks) for c in configs)
+    total = sum(len(c.notebooks) + len(small_area_step(c)) for c in configs)
     bar = _progress(total, progress)
     nb_subset = list(notebooks) if notebooks else None
     restore = _install_stop_handlers(configs, bar)
@@ -954,7 +983,7 @@ def _collect(fut, cfg: RunConfig, bar) -> dict:
              "log": None, "notebooks": [], "seconds": None, "planned": list(cfg.notebooks),
              "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}}
     # notebooks a failed run did not reach still count for the progress bar
-    left = len(cfg.notebooks) - len(r.get("notebooks", []))
+    left = len(cfg.notebooks) + len(small_area_step(cfg)) - len(r.get("notebooks", []))
     if r["status"] != "succeeded" and left > 0:
         bar.update(left)
     bar.write(_status_line(r))
@@ -981,7 +1010,7 @@ def _run_dask(configs, scheduler, nb_dir, nb_subset, root, bar) -> list[dict]:
                 r = {"name": c.name, "source": str(c.source), "status": "failed", "output_dir": str(c.output_dir),
                      "log": None, "notebooks": [], "seconds": None, "planned": list(c.notebooks),
                      "error": {"notebook": None, "cell": None, "ename": type(e).__name__, "evalue": str(e)}}
-            bar.update(len(c.notebooks))
+            bar.update(len(c.notebooks) + len(small_area_step(c)))
             bar.write(_status_line(r))
             out.append(r)
     return out

@@ -54,6 +54,9 @@ PRESETS = ("bjs", "ons", "cv_bands", "none")
 PUBLICATION_KEYS = ("preset", "min_base", "min_cases", "max_cv", "cv_bands", "suppress_low")
 NOTEBOOKS = ("ingest", "victimization", "fear", "repeat", "risk", "summary")
 """The analysis notebooks, in the order a run executes them (``notebooks/<name>.ipynb``)."""
+STEP_NOTEBOOKS = ("local",)
+"""Notebooks a run executes after :data:`NOTEBOOKS` when its parameter set asks for them (not
+listed in ``notebooks``): ``local`` when the set has a ``small_areas`` section."""
 
 PARAMETERS_MARKER = "# Notebook parameters"
 """First line of each notebook's ``parameters`` cell (how :func:`check_notebook` finds it)."""
@@ -103,6 +106,10 @@ EXTRA: dict[str, tuple[Param, ...]] = {
                    "in risk_models.csv, risk_model_failures.csv, and the report)")),
     "summary": (Param("compare", "compare?", None,
                       "an earlier wave to compare with: {spec:, data_dir:, period:} (spec default: the same)"),),
+    "local": (Param("small_areas", "small_areas?", None,
+                    "model-based small-area estimates (notebooks/local.py, small_areas.csv): {indicator:, "
+                    "crime_type:, area: <domain>, auxiliary: <CSV of area covariates>, covariates: [..], "
+                    "method: REML | ML, smooth_variances: gvf | none, benchmark: true | false}"),),
 }
 RUN_KEYS = {
     "name": "run name: the output folder outputs/<name> and the log name (default: the file name)",
@@ -117,7 +124,7 @@ COMPARE_KEYS = ("spec", "data_dir", "period")
 
 def declared(notebook: str) -> dict[str, Param]:
     """The parameters a notebook declares (common ones, then its own)."""
-    if notebook not in NOTEBOOKS:
+    if notebook not in NOTEBOOKS and notebook not in STEP_NOTEBOOKS:
         raise ParameterError(f"unknown notebook '{notebook}'{_did_you_mean(notebook, NOTEBOOKS)} "
                              f"(notebooks: {', '.join(NOTEBOOKS)})")
     return {p.name: p for p in COMMON + EXTRA.get(notebook, ())}
@@ -377,6 +384,8 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
             return (check_models_value if kind == "models" else check_reference_value)(value, what)
         except ModelSpecError as e:
             raise ParameterError(str(e)) from None
+    if kind == "small_areas":
+        return small_areas_value(value, what, base, root)
     if kind == "compare":
         if not isinstance(value, dict):
             raise ParameterError(f"{what} must be a mapping {{spec:, data_dir:, period:}}, not {value!r}")
@@ -423,6 +432,8 @@ def check_against_spec(values: dict, where: str = "") -> None:
     if unknown:
         raise ParameterError(f"{where}cap_rule.values: unknown crime type '{unknown[0]}'"
                              f"{_did_you_mean(unknown[0], v.type_names())}")
+    if values.get("small_areas"):
+        check_small_areas(spec, values, where)
     cmp = values.get("compare")
     if cmp:
         this = values.get("period") or spec.period
@@ -661,6 +672,8 @@ def data_files(values: dict) -> list[tuple[str, Path]]:
             p = Path(f.path)
             p = p if p.is_absolute() else Path(spec_path).parent / p
             out.append((f"{prefix}data:{name}", p.resolve()))
+    if (values.get("small_areas") or {}).get("auxiliary"):  # the small-area model's area covariates
+        out.append(("small_areas.auxiliary", Path(values["small_areas"]["auxiliary"]).resolve()))
     return out
 
 
@@ -739,6 +752,10 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")
     values = validate(given, None, base=path.parent, root=root, where=where)
     check_capabilities(values, notebooks, explicit="notebooks" in raw, where=where)
+    if values.get("small_areas") and "victimization" not in notebooks:  # (--notebooks subsets skip the step)
+        raise ParameterError(f"{where}small_areas: the small-area step models the indicator table, which the "
+                             f"'victimization' notebook writes; it is not among the notebooks "
+                             f"({', '.join(notebooks)})")
     if "output_dir" in given:
         output_dir = Path(values["output_dir"])
     else:
@@ -747,3 +764,200 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     return RunConfig(name=name, source=path, output_dir=output_dir, notebooks=notebooks, values=values,
                      given=given, root=root, timeout=timeout, html_plotlyjs=plotlyjs,
                      description=str(raw.get("description") or ""), raw=raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# small_areas: model-based small-area estimates (notebooks/local.py, survey.sae)
+# ---------------------------------------------------------------------------------------------
+SMALL_AREA_KEYS = ("indicator", "crime_type", "area", "auxiliary", "area_column", "area_label", "covariates",
+                   "method", "smooth_variances", "benchmark", "shares")
+"""Keys of a parameter set's ``small_areas`` section (see :func:`small_areas_value`)."""
+SMALL_AREA_METHODS = ("REML", "ML")
+SMALL_AREA_SMOOTHING = ("gvf", "none")
+SMALL_AREA_REQUIRED = ("indicator", "crime_type", "area", "auxiliary", "covariates")
+
+
+def _name_value(value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL or any(
+            ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ParameterError(f"{what} must be a name (one line of text), not {value!r}")
+    return value
+
+
+def _rows_text(mask, frame) -> str:
+    """'3 of 8 rows (first: row 2)': data rows counted from 1 after the header."""
+    import numpy as np
+
+    idx = np.flatnonzero(np.asarray(mask, bool))
+    return f"{len(idx)} of {len(frame)} rows (first: row {int(idx[0]) + 1})"
+
+
+def small_areas_value(value, what: str, base: Path | None, root: Path) -> dict:
+    """Check the ``small_areas`` section as data (types, allowed values), read its auxiliary
+    file (CSV, one row per area) and check it: readable, the area column present with one
+    non-empty id per row, every covariate (and the shares column) present and numeric and finite
+    in every row, enough areas for the covariates.  Returns the section normalized (defaults
+    filled in, ``auxiliary`` absolute).  The names are checked against the spec, and the area
+    ids against the domain's values, by :func:`check_small_areas`."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(value, dict):
+        raise ParameterError(f"{what} must be a mapping {{indicator:, crime_type:, area:, auxiliary:, "
+                             f"covariates:, ...}}, not {value!r}")
+    bad = [k for k in value if k not in SMALL_AREA_KEYS]
+    if bad:
+        raise ParameterError(f"{what}: unknown key '{bad[0]}'{_did_you_mean(bad[0], SMALL_AREA_KEYS)} "
+                             f"(keys: {', '.join(SMALL_AREA_KEYS)})")
+    missing = [k for k in SMALL_AREA_REQUIRED if value.get(k) is None]
+    if missing:
+        raise ParameterError(f"{what}: missing required key '{missing[0]}' (required: {', '.join(SMALL_AREA_REQUIRED)})")
+    out = {k: _name_value(value[k], f"{what}.{k}") for k in ("indicator", "crime_type", "area")}
+    out["area_column"] = _name_value(value.get("area_column", "area"), f"{what}.area_column")
+    out["area_label"] = (None if value.get("area_label") is None
+                         else _name_value(value["area_label"], f"{what}.area_label"))
+    out["covariates"] = _names(value["covariates"], f"{what}.covariates")
+    method = value.get("method", "REML")
+    if not isinstance(method, str) or method.upper() not in SMALL_AREA_METHODS:
+        raise ParameterError(f"{what}.method must be one of {', '.join(SMALL_AREA_METHODS)}, not {method!r}")
+    out["method"] = method.upper()
+    smooth = value.get("smooth_variances", "none")
+    if smooth is False:
+        smooth = "none"
+    if smooth not in SMALL_AREA_SMOOTHING:
+        raise ParameterError(f"{what}.smooth_variances must be one of {', '.join(SMALL_AREA_SMOOTHING)}, "
+                             f"not {smooth!r}{_did_you_mean(smooth, SMALL_AREA_SMOOTHING)}")
+    out["smooth_variances"] = smooth
+    bench = value.get("benchmark", False)
+    if not isinstance(bench, bool):
+        raise ParameterError(f"{what}.benchmark must be true or false, not {bench!r}")
+    out["benchmark"] = bench
+    out["shares"] = None if value.get("shares") is None else _name_value(value["shares"], f"{what}.shares")
+    if bench and out["shares"] is None:
+        raise ParameterError(f"{what}.benchmark: true needs 'shares' (the auxiliary file's column of population "
+                             "shares of the areas)")
+    aux = value["auxiliary"]
+    if not isinstance(aux, (str, os.PathLike)):
+        raise ParameterError(f"{what}.auxiliary must be a path, not {aux!r}")
+    path = resolve_input(aux, base, root, f"{what}.auxiliary")
+    out["auxiliary"] = str(path)
+    try:
+        frame = pd.read_csv(path, dtype={out["area_column"]: str}, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        first = " ".join(str(e).split())[:160]
+        raise ParameterError(f"{what}.auxiliary: {path}: not a readable CSV file ({type(e).__name__}: {first})") from None
+    where = f"{what}.auxiliary: {path}"
+    if frame.empty:
+        raise ParameterError(f"{where}: no rows (one row per area is needed)")
+    col = out["area_column"]
+    if col not in frame.columns:
+        raise ParameterError(f"{where}: no area column '{col}'{_did_you_mean(col, frame.columns)} "
+                             f"(columns: {', '.join(map(str, frame.columns))}; set small_areas.area_column)")
+    ids = frame[col]
+    empty = ids.isna() | (ids.astype(str).str.strip() == "")
+    if empty.any():
+        raise ParameterError(f"{where}: area column '{col}' is empty in {_rows_text(empty, frame)}")
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        raise ParameterError(f"{where}: area column '{col}' repeats area '{ids[dup].iloc[0]}' in "
+                             f"{_rows_text(dup, frame)}")
+    numeric = list(out["covariates"]) + ([out["shares"]] if out["shares"] else [])
+    for c in numeric + ([out["area_label"]] if out["area_label"] else []):
+        if c not in frame.columns:
+            key = "shares" if c == out["shares"] else "area_label" if c == out["area_label"] else "covariates"
+            raise ParameterError(f"{what}.{key}: column '{c}' is not in {path}{_did_you_mean(c, frame.columns)} "
+                                 f"(columns: {', '.join(map(str, frame.columns))}; {len(frame)} rows)")
+    for c in numeric:
+        x = pd.to_numeric(frame[c], errors="coerce")
+        bad = ~np.isfinite(x.to_numpy(dtype=float))
+        key = "shares" if c == out["shares"] else "covariates"
+        if bad.any():
+            raise ParameterError(f"{what}.{key}: column '{c}' of {path} is not a finite number in "
+                                 f"{_rows_text(bad, frame)}")
+        if c == out["shares"] and ((x < 0).any() or x.sum() <= 0):
+            raise ParameterError(f"{what}.shares: column '{c}' of {path} has negative shares or sums to 0 "
+                                 f"({len(frame)} rows)")
+    if len(frame) < len(out["covariates"]) + 3:
+        raise ParameterError(f"{where}: {len(frame)} areas for {len(out['covariates'])} covariate(s) and an "
+                             f"intercept: the model needs at least {len(out['covariates']) + 3}")
+    return out
+
+
+def domain_values(spec, domain: str, values: dict) -> list[str] | None:
+    """The published values of a one-variable domain, from the spec (labels, recode groups)
+    or the value labels in the data file's header; for a file without value labels the
+    distinct values of the column.  None when they cannot be known before estimation (bands,
+    crossed domains)."""
+    dom = spec.domains[domain]
+    if dom.cross is not None or dom.bands is not None:
+        return None
+    if dom.recode is not None:
+        return [str(k) for k in dom.recode]
+    if dom.labels:
+        return [str(v) for v in dom.labels.values()]
+    parsed, spec_path = spec_for({"spec": values["spec"], "data_dir": values.get("data_dir")})
+    fname = dom.file or parsed.design.file
+    f = parsed.files[fname]
+    p = Path(f.path)
+    p = p if p.is_absolute() else Path(spec_path).parent / p
+    if p.suffix.lower() in (".sav", ".zsav", ".dta", ".por", ".sas7bdat", ".xpt"):
+        import pyreadstat
+
+        reader = {".sav": pyreadstat.read_sav, ".zsav": pyreadstat.read_sav, ".dta": pyreadstat.read_dta,
+                  ".por": pyreadstat.read_por, ".sas7bdat": pyreadstat.read_sas7bdat,
+                  ".xpt": pyreadstat.read_xport}[p.suffix.lower()]
+        try:
+            _, meta = reader(str(p), metadataonly=True)
+        except Exception:  # an unreadable file is reported by the run's own checks
+            return None
+        labels = (meta.variable_value_labels or {}).get(dom.variable)
+        if labels:
+            return [str(v) for v in labels.values()]
+    from .io import read
+
+    try:
+        frame, _ = read(p, columns=[dom.variable])
+    except Exception:
+        return None
+    return sorted({str(v) for v in frame[dom.variable].dropna()})
+
+
+def check_small_areas(spec, values: dict, where: str = "") -> None:
+    """The ``small_areas`` section against the spec: the indicator exists, the crime type and the
+    area domain are the spec's (and among the run's ``crime_types``/``domains`` when given), and
+    every value of the domain has a row in the auxiliary file (areas only in the file are
+    out-of-sample areas: they get synthetic estimates)."""
+    import pandas as pd
+
+    from .indicators import INDICATORS
+
+    sa = values["small_areas"]
+    what = f"{where}small_areas"
+    name = Path(values["spec"]).name
+    if sa["indicator"] not in INDICATORS:
+        raise ParameterError(f"{what}.indicator: '{sa['indicator']}' is not an indicator"
+                             f"{_did_you_mean(sa['indicator'], INDICATORS)} (indicators: {', '.join(INDICATORS)})")
+    v = spec.victimization
+    crimes = (v.type_names() + list(v.groups)) if v is not None else []
+    if sa["crime_type"] not in crimes:
+        raise ParameterError(f"{what}.crime_type: '{sa['crime_type']}' is not in spec {name}"
+                             f"{_did_you_mean(sa['crime_type'], crimes)} (known: {', '.join(crimes) or 'none'})")
+    if values.get("crime_types") and sa["crime_type"] not in values["crime_types"]:
+        raise ParameterError(f"{what}.crime_type: '{sa['crime_type']}' is not among the run's crime_types "
+                             f"({', '.join(values['crime_types'])}): the indicator table would not have it")
+    if sa["area"] not in spec.domains:
+        raise ParameterError(f"{what}.area: '{sa['area']}' is not a domain of spec {name}"
+                             f"{_did_you_mean(sa['area'], spec.domains)} (domains: {', '.join(spec.domains)})")
+    if values.get("domains") and sa["area"] not in values["domains"]:
+        raise ParameterError(f"{what}.area: '{sa['area']}' is not among the run's domains "
+                             f"({', '.join(values['domains'])}): the indicator table would not have it")
+    known = domain_values(spec, sa["area"], values)
+    if known is None:
+        return
+    aux = pd.read_csv(sa["auxiliary"], dtype={sa["area_column"]: str}, keep_default_na=False, na_values=[""])
+    ids = set(aux[sa["area_column"]].astype(str))
+    absent = [k for k in known if k not in ids]
+    if absent:
+        raise ParameterError(f"{what}.auxiliary: {sa['auxiliary']}: {len(absent)} of the {len(known)} values of "
+                             f"domain '{sa['area']}' have no row in its {len(aux)} rows (column "
+                             f"'{sa['area_column']}'): {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}")

@@ -309,8 +309,8 @@ def from_indicator_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator
     if unknown.any():
         raise SmallAreaError(f"{source}: domain '{domain}' values not in the auxiliary file's '{area}' column: "
                              f"{_rows(unknown, sel['domain_value'])}")
-    keep = ["domain_value", "estimate", "se"] + [c for c in ("n", "weighted_base", "suppressed", "measure")
-                                                 if c in sel.columns]
+    keep = ["domain_value", "estimate", "se"] + [c for c in ("n", "n_cases", "weighted_base", "suppressed",
+                                                             "measure") if c in sel.columns]
     d = aux.merge(sel[keep], how="left", left_on=area, right_on="domain_value").drop(columns="domain_value")
     if "suppressed" in d.columns:  # a withheld cell carries no usable direct estimate
         s = d["suppressed"].fillna(False).astype(bool)
@@ -444,6 +444,141 @@ def small_area_table(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: st
         })
         parts.append(out)
     return pd.concat(parts, ignore_index=True)[SMALL_AREA_COLUMNS]
+
+
+MODEL_BASED = "model-based (Fay–Herriot)"
+"""The ``method`` label of every row of :func:`publish` (``small_areas.csv``)."""
+
+PUBLISHED_COLUMNS = ["indicator", "crime_type", "domain", "area", "area_label", "direct", "direct_se", "sampling_se",
+                     "eblup", "mse", "rmse", "cv", "gamma", "method", "in_sample", "n", "reliability", "suppressed",
+                     "flag_reason", "suppression_reason", "note"]
+"""Columns of ``small_areas.csv`` (:func:`publish`), one row per area of the auxiliary file:
+
+indicator, crime_type, domain  what is estimated, over which domain (the areas)
+area, area_label   the area id (the domain's published value) and its label (the auxiliary
+                   file's ``area_label`` column, else the id)
+direct, direct_se  the published direct estimate and its design-based SE (blank when the
+                   indicator table withheld the cell or the area has no sample)
+sampling_se        the SE the model takes as known: direct_se, or the GVF-smoothed SE
+eblup              the model-based estimate (EBLUP; synthetic x'beta out of sample;
+                   benchmarked when asked); blank when withheld
+mse, rmse, cv      its estimated MSE (Prasad-Rao; Datta-Lahiri for ML), root MSE and CV
+                   (rmse / |eblup|, a fraction, as the indicator table's ``cv``)
+gamma              the shrinkage factor sigma2_u / (sigma2_u + psi): weight of the direct estimate
+method             always "model-based (Fay–Herriot)"
+in_sample          the area has a direct estimate used by the model
+n                  sample cases (unweighted base) of the area's direct estimate (0 out of sample)
+reliability        the indicator table's publication rule (survey.quality) applied to the EBLUP's
+                   CV and the area's sample cases
+suppressed         withheld by that rule (eblup, mse, rmse, cv blank)
+flag_reason, suppression_reason   the rule's reasons, worded as in the indicator table (an
+                   area without sample cases is rated "no sample cases", as a table cell is)
+note               why a value is withheld or flagged, synthetic estimates, benchmarking,
+                   smoothing, the model's sigma2_u"""
+
+
+def publish(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: str, crime_type: str, domain: str,
+            covariates, rule: dict | None = None, area: str = "area", area_label: str | None = None,
+            method: str = "REML", smooth_variances: str = "none", benchmark: bool = False,
+            shares: str | None = None, source: str = "indicator table") -> pd.DataFrame:
+    """Model-based estimates of one indicator and crime type over the areas of ``domain``, for
+    publication (:data:`PUBLISHED_COLUMNS`): the direct estimates of the indicator table joined
+    to the auxiliary file (:func:`from_indicator_table`), the Fay-Herriot model
+    (:func:`fay_herriot`), then the indicator table's own publication rule ``rule``
+    (``{"preset": ..., **params}``, as in ``indicators.meta.json``; :func:`survey.quality.apply_rule`)
+    applied to each EBLUP with its root MSE as SE, its CV and the area's sample cases.
+
+    A direct estimate withheld by the table, or with an SE of 0 (nothing to weigh it by), is not
+    used: the area is modelled as out of sample.  ``smooth_variances``: "gvf" takes the sampling
+    SEs from a proportion GVF fitted on the table (see :func:`small_area_table`).  ``benchmark``:
+    ratio-benchmark to the table's overall direct estimate with the auxiliary column ``shares``.
+    """
+    from .quality import apply_rule
+
+    d = from_indicator_table(table, auxiliary, indicator, crime_type, domain, area=area, source=source)
+    notes: list[list[str]] = [[] for _ in range(len(d))]
+    zero = (d["direct"].notna() & ~(d["direct_se"] > 0)).to_numpy()
+    for i in np.flatnonzero(zero):
+        notes[i].append("direct estimate with SE 0: not used by the model")
+    d.loc[zero, ["direct", "direct_se"]] = np.nan
+    direct_se = d["direct_se"].to_numpy(dtype=float)
+    d["sampling_se"] = d["direct_se"]
+    smoothing = ""
+    if smooth_variances == "gvf":
+        from .gvf import fit_table_proportions
+
+        unit = None
+        if "unit" in table.columns:
+            u = table.loc[(table["indicator"] == indicator) & (table["crime_type"] == crime_type), "unit"]
+            unit = u.iloc[0] if len(u) else None
+        if "weighted_base" not in d.columns:
+            raise SmallAreaError(f"{source}: smoothing variances needs the column 'weighted_base'")
+        g = fit_table_proportions(table, indicator, unit)
+        d["sampling_se"] = np.where(d["direct"].notna(), g.se_proportion(d["direct"], d["weighted_base"],
+                                                                          percent=True), np.nan)
+        smoothing = f"sampling SE from a proportion GVF (b = {g.b:.4g}, {g.n} cells)"
+    elif smooth_variances not in (None, "none", False):
+        raise SmallAreaError(f"{source}: smooth_variances must be gvf or none, not {smooth_variances!r}")
+    bench = None
+    if benchmark:
+        ov = table[(table["indicator"] == indicator) & (table["crime_type"] == crime_type)
+                   & (table["domain"] == "overall")]
+        est = pd.to_numeric(ov["estimate"], errors="coerce")
+        if ov.empty or not np.isfinite(est).all():
+            raise SmallAreaError(f"{source}: no overall estimate of '{indicator}' for '{crime_type}' to benchmark to")
+        bench = float(est.iloc[0])
+    label = f"{source}: {indicator} of {crime_type} by {domain}"
+    f = fay_herriot(d, estimate="direct", se="sampling_se", covariates=covariates, area=area, method=method,
+                    benchmark=bench, shares=shares if benchmark else None, source=label)
+    attrs = dict(f.attrs)
+    if benchmark:
+        f["eblup"], f["mse"] = f["eblup_benchmarked"], f["mse_benchmarked"]
+        f["rmse"] = np.sqrt(f["mse"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f["cv"] = np.where(f["eblup"] != 0, f["rmse"] / f["eblup"].abs(), np.nan)
+    n = pd.to_numeric(d["n"], errors="coerce").fillna(0).astype(int) if "n" in d.columns else pd.Series(0, index=d.index)
+    in_sample = f["in_sample"].to_numpy(dtype=bool)
+    n = n.where(in_sample | n.gt(0), 0)
+    n_cases = (pd.to_numeric(d["n_cases"], errors="coerce").fillna(0).astype(int) if "n_cases" in d.columns else n)
+    wb = pd.to_numeric(d["weighted_base"], errors="coerce").fillna(0.0) if "weighted_base" in d.columns else n * 1.0
+    rule = dict(rule or {})
+    preset = rule.pop("preset", None) or "none"
+    cells = pd.DataFrame({
+        "indicator": indicator, "crime_type": crime_type, "domain": domain,
+        "domain_value": f["area"].astype(str).to_numpy(), "estimate": f["eblup"].to_numpy(),
+        "se": f["rmse"].to_numpy(), "ci_low": (f["eblup"] - 1.959963984540054 * f["rmse"]).to_numpy(),
+        "ci_high": (f["eblup"] + 1.959963984540054 * f["rmse"]).to_numpy(), "cv": f["cv"].to_numpy(),
+        "deff": np.nan, "n": n.to_numpy(), "n_cases": n_cases.to_numpy(), "weighted_base": wb.to_numpy()})
+    rated = apply_rule(cells, preset, **rule)
+    sup = rated["suppressed"].to_numpy(dtype=bool)
+    labels = (auxiliary.set_index(auxiliary[area].astype(str))[area_label].astype(str)
+              if area_label else None)
+    for i in range(len(d)):
+        if not in_sample[i]:
+            notes[i].append("no usable direct estimate: synthetic estimate (regression on the covariates)")
+        if sup[i]:
+            notes[i].append(f"withheld: {rated['suppression_reason'].iloc[i]}")
+        elif rated["flag_reason"].iloc[i]:
+            notes[i].append(str(rated["flag_reason"].iloc[i]))
+        if benchmark:
+            notes[i].append("benchmarked to the overall direct estimate")
+        if smoothing:
+            notes[i].append(smoothing)
+    model = (f"{attrs['method']}, sigma2_u = {attrs['sigma2_u']:.4g}"
+             + (" (estimated as 0: every estimate is synthetic)" if attrs["at_zero"] else ""))
+    out = pd.DataFrame({
+        "indicator": indicator, "crime_type": crime_type, "domain": domain, "area": f["area"].astype(str),
+        "area_label": [labels.get(a, a) if labels is not None else a for a in f["area"].astype(str)],
+        "direct": f["direct"], "direct_se": np.where(zero, np.nan, direct_se), "sampling_se": f["direct_se"],
+        "eblup": f["eblup"], "mse": f["mse"], "rmse": f["rmse"], "cv": f["cv"], "gamma": f["gamma"],
+        "method": MODEL_BASED, "in_sample": in_sample, "n": n.to_numpy(),
+        "reliability": rated["reliability"].to_numpy(), "suppressed": sup,
+        "flag_reason": rated["flag_reason"].to_numpy(), "suppression_reason": rated["suppression_reason"].to_numpy(),
+        "note": ["; ".join(x + [model]) for x in notes]})
+    out.loc[sup, ["eblup", "mse", "rmse", "cv"]] = np.nan
+    out.attrs.update(attrs)
+    out.attrs["publication_rule"] = {"preset": preset, **rule}
+    return out[PUBLISHED_COLUMNS]
 
 
 def write_csv(frame: pd.DataFrame, path) -> Path:

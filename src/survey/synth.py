@@ -1773,3 +1773,63 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# =============================================================================================
+# Area covariates for small-area models (survey.sae, parameter sets' small_areas section)
+# =============================================================================================
+AREA_NOISE = 0.05
+"""Multiplicative noise (standard deviation of the log) of :func:`area_covariates`' recorded
+rates."""
+AREA_REPORTING = 0.5
+"""Share of victimized units a recorded-crime covariate counts (a stand-in for reporting and
+recording)."""
+
+
+def area_covariates(truth: pd.DataFrame, seed: int = 1, domain: str = "region", noise: float = AREA_NOISE,
+                    reporting: float = AREA_REPORTING) -> pd.DataFrame:
+    """An auxiliary file of area covariates (one row per value of ``domain``) from a population's
+    truth table (:func:`truth_table`, ``truth.csv``), as a register would give them for small-area
+    models (:mod:`survey.sae`).
+
+    Columns: ``area`` (the domain's published value), ``households`` and ``adults`` (population
+    counts: the denominators of the truth's prevalence), their shares ``share_households`` and
+    ``share_adults`` (for benchmarking), and for each crime type and group of the truth
+    ``recorded_<crime>_per_1000``: a stand-in for police-recorded crime, 10 x the true
+    prevalence (%) x ``reporting`` x exp(N(0, ``noise``^2)) per 1,000 households (household
+    crimes) or adults (personal ones).  Correlated with the true area rates by construction
+    (real recorded crime is a weaker covariate); the noise is drawn with ``seed``."""
+    t = truth[(truth["indicator"] == "prevalence") & (truth["domain"] == domain)]
+    if t.empty:
+        raise SurveyError(f"truth table: no prevalence rows for domain '{domain}' ({len(truth)} rows)")
+    areas = list(dict.fromkeys(t["domain_value"].astype(str)))
+    out = pd.DataFrame({"area": areas})
+    for unit, col in (("household", "households"), ("person", "adults")):
+        d = t[t["unit"] == unit].drop_duplicates("domain_value").set_index("domain_value")["denominator"]
+        if len(d):
+            out[col] = [int(d.get(a, 0)) for a in areas]
+            out[f"share_{col}"] = out[col] / out[col].sum()
+    rng = np.random.default_rng([int(seed), 20_240])
+    for crime, g in t.groupby("crime_type", sort=False):
+        rate = g.set_index(g["domain_value"].astype(str))["value"].reindex(areas).to_numpy(dtype=float)
+        out[f"recorded_{crime}_per_1000"] = 10.0 * rate * reporting * np.exp(rng.normal(0.0, noise, len(areas)))
+    return out
+
+
+def write_area_covariates(path, truth: pd.DataFrame | str | Path, seed: int = 1, domain: str = "region") -> Path:
+    """Write :func:`area_covariates` of ``truth`` (a truth table or the path of a ``truth.csv``)
+    to ``path`` (CSV, written atomically: a temporary sibling renamed onto it)."""
+    if not isinstance(truth, pd.DataFrame):
+        truth = pd.read_csv(truth)
+    frame = area_covariates(truth, seed=seed, domain=domain)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            frame.to_csv(fh, index=False, lineterminator="\n", float_format="%.6g")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

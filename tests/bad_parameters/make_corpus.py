@@ -13,6 +13,24 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BASE = "name: {name}\nspec: specs/synthetic.yaml\nperiod: Synthetic year\npublication: ons\nlanguage: en\nseed: 1\n"
 
+# a small_areas section (one line) over an auxiliary file of the corpus
+SA = ("small_areas: {{indicator: prevalence, crime_type: household, area: region, auxiliary: {aux}, "
+      "covariates: [{cov}]{extra}}}\n")
+REGIONS = ["North", "North West", "North East", "Central", "East", "Capital", "South East", "South West"]
+
+
+def _areas(ids=REGIONS, bad_row: int | None = None) -> str:
+    rows = [f"{a},{9.0 + 0.5 * i:.1f}" if i != bad_row else f"{a},n/a" for i, a in enumerate(ids)]
+    return "area,recorded_per_1000\n" + "\n".join(rows) + "\n"
+
+
+AUX_FILES = {  # auxiliary files the small_areas cases name
+    "areas_good.csv": _areas(),
+    "areas_text.csv": _areas(bad_row=2),
+    "areas_mismatch.csv": _areas(["Nord"] + REGIONS[1:]),
+    "areas_duplicate.csv": _areas(REGIONS[:7] + ["North"]),
+}
+
 # case: (what replaces or adds to the base, text the one-line message must contain, defect)
 CASES: dict[str, tuple[str, str, str]] = {
     "cap_fixed_negative": ("cap_rule: fixed -3\n", "at least 1", "a fixed cap of -3"),
@@ -45,6 +63,23 @@ CASES: dict[str, tuple[str, str, str]] = {
     "unknown_key": ("cap_rul: none\n", "did you mean 'cap_rule'", "a misspelt key"),
     "notebook_unknown": ("notebooks: [ingest, victimisation]\n", "did you mean 'victimization'",
                          "a misspelt notebook"),
+    "small_areas_not_mapping": ("small_areas: yes\n", "small_areas must be a mapping", "small_areas: yes"),
+    "small_areas_aux_missing": (SA.format(aux="no-such-areas.csv", cov="recorded_per_1000", extra=""),
+                                "not found", "an auxiliary file that is not there"),
+    "small_areas_covariate_text": (SA.format(aux="areas_text.csv", cov="recorded_per_1000", extra=""),
+                                   "not a finite number in 1 of 8 rows (first: row 3)",
+                                   "a covariate with 'n/a' in one row"),
+    "small_areas_covariate_unknown": (SA.format(aux="areas_good.csv", cov="recorded_per_100", extra=""),
+                                      "did you mean 'recorded_per_1000'", "a misspelt covariate"),
+    "small_areas_area_mismatch": (SA.format(aux="areas_mismatch.csv", cov="recorded_per_1000", extra=""),
+                                  "1 of the 8 values of domain 'region' have no row", "an area id in French"),
+    "small_areas_duplicate_area": (SA.format(aux="areas_duplicate.csv", cov="recorded_per_1000", extra=""),
+                                   "repeats area 'North'", "an area given twice"),
+    "small_areas_method": (SA.format(aux="areas_good.csv", cov="recorded_per_1000", extra=", method: Bayes"),
+                           "method must be one of REML, ML", "an unknown model-fitting method"),
+    "small_areas_no_table": ("notebooks: [ingest]\n" + SA.format(aux="areas_good.csv", cov="recorded_per_1000",
+                                                                  extra=""),
+                             "the 'victimization' notebook writes", "small areas without the indicator table"),
 }
 
 
@@ -69,6 +104,7 @@ def readme() -> str:
 def files() -> dict[str, str]:
     out = {f"{n}.yaml": render(n) for n in CASES}
     out["README.md"] = readme()
+    out.update(AUX_FILES)
     return out
 
 

@@ -1,0 +1,29 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% setup
+# Crime at the local level: model-based small-area estimates (Voilà dashboard, issue 14).
+# Reads only the published aggregate outputs of batch runs; all logic is in survey.dashboard.
+import os
+
+from survey.dashboard.local import show
+
+# %% parameters tags=["parameters"]
+# Dashboard parameters: the publication root (default <project>/outputs) and the language.
+OUTPUTS = os.environ.get("SURVEY_DASHBOARD_OUTPUTS") or None
+LANGUAGE = os.environ.get("SURVEY_DASHBOARD_LANGUAGE") or "en"
+
+# %% dashboard
+app = show(root=OUTPUTS, language=LANGUAGE)
