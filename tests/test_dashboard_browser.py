@@ -419,7 +419,7 @@ def _traces(d: Dash, index: int = 0) -> list[dict]:
 
 
 def _go(d: Dash, **state) -> None:
-    for name in ("run", "indicator", "crime", "domain", "language"):
+    for name in ("run", "indicator", "crime", "domain", "scale", "language"):
         if name in state and d.app.state.get(name) != state[name]:
             d.select(name, state[name])
 
@@ -592,23 +592,123 @@ def test_no_accessibility_violation_wcag_a_aa(context, server, name):
 
 
 def test_crossed_breakdown_in_the_browser(context, server):
-    """A crossed domain (sex × age of the synthetic spec): one bar and one table row per
-    published cell, labelled part by part."""
+    """A crossed domain (sex × age of the synthetic spec): grouped bars (age on the axis, one
+    group per sex, each bar its cell's published estimate, never 0 for a cell without value)
+    and the heat table (rows ages, columns sexes), both rendered; the table shown has one row
+    per published cell, labelled part by part."""
     import pandas as pd
 
     table = pd.read_parquet(Path(server.outputs) / "demo" / "indicators.parquet")
-    exp = table[(table.indicator == "prevalence") & (table.crime_type == "personal") & (table.domain == "sex_age")]
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "robbery") & (table.domain == "sex_age")]
     if exp.empty:
         pytest.skip("the publication has no crossed domain")
     d = _open(context, server, "victimization")
     try:
-        _go(d, run="demo", indicator="prevalence", crime="personal", domain="sex_age")
+        _go(d, run="demo", indicator="prevalence", crime="robbery", domain="sex_age")
         _, rows, _ = d.table()
         assert [r[0] for r in rows] == list(exp.domain_value)  # English: the published labels
-        bars = next(t for t in _traces(d) if t["type"] == "bar")
-        assert bars["x"] == list(exp.domain_value) and all(" × " in x for x in bars["x"])
-        assert bars["y"] == pytest.approx([None if s else e for s, e in zip(exp.suppressed, exp.estimate)])
+        bars = [t for t in _traces(d) if t["type"] == "bar"]
+        assert [b["name"] for b in bars] == ["Male", "Female"]
+        by_cell = {v: (None if s or f.startswith("no sample") else e)
+                   for v, s, f, e in zip(exp.domain_value, exp.suppressed, exp.flag_reason, exp.estimate)}
+        for b in bars:
+            assert b["y"] == pytest.approx([by_cell[f"{b['name']} × {age}"] for age in b["x"]])
+        heat = d.page.evaluate("""sel => {
+            const t = document.querySelector(sel + ' .svy-extra table.svy-heat-table');
+            if (!t) return null;
+            return {cols: [...t.querySelectorAll('thead th')].map(e => e.textContent),
+                    rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.children].map(e => e.textContent)),
+                    shown: t.getBoundingClientRect().height > 0};
+        }""", d.root)
+        assert heat and heat["shown"] and heat["cols"][1:] == ["Male", "Female"]
+        ages = list(dict.fromkeys(v.split(" × ")[1] for v in exp.domain_value))
+        assert [r[0] for r in heat["rows"]] == ages
+        for r in heat["rows"]:
+            for sex, text in zip(["Male", "Female"], r[1:]):
+                v = by_cell[f"{sex} × {r[0]}"]
+                assert (text in ("suppressed", "no sample case")) == (v is None), (sex, r[0], text)
         d.shot("crossed")
         d.assert_clean()
     finally:
+        d.page.close()
+
+
+def _map_index(d: Dash) -> int:
+    titles = d.page.evaluate("""sel => [...document.querySelectorAll(sel + ' .svy-chart .js-plotly-plot')]
+        .map(g => (g.layout.title && (g.layout.title.text ?? g.layout.title)) || '')""", d.root)
+    return next(i for i, t in enumerate(titles) if t.startswith(("Map", "Carte", "Mapa")))
+
+
+def _map_dom(d: Dash, i: int) -> dict:
+    """What the browser drew of the i-th figure: fills with an SVG pattern, the colour bar's
+    title, the least x of the areas, the legend texts and all the SVG text."""
+    return d.page.evaluate(r"""([sel, i]) => {
+        const g = document.querySelectorAll(sel + ' .svy-chart .js-plotly-plot')[i];
+        const fills = [...g.querySelectorAll('path.js-fill')];
+        const patterned = fills.filter(p => /url\(/.test(p.style.fill || p.getAttribute('fill') || ''));
+        const defs = g.querySelectorAll('defs pattern').length;
+        const bar = g.querySelector('.colorbar .cbtitle, .cbtitle');
+        const xs = g.data.filter(t => t.fill === 'toself').flatMap(t => t.x.filter(v => v !== null));
+        return {patterned: patterned.length, fills: fills.length, patterns: defs,
+                colorbar: bar ? bar.textContent : '', minx: Math.min(...xs),
+                legend: [...g.querySelectorAll('.legendtext')].map(e => e.textContent),
+                text: [...g.querySelectorAll('text')].map(e => e.textContent).join(' ')};
+    }""", [d.root, i])
+
+
+def test_map_hatching_scale_toggle_and_geojson_in_the_browser(context, server):
+    """The region map: flagged regions are drawn with an SVG pattern fill (as many as the table
+    flags and publishes), with a legend entry; the scale toggle changes the colour bar; a run
+    with the spec's GeoJSON areas (areas.geojson, written by the publishing code) draws them
+    instead of the tiles; in French and Spanish no English word of the map is left."""
+    import json
+
+    import pandas as pd
+
+    from survey.areas import area_collection
+    from survey.i18n import translate
+    from survey.spec import load_yaml, parse_spec
+
+    root = Path(server.outputs)
+    table = pd.read_parquet(root / "demo" / "indicators.parquet")
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "robbery") & (table.domain == "region")]
+    flagged = exp[(exp.flag_reason != "") & ~exp.suppressed & ~exp.flag_reason.str.startswith("no sample")]
+    raw = load_yaml((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
+    raw["domains"]["region"].update(geojson="../data/areas/synthetic-regions.geojson", id_property="name")
+    year3 = root / "synthetic-year3"
+    areas = area_collection(parse_spec(raw), ROOT / "specs" / "synthetic.yaml",
+                            pd.read_parquet(year3 / "indicators.parquet"))
+    (year3 / "areas.geojson").write_text(json.dumps(areas), encoding="utf-8")  # read by the page's new kernel
+    d = _open(context, server, "victimization")
+    try:
+        _go(d, run="demo", indicator="prevalence", crime="robbery", domain="region")
+        i = _map_index(d)
+        drawn = _map_dom(d, i)
+        assert drawn["fills"] == len(exp) and drawn["patterned"] == len(flagged) and drawn["patterns"] >= 1
+        if len(flagged):
+            assert translate("charts.legend_flagged", "en", mark="†") in drawn["legend"]
+        assert drawn["colorbar"] == "%" and drawn["minx"] < 1  # the tile grid
+        d.shot("map-hatched")
+        d.select("scale", "national")
+        centred = _map_dom(d, _map_index(d))
+        assert centred["colorbar"] != drawn["colorbar"] and "national" in centred["colorbar"]
+        d.shot("map-centred")
+        _go(d, run="synthetic-year3", indicator="prevalence", crime="household", domain="region")
+        geo = _map_dom(d, _map_index(d))
+        assert geo["fills"] == 8 and geo["minx"] > 5  # longitudes 10-13 (scaled), not tile columns 0-3
+        d.shot("map-geojson")
+        english = {translate(k, "en", mark="†", unit="%", value="1") for k in (
+            "charts.legend_flagged", "charts.legend_empty", "charts.scale_zero", "charts.scale_national",
+            "charts.filter_scale")}
+        for lang in ("fr", "es"):
+            _go(d, run="demo", indicator="prevalence", crime="robbery", domain="region", language=lang)
+            page = d.page.inner_text(d.root) + " " + _map_dom(d, _map_index(d))["text"] + " ".join(
+                d.page.evaluate("sel => [...document.querySelectorAll(sel + ' option')].map(o => o.textContent)",
+                                d.root))
+            left = sorted(w for w in english if w in page)
+            assert not left, f"{lang}: English left on the map: {left}"
+        d.shot("map-es")
+        d.assert_clean()
+    finally:
+        (year3 / "areas.geojson").unlink(missing_ok=True)
         d.page.close()
