@@ -708,14 +708,17 @@ def test_geojson_areas_published_and_drawn(tmp_path, publication, table):
     """A spec's GeoJSON areas (geojson + id_property) are checked against the published
     values, written as areas.geojson (domain and value only) and drawn by the explorer instead
     of the tile grid: each feature's polygon, flagged areas hatched, suppressed ones grey."""
-    from survey.areas import area_collection
+    from types import SimpleNamespace
+
+    from survey.report import write_indicator_table
 
     spec, spec_path = _spec_with_areas(tmp_path, "../data/areas/synthetic-regions.geojson")
-    areas = area_collection(spec, spec_path, table)
+    root = _demo_copy(tmp_path, publication)
+    written = write_indicator_table(table, root / "demo", SimpleNamespace(spec=spec, spec_path=spec_path))
+    assert root / "demo" / "areas.geojson" in written
+    areas = json.loads((root / "demo" / "areas.geojson").read_text(encoding="utf-8"))
     assert sorted(f["properties"]["domain_value"] for f in areas["features"]) == sorted(SPEC_REGIONS["tile_grid"])
     assert all(set(f["properties"]) == {"domain", "domain_value"} for f in areas["features"])
-    root = _demo_copy(tmp_path, publication)
-    (root / "demo" / "areas.geojson").write_text(json.dumps(areas), encoding="utf-8")
     app = build("victimization", root=root, language="en", run="demo")
     app.select(indicator="reporting_rate", crime="household", domain="region")
     fig = next(f for f in app.figure_specs if charts.title_of(f).startswith("Map"))
@@ -735,6 +738,18 @@ def test_geojson_areas_published_and_drawn(tmp_path, publication, table):
     assert (min(drawn["North"]["y"]), max(drawn["North"]["y"])) == (49.0, 50.0)
     assert "tile" not in json.dumps(fig)  # the GeoJSON areas, not the grid
     charts.to_figure(fig)
+
+
+def test_geojson_is_an_input_of_the_run(tmp_path):
+    """The GeoJSON file is one of the files a run reads (checked to exist by the parameter
+    validation, hashed in the manifest, watched for changes during the run)."""
+    from survey.params import data_files
+
+    raw = (ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8")
+    raw = raw.replace("    variable: region\n", f"    variable: region\n    geojson: {AREAS}\n    id_property: name\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(raw, encoding="utf-8")
+    assert ("areas:region", AREAS.resolve()) in data_files({"spec": str(spec)})
 
 
 def _bad_geojson(tmp_path, doc) -> str:
