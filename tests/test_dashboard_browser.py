@@ -644,7 +644,7 @@ def _map_dom(d: Dash, i: int) -> dict:
     title, the least x of the areas, the legend texts and all the SVG text."""
     return d.page.evaluate(r"""([sel, i]) => {
         const g = document.querySelectorAll(sel + ' .svy-chart .js-plotly-plot')[i];
-        const fills = [...g.querySelectorAll('path.js-fill')];
+        const fills = [...g.querySelectorAll('.cartesianlayer path.js-fill')];  // not the legend's swatches
         const patterned = fills.filter(p => /url\(/.test(p.style.fill || p.getAttribute('fill') || ''));
         const defs = g.querySelectorAll('defs pattern').length;
         const bar = g.querySelector('.colorbar .cbtitle, .cbtitle');
@@ -657,58 +657,74 @@ def _map_dom(d: Dash, i: int) -> dict:
 
 
 def test_map_hatching_scale_toggle_and_geojson_in_the_browser(context, server):
-    """The region map: flagged regions are drawn with an SVG pattern fill (as many as the table
-    flags and publishes), with a legend entry; the scale toggle changes the colour bar; a run
-    with the spec's GeoJSON areas (areas.geojson, written by the publishing code) draws them
-    instead of the tiles; in French and Spanish no English word of the map is left."""
+    """The region map: the tile grid of the demo run (its ONS rule flags nothing: no pattern);
+    a run rated by the cv_bands rule (the demo's aggregates re-rated by survey.quality, so that
+    cells are flagged) with the spec's GeoJSON areas (areas.geojson, written by the publishing
+    code): the areas are drawn instead of the tiles, the flagged ones with an SVG pattern fill
+    (as many as the table flags and publishes) and a legend entry; the scale toggle changes the
+    colour bar; in French and Spanish no English word of the map is left."""
     import json
+    import shutil
+    from types import SimpleNamespace
 
     import pandas as pd
 
-    from survey.areas import area_collection
+    from survey.dashboard import APPS, Publication
     from survey.i18n import translate
+    from survey.quality import apply_rule
+    from survey.report import write_indicator_table
     from survey.spec import load_yaml, parse_spec
 
     root = Path(server.outputs)
-    table = pd.read_parquet(root / "demo" / "indicators.parquet")
-    exp = table[(table.indicator == "prevalence") & (table.crime_type == "robbery") & (table.domain == "region")]
-    flagged = exp[(exp.flag_reason != "") & ~exp.suppressed & ~exp.flag_reason.str.startswith("no sample")]
+    demo = pd.read_parquet(root / "demo" / "indicators.parquet")
+    exp = demo[(demo.indicator == "prevalence") & (demo.crime_type == "robbery") & (demo.domain == "region")]
+    cv = root / "demo-cv"  # a new run folder: the page's new kernel finds it
+    shutil.copytree(root / "demo", cv, ignore=shutil.ignore_patterns("*.html", "*.ipynb", "*.js", "*.xlsx"))
+    manifest = json.loads((cv / "manifest.json").read_text(encoding="utf-8"))
+    manifest["description"] = "The demo run under the CV bands rule"
+    (cv / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    table = apply_rule(demo, "cv_bands")
     raw = load_yaml((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
     raw["domains"]["region"].update(geojson="../data/areas/synthetic-regions.geojson", id_property="name")
-    year3 = root / "synthetic-year3"
-    areas = area_collection(parse_spec(raw), ROOT / "specs" / "synthetic.yaml",
-                            pd.read_parquet(year3 / "indicators.parquet"))
-    (year3 / "areas.geojson").write_text(json.dumps(areas), encoding="utf-8")  # read by the page's new kernel
-    d = _open(context, server, "victimization")
+    write_indicator_table(table, cv, SimpleNamespace(spec=parse_spec(raw), spec_path=ROOT / "specs" / "synthetic.yaml"))
+    cv_exp = table[(table.indicator == "prevalence") & (table.crime_type == "robbery") & (table.domain == "region")]
+    flagged = cv_exp[(cv_exp.flag_reason != "") & ~cv_exp.suppressed & ~cv_exp.flag_reason.str.startswith("no sample")]
+    assert len(flagged), "the cv_bands rule flags robbery by region"
+    page = context.new_page()
+    d = Dash("victimization", page, APPS["victimization"](Publication(root), language="en"), server.base)
+    page.on("console", lambda m: m.type == "error" and d.console_errors.append(m.text))
+    page.on("pageerror", lambda e: d.console_errors.append(f"page error: {e}"))
     try:
+        page.goto(server.base + "voila/render/victimization.ipynb")
+        page.wait_for_selector(f"{d.root} .svy-chart .js-plotly-plot")
         _go(d, run="demo", indicator="prevalence", crime="robbery", domain="region")
-        i = _map_index(d)
-        drawn = _map_dom(d, i)
-        assert drawn["fills"] == len(exp) and drawn["patterned"] == len(flagged) and drawn["patterns"] >= 1
-        if len(flagged):
-            assert translate("charts.legend_flagged", "en", mark="†") in drawn["legend"]
-        assert drawn["colorbar"] == "%" and drawn["minx"] < 1  # the tile grid
+        tiles = _map_dom(d, _map_index(d))
+        assert tiles["fills"] == len(exp) and tiles["patterned"] == 0 and tiles["minx"] < 1  # the tile grid
+        assert tiles["colorbar"] == "%"
+        _go(d, run="demo-cv", indicator="prevalence", crime="robbery", domain="region")
+        drawn = _map_dom(d, _map_index(d))
+        assert drawn["fills"] == len(cv_exp) and drawn["patterned"] == len(flagged) and drawn["patterns"] >= 1
+        assert drawn["minx"] > 5  # the GeoJSON areas: longitudes 10-13 (scaled), not tile columns 0-3
+        assert translate("charts.legend_flagged", "en", mark="†") in drawn["legend"]
         d.shot("map-hatched")
         d.select("scale", "national")
         centred = _map_dom(d, _map_index(d))
         assert centred["colorbar"] != drawn["colorbar"] and "national" in centred["colorbar"]
+        assert centred["patterned"] == len(flagged)
         d.shot("map-centred")
-        _go(d, run="synthetic-year3", indicator="prevalence", crime="household", domain="region")
-        geo = _map_dom(d, _map_index(d))
-        assert geo["fills"] == 8 and geo["minx"] > 5  # longitudes 10-13 (scaled), not tile columns 0-3
-        d.shot("map-geojson")
         english = {translate(k, "en", mark="†", unit="%", value="1") for k in (
             "charts.legend_flagged", "charts.legend_empty", "charts.scale_zero", "charts.scale_national",
             "charts.filter_scale")}
         for lang in ("fr", "es"):
-            _go(d, run="demo", indicator="prevalence", crime="robbery", domain="region", language=lang)
-            page = d.page.inner_text(d.root) + " " + _map_dom(d, _map_index(d))["text"] + " ".join(
+            _go(d, language=lang)
+            text = d.page.inner_text(d.root) + " " + _map_dom(d, _map_index(d))["text"] + " ".join(
                 d.page.evaluate("sel => [...document.querySelectorAll(sel + ' option')].map(o => o.textContent)",
                                 d.root))
-            left = sorted(w for w in english if w in page)
+            left = sorted(w for w in english if w in text)
             assert not left, f"{lang}: English left on the map: {left}"
-        d.shot("map-es")
+            assert translate("charts.legend_flagged", lang, mark="†") in text
+            d.shot(f"map-{lang}")
         d.assert_clean()
     finally:
-        (year3 / "areas.geojson").unlink(missing_ok=True)
-        d.page.close()
+        page.close()
+        shutil.rmtree(cv, ignore_errors=True)

@@ -275,6 +275,10 @@ class Dashboard:
                     dd.value = self.state.get(name) if opts else None
                     dd.description = self.filter_description(name)
                     dd.disabled = len(opts) <= 1 and name not in ("run", "language")
+                if name == "scale":  # the map's colour scale: shown only when there is a choice
+                    shown = None if len(opts) > 1 else "none"
+                    if dd.layout.display != shown:
+                        dd.layout.display = shown
         finally:
             self._syncing = False
 

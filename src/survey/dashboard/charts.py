@@ -515,6 +515,7 @@ def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str
             if empty:
                 data.append(dict(type="scatter", mode="markers", x=[x for x, _ in empty], y=[0] * len(empty),
                                  name=tr("charts.legend_empty"), showlegend=not seen_empty, cliponaxis=False,
+                                 legendrank=2000,
                                  hovertext=[m.hover for _, m in empty], hoverinfo="text",
                                  marker=dict(symbol="x-thin-open", size=11, color="#595959",
                                              line=dict(color="#595959", width=2)),
