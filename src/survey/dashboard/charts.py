@@ -293,7 +293,7 @@ def _error_bars(ms: list[Mark], color: str = "#333") -> dict:
 # areas grey with the word, never a colour; the scale from zero or centred on the national value
 # ---------------------------------------------------------------------------------------------
 SCALES = ("zero", "national")
-HATCH = dict(shape="/", fgcolor="#1a1a1a", size=9, solidity=0.35)
+HATCH = dict(shape="/", size=10, solidity=0.3)
 EMPTY_FILL = "#d9d9d9"
 SEQUENTIAL, DIVERGING = "Blues", "RdBu_r"
 
@@ -420,8 +420,8 @@ def area_map(rows, shapes: dict, labels, tr: Translator, title: str, unit: str =
         trace = dict(type="scatter", x=xs[:-1], y=ys[:-1], mode="lines", fill="toself", fillcolor=fill,
                      line=dict(color="white", width=1.5), hoverinfo="skip", showlegend=False,
                      meta={"domain_value": m.value, "status": m.status})
-        if kind == "flagged":
-            trace["fillpattern"] = dict(HATCH, bgcolor=fill)
+        if kind == "flagged":  # stripes in the text's colour: visible on light and dark fills alike
+            trace["fillpattern"] = dict(HATCH, bgcolor=fill, fgcolor=ink(fill))
         if kind != "ok":
             trace["legendgroup"] = kind
             if kind not in legend_done:
