@@ -686,6 +686,8 @@ def test_map_function_for_model_based_estimates(table):
     assert labels["marker"]["color"] == pytest.approx(list(exp.estimate))
     assert {v for v, t in areas.items() if "fillpattern" in t} == {exp.domain_value.iloc[0]}
     charts.to_figure(fig)  # valid for plotly
+    # the text alternative: the title and each area's value, never the outlines' coordinates
+    assert charts.describe(fig, tr) == tr("chart.text", text="Mapa — " + "; ".join(labels["hovertext"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,6 +137,8 @@ def describe(fig: dict, tr: Translator) -> str:
     hover texts give them): shown under the chart for screen readers and print."""
     parts = [title_of(fig)]
     for tr_ in fig.get("data") or []:
+        if tr_.get("fill") == "toself":  # a map area: its label trace says it (not its outline's points)
+            continue
         hov = tr_.get("hovertext")
         if isinstance(hov, list):
             vals = [h for h in hov if h]
