@@ -1,6 +1,15 @@
 """Plotly figures of the dashboards: estimates with 95% CI error bars, suppressed cells not
 plotted but annotated with their reason, flagged cells hatched and marked with a dagger.
 
+Every chart marks cells the same way (:func:`marks`).  Maps (:func:`area_map`, for a tile grid
+:func:`tile_map`, for GeoJSON areas :func:`geojson_map`) draw areas as filled polygons on plain
+axes (offline, no map tiles): flagged areas with an SVG pattern fill, suppressed ones grey
+without a value, colours from zero or centred on the national estimate; other views (e.g.
+model-based small-area estimates) call :func:`area_map` with their rows (columns
+``domain_value``, ``estimate``, ``ci_low``, ``ci_high``, optionally ``flag_reason``,
+``suppressed``, ``suppression_reason``, ``n``, ``measure``), ``note=`` and ``model_based=True``.
+Crossed breakdowns: :func:`crossed_bars` (grouped bars, panels for a third margin).
+
 Figures are plain plotly JSON dicts ``{"data": [...], "layout": {...}}`` (what the plotly mime
 renderer gets), built without plotly's graph objects: constructing and validating
 ``go.Figure`` objects (make_subplots, update_layout, the template) cost most of a re-render.
