@@ -545,31 +545,409 @@ def test_dashboard_notebook_opens_no_microdata(publication, name, monkeypatch):
                              for p in published), published
 
 
-def test_tile_grid_map_when_the_run_publishes_one(tmp_path, publication, table):
-    """A run folder with a tile_grid.csv (region -> row, col) gets a tile map next to the bars;
-    suppressed regions are labelled, never coloured by a number."""
+def rerated(table: pd.DataFrame, preset: str = "cv_bands") -> pd.DataFrame:
+    """The demo run's indicator table under another publication rule (survey.quality): the
+    cv_bands rule flags the cells whose CV is above 30% and publishes them, so that the charts
+    have flagged cells to draw (the demo's ONS rule suppresses small bases and flags none)."""
+    from survey.quality import apply_rule
+
+    t = apply_rule(table, preset)
+    t.attrs = {}
+    return t
+
+
+def _demo_copy(tmp_path, publication, preset: str | None = "cv_bands"):
+    """(root, table): a copy of the demo run (aggregate files only) in a fresh publication
+    root, its indicator table re-rated by ``preset`` (None: as published)."""
     import shutil
 
     root = tmp_path / "outputs"
     shutil.copytree(publication / "demo", root / "demo",
-                    ignore=shutil.ignore_patterns("*.html", "*.ipynb", "*.js", "*.xlsx"))
-    regions = list(dict.fromkeys(table.loc[table.domain == "region", "domain_value"]))
-    pd.DataFrame({"domain": "region", "domain_value": regions, "row": [i // 3 for i in range(len(regions))],
-                  "col": [i % 3 for i in range(len(regions))]}).to_csv(root / "demo" / "tile_grid.csv", index=False)
-    app = build("victimization", root=root, language="fr", run="demo")
-    app.select(indicator="reporting_rate", crime="household", domain="region")
-    assert len(app.chart.outputs) == 2
-    tiles = figure_json(app, 1)
-    assert tiles["layout"]["title"]["text"].startswith("Carte")
-    exp = partition(table, "reporting_rate", "household", "region")
-    colours = tiles["data"][0]["marker"]["color"]
-    for c, (_, r) in zip(colours, exp.iterrows()):
-        assert (c is None) if (r.suppressed or r.flag_reason) else c == pytest.approx(r.estimate)
-    assert sum("supprimé" in t for t in tiles["data"][0]["text"]) == int(exp.suppressed.sum())
-    assert "tile_grid" not in app.notes.value
-    app.select(domain="tenure")  # no tiles for another domain
-    assert len(app.chart.outputs) == 1
+                    ignore=shutil.ignore_patterns("*.html", "*.ipynb", "*.js", "*.xlsx", "areas.geojson"))
+    table = pd.read_parquet(root / "demo" / "indicators.parquet")
+    if preset:
+        table = rerated(table, preset)
+        table.to_parquet(root / "demo" / "indicators.parquet", index=False)
+    return root, table
 
+
+def _expected_status(exp: pd.DataFrame) -> dict:
+    """Each region's status from the indicator table's columns alone."""
+    out = {}
+    for _, r in exp.iterrows():
+        if r.suppressed:
+            out[r.domain_value] = "suppressed"
+        elif r.flag_reason.startswith("no sample case"):
+            out[r.domain_value] = "no_case"
+        else:
+            out[r.domain_value] = "flagged" if r.flag_reason else "ok"
+    return out
+
+
+def _map_parts(fig: dict) -> tuple[dict, dict]:
+    """(value -> area trace, the label/colour-bar trace) of a map figure."""
+    areas = {t["meta"]["domain_value"]: t for t in fig["data"] if t.get("fill") == "toself"}
+    return areas, fig["data"][-1]
+
+
+MAP_PARTITIONS = [("prevalence", "robbery", "cv_bands"), ("incidence", "vandalism", "cv_bands"),
+                  ("reporting_rate", "household", None), ("concentration", "burglary", None)]
+
+
+@pytest.mark.parametrize("indicator,crime,preset", MAP_PARTITIONS)
+def test_tile_map_hatches_exactly_the_flagged_regions(tmp_path, publication, indicator, crime, preset):
+    """The run's tile grid (tile_grid.csv, from the spec) gets a map next to the bars: the
+    regions the indicator table flags (and publishes) are hatched, with a legend entry, and no
+    other; suppressed regions are grey, say so and have no value (never a colour of 0); the
+    colour scale runs from 0 to the largest value, the unit on the colour bar.  The demo run,
+    as published (ONS rule: suppressed cells) and re-rated by the cv_bands rule (flagged cells)."""
+    root, table = _demo_copy(tmp_path, publication, preset)
+    app = build("victimization", root=root, language="fr", run="demo")
+    app.select(indicator=indicator, crime=crime, domain="region")
+    assert len(app.figure_specs) >= 2
+    fig = next(f for f in app.figure_specs if charts.title_of(f).startswith("Carte"))
+    exp = partition(table, indicator, crime, "region")
+    status = _expected_status(exp)
+    if preset:
+        assert "flagged" in status.values()  # the test has something to find
+    areas, labels = _map_parts(fig)
+    assert set(areas) == set(status) == set(exp.domain_value)
+    hatched = {v for v, t in areas.items() if t.get("fillpattern", {}).get("shape") == "/"}
+    assert hatched == {v for v, s in status.items() if s == "flagged"}
+    empty = {v for v, s in status.items() if s in ("suppressed", "no_case")}
+    assert {v for v, t in areas.items() if t["fillcolor"] == charts.EMPTY_FILL} == empty
+    by_value = dict(zip(exp.domain_value, exp.estimate))
+    values = [t["meta"]["domain_value"] for t in areas.values()]
+    for v, z, text in zip(values, labels["marker"]["color"], labels["text"]):
+        if v in empty:
+            assert charts._f(z) is None and ("supprimé" in text or "aucun cas" in text)
+        else:
+            assert z == pytest.approx(by_value[v])
+    names = [t.get("name") for t in fig["data"] if t.get("showlegend")]
+    if hatched:
+        assert Translator("fr")("charts.legend_flagged", mark="†") in names
+    if empty:
+        assert Translator("fr")("charts.legend_empty") in names
+    published = [by_value[v] for v in values if v not in empty]
+    assert labels["marker"]["cmin"] == 0 and labels["marker"]["cmax"] == pytest.approx(max(published, default=1.0))
+    assert labels["marker"]["colorbar"]["title"]["text"] == Translator("fr").measure(exp.measure.iloc[0])
+    if published:  # by hand: the largest value gets the darkest blue of the scale
+        top = max((v for v in values if v not in empty), key=lambda v: by_value[v])
+        assert areas[top]["fillcolor"] == "rgb(8,48,107)"
+        hover = labels["hovertext"][values.index(top)]
+        r = exp[exp.domain_value == top].iloc[0]
+        assert format_ci(r.ci_low, r.ci_high, "fr", 1) in hover
+    app.select(domain="tenure")  # no map for another domain
+    assert not any(charts.title_of(f).startswith("Carte") for f in app.figure_specs)
+
+
+def test_map_scale_centred_on_the_national_value(tmp_path, publication):
+    """The explorer's colour-scale toggle: centred on the national value, the diverging scale's
+    midpoint is the published national (overall) estimate, its ends equally far from it (the
+    region farthest from it gets an end colour); the colour bar says so; a domain without a
+    map offers only the zero-based scale; a value that is not an option is refused."""
+    root, table = _demo_copy(tmp_path, publication)
+    app = build("victimization", root=root, language="en", run="demo")
+    app.select(indicator="prevalence", crime="household", domain="region")
+    assert [c for _, c in app.widgets["scale"].options] == ["zero", "national"]
+    zero = _map_parts(app.figure_specs[1])[1]["marker"]
+    app.select(scale="national")
+    fig = app.figure_specs[1]
+    areas, labels = _map_parts(fig)
+    national = partition(table, "prevalence", "household", "overall").estimate.iloc[0]
+    m = labels["marker"]
+    assert m["cmid"] == pytest.approx(national) and (m["cmin"] + m["cmax"]) / 2 == pytest.approx(national)
+    assert m["cmid"] != zero.get("cmid") and m["cmin"] != zero["cmin"]
+    exp = partition(table, "prevalence", "household", "region")
+    far = exp.loc[(exp.estimate - national).abs().idxmax()]
+    assert m["cmax"] - m["cmid"] == pytest.approx(abs(far.estimate - national))
+    assert areas[far.domain_value]["fillcolor"] == ("rgb(103,0,31)" if far.estimate > national else "rgb(5,48,97)")
+    assert f"{national:.1f}" in m["colorbar"]["title"]["text"] and "national" in m["colorbar"]["title"]["text"]
+    assert any("centred on the national value" in n for n in app.view.notes)
+    with pytest.raises(DashboardInputError):
+        app.select(scale="log")
+    app.select(domain="tenure")
+    assert [c for _, c in app.widgets["scale"].options] == ["zero"] and app.state["scale"] == "zero"
+
+
+def test_map_function_for_model_based_estimates(table):
+    """The map function other views call (small-area estimates): a title, a note as subtitle,
+    and a model-based label; a table without suppression columns draws every value."""
+    tr = Translator("es")
+    exp = partition(table, "prevalence", "household", "region")[["domain_value", "estimate", "ci_low", "ci_high"]]
+    exp = exp.assign(flag_reason=["" if i else "cv above 30%" for i in range(len(exp))], suppressed=False)
+    shapes = charts.grid_shapes(pd.DataFrame({"domain_value": exp.domain_value, "row": range(len(exp)),
+                                              "col": 0}))
+    fig = charts.area_map(exp, shapes, list(exp.domain_value), tr, "Mapa", "%", note="Fay-Herriot",
+                          model_based=True)
+    sub = fig["layout"]["title"]["subtitle"]["text"]
+    assert tr("charts.model_based") in sub and "Fay-Herriot" in sub and fig["layout"]["meta"]["model_based"]
+    areas, labels = _map_parts(fig)
+    assert labels["marker"]["color"] == pytest.approx(list(exp.estimate))
+    assert {v for v, t in areas.items() if "fillpattern" in t} == {exp.domain_value.iloc[0]}
+    charts.to_figure(fig)  # valid for plotly
+    # the text alternative: the title and each area's value, never the outlines' coordinates
+    assert charts.describe(fig, tr) == tr("chart.text", text="Mapa — " + "; ".join(labels["hovertext"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# GeoJSON areas declared by the spec
+# ---------------------------------------------------------------------------------------------
+AREAS = ROOT / "data" / "areas" / "synthetic-regions.geojson"
+
+
+def _raw_spec() -> dict:
+    from survey.spec import load_yaml
+
+    return load_yaml((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
+
+
+def _spec_with_areas(tmp_path, geojson: str, id_property: str = "name"):
+    from survey.spec import parse_spec
+
+    raw = _raw_spec()
+    raw["domains"]["region"].update(geojson=geojson, id_property=id_property)
+    return parse_spec(raw), ROOT / "specs" / "synthetic.yaml"
+
+
+def test_committed_regions_geojson_is_what_its_generator_makes():
+    """data/areas/synthetic-regions.geojson: rectangles made by survey.areas.grid_geojson from
+    the spec's tile grid (its "source" says so), not real boundaries."""
+    from survey.areas import grid_geojson
+
+    doc = json.loads(AREAS.read_text(encoding="utf-8"))
+    assert "grid_geojson" in doc["source"] and "not real boundaries" in doc["source"]
+    assert doc == grid_geojson(SPEC_REGIONS["tile_grid"], "name", lon0=10.0, lat0=50.0, size=1.0, source=doc["source"])
+    north = next(f for f in doc["features"] if f["properties"]["name"] == "North")  # tile [0, 1]
+    xs = [p[0] for p in north["geometry"]["coordinates"][0]]
+    ys = [p[1] for p in north["geometry"]["coordinates"][0]]
+    assert (min(xs), max(xs), min(ys), max(ys)) == (11.0, 12.0, 49.0, 50.0)
+
+
+def test_geojson_areas_published_and_drawn(tmp_path, publication):
+    """A spec's GeoJSON areas (geojson + id_property) are checked against the published
+    values, written as areas.geojson (domain and value only) and drawn by the explorer instead
+    of the tile grid: each feature's polygon, flagged areas hatched, suppressed ones grey."""
+    from types import SimpleNamespace
+
+    from survey.report import write_indicator_table
+
+    spec, spec_path = _spec_with_areas(tmp_path, "../data/areas/synthetic-regions.geojson")
+    root, table = _demo_copy(tmp_path, publication)
+    written = write_indicator_table(table, root / "demo", SimpleNamespace(spec=spec, spec_path=spec_path))
+    assert root / "demo" / "areas.geojson" in written
+    areas = json.loads((root / "demo" / "areas.geojson").read_text(encoding="utf-8"))
+    assert sorted(f["properties"]["domain_value"] for f in areas["features"]) == sorted(SPEC_REGIONS["tile_grid"])
+    assert all(set(f["properties"]) == {"domain", "domain_value"} for f in areas["features"])
+    app = build("victimization", root=root, language="en", run="demo")
+    app.select(indicator="prevalence", crime="robbery", domain="region")
+    fig = next(f for f in app.figure_specs if charts.title_of(f).startswith("Map"))
+    drawn, labels = _map_parts(fig)
+    exp = partition(table, "prevalence", "robbery", "region")
+    status = _expected_status(exp)
+    assert "flagged" in status.values()
+    assert {v for v, t in drawn.items() if "fillpattern" in t} == {v for v, s in status.items() if s == "flagged"}
+    assert {v for v, t in drawn.items() if t["fillcolor"] == charts.EMPTY_FILL} == {
+        v for v, s in status.items() if s in ("suppressed", "no_case")}
+    # the North rectangle (lon 11-12, lat 49-50) projected: longitudes times cos(mean latitude)
+    doc = json.loads(AREAS.read_text(encoding="utf-8"))
+    lat0 = sum(p[1] for f in doc["features"] for p in f["geometry"]["coordinates"][0]) / sum(
+        len(f["geometry"]["coordinates"][0]) for f in doc["features"])
+    import math
+    k = math.cos(math.radians(lat0))
+    assert min(drawn["North"]["x"]) == pytest.approx(11 * k) and max(drawn["North"]["x"]) == pytest.approx(12 * k)
+    assert (min(drawn["North"]["y"]), max(drawn["North"]["y"])) == (49.0, 50.0)
+    assert "tile" not in json.dumps(fig)  # the GeoJSON areas, not the grid
+    charts.to_figure(fig)
+
+
+def test_geojson_is_an_input_of_the_run(tmp_path):
+    """The GeoJSON file is one of the files a run reads (checked to exist by the parameter
+    validation, hashed in the manifest, watched for changes during the run)."""
+    from survey.params import data_files
+
+    raw = (ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8")
+    raw = raw.replace("    variable: region\n", f"    variable: region\n    geojson: {AREAS}\n    id_property: name\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(raw, encoding="utf-8")
+    assert ("areas:region", AREAS.resolve()) in data_files({"spec": str(spec)})
+
+
+def _bad_geojson(tmp_path, doc) -> str:
+    folder = ROOT / "data" / "areas" / f".test-{tmp_path.name}"
+    folder.mkdir(exist_ok=True)
+    p = folder / "bad.geojson"
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return str(p)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "not found"), ("outside", "outside the project"), ("not_json", "not JSON"),
+    ("point", "is not a Polygon or MultiPolygon"), ("unknown", "is not a value code or label"),
+    ("no_property", "missing or not a value"), ("too_big", "bytes, more than"), ("duplicate", "more than one feature"),
+    ("not_collection", "not a GeoJSON FeatureCollection")])
+def test_bad_geojson_is_one_line_naming_the_file_and_property(tmp_path, table, monkeypatch, case, message):
+    import shutil
+
+    from survey import areas as A
+    from survey.errors import SurveyError
+
+    doc = json.loads(AREAS.read_text(encoding="utf-8"))
+    path = None
+    try:
+        if case == "missing":
+            path = "../data/areas/nowhere.geojson"
+        elif case == "outside":
+            outside = tmp_path / "outside.geojson"
+            outside.write_text(json.dumps(doc))
+            path = str(outside)
+        elif case == "not_json":
+            path = _bad_geojson(tmp_path, "{not json")
+        elif case == "point":
+            doc["features"][2]["geometry"] = {"type": "Point", "coordinates": [10, 50]}
+            path = _bad_geojson(tmp_path, doc)
+        elif case == "unknown":
+            doc["features"][0]["properties"]["name"] = "Atlantis"
+            path = _bad_geojson(tmp_path, doc)
+        elif case == "no_property":
+            del doc["features"][1]["properties"]["name"]
+            path = _bad_geojson(tmp_path, doc)
+        elif case == "too_big":
+            monkeypatch.setattr(A, "MAX_BYTES", 100)
+            path = str(AREAS)
+        elif case == "duplicate":
+            doc["features"][1]["properties"]["name"] = doc["features"][0]["properties"]["name"]
+            path = _bad_geojson(tmp_path, doc)
+        else:
+            path = _bad_geojson(tmp_path, {"type": "Feature"})
+        spec, spec_path = _spec_with_areas(tmp_path, path)
+        with pytest.raises(SurveyError) as e:
+            A.area_collection(spec, spec_path, table)
+        text = str(e.value)
+        assert message in text and "\n" not in text
+        assert Path(path).name in text
+        if case in ("unknown", "no_property", "duplicate"):
+            assert "'name'" in text and "of 8 features" in text or case == "duplicate"
+    finally:
+        shutil.rmtree(ROOT / "data" / "areas" / f".test-{tmp_path.name}", ignore_errors=True)
+
+
+def test_spec_geojson_goes_with_id_property():
+    from survey.spec import parse_spec
+
+    raw = _raw_spec()
+    raw["domains"]["region"]["geojson"] = "../data/areas/synthetic-regions.geojson"
+    with pytest.raises(ValueError, match="id_property"):
+        parse_spec(raw)
+    raw["domains"]["region"]["id_property"] = "name"
+    raw["domains"]["sex_age"].update(geojson="x.geojson", id_property="id")
+    with pytest.raises(ValueError, match="crossed domain"):
+        parse_spec(raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# crossed domains: grouped bars and a heat table
+# ---------------------------------------------------------------------------------------------
+def _crossed_partition(t: pd.DataFrame):
+    """A crossed (sex × age) partition with published cells and cells drawn otherwise (flagged
+    first, else without a value), from the data."""
+    sub = t[(t.domain == "sex_age") & t.indicator.isin(["prevalence", "incidence", "dark_figure", "concentration"])]
+    found = []
+    for (ind, crime), g in sub.groupby(["indicator", "crime_type"], sort=False):
+        st = set(_expected_status_frame(g))
+        if "ok" in st and len(st) > 1:
+            found.append(("flagged" not in st, -len(st), ind, crime))
+    if not found:
+        pytest.skip("no crossed partition with cells of more than one kind")
+    return min(found)[2:]
+
+
+def _expected_status_frame(g: pd.DataFrame) -> pd.Series:
+    return pd.Series(_expected_status(g.assign(domain_value=range(len(g)))).values(), index=g.index)
+
+
+def test_crossed_domain_grouped_bars_and_heat_table(tmp_path, publication):
+    """sex × age: age on the axis, one coloured group of bars per sex, each bar the published
+    estimate of its cell with its interval; flagged cells hatched with †; cells with no value
+    (suppressed, no sample case) a grey mark at the base, never a bar of 0.  The heat table:
+    rows the ages, columns the sexes, each cell the estimate († when flagged), the word for
+    cells without a value."""
+    root, table = _demo_copy(tmp_path, publication)  # re-rated: flagged cells
+    ind, crime = _crossed_partition(table)
+    app = build("victimization", root=root, language="en", run="demo")
+    app.select(indicator=ind, crime=crime, domain="sex_age")
+    exp = partition(table, ind, crime, "sex_age")
+    status = dict(zip(exp.domain_value, _expected_status_frame(exp)))
+    assert "flagged" in status.values() and "ok" in status.values()
+    fig = app.figure_specs[0]
+    bars = [t for t in fig["data"] if t["type"] == "bar"]
+    assert [b["name"] for b in bars] == ["Male", "Female"] and fig["layout"]["barmode"] == "group"
+    seen = set()
+    for b in bars:
+        for age, y, pat, up in zip(b["x"], b["y"], b["marker"]["pattern"]["shape"], b["error_y"]["array"]):
+            cell = f"{b['name']} × {age}"
+            r = exp[exp.domain_value == cell].iloc[0]
+            seen.add(cell)
+            if status[cell] in ("suppressed", "no_case"):
+                assert y is None
+            else:
+                assert y == pytest.approx(r.estimate) and up == pytest.approx(r.ci_high - r.estimate)
+            assert (pat == "/") == (status[cell] == "flagged")
+    assert seen == set(exp.domain_value)
+    marks = [t for t in fig["data"] if t["type"] == "scatter"]
+    assert sum(len(t["x"]) for t in marks) == sum(s in ("suppressed", "no_case") for s in status.values())
+    assert fig["layout"]["xaxis"]["title"]["text"] == "Age" and fig["layout"]["legend"]["title"]["text"] == "Sex"
+    heat = app.extra.value
+    assert 'class="svy-table-grid svy-heat-table"' in heat
+    head = re.findall(r'<th scope="col">([^<]*)</th>', heat)
+    assert head[1:] == ["Male", "Female"]
+    body = re.findall(r'<tr><th scope="row">([^<]*)</th>(.*?)</tr>', heat)
+    assert [a for a, _ in body] == list(dict.fromkeys(v.split(" × ")[1] for v in exp.domain_value))
+    for age, tds in body:
+        for sex, td in zip(["Male", "Female"], re.findall(r"<td[^>]*>[^<]*</td>", tds)):
+            cell = f"{sex} × {age}"
+            r = exp[exp.domain_value == cell].iloc[0]
+            text = html.unescape(re.sub(r"<[^>]+>", "", td))
+            if status[cell] == "suppressed":
+                assert text == "suppressed" and "data-value" not in td
+            elif status[cell] == "no_case":
+                assert text == "no sample case" and "data-value" not in td
+            else:
+                assert float(re.search(r'data-value="([^"]+)"', td).group(1)) == pytest.approx(r.estimate)
+                assert text == format_measure(r.estimate, r.measure, "en") + (" †" if status[cell] == "flagged" else "")
+                assert ("svy-heat-flagged" in td) == (status[cell] == "flagged")
+    app.select(language="es")
+    assert [b["name"] for b in app.figure_specs[0]["data"] if b["type"] == "bar"] == ["Hombre", "Mujer"]
+
+
+def test_three_way_cross_facets_or_falls_back_to_the_table():
+    """A three-way cross: one panel per value of the third margin (each bar its cell's
+    estimate), or no chart (the table only) when there would be more than MAX_FACETS panels."""
+    tr = Translator("en")
+    parts = [(s, a, u) for u in ("Urban", "Rural") for s in ("Male", "Female") for a in ("16-24", "25-34", "35+")]
+    rows = pd.DataFrame({"domain_value": [" × ".join(p) for p in parts], "estimate": range(1, len(parts) + 1),
+                         "ci_low": 0.0, "ci_high": 20.0, "suppressed": [i == 4 for i in range(len(parts))],
+                         "flag_reason": ["cv above 30%" if i in (2, 9) else "" for i in range(len(parts))],
+                         "measure": "%", "n": 100, "suppression_reason": "unweighted base below 50"})
+    fig = charts.crossed_bars(rows, parts, tr, "T", "Age", "%", "Sex", axis=1)
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["Urban", "Rural"]
+    hatched = set()
+    for b in (t for t in fig["data"] if t["type"] == "bar"):
+        panel = "Urban" if b["xaxis"] == "x" else "Rural"
+        for age, y, pat, text in zip(b["x"], b["y"], b["marker"]["pattern"]["shape"], b["text"]):
+            i = parts.index((b["name"], age, panel))
+            assert y == (None if i == 4 else i + 1)
+            if pat == "/":
+                assert text == "†"
+                hatched.add(i)
+    assert hatched == {2, 9}
+    empty = [t for t in fig["data"] if t["type"] == "scatter"]
+    assert len(empty) == 1 and empty[0]["x"] == ["25-34"] and "suppressed: unweighted base 100 < 50" in empty[0]["hovertext"][0]
+    charts.to_figure(fig)
+    many = [(s, a, str(u)) for u in range(5) for s in ("M", "F") for a in ("x", "y")]
+    rows5 = pd.DataFrame({"domain_value": [" × ".join(p) for p in many], "estimate": 1.0, "ci_low": 0.5,
+                          "ci_high": 1.5, "suppressed": False, "flag_reason": "", "measure": "%"})
+    assert charts.crossed_bars(rows5, many, tr, "T", "", "", axis=1) is None
 
 # ---------------------------------------------------------------------------------------------
 # trend over three waves (runs grouped by survey id)

@@ -88,11 +88,15 @@ def server(request, tmp_path_factory):
     """`survey dashboard` on the three-wave publication (demo, synthetic-two-waves and a third
     wave on `survey synth --seed 3`), serving copies of the dashboards with this checkout's
     sources first on the kernels' path (Voilà's kernels do not see $PYTHONPATH)."""
+    import shutil
+
     import nbformat
 
     _need_browser()  # before the publication (a batch run) is made for nothing
-    publication = request.getfixturevalue("three_waves")
     folder = tmp_path_factory.mktemp("voila")
+    publication = folder / "outputs"  # a copy: a run is added (below) that other modules must not see
+    shutil.copytree(request.getfixturevalue("three_waves"), publication)
+    _add_cv_run(publication)
     dashboards = folder / "dashboards"
     dashboards.mkdir()
     for nb_path in (ROOT / "dashboards").glob("*.ipynb"):
@@ -103,6 +107,36 @@ def server(request, tmp_path_factory):
     with serve.ServerProcess(publication, "--max-kernels", "60", "--max-kernels-per-client", "60",
                              dashboards=dashboards, timeout=240, log_path=folder / "voila.log") as srv:
         yield srv
+
+
+CV_RUN = "demo-cv"
+
+
+def _add_cv_run(root: Path) -> None:
+    """A run folder ``demo-cv``: the demo's indicator table rated by the cv_bands rule
+    (survey.quality: cells with a CV above 30% published and flagged, which the demo's ONS rule
+    never does) with the spec's GeoJSON region areas, written by the publishing code
+    (survey.report.write_indicator_table), before the server starts (its preheated kernels
+    list the runs when they start)."""
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from survey.quality import apply_rule
+    from survey.report import write_indicator_table
+    from survey.spec import load_yaml, parse_spec
+
+    cv = root / CV_RUN
+    shutil.copytree(root / "demo", cv)
+    manifest = json.loads((cv / "manifest.json").read_text(encoding="utf-8"))
+    manifest["description"] = "The demo run under the CV bands rule"
+    (cv / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    table = apply_rule(pd.read_parquet(root / "demo" / "indicators.parquet"), "cv_bands")
+    raw = load_yaml((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
+    raw["domains"]["region"].update(geojson="../data/areas/synthetic-regions.geojson", id_property="name")
+    write_indicator_table(table, cv, SimpleNamespace(spec=parse_spec(raw), spec_path=ROOT / "specs" / "synthetic.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -419,7 +453,7 @@ def _traces(d: Dash, index: int = 0) -> list[dict]:
 
 
 def _go(d: Dash, **state) -> None:
-    for name in ("run", "indicator", "crime", "domain", "language"):
+    for name in ("run", "indicator", "crime", "domain", "scale", "language"):
         if name in state and d.app.state.get(name) != state[name]:
             d.select(name, state[name])
 
@@ -592,23 +626,138 @@ def test_no_accessibility_violation_wcag_a_aa(context, server, name):
 
 
 def test_crossed_breakdown_in_the_browser(context, server):
-    """A crossed domain (sex × age of the synthetic spec): one bar and one table row per
-    published cell, labelled part by part."""
+    """A crossed domain (sex × age of the synthetic spec): grouped bars (age on the axis, one
+    group per sex, each bar its cell's published estimate, never 0 for a cell without value)
+    and the heat table (rows ages, columns sexes), both rendered; the table shown has one row
+    per published cell, labelled part by part."""
     import pandas as pd
 
     table = pd.read_parquet(Path(server.outputs) / "demo" / "indicators.parquet")
-    exp = table[(table.indicator == "prevalence") & (table.crime_type == "personal") & (table.domain == "sex_age")]
+    exp = table[(table.indicator == "prevalence") & (table.crime_type == "robbery") & (table.domain == "sex_age")]
     if exp.empty:
         pytest.skip("the publication has no crossed domain")
     d = _open(context, server, "victimization")
     try:
-        _go(d, run="demo", indicator="prevalence", crime="personal", domain="sex_age")
+        _go(d, run="demo", indicator="prevalence", crime="robbery", domain="sex_age")
         _, rows, _ = d.table()
         assert [r[0] for r in rows] == list(exp.domain_value)  # English: the published labels
-        bars = next(t for t in _traces(d) if t["type"] == "bar")
-        assert bars["x"] == list(exp.domain_value) and all(" × " in x for x in bars["x"])
-        assert bars["y"] == pytest.approx([None if s else e for s, e in zip(exp.suppressed, exp.estimate)])
+        bars = [t for t in _traces(d) if t["type"] == "bar"]
+        assert [b["name"] for b in bars] == ["Male", "Female"]
+        by_cell = {v: (None if s or f.startswith("no sample") else e)
+                   for v, s, f, e in zip(exp.domain_value, exp.suppressed, exp.flag_reason, exp.estimate)}
+        for b in bars:
+            assert b["y"] == pytest.approx([by_cell[f"{b['name']} × {age}"] for age in b["x"]])
+        heat = d.page.evaluate("""sel => {
+            const t = document.querySelector(sel + ' .svy-extra table.svy-heat-table');
+            if (!t) return null;
+            return {cols: [...t.querySelectorAll('thead th')].map(e => e.textContent),
+                    rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.children].map(e => e.textContent)),
+                    shown: t.getBoundingClientRect().height > 0};
+        }""", d.root)
+        assert heat and heat["shown"] and heat["cols"][1:] == ["Male", "Female"]
+        ages = list(dict.fromkeys(v.split(" × ")[1] for v in exp.domain_value))
+        assert [r[0] for r in heat["rows"]] == ages
+        for r in heat["rows"]:
+            for sex, text in zip(["Male", "Female"], r[1:]):
+                v = by_cell[f"{sex} × {r[0]}"]
+                assert (text in ("suppressed", "no sample case")) == (v is None), (sex, r[0], text)
         d.shot("crossed")
         d.assert_clean()
     finally:
         d.page.close()
+
+
+def _map_index(d: Dash) -> int:
+    titles = d.page.evaluate("""sel => [...document.querySelectorAll(sel + ' .svy-chart .js-plotly-plot')]
+        .map(g => (g.layout.title && (g.layout.title.text ?? g.layout.title)) || '')""", d.root)
+    return next(i for i, t in enumerate(titles) if t.startswith(("Map", "Carte", "Mapa")))
+
+
+def _map_dom(d: Dash, i: int) -> dict:
+    """What the browser drew of the i-th figure: fills with an SVG pattern, the colour bar's
+    title, the least x of the areas, the legend texts and all the SVG text."""
+    return d.page.evaluate(r"""([sel, i]) => {
+        const g = document.querySelectorAll(sel + ' .svy-chart .js-plotly-plot')[i];
+        const fills = [...g.querySelectorAll('.cartesianlayer path.js-fill')];  // not the legend's swatches
+        const patterned = fills.filter(p => /url\(/.test(p.style.fill || p.getAttribute('fill') || ''));
+        const defs = g.querySelectorAll('defs pattern').length;
+        const bar = g.querySelector('.colorbar .cbtitle, .cbtitle');
+        const xs = g.data.filter(t => t.fill === 'toself').flatMap(t => t.x.filter(v => v !== null));
+        return {title: (g.layout.title && (g.layout.title.text ?? g.layout.title)) || '',
+                patterned: patterned.length, fills: fills.length, patterns: defs,
+                colorbar: bar ? bar.textContent : '', minx: Math.min(...xs),
+                legend: [...g.querySelectorAll('.legendtext')].map(e => e.textContent),
+                text: [...g.querySelectorAll('text')].map(e => e.textContent).join(' ')};
+    }""", [d.root, i])
+
+
+def _map_when(d: Dash, ready=lambda m: True, seconds: float = 60.0) -> dict:
+    """The map as drawn once it has the twin's map title and ``ready(map)`` holds (the output of
+    a re-render reaches the page figure by figure: the bars' title may be the same before and
+    after), or as it is then."""
+    import time
+
+    want = next(charts.title_of(f) for f in d.app.figure_specs if charts.title_of(f).startswith(("Map", "Carte",
+                                                                                                    "Mapa")))
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            drawn = _map_dom(d, _map_index(d))
+        except StopIteration:  # the map is not drawn yet
+            drawn = None
+        if (drawn is not None and drawn["title"] == want and ready(drawn)) or time.monotonic() > end:
+            return drawn or {}
+        time.sleep(0.25)
+
+
+def test_map_hatching_scale_toggle_and_geojson_in_the_browser(context, server):
+    """The region map: the tile grid of the demo run (its ONS rule flags nothing: no pattern);
+    the run rated by the cv_bands rule with the spec's GeoJSON areas (``demo-cv``, see
+    :func:`_add_cv_run`): the areas are drawn instead of the tiles, the flagged ones with an SVG
+    pattern fill (as many as its table flags and publishes) and a legend entry; the scale toggle
+    changes the colour bar; in French and Spanish no English word of the map is left."""
+    import pandas as pd
+
+    from survey.i18n import translate
+
+    root = Path(server.outputs)
+    demo = pd.read_parquet(root / "demo" / "indicators.parquet")
+    exp = demo[(demo.indicator == "prevalence") & (demo.crime_type == "robbery") & (demo.domain == "region")]
+    table = pd.read_parquet(root / CV_RUN / "indicators.parquet")
+    cv_exp = table[(table.indicator == "prevalence") & (table.crime_type == "robbery") & (table.domain == "region")]
+    flagged = cv_exp[(cv_exp.flag_reason != "") & ~cv_exp.suppressed & ~cv_exp.flag_reason.str.startswith("no sample")]
+    assert len(flagged), "the cv_bands rule flags robbery by region"
+    d = _open(context, server, "victimization")
+    page = d.page
+    try:
+        _go(d, run="demo", indicator="prevalence", crime="robbery", domain="region")
+        tiles = _map_when(d)
+        assert tiles["fills"] == len(exp) and tiles["patterned"] == 0 and tiles["minx"] < 1  # the tile grid
+        assert tiles["colorbar"] == "%"
+        _go(d, run=CV_RUN, indicator="prevalence", crime="robbery", domain="region")
+        drawn = _map_when(d, lambda m: m["minx"] > 5)
+        assert drawn["fills"] == len(cv_exp) and drawn["patterned"] == len(flagged) and drawn["patterns"] >= 1, drawn
+        assert drawn["minx"] > 5  # the GeoJSON areas: longitudes 10-13 (scaled), not tile columns 0-3
+        assert translate("charts.legend_flagged", "en", mark="†") in drawn["legend"]
+        d.shot("map-hatched")
+        d.select("scale", "national")
+        centred = _map_when(d, lambda m: "national" in m["colorbar"])
+        assert centred["colorbar"] != drawn["colorbar"] and "national" in centred["colorbar"]
+        assert centred["patterned"] == len(flagged)
+        d.shot("map-centred")
+        english = {translate(k, "en", mark="†", unit="%", value="1") for k in (
+            "charts.legend_flagged", "charts.legend_empty", "charts.scale_zero", "charts.scale_national",
+            "charts.filter_scale")}
+        for lang in ("fr", "es"):
+            _go(d, language=lang)
+            legend = translate("charts.legend_flagged", lang, mark="†")
+            text = d.page.inner_text(d.root) + " " + _map_when(d, lambda m, x=legend: x in m["legend"])["text"] + " ".join(
+                d.page.evaluate("sel => [...document.querySelectorAll(sel + ' option')].map(o => o.textContent)",
+                                d.root))
+            left = sorted(w for w in english if w in text)
+            assert not left, f"{lang}: English left on the map: {left}"
+            assert legend in text
+            d.shot(f"map-{lang}")
+        d.assert_clean()
+    finally:
+        page.close()

@@ -660,7 +660,7 @@ def load_survey(params: Params | dict, wave: dict | None = None, write_accountin
 
 def data_files(values: dict) -> list[tuple[str, Path]]:
     """(role, path) of every file a run reads: the spec and its data files (with ``data_dir``),
-    and those of the wave it compares with."""
+    its GeoJSON map areas, and the spec and data files of the wave it compares with."""
     out = []
     waves = [("", None)]
     if values.get("compare"):
@@ -672,6 +672,11 @@ def data_files(values: dict) -> list[tuple[str, Path]]:
             p = Path(f.path)
             p = p if p.is_absolute() else Path(spec_path).parent / p
             out.append((f"{prefix}data:{name}", p.resolve()))
+        if not prefix:  # the GeoJSON map areas of the spec's domains (survey.areas checks them)
+            for name, dom in parsed.domains.items():
+                if dom.geojson:
+                    g = Path(dom.geojson)
+                    out.append((f"areas:{name}", (g if g.is_absolute() else Path(spec_path).parent / g).resolve()))
     if (values.get("small_areas") or {}).get("auxiliary"):  # the small-area model's area covariates
         out.append(("small_areas.auxiliary", Path(values["small_areas"]["auxiliary"]).resolve()))
     return out

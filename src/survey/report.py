@@ -318,6 +318,12 @@ def write_indicator_table(table: pd.DataFrame, out_dir, data, values: dict | Non
     if grid is not None:
         neutral_frame(grid).to_csv(tmp / TILE_GRID_FILE, index=False, lineterminator="\n")
         written.append(out / TILE_GRID_FILE)
+    from .areas import AREAS_FILE, area_collection  # a spec's GeoJSON map areas, checked (issue 13)
+
+    areas = area_collection(data.spec, getattr(data, "spec_path", None), table)
+    if areas is not None:
+        (tmp / AREAS_FILE).write_text(json.dumps(areas, separators=(",", ":")) + "\n", encoding="utf-8")
+        written.append(out / AREAS_FILE)
     for f in written:
         (tmp / f.name).replace(f)
     tmp.rmdir()

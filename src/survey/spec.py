@@ -386,6 +386,10 @@ class DomainSpec(_Labelled):
     file: str | None = None  # defaults to the design file
     # a tile-grid map of the domain for dashboards: published value (label) -> [row, column]
     tile_grid: dict[str, tuple[int, int]] | None = None
+    # a GeoJSON file of the domain's areas for dashboard maps (path relative to the spec) and the
+    # feature property holding a value code or label (checked by survey.areas when published)
+    geojson: str | None = Field(default=None, max_length=500)
+    id_property: str | None = Field(default=None, pattern=r"^[^\x00-\x1f]{1,100}$")
     translations: dict[str, dict[str, str]] | None = None  # language -> published value -> text
 
     @model_validator(mode="before")
@@ -418,6 +422,11 @@ class DomainSpec(_Labelled):
                 raise ValueError(f"translations: '{lang}' is not a language code (en, fr, es, pt-BR...)")
         if self.bands is not None and self.recode is not None:
             raise ValueError("a domain takes bands or recode, not both")
+        if (self.geojson is None) != (self.id_property is None):
+            raise ValueError("geojson (a file of the areas) and id_property (the feature property holding the "
+                             "value) go together")
+        if self.geojson is not None and self.cross is not None:
+            raise ValueError("geojson: a crossed domain has no map of its own")
         if self.tile_grid is not None:
             cells = list(self.tile_grid.values())
             dup = sorted({str(list(c)) for c in cells if cells.count(c) > 1})

@@ -22,9 +22,13 @@ alternative of each chart).
 
 What the reader sees is reader-facing only: data labels in the reader's language (the run's
 ``translations.csv``, then the catalogs), no run id, file name or path; flagged cells are
-hollow hatched bars with † (tables: † and the reason, with SE, CV and sample cases), outlined
-uncoloured map tiles; suppressed cells and cells with no sample case are words, never a 0; the
-previous wave is a triangle above the bars pointing the way the estimate moved.
+hollow hatched bars with † (tables: † and the reason, with SE, CV and sample cases), hatched map
+areas (an SVG pattern fill, with a legend entry); suppressed cells and cells with no sample case
+are words (grey map areas without a value), never a 0; the previous wave is a triangle above the
+bars pointing the way the estimate moved.  Maps (a spec's tile grid, or its GeoJSON areas
+published as ``areas.geojson``) colour from zero, or - the explorer's ``svy-filter-scale`` - on
+a diverging scale centred on the national estimate.  Crossed breakdowns ("Female × 16-24") are
+grouped bars (a third margin: panels) and a heat table (``svy-extra``, ``table.svy-heat-table``).
 """
 
 from .apps import APPS, Dashboard, FearApp, OverviewApp, RepeatApp, RiskApp, VictimizationApp, build, show

@@ -43,6 +43,7 @@ FILTERS = ("run", "period", "indicator", "crime", "domain", "language")
 DESIGN_NOTE_KINDS = ("srswr", "no_psu", "no_strata")  # survey.report.design_info kinds that get a note
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 GROUP_PREFERENCE = ("property", "household", "personal", "violent")
+HEAT_RANGE = 0.6  # the part of the colour scale a heat table uses (contrast of dark text at least 4.5)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class View:
     filename: str = "table"
     message: str = ""
     key_points: list[str] = field(default_factory=list)
+    extra_html: str = ""  # shown under the chart (the heat table of a crossed breakdown)
 
 
 _INTERNAL = re.compile(r"`|[\w.-]+/[\w./-]+|\.(csv|parquet|sav|json|py|yaml)\b|\btruth\b", re.I)
@@ -249,10 +251,12 @@ class Dashboard:
         self.key_points_box.add_class("svy-key-points-box")
         self.caption = W.HTML()
         self.caption.add_class("svy-chart-text")
+        self.extra = W.HTML()
+        self.extra.add_class("svy-extra")
         bar = W.HBox(list(self.widgets.values()), layout=W.Layout(flex_flow="row wrap"))
         bar.add_class("svy-filters")
         self.root = W.VBox([W.HTML(STYLE), self.title, self.design_note, bar, self.key_points_box, self.chart,
-                            self.caption, self.table, self.download, self.notes, self.status])
+                            self.caption, self.extra, self.table, self.download, self.notes, self.status])
         self.root.add_class("svy-dashboard")
         self.root.add_class(f"svy-dashboard-{self.name}")
         self._sync_widgets()
@@ -269,13 +273,22 @@ class Dashboard:
                     if list(dd.options) != opts:
                         dd.options = opts
                     dd.value = self.state.get(name) if opts else None
-                    dd.description = self.tr(f"filter.{self.filter_label(name)}")
+                    dd.description = self.filter_description(name)
                     dd.disabled = len(opts) <= 1 and name not in ("run", "language")
+                if name == "scale":  # the map's colour scale: shown only when there is a choice
+                    shown = None if len(opts) > 1 else "none"
+                    if dd.layout.display != shown:
+                        dd.layout.display = shown
         finally:
             self._syncing = False
 
     def filter_label(self, name: str) -> str:
         return name
+
+    def filter_description(self, name: str) -> str:
+        if name == "scale":
+            return self.tr("charts.filter_scale")
+        return self.tr(f"filter.{self.filter_label(name)}")
 
     def _on_widget(self, change) -> None:
         if self._syncing:
@@ -321,6 +334,8 @@ class Dashboard:
                                    for f in self.figure_specs) or (
             {"output_type": "display_data", "data": {"text/plain": view.message or tr("word.no_data")}, "metadata": {}},)
         self.table.value = table_html(view, tr)
+        if self.extra.value != view.extra_html:
+            self.extra.value = view.extra_html
         data = base64.b64encode(csv_text(view).encode("utf-8")).decode("ascii")
         self.download.value = (f'<a download="{html.escape(view.filename)}.csv" '
                                f'href="data:text/csv;charset=utf-8;base64,{data}">{html.escape(tr("word.download"))}</a>')
@@ -420,9 +435,12 @@ class Dashboard:
         value = str(value)
         if domain.startswith("victim__") and value in ("victims", "non-victims"):
             return self.tr(f"value.{value.replace('-', '_')}")
-        parts = value.split(CROSS)
-        return CROSS.join(self.run.translation("value", domain, self.tr.lang, p)
-                          or self.run.value_translation(p, self.tr.lang) or self.tr.value(p) for p in parts)
+        return CROSS.join(self.value_parts(domain, value))
+
+    def value_parts(self, domain: str, value: str) -> list[str]:
+        """The parts of a (crossed) domain value, each in the reader's language."""
+        return [self.run.translation("value", domain, self.tr.lang, p) or self.run.value_translation(p, self.tr.lang)
+                or self.tr.value(p) for p in str(value).split(CROSS)]
 
     def domain_name(self, domain: str) -> str:
         """A domain's name in the reader's language (crossed: its parts; victimization status of
@@ -540,16 +558,20 @@ class Dashboard:
             change_rows = {str(v): r for v, (_, r) in zip(changes["domain_value"], changes.iterrows())}
             previous = [by_value.get(str(v)) for v in rows["domain_value"]]
             prev_name = self.period_label(str(changes["a"].iloc[0]))
+        crossed, extra, map_fig = None, "", None
         if len(rows):
-            figures.append(charts.estimate_bars(rows, labels, tr, title, xaxis, yaxis,
-                                                name=self.period_label(period or run.periods()[0]), previous=previous,
-                                                previous_name=prev_name))
-            grid = run.tile_grid
-            if grid is not None and domain != "overall":
-                g = grid[grid["domain"].to_numpy() == domain]
-                if len(g):
-                    figures.append(charts.tile_map(rows, g, labels, tr, tr("chart.map", title=title),
-                                                   unit=tr.measure(measure)))
+            crossed = self.crossed_view(rows, domain, title, yaxis) if domain != "overall" else None
+            if crossed is not None:
+                fig, extra = crossed
+                figures += [fig] if fig is not None else []
+            else:
+                figures.append(charts.estimate_bars(rows, labels, tr, title, xaxis, yaxis,
+                                                    name=self.period_label(period or run.periods()[0]),
+                                                    previous=previous, previous_name=prev_name))
+            map_fig = self.map_figure(rows, labels, indicator, crime, domain, tr("chart.map", title=title),
+                                      tr.measure(measure))
+            if map_fig is not None:
+                figures.append(map_fig)
         trend = None
         if len(rows) and kind == "victimization":
             values, names = (["all"], [self.crime_name(crime)]) if domain == "overall" else (
@@ -574,10 +596,124 @@ class Dashboard:
             notes.insert(2, tr("note.previous", period=prev_name))
         if trend is not None:
             notes.insert(2, tr("note.trend"))
+        if map_fig is not None and self.state.get("scale") == "national":
+            notes.insert(2, tr("charts.note_scale_national"))
         points = self.key_points(rows, labels, indicator, change_rows)
         return View(title=title, figures=figures, columns=columns, rows=table,
                     notes=notes, filename=_safe_name(self.name, run.name, indicator, crime, domain, tr.lang),
-                    message="" if len(rows) else tr("word.no_data"), key_points=points)
+                    message="" if len(rows) else tr("word.no_data"), key_points=points, extra_html=extra)
+
+    # ----- maps -------------------------------------------------------------------------------
+    def map_shapes(self, domain: str, run: Run | None = None) -> dict | None:
+        """The areas of a domain's map (value -> rings): the run's published GeoJSON areas
+        (areas.geojson) when it has them for the domain, else its tile grid, else None."""
+        run = run or self.run
+
+        def compute():
+            areas = run.areas
+            if areas is not None:
+                feats = [f for f in areas["features"] if f["properties"].get("domain") == domain]
+                if feats:
+                    return charts.geojson_shapes({"features": feats})
+            grid = run.tile_grid
+            if grid is not None and domain != "overall":
+                g = grid[grid["domain"].to_numpy() == domain]
+                if len(g):
+                    return charts.grid_shapes(g)
+            return None
+        return run._memo(("map_shapes", domain), compute)
+
+    def national_value(self, indicator: str, crime: str, period, run: Run | None = None) -> float | None:
+        """The published national (overall) estimate of the indicator and crime type, or None
+        when it is suppressed or has no sample case."""
+        r = (run or self.run).cells(indicator, crime, "overall", period)
+        if not len(r) or bool(r["suppressed"].iloc[0]) or charts.no_sample_case(r["flag_reason"].iloc[0]):
+            return None
+        return charts._f(r["estimate"].iloc[0])
+
+    def map_figure(self, rows, labels, indicator, crime, domain, title, unit):
+        shapes = self.map_shapes(domain) if domain != "overall" else None
+        if not shapes:
+            return None
+        scale = self.state.get("scale") or "zero"
+        national = self.national_value(indicator, crime, self.state.get("period"))
+        return charts.area_map(rows, shapes, labels, self.tr, title, unit, scale=scale, national=national)
+
+    # ----- crossed domains --------------------------------------------------------------------
+    def cross_margins(self, domain: str, values, k: int) -> list[str]:
+        """The names (in the reader's language) of the domains a crossed domain crosses: for each
+        part, the published plain domain whose values hold every value of that part."""
+        run = self.run
+        plain = run._memo("plain_domain_values", lambda: {
+            d: set(g) for d, g in run.indicators.groupby("domain", sort=False)["domain_value"]
+            if d != "overall" and not d.startswith("victim__") and not any(CROSS in v for v in g)})
+        names = []
+        for i in range(k):
+            part = {str(v).split(CROSS)[i] for v in values}
+            hit = next((d for d, vs in plain.items() if part <= vs), None)
+            names.append(self.domain_name(hit) if hit else self.tr("charts.margin", number=i + 1))
+        return names
+
+    def crossed_view(self, rows, domain: str, title: str, yaxis: str):
+        """(grouped bars, heat table HTML) of a crossed breakdown (values "Female × 16-24"), or
+        None when the domain is not crossed: the margin with more values on the axis, the other
+        as coloured groups, a third as panels (or only the table when there are too many)."""
+        values = [str(v) for v in rows["domain_value"]]
+        if not values or not all(CROSS in v for v in values):
+            return None
+        parts = [self.value_parts(domain, v) for v in values]
+        k = len(parts[0])
+        if k not in (2, 3) or any(len(p) != k for p in parts):
+            return None
+        margins = self.cross_margins(domain, values, k)
+        axis = 0 if len({p[0] for p in parts}) >= len({p[1] for p in parts}) else 1
+        group = 1 - axis
+        fig = charts.crossed_bars(rows, parts, self.tr, title, margins[axis], yaxis, legend_title=margins[group],
+                                  axis=axis)
+        return fig, self.heat_table(rows, parts, axis, group, margins, title)
+
+    def heat_table(self, rows, parts, row_part: int, col_part: int, margins, title: str) -> str:
+        """A table of a crossed breakdown: rows one margin, columns the other (and the third),
+        each cell the estimate coloured by its value (the maps' scale from zero), flagged cells
+        hatched with †, suppressed cells and cells with no sample case blank but for the word."""
+        tr, esc = self.tr, html.escape
+        ms = charts.marks(rows, [CROSS.join(p) for p in parts], tr)
+        rng = charts.colour_range([m.estimate for m in ms])
+        span = rng["cmax"] - rng["cmin"]
+
+        def col_key(p):
+            return CROSS.join([p[col_part]] + list(p[2:]))
+        row_vals = list(dict.fromkeys(p[row_part] for p in parts))
+        col_vals = list(dict.fromkeys(col_key(p) for p in parts))
+        cell = {(p[row_part], col_key(p)): m for p, m in zip(parts, ms)}
+        col_title = CROSS.join([margins[col_part]] + list(margins[2:]))
+        head = (f'<th scope="col">{esc(margins[row_part])} / {esc(col_title)}</th>'
+                + "".join(f'<th scope="col">{esc(c)}</th>' for c in col_vals))
+        body = []
+        for r in row_vals:
+            tds = []
+            for c in col_vals:
+                m = cell.get((r, c))
+                if m is None:
+                    tds.append("<td></td>")
+                elif not m.drawn:
+                    tds.append(f'<td class="svy-suppressed svy-heat-empty" title="{esc(m.hover)}">{esc(m.text)}</td>')
+                else:
+                    # the lighter part of the scale only: dark text on every cell stays readable
+                    colour = charts.colour_at(rng["colorscale"], HEAT_RANGE * (m.estimate - rng["cmin"]) / span)
+                    style = f"background-color:{colour};color:{charts.DARK_INK}"
+                    cls = "svy-heat"
+                    if m.status == "flagged":
+                        cls += " svy-heat-flagged"
+                        style = (f"background-color:{colour};color:{charts.DARK_INK};background-image:repeating-linear-gradient("
+                                 "45deg,rgba(255,255,255,.75) 0 5px,transparent 5px 9px)")
+                    tds.append(f'<td class="{cls}" style="{style}" title="{esc(m.hover)}" '
+                               f'data-value="{m.estimate!r}">{esc(m.text)}</td>')
+            body.append(f'<tr><th scope="row">{esc(r)}</th>{"".join(tds)}</tr>')
+        key = tr("charts.heat_key", mark=charts.FLAG)
+        return (f'<table class="svy-table-grid svy-heat-table"><caption>{esc(tr("charts.heat_title", title=title))}'
+                f'</caption><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+                f'<p class="svy-heat-key">{esc(key)}</p>')
 
     def trend_figure(self, indicator: str, crime: str, domain: str, values, labels, yaxis: str, measure: str):
         """Lines of one indicator and crime type across every published wave of this run's
@@ -772,8 +908,23 @@ class VictimizationApp(_IndicatorCrimeDomain):
     by region when the run publishes one)."""
 
     name = "victimization"
-    filters = ("run", "period", "indicator", "crime", "domain", "language")
+    filters = ("run", "period", "indicator", "crime", "domain", "scale", "language")
     indicator_set = VICTIMIZATION_INDICATORS
+
+    def allowed(self, name, state):
+        if name == "scale":  # the map's colour scale: centred on the national value when there is one
+            run, domain = self.pub.runs[state["run"]], state.get("domain")
+            if (domain and domain != "overall" and state.get("indicator") and self.map_shapes(domain, run)
+                    and self.national_value(state["indicator"], state.get("crime"), state.get("period"), run)
+                    is not None):
+                return list(charts.SCALES)
+            return ["zero"]
+        return super().allowed(name, state)
+
+    def label(self, name, value):
+        if name == "scale":
+            return self.tr(f"charts.scale_{value}")
+        return super().label(name, value)
 
     def default(self, name, allowed, state):
         if name == "crime":

@@ -1,6 +1,15 @@
 """Plotly figures of the dashboards: estimates with 95% CI error bars, suppressed cells not
 plotted but annotated with their reason, flagged cells hatched and marked with a dagger.
 
+Every chart marks cells the same way (:func:`marks`).  Maps (:func:`area_map`, for a tile grid
+:func:`tile_map`, for GeoJSON areas :func:`geojson_map`) draw areas as filled polygons on plain
+axes (offline, no map tiles): flagged areas with an SVG pattern fill, suppressed ones grey
+without a value, colours from zero or centred on the national estimate; other views (e.g.
+model-based small-area estimates) call :func:`area_map` with their rows (columns
+``domain_value``, ``estimate``, ``ci_low``, ``ci_high``, optionally ``flag_reason``,
+``suppressed``, ``suppression_reason``, ``n``, ``measure``), ``note=`` and ``model_based=True``.
+Crossed breakdowns: :func:`crossed_bars` (grouped bars, panels for a third margin).
+
 Figures are plain plotly JSON dicts ``{"data": [...], "layout": {...}}`` (what the plotly mime
 renderer gets), built without plotly's graph objects: constructing and validating
 ``go.Figure`` objects (make_subplots, update_layout, the template) cost most of a re-render.
@@ -12,6 +21,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -135,6 +146,8 @@ def describe(fig: dict, tr: Translator) -> str:
     hover texts give them): shown under the chart for screen readers and print."""
     parts = [title_of(fig)]
     for tr_ in fig.get("data") or []:
+        if tr_.get("fill") == "toself":  # a map area: its label trace says it (not its outline's points)
+            continue
         hov = tr_.get("hovertext")
         if isinstance(hov, list):
             vals = [h for h in hov if h]
@@ -177,6 +190,69 @@ def change_marker(previous, current) -> tuple[str, str]:
     return ("triangle-up", "#8a2a0a") if c > p else ("triangle-down", "#0b5a2a")
 
 
+CELL_COLUMNS = ("domain_value", "suppressed", "suppression_reason", "n", "estimate", "ci_low", "ci_high",
+                "flag_reason", "measure")
+"""The indicator-table columns a chart reads of each cell (a table without ``suppression_reason``,
+``n`` or ``measure`` - e.g. model-based small-area estimates - gets them blank)."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How one published cell is drawn: ``status`` is ``ok``, ``flagged`` (unreliable: drawn
+    hatched, with a dagger), ``suppressed`` or ``no_case`` (both: no value, a word instead);
+    ``value``/``low``/``high`` are None for the last two; ``hover`` is the label and value with
+    its interval (or the word and the reason); ``reason`` is the reason alone."""
+
+    label: str
+    value: str
+    status: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+    text: str
+    hover: str
+    reason: str
+
+    @property
+    def drawn(self) -> bool:
+        return self.status in ("ok", "flagged")
+
+
+def marks(rows, labels, tr: Translator) -> list[Mark]:
+    """One :class:`Mark` per row of ``rows`` (indicator-table rows) labelled by ``labels``."""
+    t = rows
+    get = {c: (t[c].tolist() if c in t.columns else [None] * len(t)) for c in CELL_COLUMNS}
+    out = []
+    for i, lab in enumerate(labels):
+        value, supp, supp_reason, n, estimate, lo, hi, flag, measure = (get[c][i] for c in CELL_COLUMNS)
+        flag = "" if flag is None or (isinstance(flag, float) and math.isnan(flag)) else str(flag)
+        measure = "" if measure is None or (isinstance(measure, float) and math.isnan(measure)) else measure
+        if bool(supp) and not (isinstance(supp, float) and math.isnan(supp)):
+            reason = tr("cell.suppressed", reason=tr.reason(supp_reason or "", n))
+            out.append(Mark(lab, str(value), "suppressed", None, None, None, tr("chart.suppressed_mark"),
+                            f"{lab}: {reason}", reason))
+            continue
+        if no_sample_case(flag):
+            reason = tr("reason.no_sample_case")
+            out.append(Mark(lab, str(value), "no_case", None, None, None, tr("chart.no_case_mark"),
+                            f"{lab}: {reason}", reason))
+            continue
+        e, lo, hi = _f(estimate), _f(lo), _f(hi)
+        shown = tr.in_measure(e, measure)
+        hover = f"{lab}: {shown} {tr.ci(lo, hi)}".rstrip()
+        if flag:
+            hover += f" {FLAG} {tr.reason(flag)}"
+        out.append(Mark(lab, str(value), "flagged" if flag else "ok", e, lo, hi,
+                        shown + (f" {FLAG}" if flag else ""), hover, tr.reason(flag) if flag else ""))
+    return out
+
+
+def _word_annotation(x, mark: Mark, xref: str = "x", yref: str = "y") -> dict:
+    """The rotated word drawn at the base of a bar that has no value (suppressed, no case)."""
+    return dict(x=x, y=0, xref=xref, yref=yref, text=mark.text, showarrow=False, yanchor="bottom", textangle=-90,
+                font=dict(size=11, color="#595959"), hovertext=mark.reason)
+
+
 def estimate_bars(rows, labels, tr: Translator, title: str, xaxis: str, yaxis: str, name: str | None = None,
                   previous=None, previous_name: str | None = None) -> dict:
     """One bar per cell (``rows``: the indicator table rows, ``labels``: the translated x labels),
@@ -185,53 +261,17 @@ def estimate_bars(rows, labels, tr: Translator, title: str, xaxis: str, yaxis: s
     collides with the error bar); a cell with no sample case is a label, without an interval.
     ``previous``: estimates of the previous wave, drawn above the bars as a marker that points
     the way the estimate moved since."""
-    est, up, down, text, hover, pattern, fill = [], [], [], [], [], [], []
-    annotations = []
-    cols = rows[["suppressed", "suppression_reason", "n", "estimate", "ci_low", "ci_high", "flag_reason", "measure"]]
-    for lab, (supp, supp_reason, n, estimate, ci_low, ci_high, flag_reason, measure) in zip(
-            labels, cols.itertuples(index=False, name=None)):
-        if bool(supp):
-            est.append(None)
-            up.append(None)
-            down.append(None)
-            text.append("")
-            pattern.append("")
-            fill.append(COLORS[0])
-            hover.append("")
-            annotations.append(dict(x=lab, y=0, yref="y", text=tr("chart.suppressed_mark"), showarrow=False,
-                                    yanchor="bottom", textangle=-90, font=dict(size=11, color="#595959"),
-                                    hovertext=tr("cell.suppressed", reason=tr.reason(supp_reason, n))))
-            continue
-        e, lo, hi = _f(estimate), _f(ci_low), _f(ci_high)
-        if no_sample_case(flag_reason):
-            est.append(None)
-            up.append(None)
-            down.append(None)
-            text.append("")
-            pattern.append("")
-            fill.append(COLORS[0])
-            hover.append("")
-            annotations.append(dict(x=lab, y=0, yref="y", text=tr("chart.no_case_mark"), showarrow=False,
-                                    yanchor="bottom", textangle=-90, font=dict(size=11, color="#595959"),
-                                    hovertext=tr("reason.no_sample_case")))
-            continue
-        est.append(e)
-        up.append(None if hi is None or e is None else hi - e)
-        down.append(None if lo is None or e is None else e - lo)
-        flagged = bool(flag_reason)
-        pattern.append("/" if flagged else "")
-        fill.append("rgba(31, 95, 139, 0.25)" if flagged else COLORS[0])
-        text.append(FLAG if flagged else "")
-        h = f"{lab}: {tr.in_measure(e, measure)} {tr.ci(lo, hi)}"
-        if flagged:
-            h += f" {FLAG} {tr.reason(flag_reason)}"
-        hover.append(h)
+    ms = marks(rows, labels, tr)
+    est = [m.estimate for m in ms]
+    flagged = [m.status == "flagged" for m in ms]
     data = [_drop_none(dict(
-        type="bar", x=list(labels), y=est, name=name, text=text, textposition="inside", insidetextanchor="start",
-        textfont=dict(color="#1a1a1a", size=14), hovertext=hover, hoverinfo="text",
-        marker=dict(color=fill, line=dict(color=COLORS[0], width=1.5),
-                    pattern=dict(shape=pattern, fgcolor=COLORS[0], fillmode="overlay")),
-        error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, color="#333", thickness=1.2)))]
+        type="bar", x=list(labels), y=est, name=name, text=[FLAG if f else "" for f in flagged],
+        textposition="inside", insidetextanchor="start", textfont=dict(color="#1a1a1a", size=14),
+        hovertext=[m.hover if m.drawn else "" for m in ms], hoverinfo="text",
+        marker=dict(color=["rgba(31, 95, 139, 0.25)" if f else COLORS[0] for f in flagged],
+                    line=dict(color=COLORS[0], width=1.5),
+                    pattern=dict(shape=["/" if f else "" for f in flagged], fgcolor=COLORS[0], fillmode="overlay")),
+        error_y=_error_bars(ms)))]
     if previous is not None:
         symbols, colours, hov = [], [], []
         for lab, p, e in zip(labels, previous, est):
@@ -244,6 +284,7 @@ def estimate_bars(rows, labels, tr: Translator, title: str, xaxis: str, yaxis: s
                                     name=previous_name, hovertext=hov, hoverinfo="text", cliponaxis=False,
                                     marker=dict(symbol=symbols, size=13, color=colours,
                                                 line=dict(color="white", width=1.5)))))
+    annotations = [_word_annotation(lab, m) for lab, m in zip(labels, ms) if not m.drawn]
     layout = _drop_empty({"annotations": annotations, "showlegend": previous is not None,
                           "separators": separators(tr), "legend": {"orientation": "h", "y": -0.3}})
     if all(v is None for v in est):  # nothing to draw: no empty -1..1 axis
@@ -251,47 +292,262 @@ def estimate_bars(rows, labels, tr: Translator, title: str, xaxis: str, yaxis: s
     return figure(data, _layout(layout, title, xaxis, yaxis))
 
 
-def tile_map(rows, grid, labels, tr: Translator, title: str, unit: str = "") -> dict:
-    """A tile-grid map: one square per region at (row, col) of ``grid``, coloured by estimate on a
-    scale anchored at zero (so that a small difference does not look like a hotspot), the unit
-    on the colour bar and the interval on hover; unreliable (flagged) regions are drawn as
-    outlined tiles with a dagger, suppressed regions grey with the word, never as a colour."""
-    pos = {str(v): (int(r), int(c)) for v, r, c in zip(grid["domain_value"], grid["row"], grid["col"])}
-    xs, ys, zs, txt, hov, lines, widths = [], [], [], [], [], [], []
-    cols = rows[["domain_value", "suppressed", "estimate", "measure", "ci_low", "ci_high", "flag_reason"]]
-    for lab, (value, supp, estimate, measure, lo, hi, flag) in zip(labels, cols.itertuples(index=False, name=None)):
-        if str(value) not in pos:
-            continue
-        row, col = pos[str(value)]
-        xs.append(col)
-        ys.append(-row)
-        e = None if bool(supp) or no_sample_case(flag) else _f(estimate)
-        flagged = e is not None and bool(flag)
-        zs.append(None if flagged else e)
-        lines.append("#8a2a0a" if flagged else "white")
-        widths.append(4 if flagged else 2)
-        if e is None:
-            word = tr("chart.suppressed_mark") if bool(supp) else tr("chart.no_case_mark")
-            txt.append(f"{lab}<br>{word}")
-            hov.append(f"{lab}: {word}")
-        else:
-            mark = f" {FLAG}" if flagged else ""
-            txt.append(f"{lab}<br>{tr.in_measure(e, measure)}{mark}")
-            hov.append(f"{lab}: {tr.in_measure(e, measure)} {tr.ci(lo, hi)}"
-                       + (f" {FLAG} {tr.reason(flag)}" if flagged else ""))
-    known = [z for z in zs if z is not None]
-    hi_z = max(known) if known else 1.0
-    ink = ["#1a1a1a" if z is None else ("white" if hi_z > 0 and z / hi_z > 0.55 else "#1a1a1a") for z in zs]
-    data = [dict(type="scatter", x=xs, y=ys, mode="markers+text", text=txt, textfont=dict(size=10, color=ink),
-                 hovertext=hov, hoverinfo="text",
-                 marker=dict(symbol="square", size=70, color=[z if z is not None else NAN for z in zs],
-                             cmin=0.0, cmax=hi_z if hi_z > 0 else 1.0,
-                             colorscale=_colorscale("Blues"), showscale=True,
-                             colorbar=dict(title=dict(text=unit, side="right"), thickness=14),
-                             line=dict(color=lines, width=widths)))]
+def _error_bars(ms: list[Mark], color: str = "#333") -> dict:
+    return dict(type="data", symmetric=False, color=color, thickness=1.2,
+                array=[None if m.high is None or m.estimate is None else m.high - m.estimate for m in ms],
+                arrayminus=[None if m.low is None or m.estimate is None else m.estimate - m.low for m in ms])
+
+
+# ---------------------------------------------------------------------------------------------
+# maps: a tile grid or GeoJSON areas, drawn as filled polygons on plain axes (offline: no map
+# tiles, no geo projection service); flagged areas hatched (an SVG pattern fill), suppressed
+# areas grey with the word, never a colour; the scale from zero or centred on the national value
+# ---------------------------------------------------------------------------------------------
+SCALES = ("zero", "national")
+HATCH = dict(shape="/", size=10, solidity=0.3)
+EMPTY_FILL = "#d9d9d9"
+SEQUENTIAL, DIVERGING = "Blues", "RdBu_r"
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    c = colour.strip()
+    if c.startswith("#"):
+        return tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(float(x) for x in re.findall(r"[\d.]+", c)[:3])
+
+
+def colour_at(scale: list, t: float) -> str:
+    """The colour at position ``t`` (0..1, clipped) of a plotly colorscale list, interpolated
+    linearly in RGB between its stops (as plotly does)."""
+    t = min(1.0, max(0.0, float(t)))
+    for (p0, c0), (p1, c1) in zip(scale, scale[1:]):
+        if t <= p1:
+            w = 0.0 if p1 == p0 else (t - p0) / (p1 - p0)
+            a, b = _rgb(c0), _rgb(c1)
+            return "rgb({},{},{})".format(*(round(x + w * (y - x)) for x, y in zip(a, b)))
+    return "rgb({},{},{})".format(*(round(x) for x in _rgb(scale[-1][1])))
+
+
+def luminance(colour: str) -> float:
+    """The relative luminance of a colour (WCAG 2)."""
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (x / 255.0 for x in _rgb(colour))]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+DARK_INK = "#1a1a1a"
+
+
+def ink(colour: str) -> str:
+    """Dark or white text, whichever has the higher contrast on ``colour`` (WCAG ratio)."""
+    lum = luminance(colour)
+    return "white" if 1.05 / (lum + 0.05) > (lum + 0.05) / (luminance(DARK_INK) + 0.05) else DARK_INK
+
+
+def colour_range(values, scale: str = "zero", national: float | None = None) -> dict:
+    """The colour mapping of a map: ``zero``: sequential from 0 to the largest value (a small
+    difference never looks like a hotspot); ``national``: diverging, its midpoint the national
+    estimate and its ends equally far from it (so that equal distances above and below get
+    equally strong colours)."""
+    known = [v for v in (_f(x) for x in values) if v is not None]
+    nat = _f(national)
+    if scale == "national" and nat is not None:
+        span = max((abs(v - nat) for v in known), default=0.0) or (abs(nat) * 0.1 or 1.0)
+        return {"cmin": nat - span, "cmax": nat + span, "cmid": nat, "colorscale": _colorscale(DIVERGING)}
+    hi = max(known, default=0.0)
+    return {"cmin": 0.0, "cmax": hi if hi > 0 else 1.0, "colorscale": _colorscale(SEQUENTIAL)}
+
+
+def _ring_centre(ring) -> tuple[float, float]:
+    """Area-weighted centroid of a closed ring (the mean of its points if it has no area)."""
+    a = cx = cy = 0.0
+    for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]):
+        k = x0 * y1 - x1 * y0
+        a += k
+        cx += (x0 + x1) * k
+        cy += (y0 + y1) * k
+    if abs(a) < 1e-12:
+        return sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring)
+    return cx / (3 * a), cy / (3 * a)
+
+
+def _ring_area(ring) -> float:
+    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]))) / 2
+
+
+def grid_shapes(grid) -> dict[str, list]:
+    """The tiles of a tile grid (columns domain_value, row, col): value -> [square ring]."""
+    out = {}
+    for v, r, c in zip(grid["domain_value"], grid["row"], grid["col"]):
+        x0, y0 = int(c) + 0.04, -int(r) - 0.96
+        out[str(v)] = [[(x0, y0), (x0 + 0.92, y0), (x0 + 0.92, y0 + 0.92), (x0, y0 + 0.92), (x0, y0)]]
+    return out
+
+
+def geojson_shapes(collection: dict, id_property: str = "domain_value") -> dict[str, list]:
+    """The areas of a GeoJSON FeatureCollection (Polygon/MultiPolygon, lon/lat): the value of
+    ``id_property`` -> its rings, projected for a flat drawing (equirectangular, longitudes
+    scaled by the cosine of the mean latitude: right for the small areas of a country)."""
+    feats = collection.get("features") or []
+    lats = [pt[1] for f in feats for ring in _rings(f.get("geometry") or {}) for pt in ring]
+    k = math.cos(math.radians(sum(lats) / len(lats))) if lats else 1.0
+    out: dict[str, list] = {}
+    for f in feats:
+        key = str((f.get("properties") or {}).get(id_property))
+        out.setdefault(key, []).extend([[(float(x) * k, float(y)) for x, y, *_ in ring]
+                                        for ring in _rings(f.get("geometry") or {})])
+    return out
+
+
+def _rings(geometry: dict) -> list:
+    if geometry.get("type") == "Polygon":
+        return list(geometry.get("coordinates") or [])
+    if geometry.get("type") == "MultiPolygon":
+        return [ring for poly in geometry.get("coordinates") or [] for ring in poly]
+    return []
+
+
+def area_map(rows, shapes: dict, labels, tr: Translator, title: str, unit: str = "", *, scale: str = "zero",
+             national: float | None = None, note: str = "", model_based: bool = False, height: int = 480) -> dict:
+    """A map of one published breakdown: each area of ``shapes`` (value -> rings, from
+    :func:`grid_shapes` or :func:`geojson_shapes`) filled with the colour of its estimate;
+    unreliable (flagged) areas hatched with a dagger, suppressed areas and areas with no sample
+    case grey with the word (no value: never coloured as 0), each with a legend entry; the unit
+    on the colour bar, the interval on hover.  ``scale``: ``zero`` (sequential from 0) or
+    ``national`` (diverging around ``national``, the national estimate); ``note``: a subtitle
+    (e.g. the model or the source); ``model_based``: the areas are model-based estimates (said
+    in the subtitle and a legend entry).  Rows whose value has no area are left out."""
+    ms = [m for m in marks(rows, labels, tr) if m.value in shapes]
+    rng = colour_range([m.estimate for m in ms], scale, national)
+    span = rng["cmax"] - rng["cmin"]
+    data, cx, cy, txt, hov, inks, zs, legend_done = [], [], [], [], [], [], [], set()
+    for m in ms:
+        rings = shapes[m.value]
+        xs, ys = [], []
+        for ring in rings:
+            xs += [p[0] for p in ring] + [None]
+            ys += [p[1] for p in ring] + [None]
+        fill = EMPTY_FILL if not m.drawn else colour_at(rng["colorscale"], (m.estimate - rng["cmin"]) / span)
+        kind = "empty" if not m.drawn else m.status
+        trace = dict(type="scatter", x=xs[:-1], y=ys[:-1], mode="lines", fill="toself", fillcolor=fill,
+                     line=dict(color="white", width=1.5), hoverinfo="skip", showlegend=False,
+                     meta={"domain_value": m.value, "status": m.status})
+        if kind == "flagged":  # stripes in the text's colour: visible on light and dark fills alike
+            trace["fillpattern"] = dict(HATCH, bgcolor=fill, fgcolor=ink(fill))
+        if kind != "ok":
+            trace["legendgroup"] = kind
+            if kind not in legend_done:
+                legend_done.add(kind)
+                trace.update(showlegend=True, name=tr("charts.legend_flagged", mark=FLAG) if kind == "flagged"
+                             else tr("charts.legend_empty"))
+        data.append(trace)
+        x, y = _ring_centre(max(rings, key=_ring_area))
+        cx.append(x)
+        cy.append(y)
+        txt.append(f"{m.label}<br>{m.text}")
+        hov.append(m.hover)
+        inks.append(ink(fill))
+        zs.append(m.estimate if m.drawn else NAN)
+    bar_title = unit if scale != "national" or _f(national) is None else tr(
+        "charts.colorbar_national", unit=unit, value=tr.number(_f(national), 1))
+    marker = dict(color=zs, size=1, opacity=0, showscale=True, colorscale=rng["colorscale"], cmin=rng["cmin"],
+                  cmax=rng["cmax"], colorbar=dict(title=dict(text=bar_title, side="right"), thickness=14))
+    if "cmid" in rng:
+        marker["cmid"] = rng["cmid"]
+    # the labels and the hover of each area, at its centre; the markers carry the colour bar
+    data.append(dict(type="scatter", x=cx, y=cy, mode="markers+text", text=txt, showlegend=False,
+                     textfont=dict(size=10, color=inks), hovertext=hov, hoverinfo="text", marker=marker,
+                     meta={"scale": scale if "cmid" in rng else "zero", "midpoint": rng.get("cmid")}))
+    subtitle = " — ".join(s for s in ((tr("charts.model_based") if model_based else ""), note) if s)
     layout = {"xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
-              "separators": separators(tr), "plot_bgcolor": "white"}
-    return figure(data, _layout(layout, title, "", "", height=480))
+              "separators": separators(tr), "plot_bgcolor": "white", "showlegend": bool(legend_done),
+              "legend": {"orientation": "h", "y": -0.05, "x": 0}}
+    layout = _layout(layout, title, "", "", height=height)
+    if subtitle:
+        layout["title"]["subtitle"] = {"text": subtitle}
+    layout["meta"] = {"model_based": bool(model_based)}
+    return figure(data, layout)
+
+
+def tile_map(rows, grid, labels, tr: Translator, title: str, unit: str = "", **options) -> dict:
+    """A tile-grid map (one square per value at (row, col) of ``grid``): :func:`area_map`."""
+    return area_map(rows, grid_shapes(grid), labels, tr, title, unit, **options)
+
+
+def geojson_map(rows, collection: dict, labels, tr: Translator, title: str, unit: str = "",
+                id_property: str = "domain_value", **options) -> dict:
+    """A map of GeoJSON areas (their ``id_property`` is the published value): :func:`area_map`."""
+    return area_map(rows, geojson_shapes(collection, id_property), labels, tr, title, unit, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# crossed domains ("Female × 16-24"): grouped bars, facets for a third margin
+# ---------------------------------------------------------------------------------------------
+MAX_FACETS = 4
+
+
+def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str, legend_title: str = "",
+                 axis: int = 1) -> dict | None:
+    """Grouped bars of a crossed breakdown: ``parts`` gives each row's translated margin labels
+    (2 or 3); margin ``axis`` on the x axis, the other of the first two as coloured groups (with
+    their CIs, flagged bars hatched with †, suppressed and no-case cells a grey cross at the base
+    with the reason on hover), a third margin as side-by-side panels; None with more than
+    :data:`MAX_FACETS` panels (the heat table shows it)."""
+    labels = [CROSS_LABEL.join(p) for p in parts]
+    ms = marks(rows, labels, tr)
+    k = len(parts[0]) if parts else 2
+    group = 1 - axis if axis in (0, 1) else 0
+    facets = list(dict.fromkeys(p[2] for p in parts)) if k == 3 else [""]
+    if len(facets) > MAX_FACETS:
+        return None
+    layout = _subplots(facets if k == 3 else [""])
+    groups = list(dict.fromkeys(p[group] for p in parts))
+    data, seen_empty = [], False
+    for fi, facet in enumerate(facets):
+        ax = {"xaxis": "x" if fi == 0 else f"x{fi + 1}", "yaxis": "y" if fi == 0 else f"y{fi + 1}"}
+        for gi, g in enumerate(groups):
+            sel = [(p, m) for p, m in zip(parts, ms) if p[group] == g and (k < 3 or p[2] == facet)]
+            if not sel:
+                continue
+            colour = COLORS[gi % len(COLORS)]
+            sm = [m for _, m in sel]
+            fl = [m.status == "flagged" for m in sm]
+            xs = [p[axis] for p, _ in sel]
+            common = dict(offsetgroup=str(gi), legendgroup=str(gi), **ax)
+            data.append(dict(type="bar", x=xs, y=[m.estimate for m in sm], name=g, showlegend=fi == 0,
+                             text=[FLAG if f else "" for f in fl], textposition="inside", insidetextanchor="start",
+                             textfont=dict(color="#1a1a1a", size=13),
+                             hovertext=[f"{m.hover}" if m.drawn else "" for m in sm], hoverinfo="text",
+                             marker=dict(color=[_fade(colour) if f else colour for f in fl],
+                                         line=dict(color=colour, width=1.5),
+                                         pattern=dict(shape=["/" if f else "" for f in fl], fgcolor=colour,
+                                                      fillmode="overlay")),
+                             error_y=_error_bars(sm), **common))
+            empty = [(x, m) for x, m in zip(xs, sm) if not m.drawn]
+            if empty:
+                data.append(dict(type="scatter", mode="markers", x=[x for x, _ in empty], y=[0] * len(empty),
+                                 name=tr("charts.legend_empty"), showlegend=not seen_empty, cliponaxis=False,
+                                 legendrank=2000,
+                                 hovertext=[m.hover for _, m in empty], hoverinfo="text",
+                                 marker=dict(symbol="x-thin-open", size=11, color="#595959",
+                                             line=dict(color="#595959", width=2)),
+                                 **dict(common, legendgroup="empty")))
+                seen_empty = True
+    for fi in range(len(facets)):
+        i = "" if fi == 0 else str(fi + 1)
+        layout.setdefault(f"xaxis{i}", {})["title"] = {"text": xaxis}
+        layout.setdefault(f"yaxis{i}", {}).update(rangemode="tozero")
+    layout.update(barmode="group", scattermode="group", separators=separators(tr),
+                  legend={"orientation": "h", "y": -0.3, "title": {"text": legend_title}})
+    layout = _layout(_drop_empty(layout), title, xaxis, yaxis, height=460)
+    return figure(data, layout)
+
+
+CROSS_LABEL = " × "
+
+
+def _fade(colour: str, alpha: float = 0.25) -> str:
+    r, g, b = _rgb(colour)
+    return f"rgba({int(r)}, {int(g)}, {int(b)}, {alpha})"
 
 
 def trend_lines(periods, series, tr: Translator, title: str, yaxis: str, measure: str) -> dict:

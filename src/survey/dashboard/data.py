@@ -30,7 +30,7 @@ from ..errors import SurveyError
 ALLOWED_FILES = frozenset({
     "manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv", "risk_models.csv",
     "risk_margins.csv", "risk_performance.csv", "trend.csv", "comparison.csv", "tile_grid.csv",
-    "translations.csv",
+    "translations.csv", "areas.geojson",
 })
 """The only files a dashboard opens, each inside a run folder of the publication root."""
 
@@ -131,7 +131,7 @@ class Run:
             with open(p, "rb") as f:
                 if file.endswith(".parquet"):
                     out = pd.read_parquet(f)
-                elif file.endswith(".json"):
+                elif file.endswith((".json", ".geojson")):
                     out = json.loads(f.read().decode("utf-8"))
                 else:
                     out = pd.read_csv(f, dtype={"domain_value": str, "group": str, "level": str, "value": str,
@@ -185,6 +185,18 @@ class Run:
     @property
     def tile_grid(self) -> pd.DataFrame | None:
         return self._table("tile_grid.csv", TILE_GRID_COLUMNS)
+
+    @property
+    def areas(self) -> dict | None:
+        """areas.geojson: the map areas of the spec's domains (a FeatureCollection whose features
+        carry ``domain`` and ``domain_value``, checked when the run published it), or None."""
+        a = self._read("areas.geojson")
+        if a is None:
+            return None
+        if not isinstance(a, dict) or not isinstance(a.get("features"), list) or not all(
+                isinstance(f, dict) and isinstance(f.get("properties"), dict) for f in a["features"]):
+            raise PublicationError(f"{self.name}/areas.geojson: not a FeatureCollection of the run's areas")
+        return a
 
     @property
     def trend(self) -> pd.DataFrame | None:
