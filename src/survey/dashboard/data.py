@@ -30,7 +30,7 @@ from ..errors import SurveyError
 ALLOWED_FILES = frozenset({
     "manifest.json", "indicators.parquet", "indicators.meta.json", "lorenz.csv", "risk_models.csv",
     "risk_margins.csv", "risk_performance.csv", "trend.csv", "comparison.csv", "tile_grid.csv",
-    "translations.csv", "areas.geojson",
+    "translations.csv", "areas.geojson", "small_areas.csv",
 })
 """The only files a dashboard opens, each inside a run folder of the publication root."""
 

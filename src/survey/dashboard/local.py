@@ -116,13 +116,11 @@ class LocalApp(Dashboard):
                              "estimate": est, "measure": measure, "ci_low": est - Z95 * rmse,
                              "ci_high": est + Z95 * rmse, "flag_reason": t["flag_reason"].to_numpy()})
         figures = []
-        grid = run.tile_grid
-        if grid is not None:
-            g = grid[grid["domain"].to_numpy() == domain]
-            if len(g):
-                figures.append(charts.tile_map(rows, g, labels, tr, tr("local.map", indicator=tr.indicator(indicator),
+        shapes = self.map_shapes(domain)  # the run's GeoJSON areas, else its tile grid
+        if shapes is not None:
+            figures.append(charts.area_map(rows, shapes, labels, tr, tr("local.map", indicator=tr.indicator(indicator),
                                                                        crime=self.crime_name(crime)),
-                                               unit=tr.measure(measure)))
+                                           unit=tr.measure(measure), model_based=True))
         figures.append(self.compare_figure(t, labels, direct, measure, domain))
         table = [self.area_cells(lab, r, direct.get(str(r["area"])), measure) for lab, (_, r) in
                  zip(labels, t.iterrows())]
