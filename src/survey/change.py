@@ -14,6 +14,15 @@ Var(b - a) = Var(a) + Var(b) - 2 Cov(a, b), with Cov from the PSU totals of both
 When the waves share no PSU, each wave keeps its own strata (the stacked variance is then
 exactly the sum of the two variances) and the method says so.
 
+:func:`sample_overlap` says whether two waves overlap at all: the number of first-stage PSUs
+(same stratum and PSU codes) and of units (same household key) found in both; and
+:func:`overlap_method` puts that in words (``"independent samples"`` or ``"overlapping samples:
+covariance from N shared PSUs"``).  :func:`survey.indicators.compare_waves`, given the two
+waves' microdata, uses it to choose between the independent formula and :func:`wave_change`.
+Codes are matched as given: two independent samples that happen to number their PSUs the same
+way are taken as overlapping (the stacked variance stays valid then -- a covariance estimated
+between unrelated PSUs is centred on zero -- but the method text would overstate the panel).
+
 :func:`minimum_detectable_change`: the smallest change in a proportion that a planned pair of
 samples detects with a given power (ONS-style), from the design effect and the overlap.
 """
@@ -69,6 +78,58 @@ def _unit_design_columns(data: SurveyData, unit: str):
     return d.weight_for(unit, dunit), strata, psu[:1]
 
 
+def _unit_key(data: SurveyData) -> list[str]:
+    """The household key of a survey (the combined unit's key when rows are combined): the
+    keys of its household file, else of the design file; [] when the respondents lack them."""
+    files = data.spec.files
+    cands = [f for f in files.values() if f.unit == "household"] + [files[data.spec.design.file]]
+    for f in cands:
+        key = list(f.combine.key) if f.combine is not None else list(f.keys)
+        if key and all(k in data.respondents.columns for k in key):
+            return key
+    return []
+
+
+def _keys(frame: pd.DataFrame, cols: list[str], keep: np.ndarray) -> set:
+    if not cols:
+        return set()
+    return set(map(tuple, frame.loc[keep, cols].astype(str).drop_duplicates().to_numpy()))
+
+
+def sample_overlap(a: SurveyData, b: SurveyData) -> dict:
+    """What two waves have in common: ``shared_psus`` (first-stage PSUs with the same stratum and
+    PSU codes among the respondents of both waves; None when the design has no PSU),
+    ``shared_units`` (households with the same key in both), ``psus_a``/``psus_b``,
+    ``units_a``/``units_b``, ``unit_key`` and ``overlapping`` (anything shared)."""
+    d = a.spec.design
+    strata = [d.strata] if isinstance(d.strata, str) else list(d.strata or [])
+    psu = ([d.psu] if isinstance(d.psu, str) else list(d.psu or []))[:1]
+    key = _unit_key(a)
+    key_b = _unit_key(b)
+    out = {"unit_key": key, "shared_psus": None, "psus_a": None, "psus_b": None}
+    sets = []
+    for w in (a, b):
+        r = w.respondents
+        keep = r["_respondent"].to_numpy(dtype=bool) if "_respondent" in r else np.ones(len(r), bool)
+        sets.append((_keys(r, strata + psu, keep) if psu and all(c in r for c in strata + psu) else None,
+                     _keys(r, key, keep) if key and key == key_b else set()))
+    if sets[0][0] is not None and sets[1][0] is not None:
+        out.update(shared_psus=len(sets[0][0] & sets[1][0]), psus_a=len(sets[0][0]), psus_b=len(sets[1][0]))
+    out.update(shared_units=len(sets[0][1] & sets[1][1]), units_a=len(sets[0][1]), units_b=len(sets[1][1]))
+    out["overlapping"] = bool(out["shared_psus"] or (out["shared_psus"] is None and out["shared_units"]))
+    return out
+
+
+def overlap_method(ov: dict) -> str:
+    """The comparison method in words, from :func:`sample_overlap`."""
+    if not ov["overlapping"]:
+        return "independent samples"
+    if ov["shared_psus"]:
+        return f"overlapping samples: covariance from {ov['shared_psus']} shared PSUs"
+    return (f"overlapping samples: covariance from {ov['shared_units']} shared households "
+            f"(key {', '.join(ov['unit_key'])})")
+
+
 def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain: str | None = None,
                 level: float = 0.95) -> pd.DataFrame:
     """Change from wave ``a`` to wave ``b`` of one indicator (one crime type or perception item),
@@ -113,13 +174,24 @@ def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain
         psu_keys.append(set(map(tuple, f[strata + psu].drop_duplicates().to_numpy())) if psu else set())
     shared = len(psu_keys[0] & psu_keys[1]) if psu else 0
     stacked = pd.concat(frames, ignore_index=True)
-    if psu and shared == 0:  # no common PSU: each wave its own strata (independent samples)
+    cluster = psu[0] if psu else None
+    shared_units = 0
+    if not psu:  # no PSU: a household in both waves is the cluster that carries the covariance
+        ov = sample_overlap(a, b)
+        key = ov["unit_key"]
+        shared_units = ov["shared_units"]
+        if shared_units:
+            ids = pd.concat([w.respondents[key].astype(str).agg("|".join, axis=1) for w in (a, b)],
+                            ignore_index=True)
+            stacked["_unit"] = ids.to_numpy()
+            cluster = "_unit"
+    if not shared and not shared_units:  # nothing in common: each wave its own strata (independent)
         for c in strata or []:
             stacked[c] = stacked[c] + "|" + stacked["_wave"]
         if not strata:
             stacked["_stratum"] = stacked["_wave"]
-    st = (strata or (["_stratum"] if "_stratum" in stacked else None)) if psu else None
-    design = Design(stacked, weights="_w", strata=st if st else None, psu=psu[0] if psu else None,
+    st = strata or (["_stratum"] if "_stratum" in stacked else None)
+    design = Design(stacked, weights="_w", strata=st if st else None, psu=cluster,
                     nest=False, lonely_psu=a.spec.design.lonely_psu)
     design = design.subset(stacked["_w"].to_numpy() > 0)
     by = "_dom" if domain else None
@@ -149,6 +221,9 @@ def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain
             "significant": bool(p < 1 - level) if se > 0 else False, "shared_psus": shared,
             "method": (f"stacked design on the union of the waves: {shared} PSUs in both waves carry the "
                        "covariance of the two estimates, t on the stacked design's df") if shared else
+                      (f"stacked design on the union of the waves: {shared_units} households in both waves "
+                       "carry the covariance of the two estimates, t on the stacked design's df")
+                      if shared_units else
                       ("no PSU in both waves: independent samples (each wave its own strata), "
                        "SE = sqrt(se1^2 + se2^2)"),
         })
