@@ -246,3 +246,111 @@ def test_att_prevalence_replicate_se_by_independent_refits():
     assert np.isclose(got.se, np.sqrt(v), rtol=1e-6)
     lin = did(taylor, "victim", "treated", "wave", start=2021, model="logistic").effects.set_index("estimand")
     assert abs(lin.loc["att_prevalence", "se"] / got.se - 1) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# staggered starts
+# ---------------------------------------------------------------------------------------------
+R_STAG = pd.read_csv(FIX / "r_did_staggered.csv")
+
+
+def staggered(kind):
+    df = pd.read_csv(REF / "data" / "did_staggered.csv")
+    d = sv.Design(df, strata="stratum", psu="area", weights="weight")
+    return d if kind == "taylor" else sv.as_replicate(d, method="JKn")
+
+
+def test_staggered_fixture_is_the_documented_draw():
+    from survey.evaluation import simulate_staggered_waves
+
+    df = simulate_staggered_waves(n_strata=5, areas_per_stratum=8, respondents=20,
+                                  waves=(2018, 2019, 2020, 2021, 2022), cohorts={2020: -0.05, 2021: -0.10}, seed=21)
+    pd.testing.assert_frame_equal(df, pd.read_csv(REF / "data" / "did_staggered.csv"), check_dtype=False)
+
+
+@pytest.mark.parametrize("kind", ["taylor", "jkn"])
+def test_staggered_twfe_and_group_time_match_r_svyglm(kind):
+    """tests/reference/make_did_staggered.R: the TWFE coefficient (svyglm with wave and cohort
+    effects) and every ATT(g, t) (svyglm of the saturated 2 x 2 on subset(design, ...)): the
+    estimates, SEs and residual df."""
+    from survey.evaluation import GROUP_TIME_COLUMNS, staggered_did
+
+    r = staggered_did(staggered(kind), "victim", "wave", "first")
+    tw = R_STAG[R_STAG.case == f"{kind}_twfe"].iloc[0]
+    e = r.effects.set_index("estimand").loc["twfe"]
+    assert np.isclose(e.effect, tw.estimate, rtol=REL) and np.isclose(e.se, tw.se, rtol=REL) and e.df == tw.df
+    want = R_STAG[R_STAG.case == f"{kind}_att"].reset_index(drop=True)
+    g = r.group_time
+    assert list(g.columns) == GROUP_TIME_COLUMNS
+    assert g.cohort.tolist() == want.cohort.tolist() and g.wave.tolist() == want.wave.tolist()
+    assert np.allclose(g.estimate, want.estimate, rtol=REL)
+    assert np.allclose(g.se, want.se, rtol=REL)
+    assert (g.df.to_numpy() == want.df.to_numpy()).all()
+    assert (g.base_wave == g.cohort - 1).all()  # the last wave before each cohort's start
+    # the average: weights = treated weighted counts, SE from the joint covariance (whose
+    # diagonal is the cells' own variances)
+    assert np.allclose(np.sqrt(np.diag(r.vcov)), g.se, rtol=1e-10)
+    a = g.weight / g.weight.sum()
+    avg = r.effects.set_index("estimand").loc["att_average"]
+    assert np.isclose(avg.effect, a @ g.estimate) and np.isclose(avg.se, np.sqrt(a @ r.vcov @ a))
+    assert avg.se < np.sqrt(a ** 2 @ g.se ** 2) * 1.5
+
+
+def test_did_with_a_start_per_area_is_staggered_did():
+    from survey.evaluation import staggered_did
+
+    d = staggered("taylor")
+    df = d.data
+    starts = df.dropna(subset=["first"]).groupby("area")["first"].first().to_dict()
+    r = did(d, "victim", "treated", "wave", start=starts, group="area")
+    ref = staggered_did(d, "victim", "wave", "first")
+    pd.testing.assert_frame_equal(r.group_time, ref.group_time)
+    with pytest.raises(EvaluationError, match="needs group="):
+        did(d, "victim", "treated", "wave", start=starts)
+    wrong = {k: v for k, v in list(starts.items())[1:]}  # one treated area without a start
+    with pytest.raises(EvaluationError, match="100 of 4000 rows are treated without a start"):
+        did(d, "victim", "treated", "wave", start=wrong, group="area")
+
+
+def test_staggered_coverage_of_known_cohort_effects():
+    """300 draws (fixed seeds) of simulate_staggered_waves with cohort effects -0.04 (from wave
+    3) and -0.08 (from wave 4): the 95% intervals of the five ATT(g, t) cover the known effects
+    in 93-97% of the 1,500 cell-draws (measured 94.3%; each cell 93.0-96.0%), the weighted
+    average covers its truth (the same weights applied to the known effects) 95.7%; SE/SD
+    0.96-1.07."""
+    from survey.evaluation import simulate_staggered_waves, staggered_did
+
+    truth = {3: -0.04, 4: -0.08}
+    hits, hit_avg, est, ses = [], [], [], []
+    for s in range(300):
+        df = simulate_staggered_waves(seed=1000 + s, respondents=15)
+        r = staggered_did(sv.Design(df, strata="stratum", psu="area", weights="weight"), "victim", "wave", "first")
+        g = r.group_time
+        tr = g.cohort.map(truth).to_numpy()
+        hits.append(((g.ci_low <= tr) & (tr <= g.ci_high)).to_numpy())
+        avg = r.effects.set_index("estimand").loc["att_average"]
+        ta = float(g.weight @ tr / g.weight.sum())
+        hit_avg.append(avg.ci_low <= ta <= avg.ci_high)
+        est.append(g.estimate.to_numpy())
+        ses.append(g.se.to_numpy())
+    cover = np.array(hits)
+    assert 0.93 <= cover.mean() <= 0.97, cover.mean(axis=0)
+    assert (cover.mean(axis=0) >= 0.91).all() and (cover.mean(axis=0) <= 0.99).all()
+    assert 0.93 <= np.mean(hit_avg) <= 0.97
+    ratio = np.mean(ses, axis=0) / np.std(est, axis=0)
+    assert ((ratio > 0.85) & (ratio < 1.2)).all(), ratio
+    bias = np.mean(est, axis=0) - np.array([-0.04] * 3 + [-0.08] * 2)
+    assert (np.abs(bias) < 3 * np.std(est, axis=0) / np.sqrt(300)).all(), bias
+
+
+def test_staggered_refusals():
+    from survey.evaluation import staggered_did
+
+    d = staggered("taylor")
+    df = d.data
+    with pytest.raises(EvaluationError, match="no never-treated respondent"):
+        staggered_did(sv.Design(df.assign(f2=df["first"].fillna(2022)), strata="stratum", psu="area",
+                                weights="weight"), "victim", "wave", "f2")
+    with pytest.raises(EvaluationError, match="has no wave of 'wave' before its start"):
+        staggered_did(sv.Design(df.assign(f2=df["first"].replace(2020, 2018)), strata="stratum", psu="area",
+                                weights="weight"), "victim", "wave", "f2")

@@ -27,6 +27,25 @@ every pre wave but the last, and the joint Wald F test that those are all 0 (par
 before the start).  Event study (``event_study=True``): ``treated x wave`` for every wave but
 the last pre wave (the reference), one effect per wave.
 
+Staggered starts (``staggered_did``; ``did(..., start={area: first wave}, group="area")``):
+areas join the programme in different waves (cohorts ``g``: the first wave treated); some never
+do.  Two estimates, both design-based:
+
+- the two-way fixed-effects (TWFE) regression ``outcome ~ wave effects + cohort effects + D``
+  with ``D = 1[wave >= g]`` (cohort effects, not area effects: the respondents differ from wave
+  to wave).  Under effects that differ between cohorts or grow over time its single
+  coefficient is a weighted average that can even have the wrong sign (earlier-treated areas
+  serve as comparisons for later ones); it is reported for reference;
+- group-time effects ``ATT(g, t)`` for every cohort ``g`` and wave ``t >= g`` against the
+  never-treated areas only (areas not yet treated are not used as comparisons): the 2 x 2
+  difference in differences of the weighted means of cohort ``g`` and of the never-treated
+  areas between wave ``t`` and wave ``g - 1`` (the last wave before the cohort's start), the
+  coefficient of ``G x post`` in the saturated regression on those four cells (a domain of the
+  pooled design, so its SE is design-based and equals R's ``svyglm`` on ``subset(design, ...)``);
+  and their average weighted by the treated respondents' weighted counts (the weights taken as
+  fixed), with the joint covariance of all ``ATT(g, t)`` from their influence functions (or
+  replicates), since they share the never-treated areas.
+
 ``simulate_pooled_waves`` draws pooled waves with a known programme effect (areas as PSUs in
 strata, some treated, an additive reduction of the prevalence by ``effect`` after the start);
 the tests and benchmarks/evaluation_coverage.py use it to check recovery and coverage.
@@ -43,7 +62,8 @@ from scipy import special, stats
 
 from .errors import SurveyError, SurveyWarning
 
-__all__ = ["did", "DiDResult", "EvaluationError", "EFFECT_COLUMNS", "simulate_pooled_waves", "linear_model"]
+__all__ = ["did", "DiDResult", "EvaluationError", "EFFECT_COLUMNS", "simulate_pooled_waves", "linear_model",
+           "staggered_did", "StaggeredResult", "simulate_staggered_waves", "GROUP_TIME_COLUMNS"]
 
 EFFECT_COLUMNS = ["estimand", "scale", "effect", "se", "t", "df", "p_value", "ci_low", "ci_high", "method", "model",
                   "n"]
@@ -125,8 +145,18 @@ def linear_model(design, formula: str, level: float = 0.95) -> LinearFit:
     else:
         r = np.flatnonzero(rows)
         vcov = design._vcov(np.repeat(r, p), np.tile(np.arange(p), len(r)), infl[r].ravel(), p)
-    fit_design = design if (rows == dom).all() or isinstance(design, ReplicateDesign) else design.subset(rows)
-    ddf = float(fit_design.df)
+    if isinstance(design, ReplicateDesign):
+        # the design's df, or for a domain (R's subset() drops the other rows of a replicate
+        # design) the rank of the replicate weights on the domain's rows minus 1
+        if rows.all():
+            ddf = float(design.df)
+        else:
+            from .design import _replicate_rank
+
+            ddf = float(_replicate_rank(design.repw[rows]) - 1)
+    else:
+        fit_design = design if (rows == dom).all() else design.subset(rows)
+        ddf = float(fit_design.df)
     df_res = ddf + 1 - p
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -230,17 +260,35 @@ def _att_prevalence(fit, design, tp: np.ndarray, term: str):
     return est, float(np.sqrt(max(v, 0))), "linearization (delta method)"
 
 
-def did(design, outcome: str, treated: str, wave: str, start, model: str = "linear", covariates: str | None = None,
-        event_study: bool = False, level: float = 0.95) -> DiDResult:
+def did(design, outcome: str, treated: str | None, wave: str, start, model: str = "linear",
+        covariates: str | None = None, event_study: bool = False, level: float = 0.95, group: str | None = None):
     """Design-based difference-in-differences on pooled waves (see the module docstring).
 
     design: a Design/ReplicateDesign over the stacked respondents of all waves.
     outcome: the outcome column (0/1 for prevalence, a number for rates or counts).
     treated: 0/1 (or bool) column, 1 for respondents of programme areas.
     wave: the wave column (sortable: numbers or dates); ``start``: the first wave in which the
-        programme runs (waves >= start are "post").
+        programme runs (waves >= start are "post"); or, for staggered starts, a mapping
+        ``{area: first wave}`` of the treated areas with ``group=`` the area column (areas not in
+        it are never treated): then the result is :func:`staggered_did`'s.
     model: ``linear`` | ``logistic``.  covariates: extra formula terms, e.g. ``"C(sex) + age"``.
     """
+    if isinstance(start, dict):  # staggered starts: one first wave per area (or group) of `group`
+        if group is None:
+            raise EvaluationError("did: a start per area needs group= (the column of the areas the starts refer to)")
+        if model != "linear":
+            raise EvaluationError("did: staggered starts are estimated with the linear model only")
+        data = design.data
+        if group not in data.columns:
+            raise EvaluationError(f"did: group column '{group}' is not in the data ({len(data.columns)} columns)")
+        first = data[group].map(start)
+        tr = _indicator(data[treated], treated) if treated is not None else first.notna().to_numpy(float)
+        bad = int(((tr == 1) != first.notna().to_numpy()).sum())
+        if bad:
+            raise EvaluationError(f"did: {bad} of {len(data)} rows are treated without a start in start= "
+                                  f"(or have a start and are not treated)")
+        d = design._replace(data=data.assign(did_first=first))
+        return staggered_did(d, outcome, wave, "did_first", covariates=covariates, level=level)
     if model not in MODELS:
         raise EvaluationError(f"did: model must be one of {', '.join(MODELS)}, not '{model}'")
     data = design.data
@@ -324,6 +372,175 @@ def did(design, outcome: str, treated: str, wave: str, start, model: str = "line
         es["scale"] = "difference in mean" if model == "linear" else "log odds ratio"
     return DiDResult(effects=effects, pretrend=pretrend, pretrend_terms=pretrend_terms, event_study=es, fit=fit,
                      waves=waves, start=start, model=model)
+
+
+# ---------------------------------------------------------------------------------------------
+# staggered starts
+# ---------------------------------------------------------------------------------------------
+GROUP_TIME_COLUMNS = ["cohort", "wave", "base_wave", "estimate", "se", "t", "df", "p_value", "ci_low", "ci_high",
+                      "weight", "n"]
+
+
+@dataclass
+class StaggeredResult:
+    """``effects``: the tidy table (EFFECT_COLUMNS) with the TWFE coefficient (``twfe``) and the
+    average of the group-time effects (``att_average``); ``group_time``: one row per cohort and
+    post wave (GROUP_TIME_COLUMNS); ``vcov``: the joint covariance of the group-time effects;
+    ``twfe_fit``: the TWFE regression."""
+
+    effects: pd.DataFrame
+    group_time: pd.DataFrame
+    vcov: np.ndarray = field(repr=False)
+    twfe_fit: object = field(repr=False)
+    waves: list = field(default_factory=list)
+    cohorts: list = field(default_factory=list)
+    pretrend: object = None
+    pretrend_terms: object = None
+    event_study: object = None
+    model: str = "linear"
+
+
+def staggered_did(design, outcome: str, wave: str, first: str, covariates: str | None = None,
+                  level: float = 0.95) -> StaggeredResult:
+    """Difference in differences with staggered starts (module docstring).
+
+    first: column with the first treated wave of the respondent's area (its cohort), missing
+        for areas never treated.  Waves must be sortable; every cohort needs a wave before its
+        start, and there must be never-treated respondents.
+    """
+    from .design import ReplicateDesign
+    from .variance import replicate_vcov
+
+    data = design.data
+    for name, what in ((outcome, "outcome"), (wave, "wave"), (first, "first-wave")):
+        if name not in data.columns:
+            raise EvaluationError(f"staggered_did: {what} column '{name}' is not in the data "
+                                  f"({len(data.columns)} columns)")
+    wv = data[wave]
+    if wv.isna().any():
+        raise EvaluationError(f"staggered_did: wave '{wave}' is missing for {int(wv.isna().sum())} of {len(wv)} rows")
+    waves = sorted(wv.unique())
+    fv = data[first]
+    never = fv.isna().to_numpy()
+    cohorts = sorted(fv.dropna().unique())
+    dom = design._in_domain() & (design.w > 0)
+    if not np.any(dom & never):
+        raise EvaluationError(f"staggered_did: no never-treated respondent ('{first}' missing) in {int(dom.sum())} "
+                              "rows: the group-time effects need a never-treated comparison")
+    if not cohorts:
+        raise EvaluationError(f"staggered_did: no treated respondent ('{first}' is missing in all {len(fv)} rows)")
+    for g in cohorts:
+        if g not in waves or waves.index(g) == 0:
+            raise EvaluationError(f"staggered_did: cohort starting in {g!r} has no wave of '{wave}' before its start "
+                                  f"(waves {waves[:6]})")
+    is_rep = isinstance(design, ReplicateDesign)
+    method = "design-based, " + ("replicate" if is_rep else "linearization")
+    labels = {x: f"w{i}" for i, x in enumerate(waves)}
+    aug = data.copy(deep=False)
+    aug["did_y"] = pd.to_numeric(data[outcome], errors="coerce")
+    aug["did_wave"] = pd.Categorical(wv.map(labels), categories=list(labels.values()))
+    clab = {g: f"c{i}" for i, g in enumerate(cohorts)}
+    aug["did_cohort"] = pd.Categorical(fv.map(clab).fillna("never"), categories=["never"] + list(clab.values()))
+    wpos = wv.map({x: i for i, x in enumerate(waves)}).to_numpy()
+    gpos = fv.map({x: waves.index(x) for x in cohorts}).to_numpy(dtype=float)
+    aug["did_D"] = np.where(never, 0.0, (wpos >= gpos).astype(float))
+    d = design._replace(data=aug)
+    extra = f" + {covariates}" if covariates else ""
+    twfe = linear_model(d, f"did_y ~ C(did_wave) + C(did_cohort) + did_D{extra}", level=level)
+    rows = [_coef_row(twfe, "did_D", "twfe", f"difference in mean {outcome} (two-way fixed effects)", level,
+                      method, "linear")]
+    # group-time effects against the never-treated, each a saturated 2 x 2 on a domain
+    gt, infl, reps = [], [], []
+    for g in cohorts:
+        base = waves[waves.index(g) - 1]
+        for t in waves[waves.index(g):]:
+            in_g = (fv == g).to_numpy()
+            cell = (in_g | never) & (wv.isin([base, t])).to_numpy()
+            if not (np.any(dom & cell & in_g & (wv == t).to_numpy()) and np.any(dom & cell & never & (wv == t).to_numpy())
+                    and np.any(dom & cell & in_g & (wv == base).to_numpy())
+                    and np.any(dom & cell & never & (wv == base).to_numpy())):
+                raise EvaluationError(f"staggered_did: cohort {g!r} or the never-treated have no respondent in wave "
+                                      f"{t!r} or {base!r}")
+            sub = d._replace(data=aug.assign(did_G=in_g.astype(float), did_post=(wv == t).to_numpy(float),
+                                             did_Gpost=(in_g & (wv == t).to_numpy()).astype(float))).subset(cell)
+            fit = linear_model(sub, "did_y ~ did_post + did_G + did_Gpost", level=level)
+            j = fit.terms.index("did_Gpost")
+            b = float(fit.coef.iloc[j])
+            se = float(np.sqrt(fit.vcov.iloc[j, j]))
+            tt = b / se if se > 0 else np.nan
+            q = stats.t.ppf((1 + level) / 2, fit.df_residual)
+            treated_t = dom & in_g & (wv == t).to_numpy()
+            gt.append({"cohort": g, "wave": t, "base_wave": base, "estimate": b, "se": se, "t": tt,
+                       "df": fit.df_residual, "p_value": float(2 * stats.t.sf(abs(tt), fit.df_residual)),
+                       "ci_low": b - q * se, "ci_high": b + q * se, "weight": float(design.w[treated_t].sum()),
+                       "n": fit.n})
+            if is_rep:
+                reps.append(fit._rep_betas[j])
+            else:
+                infl.append(fit._influence[:, j])
+    gtab = pd.DataFrame(gt, columns=GROUP_TIME_COLUMNS)
+    est = gtab["estimate"].to_numpy()
+    k = len(gtab)
+    if is_rep:
+        v = replicate_vcov(est, np.vstack(reps), design.scale, design.rscales, design.mse)
+    else:
+        z = np.column_stack(infl)
+        r, c = np.nonzero(z)
+        v = d._vcov(r, c, z[r, c], k)
+    a = gtab["weight"].to_numpy() / gtab["weight"].sum()
+    avg = float(a @ est)
+    se_avg = float(np.sqrt(max(a @ v @ a, 0.0)))
+    df_avg = float(gtab["df"].min())
+    rows.append(_row("att_average", f"difference in mean {outcome} (group-time effects against never-treated, "
+                     "averaged with the treated weighted counts)", avg, se_avg, df_avg, level, method, "linear",
+                     int(twfe.n)))
+    effects = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+    return StaggeredResult(effects=effects, group_time=gtab, vcov=v, twfe_fit=twfe, waves=waves, cohorts=cohorts)
+
+
+def simulate_staggered_waves(n_strata: int = 6, areas_per_stratum: int = 12, waves=(1, 2, 3, 4, 5),
+                             cohorts: dict | None = None, share_never: float = 0.5, respondents: int = 20,
+                             base: float = 0.20, trend: float = 0.01, area_sd: float = 0.04,
+                             area_wave_sd: float = 0.02, weight_cv: float = 0.4, seed: int = 0) -> pd.DataFrame:
+    """Stacked waves with staggered starts and a known effect per cohort.
+
+    ``cohorts``: ``{first wave: effect}`` (default ``{3: -0.04, 4: -0.08}``).  In every stratum a
+    share ``share_never`` of the areas is never treated, the rest is split evenly between the
+    cohorts.  Prevalence ``base + u_area + v_area,wave + trend * (wave index) + effect_g *
+    1[wave >= g]`` for an area of cohort ``g`` (plus 0.04 for women), clipped to [0.001, 0.999];
+    so the true ATT(g, t) is ``effect_g`` in every post wave.  Columns: wave, stratum, area,
+    first (first treated wave, missing if never), treated, sex, victim, weight.
+    """
+    cohorts = {3: -0.04, 4: -0.08} if cohorts is None else dict(cohorts)
+    rng = np.random.default_rng(seed)
+    waves = list(waves)
+    n_areas = n_strata * areas_per_stratum
+    stratum = np.repeat(np.arange(n_strata), areas_per_stratum)
+    first = np.full(n_areas, np.nan)
+    eff = np.zeros(n_areas)
+    gs = list(cohorts)
+    n_never = int(round(share_never * areas_per_stratum))
+    for h in range(n_strata):
+        idx = rng.permutation(np.flatnonzero(stratum == h))[n_never:]
+        for i, a in enumerate(idx):
+            g = gs[i % len(gs)]
+            first[a], eff[a] = g, cohorts[g]
+    u = rng.normal(0, area_sd, n_areas)
+    sig = np.sqrt(np.log(1 + weight_cv ** 2))
+    out = []
+    for t, wv in enumerate(waves):
+        v = rng.normal(0, area_wave_sd, n_areas)
+        area = np.repeat(np.arange(n_areas), respondents)
+        n = len(area)
+        female = rng.random(n) < 0.52
+        on = ~np.isnan(first[area]) & (wv >= np.nan_to_num(first[area], nan=np.inf))
+        p = np.clip(base + u[area] + v[area] + trend * t + eff[area] * on + 0.04 * female, 0.001, 0.999)
+        out.append(pd.DataFrame({
+            "wave": wv, "stratum": stratum[area] + 1, "area": area + 1, "first": first[area],
+            "treated": (~np.isnan(first[area])).astype(int), "sex": np.where(female, "female", "male"),
+            "victim": (rng.random(n) < p).astype(int),
+            "weight": np.round(1000 * np.exp(rng.normal(-sig * sig / 2, sig, n)), 4)}))
+    return pd.concat(out, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
