@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -597,3 +598,227 @@ def simulate_pooled_waves(n_strata: int = 6, areas_per_stratum: int = 10, share_
             "incidents": rng.poisson(2.5 * p),
             "weight": np.round(1000 * np.exp(rng.normal(-sig * sig / 2, sig, n)), 4)}))
     return pd.concat(out, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# batch runs: the evaluation section of a parameter set on a survey read through its spec
+# ---------------------------------------------------------------------------------------------
+EVALUATION_TABLE_COLUMNS = ["term", "estimate", "se", "ci_low", "ci_high", "df", "p", "method", "note"]
+"""``evaluation.csv``: one row per estimate (the effect, the pre-trend test and its terms, the
+event study, the group-time effects), tidy."""
+COST_BENEFIT_COLUMNS = ["quantity", "estimate", "se", "ci_low", "ci_high", "df", "method", "years",
+                        "discount_rate", "currency", "price_year", "crime_type", "effect_term", "note"]
+
+
+@dataclass
+class PreparedEvaluation:
+    """What :func:`did` needs, from a survey and an evaluation section."""
+
+    design: object
+    outcome: str
+    treated: str | None
+    wave: str
+    start: object
+    group: str | None
+    model: str
+    covariates: str | None
+    event_study: bool
+    unit: str
+    label: str
+
+
+def prepare_evaluation(data, section: dict) -> PreparedEvaluation:
+    """The pooled design of a survey (``survey.ingest.SurveyData`` whose respondent file stacks the
+    periods) for the checked ``evaluation`` section of a parameter set
+    (:func:`survey.params.check_evaluation`): the outcome column (``victim:<crime>`` ->
+    ``victim__<crime>``, ``count:<crime>`` -> ``n__<crime>``), the treated indicator from the
+    condition (survey.expr, never code) or the codes, the start(s).  Columns that are missing
+    are one-line errors naming the column and the rows."""
+    from .expr import evaluate
+
+    oc = section["outcome"]
+    if ":" in oc:
+        kind, crime = oc.split(":", 1)
+        unit = data.unit_of(crime)
+        col = f"{'victim' if kind == 'victim' else 'n'}__{crime}"
+        label = f"{'victims' if kind == 'victim' else 'victimizations'} of {crime} per {unit}"
+    else:
+        unit = data.spec.files[data.spec.design.file].unit
+        col, label = oc, oc
+    design = data.design(unit)
+    df = design.data
+    n = len(df)
+    for what, c in (("outcome", col), ("period", section["period"]), ("area", section.get("area")),
+                    *(("covariates", c) for c in section.get("covariates") or [])):
+        if c is not None and c not in df.columns:
+            raise EvaluationError(f"evaluation.{what}: column '{c}' is not in the respondent file ({n} rows)")
+    aug = {"eval_y": pd.to_numeric(df[col], errors="coerce")}
+    period = df[section["period"]]
+    if isinstance(period.dtype, pd.CategoricalDtype):
+        period = period.astype(object)
+    num = pd.to_numeric(period, errors="coerce")
+    if num.notna().sum() == period.notna().sum():  # numbers (years, wave numbers), sortable as such
+        period = num
+    else:
+        period = period.astype("string")
+    aug["eval_period"] = period
+
+    def as_period(v, what):
+        if pd.api.types.is_numeric_dtype(period):
+            x = pd.to_numeric(pd.Series([v]), errors="coerce").iloc[0]
+            if pd.isna(x):
+                raise EvaluationError(f"evaluation.{what}: {v!r} is not a period of '{section['period']}' "
+                                      f"(numbers; {n} rows)")
+            return float(x) if float(x) != int(x) else int(x)
+        return str(v)
+
+    tr = section.get("treated")
+    treated = None
+    if tr is not None:
+        if isinstance(tr, dict):
+            if tr["variable"] not in df.columns:
+                raise EvaluationError(f"evaluation.treated: column '{tr['variable']}' is not in the respondent file "
+                                      f"({n} rows)")
+            text = f"{tr['variable']} in {list(tr['codes'])!r}"
+        else:
+            text = tr
+        try:
+            mask = evaluate(text, df)
+        except SurveyError as e:
+            raise EvaluationError(f"evaluation.treated: {e} ({n} rows)") from None
+        aug["eval_treated"] = np.asarray(mask, dtype=float)
+        treated = "eval_treated"
+        dom = design._in_domain() & (design.w > 0)
+        if not np.any(dom & (mask == 1)) or not np.any(dom & (mask == 0)):
+            raise EvaluationError(f"evaluation.treated: '{text}' selects {int(np.sum(dom & (mask == 1)))} of "
+                                  f"{int(dom.sum())} respondents; need treated and comparison respondents")
+    start = section["start"]
+    group = None
+    if isinstance(start, dict):
+        group = section["area"]
+        codes = df[group].astype(str)
+        start = {str(k): as_period(v, f"start.{k}") for k, v in start.items()}
+        unknown = sorted(set(start) - set(codes.unique()))
+        if unknown:
+            raise EvaluationError(f"evaluation.start: area code(s) {', '.join(unknown[:5])} not in column '{group}' "
+                                  f"({n} rows)")
+        aug["eval_area"] = codes
+        group = "eval_area"
+    else:
+        start = as_period(start, "start")
+    d = design._replace(data=df.assign(**aug))
+    cov = section.get("covariates")
+    return PreparedEvaluation(design=d, outcome="eval_y", treated=treated, wave="eval_period", start=start,
+                              group=group, model=section.get("model", "linear"),
+                              covariates=" + ".join(f"C({c})" for c in cov) if cov else None,
+                              event_study=bool(section.get("event_study")), unit=unit, label=label)
+
+
+def _tidy(term, est, se, lo, hi, df, p, method, note):
+    return {"term": term, "estimate": est, "se": se, "ci_low": lo, "ci_high": hi, "df": df, "p": p,
+            "method": method, "note": note}
+
+
+def evaluation_table(res, label: str = "the outcome") -> pd.DataFrame:
+    """The tidy ``evaluation.csv`` of a :func:`did` or :func:`staggered_did` result
+    (EVALUATION_TABLE_COLUMNS): the effects, then the pre-trend test and its terms, the event
+    study or the group-time effects."""
+    rows = []
+    for e in res.effects.itertuples():
+        rows.append(_tidy(e.estimand, e.effect, e.se, e.ci_low, e.ci_high, e.df, e.p_value, e.method,
+                          f"{e.scale.replace('eval_y', label)}; {e.n} respondents in the fit"))
+    method = res.effects.method.iloc[0]
+    if getattr(res, "pretrend", None) is not None:
+        w = res.pretrend.iloc[0]
+        rows.append(_tidy("pretrend_test", float(w.F), np.nan, np.nan, np.nan, float(w.df2), float(w.p_value), method,
+                          f"joint Wald F test on ({w.df1:g}, {w.df2:g}) df that treated minus comparison did not "
+                          f"change before the start: periods {w.waves} against {w.reference_wave}"))
+        for r in res.pretrend_terms.itertuples():
+            rows.append(_tidy(f"pretrend: {r.wave}", r.estimate, r.se, r.ci_low, r.ci_high, r.df, r.p_value, method,
+                              f"treated minus comparison in {r.wave} relative to {w.reference_wave}"))
+    if getattr(res, "event_study", None) is not None:
+        for r in res.event_study.itertuples():
+            rows.append(_tidy(f"event_study: {r.wave}", r.estimate, r.se, r.ci_low, r.ci_high, r.df, r.p_value,
+                              method, ("reference period (0 by construction)" if r.reference else
+                                       f"treated minus comparison relative to the last period before the start; "
+                                       f"{'after' if r.post else 'before'} the start; {r.scale}")))
+    if isinstance(res, StaggeredResult):
+        for r in res.group_time.itertuples():
+            rows.append(_tidy(f"att: cohort {r.cohort:g} period {r.wave}" if isinstance(r.cohort, float)
+                              else f"att: cohort {r.cohort} period {r.wave}", r.estimate, r.se, r.ci_low, r.ci_high,
+                              r.df, r.p_value, method,
+                              f"areas starting in {r.cohort} against never-treated areas, period {r.wave} minus "
+                              f"{r.base_wave}; weight {r.weight:.6g}"))
+    return pd.DataFrame(rows, columns=EVALUATION_TABLE_COLUMNS)
+
+
+def cost_benefit_table(res, section: dict, level: float = 0.95) -> pd.DataFrame | None:
+    """``cost_benefit.csv`` (COST_BENEFIT_COLUMNS) of an evaluation with a programme cost: the
+    crimes (or victims) averted by the effect (``did``, ``att_average`` with staggered starts,
+    ``att_prevalence`` with the logistic model) over the exposed units of every year, valued with
+    the unit cost of ``crime_type`` and discounted at ``discount_rate``
+    (:func:`survey.cost.discounted_cost_benefit`).  None without a programme cost."""
+    from .cost import discounted_cost_benefit, load_unit_costs
+
+    if section.get("programme_cost") is None:
+        return None
+    eff = res.effects.set_index("estimand")
+    term = next(t for t in ("att_average", "att_prevalence", "did") if t in eff.index)
+    e = eff.loc[term]
+    tab = load_unit_costs(section.get("unit_costs")).set_index("crime_type")
+    ct = section["crime_type"]
+    cb = discounted_cost_benefit(e["effect"], section["programme_cost"], section["exposed"],
+                                 float(tab.loc[ct, "unit_cost"]), se=float(e["se"]), df=float(e["df"]),
+                                 rate=section.get("discount_rate", 0.035), level=level, crime_type=ct,
+                                 currency=tab.loc[ct, "currency"], price_year=tab.loc[ct, "price_year"])
+    cb["effect_term"] = term
+    victims = section["outcome"].startswith("victim:")
+    cb["note"] = ("the effect is on victims (0/1): victims averted are valued at the cost of one crime, a lower "
+                  "bound when victims suffer several" if victims else "crimes averted valued at the unit cost")
+    return cb[COST_BENEFIT_COLUMNS]
+
+
+def write_csv(df: pd.DataFrame, path) -> None:
+    """A table as CSV, written atomically (a temporary file renamed onto ``path``)."""
+    from ._atomic import atomic_write
+
+    atomic_write(path, df.to_csv(index=False, lineterminator="\n"))
+
+
+def write_pooled_survey(out_dir, seed: int = 1, effect: float = -0.05, start: int = 3, n_strata: int = 8,
+                        areas_per_stratum: int = 12, respondents: int = 40) -> Path:
+    """A pooled-waves survey file for ``specs/synthetic-evaluation.yaml``: ``pooled.csv`` (one row
+    per household and wave: ``hid``, wave, stratum, area, treated, sex, victim, weight; drawn by
+    :func:`simulate_pooled_waves` with a known programme effect) and ``truth.json`` (the effect on
+    the prevalence, the start).  ``python -m survey.evaluation --out data/synthetic-evaluation``."""
+    import json
+
+    from ._atomic import atomic_write
+
+    df = simulate_pooled_waves(n_strata=n_strata, areas_per_stratum=areas_per_stratum, respondents=respondents,
+                               effect=effect, start=start, seed=seed)
+    df.insert(0, "hid", np.arange(1, len(df) + 1))
+    out = Path(out_dir)
+    write_csv(df.drop(columns=["post", "incidents"]), out / "pooled.csv")
+    atomic_write(out / "truth.json", json.dumps({
+        "effect": effect, "start": start, "scale": "prevalence (0-1), additive, every treated respondent after the "
+        "start", "seed": seed, "generator": "survey.evaluation.simulate_pooled_waves", "rows": int(len(df))},
+        indent=1) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m survey.evaluation",
+                                 description="write the synthetic pooled-waves survey with a known programme effect")
+    ap.add_argument("--out", default="data/synthetic-evaluation")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--effect", type=float, default=-0.05)
+    args = ap.parse_args(argv)
+    print(write_pooled_survey(args.out, seed=args.seed, effect=args.effect))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
