@@ -126,7 +126,7 @@ if P.compare:
                                 "give compare.period (and period) to tell them apart")
     changes = compare_waves(before, table, data_a=earlier, data_b=data)
     changes.to_csv(f"{P.output_dir}/comparison.csv", index=False, lineterminator="\n")
-    trend_table([before, table], data=[earlier, data]).to_csv(f"{P.output_dir}/trend.csv", index=False, lineterminator="\n")
+    trend_table([before, table], changes=[changes]).to_csv(f"{P.output_dir}/trend.csv", index=False, lineterminator="\n")
     sel = changes[(changes.domain == "overall") & changes.indicator.isin(["prevalence", "feeling_safe"])
                   & (changes.crime_type.isin(focus) | changes.indicator.eq("feeling_safe"))]
     labels = dict(zip(overall.crime_type, overall.crime_label))

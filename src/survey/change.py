@@ -130,24 +130,13 @@ def overlap_method(ov: dict) -> str:
             f"(key {', '.join(ov['unit_key'])})")
 
 
-def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain: str | None = None,
-                level: float = 0.95) -> pd.DataFrame:
-    """Change from wave ``a`` to wave ``b`` of one indicator (one crime type or perception item),
-    overall or by a domain, with the covariance of overlapping samples (see the module).
-
-    Both waves must be loaded through specs with the same design variables (strata and first-
-    stage PSU codes that mean the same units in both waves); Taylor designs only.
-    """
-    from scipy import stats
-
+def _stacked_base(a: SurveyData, b: SurveyData, unit: str):
+    """The stacked design of two waves for one unit (module docstring), without the estimated
+    columns: (stacked frame, design on the rows with a positive weight, shared PSUs, shared
+    households).  The same for every indicator of the unit: :func:`wave_change` reuses it
+    through its ``_cache``."""
     from .design import Design
 
-    for w in (a, b):
-        if w.spec.design.replicate is not None:
-            raise ChangeError("wave_change: replicate-weight designs carry the covariance in their replicates "
-                              "only when the replicates are built across waves; use Taylor designs here")
-    unit = "person" if indicator in _PERCEPTION else a.unit_of(crime)
-    num, den, scale = _columns(indicator, crime)
     frames, psu_keys = [], []
     wcol, strata, psu = _unit_design_columns(a, unit)
     wcol_b, strata_b, psu_b = _unit_design_columns(b, unit)
@@ -156,20 +145,10 @@ def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain
     for label, w, wc in (("a", a, wcol), ("b", b, wcol_b)):
         design = w.design(unit)
         r = w.respondents
-        for c in [num, den] + ([domain] if domain else []):
-            if c is not None and c not in r.columns:
-                raise ChangeError(f"wave_change: wave {label} has no column '{c}'")
         keep = np.asarray(design._in_domain()) if hasattr(design, "_in_domain") else r["_respondent"].to_numpy()
         f = pd.DataFrame({"_w": r[wc].to_numpy(dtype=float) * keep, "_wave": label})
         for c in strata + psu:
             f[c] = r[c].astype(str).to_numpy()
-        y = r[num].to_numpy(dtype=float)
-        x = r[den].to_numpy(dtype=float) if den else np.where(np.isnan(y), np.nan, 1.0)
-        for lab2 in ("a", "b"):
-            f[f"_y{lab2}"] = y if lab2 == label else 0.0
-            f[f"_x{lab2}"] = x if lab2 == label else 0.0
-        if domain:
-            f["_dom"] = r[domain].astype(object).to_numpy()
         frames.append(f)
         psu_keys.append(set(map(tuple, f[strata + psu].drop_duplicates().to_numpy())) if psu else set())
     shared = len(psu_keys[0] & psu_keys[1]) if psu else 0
@@ -194,6 +173,50 @@ def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain
     design = Design(stacked, weights="_w", strata=st if st else None, psu=cluster,
                     nest=False, lonely_psu=a.spec.design.lonely_psu)
     design = design.subset(stacked["_w"].to_numpy() > 0)
+    return stacked, design, shared, shared_units
+
+
+def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain: str | None = None,
+                level: float = 0.95, _cache: dict | None = None) -> pd.DataFrame:
+    """Change from wave ``a`` to wave ``b`` of one indicator (one crime type or perception item),
+    overall or by a domain, with the covariance of overlapping samples (see the module).
+
+    Both waves must be loaded through specs with the same design variables (strata and first-
+    stage PSU codes that mean the same units in both waves); Taylor designs only.
+    ``_cache``: a dict kept between calls on the same two waves (the stacked design is built
+    once per unit).
+    """
+    from scipy import stats
+
+    for w in (a, b):
+        if w.spec.design.replicate is not None:
+            raise ChangeError("wave_change: replicate-weight designs carry the covariance in their replicates "
+                              "only when the replicates are built across waves; use Taylor designs here")
+    unit = "person" if indicator in _PERCEPTION else a.unit_of(crime)
+    num, den, scale = _columns(indicator, crime)
+    for label, w in (("a", a), ("b", b)):
+        for c in [num, den] + ([domain] if domain else []):
+            if c is not None and c not in w.respondents.columns:
+                raise ChangeError(f"wave_change: wave {label} has no column '{c}'")
+    if _cache is not None and unit in _cache:
+        stacked, base, shared, shared_units = _cache[unit]
+    else:
+        stacked, base, shared, shared_units = _stacked_base(a, b, unit)
+        if _cache is not None:
+            _cache[unit] = (stacked, base, shared, shared_units)
+    cols = {}
+    for label, w in (("a", a), ("b", b)):
+        r = w.respondents
+        y = r[num].to_numpy(dtype=float)
+        x = r[den].to_numpy(dtype=float) if den else np.where(np.isnan(y), np.nan, 1.0)
+        zeros = np.zeros(len(stacked) - len(r))
+        first = label == "a"
+        cols[f"_y{label}"] = np.concatenate([y, zeros] if first else [zeros, y])
+        cols[f"_x{label}"] = np.concatenate([x, zeros] if first else [zeros, x])
+    if domain:
+        cols["_dom"] = np.concatenate([a.respondents[domain].astype(object).to_numpy(),
+                                       b.respondents[domain].astype(object).to_numpy()])
+    design = base._replace(data=stacked.assign(**cols))
     by = "_dom" if domain else None
     res = design.ratio(["_ya", "_yb"], ["_xa", "_xb"], by=by, level=level)
     V = np.asarray(res.attrs["vcov"], dtype=float)

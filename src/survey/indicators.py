@@ -882,9 +882,10 @@ def _overlapping_changes(out: pd.DataFrame, m: pd.DataFrame, a: SurveyData, b: S
     missing = m["estimate_a"].isna() | m["estimate_b"].isna()
     out.loc[missing, "method"] = f"{method}; no estimate in both waves"
     done = pd.Series(False, index=out.index)
+    cache: dict = {}  # the stacked design of each unit, built once
     for (ind, crime, dom), idx in out.groupby(["indicator", "crime_type", "domain"], sort=False).groups.items():
         try:
-            wc = wave_change(a, b, ind, crime, domain=None if dom == "overall" else dom, level=level)
+            wc = wave_change(a, b, ind, crime, domain=None if dom == "overall" else dom, level=level, _cache=cache)
         except (SurveyError, KeyError, ValueError):  # not on the stacked design (a crossed domain...)
             continue
         wc = wc.set_index(wc["domain_value"].astype(str))
@@ -908,11 +909,13 @@ def _overlapping_changes(out: pd.DataFrame, m: pd.DataFrame, a: SurveyData, b: S
     out.attrs["stacked_rows"] = int(done.sum())
 
 
-def trend_table(tables: list[pd.DataFrame], level: float = 0.95, data: list | None = None) -> pd.DataFrame:
+def trend_table(tables: list[pd.DataFrame], level: float = 0.95, data: list | None = None,
+                changes: list[pd.DataFrame] | None = None) -> pd.DataFrame:
     """Estimates across waves (one column per period) with the change from each wave to the next
     and whether it is significant; never judged by overlapping intervals.  ``data``: the waves'
     microdata, in the same order (overlapping waves are then compared on the stacked design,
-    as :func:`compare_waves`)."""
+    as :func:`compare_waves`); ``changes``: the :func:`compare_waves` results of the successive
+    pairs when already computed (not recomputed)."""
     if len(tables) < 2:
         raise IndicatorError("a trend table needs at least two waves")
     keys = ["indicator", "crime_type", "domain", "domain_value"]
@@ -922,8 +925,8 @@ def trend_table(tables: list[pd.DataFrame], level: float = 0.95, data: list | No
         part = t[keys + ["estimate"]].rename(columns={"estimate": period})
         wide = part if wide is None else wide.merge(part, on=keys, how="outer")
     data = data if data is not None else [None] * len(tables)
-    for (a, b), (da, db) in zip(zip(tables[:-1], tables[1:]), zip(data[:-1], data[1:])):
-        c = compare_waves(a, b, level, data_a=da, data_b=db)
+    for k, ((a, b), (da, db)) in enumerate(zip(zip(tables[:-1], tables[1:]), zip(data[:-1], data[1:]))):
+        c = changes[k] if changes is not None else compare_waves(a, b, level, data_a=da, data_b=db)
         pa, pb = str(a["period"].iloc[0]), str(b["period"].iloc[0])
         c = c[keys + ["difference", "p_value", "significant"]].rename(columns={
             "difference": f"change {pa}-{pb}", "p_value": f"p {pa}-{pb}", "significant": f"significant {pa}-{pb}"})
