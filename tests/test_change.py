@@ -204,3 +204,20 @@ def test_two_waves_run_data_compare_on_the_stacked_design():
     row = c.loc[("prevalence", "burglary", "region", "North")]
     assert row.se == pytest.approx(w.loc["North", "se"], rel=1e-12)
     assert row.estimate_a == pytest.approx(w.loc["North", "estimate_a"], rel=1e-9)
+
+
+def test_compare_waves_replicate_designs_say_the_covariance_is_left_out(pop):
+    from survey.indicators import compare_waves
+    from survey.spec import parse_spec
+
+    pop_df, P, M = pop
+    a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(9))
+    ta, tb = _table(a, "wave 1"), _table(b, "wave 2")
+    for w in (a, b):
+        w.respondents["rw1"] = w.respondents["w"]
+        w.spec = parse_spec({**panel.SPEC, "design": {**panel.SPEC["design"], "replicate": {
+            "columns": ["rw1"], "method": "JK1"}}})
+    old = compare_waves(ta, tb)
+    r = compare_waves(ta, tb, data_a=a, data_b=b)
+    assert r.se.iloc[0] == old.se.iloc[0]
+    assert r.method.iloc[0].startswith("overlapping samples: covariance from 40 shared PSUs; replicate-weight designs")

@@ -866,6 +866,11 @@ def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95
     out["shared_units"] = ov["shared_units"]
     if not ov["overlapping"]:
         return out
+    if any(d.spec.design.replicate is not None for d in (data_a, data_b)):
+        out["method"] = (f"{overlap_method(ov)}; replicate-weight designs: independent-samples formula "
+                         "SE = sqrt(se1^2 + se2^2), z test (the covariance is left out: conservative when the "
+                         "waves are positively correlated)")
+        return out
     _overlapping_changes(out, m, data_a, data_b, level, overlap_method(ov))
     return out
 
