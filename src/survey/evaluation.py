@@ -36,8 +36,10 @@ do.  Two estimates, both design-based:
   to wave).  Under effects that differ between cohorts or grow over time its single
   coefficient is a weighted average that can even have the wrong sign (earlier-treated areas
   serve as comparisons for later ones); it is reported for reference;
-- group-time effects ``ATT(g, t)`` for every cohort ``g`` and wave ``t >= g`` against the
-  never-treated areas only (areas not yet treated are not used as comparisons): the 2 x 2
+- group-time effects ``ATT(g, t)`` for every cohort ``g`` and wave ``t >= g`` (and, as
+  placebos, every wave before ``g - 1``, with a joint adjusted Wald test that those are all 0:
+  ``F (d - q + 1) / (d q)`` of the Wald statistic on (q, d - q + 1) df) against
+  the never-treated areas only (areas not yet treated are not used as comparisons): the 2 x 2
   difference in differences of the weighted means of cohort ``g`` and of the never-treated
   areas between wave ``t`` and wave ``g - 1`` (the last wave before the cohort's start), the
   coefficient of ``G x post`` in the saturated regression on those four cells (a domain of the
@@ -378,8 +380,8 @@ def did(design, outcome: str, treated: str | None, wave: str, start, model: str 
 # ---------------------------------------------------------------------------------------------
 # staggered starts
 # ---------------------------------------------------------------------------------------------
-GROUP_TIME_COLUMNS = ["cohort", "wave", "base_wave", "estimate", "se", "t", "df", "p_value", "ci_low", "ci_high",
-                      "weight", "n"]
+GROUP_TIME_COLUMNS = ["cohort", "wave", "base_wave", "post", "estimate", "se", "t", "df", "p_value", "ci_low",
+                      "ci_high", "weight", "n"]
 
 
 @dataclass
@@ -454,7 +456,7 @@ def staggered_did(design, outcome: str, wave: str, first: str, covariates: str |
     gt, infl, reps = [], [], []
     for g in cohorts:
         base = waves[waves.index(g) - 1]
-        for t in waves[waves.index(g):]:
+        for t in [x for x in waves if x != base]:  # pre-start waves (placebos) and the waves from the start
             in_g = (fv == g).to_numpy()
             cell = (in_g | never) & (wv.isin([base, t])).to_numpy()
             if not (np.any(dom & cell & in_g & (wv == t).to_numpy()) and np.any(dom & cell & never & (wv == t).to_numpy())
@@ -471,7 +473,7 @@ def staggered_did(design, outcome: str, wave: str, first: str, covariates: str |
             tt = b / se if se > 0 else np.nan
             q = stats.t.ppf((1 + level) / 2, fit.df_residual)
             treated_t = dom & in_g & (wv == t).to_numpy()
-            gt.append({"cohort": g, "wave": t, "base_wave": base, "estimate": b, "se": se, "t": tt,
+            gt.append({"cohort": g, "wave": t, "base_wave": base, "post": t >= g, "estimate": b, "se": se, "t": tt,
                        "df": fit.df_residual, "p_value": float(2 * stats.t.sf(abs(tt), fit.df_residual)),
                        "ci_low": b - q * se, "ci_high": b + q * se, "weight": float(design.w[treated_t].sum()),
                        "n": fit.n})
@@ -488,15 +490,35 @@ def staggered_did(design, outcome: str, wave: str, first: str, covariates: str |
         z = np.column_stack(infl)
         r, c = np.nonzero(z)
         v = d._vcov(r, c, z[r, c], k)
-    a = gtab["weight"].to_numpy() / gtab["weight"].sum()
+    post = gtab["post"].to_numpy(dtype=bool)
+    a = np.where(post, gtab["weight"].to_numpy(), 0.0)
+    a = a / a.sum()
     avg = float(a @ est)
     se_avg = float(np.sqrt(max(a @ v @ a, 0.0)))
-    df_avg = float(gtab["df"].min())
+    df_avg = float(gtab.loc[post, "df"].min())
     rows.append(_row("att_average", f"difference in mean {outcome} (group-time effects against never-treated, "
                      "averaged with the treated weighted counts)", avg, se_avg, df_avg, level, method, "linear",
                      int(twfe.n)))
     effects = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
-    return StaggeredResult(effects=effects, group_time=gtab, vcov=v, twfe_fit=twfe, waves=waves, cohorts=cohorts)
+    pretrend = None
+    if (~post).any():  # placebo cells: joint Wald test that all are 0 (parallel trends before each start)
+        from .models import term_wald_test
+
+        names = [f"c{i}" for i in range(k)]
+        pre = [names[i] for i in np.flatnonzero(~post)]
+        d_min = float(gtab.loc[~post, "df"].min())
+        pretrend = term_wald_test(names, est, v, pre, d_min)
+        # the covariance of the cells is estimated on about d_min degrees of freedom: the adjusted
+        # Wald statistic F (d - q + 1) / d on (q, d - q + 1) df (Korn and Graubard's small-sample form)
+        q = len(pre)
+        if d_min - q + 1 > 0:
+            f_adj = float(pretrend["F"].iloc[0]) * (d_min - q + 1) / d_min
+            pretrend["F"], pretrend["df2"] = f_adj, d_min - q + 1
+            pretrend["p_value"] = float(stats.f.sf(f_adj, q, d_min - q + 1))
+        pretrend.insert(0, "waves", "; ".join(f"cohort {r.cohort} in {r.wave}" for r in gtab[~post].itertuples()))
+        pretrend["reference_wave"] = "the wave before each cohort's start"
+    return StaggeredResult(effects=effects, group_time=gtab, vcov=v, twfe_fit=twfe, waves=waves, cohorts=cohorts,
+                           pretrend=pretrend)
 
 
 def simulate_staggered_waves(n_strata: int = 6, areas_per_stratum: int = 12, waves=(1, 2, 3, 4, 5),
@@ -733,7 +755,7 @@ def evaluation_table(res, label: str = "the outcome") -> pd.DataFrame:
         rows.append(_tidy("pretrend_test", float(w.F), np.nan, np.nan, np.nan, float(w.df2), float(w.p_value), method,
                           f"joint Wald F test on ({w.df1:g}, {w.df2:g}) df that treated minus comparison did not "
                           f"change before the start: periods {w.waves} against {w.reference_wave}"))
-        for r in res.pretrend_terms.itertuples():
+        for r in (res.pretrend_terms.itertuples() if res.pretrend_terms is not None else ()):
             rows.append(_tidy(f"pretrend: {r.wave}", r.estimate, r.se, r.ci_low, r.ci_high, r.df, r.p_value, method,
                               f"treated minus comparison in {r.wave} relative to {w.reference_wave}"))
     if getattr(res, "event_study", None) is not None:

@@ -12,7 +12,8 @@
 # Outputs (tests/reference/fixtures/did/r_did_staggered.csv): case, cohort, wave, term,
 #         estimate, se, df (df.residual)
 #   case twfe:  victim ~ factor(wave) + factor(cohort) + D, D = 1[wave >= first] (cohort "never" for NA)
-#   case att:   for cohort g and wave t >= g, on subset(design, (first == g | never) & wave in
+#   case att:   for cohort g and wave t != g - 1 (t >= g: effects; t < g - 1: placebos), on
+#               subset(design, (first == g | never) & wave in
 #               {g - 1, t}): victim ~ post + G + Gpost (post = wave == t, G = first == g), term Gpost
 suppressPackageStartupMessages(library(survey))
 OUT <- file.path("tests", "reference", "fixtures", "did")
@@ -35,7 +36,7 @@ for (dn in names(designs)) {
                                          estimate = s["D", 1], se = s["D", 2], df = m$df.residual)
   for (g in sort(unique(x$first[!x$never]))) {
     base <- waves[match(g, waves) - 1]
-    for (t in waves[waves >= g]) {
+    for (t in waves[waves != base]) {
       des2 <- update(des, post = as.numeric(wave == t), G = as.numeric(!never & first == g))
       des2 <- update(des2, Gpost = G * post)
       sub <- subset(des2, (never | first == g) & wave %in% c(base, t))
