@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 run: $(STAMP)
 	test -f data/synthetic/households.sav || $(VENV)/bin/survey synth --out data/synthetic --households 5000 --seed 1
 	test -f data/synthetic-year2/households.sav || $(VENV)/bin/survey synth --out data/synthetic-year2 --households 5000 --seed 2
+	test -f data/synthetic-evaluation/pooled.csv || $(VENV)/bin/python -m survey.evaluation --out data/synthetic-evaluation
 	$(VENV)/bin/survey batch parameters/demo.yaml parameters/synthetic-two-waves.yaml --jobs 2
 	@echo "tables: outputs/<run>/indicators.csv and .xlsx (two waves: comparison.csv, trend.csv); dashboards: make dashboard"
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -23,9 +23,11 @@
 # then the crimes averted valued with unit costs of crime against the programme's cost
 # (`survey.cost`). Methods: docs/evaluation.md.
 #
-# This notebook runs on its own (it is not part of the batch runs of `survey.params`). Fill in
-# the **parameters** cell, or pass them with papermill (`-p start 2022 ...`). With
-# `pooled_data = None` it runs on synthetic pooled waves with a known effect of −5 points.
+# It runs on its own: fill in the **parameters** cell, or pass them with papermill
+# (`-p start 2022 ...`); with `pooled_data = None` it runs on synthetic pooled waves with a known
+# effect of −5 points. A batch run whose parameter set has an `evaluation:` section runs it
+# after the other notebooks, on the run's survey (`spec`, `data_dir`), and publishes
+# `evaluation.csv` and `cost_benefit.csv`.
 
 # %% setup
 from pathlib import Path
@@ -35,8 +37,18 @@ import plotly.graph_objects as go
 
 import survey as sv
 from survey import report as rp
+from survey import params as sp
 from survey.cost import cost_benefit_from_did, load_unit_costs
-from survey.evaluation import MODELS, did, simulate_pooled_waves
+from survey.evaluation import (
+    MODELS,
+    StaggeredResult,
+    cost_benefit_table,
+    did,
+    evaluation_table,
+    prepare_evaluation,
+    simulate_pooled_waves,
+    write_csv,
+)
 
 rp.setup_notebook()
 
@@ -59,34 +71,61 @@ programme_cost = 5_000_000.0  # cost of the programme, same currency and price y
 exposed = 20_000.0            # treated units (e.g. households) x periods the effect runs
 level = 0.95
 output_dir = "outputs/interactive"
+# batch runs (survey.params): the run's survey and its parameter set's `evaluation:` section
+spec = None                   # survey spec whose respondent file stacks the periods (instead of pooled_data)
+data_dir = None               # its data folder (file names from the spec)
+cap_rule = None               # the run's cap rule
+evaluation = None             # {outcome:, treated:, period:, start:, ...} (survey.params.EVALUATION_KEYS)
+seed = 1
 
 # %% check parameters
+section = None
+if evaluation is not None:  # a batch run: the section again through the parameter-set check
+    section = sp.check_evaluation(evaluation, "notebook 'evaluation': ", spec_path=spec)
+    model, event_study, unit_costs = section["model"], section["event_study"], section["unit_costs"]
+    crime_type = section["crime_type"] or crime_type
 if model not in MODELS:
     raise ValueError(f"parameter model: one of {', '.join(MODELS)}, not {model!r}")
 if not (programme_cost > 0 and exposed > 0 and 0 < level < 1):
     raise ValueError("parameters programme_cost and exposed must be positive and level in (0, 1)")
 costs = load_unit_costs(unit_costs)
-if crime_type not in set(costs.crime_type):
+if (section is None or section["programme_cost"] is not None) and crime_type not in set(costs.crime_type):
     raise ValueError(f"parameter crime_type: {crime_type!r} is not in the unit cost table ({len(costs)} rows)")
 Path(output_dir).mkdir(parents=True, exist_ok=True)
 
 # %% load the pooled waves
-if pooled_data is None:
+group, label = None, outcome
+if section is not None:
+    data = sp.load_survey({"spec": spec, "data_dir": data_dir, "cap_rule": cap_rule, "output_dir": output_dir},
+                          write_accounting=False)
+    prep = prepare_evaluation(data, section)
+    design, outcome, treated, wave, start = prep.design, prep.outcome, prep.treated, prep.wave, prep.start
+    group, covariates, label = prep.group, prep.covariates, prep.label
+    df = design.data[design._in_domain()]
+    if treated is None:
+        treated = "eval_treated"
+        df = df.assign(eval_treated=df[group].isin(list(start)).astype(int))
+    rp.md(f"**{data.spec.title or data.spec.survey}**: outcome {section['outcome']} ({label}), periods in "
+          f"`{wave}`, programme from {start if group is None else 'a period per area'}.")
+elif pooled_data is None:
     df = simulate_pooled_waves(effect=-0.05, seed=1)
     rp.md("**Demo data**: synthetic pooled waves, 60 areas in 6 strata, half treated from wave 3, "
           "a true reduction of the prevalence by 5 points.")
 else:
     p = Path(pooled_data)
     df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
-design = sv.Design(df, strata=strata, psu=psu, weights=weights)
+if section is None:
+    design = sv.Design(df, strata=strata, psu=psu, weights=weights)
 counts = df.groupby([wave, treated]).size().unstack(fill_value=0)
 counts.columns = [f"treated={c}" for c in counts.columns]
 counts
 
 # %% estimate the effect
-res = did(design, outcome, treated, wave, start=start, model=model, covariates=covariates, event_study=event_study,
-          level=level)
-res.effects.to_csv(f"{output_dir}/evaluation_effects.csv", index=False)
+res = did(design, outcome, treated if group is None else None, wave, start=start, model=model,
+          covariates=covariates, event_study=event_study, level=level, group=group)
+write_csv(evaluation_table(res, label), Path(output_dir) / "evaluation.csv")
+if section is None:
+    write_csv(res.effects, Path(output_dir) / "evaluation_effects.csv")
 res.effects
 
 # %% [markdown]
@@ -98,7 +137,11 @@ res.effects
 # would mix that drift into the effect.
 
 # %% pre-trend test
-if res.pretrend is None:
+if isinstance(res, StaggeredResult):
+    rp.md("Staggered starts: one effect per cohort (the areas starting in the same period) and period, each "
+          "against the never-treated areas from the period before the cohort's start.")
+    out = res.group_time
+elif res.pretrend is None:
     rp.md("Only one wave before the start: the parallel-trends assumption cannot be checked with these data.")
     out = None
 else:
@@ -117,7 +160,8 @@ if res.event_study is not None:
     fig.add_hline(y=0, line_dash="dot")
     fig.update_layout(title=f"Treated minus comparison, relative to wave {es.wave[es.reference].iloc[0]} "
                             f"({es.scale.iloc[0]})", xaxis_title=wave, yaxis_title="effect")
-    es.to_csv(f"{output_dir}/evaluation_event_study.csv", index=False)
+    if section is None:
+        write_csv(es, Path(output_dir) / "evaluation_event_study.csv")
     fig.show()
 
 # %% [markdown]
@@ -130,13 +174,24 @@ if res.event_study is not None:
 # incidents as the outcome to value crimes.
 
 # %% cost-benefit
-cb = cost_benefit_from_did(res, crime_type, programme_cost=programme_cost, exposed=exposed, unit_costs=unit_costs,
-                           level=level)
-cb.to_csv(f"{output_dir}/evaluation_cost_benefit.csv", index=False)
-r = cb.set_index("quantity")
-rp.md(f"Benefit-cost ratio {r.loc['benefit_cost_ratio', 'estimate']:.2f} "
-      f"({100 * level:g}% interval {r.loc['benefit_cost_ratio', 'ci_low']:.2f} to "
-      f"{r.loc['benefit_cost_ratio', 'ci_high']:.2f}); unit cost of {crime_type}: "
-      f"{costs.set_index('crime_type').loc[crime_type, 'unit_cost']:,.0f} {cb.currency.iloc[0]} "
-      f"({cb.price_year.iloc[0]} prices).")
+if section is None:  # stand-alone: one year
+    cb = cost_benefit_from_did(res, crime_type, programme_cost=programme_cost, exposed=exposed,
+                               unit_costs=unit_costs, level=level)
+    write_csv(cb, Path(output_dir) / "evaluation_cost_benefit.csv")
+    cb = cost_benefit_table(res, {"outcome": outcome, "programme_cost": programme_cost, "exposed": exposed,
+                                  "crime_type": crime_type, "unit_costs": unit_costs, "discount_rate": 0.0},
+                            level=level)
+else:  # batch: the section's costs per year, discounted
+    cb = cost_benefit_table(res, section, level=level)
+if cb is None:
+    rp.md("No programme cost was given: no cost-benefit.")
+else:
+    write_csv(cb, Path(output_dir) / "cost_benefit.csv")
+    r = cb.set_index("quantity")
+    rp.md(f"Benefit-cost ratio {r.loc['benefit_cost_ratio', 'estimate']:.2f} "
+          f"({100 * level:g}% interval {r.loc['benefit_cost_ratio', 'ci_low']:.2f} to "
+          f"{r.loc['benefit_cost_ratio', 'ci_high']:.2f}); unit cost of {crime_type}: "
+          f"{costs.set_index('crime_type').loc[crime_type, 'unit_cost']:,.0f} {cb.currency.iloc[0]} "
+          f"({cb.price_year.iloc[0]} prices); {cb.years.iloc[0]} year(s) discounted at "
+          f"{100 * cb.discount_rate.iloc[0]:g}% a year.")
 cb

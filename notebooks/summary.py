@@ -109,9 +109,11 @@ rp.md(rp.rule_text(table.attrs.get("publication_rule") or {}))
 # ## Change since the earlier wave
 #
 # When the run compares with an earlier wave, every indicator is estimated on it with the same
-# rules, and the change is tested as between independent samples (the standard error of the
-# change is the square root of the sum of the two variances). Overlapping confidence intervals
-# do not mean "no change": only the test does.
+# rules, and the change is tested. Independent samples: the standard error of the change is the
+# square root of the sum of the two variances. Waves that share PSUs or households (a rotating
+# panel): both waves are stacked into one design and the shared units carry the covariance of
+# the two estimates. The `method` column of `comparison.csv` says which was used. Overlapping
+# confidence intervals do not mean "no change": only the test does.
 
 # %% compare waves
 changes = None
@@ -122,9 +124,9 @@ if P.compare:
     if str(before.period.iloc[0]) == period_label:
         raise sp.ParameterError(f"compare: the earlier wave's period label '{period_label}' is this wave's too; "
                                 "give compare.period (and period) to tell them apart")
-    changes = compare_waves(before, table)
+    changes = compare_waves(before, table, data_a=earlier, data_b=data)
     changes.to_csv(f"{P.output_dir}/comparison.csv", index=False, lineterminator="\n")
-    trend_table([before, table]).to_csv(f"{P.output_dir}/trend.csv", index=False, lineterminator="\n")
+    trend_table([before, table], changes=[changes]).to_csv(f"{P.output_dir}/trend.csv", index=False, lineterminator="\n")
     sel = changes[(changes.domain == "overall") & changes.indicator.isin(["prevalence", "feeling_safe"])
                   & (changes.crime_type.isin(focus) | changes.indicator.eq("feeling_safe"))]
     labels = dict(zip(overall.crime_type, overall.crime_label))
@@ -140,9 +142,10 @@ if P.compare:
                       xaxis_title="%", yaxis=dict(autorange="reversed"), height=max(320, 60 + 36 * len(sel)))
     fig.show()
     sig = changes[changes.significant]
+    how = changes.method.str.split(";|: stacked", regex=True).str[0].iloc[0]
     rp.md(f"{len(sig):,} of {len(changes):,} comparable cells changed significantly at the 5% level "
           "(with this many tests some will by chance; look for consistent patterns). "
-          "Tables: `comparison.csv` and `trend.csv`.")
+          f"Method: {how} (row by row in the `method` column). Tables: `comparison.csv` and `trend.csv`.")
     display(sel[["indicator", "crime_type", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high", "p_value",
                  "significant"]].round(3))
 else:

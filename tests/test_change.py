@@ -93,3 +93,131 @@ def test_errors(pop):
     a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(6))
     with pytest.raises(ChangeError, match="not one of"):
         wave_change(a, b, "gini", "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# compare_waves chooses: independent formula or the stacked design, and says which
+# ---------------------------------------------------------------------------------------------
+def _table(w, period):
+    """A one-row indicator table (prevalence of x overall) of a panel wave, estimated on its own."""
+    import pandas as pd
+
+    r = w.design("household").mean("victim__x").iloc[0]
+    return pd.DataFrame({"indicator": ["prevalence"], "crime_type": ["x"], "domain": ["overall"],
+                         "domain_value": ["all"], "period": [period], "estimate": [100 * r.estimate],
+                         "se": [100 * r.se], "suppressed": [False]})
+
+
+def test_compare_waves_overlapping_panel_uses_the_stacked_design(pop):
+    from survey.indicators import compare_waves
+
+    pop_df, P, M = pop
+    a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(4))
+    ta, tb = _table(a, "wave 1"), _table(b, "wave 2")
+    old = compare_waves(ta, tb).iloc[0]
+    assert old.method.startswith("independent samples")
+    r = compare_waves(ta, tb, data_a=a, data_b=b).iloc[0]
+    assert r.method == "overlapping samples: covariance from 40 shared PSUs: stacked design, t on its 20 df"
+    assert r.shared_psus == 40 and r.shared_units == 40 * 12  # round(0.5 x 25) households kept per PSU
+    assert r.se == pytest.approx(100 * _by_hand(a, b), rel=1e-10)  # the by-hand covariance formula
+    assert r.se < old.se and r.df == 20  # positively correlated waves
+    assert r.difference == pytest.approx(tb.estimate.iloc[0] - ta.estimate.iloc[0], rel=1e-12)
+    from scipy import stats
+
+    q = stats.t.ppf(0.975, 20)
+    assert r.ci_high - r.difference == pytest.approx(q * r.se, rel=1e-10)
+
+
+def test_compare_waves_independent_waves_give_the_old_result(pop):
+    import pandas as pd
+
+    from survey.indicators import compare_waves
+
+    pop_df, P, M = pop
+    a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(5))
+    b.respondents["p"] = b.respondents["p"] + 10_000  # other PSUs ...
+    b.respondents["hid"] = b.respondents["hid"] + 10_000_000  # ... and other households
+    b._designs.clear()
+    ta, tb = _table(a, "wave 1"), _table(b, "wave 2")
+    old = compare_waves(ta, tb)
+    new = compare_waves(ta, tb, data_a=a, data_b=b)
+    pd.testing.assert_frame_equal(new[old.columns], old)
+    assert new.method.iloc[0] == "independent samples: SE = sqrt(se1^2 + se2^2), z test"
+    assert new.shared_psus.iloc[0] == 0 and new.shared_units.iloc[0] == 0
+    assert new.se.iloc[0] == pytest.approx(np.hypot(ta.se.iloc[0], tb.se.iloc[0]), rel=1e-15)
+
+
+def test_shared_households_without_psus_are_the_clusters(pop):
+    """A design without PSUs (each household its own cluster): the households in both waves carry
+    the covariance; by hand, the ultimate-cluster formula on household totals within strata."""
+    from survey.change import sample_overlap
+    from survey.indicators import compare_waves
+    from survey.spec import parse_spec
+
+    pop_df, P, M = pop
+    a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(8))
+    raw = {**panel.SPEC, "design": {"file": "r", "weights": "w", "strata": "h"}}
+    for w, period in ((a, "wave 1"), (b, "wave 2")):
+        w.spec = parse_spec({**raw, "period": period})
+        w._designs.clear()
+    ov = sample_overlap(a, b)
+    assert ov["shared_psus"] is None and ov["shared_units"] == 480 and ov["unit_key"] == ["hid"]
+    r = compare_waves(_table(a, "wave 1"), _table(b, "wave 2"), data_a=a, data_b=b).iloc[0]
+    assert r.method.startswith("overlapping samples: covariance from 480 shared households (key hid)")
+    for w in (a, b):
+        w.respondents["p_hh"] = w.respondents["hid"]
+    orig_p = (a.respondents.p.copy(), b.respondents.p.copy())
+    a.respondents["p"], b.respondents["p"] = a.respondents.hid, b.respondents.hid
+    want = 100 * _by_hand(a, b)
+    a.respondents["p"], b.respondents["p"] = orig_p
+    assert r.se == pytest.approx(want, rel=1e-10)
+    n_clusters = len(set(a.respondents.hid) | set(b.respondents.hid))
+    assert r.df == n_clusters - 20
+
+
+def test_two_waves_run_data_compare_on_the_stacked_design():
+    """The two synthetic waves of parameters/synthetic-two-waves.yaml: 104 (stratum, PSU) codes
+    appear in both files, so the comparison uses the stacked design for the indicators it
+    covers, with the SE of wave_change and the estimates of the two tables; the rest keeps the
+    independent formula and says so.  (The two synthetic years are drawn from populations of
+    different seeds that number their areas the same way: the shared codes are a coincidence
+    the files cannot reveal; the covariance estimated between them is centred on zero.)"""
+    import warnings
+
+    from survey import params as sp
+    from survey.indicators import compare_waves, indicator_table
+
+    cfg = sp.read_parameter_set(ROOT / "parameters" / "synthetic-two-waves.yaml")
+    v = cfg.values
+    b = sp.load_survey(v, write_accounting=False)
+    a = sp.load_survey(v, wave=v["compare"], write_accounting=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kw = dict(crime_types=["burglary", "assault"], domains=["region"])
+        ta, tb = indicator_table(a, **kw), indicator_table(b, **kw)
+    c = compare_waves(ta, tb, data_a=a, data_b=b).set_index(["indicator", "crime_type", "domain", "domain_value"])
+    stacked = c.method.str.endswith("df")
+    assert c.method.str.startswith("overlapping samples: covariance from 104 shared PSUs").all()
+    assert set(c[stacked].index.get_level_values(0)) >= {"prevalence", "incidence"}
+    assert not stacked[stacked.index.get_level_values(0) == "gini"].any()
+    w = wave_change(a, b, "prevalence", "burglary", domain="region").set_index("domain_value")
+    row = c.loc[("prevalence", "burglary", "region", "North")]
+    assert row.se == pytest.approx(w.loc["North", "se"], rel=1e-12)
+    assert row.estimate_a == pytest.approx(w.loc["North", "estimate_a"], rel=1e-9)
+
+
+def test_compare_waves_replicate_designs_say_the_covariance_is_left_out(pop):
+    from survey.indicators import compare_waves
+    from survey.spec import parse_spec
+
+    pop_df, P, M = pop
+    a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(9))
+    ta, tb = _table(a, "wave 1"), _table(b, "wave 2")
+    for w in (a, b):
+        w.respondents["rw1"] = w.respondents["w"]
+        w.spec = parse_spec({**panel.SPEC, "design": {**panel.SPEC["design"], "replicate": {
+            "columns": ["rw1"], "method": "JK1"}}})
+    old = compare_waves(ta, tb)
+    r = compare_waves(ta, tb, data_a=a, data_b=b)
+    assert r.se.iloc[0] == old.se.iloc[0]
+    assert r.method.iloc[0].startswith("overlapping samples: covariance from 40 shared PSUs; replicate-weight designs")

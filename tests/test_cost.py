@@ -157,3 +157,46 @@ def test_cost_benefit_from_did():
     assert np.isclose(cb.loc["benefit", "se"], e.se * 50_000 * 5930)
     assert cb.loc["benefit", "df"] == e.df
     assert (cb.currency == "GBP").all()
+
+
+def test_discounted_cost_benefit_by_hand():
+    """Three years, 3.5%: costs 400k, 300k, 300k; 10,000, 12,000 and 12,000 households exposed;
+    0.02 fewer burglaries per household and year (SE 0.008) -- every number by hand."""
+    from survey.cost import GREEN_BOOK_RATE, discount_factors, discounted_cost_benefit
+
+    assert GREEN_BOOK_RATE == 0.035
+    d = np.array([1.0, 1 / 1.035, 1 / 1.035 ** 2])
+    assert np.allclose(discount_factors(3), d, rtol=1e-15)
+    cb = discounted_cost_benefit(-0.02, [400_000, 300_000, 300_000], [10_000, 12_000, 12_000], 5930, se=0.008,
+                                 df=30).set_index("quantity")
+    pvb = 0.02 * 5930 * (10_000 + 12_000 / 1.035 + 12_000 / 1.035 ** 2)  # = 118.6 x 33,189.94...
+    pvc = 400_000 + 300_000 / 1.035 + 300_000 / 1.035 ** 2
+    assert np.isclose(cb.loc["crimes_averted", "estimate"], 0.02 * 34_000)
+    assert np.isclose(cb.loc["crimes_averted", "se"], 0.008 * 34_000)
+    assert np.isclose(cb.loc["benefit", "estimate"], pvb, rtol=1e-12)
+    assert np.isclose(cb.loc["benefit", "se"], pvb / 0.02 * 0.008, rtol=1e-12)
+    assert np.isclose(cb.loc["programme_cost", "estimate"], pvc, rtol=1e-12)
+    assert cb.loc["programme_cost", "se"] == 0
+    assert np.isclose(cb.loc["net_benefit", "estimate"], pvb - pvc, rtol=1e-12)
+    assert np.isclose(cb.loc["benefit_cost_ratio", "estimate"], pvb / pvc, rtol=1e-12)
+    assert np.isclose(cb.loc["benefit_cost_ratio", "se"], pvb / 0.02 * 0.008 / pvc, rtol=1e-12)
+    q = stats.t.ppf(0.975, 30)
+    assert np.isclose(cb.loc["net_benefit", "ci_high"], pvb - pvc + q * pvb / 0.02 * 0.008, rtol=1e-12)
+    # one effect per year (an event study) with their covariance: SE = sqrt(g'Vg), g_t = -d_t N_t c
+    eff = np.array([-0.01, -0.02, -0.03])
+    v = np.array([[4e-5, 1e-5, 0], [1e-5, 5e-5, 2e-5], [0, 2e-5, 9e-5]])
+    cb2 = discounted_cost_benefit(eff, [400_000, 300_000, 300_000], [10_000, 12_000, 12_000], 5930, vcov=v,
+                                  rate=0.05).set_index("quantity")
+    g = -5930 * np.array([10_000, 12_000 / 1.05, 12_000 / 1.05 ** 2])
+    assert np.isclose(cb2.loc["benefit", "estimate"], g @ eff, rtol=1e-12)
+    assert np.isclose(cb2.loc["benefit", "se"], np.sqrt(g @ v @ g), rtol=1e-12)
+    # no discounting over one year: the one-year cost_benefit
+    one = discounted_cost_benefit(-0.03, 250_000, 4_000, 5930, se=0.01, df=40, rate=0.0).set_index("quantity")
+    ref = cost_benefit(-0.03, 250_000, 4_000, 5930, se=0.01, df=40).set_index("quantity")
+    for qn in ("crimes_averted", "benefit", "net_benefit", "benefit_cost_ratio"):
+        assert np.isclose(one.loc[qn, "estimate"], ref.loc[qn, "estimate"])
+        assert np.isclose(one.loc[qn, "se"], ref.loc[qn, "se"])
+    with pytest.raises(CostError, match="rate must be a number in"):
+        discounted_cost_benefit(-0.03, 1, 1, 1, se=0.1, rate=-0.01)
+    with pytest.raises(CostError, match="programme_cost has 2 years and exposed 3"):
+        discounted_cost_benefit(-0.03, [1, 1], [1, 1, 1], 1, se=0.1)

@@ -411,6 +411,15 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
     }
     if (run_dir / SMALL_AREA_FILE).exists():  # model-based small-area estimates (notebooks/local.py)
         manifest["small_areas"] = small_area_manifest(run_dir, values)
+    if (run_dir / "evaluation.csv").exists():  # the evaluation step (parameter-set section `evaluation:`)
+        ev = pd.read_csv(run_dir / "evaluation.csv", keep_default_na=False, na_values=[""])
+        manifest["evaluation"] = {
+            "section": (values.get("evaluation") if isinstance(values, dict) else None),
+            "effects": "evaluation.csv", "effects_sha256": sha256(run_dir / "evaluation.csv"), "rows": int(len(ev)),
+            "terms": [t for t in ev["term"].astype(str) if not t.startswith(("pretrend:", "event_study:", "att:"))],
+            "cost_benefit": "cost_benefit.csv" if (run_dir / "cost_benefit.csv").exists() else None,
+            "cost_benefit_sha256": sha256(run_dir / "cost_benefit.csv") if (run_dir / "cost_benefit.csv").exists()
+            else None}
     if (run_dir / "risk_model_failures.csv").exists():  # models recorded as not fitted (on_model_failure: record)
         manifest["model_failures"] = pd.read_csv(run_dir / "risk_model_failures.csv",
                                                  keep_default_na=False).to_dict(orient="records")
@@ -686,7 +695,8 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
     except SurveyError as e:
         return fail(e)
     nb_dir = Path(notebook_dir) if notebook_dir else default_notebook_dir(cfg.root)
-    res.update(name=cfg.name, output_dir=str(cfg.output_dir), planned=list(cfg.notebooks) + small_area_step(cfg),
+    res.update(name=cfg.name, output_dir=str(cfg.output_dir),
+               planned=list(cfg.notebooks) + small_area_step(cfg) + (["evaluation"] if cfg.evaluation else []),
                pid=os.getpid(), started=started)
     parent = cfg.output_dir.parent
     log_path = parent / LOG_DIR / f"{cfg.name}.log"
@@ -717,7 +727,9 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
                 mark(tmp, "run", run=cfg.name, parameter_file=str(cfg.source))
                 log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
                          ", ".join(cfg.notebooks), cfg.output_dir, tmp)
-                for nb in cfg.notebooks + small_area_step(cfg):
+                # the small-area step after the indicator table; the evaluation notebook runs last when
+                # the parameter set has an `evaluation:` section
+                for nb in cfg.notebooks + small_area_step(cfg) + (["evaluation"] if cfg.evaluation else []):
                     emit("start", cfg.name, nb)
                     rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
                     res["notebooks"].append(rec)
@@ -731,9 +743,9 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
                             res["failed_notebook"] = str(keep)
                         break
                 else:
-                    finalize(tmp, cfg.values, res["notebooks"], name=cfg.name, parameter_file=cfg.source,
-                             given=cfg.given, plotlyjs=cfg.html_plotlyjs, started=started,
-                             description=cfg.description, log=log)
+                    values = {**cfg.values, **({"evaluation": cfg.evaluation} if cfg.evaluation else {})}
+                    finalize(tmp, values, res["notebooks"], name=cfg.name, parameter_file=cfg.source, given=cfg.given,
+                             plotlyjs=cfg.html_plotlyjs, started=started, description=cfg.description, log=log)
                     log.info("run %s: notebooks done in %.1f s", cfg.name, time.perf_counter() - t_start)
                     for h in logging.getLogger("survey.batch").handlers:
                         h.flush()

@@ -14,6 +14,15 @@ Var(b - a) = Var(a) + Var(b) - 2 Cov(a, b), with Cov from the PSU totals of both
 When the waves share no PSU, each wave keeps its own strata (the stacked variance is then
 exactly the sum of the two variances) and the method says so.
 
+:func:`sample_overlap` says whether two waves overlap at all: the number of first-stage PSUs
+(same stratum and PSU codes) and of units (same household key) found in both; and
+:func:`overlap_method` puts that in words (``"independent samples"`` or ``"overlapping samples:
+covariance from N shared PSUs"``).  :func:`survey.indicators.compare_waves`, given the two
+waves' microdata, uses it to choose between the independent formula and :func:`wave_change`.
+Codes are matched as given: two independent samples that happen to number their PSUs the same
+way are taken as overlapping (the stacked variance stays valid then -- a covariance estimated
+between unrelated PSUs is centred on zero -- but the method text would overstate the panel).
+
 :func:`minimum_detectable_change`: the smallest change in a proportion that a planned pair of
 samples detects with a given power (ONS-style), from the design effect and the overlap.
 """
@@ -69,24 +78,65 @@ def _unit_design_columns(data: SurveyData, unit: str):
     return d.weight_for(unit, dunit), strata, psu[:1]
 
 
-def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain: str | None = None,
-                level: float = 0.95) -> pd.DataFrame:
-    """Change from wave ``a`` to wave ``b`` of one indicator (one crime type or perception item),
-    overall or by a domain, with the covariance of overlapping samples (see the module).
+def _unit_key(data: SurveyData) -> list[str]:
+    """The household key of a survey (the combined unit's key when rows are combined): the
+    keys of its household file, else of the design file; [] when the respondents lack them."""
+    files = data.spec.files
+    cands = [f for f in files.values() if f.unit == "household"] + [files[data.spec.design.file]]
+    for f in cands:
+        key = list(f.combine.key) if f.combine is not None else list(f.keys)
+        if key and all(k in data.respondents.columns for k in key):
+            return key
+    return []
 
-    Both waves must be loaded through specs with the same design variables (strata and first-
-    stage PSU codes that mean the same units in both waves); Taylor designs only.
-    """
-    from scipy import stats
 
+def _keys(frame: pd.DataFrame, cols: list[str], keep: np.ndarray) -> set:
+    if not cols:
+        return set()
+    return set(map(tuple, frame.loc[keep, cols].astype(str).drop_duplicates().to_numpy()))
+
+
+def sample_overlap(a: SurveyData, b: SurveyData) -> dict:
+    """What two waves have in common: ``shared_psus`` (first-stage PSUs with the same stratum and
+    PSU codes among the respondents of both waves; None when the design has no PSU),
+    ``shared_units`` (households with the same key in both), ``psus_a``/``psus_b``,
+    ``units_a``/``units_b``, ``unit_key`` and ``overlapping`` (anything shared)."""
+    d = a.spec.design
+    strata = [d.strata] if isinstance(d.strata, str) else list(d.strata or [])
+    psu = ([d.psu] if isinstance(d.psu, str) else list(d.psu or []))[:1]
+    key = _unit_key(a)
+    key_b = _unit_key(b)
+    out = {"unit_key": key, "shared_psus": None, "psus_a": None, "psus_b": None}
+    sets = []
+    for w in (a, b):
+        r = w.respondents
+        keep = r["_respondent"].to_numpy(dtype=bool) if "_respondent" in r else np.ones(len(r), bool)
+        sets.append((_keys(r, strata + psu, keep) if psu and all(c in r for c in strata + psu) else None,
+                     _keys(r, key, keep) if key and key == key_b else set()))
+    if sets[0][0] is not None and sets[1][0] is not None:
+        out.update(shared_psus=len(sets[0][0] & sets[1][0]), psus_a=len(sets[0][0]), psus_b=len(sets[1][0]))
+    out.update(shared_units=len(sets[0][1] & sets[1][1]), units_a=len(sets[0][1]), units_b=len(sets[1][1]))
+    out["overlapping"] = bool(out["shared_psus"] or (out["shared_psus"] is None and out["shared_units"]))
+    return out
+
+
+def overlap_method(ov: dict) -> str:
+    """The comparison method in words, from :func:`sample_overlap`."""
+    if not ov["overlapping"]:
+        return "independent samples"
+    if ov["shared_psus"]:
+        return f"overlapping samples: covariance from {ov['shared_psus']} shared PSUs"
+    return (f"overlapping samples: covariance from {ov['shared_units']} shared households "
+            f"(key {', '.join(ov['unit_key'])})")
+
+
+def _stacked_base(a: SurveyData, b: SurveyData, unit: str):
+    """The stacked design of two waves for one unit (module docstring), without the estimated
+    columns: (stacked frame, design on the rows with a positive weight, shared PSUs, shared
+    households).  The same for every indicator of the unit: :func:`wave_change` reuses it
+    through its ``_cache``."""
     from .design import Design
 
-    for w in (a, b):
-        if w.spec.design.replicate is not None:
-            raise ChangeError("wave_change: replicate-weight designs carry the covariance in their replicates "
-                              "only when the replicates are built across waves; use Taylor designs here")
-    unit = "person" if indicator in _PERCEPTION else a.unit_of(crime)
-    num, den, scale = _columns(indicator, crime)
     frames, psu_keys = [], []
     wcol, strata, psu = _unit_design_columns(a, unit)
     wcol_b, strata_b, psu_b = _unit_design_columns(b, unit)
@@ -95,33 +145,78 @@ def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain
     for label, w, wc in (("a", a, wcol), ("b", b, wcol_b)):
         design = w.design(unit)
         r = w.respondents
-        for c in [num, den] + ([domain] if domain else []):
-            if c is not None and c not in r.columns:
-                raise ChangeError(f"wave_change: wave {label} has no column '{c}'")
         keep = np.asarray(design._in_domain()) if hasattr(design, "_in_domain") else r["_respondent"].to_numpy()
         f = pd.DataFrame({"_w": r[wc].to_numpy(dtype=float) * keep, "_wave": label})
         for c in strata + psu:
             f[c] = r[c].astype(str).to_numpy()
-        y = r[num].to_numpy(dtype=float)
-        x = r[den].to_numpy(dtype=float) if den else np.where(np.isnan(y), np.nan, 1.0)
-        for lab2 in ("a", "b"):
-            f[f"_y{lab2}"] = y if lab2 == label else 0.0
-            f[f"_x{lab2}"] = x if lab2 == label else 0.0
-        if domain:
-            f["_dom"] = r[domain].astype(object).to_numpy()
         frames.append(f)
         psu_keys.append(set(map(tuple, f[strata + psu].drop_duplicates().to_numpy())) if psu else set())
     shared = len(psu_keys[0] & psu_keys[1]) if psu else 0
     stacked = pd.concat(frames, ignore_index=True)
-    if psu and shared == 0:  # no common PSU: each wave its own strata (independent samples)
+    cluster = psu[0] if psu else None
+    shared_units = 0
+    if not psu:  # no PSU: a household in both waves is the cluster that carries the covariance
+        ov = sample_overlap(a, b)
+        key = ov["unit_key"]
+        shared_units = ov["shared_units"]
+        if shared_units:
+            ids = pd.concat([w.respondents[key].astype(str).agg("|".join, axis=1) for w in (a, b)],
+                            ignore_index=True)
+            stacked["_unit"] = ids.to_numpy()
+            cluster = "_unit"
+    if not shared and not shared_units:  # nothing in common: each wave its own strata (independent)
         for c in strata or []:
             stacked[c] = stacked[c] + "|" + stacked["_wave"]
         if not strata:
             stacked["_stratum"] = stacked["_wave"]
-    st = (strata or (["_stratum"] if "_stratum" in stacked else None)) if psu else None
-    design = Design(stacked, weights="_w", strata=st if st else None, psu=psu[0] if psu else None,
+    st = strata or (["_stratum"] if "_stratum" in stacked else None)
+    design = Design(stacked, weights="_w", strata=st if st else None, psu=cluster,
                     nest=False, lonely_psu=a.spec.design.lonely_psu)
     design = design.subset(stacked["_w"].to_numpy() > 0)
+    return stacked, design, shared, shared_units
+
+
+def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain: str | None = None,
+                level: float = 0.95, _cache: dict | None = None) -> pd.DataFrame:
+    """Change from wave ``a`` to wave ``b`` of one indicator (one crime type or perception item),
+    overall or by a domain, with the covariance of overlapping samples (see the module).
+
+    Both waves must be loaded through specs with the same design variables (strata and first-
+    stage PSU codes that mean the same units in both waves); Taylor designs only.
+    ``_cache``: a dict kept between calls on the same two waves (the stacked design is built
+    once per unit).
+    """
+    from scipy import stats
+
+    for w in (a, b):
+        if w.spec.design.replicate is not None:
+            raise ChangeError("wave_change: replicate-weight designs carry the covariance in their replicates "
+                              "only when the replicates are built across waves; use Taylor designs here")
+    unit = "person" if indicator in _PERCEPTION else a.unit_of(crime)
+    num, den, scale = _columns(indicator, crime)
+    for label, w in (("a", a), ("b", b)):
+        for c in [num, den] + ([domain] if domain else []):
+            if c is not None and c not in w.respondents.columns:
+                raise ChangeError(f"wave_change: wave {label} has no column '{c}'")
+    if _cache is not None and unit in _cache:
+        stacked, base, shared, shared_units = _cache[unit]
+    else:
+        stacked, base, shared, shared_units = _stacked_base(a, b, unit)
+        if _cache is not None:
+            _cache[unit] = (stacked, base, shared, shared_units)
+    cols = {}
+    for label, w in (("a", a), ("b", b)):
+        r = w.respondents
+        y = r[num].to_numpy(dtype=float)
+        x = r[den].to_numpy(dtype=float) if den else np.where(np.isnan(y), np.nan, 1.0)
+        zeros = np.zeros(len(stacked) - len(r))
+        first = label == "a"
+        cols[f"_y{label}"] = np.concatenate([y, zeros] if first else [zeros, y])
+        cols[f"_x{label}"] = np.concatenate([x, zeros] if first else [zeros, x])
+    if domain:
+        cols["_dom"] = np.concatenate([a.respondents[domain].astype(object).to_numpy(),
+                                       b.respondents[domain].astype(object).to_numpy()])
+    design = base._replace(data=stacked.assign(**cols))
     by = "_dom" if domain else None
     res = design.ratio(["_ya", "_yb"], ["_xa", "_xb"], by=by, level=level)
     V = np.asarray(res.attrs["vcov"], dtype=float)
@@ -149,6 +244,9 @@ def wave_change(a: SurveyData, b: SurveyData, indicator: str, crime: str, domain
             "significant": bool(p < 1 - level) if se > 0 else False, "shared_psus": shared,
             "method": (f"stacked design on the union of the waves: {shared} PSUs in both waves carry the "
                        "covariance of the two estimates, t on the stacked design's df") if shared else
+                      (f"stacked design on the union of the waves: {shared_units} households in both waves "
+                       "carry the covariance of the two estimates, t on the stacked design's df")
+                      if shared_units else
                       ("no PSU in both waves: independent samples (each wave its own strata), "
                        "SE = sqrt(se1^2 + se2^2)"),
         })

@@ -823,8 +823,17 @@ def domain_difference(data: SurveyData, indicator: str, crime: str, domain: str,
     }], columns=COMPARISON_COLUMNS)
 
 
-def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Change between two independent waves (indicator tables): SE = sqrt(se1^2 + se2^2), z test.
+def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95, data_a: SurveyData | None = None,
+                  data_b: SurveyData | None = None) -> pd.DataFrame:
+    """Change between two waves (indicator tables ``before`` and ``after``).
+
+    Without the waves' microdata (``data_a``, ``data_b``), or when they share no PSU (same
+    stratum and PSU codes) and no household (same key) -- independent samples --
+    SE = sqrt(se1^2 + se2^2), z test.  When they overlap (a rotating panel), every indicator
+    :func:`survey.change.wave_change` covers (prevalence, incidence, concentration, repeat
+    shares, reporting rates, perception items) gets the SE of the stacked design, with the
+    covariance carried by the shared PSUs (or households), t on its df; the few others keep the
+    independent formula and say so.  ``method`` records which, row by row.
 
     Rows are matched on indicator, crime type, domain and domain value; suppressed cells give no
     comparison (NaN, not significant).
@@ -846,14 +855,72 @@ def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95
         "estimate_a": m["estimate_a"], "estimate_b": m["estimate_b"], "difference": diff, "se": se,
         "statistic": z, "df": np.inf, "p_value": p, "ci_low": diff - q * se, "ci_high": diff + q * se,
         "significant": (p < 1 - level) & ~(m["suppressed_a"] | m["suppressed_b"]),
-        "method": "independent waves: SE = sqrt(se1^2 + se2^2), z test",
+        "method": "independent samples: SE = sqrt(se1^2 + se2^2), z test",
     })
+    if data_a is None or data_b is None:
+        return out
+    from .change import overlap_method, sample_overlap
+
+    ov = sample_overlap(data_a, data_b)
+    out["shared_psus"] = ov["shared_psus"] if ov["shared_psus"] is not None else 0
+    out["shared_units"] = ov["shared_units"]
+    if not ov["overlapping"]:
+        return out
+    if any(d.spec.design.replicate is not None for d in (data_a, data_b)):
+        out["method"] = (f"{overlap_method(ov)}; replicate-weight designs: independent-samples formula "
+                         "SE = sqrt(se1^2 + se2^2), z test (the covariance is left out: conservative when the "
+                         "waves are positively correlated)")
+        return out
+    _overlapping_changes(out, m, data_a, data_b, level, overlap_method(ov))
     return out
 
 
-def trend_table(tables: list[pd.DataFrame], level: float = 0.95) -> pd.DataFrame:
+def _overlapping_changes(out: pd.DataFrame, m: pd.DataFrame, a: SurveyData, b: SurveyData, level: float,
+                         method: str) -> None:
+    """Fill ``out`` (in place) with the stacked-design changes of :func:`survey.change.wave_change`
+    wherever it covers the row and reproduces both tables' estimates (to 1e-6); the other rows
+    keep the independent formula with a method that says why."""
+    from .change import wave_change
+
+    out["method"] = (f"{method}; this indicator is not on the stacked design: independent-samples formula "
+                     "SE = sqrt(se1^2 + se2^2), z test (the covariance is left out)")
+    missing = m["estimate_a"].isna() | m["estimate_b"].isna()
+    out.loc[missing, "method"] = f"{method}; no estimate in both waves"
+    done = pd.Series(False, index=out.index)
+    cache: dict = {}  # the stacked design of each unit, built once
+    for (ind, crime, dom), idx in out.groupby(["indicator", "crime_type", "domain"], sort=False).groups.items():
+        try:
+            wc = wave_change(a, b, ind, crime, domain=None if dom == "overall" else dom, level=level, _cache=cache)
+        except (SurveyError, KeyError, ValueError):  # not on the stacked design (a crossed domain...)
+            continue
+        wc = wc.set_index(wc["domain_value"].astype(str))
+        for i in idx:
+            if missing.at[i]:
+                continue
+            dv = "all" if dom == "overall" else str(out.at[i, "domain_value"])
+            if dv not in wc.index:
+                continue
+            r = wc.loc[dv]
+            if not (np.isclose(r["estimate_a"], m.at[i, "estimate_a"], rtol=1e-6, atol=1e-9)
+                    and np.isclose(r["estimate_b"], m.at[i, "estimate_b"], rtol=1e-6, atol=1e-9)):
+                continue
+            for c in ("se", "statistic", "df", "p_value", "ci_low", "ci_high"):
+                out.at[i, c] = float(r[c])
+            out.at[i, "difference"] = m.at[i, "estimate_b"] - m.at[i, "estimate_a"]
+            out.at[i, "significant"] = bool(r["significant"]) and not (m.at[i, "suppressed_a"]
+                                                                       or m.at[i, "suppressed_b"])
+            out.at[i, "method"] = f"{method}: stacked design, t on its {r['df']:g} df"
+            done.at[i] = True
+    out.attrs["stacked_rows"] = int(done.sum())
+
+
+def trend_table(tables: list[pd.DataFrame], level: float = 0.95, data: list | None = None,
+                changes: list[pd.DataFrame] | None = None) -> pd.DataFrame:
     """Estimates across waves (one column per period) with the change from each wave to the next
-    and whether it is significant; never judged by overlapping intervals."""
+    and whether it is significant; never judged by overlapping intervals.  ``data``: the waves'
+    microdata, in the same order (overlapping waves are then compared on the stacked design,
+    as :func:`compare_waves`); ``changes``: the :func:`compare_waves` results of the successive
+    pairs when already computed (not recomputed)."""
     if len(tables) < 2:
         raise IndicatorError("a trend table needs at least two waves")
     keys = ["indicator", "crime_type", "domain", "domain_value"]
@@ -862,8 +929,9 @@ def trend_table(tables: list[pd.DataFrame], level: float = 0.95) -> pd.DataFrame
         period = str(t["period"].iloc[0])
         part = t[keys + ["estimate"]].rename(columns={"estimate": period})
         wide = part if wide is None else wide.merge(part, on=keys, how="outer")
-    for a, b in zip(tables[:-1], tables[1:]):
-        c = compare_waves(a, b, level)
+    data = data if data is not None else [None] * len(tables)
+    for k, ((a, b), (da, db)) in enumerate(zip(zip(tables[:-1], tables[1:]), zip(data[:-1], data[1:]))):
+        c = changes[k] if changes is not None else compare_waves(a, b, level, data_a=da, data_b=db)
         pa, pb = str(a["period"].iloc[0]), str(b["period"].iloc[0])
         c = c[keys + ["difference", "p_value", "significant"]].rename(columns={
             "difference": f"change {pa}-{pb}", "p_value": f"p {pa}-{pb}", "significant": f"significant {pa}-{pb}"})

@@ -118,6 +118,9 @@ RUN_KEYS = {
     "timeout": "per-cell timeout in seconds (default: none)",
     "html_plotlyjs": "plotly.js in the HTML reports: file (one plotly.min.js per run, offline), "
                      "inline (self-contained files) or cdn",
+    "evaluation": "a programme evaluation run after the other notebooks (notebooks/evaluation.ipynb): "
+                  "{outcome:, treated:, period:, start:, ...} (see EVALUATION_KEYS); writes evaluation.csv "
+                  "and cost_benefit.csv",
 }
 COMPARE_KEYS = ("spec", "data_dir", "period")
 
@@ -683,6 +686,190 @@ def data_files(values: dict) -> list[tuple[str, Path]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the evaluation section of a parameter set (notebooks/evaluation.ipynb)
+# ---------------------------------------------------------------------------------------------
+EVALUATION_KEYS = {
+    "outcome": "victim:<crime> (0/1 victim), count:<crime> (victimizations) or a column of the respondent file",
+    "treated": "the programme areas: a condition of survey.expr (\"region in ['North', 'East']\") or "
+               "{variable: <column>, codes: [...]}; optional with a start per area",
+    "period": "the column of the wave or period",
+    "start": "the first treated period (one for all), or {<area code>: <first period>, ...} with area:",
+    "area": "the column of the area codes that start: {...} refers to (staggered starts)",
+    "model": "linear (default) | logistic",
+    "covariates": "categorical covariates: a list of column names",
+    "event_study": "true | false: one effect per period as well",
+    "programme_cost": "the programme's cost, or one cost per year [year 0, year 1, ...] (optional: no "
+                      "cost-benefit without it)",
+    "exposed": "treated units (e.g. households) exposed, or one number per year",
+    "crime_type": "the crime type of the unit-cost table that values a crime (or victim) averted",
+    "currency": "the currency of the costs (must be the unit-cost table's)",
+    "unit_costs": "default (Home Office 2018, GBP) | a CSV of unit costs",
+    "discount_rate": "discount rate a year for several years (default 0.035, the Green Book's)",
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def _finite_number(v, what: str, positive: bool = False, allow_zero: bool = True) -> float:
+    """A finite number; with ``positive``: >= 0 (``allow_zero``) or > 0."""
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    if ok and positive:
+        ok = v > 0 or (allow_zero and v == 0)
+    if not ok:
+        bound = (" >= 0" if allow_zero else " > 0") if positive else ""
+        raise ParameterError(f"{what} must be a finite number{bound}, not {v!r}")
+    return float(v)
+
+
+def _per_year(v, what: str) -> float | list[float]:
+    """A positive number, or a list (at most 100 years) of numbers >= 0 with a positive sum."""
+    if isinstance(v, list):
+        if not 1 <= len(v) <= 100:
+            raise ParameterError(f"{what} must have 1 to 100 yearly values, not {len(v)}")
+        out = [_finite_number(x, f"{what}[{i}]", positive=True) for i, x in enumerate(v)]
+        if not sum(out) > 0:
+            raise ParameterError(f"{what}: the yearly values add up to 0")
+        return out
+    return _finite_number(v, what, positive=True, allow_zero=False)
+
+
+def check_evaluation(value, where: str = "", base: Path | None = None, root: Path | None = None,
+                     spec_path=None) -> dict | None:
+    """Check the ``evaluation`` section of a parameter set as data (nothing is run): known keys,
+    types, finite numbers, the treated condition parsed by :mod:`survey.expr` (never evaluated
+    as code), names of columns as identifiers, the crime types in the spec and the unit-cost
+    table.  Returns it normalized (defaults filled in, the unit-cost path absolute)."""
+    if value is None:
+        return None
+    what = f"{where}evaluation"
+    if not isinstance(value, dict):
+        raise ParameterError(f"{what} must be a mapping {{outcome:, treated:, period:, start:, ...}}, not {value!r}")
+    bad = [k for k in value if k not in EVALUATION_KEYS]
+    if bad:
+        raise ParameterError(f"{what}: unknown key '{bad[0]}'{_did_you_mean(bad[0], EVALUATION_KEYS)} "
+                             f"(keys: {', '.join(EVALUATION_KEYS)})")
+    for k in ("outcome", "period", "start"):
+        if value.get(k) is None:
+            raise ParameterError(f"{what}: missing key '{k}' ({EVALUATION_KEYS[k]})")
+    out: dict = {}
+    oc = value["outcome"]
+    if not isinstance(oc, str) or not (_IDENT.match(oc) or re.match(r"^(victim|count):[A-Za-z_][A-Za-z0-9_]*$", oc)):
+        raise ParameterError(f"{what}.outcome must be victim:<crime>, count:<crime> or a column name, not {oc!r}")
+    out["outcome"] = oc
+    for k in ("period", "area"):
+        v = value.get(k)
+        if v is not None and not (isinstance(v, str) and _IDENT.match(v)):
+            raise ParameterError(f"{what}.{k} must be a column name (letters, digits, _), not {v!r}")
+        out[k] = v
+    start = value["start"]
+    if isinstance(start, dict):
+        if not start:
+            raise ParameterError(f"{what}.start: an empty mapping (give {{<area code>: <first period>}})")
+        if out["area"] is None:
+            raise ParameterError(f"{what}.start gives a first period per area: add area: <the column of the area codes>")
+        for k, v in start.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, float)
+                                                                              and not math.isfinite(v)):
+                raise ParameterError(f"{what}.start: the first period of area {k!r} must be a number or text, not {v!r}")
+        if value.get("model", "linear") != "linear":
+            raise ParameterError(f"{what}: staggered starts (start per area) use the linear model only")
+    elif isinstance(start, bool) or not isinstance(start, (int, float, str)) or (
+            isinstance(start, float) and not math.isfinite(start)):
+        raise ParameterError(f"{what}.start must be the first treated period (a number or text), not {start!r}")
+    out["start"] = start
+    tr = value.get("treated")
+    if tr is None and not isinstance(start, dict):
+        raise ParameterError(f"{what}: missing key 'treated' ({EVALUATION_KEYS['treated']})")
+    if isinstance(tr, str):
+        from .expr import ExpressionError, parse
+
+        try:
+            parse(tr)
+        except ExpressionError as e:
+            raise ParameterError(f"{what}.treated: {e}") from None
+    elif isinstance(tr, dict):
+        if set(tr) != {"variable", "codes"}:
+            raise ParameterError(f"{what}.treated must be a condition or {{variable:, codes: [...]}}, not {tr!r}")
+        if not (isinstance(tr["variable"], str) and _IDENT.match(tr["variable"])):
+            raise ParameterError(f"{what}.treated.variable must be a column name, not {tr['variable']!r}")
+        codes = tr["codes"]
+        if not isinstance(codes, list) or not codes or not all(
+                isinstance(c, (int, float, str)) and not isinstance(c, bool) for c in codes):
+            raise ParameterError(f"{what}.treated.codes must be a list of codes, not {codes!r}")
+    elif tr is not None:
+        raise ParameterError(f"{what}.treated must be a condition or {{variable:, codes: [...]}}, not {tr!r}")
+    out["treated"] = tr
+    model = value.get("model", "linear")
+    if model not in ("linear", "logistic"):
+        raise ParameterError(f"{what}.model must be linear or logistic, not {model!r}{_did_you_mean(model, ('linear', 'logistic'))}")
+    out["model"] = model
+    cov = value.get("covariates")
+    if cov is not None:
+        if isinstance(cov, str):
+            cov = [cov]
+        if not isinstance(cov, list) or not all(isinstance(c, str) and _IDENT.match(c) for c in cov):
+            raise ParameterError(f"{what}.covariates must be a list of column names, not {value.get('covariates')!r}")
+    out["covariates"] = cov
+    es = value.get("event_study", False)
+    if not isinstance(es, bool):
+        raise ParameterError(f"{what}.event_study must be true or false, not {es!r}")
+    out["event_study"] = es
+    rate = value.get("discount_rate", 0.035)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or not 0 <= rate < 1:
+        raise ParameterError(f"{what}.discount_rate must be a number from 0 to below 1 (0.035 = 3.5% a year), "
+                             f"not {rate!r}")
+    out["discount_rate"] = float(rate)
+    uc = value.get("unit_costs") or "default"
+    if not isinstance(uc, str) or not uc.strip():
+        raise ParameterError(f"{what}.unit_costs must be default or a CSV path, not {uc!r}")
+    out["unit_costs"] = None if uc == "default" else str(resolve_input(uc, base, root or project_root(base),
+                                                                         f"{what}.unit_costs"))
+    cost = value.get("programme_cost")
+    if cost is None:
+        for k in ("exposed", "crime_type", "currency"):
+            if value.get(k) is not None:
+                raise ParameterError(f"{what}.{k} is given without programme_cost (no cost-benefit without it)")
+        out.update(programme_cost=None, exposed=None, crime_type=None, currency=None)
+    else:
+        out["programme_cost"] = _per_year(cost, f"{what}.programme_cost")
+        if value.get("exposed") is None or value.get("crime_type") is None:
+            raise ParameterError(f"{what}: programme_cost needs exposed (units exposed) and crime_type (the unit "
+                                 "cost of a crime averted)")
+        out["exposed"] = _per_year(value["exposed"], f"{what}.exposed")
+        n_c = len(out["programme_cost"]) if isinstance(out["programme_cost"], list) else 1
+        n_e = len(out["exposed"]) if isinstance(out["exposed"], list) else 1
+        if n_c > 1 and n_e > 1 and n_c != n_e:
+            raise ParameterError(f"{what}: programme_cost has {n_c} years and exposed {n_e}")
+        from .cost import CostError, load_unit_costs
+
+        try:
+            tab = load_unit_costs(out["unit_costs"])
+        except CostError as e:
+            raise ParameterError(f"{what}.unit_costs: {e}") from None
+        ct = value["crime_type"]
+        known = list(tab.crime_type)
+        if ct not in known:
+            raise ParameterError(f"{what}.crime_type: {ct!r} is not in the unit-cost table{_did_you_mean(str(ct), known)} "
+                                 f"({len(known)} rows: {', '.join(known[:6])}, ...)")
+        out["crime_type"] = ct
+        cur = value.get("currency")
+        if cur is not None and str(cur) != str(tab.currency.iloc[0]):
+            raise ParameterError(f"{what}.currency: {cur!r} but the unit-cost table is in {tab.currency.iloc[0]} "
+                                 "(convert the costs first)")
+        out["currency"] = str(tab.currency.iloc[0])
+    if spec_path is not None and ":" in oc:
+        from .spec import read_spec
+
+        spec = read_spec(spec_path)
+        v = spec.victimization
+        crimes = (v.type_names() + list(v.groups)) if v is not None else []
+        crime = oc.split(":", 1)[1]
+        if crime not in crimes:
+            raise ParameterError(f"{what}.outcome: crime type '{crime}' is not in spec {Path(spec_path).name}"
+                                 f"{_did_you_mean(crime, crimes)} (known: {', '.join(crimes) or 'none'})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # parameter sets
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -700,10 +887,17 @@ class RunConfig:
     html_plotlyjs: str = "file"
     description: str = ""
     raw: dict = field(default_factory=dict)
+    evaluation: dict | None = None
 
     def notebook_parameters(self, notebook: str, output_dir: Path) -> dict:
         """What papermill injects into ``notebook``: every parameter it declares, checked,
-        with absolute paths (so the executed notebook records the whole run)."""
+        with absolute paths (so the executed notebook records the whole run).  The evaluation
+        notebook (not one of :data:`NOTEBOOKS`): the survey, the checked ``evaluation``
+        section and the output folder."""
+        if notebook == "evaluation":
+            return {"spec": self.values["spec"], "data_dir": self.values.get("data_dir"),
+                    "cap_rule": self.values.get("cap_rule"), "evaluation": dict(self.evaluation or {}),
+                    "output_dir": str(output_dir), "seed": self.values.get("seed", 1)}
         out = {k: self.values[k] for k in declared(notebook)}
         out["output_dir"] = str(output_dir)
         return out
@@ -761,6 +955,8 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
         raise ParameterError(f"{where}small_areas: the small-area step models the indicator table, which the "
                              f"'victimization' notebook writes; it is not among the notebooks "
                              f"({', '.join(notebooks)})")
+    evaluation = check_evaluation(raw.get("evaluation"), where, base=path.parent, root=root,
+                                  spec_path=values["spec"]) if "evaluation" in raw else None
     if "output_dir" in given:
         output_dir = Path(values["output_dir"])
     else:
@@ -768,7 +964,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
         values["output_dir"] = str(output_dir)
     return RunConfig(name=name, source=path, output_dir=output_dir, notebooks=notebooks, values=values,
                      given=given, root=root, timeout=timeout, html_plotlyjs=plotlyjs,
-                     description=str(raw.get("description") or ""), raw=raw)
+                     description=str(raw.get("description") or ""), raw=raw, evaluation=evaluation)
 
 
 # ---------------------------------------------------------------------------------------------

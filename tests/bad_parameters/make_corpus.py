@@ -80,6 +80,52 @@ CASES: dict[str, tuple[str, str, str]] = {
     "small_areas_no_table": ("notebooks: [ingest]\n" + SA.format(aux="areas_good.csv", cov="recorded_per_1000",
                                                                   extra=""),
                              "the 'victimization' notebook writes", "small areas without the indicator table"),
+    # the evaluation section (survey.params.check_evaluation)
+    "eval_not_mapping": ("evaluation: [victim, wave]\n", "evaluation must be a mapping", "evaluation as a list"),
+    "eval_unknown_key": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, start: 3, '
+                         "programe_cost: 1000}\n", "did you mean 'programme_cost'", "a misspelt evaluation key"),
+    "eval_start_missing": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region}\n',
+                           "missing key 'start'", "no start"),
+    "eval_treated_code": ('evaluation: {outcome: "victim:burglary", treated: "__import__(\'os\').system(\'id\')", '
+                          "period: region, start: 3}\n", "is not allowed in a condition",
+                          "code as the treated condition"),
+    "eval_treated_syntax": ('evaluation: {outcome: "victim:burglary", treated: "region ==", period: region, '
+                            "start: 3}\n", "evaluation.treated: condition", "an unfinished condition"),
+    "eval_outcome_unknown": ('evaluation: {outcome: "victim:burglarly", treated: "region == 1", period: region, '
+                             "start: 3}\n", "did you mean 'burglary'", "a misspelt crime type"),
+    "eval_period_code": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: "a.b()", '
+                         "start: 3}\n", "period must be a column name", "a period that is not a name"),
+    "eval_event_study_text": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                              "start: 3, event_study: sometimes}\n", "event_study must be true or false",
+                              "event_study in words"),
+    "eval_discount_negative": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                               "start: 3, discount_rate: -0.5}\n", "discount_rate must be a number from 0",
+                               "a negative discount rate"),
+    "eval_discount_nan": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                          "start: 3, discount_rate: .nan}\n", "discount_rate must be a number from 0",
+                          "a NaN discount rate"),
+    "eval_cost_inf": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, start: 3, '
+                      "programme_cost: .inf, exposed: 100, crime_type: burglary_dwelling}\n",
+                      "programme_cost must be a finite number", "an infinite programme cost"),
+    "eval_cost_negative_year": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                                "start: 3, programme_cost: [100, -5], exposed: 100, crime_type: burglary_dwelling}\n",
+                                "programme_cost[1] must be a finite number >= 0", "a negative yearly cost"),
+    "eval_years_mismatch": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                            "start: 3, programme_cost: [100, 50], exposed: [10, 10, 10], "
+                            "crime_type: burglary_dwelling}\n", "programme_cost has 2 years and exposed 3",
+                            "costs and exposure over different years"),
+    "eval_crime_type_unknown": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                                "start: 3, programme_cost: 100, exposed: 10, crime_type: burglary}\n",
+                                "did you mean 'burglary_dwelling'", "a crime type not in the unit-cost table"),
+    "eval_currency_other": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                            "start: 3, programme_cost: 100, exposed: 10, crime_type: burglary_dwelling, "
+                            "currency: EUR}\n", "the unit-cost table is in GBP", "costs in another currency"),
+    "eval_unit_costs_missing": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                                "start: 3, unit_costs: costs/none.csv}\n", "not found", "a unit-cost file that is "
+                                "not there"),
+    "eval_cost_without_exposed": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                                  "start: 3, programme_cost: 100}\n", "programme_cost needs exposed",
+                                  "a cost without the units exposed"),
 }
 
 
