@@ -124,7 +124,7 @@ if P.compare:
     if str(before.period.iloc[0]) == period_label:
         raise sp.ParameterError(f"compare: the earlier wave's period label '{period_label}' is this wave's too; "
                                 "give compare.period (and period) to tell them apart")
-    changes = compare_waves(before, table, data_a=earlier, data_b=data)
+    changes = compare_waves(before, table, data_a=earlier, data_b=data, samples=P.compare.get("samples", "auto"))
     changes.to_csv(f"{P.output_dir}/comparison.csv", index=False, lineterminator="\n")
     trend_table([before, table], changes=[changes]).to_csv(f"{P.output_dir}/trend.csv", index=False, lineterminator="\n")
     sel = changes[(changes.domain == "overall") & changes.indicator.isin(["prevalence", "feeling_safe"])

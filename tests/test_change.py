@@ -147,6 +147,28 @@ def test_compare_waves_independent_waves_give_the_old_result(pop):
     assert new.se.iloc[0] == pytest.approx(np.hypot(ta.se.iloc[0], tb.se.iloc[0]), rel=1e-15)
 
 
+def test_compare_waves_samples_declared(pop):
+    """compare.samples: 'independent' keeps the independent formula although the waves share PSUs
+    (codes that only coincide), 'overlapping' fails on waves that share nothing."""
+    from survey.errors import SurveyError
+    from survey.indicators import compare_waves
+
+    pop_df, P, M = pop
+    a, b = panel.draw(pop_df, P, M, overlap=0.5, rng=np.random.default_rng(4))
+    ta, tb = _table(a, "wave 1"), _table(b, "wave 2")
+    r = compare_waves(ta, tb, data_a=a, data_b=b, samples="independent").iloc[0]
+    assert r.shared_psus == 40  # the overlap is there ...
+    assert r.method.startswith("independent samples (declared")  # ... and deliberately not used
+    assert r.se == pytest.approx(np.hypot(ta.se.iloc[0], tb.se.iloc[0]), rel=1e-15)
+    stacked = compare_waves(ta, tb, data_a=a, data_b=b, samples="overlapping").iloc[0]
+    assert stacked.se == pytest.approx(100 * _by_hand(a, b), rel=1e-10)
+    b.respondents["p"] = b.respondents["p"] + 10_000
+    b.respondents["hid"] = b.respondents["hid"] + 10_000_000
+    b._designs.clear()
+    with pytest.raises(SurveyError, match="share no PSU"):
+        compare_waves(ta, _table(b, "wave 2"), data_a=a, data_b=b, samples="overlapping")
+
+
 def test_shared_households_without_psus_are_the_clusters(pop):
     """A design without PSUs (each household its own cluster): the households in both waves carry
     the covariance; by hand, the ultimate-cluster formula on household totals within strata."""

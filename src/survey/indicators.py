@@ -824,7 +824,7 @@ def domain_difference(data: SurveyData, indicator: str, crime: str, domain: str,
 
 
 def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95, data_a: SurveyData | None = None,
-                  data_b: SurveyData | None = None) -> pd.DataFrame:
+                  data_b: SurveyData | None = None, samples: str = "auto") -> pd.DataFrame:
     """Change between two waves (indicator tables ``before`` and ``after``).
 
     Without the waves' microdata (``data_a``, ``data_b``), or when they share no PSU (same
@@ -834,6 +834,10 @@ def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95
     shares, reporting rates, perception items) gets the SE of the stacked design, with the
     covariance carried by the shared PSUs (or households), t on its df; the few others keep the
     independent formula and say so.  ``method`` records which, row by row.
+
+    ``samples``: ``auto`` (as above), ``independent`` (separate samples whose codes only happen to
+    coincide: the independent formula whatever the codes, and ``method`` says it was declared) or
+    ``overlapping`` (an error when the waves share no PSU and no household).
 
     Rows are matched on indicator, crime type, domain and domain value; suppressed cells give no
     comparison (NaN, not significant).
@@ -861,10 +865,19 @@ def compare_waves(before: pd.DataFrame, after: pd.DataFrame, level: float = 0.95
         return out
     from .change import overlap_method, sample_overlap
 
+    if samples not in ("auto", "independent", "overlapping"):
+        raise ValueError(f"compare_waves: samples must be auto, independent or overlapping, not {samples!r}")
     ov = sample_overlap(data_a, data_b)
     out["shared_psus"] = ov["shared_psus"] if ov["shared_psus"] is not None else 0
     out["shared_units"] = ov["shared_units"]
+    if samples == "independent":
+        out["method"] = ("independent samples (declared: compare.samples = independent): "
+                         "SE = sqrt(se1^2 + se2^2), z test")
+        return out
     if not ov["overlapping"]:
+        if samples == "overlapping":
+            raise SurveyError("compare.samples is 'overlapping' but the two waves share no PSU (same stratum and "
+                              f"PSU codes) and no household key ({len(data_a.respondents)} and {len(data_b.respondents)} units)")
         return out
     if any(d.spec.design.replicate is not None for d in (data_a, data_b)):
         out["method"] = (f"{overlap_method(ov)}; replicate-weight designs: independent-samples formula "

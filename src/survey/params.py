@@ -105,7 +105,8 @@ EXTRA: dict[str, tuple[Param, ...]] = {
                    "a model that cannot be fitted: fail (the run fails, one line) | record (a 'not fitted' row "
                    "in risk_models.csv, risk_model_failures.csv, and the report)")),
     "summary": (Param("compare", "compare?", None,
-                      "an earlier wave to compare with: {spec:, data_dir:, period:} (spec default: the same)"),),
+                      "an earlier wave to compare with: {spec:, data_dir:, period:, samples: auto|independent|overlapping} "
+                      "(spec default: the same)"),),
     "local": (Param("small_areas", "small_areas?", None,
                     "model-based small-area estimates (notebooks/local.py, small_areas.csv): {indicator:, "
                     "crime_type:, area: <domain>, auxiliary: <CSV of area covariates>, covariates: [..], "
@@ -122,7 +123,12 @@ RUN_KEYS = {
                   "{outcome:, treated:, period:, start:, ...} (see EVALUATION_KEYS); writes evaluation.csv "
                   "and cost_benefit.csv",
 }
-COMPARE_KEYS = ("spec", "data_dir", "period")
+COMPARE_KEYS = ("spec", "data_dir", "period", "samples")
+COMPARE_SAMPLES = ("auto", "independent", "overlapping")
+"""``compare.samples``: ``auto`` looks for PSUs (same stratum and PSU codes) and households (same
+key) in both waves; ``independent`` says the waves are separate samples whose codes only happen to
+coincide (the independent-samples formula, whatever the codes); ``overlapping`` requires shared
+PSUs or households and fails if there are none."""
 
 
 def declared(notebook: str) -> dict[str, Param]:
@@ -404,6 +410,11 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
         if value.get("data_dir"):
             out["data_dir"] = str(resolve_input(value["data_dir"], base, root, f"{what}.data_dir", kind="dir"))
         out["period"] = _label(_scalar_str(value.get("period"), f"{what}.period"), f"{what}.period")
+        samples = value.get("samples", "auto")
+        if samples not in COMPARE_SAMPLES:
+            raise ParameterError(f"{what}.samples must be one of {', '.join(COMPARE_SAMPLES)}, not {samples!r}"
+                                 f"{_did_you_mean(str(samples), COMPARE_SAMPLES)}")
+        out["samples"] = samples
         return out
     raise AssertionError(kind)  # pragma: no cover
 

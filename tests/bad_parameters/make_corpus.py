@@ -80,6 +80,9 @@ CASES: dict[str, tuple[str, str, str]] = {
     "small_areas_no_table": ("notebooks: [ingest]\n" + SA.format(aux="areas_good.csv", cov="recorded_per_1000",
                                                                   extra=""),
                              "the 'victimization' notebook writes", "small areas without the indicator table"),
+    "compare_samples_unknown": ("compare: {data_dir: data/synthetic, period: Year 0, samples: rotating}\n",
+                                "samples must be one of auto, independent, overlapping",
+                                "waves declared neither independent nor overlapping"),
     # the evaluation section (survey.params.check_evaluation)
     "eval_not_mapping": ("evaluation: [victim, wave]\n", "evaluation must be a mapping", "evaluation as a list"),
     "eval_unknown_key": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, start: 3, '
