@@ -28,7 +28,9 @@ A run folder holds:
                       timings (kernel start-up and cell time per notebook), outputs, status,
                       ``model_failures`` (models recorded as not fitted by the risk notebook);
                       ``design`` (``survey.report.design_info``): the design the standard
-                      errors assume, with a ``note`` when the file lacks strata or PSU
+                      errors assume, with a ``note`` when the file lacks strata or PSU;
+                      ``language``, ``description`` and ``description_fr``/``description_es``
+                      when the parameter set gives them
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
