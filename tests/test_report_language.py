@@ -27,8 +27,8 @@ from survey.i18n import LANGUAGES, catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 HOUSEHOLDS = 3000
-NOTEBOOKS = ("victimization", "fear", "repeat", "summary")
-"""The reports translated so far (ingest and risk: figures and shared helpers only)."""
+NOTEBOOKS = ("victimization", "fear", "repeat", "risk", "summary")
+"""The reports translated so far (not yet: ingest)."""
 NNBSP = "\u202f"
 DESCRIPTIONS = {"en": "Small synthetic run for the language test",
                 "fr": "Petite exécution synthétique pour le test des langues",

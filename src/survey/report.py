@@ -171,7 +171,8 @@ def show_table(table: pd.DataFrame, columns=None, digits: int = 1, reader: Reade
 CROSS = " × "
 _NUMERIC_DIGITS = {"estimate": None, "ci_low": None, "ci_high": None, "se": 3, "cv": 1, "deff": 2, "df": 0,
                    "n": 0, "n_cases": 0, "weighted_base": 0, "estimate_a": None, "estimate_b": None,
-                   "difference": None, "p_value": 3, "cells": 0, "suppressed_cells": 0, "flagged": 0}
+                   "difference": None, "p_value": 3, "cells": 0, "suppressed_cells": 0, "flagged": 0,
+                   "events": 0, "observed": 3, "auc": 3, "brier": 4, "log_loss": 4, "F": 2, "df1": 0, "df2": 0}
 
 
 class Reader:
@@ -308,6 +309,36 @@ class Reader:
             return text
         key = _data_texts().get(text)
         return self.t(key) if key else text
+
+    def model(self, name: str) -> str:
+        """A model of the risk report: ``risk_<crime>`` is the risk of that crime; other models
+        (the run's ``models``) keep their names."""
+        name = str(name)
+        if self.lang == "en" or not name.startswith("risk_"):
+            return name
+        return self.t("report.risk.model", crime=self.crime(name[len("risk_"):]))
+
+    def outcome(self, outcome: str) -> str:
+        """A model's outcome (``victim:<crime>``, ``count:<crime>``, ``not <item>``, ``<item>``)."""
+        outcome = str(outcome)
+        if self.lang == "en":
+            return outcome
+        for prefix, key in (("victim:", "report.risk.outcome_victim"), ("count:", "report.risk.outcome_count")):
+            if outcome.startswith(prefix):
+                return self.t(key, crime=self.crime(outcome[len(prefix):]))
+        if outcome.startswith("not "):
+            return self.t("report.risk.outcome_not", item=self.crime(outcome[4:]))
+        return self.crime(outcome)
+
+    def term(self, term: str, reference: str = "") -> str:
+        """A model term ``C(<domain>)[T.<level>]`` as '<domain>: <level> (vs <reference level>)'."""
+        m = re.match(r"^C\((?P<var>\w+)\)\[T\.(?P<level>.*)\]$", str(term))
+        if not m:
+            return str(term)
+        var, level = m["var"], m["level"]
+        ref = str(reference or "").removesuffix(" (reference)").partition(": ")[2]
+        label = f"{self.domain(var, var)}: {self.value(var, level)}"
+        return self.t("report.risk.term", term=label, reference=self.value(var, ref)) if ref else label
 
     def status(self, value: str) -> str:
         """'suppressed' or a reliability word."""
