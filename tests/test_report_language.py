@@ -28,7 +28,7 @@ from survey.i18n import LANGUAGES, catalog
 ROOT = Path(__file__).resolve().parents[1]
 HOUSEHOLDS = 3000
 NOTEBOOKS = ("victimization", "fear", "repeat", "risk", "summary")
-"""The reports translated so far (not yet: ingest)."""
+"""The reports translated in full (ingest: all but the loader's row accounting, checked apart)."""
 NNBSP = "\u202f"
 DESCRIPTIONS = {"en": "Small synthetic run for the language test",
                 "fr": "Petite exécution synthétique pour le test des langues",
@@ -55,7 +55,7 @@ def runs(tmp_path_factory):
     files = []
     for lang in ("fr", "es"):
         raw = {"name": f"lang-{lang}", "spec": "specs/synthetic.yaml", "period": "Synthetic year",
-               "publication": "ons", "language": lang, "seed": 1, "notebooks": list(NOTEBOOKS),
+               "publication": "ons", "language": lang, "seed": 1, "notebooks": ["ingest", *NOTEBOOKS],
                "description": DESCRIPTIONS["en"], f"description_{lang}": DESCRIPTIONS[lang]}
         path = root / "parameters" / f"lang-{lang}.yaml"
         path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -73,19 +73,20 @@ def runs(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 class _Text(HTMLParser):
     """The visible text of a page: no script, style or head, and no code (file and function
-    names are not words of a language)."""
+    names are not words of a language); ``skip`` more elements (tables)."""
 
-    def __init__(self):
+    def __init__(self, skip=()):
         super().__init__()
         self.skip = 0
+        self.tags = {"script", "style", "head", "code", *skip}
         self.parts: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        if tag in ("script", "style", "head", "code"):
+        if tag in self.tags:
             self.skip += 1
 
     def handle_endtag(self, tag):
-        if tag in ("script", "style", "head", "code"):
+        if tag in self.tags:
             self.skip -= 1
 
     def handle_data(self, data):
@@ -93,15 +94,15 @@ class _Text(HTMLParser):
             self.parts.append(data)
 
 
-def visible_text(page: str) -> str:
-    p = _Text()
+def visible_text(page: str, skip=()) -> str:
+    p = _Text(skip)
     p.feed(page)
     return re.sub(r"[ \t\r\n]+", " ", " ".join(p.parts))  # (not str.split: it splits at no-break spaces)
 
 
-def figure_text(ipynb: Path) -> str:
+def figure_text(ipynb: Path, titles_only: bool = False) -> str:
     """The text of the report's figures (titles, axis titles, legends, category labels, hover
-    texts) as the executed notebook holds them (plotly JSON)."""
+    texts; or the titles only) as the executed notebook holds them (plotly JSON)."""
     nb = json.loads(ipynb.read_text(encoding="utf-8"))
     out = []
     for cell in nb["cells"]:
@@ -113,7 +114,7 @@ def figure_text(ipynb: Path) -> str:
             for part in (layout, layout.get("xaxis") or {}, layout.get("yaxis") or {}):
                 title = part.get("title")
                 out.append(title.get("text", "") if isinstance(title, dict) else str(title or ""))
-            for tr in fig.get("data") or []:
+            for tr in [] if titles_only else fig.get("data") or []:
                 out.append(str(tr.get("name") or ""))
                 for key in ("y", "hovertext"):
                     vals = tr.get(key) or []
@@ -195,6 +196,23 @@ def test_no_english_left_in_the_reports(runs, lang, nb):
     left = left_english(text + " " + charts, lang)
     assert not left, f"{lang} {nb}: English left: {left}"
     assert DESCRIPTIONS[lang] in text and DESCRIPTIONS["en"] not in text
+
+
+@pytest.mark.parametrize("lang", ["fr", "es"])
+def test_ingest_report_in_the_language_but_the_row_accounting(runs, lang):
+    """The ingest report's prose, headings and figure titles; its tables (the loader's row
+    accounting: steps and details as the loader writes them, paths) are data."""
+    run = runs[lang]
+    page = (run / "ingest.html").read_text(encoding="utf-8")
+    text = visible_text(page, skip=("table",))
+    for data in DATA_TEXTS:
+        text = text.replace(data, " ")
+    text = re.sub(r"\S*/\S*\.yaml", " ", text)
+    left = left_english(text + " " + figure_text(run / "ingest.ipynb", titles_only=True), lang)
+    assert not left, f"{lang} ingest: English left: {left}"
+    heading = {"fr": "Décompte des lignes", "es": "Recuento de filas"}[lang]
+    assert heading in text and "Row accounting" not in text
+    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in visible_text(page)  # a translated header
 
 
 def test_english_word_list_is_not_empty_and_catches_english():
