@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -51,9 +51,10 @@ from survey.indicators import indicator_table
 
 data = sp.load_survey(P)
 S = data.spec
+R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 items = list(S.perception)
 if not items:
-    rp.md(f"**The spec of {S.title or S.survey} declares no perception items**: there is nothing to report here.")
+    rp.md(R("report.fear.no_items", title=R.title(S.title or S.survey)))
 
 # %% perception table
 table = None
@@ -62,7 +63,7 @@ if items:
                             indicators=["feeling_safe", "worry", "likelihood", "likert"],
                             publication=P.publication_preset, **P.publication_params)
     overall = table[table.domain == "overall"]
-    rp.estimate_bars(overall, title="Perceptions of crime: share of respondents (%)").show()
+    rp.estimate_bars(overall, title=R("report.fear.overall_title"), reader=R).show()
 
 # %% [markdown]
 # Feeling safe counts respondents who feel *very* or *fairly* safe; worry counts those *very*
@@ -74,9 +75,10 @@ if items:
     lines = []
     for it in items:
         r = overall[overall.crime_type == it.name].iloc[0]
-        extra = " (follow-up for those who never go out)" if it.follow_up else ""
-        sdg = f" [SDG {r.sdg_indicator}]" if r.sdg_indicator else ""
-        lines.append(f"- **{r.crime_label}**{sdg}: {rp.ci_text(r)}{extra}")
+        extra = R("report.fear.follow_up") if it.follow_up else ""
+        sdg = R("report.fear.sdg", sdg=r.sdg_indicator) if r.sdg_indicator else ""
+        lines.append(R("report.fear.line", crime=R.crime(r.crime_type, r.crime_label), sdg=sdg, ci=R.ci(r),
+                       extra=extra))
     rp.md("\n".join(lines))
 
 # %% [markdown]
@@ -90,9 +92,9 @@ if items:
     for dom in (P.domains or list(S.domains)):
         rows = table[table.domain == dom]
         if len(rows):
-            label = S.domains[dom].label or dom
+            label = R.domain(dom, S.domains[dom].label or dom)
             rp.estimate_bars(rows, category="domain_value", series="crime_label",
-                             title=f"Perceptions by {label.lower()} (%)").show()
+                             title=R("report.fear.by_domain", domain=label.lower()), reader=R).show()
 
 # %% [markdown]
 # ## Victims and non-victims
@@ -110,17 +112,22 @@ if items and S.victimization is not None:
     vic = perception_by_victimization(data, crime_types=focus, publication=P.publication_preset,
                                       **P.publication_params)
     vic["crime"] = vic["domain"].str.removeprefix("victim__")
+    if R.lang != "en":
+        vic["crime_label"] = [R.crime(c, lab) for c, lab in zip(vic["crime_type"], vic["crime_label"])]
+        vic["crime"] = [R.crime(c) for c in vic["crime"]]
     fig = go.Figure()
     for who, g in vic.groupby("domain_value", sort=False):
         shown = g[~g["suppressed"]]
         fig.add_trace(go.Bar(y=shown["crime_label"] + " | " + shown["crime"], x=shown["estimate"], orientation="h",
-                             name=who, error_x=dict(type="data", symmetric=False,
-                                                    array=shown["ci_high"] - shown["estimate"],
-                                                    arrayminus=shown["estimate"] - shown["ci_low"])))
-    fig.update_layout(title="Perceptions of victims and non-victims (%)", barmode="group", xaxis_title="%",
+                             name=R.value(g["domain"].iloc[0], who),
+                             error_x=dict(type="data", symmetric=False, array=shown["ci_high"] - shown["estimate"],
+                                          arrayminus=shown["estimate"] - shown["ci_low"])))
+    fig.update_layout(title=R("report.fear.victims_title"), barmode="group", xaxis_title="%",
                       yaxis=dict(autorange="reversed"), height=max(320, 60 + 40 * len(vic) // 2),
                       legend=dict(orientation="h", y=-0.15))
+    if R.lang != "en":
+        fig.update_layout(separators=rp.SEPARATORS[R.lang])
     fig.show()
-    vic = vic[["crime_label", "crime", "domain_value", "estimate", "ci_low", "ci_high", "n", "reliability",
-               "suppression_reason"]]
-    vic.round(1)
+    shown = ["crime_label", "crime", "domain_value", "estimate", "ci_low", "ci_high", "n", "reliability",
+             "suppression_reason"]
+    display(vic[shown].round(1) if R.lang == "en" else R.frame(vic.drop(columns="crime_type"), shown, 1))

@@ -52,10 +52,12 @@ from survey.codebook import write_codebook
 
 data = sp.load_survey(P)
 S = data.spec
+R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 acc = data.accounting
-rp.md(f"**{S.title or S.survey}** (`{S.survey}`), reference period **{S.period or 'not stated'}**.  \n"
-      f"Source: {S.source or 'not stated'}. Licence: {S.licence or 'not stated'}.  \n"
-      f"Spec: `{P.spec}`" + (f"; data files from `{P.data_dir}`" if P.data_dir else "") + ".")
+rp.md(R("report.ing.intro", title=R.title(S.title or S.survey), survey=S.survey,
+        period=R.period(S.period) if S.period else R("report.sum.no_source"),
+        source=S.source or R("report.sum.no_source"), licence=S.licence or R("report.sum.no_source"), spec=P.spec)
+      + (R("report.ing.data_dir", data_dir=P.data_dir) if P.data_dir else "") + ".")
 
 # %% [markdown]
 # ## Files
@@ -70,6 +72,9 @@ files = pd.DataFrame([
      "keys": ", ".join(f.keys), "linked to": f.link.to if f.link else "",
      "rows read": int(acc.loc[(acc.step == "read") & (acc.file == name), "rows"].sum())}
     for name, f in S.files.items()])
+if R.lang != "en":
+    files["unit"] = [R.unit(u) for u in files["unit"]]
+    files.columns = [R(f"report.ing.col.{c.replace(' ', '_')}") for c in files.columns]
 files
 
 # %% [markdown]
@@ -94,11 +99,13 @@ if inc_file:
     flow = acc[(acc.file == inc_file) & acc.step.ne("link")]
     fig = go.Figure(go.Bar(x=flow["rows"], y=flow["step"], orientation="h", text=flow["rows"],
                            hovertext=flow["detail"], hoverinfo="text+x"))
-    fig.update_layout(title=f"Incident file '{inc_file}': from rows read to incidents counted",
-                      xaxis_title="incidents", yaxis=dict(autorange="reversed"), height=320)
+    fig.update_layout(title=R("report.ing.flow_title", file=inc_file), xaxis_title=R("report.ing.incidents"),
+                      yaxis=dict(autorange="reversed"), height=320)
+    if R.lang != "en":
+        fig.update_layout(separators=rp.SEPARATORS[R.lang])
     fig.show()
 else:
-    rp.md("This survey counts victimizations from respondent items (no incident file).")
+    rp.md(R("report.ing.no_incident_file"))
 
 # %% [markdown]
 # ## Design
@@ -117,10 +124,17 @@ for unit in units:
     rows.append({"unit": unit, "design": repr(d), "respondents": int((d.w > 0).sum()),
                  "weighted total": float(d.w.sum())})
 design_table = pd.DataFrame(rows)
-design_note = rp.design_info(S)["note"]
+design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)
 if design_note:
-    rp.md(f"**Design: {design_note}.**")
-design_table.style.format({"weighted total": "{:,.0f}"})
+    rp.md(f"**Design: {design_note}.**" if R.lang == "en" else f"**{design_note}**")
+if R.lang == "en":
+    shown_design = design_table.style.format({"weighted total": "{:,.0f}"})
+else:
+    shown_design = design_table.assign(unit=[R.unit(u) for u in design_table["unit"]],
+                                       respondents=[R.count(n) for n in design_table["respondents"]],
+                                       **{"weighted total": [R.count(x) for x in design_table["weighted total"]]})
+    shown_design.columns = [R(f"report.ing.col.{c.replace(' ', '_')}") for c in shown_design.columns]
+shown_design
 
 # %% [markdown]
 # ## Domains
@@ -136,7 +150,8 @@ for dom in chosen:
     units_ok = S.domains[dom].units or units
     unit = units_ok[0] if units_ok[0] in units else units[0]
     res = data.design(unit).proportion(dom)
-    res["domain"] = S.domains[dom].label or dom
+    res["domain"] = R.domain(dom, S.domains[dom].label or dom)
+    res["level"] = [R.value(dom, lv) for lv in res["level"]]
     res["unit"] = unit
     dist.append(res)
 dist = pd.concat(dist, ignore_index=True)
@@ -144,14 +159,15 @@ fig = go.Figure()
 for dom, g in dist.groupby("domain", sort=False):
     fig.add_trace(go.Bar(y=[f"{dom}: {lv}" for lv in g["level"]], x=100 * g["estimate"], orientation="h",
                          name=dom, error_x=dict(type="data", array=100 * 1.96 * g["se"])))
-fig.update_layout(title="Weighted distribution of each domain (% of its unit, 95% CI)", xaxis_title="%",
+fig.update_layout(title=R("report.ing.domains_title"), xaxis_title="%",
                   yaxis=dict(autorange="reversed"), height=max(320, 40 + 22 * len(dist)), showlegend=False)
+if R.lang != "en":
+    fig.update_layout(separators=rp.SEPARATORS[R.lang])
 fig.show()
 
 # %% codebook
 csv_path, html_path = write_codebook(data, P.output_dir)
-rp.md(f"The codebook (every variable the spec reads, with its values, labels and weighted "
-      f"distribution) is in `{csv_path.name}` and `{html_path.name}` next to this report.")
+rp.md(R("report.ing.codebook", csv=csv_path.name, html=html_path.name))
 
 # %% [markdown]
 # ## Result
@@ -161,5 +177,5 @@ rp.md(f"The codebook (every variable the spec reads, with its values, labels and
 # matches no respondent, a code outside the declared set, a negative weight...).
 
 # %% result
-rp.md(f"**ok**: {len(acc)} accounting steps; {int(acc.loc[acc.step == 'respondents', 'rows'].sum()):,} "
-      f"respondents in the design file.")
+rp.md(R("report.ing.result", steps=R.count(len(acc)),
+        respondents=R.count(int(acc.loc[acc.step == "respondents", "rows"].sum()))))

@@ -51,6 +51,7 @@ from survey.lorenz import lorenz
 
 data = sp.load_survey(P)
 S = data.spec
+R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 if S.victimization is None:
     raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to estimate")
 crimes = P.crime_types or (data.crime_types + data.crime_groups)
@@ -64,8 +65,8 @@ table = indicator_table(data, crime_types=counted, domains=P.domains,
                         publication=P.publication_preset, **P.publication_params) if counted else None
 overall = table[table.domain == "overall"] if table is not None else None
 if counted:
-    rp.md(f"Cap rule on repeat counts: **{'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}**. "
-          "A respondent with two or more victimizations of a crime type in the period is a repeat victim of it.")
+    cap = R.sep.join(R.data_text(c) for c in sorted(set(table.cap_rule) - {""})) or R("report.word.none")
+    rp.md(R("report.rep.cap", cap=cap))
 
 # %% [markdown]
 # ## Repeat victims and the crimes they suffer
@@ -77,18 +78,18 @@ if counted:
 # %% repeat shares
 if counted:
     rows = overall[overall.indicator.isin(["repeat_victims", "repeat_incidents"])].copy()
-    rows["series"] = rows.indicator.map({"repeat_victims": "share of victims who are repeat victims",
-                                         "repeat_incidents": "share of victimizations against repeat victims"})
-    rp.estimate_bars(rows, series="series", title="Repeat victimization (%)").show()
+    rows["series"] = rows.indicator.map({"repeat_victims": R("report.rep.series_victims"),
+                                         "repeat_incidents": R("report.rep.series_incidents")})
+    rp.estimate_bars(rows, series="series", title=R("report.rep.title"), reader=R).show()
 else:
-    rp.md(rp.no_counts_sentence("Repeat victimization"))
+    rp.md(rp.no_counts_sentence(R("report.rep.repeat"), R.lang))
 lines = []
 for c in focus:
     rv = overall[(overall.indicator == "repeat_victims") & (overall.crime_type == c)]
     ri = overall[(overall.indicator == "repeat_incidents") & (overall.crime_type == c)]
     if len(rv) and len(ri):
-        lines.append(f"- **{rv.iloc[0].crime_label}**: {rp.ci_text(rv.iloc[0])} of victims were repeat victims; "
-                     f"they suffered {rp.ci_text(ri.iloc[0])} of the victimizations.")
+        lines.append(R("report.rep.line", crime=R.crime(c, rv.iloc[0].crime_label), victims=R.ci(rv.iloc[0]),
+                       incidents=R.ci(ri.iloc[0])))
 if lines:
     rp.md("\n".join(lines))
 
@@ -108,16 +109,16 @@ if focus:
     for over in ("population", "victims"):
         for c in focus:
             lz = lorenz(data, c, over=over)
-            lz["label"] = overall.loc[overall.crime_type == c, "crime_label"].iloc[0]
+            lz["label"] = R.crime(c, overall.loc[overall.crime_type == c, "crime_label"].iloc[0])
             curves.append(lz)
     curves = pd.concat(curves, ignore_index=True)
     curves.drop(columns="label").to_csv(f"{P.output_dir}/lorenz.csv", index=False)
     for over, fam in (("population", "gini"), ("victims", "gini_victims")):
-        g = overall[overall.indicator == fam].set_index("crime_label")["estimate"].to_dict()
-        rp.lorenz_figure(curves[curves.over == over], g,
-                         title=f"Lorenz curves of victimizations over the {'population' if over == 'population' else 'victims'}").show()
+        g = {R.crime(r.crime_type, r.crime_label): r.estimate for r in overall[overall.indicator == fam].itertuples()}
+        rp.lorenz_figure(curves[curves.over == over].drop(columns="crime_type", errors="ignore"), g,
+                         title=R(f"report.rep.lorenz_{over}"), reader=R).show()
 else:
-    rp.md(rp.no_counts_sentence("Lorenz curves"))
+    rp.md(rp.no_counts_sentence(R("report.rep.lorenz"), R.lang))
 
 # %% [markdown]
 # ## Gini coefficients with their confidence intervals
@@ -128,10 +129,11 @@ else:
 # %% gini
 if counted:
     rows = overall[overall.indicator.isin(["gini", "gini_victims"])].copy()
-    rows["series"] = rows.indicator.map({"gini": "over the population", "gini_victims": "over victims"})
-    rp.estimate_bars(rows, series="series", title="Gini coefficient of victimizations").show()
+    rows["series"] = rows.indicator.map({"gini": R("report.rep.over_population"),
+                                         "gini_victims": R("report.rep.over_victims")})
+    rp.estimate_bars(rows, series="series", title=R("report.rep.gini_title"), reader=R).show()
 else:
-    rp.md(rp.no_counts_sentence("The Gini coefficient of victimizations"))
+    rp.md(rp.no_counts_sentence(R("report.rep.gini"), R.lang))
 
 # %% [markdown]
 # ## By domain
@@ -141,13 +143,13 @@ else:
 
 # %% domains
 if not focus:
-    rp.md(rp.no_counts_sentence("Victimizations per victim by domain"))
+    rp.md(rp.no_counts_sentence(R("report.rep.by_domain_what"), R.lang))
 for dom in (P.domains or list(S.domains)) if focus else []:
     rows = table[(table.indicator == "concentration") & table.crime_type.isin(focus) & (table.domain == dom)]
     if len(rows):
-        label = S.domains[dom].label or dom
+        label = R.domain(dom, S.domains[dom].label or dom)
         rp.estimate_bars(rows, category="domain_value", series="crime_label",
-                         title=f"Victimizations per victim by {label.lower()}").show()
+                         title=R("report.rep.by_domain", domain=label.lower()), reader=R).show()
 
 # %% [markdown]
 # ## Multiple victimization
@@ -158,8 +160,8 @@ for dom in (P.domains or list(S.domains)) if focus else []:
 # %% multiple
 rows = overall[overall.indicator == "multiple_victimization"] if overall is not None else []
 if len(rows):
-    rp.estimate_bars(rows, title="Multiple victimization: victims of two or more types of the group (%)").show()
+    rp.estimate_bars(rows, title=R("report.rep.multiple_title"), reader=R).show()
 elif not counted:
-    rp.md(rp.no_counts_sentence("Multiple victimization"))
+    rp.md(rp.no_counts_sentence(R("report.rep.multiple"), R.lang))
 else:
-    rp.md("No crime group selected: multiple victimization needs groups of crime types.")
+    rp.md(R("report.rep.no_groups"))

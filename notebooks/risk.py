@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -64,6 +64,7 @@ from survey.errors import SurveyError, SurveyWarning
 
 data = sp.load_survey(P)
 S = data.spec
+R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 if S.victimization is None and not P.models:
     raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to model")
 targets = (P.risk_crime_types or data.crime_groups or data.crime_types) if S.victimization is not None else []
@@ -81,15 +82,17 @@ if len(models_table):
     run.margins.to_csv(f"{P.output_dir}/risk_margins.csv", index=False)
 if run.failures:
     pd.DataFrame(run.failures).to_csv(f"{P.output_dir}/risk_model_failures.csv", index=False)
-    rp.md("**Models that could not be fitted** (rows 'not fitted' of risk_models.csv, risk_model_failures.csv):\n\n"
-          + "\n".join(
-        f"- **{f['model']}** ({f['outcome']}): {f['reason']}" for f in run.failures))
+    rp.md(R("report.risk.failures") + "\n\n" + "\n".join(
+        R("report.risk.failure", model=R.model(f["model"]), outcome=R.outcome(f["outcome"]), reason=f["reason"])
+        for f in run.failures))
     for f in run.failures:
         warnings.warn(f"model '{f['model']}' ({f['outcome']}) could not be fitted: {f['reason']}", SurveyWarning)
 rp.md("\n".join(
-    f"- **{name}** ({ms.outcome}): " + (f"{fits[name].n:,} rows, `{fits[name].formula}`" if name in fits
-                                        else "not fitted")
-    + (f"; categories with no case, dropped: {'; '.join(f'{k}: ' + ', '.join(v) for k, v in fits[name].dropped_levels.items())}"
+    R("report.risk.model_line", model=R.model(name), outcome=R.outcome(ms.outcome),
+      fit=R("report.risk.fitted", n=R.count(fits[name].n), formula=fits[name].formula) if name in fits
+      else R("report.risk.not_fitted"))
+    + (R("report.risk.dropped", levels=R.sep.join(f"{R.domain(k, k)}: " + ", ".join(R.value(k, x) for x in v)
+                                                  for k, v in fits[name].dropped_levels.items()))
        if name in fits and fits[name].dropped_levels else "")
     + (f" ({'; '.join(run.notes[name])})" if run.notes.get(name) else "")
     for name, ms in run.specs.items()))
@@ -116,7 +119,7 @@ for name in fits:
         try:
             rm = RiskModel("logistic", features=preds, target=f"victim__{c}", subgroups=preds, seed=P.seed).fit(data)
         except SurveyError as e:
-            rp.md(f"- **{c}**: no performance table ({e})")
+            rp.md(R("report.risk.no_performance", crime=R.crime(c), error=e))
             continue
     performance.append(rm.metrics_.assign(crime_type=c, model="logistic", unit=rm.unit_, features=" + ".join(preds),
                                           n_splits=rm.n_splits, warnings="; ".join(sorted({str(w.message) for w in caught}))))
@@ -125,8 +128,9 @@ perf = pd.concat(performance, ignore_index=True)[
      "observed", "mean_predicted", "auc", "brier", "log_loss", "note", "warnings"]] if performance else pd.DataFrame()
 if len(perf):
     perf.to_csv(f"{P.output_dir}/risk_performance.csv", index=False)
-perf.loc[perf["subgroup"] == "overall", ["crime_type", "n", "events", "observed", "auc", "brier", "log_loss"]].round(4) \
-    if len(perf) else None
+shown = ["crime_type", "n", "events", "observed", "auc", "brier", "log_loss"]
+(perf.loc[perf["subgroup"] == "overall", shown].round(4) if R.lang == "en"
+ else R.frame(perf[perf["subgroup"] == "overall"], shown, 4)) if len(perf) else None
 
 # %% [markdown]
 # ## Odds ratios
@@ -140,12 +144,17 @@ perf.loc[perf["subgroup"] == "overall", ["crime_type", "n", "events", "observed"
 for name in fits:
     ms = run.specs[name]
     t = models_table[(models_table.model == name) & (models_table.term != "Intercept")]
-    t = t.assign(term=t.label + " (vs " + t.reference.str.removesuffix(" (reference)") + ")")
+    t = t.assign(term=t.label + " (vs " + t.reference.str.removesuffix(" (reference)") + ")") if R.lang == "en" \
+        else t.assign(term=[R.term(term, ref) for term, ref in zip(t.term, t.reference)])
     ratio, low, high = ("odds_ratio", "or_ci_low", "or_ci_high") if ms.family == "logistic" else (
         "rate_ratio", "rr_ci_low", "rr_ci_high")
-    what = f"victimization ({ms.crime_type})" if name.startswith("risk_") else ms.outcome
-    rp.ratio_forest(t, ratio, low, high, title=f"{name}: {ratio.replace('_', ' ')}s of {what}",
-                    label=ratio.replace("_", " ").capitalize()).show()
+    if R.lang == "en":
+        what = f"victimization ({ms.crime_type})" if name.startswith("risk_") else ms.outcome
+        title, label = f"{name}: {ratio.replace('_', ' ')}s of {what}", ratio.replace("_", " ").capitalize()
+    else:
+        title = R(f"report.risk.{ratio}_title", model=R.model(name), outcome=R.outcome(ms.outcome))
+        label = R(f"report.risk.{ratio}")
+    rp.ratio_forest(t, ratio, low, high, title=title, label=label, reader=R).show()
 
 # %% [markdown]
 # ## Is each characteristic associated with the outcome?
@@ -159,10 +168,10 @@ for name, fit in fits.items():
     for term in dict.fromkeys(t.split(")[T.")[0] + ")" for t in fit.terms if t.startswith("C(")):
         w = fit.wald_test(term).iloc[0]
         var = term[2:-1]
-        rows.append({"model": name, "outcome": run.specs[name].outcome,
-                     "characteristic": S.domains[var].label or var, "F": w.F, "df1": w.df1, "df2": w.df2,
-                     "p_value": w.p_value})
-pd.DataFrame(rows).round(4) if rows else None
+        rows.append({"model": R.model(name), "outcome": R.outcome(run.specs[name].outcome),
+                     "characteristic": R.domain(var, S.domains[var].label or var), "F": w.F, "df1": w.df1,
+                     "df2": w.df2, "p_value": w.p_value})
+(pd.DataFrame(rows).round(4) if R.lang == "en" else R.frame(pd.DataFrame(rows), list(rows[0]), 2)) if rows else None
 
 # %% [markdown]
 # ## Adjusted prevalence (predictive margins)
@@ -175,10 +184,13 @@ if len(run.margins):
     import plotly.graph_objects as go
 
     for name, g in run.margins.groupby("model", sort=False):
-        y = [f"{S.domains[d].label or d}: {lv}" for d, lv in zip(g["domain"], g["level"])]
+        y = [f"{R.domain(d, S.domains[d].label or d)}: {R.value(d, lv)}" for d, lv in zip(g["domain"], g["level"])]
         fig = go.Figure(go.Bar(y=y, x=100 * g["estimate"], orientation="h",
                                error_x=dict(type="data", symmetric=False, array=100 * (g["ci_high"] - g["estimate"]),
                                             arrayminus=100 * (g["estimate"] - g["ci_low"]))))
-        fig.update_layout(title=f"{name} ({run.specs[name].outcome}): adjusted prevalence by characteristic (%)",
+        fig.update_layout(title=R("report.risk.margins_title", model=R.model(name),
+                                  outcome=R.outcome(run.specs[name].outcome)),
                           xaxis_title="%", yaxis=dict(autorange="reversed"), height=max(320, 60 + 22 * len(g)))
+        if R.lang != "en":
+            fig.update_layout(separators=rp.SEPARATORS[R.lang])
         fig.show()

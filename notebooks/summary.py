@@ -51,35 +51,38 @@ from survey.indicators import compare_waves, indicator_table, trend_table
 
 data = sp.load_survey(P)
 S = data.spec
+R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 table = rp.read_indicator_table(P.output_dir, P.as_dict())
 if table is None:  # not run after the victimization notebook with the same parameters
     table = indicator_table(data, crime_types=P.crime_types, domains=P.domains,
                             publication=P.publication_preset, **P.publication_params)
 period_label = str(table.period.iloc[0])
-rp.md(f"**{S.title or S.survey}**, reference period **{period_label}**. Source: {S.source or 'not stated'}.")
+rp.md(R("report.sum.intro", title=R.title(S.title or S.survey), period=R.period(period_label),
+        source=S.source or R("report.sum.no_source")))
 
 # %% headline
 crimes = P.crime_types or (data.crime_types + data.crime_groups)
 focus = [c for c in crimes if c in data.crime_groups] or [c for c in crimes if c in data.crime_types][:4]
 overall = table[table.domain == "overall"]
 lines = []
-noun = {"household": "households", "person": "persons"}
 for c in focus:
     for ind in ("prevalence", "incidence", "reporting_rate"):
         hit = overall[(overall.crime_type == c) & (overall.indicator == ind)]
         if not len(hit):
             continue
         r = hit.iloc[0]
+        crime = R.crime(r.crime_type, r.crime_label)
         if ind == "prevalence":
-            lines.append(f"- **{r.crime_label}**: {rp.ci_text(r)} of {noun.get(r.unit, r.unit)} victimized at least once")
+            lines.append(R("report.sum.prevalence", crime=crime, ci=R.ci(r), units=R.unit(r.unit)))
         elif ind == "incidence" and not r.suppressed:
-            lines.append(f"  - {rp.fmt(r.estimate)} victimizations per 1,000 {noun.get(r.unit, r.unit)} "
-                         f"(95% CI {rp.fmt(r.ci_low)} to {rp.fmt(r.ci_high)})")
+            lines.append(R("report.sum.incidence", value=R.num(r.estimate), units=R.unit(r.unit),
+                           low=R.num(r.ci_low), high=R.num(r.ci_high)))
         elif ind == "reporting_rate":
-            lines.append(f"  - {rp.ci_text(r)} of these victimizations reported to the police")
+            lines.append(R("report.sum.reporting", ci=R.ci(r)))
 for r in overall[overall.indicator == "feeling_safe"].itertuples():
-    lines.append(f"- **{r.crime_label}** [SDG {r.sdg_indicator or '16.1.4'}]: {rp.ci_text(r)} of respondents")
-rp.md("## Headline figures\n\n" + "\n".join(lines))
+    lines.append(R("report.sum.feeling_safe", crime=R.crime(r.crime_type, r.crime_label),
+                   sdg=r.sdg_indicator or "16.1.4", ci=R.ci(r)))
+rp.md(R("report.sum.headline") + "\n\n" + "\n".join(lines))
 
 # %% [markdown]
 # The chart shows the same headline prevalence figures with their 95% confidence intervals.
@@ -87,7 +90,7 @@ rp.md("## Headline figures\n\n" + "\n".join(lines))
 # %% headline chart
 rows = overall[(overall.indicator == "prevalence") & overall.crime_type.isin(focus)]
 if len(rows):
-    rp.estimate_bars(rows, title=f"Prevalence, {period_label} (%)").show()
+    rp.estimate_bars(rows, title=R("report.sum.prevalence_title", period=R.period(period_label)), reader=R).show()
 
 # %% [markdown]
 # ## Quality of the estimates
@@ -98,12 +101,13 @@ if len(rows):
 # %% quality
 q = table.assign(status=table.suppressed.map({True: "suppressed", False: None}).fillna(table.reliability))
 counts = q.groupby(["indicator", "status"], sort=False).size().unstack(fill_value=0)
-fig = go.Figure([go.Bar(y=counts.index, x=counts[s], name=s, orientation="h") for s in counts.columns])
-fig.update_layout(barmode="stack", title="Cells of the indicator table by reliability", xaxis_title="cells",
+fig = go.Figure([go.Bar(y=[R.indicator(i, i) for i in counts.index], x=counts[s], name=R.status(s), orientation="h")
+                 for s in counts.columns])
+fig.update_layout(barmode="stack", title=R("report.sum.quality_title"), xaxis_title=R("report.sum.cells"),
                   yaxis=dict(autorange="reversed"), height=max(320, 60 + 24 * len(counts)),
                   legend=dict(orientation="h", y=-0.15))
 fig.show()
-rp.md(rp.rule_text(table.attrs.get("publication_rule") or {}))
+rp.md(rp.rule_text(table.attrs.get("publication_rule") or {}, R.lang))
 
 # %% [markdown]
 # ## Change since the earlier wave
@@ -132,24 +136,31 @@ if P.compare:
     labels = dict(zip(overall.crime_type, overall.crime_label))
     fig = go.Figure()
     for _, r in sel.iterrows():
-        name = f"{labels.get(r.crime_type, r.crime_type)} ({r.indicator.replace('_', ' ')})"
+        crime = R.crime(r.crime_type, labels.get(r.crime_type, r.crime_type))
+        what = r.indicator.replace("_", " ") if R.lang == "en" else R.indicator(r.indicator)
+        name = f"{crime} ({what})"
+        change = f"{r.difference:+.1f}" if R.lang == "en" else ("+" if r.difference > 0 else "") + R.num(r.difference)
         fig.add_trace(go.Scatter(x=[r.estimate_a, r.estimate_b], y=[name, name], mode="lines+markers",
                                  line=dict(color="firebrick" if r.significant else "grey"),
                                  marker=dict(symbol=["circle-open", "circle"], size=10), showlegend=False,
-                                 hovertext=[f"{r.a}: {r.estimate_a:.1f}", f"{r.b}: {r.estimate_b:.1f}; change "
-                                            f"{r.difference:+.1f} (p = {r.p_value:.3f})"], hoverinfo="text"))
-    fig.update_layout(title=f"From {before.period.iloc[0]} (open) to {period_label} (filled); red = significant change",
+                                 hovertext=[f"{R.period(r.a)}: {R.num(r.estimate_a)}",
+                                            R("report.sum.change_hover", period=R.period(r.b),
+                                              value=R.num(r.estimate_b), change=change,
+                                              p=f"{r.p_value:.3f}" if R.lang == "en" else R.tr.p(r.p_value))],
+                                 hoverinfo="text"))
+    fig.update_layout(title=R("report.sum.change_title", before=R.period(before.period.iloc[0]),
+                              after=R.period(period_label)),
                       xaxis_title="%", yaxis=dict(autorange="reversed"), height=max(320, 60 + 36 * len(sel)))
+    if R.lang != "en":
+        fig.update_layout(separators=rp.SEPARATORS[R.lang])
     fig.show()
     sig = changes[changes.significant]
-    how = changes.method.str.split(";|: stacked", regex=True).str[0].iloc[0]
-    rp.md(f"{len(sig):,} of {len(changes):,} comparable cells changed significantly at the 5% level "
-          "(with this many tests some will by chance; look for consistent patterns). "
-          f"Method: {how} (row by row in the `method` column). Tables: `comparison.csv` and `trend.csv`.")
-    display(sel[["indicator", "crime_type", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high", "p_value",
-                 "significant"]].round(3))
+    rp.md(R("report.sum.changed", n=R.count(len(sig)), total=R.count(len(changes))) + " " + R.method_note(changes))
+    shown = ["indicator", "crime_type", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high", "p_value",
+             "significant"]
+    display(sel[shown].round(3) if R.lang == "en" else R.frame(sel, shown, 3))
 else:
-    rp.md("No earlier wave was given (parameter `compare`).")
+    rp.md(R("report.sum.no_compare"))
 
 # %% [markdown]
 # ## Methods
@@ -161,9 +172,11 @@ else:
 # source are in the notes sheet of `indicators.xlsx`.
 
 # %% methods
-design_note = rp.design_info(S)["note"]
+design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)
 if design_note:
-    rp.md(f"**Design: {design_note}.**")
-rp.md(f"Cap rule on repeat counts: {'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}.  \n"
-      f"Parameters: spec `{P.spec}`, domains {P.domains or 'all'}, crime types {P.crime_types or 'all'}, "
-      f"language {P.language}, seed {P.seed}.")
+    rp.md(f"**Design: {design_note}.**" if R.lang == "en" else f"**{design_note}**")
+cap = R.sep.join(R.data_text(c) for c in sorted(set(table.cap_rule) - {""})) or R("report.word.none")
+rp.md(R("report.sum.parameters", cap=cap, spec=P.spec,
+        domains=", ".join(R.domain(d, d) for d in P.domains) if P.domains else R("report.word.all"),
+        crimes=", ".join(R.crime(c, c) for c in P.crime_types) if P.crime_types else R("report.word.all"),
+        language=P.language, seed=P.seed))

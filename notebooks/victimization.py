@@ -50,6 +50,7 @@ from survey.indicators import INDICATORS, domain_difference, indicator_table
 
 data = sp.load_survey(P)
 S = data.spec
+R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 if S.victimization is None:
     raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to estimate")
 
@@ -58,9 +59,8 @@ table = indicator_table(data, crime_types=P.crime_types, domains=P.domains,
                         publication=P.publication_preset, **P.publication_params)
 rp.write_indicator_table(table, P.output_dir, data, P.as_dict())
 rule = table.attrs.get("publication_rule") or {}
-rp.md(f"The indicator table has **{len(table):,} rows** (every indicator, crime type and domain "
-      f"category; written to `indicators.csv` and `indicators.parquet`). Publication rule: "
-      f"{rp.rule_text(rule)}  \nCap rule on repeat counts: **{'; '.join(sorted(set(table.cap_rule) - {''})) or 'none'}**.")
+cap = R.sep.join(R.data_text(c) for c in sorted(set(table.cap_rule) - {""})) or R("report.word.none")
+rp.md(R("report.vic.table", rows=R.count(len(table)), rule=rp.rule_text(rule, R.lang), cap=cap))
 
 # %% crime selection
 crimes = P.crime_types or (data.crime_types + data.crime_groups)
@@ -69,7 +69,6 @@ types = [c for c in crimes if c in data.crime_types]
 focus = groups or types[:4]
 overall = table[table.domain == "overall"]
 units = {c: data.unit_of(c) for c in crimes}
-noun = {"household": "households", "person": "persons"}
 
 # %% [markdown]
 # ## Prevalence
@@ -83,11 +82,12 @@ noun = {"household": "households", "person": "persons"}
 for unit in ("household", "person"):
     rows = overall[(overall.indicator == "prevalence") & overall.crime_type.isin([c for c in crimes if units[c] == unit])]
     if len(rows):
-        rp.estimate_bars(rows, title=f"Prevalence: {noun[unit]} victimized at least once (%)").show()
+        rp.estimate_bars(rows, title=R("report.vic.prevalence_title", units=R.unit(unit)), reader=R).show()
 
 # %% prevalence prose
 rows = overall[(overall.indicator == "prevalence") & overall.crime_type.isin(focus)]
-rp.md("\n".join(f"- **{r.crime_label}**: {rp.ci_text(r)} of {noun[r.unit]}" for r in rows.itertuples()))
+rp.md("\n".join(R("report.vic.prevalence_line", crime=R.crime(r.crime_type, r.crime_label), ci=R.ci(r),
+                    units=R.unit(r.unit)) for r in rows.itertuples()))
 
 # %% [markdown]
 # ## Incidence and concentration
@@ -99,11 +99,11 @@ rp.md("\n".join(f"- **{r.crime_label}**: {rp.ci_text(r)} of {noun[r.unit]}" for 
 # %% incidence
 rows = overall[(overall.indicator == "incidence")]
 if len(rows):
-    rp.estimate_bars(rows, series="unit", title="Incidence: victimizations per 1,000 households or persons").show()
+    rp.estimate_bars(rows, series="unit", title=R("report.vic.incidence_title"), reader=R).show()
     rows = overall[(overall.indicator == "concentration")]
-    rp.estimate_bars(rows, series="unit", title="Concentration: victimizations per victim").show()
+    rp.estimate_bars(rows, series="unit", title=R("report.vic.concentration_title"), reader=R).show()
 else:
-    rp.md(rp.no_counts_sentence("Incidence and concentration"))
+    rp.md(rp.no_counts_sentence(R("report.vic.incidence_concentration"), R.lang))
 
 # %% [markdown]
 # ## Reporting to the police
@@ -115,12 +115,13 @@ else:
 # %% reporting
 rows = overall[overall.indicator.isin(["reporting_rate", "reporting_rate_victims"])].copy()
 if len(rows):
-    rows["series"] = rows.indicator.map(lambda f: INDICATORS[f].label)
-    rp.estimate_bars(rows, series="series", title="Reported to the police (%)").show()
+    rows["series"] = rows.indicator.map(lambda f: R.indicator(f, INDICATORS[f].label))
+    rp.estimate_bars(rows, series="series", title=R("report.vic.reporting_title"), reader=R).show()
     dark = overall[(overall.indicator == "dark_figure") & overall.crime_type.isin(focus)]
-    rp.md("Dark figure: " + "; ".join(f"**{r.crime_label}** {rp.ci_text(r)}" for r in dark.itertuples()) + ".")
+    rp.md(R("report.vic.dark", items=R.sep.join(R("report.vic.dark_item", crime=R.crime(r.crime_type, r.crime_label),
+                                                  ci=R.ci(r)) for r in dark.itertuples())))
 else:
-    rp.md("This survey does not record whether crimes were reported to the police.")
+    rp.md(R("report.vic.no_reporting"))
 
 # %% [markdown]
 # ## By domain
@@ -134,9 +135,9 @@ doms = [d for d in (P.domains or list(S.domains))]
 for dom in doms:
     rows = table[(table.indicator == "prevalence") & table.crime_type.isin(focus) & (table.domain == dom)]
     if len(rows):
-        label = S.domains[dom].label or dom
+        label = R.domain(dom, S.domains[dom].label or dom)
         rp.estimate_bars(rows, category="domain_value", series="crime_label",
-                         title=f"Prevalence by {label.lower()} (%)").show()
+                         title=R("report.vic.by_domain", domain=label.lower()), reader=R).show()
 
 # %% [markdown]
 # ## Differences between the two categories of a domain
@@ -158,10 +159,11 @@ for dom in doms:
         diffs.append(domain_difference(data, "prevalence", c, dom, cats[0], cats[1]))
 if diffs:
     diffs = pd.concat(diffs, ignore_index=True)
-    display(diffs[["crime_type", "domain", "a", "b", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high",
-                   "p_value", "significant"]].round(3))
+    shown = ["crime_type", "domain", "a", "b", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high",
+             "p_value", "significant"]
+    display(diffs[shown].round(3) if R.lang == "en" else R.frame(diffs, shown, 3))
 else:
-    rp.md("No selected domain has exactly two categories.")
+    rp.md(R("report.vic.no_two_categories"))
 
 # %% [markdown]
 # ## Quality of the estimates
@@ -173,4 +175,5 @@ else:
 quality = (table.assign(flagged=table.flag_reason.ne("") & ~table.suppressed)
            .groupby("indicator", sort=False)
            .agg(cells=("estimate", "size"), suppressed=("suppressed", "sum"), flagged=("flagged", "sum")))
-quality
+quality if R.lang == "en" else R.frame(quality.reset_index().rename(columns={"suppressed": "suppressed_cells"}),
+                                       ["indicator", "cells", "suppressed_cells", "flagged"])

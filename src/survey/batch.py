@@ -13,13 +13,15 @@ A run folder holds:
 ====================  =======================================================================
 ``<notebook>.ipynb``  the executed notebooks (figures as plotly JSON, no plotly.js)
 ``<notebook>.html``   reports without code (nbconvert ``--no-input``); ``plotly.min.js`` next
-                      to them (offline) unless the parameter set asks for ``inline``/``cdn``
+                      to them (offline) unless the parameter set asks for ``inline``/``cdn``;
+                      written in the run's ``language``, with its description in that language
 ``translations.csv``  the spec's labels in other languages (kind, name, value, language, text:
                       ``survey.spec.SurveySpec.translations``), when it gives any
 ``indicators.csv``    the indicator table (``survey.indicators.TABLE_COLUMNS``), also as
 ``indicators.parquet``  Parquet, with ``indicators.meta.json`` (rules, definitions, notes)
-``indicators.xlsx``   one sheet per indicator family and a ``notes`` sheet
-``small_areas.csv``  model-based small-area estimates (``survey.sae.PUBLISHED_COLUMNS``), when
+``indicators.xlsx``   one sheet per indicator family and a ``notes`` sheet, in the run's
+                      ``language`` (sheet names, headers, labels; numbers with a number format)
+``small_areas.csv``   model-based small-area estimates (``survey.sae.PUBLISHED_COLUMNS``), when
                       the parameter set has a ``small_areas`` section: ``notebooks/local.ipynb``
                       runs after the other notebooks (manifest entry ``small_areas``)
 ``accounting.csv``    the row accounting of the ingest (and whatever else the notebooks wrote:
@@ -29,7 +31,9 @@ A run folder holds:
                       timings (kernel start-up and cell time per notebook), outputs, status,
                       ``model_failures`` (models recorded as not fitted by the risk notebook);
                       ``design`` (``survey.report.design_info``): the design the standard
-                      errors assume, with a ``note`` when the file lacks strata or PSU
+                      errors assume, with a ``note`` when the file lacks strata or PSU;
+                      ``language``, ``description`` and ``description_fr``/``description_es``
+                      when the parameter set gives them
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
@@ -321,26 +325,40 @@ def _execute_notebook(name: str, cfg: RunConfig, run_dir: Path, notebook_dir: Pa
 # ---------------------------------------------------------------------------------------------
 def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None = None,
              parameter_file: str | Path | None = None, given: dict | None = None, plotlyjs: str = "file",
-             started: str | None = None, description: str = "", log=None) -> dict:
+             started: str | None = None, description: str = "", log=None,
+             descriptions: dict | None = None) -> dict:
     """HTML reports, the Excel workbook and ``manifest.json`` for a folder of executed
     notebooks (the batch runner calls it on its temporary folder; the Airflow DAG on the
     output folder).  ``notebooks``: records with at least ``name`` (timings are read from
-    the executed notebooks when missing).  Returns the manifest."""
+    the executed notebooks when missing).  The reports and the workbook are written in the
+    run's ``language`` (``values``), with the run's description in that language
+    (``descriptions``: language -> text, ``survey.params.run_descriptions``; ``description``
+    is the English one).  Returns the manifest."""
     import nbformat
     import pandas as pd
 
+    from .params import description_in
+    from .report import design_note as design_note_in
     from .report import notebook_to_html, read_indicator_table, write_workbook
 
     log = log or logging.getLogger("survey.batch")
     run_dir = Path(run_dir)
     name = name or run_dir.name
+    lang = values.get("language") or "en"
+    descriptions = dict(descriptions or {})
+    if description and "en" not in descriptions:
+        descriptions["en"] = description
+    shown = description_in(descriptions, lang)
     timings = {}
     design = None
+    translations = []
     with contextlib.suppress(Exception):
         from .params import spec_for
         from .report import design_info
 
-        design = design_info(spec_for(values)[0])
+        parsed_spec = spec_for(values)[0]
+        design = design_info(parsed_spec)
+        translations = parsed_spec.translations()
     t0 = time.perf_counter()
     for rec in notebooks:
         nb_path = run_dir / f"{rec['name']}.ipynb"
@@ -348,8 +366,15 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
             rec.setdefault("status", "succeeded")
             rec.update({k: v for k, v in notebook_timings(nbformat.read(nb_path, as_version=4)).items()})
         if nb_path.exists():
-            notebook_to_html(nb_path, run_dir / f"{rec['name']}.html", title=f"{rec['name']} — {name}",
-                             plotlyjs=plotlyjs, design_note=(design or {}).get("note", ""))
+            if lang == "en":
+                title = f"{rec['name']} — {name}"
+            else:
+                from .i18n import Translator
+
+                title = f"{Translator(lang).get('report.notebook.' + rec['name'], rec['name'])} — {shown or name}"
+            notebook_to_html(nb_path, run_dir / f"{rec['name']}.html", title=title, plotlyjs=plotlyjs,
+                             design_note=design_note_in((design or {}).get("kind"), lang), lang=lang,
+                             description=shown)
             rec["html"] = f"{rec['name']}.html"
     timings["html"] = round(time.perf_counter() - t0, 3)
     log.info("HTML reports: %.1f s", timings["html"])
@@ -361,7 +386,8 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
         meta = json.loads((run_dir / "indicators.meta.json").read_text(encoding="utf-8"))
         write_workbook(table, meta, run_dir / "indicators.xlsx", run={
             "name": name, "date": _dt.date.today().isoformat(), "parameters": given if given is not None else values,
-            "software": f"survey-workbench {package_versions().get('survey-workbench', '?')}"})
+            "software": f"survey-workbench {package_versions().get('survey-workbench', '?')}",
+            "description": shown}, lang=lang, translations=translations)
         table_info = {"rows": int(len(table)), "csv": "indicators.csv", "parquet": "indicators.parquet",
                       "excel": "indicators.xlsx", "csv_sha256": sha256(run_dir / "indicators.csv"),
                       "families": sorted(set(table["indicator"]))}
@@ -401,7 +427,9 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
     timings["cells"] = round(sum(r.get("cells") or 0.0 for r in nb_secs), 3)
     finished = _now()
     manifest = {
-        "run": name, "description": description, "status": "succeeded",
+        "run": name, "description": descriptions.get("en", ""),
+        **{f"description_{k}": v for k, v in descriptions.items() if k != "en"},
+        "language": lang, "status": "succeeded",
         "started": started, "finished": finished,
         "parameter_file": str(parameter_file) if parameter_file else None,
         "parameters": {"given": given, "resolved": values},
@@ -744,8 +772,9 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
                         break
                 else:
                     values = {**cfg.values, **({"evaluation": cfg.evaluation} if cfg.evaluation else {})}
-                    finalize(tmp, values, res["notebooks"], name=cfg.name, parameter_file=cfg.source, given=cfg.given,
-                             plotlyjs=cfg.html_plotlyjs, started=started, description=cfg.description, log=log)
+                    finalize(tmp, values, res["notebooks"], name=cfg.name, parameter_file=cfg.source,
+                             given=cfg.given, plotlyjs=cfg.html_plotlyjs, started=started,
+                             description=cfg.description, log=log, descriptions=cfg.descriptions)
                     log.info("run %s: notebooks done in %.1f s", cfg.name, time.perf_counter() - t_start)
                     for h in logging.getLogger("survey.batch").handlers:
                         h.flush()

@@ -28,7 +28,9 @@ cap_rule        cap on repeat counts, overriding the spec's: ``none``, ``fixed 5
                 ``percentile 98`` or a mapping ``{rule: fixed, value: 5}`` (schema of the
                 spec's ``victimization.cap``)
 output_dir      folder the notebook writes its tables into
-language        ``en``, ``fr`` or ``es`` (labels are English until the translation catalogs)
+language        ``en``, ``fr`` or ``es``: the language of the HTML reports and the Excel workbook
+                (the run-level keys ``description_fr`` and ``description_es`` give the run's
+                description in French and Spanish; ``description`` is the fallback)
 seed            random seed (numpy's global generator is seeded with it)
 ==============  ============================================================================
 
@@ -114,7 +116,9 @@ EXTRA: dict[str, tuple[Param, ...]] = {
 }
 RUN_KEYS = {
     "name": "run name: the output folder outputs/<name> and the log name (default: the file name)",
-    "description": "free text, copied into the manifest",
+    "description": "free text, copied into the manifest (English, and the fallback of the others)",
+    "description_fr": "the description in French (reports and dashboards in French use it)",
+    "description_es": "the description in Spanish (reports and dashboards in Spanish use it)",
     "notebooks": f"notebooks to run, in order (default: all: {', '.join(NOTEBOOKS)})",
     "timeout": "per-cell timeout in seconds (default: none)",
     "html_plotlyjs": "plotly.js in the HTML reports: file (one plotly.min.js per run, offline), "
@@ -321,6 +325,35 @@ MAX_SEED = 2**32 - 1
 MAX_TIMEOUT = 7 * 24 * 3600
 """Longest per-cell timeout of a parameter set (a week)."""
 MAX_LABEL = 200
+MAX_DESCRIPTION = 1000
+"""Longest run description (``description``, ``description_<lang>``), in characters."""
+DESCRIPTION_KEYS = {"en": "description", "fr": "description_fr", "es": "description_es"}
+"""The parameter-set key of the run's description in each language."""
+
+
+def run_descriptions(raw: dict, where: str = "") -> dict[str, str]:
+    """The run's descriptions by language (``description``, ``description_fr``,
+    ``description_es``): each text of at most :data:`MAX_DESCRIPTION` characters, no control
+    character but line feeds and tabs; absent or empty ones left out."""
+    out = {}
+    for lang, key in DESCRIPTION_KEYS.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ParameterError(f"{where}{key} must be text, not {type(value).__name__}")
+        value = str(value)
+        if len(value) > MAX_DESCRIPTION or any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
+            raise ParameterError(f"{where}{key} must be text of at most {MAX_DESCRIPTION} characters without "
+                                 f"control characters, not {value[:40]!r}{'...' if len(value) > 40 else ''}")
+        if value.strip():
+            out[lang] = value
+    return out
+
+
+def description_in(descriptions: dict[str, str], lang: str) -> str:
+    """The run's description in ``lang``, else the English one (``description``), else ""."""
+    return descriptions.get(lang) or descriptions.get("en") or ""
 
 
 def _label(value: str | None, what: str) -> str | None:
@@ -899,6 +932,9 @@ class RunConfig:
     description: str = ""
     raw: dict = field(default_factory=dict)
     evaluation: dict | None = None
+    descriptions: dict = field(default_factory=dict)
+    """The run's descriptions by language (:func:`run_descriptions`; ``description`` is the
+    English one)."""
 
     def notebook_parameters(self, notebook: str, output_dir: Path) -> dict:
         """What papermill injects into ``notebook``: every parameter it declares, checked,
@@ -960,6 +996,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     plotlyjs = raw.get("html_plotlyjs", "file")
     if plotlyjs not in ("file", "inline", "cdn"):
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")
+    descriptions = run_descriptions(raw, where)
     values = validate(given, None, base=path.parent, root=root, where=where)
     check_capabilities(values, notebooks, explicit="notebooks" in raw, where=where)
     if values.get("small_areas") and "victimization" not in notebooks:  # (--notebooks subsets skip the step)
@@ -975,7 +1012,8 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
         values["output_dir"] = str(output_dir)
     return RunConfig(name=name, source=path, output_dir=output_dir, notebooks=notebooks, values=values,
                      given=given, root=root, timeout=timeout, html_plotlyjs=plotlyjs,
-                     description=str(raw.get("description") or ""), raw=raw, evaluation=evaluation)
+                     description=descriptions.get("en", ""), raw=raw, evaluation=evaluation,
+                     descriptions=descriptions)
 
 
 # ---------------------------------------------------------------------------------------------
