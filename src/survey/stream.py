@@ -58,10 +58,132 @@ from .errors import (
     column_not_found,
 )
 
-__all__ = ["StreamDesign", "estimate", "estimate_many", "estimate_dask", "KINDS"]
+__all__ = ["StreamDesign", "estimate", "estimate_many", "estimate_dask", "KINDS", "ENGINE_MODES", "parse_size",
+           "available_memory", "EnginePlan", "choose_engine", "parquet_rows"]
 
 KINDS = ("total", "mean", "ratio", "proportion")
 DEFAULT_BATCH_ROWS = 65_536
+
+
+# ---------------------------------------------------------------------------------------------
+# in memory or streamed: the choice
+# ---------------------------------------------------------------------------------------------
+ENGINE_MODES = ("auto", "memory", "stream")
+MEMORY_FRACTION = 0.5
+"""Without a ``memory_limit``, ``auto`` streams when the estimated in-memory size exceeds this
+share of the memory available (MemAvailable of /proc/meminfo, else free pages from sysconf)."""
+BYTES_PER_VALUE = 8
+_UNITS = {"": 1, "b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40, "k": 10 ** 3, "m": 10 ** 6,
+          "g": 10 ** 9, "t": 10 ** 12}
+
+
+def parse_size(value, what: str = "memory_limit") -> int:
+    """Bytes from ``4GB``, ``512 MiB``, ``1.5G`` or a number of bytes (a ValueError otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a size such as 4GB or 512MB, not {value!r}")
+    if isinstance(value, (int, float)):
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{what} must be a positive size, not {value!r}")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a size such as 4GB or 512MB, not {value!r}")
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", value)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise ValueError(f"{what} must be a size such as 4GB or 512MB, not {value!r}")
+    out = int(float(m.group(1)) * _UNITS[unit])
+    if out <= 0:
+        raise ValueError(f"{what} must be a positive size, not {value!r}")
+    return out
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation: MemAvailable (Linux), else the free
+    physical pages (``os.sysconf``); None when neither is known."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _fmt_bytes(b: float | None) -> str:
+    if b is None:
+        return "unknown"
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= f:
+            return f"{b / f:.3g} {unit}"
+    return f"{int(b)} B"
+
+
+def parquet_rows(path) -> int:
+    """Rows of a Parquet file (or a directory of them) from the footers only."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = [path] if path.is_file() else [Path(f) for f in ds.dataset(str(path), format="parquet").files]
+    return int(sum(pq.ParquetFile(f).metadata.num_rows for f in files))
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """What ``auto`` chose and why (``survey validate`` prints :meth:`line`)."""
+
+    mode: str  # memory | stream
+    reason: str
+    rows: int | None
+    columns: int
+    estimated_bytes: int | None
+    available_bytes: int | None
+    limit_bytes: int | None
+    chunk_rows: int = 0
+
+    def line(self) -> str:
+        return (f"engine: {self.mode} ({self.reason}); rows {self.rows if self.rows is not None else 'unknown'}, "
+                f"used columns {self.columns}, estimated in memory {_fmt_bytes(self.estimated_bytes)} "
+                f"(rows x columns x {BYTES_PER_VALUE} bytes), available memory {_fmt_bytes(self.available_bytes)}, "
+                f"limit {_fmt_bytes(self.limit_bytes)}")
+
+
+def choose_engine(rows: int | None, columns: int, mode: str = "auto", memory_limit=None, *,
+                  streamable: bool = True, why_not: str = "", chunk_rows: int = DEFAULT_BATCH_ROWS,
+                  available: int | None = -1) -> EnginePlan:
+    """In memory or streamed.  ``auto``: stream when ``rows x columns x 8`` bytes exceed the
+    ``memory_limit`` (bytes or ``"4GB"``; default :data:`MEMORY_FRACTION` of the available
+    memory).  ``streamable`` False (e.g. the file is not Parquet: ``why_not`` says why) keeps
+    ``auto`` in memory; ``stream`` then is an error."""
+    if mode not in ENGINE_MODES:
+        raise ValueError(f"engine mode must be one of {', '.join(ENGINE_MODES)}, not {mode!r}")
+    avail = available_memory() if available == -1 else available
+    limit = parse_size(memory_limit) if memory_limit is not None else (
+        int(avail * MEMORY_FRACTION) if avail else None)
+    est = rows * columns * BYTES_PER_VALUE if rows is not None else None
+    plan = dict(rows=rows, columns=columns, estimated_bytes=est, available_bytes=avail, limit_bytes=limit,
+                chunk_rows=int(chunk_rows))
+    if mode == "stream":
+        if not streamable:
+            raise EstimationError(f"engine mode 'stream' is not possible: {why_not}")
+        return EnginePlan("stream", "mode: stream", **plan)
+    if mode == "memory":
+        return EnginePlan("memory", "mode: memory", **plan)
+    if not streamable:
+        return EnginePlan("memory", f"auto; cannot stream: {why_not}", **plan)
+    if est is None or limit is None:
+        return EnginePlan("memory", "auto; size or memory unknown", **plan)
+    src = "memory_limit" if memory_limit is not None else f"{MEMORY_FRACTION:.0%} of available memory"
+    if est > limit:
+        return EnginePlan("stream", f"auto: {_fmt_bytes(est)} exceeds the {src}", **plan)
+    return EnginePlan("memory", f"auto: {_fmt_bytes(est)} fits in the {src}", **plan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,7 +744,8 @@ def _raise_bad(acc: _Acc, job: _Job):
         raise DesignError(f"{what_col} variable '{col}' in {job.source}: {m} of {acc.n_rows} rows are {what}")
 
 
-def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool) -> pd.DataFrame:
+def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
+            effective_df: str | None = None) -> pd.DataFrame:
     from . import estimate as E
     from .design import _default_scale
     from .variance import Stage, replicate_vcov, taylor_vcov
@@ -673,6 +796,7 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
     n_, miss, sw, sx, sy, ss = (a[sel].ravel() for a in (acc.n, acc.miss, acc.sw, acc.sx, acc.sy, acc.ss))
 
     reps = None
+    dfe = None
     if d.replicate:
         tn = acc.TN[sel].reshape(m, -1)
         td = acc.TD[sel].reshape(m, -1)
@@ -753,6 +877,8 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
                       labels=labels_s)
         rr, cc = np.nonzero(z)
         vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
+        if effective_df:
+            dfe = _effective_df(z, stage, d.lonely_psu, effective_df)
         if df is None:
             if job.where:
                 pos = acc.unit_pos[porder] > 0
@@ -794,7 +920,47 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
     attrs = {"estimator": job.kind, "n_by_missing": acc.n_by_missing, "streamed_rows": acc.n_rows}
     if job.kind == "proportion":
         attrs["ci_method"] = ci_method
-    return E._result(keys, K, labels, lev_values, est, vcov, lo, hi, df, deff, n_, miss, sw, attrs)
+    out = E._result(keys, K, labels, lev_values, est, vcov, lo, hi, df, deff, n_, miss, sw, attrs)
+    if dfe is not None:
+        out["df_effective"] = np.minimum(dfe, df)
+    return out
+
+
+def _effective_df(z: np.ndarray, stage, lonely: str, method: str) -> np.ndarray:
+    """Satterthwaite's effective df of each estimate's first-stage variance from its PSU totals
+    ``z`` (P x m): ``(sum_h v_h)^2 / sum_h (v_h^2 / k_h)``, ``v_h`` stratum h's contribution and
+    ``k_h`` its PSUs minus 1 (lonely PSUs: a 1-df term under ``adjust``, none otherwise);
+    ``heavy_tailed``: in strata of 3+ PSUs the fourth-moment estimate of Var(v_h) when larger.
+    The same quantity as :meth:`survey.domain_batch.DomainBatch.effective_df` (not clipped)."""
+    import scipy.sparse as sp
+
+    from .variance import stage_scale
+
+    size, fpc, lonely_g, regular, c_group = stage_scale(stage, np.ones(stage.n_groups), "remove", 1)
+    H = sp.csr_matrix((np.ones(len(stage.group)), (stage.group, np.arange(len(stage.group)))),
+                      shape=(stage.n_groups, len(stage.group)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s1, s2 = np.asarray(H @ z), np.asarray(H @ (z * z))
+        nh = size[:, None]
+        vh = c_group[:, None] * (s2 - s1 * s1 / nh)
+        kh = np.where(regular, size - 1.0, 1.0)[:, None]
+        if lonely_g.size and lonely == "adjust":
+            lone = np.zeros(stage.n_groups, dtype=bool)
+            lone[lonely_g] = True
+            vh = np.where(lone[:, None], fpc[:, None] * s1 * s1, vh)
+        vh = np.clip(vh, 0, None)
+        half = vh * vh / kh
+        if method == "heavy_tailed":
+            s3, s4 = np.asarray(H @ (z ** 3)), np.asarray(H @ (z ** 4))
+            mm = s1 / nh
+            d2 = s2 - nh * mm * mm
+            d4 = s4 - 4 * mm * s3 + 6 * mm * mm * s2 - 3 * nh * mm ** 4
+            ch = c_group[:, None]
+            spread = ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0, None)
+            big = (nh >= 3) & regular[:, None]
+            half = np.where(big, np.maximum(half, spread / 2), half)
+        v, den = vh.sum(axis=0), half.sum(axis=0)
+        return np.where(den > 0, v * v / den, np.nan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -896,46 +1062,80 @@ def estimate_many(source, requests: list, *, design: StreamDesign | None = None,
         raise EstimationError(f"{source}: no such file or directory")
     dataset = ds.dataset(str(path), format="parquet")
     names = list(dataset.schema.names)
-    jobs, opts = [], []
-    for q in requests:
-        q = dict(q)
-        ci, na_rm = _request_options(q)
-        jobs.append(_make_job(names, path.name, q.pop("kind", None), q.pop("variables", None),
-                              q.pop("denominator", None), q.pop("by", None), q.pop("where", None), design))
-        if q:
-            raise EstimationError(f"unknown request key(s): {', '.join(map(str, q))}")
-        opts.append((ci, na_rm))
-    if not jobs:
-        raise EstimationError("no estimate requested")
-    accs: list = [None] * len(jobs)
-    buffer = None
+    jobs, opts = _jobs(names, path.name, requests, design)
     rep_cols = jobs[0].replicate_columns
     reps = set(rep_cols)
     columns = list(dict.fromkeys(c for j in jobs for c in j.columns))
     small = [c for c in columns if c not in reps]
-    for i, batch in enumerate(_batches(dataset, columns, int(batch_rows))):
-        frame = batch.select(small).to_pandas()
-        arrays = None
-        if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
-            arrays = []
-            for c in rep_cols:
-                col = batch.column(c)
-                if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-                    arrays = None
-                    frame = batch.to_pandas()
-                    break
-                arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
-                              else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
-        if reps and buffer is None:
-            buffer = np.empty(int(batch_rows) * (len(reps) + 1))
+
+    def parts():
+        for batch in _batches(dataset, columns, int(batch_rows)):
+            frame = batch.select(small).to_pandas()
+            arrays = None
+            if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
+                arrays = []
+                for c in rep_cols:
+                    col = batch.column(c)
+                    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+                        arrays = None
+                        frame = batch.to_pandas()
+                        break
+                    arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
+                                  else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
+            yield frame, arrays
+            del frame, arrays, batch
+
+    accs = _accumulate(jobs, parts(), int(batch_rows))
+    if accs[0] is None:
+        raise EstimationError(f"{path.name} has no rows")
+    return [_finish(a, job, level, df, *o) for a, job, o in zip(accs, jobs, opts)]
+
+
+def _jobs(names: list, source: str, requests: list, design: StreamDesign) -> tuple[list, list]:
+    jobs, opts = [], []
+    for q in requests:
+        q = dict(q)
+        ci, na_rm = _request_options(q)
+        eff = q.pop("effective_df", None)
+        if eff not in (None, "satterthwaite", "heavy_tailed"):
+            raise EstimationError(f"effective_df must be 'satterthwaite', 'heavy_tailed' or None, not '{eff}'")
+        jobs.append(_make_job(names, source, q.pop("kind", None), q.pop("variables", None),
+                              q.pop("denominator", None), q.pop("by", None), q.pop("where", None), design))
+        if q:
+            raise EstimationError(f"unknown request key(s): {', '.join(map(str, q))}")
+        opts.append((ci, na_rm, eff))
+    if not jobs:
+        raise EstimationError("no estimate requested")
+    return jobs, opts
+
+
+def _accumulate(jobs: list, parts, batch_rows: int) -> list:
+    """One accumulator per job over ``parts``: (pandas frame, replicate arrays or None)."""
+    accs: list = [None] * len(jobs)
+    buffer = None
+    reps = jobs[0].replicate_columns
+    for i, (frame, arrays) in enumerate(parts):
+        if reps and (buffer is None or buffer.size < len(frame) * (len(reps) + 1)):
+            buffer = np.empty(max(int(batch_rows), len(frame)) * (len(reps) + 1))
         shared: dict = {}
         for j, job in enumerate(jobs):
             part = _batch(frame, job, i, arrays, buffer, shared)
             accs[j] = part if accs[j] is None else accs[j].merge(part)
-        del frame, arrays, batch, shared
+        del frame, arrays, shared
+    return accs
+
+
+def estimate_frames(frames, names: list, requests: list, *, design: StreamDesign, source: str = "frames",
+                    level: float = 0.95, df=None, batch_rows: int = DEFAULT_BATCH_ROWS) -> list:
+    """:func:`estimate_many` over an iterable of pandas DataFrames (e.g. derived columns computed
+    batch by batch from a file read in row groups); ``names``: the columns they hold (checked
+    before the first frame).  Batches are numbered in order: the replicate df sketch is the
+    same for the same batches."""
+    jobs, opts = _jobs(list(names), source, requests, design)
+    accs = _accumulate(jobs, ((f, None) for f in frames), int(batch_rows))
     if accs[0] is None:
-        raise EstimationError(f"{path.name} has no rows")
-    return [_finish(a, job, level, df, ci, na_rm) for a, job, (ci, na_rm) in zip(accs, jobs, opts)]
+        raise EstimationError(f"{source} has no rows")
+    return [_finish(a, job, level, df, *o) for a, job, o in zip(accs, jobs, opts)]
 
 
 def _batches(dataset, columns: list, batch_rows: int):
