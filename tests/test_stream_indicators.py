@@ -146,3 +146,73 @@ def test_streamed_table_equals_in_memory(files, kind):
     island = got[(got["domain"] == "zone") & (got["domain_value"] == "Island") & (got["measure"] == "%")]
     assert len(island) and (island["df"] == 1).all()
     assert got["reliability"].astype(str).nunique() > 1
+
+
+def _validate(capsys, path, tmp_path, engine) -> list[str]:
+    from survey.cli import main
+
+    sp = tmp_path / f"v{abs(hash(str(engine)))}.yaml"
+    sp.write_text(yaml.safe_dump(_spec(path, False, engine)))
+    assert main(["validate", str(sp)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_validate_reports_the_size_and_chooses(files, tmp_path, capsys):
+    path = yaml.safe_load(files["taylor"].read_text())["files"]["respondents"]["path"]
+    # what the spec reads: hhid, stratum, psu, 2 weights, resp, 5 domain variables, 4 + 4 crime items,
+    # 3 perception items (with the follow-up); not the 24 replicate columns of the file
+    n_cols = 22
+    size = 3000 * n_cols * 8
+    small = _validate(capsys, path, tmp_path, {"memory_limit": "100kB", "chunk_rows": 500})
+    line = [x for x in small if x.startswith("engine:")]
+    assert len(line) == 1, small
+    assert line[0].startswith(f"engine: stream (auto: {size / 1e3:.3g} kB exceeds the memory_limit)")
+    assert f"rows 3000, used columns {n_cols}," in line[0] and "available memory" in line[0]
+    assert "limit 100 kB" in line[0]
+    big = _validate(capsys, path, tmp_path, {"memory_limit": "1GB"})
+    line2 = [x for x in big if x.startswith("engine:")]
+    assert line2[0].startswith(f"engine: memory (auto: {size / 1e3:.3g} kB fits in the memory_limit)")
+    # the streamed accounting counts what the in-memory load counts (batch by batch, summed)
+    streamed = SI.stream_accounting(files["taylor"], chunk_rows=500)
+    loaded = load(files["taylor"]).accounting
+    for step in ("respondents", "item nonresponse", "skip pattern", "dont know", "perception missing",
+                 "perception follow-up", "missing count"):
+        a = int(streamed.loc[streamed["step"] == step, "rows"].sum())
+        b = int(loaded.loc[loaded["step"] == step, "rows"].sum())
+        assert a == b and (b > 0 or step == "missing count"), (step, a, b)
+    # the mode can be forced either way; an impossible stream is one line
+    forced = _validate(capsys, path, tmp_path, {"mode": "memory", "memory_limit": "1kB"})
+    assert any(x.startswith("engine: memory (mode: memory)") for x in forced)
+
+
+def test_engine_spec_is_validated(files):
+    from survey.spec import SpecError, parse_spec
+
+    base = yaml.safe_load(files["taylor"].read_text())
+    for bad, msg in (({"mode": "fast"}, "mode"), ({"memory_limit": "4 parsecs"}, "memory_limit"),
+                     ({"chunk_rows": 0}, "chunk_rows"), ({"chnk_rows": 10}, "chnk_rows")):
+        spec = dict(base, design=dict(base["design"], engine=bad))
+        with pytest.raises(SpecError, match=msg):
+            parse_spec(spec, "s.yaml")
+    ok = parse_spec(dict(base, design=dict(base["design"], engine={"memory_limit": "1.5GiB"})), "s.yaml")
+    from survey.stream import parse_size
+
+    assert parse_size(ok.design.engine.memory_limit) == int(1.5 * 2 ** 30)
+    assert parse_size("4GB") == 4 * 10 ** 9 and parse_size(512) == 512
+
+
+def test_what_cannot_stream_says_so(files, tmp_path):
+    base = yaml.safe_load(files["taylor"].read_text())
+    spec = dict(base, victimization=dict(base["victimization"], cap={"rule": "percentile", "value": 98}))
+    sp = tmp_path / "pct.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SI.StreamIndicatorError, match="percentile cap"):
+        SI.indicator_table(sp)
+    with pytest.raises(SI.StreamIndicatorError, match="cannot stream"):
+        SI.indicator_table(files["taylor"], indicators=["gini"])
+    sp2 = tmp_path / "forced.yaml"
+    spec = dict(spec, design=dict(base["design"], engine={"mode": "stream"}))
+    sp2.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SI.StreamIndicatorError, match="engine mode 'stream' is not possible: a percentile cap"):
+        SI.engine_plan(sp2)

@@ -45,7 +45,7 @@ from . import stream as S
 from .errors import SurveyError, SurveyWarning
 from .spec import SurveySpec, read_spec
 
-__all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "check_streamable", "stream_accounting",
+__all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "used_columns", "check_streamable", "stream_accounting",
            "indicator_table"]
 
 STREAM_FAMILIES = tuple(f for f in I.INDICATORS if f not in ("gini", "gini_victims"))
@@ -106,7 +106,7 @@ def _one(part):
     return part[0] if isinstance(part, list) else part
 
 
-def _used_columns(spec: SurveySpec, names: list[str]) -> list[str]:
+def used_columns(spec: SurveySpec, names: list[str]) -> list[str]:
     """Columns of the design file the derivations and the design read (in file order)."""
     need: set[str] = set()
     for cols in G._needed_columns(spec).values():
@@ -150,16 +150,7 @@ def engine_plan(spec, spec_path=None, mode: str | None = None, memory_limit=None
 
         names = list(pq.read_schema(path).names) if path.is_file() else list(
             ds.dataset(str(path), format="parquet").schema.names)
-        ncols = len(_used_columns(spec, names))
-    else:
-        try:
-            from .io import read_metadata
-
-            meta = read_metadata(path)
-            rows = getattr(meta, "number_rows", None)
-            ncols = len(getattr(meta, "column_names", []) or [])
-        except Exception:  # noqa: BLE001 - the size is only informative for other formats
-            rows = None
+        ncols = len(used_columns(spec, names))
     try:
         return S.choose_engine(rows, ncols, mode, memory_limit, streamable=not why, why_not=why,
                                chunk_rows=chunk_rows)
@@ -182,7 +173,7 @@ class _Derived:
             raise StreamIndicatorError(f"{self.path}: no such file or directory")
         self.dataset = ds.dataset(str(self.path), format="parquet")
         self.names = list(self.dataset.schema.names)
-        self.columns = _used_columns(spec, self.names)
+        self.columns = used_columns(spec, self.names)
         self.accounting: dict = {}
         self.rows = 0
         self.batches = 0
