@@ -216,3 +216,34 @@ def test_what_cannot_stream_says_so(files, tmp_path):
     sp2.write_text(yaml.safe_dump(spec))
     with pytest.raises(SI.StreamIndicatorError, match="engine mode 'stream' is not possible: a percentile cap"):
         SI.engine_plan(sp2)
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_batch_run_streams_the_indicator_table(files, tmp_path):
+    """A parameter set with ``engine: {mode: auto, memory_limit: ...}`` below the file's size:
+    the batch streams the indicator table (no notebook loads the survey) and publishes it."""
+    import json
+
+    from survey.batch import execute_run
+    from survey.params import ParameterError, read_parameter_set
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    ps = tmp_path / "big.yaml"
+    ps.write_text(yaml.safe_dump({"spec": str(files["replicate"]), "domains": ["sex", "zone"],
+                                  "engine": {"memory_limit": "50kB", "chunk_rows": 700}}))
+    res = execute_run(str(ps), root=str(tmp_path), redirect_stderr=False)
+    assert res["status"] == "succeeded", res.get("error")
+    assert res["engine"].startswith("engine: stream (auto: ") and res["notebooks"] == []
+    out = tmp_path / "outputs" / "big"
+    got = pd.read_parquet(out / "indicators.parquet")
+    want = SI.indicator_table(files["replicate"], domains=["sex", "zone"], chunk_rows=700)
+    np.testing.assert_allclose(got["estimate"], want["estimate"], rtol=1e-12)
+    assert set(got["domain"]) == {"overall", "sex", "zone", "victim__any_5y", "victim__personal"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["indicator_table"]["rows"] == len(want)
+    assert any(r["step"] == "read" and "streamed" in r["detail"] for r in manifest["row_accounting"])
+    for bad, msg in (({"mode": "quick"}, "engine.mode"), ({"chunk": 5}, "did you mean 'chunk_rows'"),
+                     ({"memory_limit": "lots"}, "engine.memory_limit")):
+        ps.write_text(yaml.safe_dump({"spec": str(files["replicate"]), "engine": bad}))
+        with pytest.raises(ParameterError, match=msg):
+            read_parameter_set(ps, tmp_path)

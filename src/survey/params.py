@@ -111,6 +111,9 @@ RUN_KEYS = {
     "timeout": "per-cell timeout in seconds (default: none)",
     "html_plotlyjs": "plotly.js in the HTML reports: file (one plotly.min.js per run, offline), "
                      "inline (self-contained files) or cdn",
+    "engine": "in memory or streamed, overriding the spec's design.engine: {mode: auto | memory | stream, "
+              "chunk_rows: N, memory_limit: 4GB}; when the run streams, the batch computes the indicator "
+              "table from the Parquet file in batches and runs no notebook",
 }
 COMPARE_KEYS = ("spec", "data_dir", "period")
 
@@ -682,6 +685,7 @@ class RunConfig:
     html_plotlyjs: str = "file"
     description: str = ""
     raw: dict = field(default_factory=dict)
+    engine: dict = field(default_factory=dict)
 
     def notebook_parameters(self, notebook: str, output_dir: Path) -> dict:
         """What papermill injects into ``notebook``: every parameter it declares, checked,
@@ -737,6 +741,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     plotlyjs = raw.get("html_plotlyjs", "file")
     if plotlyjs not in ("file", "inline", "cdn"):
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")
+    engine = engine_override(raw.get("engine"), where)
     values = validate(given, None, base=path.parent, root=root, where=where)
     check_capabilities(values, notebooks, explicit="notebooks" in raw, where=where)
     if "output_dir" in given:
@@ -746,4 +751,29 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
         values["output_dir"] = str(output_dir)
     return RunConfig(name=name, source=path, output_dir=output_dir, notebooks=notebooks, values=values,
                      given=given, root=root, timeout=timeout, html_plotlyjs=plotlyjs,
-                     description=str(raw.get("description") or ""), raw=raw)
+                     description=str(raw.get("description") or ""), raw=raw, engine=engine)
+
+
+def engine_override(value, where: str = "") -> dict:
+    """A parameter set's ``engine:`` (the schema of the spec's ``design.engine``), checked; only
+    the keys given (they override the spec's)."""
+    if value is None:
+        return {}
+    from pydantic import ValidationError
+
+    from .spec import EngineSpec
+
+    if not isinstance(value, dict):
+        raise ParameterError(f"{where}engine must be a mapping {{mode:, chunk_rows:, memory_limit:}}, not {value!r}")
+    keys = tuple(EngineSpec.model_fields)
+    bad = [k for k in value if k not in keys]
+    if bad:
+        raise ParameterError(f"{where}engine: unknown key '{bad[0]}'{_did_you_mean(bad[0], keys)} "
+                             f"(keys: {', '.join(keys)})")
+    try:
+        EngineSpec.model_validate(value)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ParameterError(f"{where}engine.{loc}: {err['msg']} (got {err.get('input')!r})") from None
+    return dict(value)
