@@ -768,7 +768,7 @@ def _streamed_indicators(cfg: RunConfig, run_dir: Path, log) -> str | None:
     meta = SurveyData(spec=spec, spec_path=spec_path, respondents=pd.DataFrame(), incidents=None,
                       accounting=pd.DataFrame())
     write_indicator_table(table, run_dir, meta, cfg.values)
-    neutral_frame(table.attrs["accounting"]).to_csv(run_dir / "accounting.csv", index=False)
+    neutral_frame(pd.DataFrame(table.attrs["accounting"])).to_csv(run_dir / "accounting.csv", index=False)
     log.info("run %s: indicator table streamed (%s): %d rows", cfg.name, table.attrs["engine"], len(table))
     return plan.line()
 

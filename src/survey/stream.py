@@ -672,7 +672,9 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             val = np.concatenate([np.where(use, y, 0.0), np.where(use, xv, 0.0)], axis=1)
             n_out, n_num = 2 * G * K, G * K
         ks = 0
-        if d.df is None:
+        if d.df is None and shared is not None and "sketch" in shared:  # the same for every estimate
+            acc.sketch = shared["sketch"]
+        elif d.df is None:
             # CountSketch of the replicate weights (their rank gives the df), bucket and sign
             # hashed from (batch, row), computed in the same pass over the batch's weights
             ks = 4 * (R1 - 1)
@@ -687,6 +689,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             acc.TD = t[n_num:n_out].reshape(G, K, R1)
         if ks:
             acc.sketch = t[n_out:, 1:]
+            if shared is not None:
+                shared["sketch"] = acc.sketch
         del mat
 
     # summary per (cell, column): n, missing, weighted n, and the SRS residual sums

@@ -250,7 +250,7 @@ class _Cells:
         self.rep = replicate
         self.sketch: dict = {}  # replicate: value -> CountSketch of the cell's rows (4R x R)
 
-    def add(self, frame: pd.DataFrame, w: np.ndarray, inside: np.ndarray, strata, psu, row0: int):
+    def add(self, frame: pd.DataFrame, w: np.ndarray, inside: np.ndarray, strata, psu, row0: int, mat=None):
         key = frame[self.by] if self.by else pd.Series(np.zeros(len(frame)), index=frame.index)
         ok = inside & (w > 0) & key.notna().to_numpy()
         if not ok.any():
@@ -282,7 +282,8 @@ class _Cells:
         else:
             import scipy.sparse as sp
 
-            M = np.column_stack([frame[c].to_numpy(dtype=float, na_value=np.nan)[ok] for c in self.rep])
+            M = mat[ok, 1:] if mat is not None else np.column_stack(
+                [frame[c].to_numpy(dtype=float, na_value=np.nan)[ok] for c in self.rep])
             R = M.shape[1]
             ks = 4 * R
             rows = np.flatnonzero(ok).astype(np.uint64) + np.uint64(row0)
@@ -326,6 +327,9 @@ def _py(v):
 def _stream_design(spec: SurveySpec, unit: str) -> S.StreamDesign:
     d = spec.design
     dunit = spec.files[d.file].unit
+    if unit != dunit and not (unit == "household" and dunit == "person" and spec.files[d.file].link is not None):
+        raise G.IngestError(f"{unit}-level estimates need a {unit} design file or a person file linked "
+                            f"to households; '{d.file}' holds {dunit}s")
     w = d.weight_for(unit, dunit)
     if d.replicate is not None:
         r = d.replicate
@@ -344,14 +348,7 @@ class _Task:
         self.unit, self.family, self.crimes, self.kind = unit, family, crimes, kind
         self.num, self.den, self.dom, self.cases, self.base = num, den, dom, cases, base
         self.effective_df = effective_df
-
-    def request(self, where):
-        q = {"kind": self.kind, "variables": self.num, "by": self.dom, "where": where}
-        if self.den:
-            q["denominator"] = self.den
-        if self.effective_df:
-            q["effective_df"] = self.effective_df
-        return q
+        self.index: list[int] = []  # its columns in the merged estimate
 
 
 def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_df, taylor):
@@ -574,10 +571,30 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     where = spec.files[spec.design.file].respondents
     units = list(dict.fromkeys(t.unit for t in tasks))
     designs = {u: _stream_design(spec, u) for u in units}
+    # one estimate per (unit, kind, domain) for all the families' columns (fewer passes over the
+    # weights; the same numbers: each column keeps its own validity and cells)
+    merged: dict = {}
+    for t in tasks:
+        pairs = merged.setdefault((t.unit, t.kind, t.dom), {"pairs": [], "eff": None})
+        for p in zip(t.num, t.den or [None] * len(t.num)):
+            if p not in pairs["pairs"]:
+                pairs["pairs"].append(p)
+        t.index = [pairs["pairs"].index(p) for p in zip(t.num, t.den or [None] * len(t.num))]
+        pairs["eff"] = pairs["eff"] or t.effective_df
+    keys = {u: [k for k in merged if k[0] == u] for u in units}
     jobs, opts, cells = {}, {}, {}
     for u in units:
+        reqs = []
+        for key in keys[u]:
+            m = merged[key]
+            q = {"kind": key[1], "variables": [a for a, _ in m["pairs"]], "by": key[2], "where": where}
+            if key[1] == "ratio":
+                q["denominator"] = [b for _, b in m["pairs"]]
+            if m["eff"]:
+                q["effective_df"] = m["eff"]
+            reqs.append(q)
+        jobs[u], opts[u] = S._jobs(names, der.path.name, reqs, designs[u])
         ts = [t for t in tasks if t.unit == u]
-        jobs[u], opts[u] = S._jobs(names, der.path.name, [t.request(where) for t in ts], designs[u])
         rep = list(jobs[u][0].replicate_columns) or None
         for t in ts:
             c = cells.setdefault((u, t.dom), _Cells(t.dom, [], rep))
@@ -605,27 +622,29 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
                 w = frame[d.weights].to_numpy(dtype=float, na_value=np.nan)
                 for (uu, _), c in cells.items():
                     if uu == u:
-                        c.add(frame, np.nan_to_num(w), inside, d.strata, d.psu, row0)
+                        c.add(frame, np.nan_to_num(w), inside, d.strata, d.psu, row0, shared.get("mat"))
             row0 += len(frame)
             i += 1
             del frame
-        rows = []
-        done: dict = {}
+        results = {}
         for u in units:
-            ts = [t for t in tasks if t.unit == u]
-            for t, job, acc, o in zip(ts, jobs[u], accs[u], opts[u]):
-                done[id(t)] = (job, acc, o)
+            for key, job, acc, o in zip(keys[u], jobs[u], accs[u], opts[u]):
+                res = S._finish(acc, job, 0.95, None, *o)
+                results[key] = order.sort(res, key[2], len(merged[key]["pairs"]))
+        rows = []
         for t in tasks:
-            job, acc, o = done[id(t)]
-            res = S._finish(acc, job, 0.95, None, *o)
-            k = len(t.num)
-            res = order.sort(res, t.dom, k)
-            rows.append(_rows(t, res, cells[(t.unit, t.dom)], k))
+            res = results[(t.unit, t.kind, t.dom)]
+            K = len(merged[(t.unit, t.kind, t.dom)]["pairs"])
+            sel = (np.arange(len(res) // K)[:, None] * K + np.asarray(t.index)[None, :]).ravel()
+            part = res.iloc[sel].reset_index(drop=True)
+            if not t.effective_df and "df_effective" in part:
+                part = part.drop(columns="df_effective")
+            rows.append(_rows(t, part, cells[(t.unit, t.dom)], len(t.num)))
     table = I._finish(meta, rows, crimes, spec, publication, publication_params, t0,
                       sorted({str(w.message) for w in caught}))
     table.attrs["engine"] = (f"stream: {der.rows} rows in {der.batches} batches of up to {der.chunk_rows} rows "
                              f"from {der.path.name}")
-    table.attrs["accounting"] = der.accounting_frame()
+    table.attrs["accounting"] = der.accounting_frame().to_dict(orient="records")  # JSON-able (to_parquet)
     return table
 
 
