@@ -32,10 +32,18 @@ API::
     stream.estimate(path, "proportion", "victim", ..., ci_method="logit", where="age >= 16")
     stream.estimate_dask(path_or_dask_dataframe, "mean", "income", ..., scheduler=None)
 
+Taylor designs without a PSU column (each row its own PSU) keep, per (stratum, cell), the sums
+above and the second moments ``sum w^2 y y'``, ``sum w^2 y x'``, ``sum w^2 x x'`` (K x K): a
+row's score touches only its own cell, so its stratum's sum of squared scores follows.
+
 Not supported here (use the in-memory designs): several sampling stages, calibration, quantiles,
-``df="domain"``; Taylor designs need a PSU column (each row its own PSU would need per-row
-scores).  ``by`` levels are ordered by value (categorical columns: by value too, not by their
-category order).
+``df="domain"``; without PSUs, ``lonely_psu="average"`` and the heavy-tailed effective df.
+``by`` levels are ordered by value (categorical columns: by value too, not by their category
+order).
+
+Engine choice: :func:`choose_engine` (``auto`` | ``memory`` | ``stream``) from the rows and used
+columns of a Parquet footer (:func:`parquet_rows`) against a memory limit (:func:`parse_size`,
+default a share of :func:`available_memory`).
 """
 
 from __future__ import annotations
@@ -358,6 +366,7 @@ class _Acc:
     fpc_lo: dict = field(default_factory=dict)  # stratum id -> min fpc
     fpc_hi: dict = field(default_factory=dict)
     sketch: np.ndarray | None = None
+    rows_psu: bool = False  # Taylor without PSUs: each row its own PSU (units are the strata)
 
     def __post_init__(self):
         self.by_levels = [_Levels() for _ in range(self.nb)]
@@ -370,6 +379,12 @@ class _Acc:
         for name in ("n", "miss", "sw", "sx", "sy", "ss", "cr", "qq"):
             setattr(self, name, z((0, self.K)))
         self.rows_pos = z(0)  # per cell: rows with a positive weight (Korn-Graubard's n)
+        # rows as PSUs: per (stratum, cell) the second moments sum w^2 y y', w^2 y x', w^2 x x'
+        # (K x K), and the rows per stratum (its sample size)
+        self.Qyy = z((0, 0, self.K, self.K))
+        self.Qyx = z((0, 0, self.K, self.K))
+        self.Qxx = z((0, 0, self.K, self.K))
+        self.nrow = z(0)
 
     # ----- sizes ------------------------------------------------------------------------------
     @property
@@ -386,6 +401,10 @@ class _Acc:
             self.A = _grow(self.A, (P, G, K))
             self.B = _grow(self.B, (P, G, K))
             self.unit_pos = _grow(self.unit_pos, (P,))
+            if self.rows_psu:
+                for name in ("Qyy", "Qyx", "Qxx"):
+                    setattr(self, name, _grow(getattr(self, name), (P, G, K, K)))
+                self.nrow = _grow(self.nrow, (P,))
         else:
             self.TN = _grow(self.TN, (G, K, self.R1))
             self.TD = _grow(self.TD, (G, K, self.R1))
@@ -449,6 +468,12 @@ class _Acc:
             self.A[ix] += o.A
             self.B[ix] += o.B
             self.unit_pos[ui] += o.unit_pos
+            if self.rows_psu:
+                ix4 = np.ix_(ui, gi, ki, ki)
+                self.Qyy[ix4] += o.Qyy
+                self.Qyx[ix4] += o.Qyx
+                self.Qxx[ix4] += o.Qxx
+                self.nrow[ui] += o.nrow
         else:
             self.TN[np.ix_(gi, ki)] += o.TN
             self.TD[np.ix_(gi, ki)] += o.TD
@@ -556,7 +581,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
     nb = len(job.by)
     R1 = len(job.replicate_columns) + 1
     k = len(job.variables)
-    acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate)
+    acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate,
+               rows_psu=not d.replicate and d.psu is None)
     acc.n_rows = n
     if n == 0:
         return acc
@@ -625,8 +651,12 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             count("missing", d.strata, (s_code < 0).sum())
         else:
             acc.strata.ids(["(all)"])
-        p_code = _local_codes(frame[d.psu], acc.psus)
-        count("missing", d.psu, (p_code < 0).sum())
+        if d.psu is None:  # each row its own PSU: the per-stratum sums and second moments
+            acc.psus.ids(["(rows)"])
+            p_code = np.zeros(n, dtype=np.int64)
+        else:
+            p_code = _local_codes(frame[d.psu], acc.psus)
+            count("missing", d.psu, (p_code < 0).sum())
         pinv, uq = _factorize_rows([np.maximum(s_code, 0), np.maximum(p_code, 0)], None)
         unit = acc.unit_ids(uq)[pinv]
         P = acc.P
@@ -651,6 +681,24 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             acc.A = np.bincount(idx[um], (w[:, None] * y).ravel()[um], minlength=P * G * K).reshape(P, G, K)
             xv = np.ones_like(y) if x is None else x
             acc.B = np.bincount(idx[um], (w[:, None] * xv).ravel()[um], minlength=P * G * K).reshape(P, G, K)
+        if acc.rows_psu:
+            acc.nrow = np.bincount(unit, minlength=P).astype(float)
+            if job.kind == "proportion":
+                r_ok = inc & valid1
+                yv = np.zeros((n, K))
+                yv[np.flatnonzero(r_ok), lev[r_ok]] = 1.0
+                xe = np.repeat(r_ok[:, None].astype(float), K, axis=1)
+            else:
+                yv = np.where(use, y, 0.0)
+                xe = np.where(use, np.ones_like(y) if x is None else x, 0.0)
+            rows = np.flatnonzero(inc)
+            ug = (unit * G + g0)[rows]
+            w2 = (w * w)[rows]
+            yr, xr = yv[rows], xe[rows]
+            flat = (ug[:, None, None] * K * K + np.arange(K * K).reshape(K, K)[None]).ravel()
+            for name, a, b in (("Qyy", yr, yr), ("Qyx", yr, xr), ("Qxx", xr, xr)):
+                outer = (w2[:, None, None] * a[:, :, None] * b[:, None, :]).ravel()
+                setattr(acc, name, np.bincount(flat, outer, minlength=P * G * K * K).reshape(P, G, K, K))
     else:
         # replicate totals: one pass of the batch's weight matrix
         if shared is not None and "mat" in shared:  # several estimates of one batch: built once
@@ -834,7 +882,7 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
         uk = np.array(acc.unit_keys, dtype=np.int64).reshape(-1, 2)
         porder = np.lexsort((prank[uk[:, 1]], srank[uk[:, 0]]))
         uk = uk[porder]
-        if not d.nest and d.strata:
+        if not d.nest and d.strata and not acc.rows_psu:
             per = pd.Series(uk[:, 0]).groupby(uk[:, 1]).nunique()
             bad = per[per > 1]
             if len(bad):
@@ -877,12 +925,27 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
                                       f"than the {size[small[0]]} units sampled in {small.size} group(s) "
                                       f"(e.g. {labels_s[small[0]]})")
                 fraction = size / hi
-        stage = Stage(unit=np.arange(acc.P, dtype=np.int64), group=s_of_unit, size=size, fraction=fraction,
-                      labels=labels_s)
-        rr, cc = np.nonzero(z)
-        vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
-        if effective_df:
-            dfe = _effective_df(z, stage, d.lonely_psu, effective_df)
+        if acc.rows_psu:  # units are the strata, each row a PSU: size is the rows
+            size = acc.nrow[porder]
+            if d.fpc and not all(v <= 1 for v in acc.fpc_hi.values()):
+                small = np.flatnonzero(hi < size)
+                if small.size:
+                    raise DesignError(f"fpc '{d.fpc}' in {job.source}: population size {hi[small[0]]:g} is smaller "
+                                      f"than the {int(size[small[0]])} rows sampled in {small.size} stratum(s) "
+                                      f"(e.g. {labels_s[small[0]]})")
+                fraction = size / hi
+            vcov, dfe = _rows_vcov(acc, porder, gorder, korder, est, t_den, z, size, fraction, labels_s, d,
+                                   job, effective_df)
+            if df is None:
+                pos = acc.unit_pos[porder]
+                df = float(pos.sum() - (pos > 0).sum()) if job.where else float(acc.nrow.sum() - n_strata)
+        else:
+            stage = Stage(unit=np.arange(acc.P, dtype=np.int64), group=s_of_unit, size=size, fraction=fraction,
+                          labels=labels_s)
+            rr, cc = np.nonzero(z)
+            vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
+            if effective_df:
+                dfe = _effective_df(z, stage, d.lonely_psu, effective_df)
         if df is None:
             if job.where:
                 pos = acc.unit_pos[porder] > 0
@@ -928,6 +991,64 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
     if dfe is not None:
         out["df_effective"] = np.minimum(dfe, df)
     return out
+
+
+def _rows_vcov(acc: _Acc, porder, gorder, korder, est, t_den, s, size, fraction, labels, d, job, effective_df):
+    """The variance of a Taylor design without PSUs (each row its own PSU, with replacement
+    within strata): ``sum_h c_h (sum_i z_i z_i' - s_h s_h' / n_h)``, ``c_h = (1 - f_h) n_h /
+    (n_h - 1)``, from the per-(stratum, cell) second moments of ``w y`` and ``w x`` (a row's
+    scores ``w (y - R x) / X`` touch only its own cell) and the stratum sums ``s``; with the
+    effective df (Satterthwaite) when asked."""
+    from .errors import LonelyPSUError
+
+    P, m = s.shape
+    K = len(korder)
+    G = len(gorder)
+    sel = np.ix_(porder, gorder, korder, korder)
+    Qyy, Qyx, Qxx = acc.Qyy[sel], acc.Qyx[sel], acc.Qxx[sel]
+    if job.kind == "total":
+        M = Qyy
+    else:
+        R = est.reshape(G, K)
+        X = t_den.reshape(G, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            num = (Qyy - R[None, :, None, :] * Qyx - R[None, :, :, None] * np.swapaxes(Qyx, 2, 3)
+                   + R[None, :, :, None] * R[None, :, None, :] * Qxx)
+            M = num / (X[None, :, :, None] * X[None, :, None, :])
+        M = np.nan_to_num(M)
+    lonely = size < 2
+    fpc = 1.0 - fraction
+    if lonely.any():
+        if d.lonely_psu == "fail":
+            raise LonelyPSUError(f"{int(lonely.sum())} stratum(s) of {job.source} have a single row "
+                                 f"(e.g. {labels[int(np.flatnonzero(lonely)[0])]}); set lonely_psu")
+        if d.lonely_psu == "average":
+            raise DesignError("lonely_psu 'average' is not available when streaming a design without PSUs; "
+                              "use remove, certainty or adjust")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(lonely, 0.0, fpc * size / (size - 1.0))
+        coef = np.where(lonely, 0.0, c / size)
+    if d.lonely_psu == "adjust":
+        c = np.where(lonely, fpc, c)  # the lonely row measured from 0: z z'
+    Mt = np.einsum("h,hgab->gab", c, M)
+    vcov = np.zeros((m, m))
+    for g in range(G):
+        vcov[g * K:(g + 1) * K, g * K:(g + 1) * K] = Mt[g]
+    vcov -= s.T @ (s * coef[:, None])
+    dfe = None
+    if effective_df:
+        if effective_df != "satterthwaite":
+            raise EstimationError("effective_df 'heavy_tailed' needs PSUs when streaming")
+        diag = np.einsum("hgaa->hga", M).reshape(P, m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vh = np.where(lonely[:, None], 0.0, c[:, None] * (diag - s * s / size[:, None]))
+            if d.lonely_psu == "adjust":
+                vh = np.where(lonely[:, None], fpc[:, None] * s * s, vh)
+            vh = np.clip(vh, 0, None)
+            kh = np.where(lonely, 1.0, size - 1.0)[:, None]
+            v, den = vh.sum(axis=0), (vh * vh / kh).sum(axis=0)
+            dfe = np.where(den > 0, v * v / den, np.nan)
+    return vcov, dfe
 
 
 def _effective_df(z: np.ndarray, stage, lonely: str, method: str) -> np.ndarray:
@@ -1008,9 +1129,6 @@ def _make_job(names: list[str], source: str, kind: str, variables, denominator, 
         rep_cols = _match_replicates(names, design.replicate_weights, source)
         if len(rep_cols) < 2:
             raise ReplicateWeightError(f"need at least 2 replicate weights, found {len(rep_cols)}")
-    elif design.psu is None:
-        raise DesignError("streaming a Taylor design needs psu= (the per-PSU sums are what is kept); "
-                          "load the file in memory for a design without clusters")
     job = _Job(kind, tuple(variables), tuple(dens), tuple(_as_list(by)), where, design, tuple(rep_cols), source)
     what = {design.weights: "weight", design.strata: "strata", design.psu: "PSU", design.fpc: "fpc"}
     for c in job.columns:

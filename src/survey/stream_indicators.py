@@ -247,6 +247,7 @@ class _Cells:
         self.q = quantities
         self.sums: pd.DataFrame | None = None
         self.units: set = set()  # Taylor: (value, stratum, psu) with a positive-weight row
+        self.units_rows: dict = {}  # Taylor without PSUs: (value, stratum) -> rows
         self.rep = replicate
         self.sketch: dict = {}  # replicate: value -> CountSketch of the cell's rows (4R x R)
 
@@ -277,8 +278,12 @@ class _Cells:
         self.sums = part if self.sums is None else self.sums.add(part, fill_value=0.0)
         if self.rep is None:
             s = frame[strata].to_numpy()[ok] if strata else np.zeros(int(ok.sum()))
-            p = frame[psu].to_numpy()[ok]
-            self.units.update(zip(kv.tolist(), s.tolist(), p.tolist()))
+            if psu is None:  # each row its own PSU: rows per (value, stratum)
+                for key, cnt in pd.Series(1, index=pd.MultiIndex.from_arrays([kv, s])).groupby(level=[0, 1]).size().items():
+                    self.units_rows[key] = self.units_rows.get(key, 0) + int(cnt)
+            else:
+                p = frame[psu].to_numpy()[ok]
+                self.units.update(zip(kv.tolist(), s.tolist(), p.tolist()))
         else:
             import scipy.sparse as sp
 
@@ -306,7 +311,10 @@ class _Cells:
         out = []
         for v in values:
             v = _py(v)
-            if self.rep is None:
+            if self.rep is None and self.units_rows:
+                rows = {s: r for (c, s), r in self.units_rows.items() if _py(c) == v}
+                out.append(float(sum(rows.values()) - len(rows)))
+            elif self.rep is None:
                 units = {(s, p) for (c, s, p) in self.units if c == v}
                 out.append(float(len(units) - len({s for s, _ in units})))
             else:
@@ -335,8 +343,6 @@ def _stream_design(spec: SurveySpec, unit: str) -> S.StreamDesign:
         r = d.replicate
         return S.StreamDesign(weights=w, replicate_weights=d.replicate_columns_for(unit), method=r.method,
                               rho=r.rho, scale=r.scale, rscales=r.rscales, mse=r.mse)
-    if d.psu is None:
-        raise StreamIndicatorError(f"spec '{spec.survey}': streaming a Taylor design needs design.psu")
     return S.StreamDesign(weights=w, strata=_one(d.strata), psu=_one(d.psu), fpc=_one(d.fpc), nest=d.nest,
                           lonely_psu=d.lonely_psu)
 
