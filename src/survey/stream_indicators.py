@@ -13,7 +13,8 @@ cells x PSUs, or cells x replicates):
   incidence, concentration, repeat victims, victimizations against repeat victims, multiple
   victimization, reporting by victims, the counts of victimizations and victims; perception
   items, also by victimization status;
-* Taylor designs (strata, one stage of PSUs, stage-1 fpc) and replicate designs; the df of each
+* Taylor designs (strata, one stage of PSUs or none: each row its own PSU, stage-1 fpc) and
+  replicate designs; the df of each
   domain (PSUs minus strata among its rows, or the rank of its rows' replicate weights) and the
   Satterthwaite effective df of incidence and concentration, as in memory.
 
