@@ -252,3 +252,52 @@ def test_batch_run_streams_the_indicator_table(files, tmp_path):
         ps.write_text(yaml.safe_dump({"spec": str(files["replicate"]), "engine": bad}))
         with pytest.raises(ParameterError, match=msg):
             read_parameter_set(ps, tmp_path)
+
+
+def _combined_spec(path) -> dict:
+    """Two interviews per household over the period (NCVS-like), combined into one unit."""
+    spec = _spec(path, False)
+    # no respondents rule: in memory a combined unit without a respondent row gets n__ = 0 (not
+    # missing), which makes a prevalence-only type look counted there (survey.ingest._combine_units)
+    spec["files"] = {"interviews": {"path": str(path), "unit": "household", "keys": ["hhid", "quarter"],
+                                    "combine": {"key": ["hhid"], "weights": "sum", "order": ["quarter"],
+                                                "period": "2025 (two interviews)"}}}
+    spec["design"] = {"file": "interviews", "weights": "wt_household", "strata": "stratum", "psu": "psu"}
+    v = spec["victimization"]
+    v["types"] = [t for t in v["types"] if t["unit"] == "household"]
+    v["groups"] = {"any_5y": ["burglary_5y"]}
+    spec["domains"] = {k: d for k, d in spec["domains"].items() if k in ("region", "tenure", "zone")}
+    return spec
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_combine_streams_a_file_sorted_by_the_unit(tmp_path):
+    one = _respondents(1500, seed=5)
+    two = _respondents(1500, seed=6)
+    for c in ("hhid", "stratum", "psu", "region", "tenure", "zone"):
+        two[c] = one[c]
+    second = np.random.default_rng(9).random(1500) < 0.7  # 70% have a second interview
+    df = pd.concat([one.assign(quarter=1), two[second].assign(quarter=2)], ignore_index=True)
+    df = df.sort_values(["hhid", "quarter"], kind="stable").reset_index(drop=True)
+    path = tmp_path / "interviews.parquet"
+    df.to_parquet(path, row_group_size=333)  # units cut across row groups and batches
+    sp = tmp_path / "comb.yaml"
+    sp.write_text(yaml.safe_dump(_combined_spec(path)))
+    want = indicator_table(load(sp), indicators=list(SI.STREAM_FAMILIES))
+    got = SI.indicator_table(sp, chunk_rows=250)
+    assert len(got) == len(want) > 50
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    assert set(got["period"]) == {"2025 (two interviews)"}
+    np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-12,
+                               atol=1e-12, equal_nan=True)
+    for c in ("se", "ci_low", "ci_high", "df", "n", "n_cases", "weighted_base"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    assert got["reliability"].astype(str).tolist() == want["reliability"].astype(str).tolist()
+    comb = [r for r in got.attrs["accounting"] if r["step"] == "combine"]
+    assert sum(r["rows"] for r in comb) == 1500
+    # not sorted by the unit: one line naming the file, the key and the row
+    df.sample(frac=1.0, random_state=1).to_parquet(path, row_group_size=333)
+    with pytest.raises(SI.StreamIndicatorError, match=r"interviews.parquet: combine needs the file sorted by hhid "
+                                                      r"when streaming .* row \d+ breaks the order"):
+        SI.indicator_table(sp, chunk_rows=250)

@@ -22,8 +22,10 @@ What does not (a one-line :class:`StreamIndicatorError` names it):
 
 * an incident file (``victimization.source: incidents``): incidents link to respondents
   anywhere in the file;
-* ``combine`` (several rows of one unit over the period), a percentile cap (a weighted
-  percentile over the whole file), several design files, several sampling stages;
+* ``combine`` (several rows of one unit over the period) on a file not sorted by the unit key
+  (sorted: a unit's rows at the end of a batch wait for the next one; the order is checked), a
+  percentile cap (a weighted percentile over the whole file), several design files, several
+  sampling stages;
 * the Gini families (they sort the whole file): left out of the default families, an error
   when asked for.
 
@@ -84,9 +86,6 @@ def _why_not(spec: SurveySpec, spec_path) -> str:
     if v is not None and v.source == "incidents":
         return ("victimization.source is incidents (incidents link to respondents anywhere in the file); "
                 "streaming needs the counts as items of the respondent file (source: respondent)")
-    if spec.files[d.file].combine is not None:
-        return (f"files.{d.file}.combine joins rows of one unit that may sit in different row groups; "
-                "streaming treats each row as a unit")
     if v is not None and v.cap.rule == "percentile":
         return "a percentile cap needs the weighted distribution of the whole file; use cap: {rule: fixed}"
     for part, what in ((d.psu, "psu"), (d.strata, "strata"), (d.fpc, "fpc")):
@@ -183,10 +182,32 @@ class _Derived:
         spec = self.spec
         dname = spec.design.file
         dfile = spec.files[dname]
+        comb = dfile.combine
         fname = self.path.name
         start = 0
-        for batch in S._batches(self.dataset, self.columns, self.chunk_rows):
-            resp = batch.to_pandas()
+        carry = None  # combine: the rows of the batch's last unit wait for the next batch
+        last_key = None
+        batches = (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
+        for resp in _then_none(batches):
+            if comb is not None:
+                if resp is not None:
+                    last_key = _check_sorted(resp, comb.key, last_key, fname,
+                                             start + (0 if carry is None else len(carry)))
+                parts = [x for x in (carry, resp) if x is not None]
+                if not parts:
+                    break
+                resp = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+                if resp is not None and not resp.empty and parts[-1] is not carry:
+                    keys = resp[comb.key]
+                    tail = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
+                    cut = len(resp) - int(np.argmin(tail[::-1])) if not tail.all() else 0
+                    resp, carry = resp.iloc[:cut].reset_index(drop=True), resp.iloc[cut:].reset_index(drop=True)
+                else:
+                    carry = None
+                if resp.empty:
+                    continue
+            elif resp is None:
+                break
             n = len(resp)
             acc = G._Accounting()
             try:
@@ -202,10 +223,12 @@ class _Derived:
                     G._respondent_counts(data, fname, acc)
                 G._perception(data, fname, acc)
                 G._domains(data, {}, self.spec_path, acc)
+                if comb is not None:
+                    G._combine_units(data, fname, acc)
             except SurveyError as err:
                 raise type(err)(f"{err} (rows {start + 1}-{start + n} of {fname}, read in batches)") from None
             for r in acc.rows:
-                key = (r["step"], r["file"], r["detail"].split(":")[0])
+                key = (r["step"], r["file"], r["detail"].split(":")[0].split(" rows combined")[0].split(" (")[0])
                 have = self.accounting.get(key)
                 self.accounting[key] = dict(r) if have is None else {**have, "rows": have["rows"] + r["rows"]}
             if dfile.respondents:
@@ -223,6 +246,31 @@ class _Derived:
                  "detail": f"{self.path.name}: {len(self.columns)} columns read in {self.batches} batches of "
                            f"up to {self.chunk_rows} rows (streamed)"}]
         return pd.DataFrame(head + list(self.accounting.values()), columns=["step", "file", "rows", "detail"])
+
+
+def _then_none(it):
+    yield from it
+    yield None
+
+
+def _check_sorted(frame: pd.DataFrame, key: list[str], last, fname: str, start: int):
+    """``combine`` when streaming: the rows of a unit must be consecutive, the file sorted by the
+    unit key (checked batch by batch); returns the batch's last key."""
+    k = frame[key]
+    idx = pd.MultiIndex.from_frame(k) if len(key) > 1 else pd.Index(k[key[0]])
+    bad = None
+    if not idx.is_monotonic_increasing:
+        codes = pd.Series(range(len(idx)))
+        ok = np.asarray(idx[1:] >= idx[:-1]) if len(key) == 1 else np.array(
+            [a >= b for a, b in zip(idx[1:], idx[:-1])])
+        bad = int(codes[1:][~ok].iloc[0])
+    elif last is not None and len(idx) and idx[0] < last:
+        bad = 0
+    if bad is not None:
+        raise StreamIndicatorError(
+            f"{fname}: combine needs the file sorted by {', '.join(key)} when streaming (the rows of a unit "
+            f"consecutive); row {start + bad + 1} breaks the order; sort it, or load it in memory (engine mode: memory)")
+    return idx[-1] if len(idx) else last
 
 
 def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None) -> pd.DataFrame:
@@ -575,7 +623,10 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     tasks = _plan(spec, names, crimes, families, [None] + doms, by_victimization, effective_df, taylor)
     if not tasks:
         raise I.IndicatorError("no indicator could be computed for this selection")
-    where = spec.files[spec.design.file].respondents
+    dfile = spec.files[spec.design.file]
+    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    if dfile.combine is not None:  # the reference period is the combined unit's
+        meta.rows = pd.DataFrame()
     units = list(dict.fromkeys(t.unit for t in tasks))
     designs = {u: _stream_design(spec, u) for u in units}
     # one estimate per (unit, kind, domain) for all the families' columns (fewer passes over the
@@ -614,8 +665,7 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
         buffers: dict = {}
         i = 0
         for frame in _chain(first, frames):
-            inside = (np.asarray(G._eval(frame, where, "respondents"), dtype=bool) if where
-                      else np.ones(len(frame), dtype=bool))
+            inside = (frame["_respondent"].to_numpy(dtype=bool) if where else np.ones(len(frame), dtype=bool))
             for u in units:
                 d = designs[u]
                 shared: dict = {}
