@@ -23,11 +23,12 @@ What does not (a one-line :class:`StreamIndicatorError` names it):
 * an incident file (``victimization.source: incidents``): incidents link to respondents
   anywhere in the file;
 * ``combine`` (several rows of one unit over the period) on a file not sorted by the unit key
-  (sorted: a unit's rows at the end of a batch wait for the next one; the order is checked), a
-  percentile cap (a weighted percentile over the whole file), several design files, several
-  sampling stages;
+  (sorted: a unit's rows at the end of a batch wait for the next one; the order is checked),
+  several design files, several sampling stages;
 * the Gini families (they sort the whole file): left out of the default families, an error
   when asked for.
+
+A percentile cap takes two passes (the first gathers the weighted distribution of the counts).
 
 Not checked when streaming (they need every key at once): unique keys, one respondent per
 household for household rates of a person file.
@@ -86,8 +87,6 @@ def _why_not(spec: SurveySpec, spec_path) -> str:
     if v is not None and v.source == "incidents":
         return ("victimization.source is incidents (incidents link to respondents anywhere in the file); "
                 "streaming needs the counts as items of the respondent file (source: respondent)")
-    if v is not None and v.cap.rule == "percentile":
-        return "a percentile cap needs the weighted distribution of the whole file; use cap: {rule: fixed}"
     for part, what in ((d.psu, "psu"), (d.strata, "strata"), (d.fpc, "fpc")):
         if isinstance(part, list) and len(part) > 1:
             return f"design.{what} has several stages; streaming handles one stage of PSUs"
@@ -248,6 +247,44 @@ class _Derived:
         return pd.DataFrame(head + list(self.accounting.values()), columns=["step", "file", "rows", "detail"])
 
 
+_PROBE_CAP = 1e300  # pass 1 of a percentile cap: "too many to remember" answers get this, then drop out
+
+
+def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int) -> SurveySpec:
+    """A percentile cap streams in two passes: the first gathers each crime type's weighted
+    distribution of the victims' counts (a histogram: counts take few values), the caps are
+    read from it as :func:`survey.ingest._cap_value` reads them from the rows, and the second
+    pass applies them as fixed caps per type.  Returns the spec for the second pass."""
+    from .spec import CapRule
+
+    v = spec.victimization
+    probe = spec.model_copy(update={"victimization": v.model_copy(
+        update={"cap": CapRule.model_construct(rule="fixed", value=_PROBE_CAP, values=None, by="type")})})
+    dunit = spec.files[spec.design.file].unit
+    counted = [t for t in v.types if t.count is not None]
+    hist: dict = {}
+    for frame in _Derived(probe, spec_path, chunk_rows):
+        for t in counted:
+            x = frame[f"n__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
+            w = frame[spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
+            ok = (np.nan_to_num(x) > 0) & (x != _PROBE_CAP)
+            part = pd.Series(w[ok]).groupby(x[ok]).sum()
+            key = "all" if v.cap.by == "all" else t.name
+            hist[key] = part if key not in hist else hist[key].add(part, fill_value=0.0)
+    caps = {}
+    for t in counted:
+        h = hist.get("all" if v.cap.by == "all" else t.name)
+        if h is None or not len(h):
+            caps[t.name] = np.inf
+            continue
+        h = h.sort_index()
+        cw = np.cumsum(h.to_numpy())
+        i = np.searchsorted(cw, v.cap.value / 100.0 * cw[-1] * (1 - 1e-12))
+        caps[t.name] = float(h.index[min(i, len(h) - 1)])
+    return spec.model_copy(update={"victimization": v.model_copy(
+        update={"cap": CapRule.model_construct(rule="fixed", value=None, values=caps, by="type")})})
+
+
 def _then_none(it):
     yield from it
     yield None
@@ -278,7 +315,10 @@ def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None) -> pd
     over the batches; a line's detail is that of its first batch)."""
     spec, spec_path = _spec(spec, spec_path)
     check_streamable(spec, spec_path)
-    der = _Derived(spec, spec_path, chunk_rows or spec.design.engine.chunk_rows)
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    v = spec.victimization
+    der = _Derived(_percentile_caps(spec, spec_path, chunk_rows) if v is not None and v.cap.rule == "percentile"
+                   else spec, spec_path, chunk_rows)
     for _ in der:
         pass
     return der.accounting_frame()
@@ -613,7 +653,11 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
                                    "the file); load the survey in memory (engine mode: memory) for them")
     for c in crimes:
         meta.unit_of(c)  # a group mixing household and person types: one line
-    der = _Derived(spec, spec_path, chunk_rows or spec.design.engine.chunk_rows)
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    dspec = spec  # the derivations' spec: a percentile cap becomes the fixed caps of a first pass
+    if v is not None and v.cap.rule == "percentile":
+        dspec = _percentile_caps(spec, spec_path, chunk_rows)
+    der = _Derived(dspec, spec_path, chunk_rows)
     frames = iter(der)
     first = next(frames, None)
     if first is None:
