@@ -337,6 +337,7 @@ class _Cells:
         self.sums: pd.DataFrame | None = None
         self.units: set = set()  # Taylor: (value, stratum, psu) with a positive-weight row
         self.units_rows: dict = {}  # Taylor without PSUs: (value, stratum) -> rows
+        self._df_cache: dict = {}
         self.rep = replicate
         self.sketch: dict = {}  # replicate: value -> CountSketch of the cell's rows (4R x R)
 
@@ -397,6 +398,13 @@ class _Cells:
         return np.column_stack([t[(op, c)].fillna(0.0).to_numpy() for c in cols]).ravel()
 
     def df(self, values) -> np.ndarray:
+        key = tuple(_py(v) for v in values)
+        hit = self._df_cache.get(key)
+        if hit is None:
+            hit = self._df_cache[key] = self._df(values)
+        return hit
+
+    def _df(self, values) -> np.ndarray:
         out = []
         for v in values:
             v = _py(v)
