@@ -46,7 +46,9 @@ DEFAULT_OUT = HERE / "results" / "bench_stream.json"
 N_STRATA, N_DOMAINS, RHO = 160, 50, 0.5
 
 
-def generate(path: Path, rows: int, n_rep: int, seed: int = 20261206, chunk: int = 250_000) -> float:
+def generate(path: Path, rows: int, n_rep: int, seed: int = 20261206, chunk: int = 250_000, extra=None) -> float:
+    """Write the file; ``extra(rng, m, psu, dom, w, offset)``: more columns (a dict of Arrow
+    arrays) for each chunk of ``m`` rows (bench_stream_indicators adds the crime items)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -74,6 +76,8 @@ def generate(path: Path, rows: int, n_rep: int, seed: int = 20261206, chunk: int
         cols = {"stratum": pa.array(h + 1, pa.int32()), "psu": pa.array(psu + 1, pa.int32()),
                 "w": pa.array(w), "y": pa.array(y), "victim": pa.array(victim),
                 "region": pa.array(labels[dom], pa.string())}
+        if extra is not None:
+            cols.update(extra(rng, m, psu, dom, w, done))
         first = np.where(psu % 2 == 0, 1.0, -1.0)
         for r in range(n_rep):
             cols[f"repw{r + 1}"] = pa.array((w * (1.0 + (1.0 - RHO) * first * sign[r, h])).astype(np.float32))

@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "survey"
 ENGINE = {"design", "variance", "estimate", "replicates", "weighting", "contrast", "models", "domain_batch", "expr",
           "ordinal", "errors", "_columns", "_atomic", "stream"}
 SEMANTICS = {"spec", "io", "ingest", "indicators", "quality", "synth", "codebook", "sae", "gvf", "change",
-             "evaluation", "cost", "risk", "lorenz", "areas"}
+             "evaluation", "cost", "risk", "lorenz", "areas", "stream_indicators"}
 PUBLISHING = {"params", "batch", "report", "serve", "i18n", "cli", "dashboard", "_jupyter", "__init__"}
 LAYER = {**{m: 0 for m in ENGINE}, **{m: 1 for m in SEMANTICS}, **{m: 2 for m in PUBLISHING}}
 

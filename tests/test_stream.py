@@ -222,6 +222,7 @@ def test_dask_local_cluster(parquet):
     _same(got, des.mean(["y", "x"], by="region"))
 
 
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
 def test_errors_name_file_variable_and_rows(tmp_path):
     df = _frame(1000)
     df.loc[:6, "w"] = -1.0
@@ -233,8 +234,21 @@ def test_errors_name_file_variable_and_rows(tmp_path):
         stream.estimate(path, "mean", "y", by="regio", weights="w", strata="h", psu="psu")
     with pytest.raises(ReplicateWeightError, match="matches none of the"):
         stream.estimate(path, "mean", "y", weights="w", replicate_weights=r"^repw\d+$", method="Fay", rho=0.5)
-    with pytest.raises(DesignError, match="needs psu="):
+    # without PSUs (each row its own): what does not stream is one line
+    df = _frame(1000).assign(w=lambda d: d["w"].abs())
+    df.loc[0, "h"] = 99  # a stratum of one row
+    path = tmp_path / "lonely.parquet"
+    df.to_parquet(path, row_group_size=300)
+    with pytest.raises(DesignError, match="lonely_psu 'average' is not available when streaming a design without"):
+        stream.estimate(path, "mean", "y", weights="w", strata="h", lonely_psu="average")
+    with pytest.raises(sv.LonelyPSUError, match=r"1 stratum\(s\) of lonely.parquet have a single row \(e.g. 99\)"):
         stream.estimate(path, "mean", "y", weights="w", strata="h")
+    with pytest.raises(sv.EstimationError, match="heavy_tailed' needs PSUs"):
+        stream.estimate_many(path, [{"kind": "mean", "variables": "y", "effective_df": "heavy_tailed"}],
+                             weights="w", strata="h", lonely_psu="remove")
+    for policy in ("remove", "certainty", "adjust"):
+        want = sv.Design(df, weights="w", strata="h", lonely_psu=policy).mean("y", by="region")
+        _same(stream.estimate(path, "mean", "y", by="region", weights="w", strata="h", lonely_psu=policy), want)
 
 
 @pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
@@ -270,3 +284,46 @@ def test_replicate_options_multipliers_jk1_mse(tmp_path):
     _same(got, des.ratio("y", "x", by="region"))
     got = stream.estimate(path, "total", "x", by="age", weights="w", df=30, **opts)
     _same(got, des.total("x", by="age", df=30))
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("strata", ["h", None])
+@pytest.mark.parametrize("by", [None, "region", ["region", "age"]])
+def test_designs_without_psu_each_row_its_own_psu(parquet, strata, by):
+    """No PSU column: every row is a PSU (stratified sampling of rows with replacement), as the
+    in-memory Design without psu=; the per-(stratum, cell) second moments are what streams."""
+    path, back = parquet
+    des = sv.Design(back, weights="w", strata=strata)
+    run = dict(weights="w", strata=strata, by=by, batch_rows=700)
+    _same(stream.estimate(path, "mean", ["y", "x"], **run), des.mean(["y", "x"], by=by))
+    _same(stream.estimate(path, "total", "y", **run), des.total("y", by=by))
+    _same(stream.estimate(path, "ratio", ["y", "x"], denominator="x", **run), des.ratio(["y", "x"], "x", by=by))
+    _same(stream.estimate(path, "proportion", "cat", **run), des.proportion("cat", by=by))
+    sub = des.subset(back["age"] >= 2)
+    _same(stream.estimate(path, "mean", "y", where="age >= 2", **run), sub.mean("y", by=by))
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_no_psu_fpc_and_effective_df(parquet, tmp_path):
+    path, back = parquet
+    back = back.assign(N=back["h"].map(back.groupby("h").size() * 7.5))
+    p2 = tmp_path / "fpc.parquet"
+    back.to_parquet(p2, row_group_size=900)
+    des = sv.Design(back, weights="w", strata="h", fpc="N")
+    _same(stream.estimate(p2, "mean", "y", weights="w", strata="h", fpc="N", by="region"),
+          des.mean("y", by="region"))
+    # Satterthwaite df by hand: (sum_h v_h)^2 / sum_h v_h^2 / (n_h - 1), v_h the strata's terms
+    res = stream.estimate_many(p2, [{"kind": "mean", "variables": "y", "effective_df": "satterthwaite"}],
+                               weights="w", strata="h", fpc="N")[0]
+    ok = back["y"].notna()
+    w, y, h = back["w"][ok], back["y"][ok], back["h"][ok]
+    ybar = (w * y).sum() / w.sum()
+    z = w * (y - ybar) / w.sum()
+    n_h = back.groupby("h").size()
+    zs = z.groupby(h).agg(["sum", lambda v: (v * v).sum()])
+    zs.columns = ["s1", "s2"]
+    nh = n_h.loc[zs.index]
+    vh = (1 - nh / (7.5 * nh)) * nh / (nh - 1) * (zs["s2"] - zs["s1"] ** 2 / nh)
+    want = vh.sum() ** 2 / (vh ** 2 / (nh - 1)).sum()
+    assert res["df_effective"].iloc[0] == pytest.approx(want, rel=1e-10)
+    assert res["se"].iloc[0] == pytest.approx(np.sqrt(vh.sum()), rel=1e-10)

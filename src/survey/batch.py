@@ -755,9 +755,13 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
                 mark(tmp, "run", run=cfg.name, parameter_file=str(cfg.source))
                 log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
                          ", ".join(cfg.notebooks), cfg.output_dir, tmp)
+                streamed = _streamed_indicators(cfg, tmp, log)  # engine: stream -> no notebook
+                if streamed:
+                    res["engine"] = streamed
                 # the small-area step after the indicator table; the evaluation notebook runs last when
                 # the parameter set has an `evaluation:` section
-                for nb in cfg.notebooks + small_area_step(cfg) + (["evaluation"] if cfg.evaluation else []):
+                steps = cfg.notebooks + small_area_step(cfg) + (["evaluation"] if cfg.evaluation else [])
+                for nb in ([] if streamed else steps):
                     emit("start", cfg.name, nb)
                     rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
                     res["notebooks"].append(rec)
@@ -801,6 +805,43 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
         _STOP.update(res=None, result=None)
         lock.__exit__(None, None, None)
     return res
+
+
+def _streamed_indicators(cfg: RunConfig, run_dir: Path, log) -> str | None:
+    """The engine of the run (the spec's ``design.engine`` with the parameter set's ``engine:``).
+    When it streams (a Parquet design file beyond the memory limit, or ``mode: stream``): the
+    indicator table and the row accounting are computed from the file in batches
+    (:mod:`survey.stream_indicators`) and written into ``run_dir``; the notebooks, which load
+    the survey in memory, are not run.  Returns the engine line then, else None."""
+    from .params import publication_rule, spec_for
+    from .stream_indicators import StreamIndicatorError, engine_plan
+
+    spec, spec_path = spec_for(cfg.values)
+    e = cfg.engine or {}
+    try:
+        plan = engine_plan(spec, spec_path, e.get("mode"), e.get("memory_limit"), e.get("chunk_rows"))
+    except StreamIndicatorError:
+        if (e.get("mode") or spec.design.engine.mode) == "stream":
+            raise
+        return None
+    log.info("run %s: %s", cfg.name, plan.line())
+    if plan.mode != "stream":
+        return None
+    import pandas as pd
+
+    from .ingest import SurveyData
+    from .report import neutral_frame, write_indicator_table
+    from .stream_indicators import indicator_table
+
+    preset, pub = publication_rule(cfg.values.get("publication"))
+    table = indicator_table(spec, spec_path, crime_types=cfg.values.get("crime_types"),
+                            domains=cfg.values.get("domains"), publication=preset, chunk_rows=plan.chunk_rows, **pub)
+    meta = SurveyData(spec=spec, spec_path=spec_path, respondents=pd.DataFrame(), incidents=None,
+                      accounting=pd.DataFrame())
+    write_indicator_table(table, run_dir, meta, cfg.values)
+    neutral_frame(pd.DataFrame(table.attrs["accounting"])).to_csv(run_dir / "accounting.csv", index=False)
+    log.info("run %s: indicator table streamed (%s): %d rows", cfg.name, table.attrs["engine"], len(table))
+    return plan.line()
 
 
 def _publish(cfg: RunConfig, tmp: Path, hashes: dict[str, str], log) -> None:

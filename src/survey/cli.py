@@ -98,16 +98,53 @@ def demo(out: Path) -> pd.DataFrame:
 def validate(spec_path: str) -> int:
     """Read everything a spec declares, check it, and print the row accounting."""
     from .ingest import load
+    from .spec import read_spec
 
-    data = load(spec_path)
+    spec = read_spec(spec_path)
+    plan = _engine_plan(spec, spec_path)
+    if plan is not None and plan.mode == "stream":
+        from .stream_indicators import stream_accounting
+
+        acc = stream_accounting(spec, spec_path, chunk_rows=plan.chunk_rows)
+        print(f"spec {spec_path}: survey '{spec.survey}' ({spec.title or ''})")
+        print(plan.line())
+        with pd.option_context("display.width", 160, "display.max_colwidth", 100):
+            print(acc.to_string(index=False))
+        print("ok: every row is accounted for (streamed: the design is checked batch by batch)")
+        return 0
+    data = load(spec, spec_path=spec_path)
     acc = data.accounting
     print(f"spec {spec_path}: survey '{data.spec.survey}' ({data.spec.title or ''})")
+    if plan is not None:
+        if plan.rows is None:  # not Parquet: the size of what was read
+            import dataclasses
+
+            from .stream_indicators import used_columns
+
+            rows, cols = len(data.respondents), len(used_columns(spec, list(data.respondents.columns)))
+            plan = dataclasses.replace(plan, rows=rows, columns=cols, estimated_bytes=rows * cols * 8)
+        print(plan.line())
     with pd.option_context("display.width", 160, "display.max_colwidth", 100):
         print(acc.to_string(index=False))
     design = data.design()
     print(f"design: {design!r}")
     print("ok: every row is accounted for")
     return 0
+
+
+def _engine_plan(spec, spec_path):
+    """The engine choice of ``survey validate`` (None when the size cannot be read: the load then
+    reports what is wrong with the file); an explicit ``mode: stream`` that cannot stream fails."""
+    from .stream_indicators import StreamIndicatorError, engine_plan
+
+    try:
+        return engine_plan(spec, spec_path)
+    except StreamIndicatorError:
+        if spec.design.engine.mode == "stream":
+            raise
+        return None
+    except Exception:  # noqa: BLE001 - an unreadable file is the load's to report, in one line
+        return None
 
 
 def codebook_cmd(spec_path: str, out: str) -> int:

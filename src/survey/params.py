@@ -126,6 +126,9 @@ RUN_KEYS = {
     "evaluation": "a programme evaluation run after the other notebooks (notebooks/evaluation.ipynb): "
                   "{outcome:, treated:, period:, start:, ...} (see EVALUATION_KEYS); writes evaluation.csv "
                   "and cost_benefit.csv",
+    "engine": "in memory or streamed, overriding the spec's design.engine: {mode: auto | memory | stream, "
+              "chunk_rows: N, memory_limit: 4GB}; when the run streams, the batch computes the indicator "
+              "table from the Parquet file in batches and runs no notebook",
 }
 COMPARE_KEYS = ("spec", "data_dir", "period", "samples")
 COMPARE_SAMPLES = ("auto", "independent", "overlapping")
@@ -935,6 +938,7 @@ class RunConfig:
     descriptions: dict = field(default_factory=dict)
     """The run's descriptions by language (:func:`run_descriptions`; ``description`` is the
     English one)."""
+    engine: dict = field(default_factory=dict)
 
     def notebook_parameters(self, notebook: str, output_dir: Path) -> dict:
         """What papermill injects into ``notebook``: every parameter it declares, checked,
@@ -997,6 +1001,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     if plotlyjs not in ("file", "inline", "cdn"):
         raise ParameterError(f"{where}html_plotlyjs must be file, inline or cdn, not {plotlyjs!r}")
     descriptions = run_descriptions(raw, where)
+    engine = engine_override(raw.get("engine"), where)
     values = validate(given, None, base=path.parent, root=root, where=where)
     check_capabilities(values, notebooks, explicit="notebooks" in raw, where=where)
     if values.get("small_areas") and "victimization" not in notebooks:  # (--notebooks subsets skip the step)
@@ -1013,7 +1018,7 @@ def read_parameter_set(path: str | Path, root: str | Path | None = None) -> RunC
     return RunConfig(name=name, source=path, output_dir=output_dir, notebooks=notebooks, values=values,
                      given=given, root=root, timeout=timeout, html_plotlyjs=plotlyjs,
                      description=descriptions.get("en", ""), raw=raw, evaluation=evaluation,
-                     descriptions=descriptions)
+                     descriptions=descriptions, engine=engine)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1211,3 +1216,28 @@ def check_small_areas(spec, values: dict, where: str = "") -> None:
         raise ParameterError(f"{what}.auxiliary: {sa['auxiliary']}: {len(absent)} of the {len(known)} values of "
                              f"domain '{sa['area']}' have no row in its {len(aux)} rows (column "
                              f"'{sa['area_column']}'): {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}")
+
+
+def engine_override(value, where: str = "") -> dict:
+    """A parameter set's ``engine:`` (the schema of the spec's ``design.engine``), checked; only
+    the keys given (they override the spec's)."""
+    if value is None:
+        return {}
+    from pydantic import ValidationError
+
+    from .spec import EngineSpec
+
+    if not isinstance(value, dict):
+        raise ParameterError(f"{where}engine must be a mapping {{mode:, chunk_rows:, memory_limit:}}, not {value!r}")
+    keys = tuple(EngineSpec.model_fields)
+    bad = [k for k in value if k not in keys]
+    if bad:
+        raise ParameterError(f"{where}engine: unknown key '{bad[0]}'{_did_you_mean(bad[0], keys)} "
+                             f"(keys: {', '.join(keys)})")
+    try:
+        EngineSpec.model_validate(value)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ParameterError(f"{where}engine.{loc}: {err['msg']} (got {err.get('input')!r})") from None
+    return dict(value)

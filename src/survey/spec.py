@@ -132,6 +132,25 @@ class ReplicateSpec(_Model):
     mse: bool = False
 
 
+class EngineSpec(_Model):
+    """In memory or streamed (``design.engine``): ``auto`` streams when the design file's
+    estimated in-memory size (rows x used columns x 8 bytes, from the Parquet footer) exceeds
+    ``memory_limit`` (default: half the available memory); ``chunk_rows`` rows per batch."""
+
+    mode: Literal["auto", "memory", "stream"] = "auto"
+    chunk_rows: int = Field(default=65_536, gt=0, le=100_000_000)
+    memory_limit: int | str | None = None
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v):
+        if v is not None:
+            from .stream import parse_size
+
+            parse_size(v, "memory_limit")
+        return v
+
+
 class DesignSpec(_Model):
     file: str
     weights: str | dict[Literal["household", "person"], str]
@@ -141,6 +160,7 @@ class DesignSpec(_Model):
     nest: bool = False
     lonely_psu: Literal["fail", "remove", "certainty", "adjust", "average"] = "fail"
     replicate: ReplicateSpec | None = None
+    engine: EngineSpec = Field(default_factory=EngineSpec)
 
     def weight_for(self, unit: str, default_unit: str) -> str:
         """The weight column for household- or person-level estimates."""

@@ -32,10 +32,18 @@ API::
     stream.estimate(path, "proportion", "victim", ..., ci_method="logit", where="age >= 16")
     stream.estimate_dask(path_or_dask_dataframe, "mean", "income", ..., scheduler=None)
 
+Taylor designs without a PSU column (each row its own PSU) keep, per (stratum, cell), the sums
+above and the second moments ``sum w^2 y y'``, ``sum w^2 y x'``, ``sum w^2 x x'`` (K x K): a
+row's score touches only its own cell, so its stratum's sum of squared scores follows.
+
 Not supported here (use the in-memory designs): several sampling stages, calibration, quantiles,
-``df="domain"``; Taylor designs need a PSU column (each row its own PSU would need per-row
-scores).  ``by`` levels are ordered by value (categorical columns: by value too, not by their
-category order).
+``df="domain"``; without PSUs, ``lonely_psu="average"`` and the heavy-tailed effective df.
+``by`` levels are ordered by value (categorical columns: by value too, not by their category
+order).
+
+Engine choice: :func:`choose_engine` (``auto`` | ``memory`` | ``stream``) from the rows and used
+columns of a Parquet footer (:func:`parquet_rows`) against a memory limit (:func:`parse_size`,
+default a share of :func:`available_memory`).
 """
 
 from __future__ import annotations
@@ -58,10 +66,132 @@ from .errors import (
     column_not_found,
 )
 
-__all__ = ["StreamDesign", "estimate", "estimate_many", "estimate_dask", "KINDS"]
+__all__ = ["StreamDesign", "estimate", "estimate_many", "estimate_dask", "KINDS", "ENGINE_MODES", "parse_size",
+           "available_memory", "EnginePlan", "choose_engine", "parquet_rows"]
 
 KINDS = ("total", "mean", "ratio", "proportion")
 DEFAULT_BATCH_ROWS = 65_536
+
+
+# ---------------------------------------------------------------------------------------------
+# in memory or streamed: the choice
+# ---------------------------------------------------------------------------------------------
+ENGINE_MODES = ("auto", "memory", "stream")
+MEMORY_FRACTION = 0.5
+"""Without a ``memory_limit``, ``auto`` streams when the estimated in-memory size exceeds this
+share of the memory available (MemAvailable of /proc/meminfo, else free pages from sysconf)."""
+BYTES_PER_VALUE = 8
+_UNITS = {"": 1, "b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40, "k": 10 ** 3, "m": 10 ** 6,
+          "g": 10 ** 9, "t": 10 ** 12}
+
+
+def parse_size(value, what: str = "memory_limit") -> int:
+    """Bytes from ``4GB``, ``512 MiB``, ``1.5G`` or a number of bytes (a ValueError otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a size such as 4GB or 512MB, not {value!r}")
+    if isinstance(value, (int, float)):
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{what} must be a positive size, not {value!r}")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a size such as 4GB or 512MB, not {value!r}")
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", value)
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise ValueError(f"{what} must be a size such as 4GB or 512MB, not {value!r}")
+    out = int(float(m.group(1)) * _UNITS[unit])
+    if out <= 0:
+        raise ValueError(f"{what} must be a positive size, not {value!r}")
+    return out
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation: MemAvailable (Linux), else the free
+    physical pages (``os.sysconf``); None when neither is known."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _fmt_bytes(b: float | None) -> str:
+    if b is None:
+        return "unknown"
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= f:
+            return f"{b / f:.3g} {unit}"
+    return f"{int(b)} B"
+
+
+def parquet_rows(path) -> int:
+    """Rows of a Parquet file (or a directory of them) from the footers only."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    files = [path] if path.is_file() else [Path(f) for f in ds.dataset(str(path), format="parquet").files]
+    return int(sum(pq.ParquetFile(f).metadata.num_rows for f in files))
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """What ``auto`` chose and why (``survey validate`` prints :meth:`line`)."""
+
+    mode: str  # memory | stream
+    reason: str
+    rows: int | None
+    columns: int
+    estimated_bytes: int | None
+    available_bytes: int | None
+    limit_bytes: int | None
+    chunk_rows: int = 0
+
+    def line(self) -> str:
+        return (f"engine: {self.mode} ({self.reason}); rows {self.rows if self.rows is not None else 'unknown'}, "
+                f"used columns {self.columns}, estimated in memory {_fmt_bytes(self.estimated_bytes)} "
+                f"(rows x columns x {BYTES_PER_VALUE} bytes), available memory {_fmt_bytes(self.available_bytes)}, "
+                f"limit {_fmt_bytes(self.limit_bytes)}")
+
+
+def choose_engine(rows: int | None, columns: int, mode: str = "auto", memory_limit=None, *,
+                  streamable: bool = True, why_not: str = "", chunk_rows: int = DEFAULT_BATCH_ROWS,
+                  available: int | None = -1) -> EnginePlan:
+    """In memory or streamed.  ``auto``: stream when ``rows x columns x 8`` bytes exceed the
+    ``memory_limit`` (bytes or ``"4GB"``; default :data:`MEMORY_FRACTION` of the available
+    memory).  ``streamable`` False (e.g. the file is not Parquet: ``why_not`` says why) keeps
+    ``auto`` in memory; ``stream`` then is an error."""
+    if mode not in ENGINE_MODES:
+        raise ValueError(f"engine mode must be one of {', '.join(ENGINE_MODES)}, not {mode!r}")
+    avail = available_memory() if available == -1 else available
+    limit = parse_size(memory_limit) if memory_limit is not None else (
+        int(avail * MEMORY_FRACTION) if avail else None)
+    est = rows * columns * BYTES_PER_VALUE if rows is not None else None
+    plan = dict(rows=rows, columns=columns, estimated_bytes=est, available_bytes=avail, limit_bytes=limit,
+                chunk_rows=int(chunk_rows))
+    if mode == "stream":
+        if not streamable:
+            raise EstimationError(f"engine mode 'stream' is not possible: {why_not}")
+        return EnginePlan("stream", "mode: stream", **plan)
+    if mode == "memory":
+        return EnginePlan("memory", "mode: memory", **plan)
+    if not streamable:
+        return EnginePlan("memory", f"auto; cannot stream: {why_not}", **plan)
+    if est is None or limit is None:
+        return EnginePlan("memory", "auto; size or memory unknown", **plan)
+    src = "memory_limit" if memory_limit is not None else f"{MEMORY_FRACTION:.0%} of available memory"
+    if est > limit:
+        return EnginePlan("stream", f"auto: {_fmt_bytes(est)} exceeds the {src}", **plan)
+    return EnginePlan("memory", f"auto: {_fmt_bytes(est)} fits in the {src}", **plan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +366,7 @@ class _Acc:
     fpc_lo: dict = field(default_factory=dict)  # stratum id -> min fpc
     fpc_hi: dict = field(default_factory=dict)
     sketch: np.ndarray | None = None
+    rows_psu: bool = False  # Taylor without PSUs: each row its own PSU (units are the strata)
 
     def __post_init__(self):
         self.by_levels = [_Levels() for _ in range(self.nb)]
@@ -248,6 +379,12 @@ class _Acc:
         for name in ("n", "miss", "sw", "sx", "sy", "ss", "cr", "qq"):
             setattr(self, name, z((0, self.K)))
         self.rows_pos = z(0)  # per cell: rows with a positive weight (Korn-Graubard's n)
+        # rows as PSUs: per (stratum, cell) the second moments sum w^2 y y', w^2 y x', w^2 x x'
+        # (K x K), and the rows per stratum (its sample size)
+        self.Qyy = z((0, 0, self.K, self.K))
+        self.Qyx = z((0, 0, self.K, self.K))
+        self.Qxx = z((0, 0, self.K, self.K))
+        self.nrow = z(0)
 
     # ----- sizes ------------------------------------------------------------------------------
     @property
@@ -264,6 +401,10 @@ class _Acc:
             self.A = _grow(self.A, (P, G, K))
             self.B = _grow(self.B, (P, G, K))
             self.unit_pos = _grow(self.unit_pos, (P,))
+            if self.rows_psu:
+                for name in ("Qyy", "Qyx", "Qxx"):
+                    setattr(self, name, _grow(getattr(self, name), (P, G, K, K)))
+                self.nrow = _grow(self.nrow, (P,))
         else:
             self.TN = _grow(self.TN, (G, K, self.R1))
             self.TD = _grow(self.TD, (G, K, self.R1))
@@ -327,6 +468,12 @@ class _Acc:
             self.A[ix] += o.A
             self.B[ix] += o.B
             self.unit_pos[ui] += o.unit_pos
+            if self.rows_psu:
+                ix4 = np.ix_(ui, gi, ki, ki)
+                self.Qyy[ix4] += o.Qyy
+                self.Qyx[ix4] += o.Qyx
+                self.Qxx[ix4] += o.Qxx
+                self.nrow[ui] += o.nrow
         else:
             self.TN[np.ix_(gi, ki)] += o.TN
             self.TD[np.ix_(gi, ki)] += o.TD
@@ -434,7 +581,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
     nb = len(job.by)
     R1 = len(job.replicate_columns) + 1
     k = len(job.variables)
-    acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate)
+    acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate,
+               rows_psu=not d.replicate and d.psu is None)
     acc.n_rows = n
     if n == 0:
         return acc
@@ -503,8 +651,12 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             count("missing", d.strata, (s_code < 0).sum())
         else:
             acc.strata.ids(["(all)"])
-        p_code = _local_codes(frame[d.psu], acc.psus)
-        count("missing", d.psu, (p_code < 0).sum())
+        if d.psu is None:  # each row its own PSU: the per-stratum sums and second moments
+            acc.psus.ids(["(rows)"])
+            p_code = np.zeros(n, dtype=np.int64)
+        else:
+            p_code = _local_codes(frame[d.psu], acc.psus)
+            count("missing", d.psu, (p_code < 0).sum())
         pinv, uq = _factorize_rows([np.maximum(s_code, 0), np.maximum(p_code, 0)], None)
         unit = acc.unit_ids(uq)[pinv]
         P = acc.P
@@ -529,6 +681,24 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             acc.A = np.bincount(idx[um], (w[:, None] * y).ravel()[um], minlength=P * G * K).reshape(P, G, K)
             xv = np.ones_like(y) if x is None else x
             acc.B = np.bincount(idx[um], (w[:, None] * xv).ravel()[um], minlength=P * G * K).reshape(P, G, K)
+        if acc.rows_psu:
+            acc.nrow = np.bincount(unit, minlength=P).astype(float)
+            if job.kind == "proportion":
+                r_ok = inc & valid1
+                yv = np.zeros((n, K))
+                yv[np.flatnonzero(r_ok), lev[r_ok]] = 1.0
+                xe = np.repeat(r_ok[:, None].astype(float), K, axis=1)
+            else:
+                yv = np.where(use, y, 0.0)
+                xe = np.where(use, np.ones_like(y) if x is None else x, 0.0)
+            rows = np.flatnonzero(inc)
+            ug = (unit * G + g0)[rows]
+            w2 = (w * w)[rows]
+            yr, xr = yv[rows], xe[rows]
+            flat = (ug[:, None, None] * K * K + np.arange(K * K).reshape(K, K)[None]).ravel()
+            for name, a, b in (("Qyy", yr, yr), ("Qyx", yr, xr), ("Qxx", xr, xr)):
+                outer = (w2[:, None, None] * a[:, :, None] * b[:, None, :]).ravel()
+                setattr(acc, name, np.bincount(flat, outer, minlength=P * G * K * K).reshape(P, G, K, K))
     else:
         # replicate totals: one pass of the batch's weight matrix
         if shared is not None and "mat" in shared:  # several estimates of one batch: built once
@@ -550,7 +720,9 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             val = np.concatenate([np.where(use, y, 0.0), np.where(use, xv, 0.0)], axis=1)
             n_out, n_num = 2 * G * K, G * K
         ks = 0
-        if d.df is None:
+        if d.df is None and shared is not None and "sketch" in shared:  # the same for every estimate
+            acc.sketch = shared["sketch"]
+        elif d.df is None:
             # CountSketch of the replicate weights (their rank gives the df), bucket and sign
             # hashed from (batch, row), computed in the same pass over the batch's weights
             ks = 4 * (R1 - 1)
@@ -565,6 +737,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             acc.TD = t[n_num:n_out].reshape(G, K, R1)
         if ks:
             acc.sketch = t[n_out:, 1:]
+            if shared is not None:
+                shared["sketch"] = acc.sketch
         del mat
 
     # summary per (cell, column): n, missing, weighted n, and the SRS residual sums
@@ -622,7 +796,8 @@ def _raise_bad(acc: _Acc, job: _Job):
         raise DesignError(f"{what_col} variable '{col}' in {job.source}: {m} of {acc.n_rows} rows are {what}")
 
 
-def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool) -> pd.DataFrame:
+def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
+            effective_df: str | None = None) -> pd.DataFrame:
     from . import estimate as E
     from .design import _default_scale
     from .variance import Stage, replicate_vcov, taylor_vcov
@@ -673,6 +848,7 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
     n_, miss, sw, sx, sy, ss = (a[sel].ravel() for a in (acc.n, acc.miss, acc.sw, acc.sx, acc.sy, acc.ss))
 
     reps = None
+    dfe = None
     if d.replicate:
         tn = acc.TN[sel].reshape(m, -1)
         td = acc.TD[sel].reshape(m, -1)
@@ -706,7 +882,7 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
         uk = np.array(acc.unit_keys, dtype=np.int64).reshape(-1, 2)
         porder = np.lexsort((prank[uk[:, 1]], srank[uk[:, 0]]))
         uk = uk[porder]
-        if not d.nest and d.strata:
+        if not d.nest and d.strata and not acc.rows_psu:
             per = pd.Series(uk[:, 0]).groupby(uk[:, 1]).nunique()
             bad = per[per > 1]
             if len(bad):
@@ -749,10 +925,27 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
                                       f"than the {size[small[0]]} units sampled in {small.size} group(s) "
                                       f"(e.g. {labels_s[small[0]]})")
                 fraction = size / hi
-        stage = Stage(unit=np.arange(acc.P, dtype=np.int64), group=s_of_unit, size=size, fraction=fraction,
-                      labels=labels_s)
-        rr, cc = np.nonzero(z)
-        vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
+        if acc.rows_psu:  # units are the strata, each row a PSU: size is the rows
+            size = acc.nrow[porder]
+            if d.fpc and not all(v <= 1 for v in acc.fpc_hi.values()):
+                small = np.flatnonzero(hi < size)
+                if small.size:
+                    raise DesignError(f"fpc '{d.fpc}' in {job.source}: population size {hi[small[0]]:g} is smaller "
+                                      f"than the {int(size[small[0]])} rows sampled in {small.size} stratum(s) "
+                                      f"(e.g. {labels_s[small[0]]})")
+                fraction = size / hi
+            vcov, dfe = _rows_vcov(acc, porder, gorder, korder, est, t_den, z, size, fraction, labels_s, d,
+                                   job, effective_df)
+            if df is None:
+                pos = acc.unit_pos[porder]
+                df = float(pos.sum() - (pos > 0).sum()) if job.where else float(acc.nrow.sum() - n_strata)
+        else:
+            stage = Stage(unit=np.arange(acc.P, dtype=np.int64), group=s_of_unit, size=size, fraction=fraction,
+                          labels=labels_s)
+            rr, cc = np.nonzero(z)
+            vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
+            if effective_df:
+                dfe = _effective_df(z, stage, d.lonely_psu, effective_df)
         if df is None:
             if job.where:
                 pos = acc.unit_pos[porder] > 0
@@ -794,7 +987,105 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool)
     attrs = {"estimator": job.kind, "n_by_missing": acc.n_by_missing, "streamed_rows": acc.n_rows}
     if job.kind == "proportion":
         attrs["ci_method"] = ci_method
-    return E._result(keys, K, labels, lev_values, est, vcov, lo, hi, df, deff, n_, miss, sw, attrs)
+    out = E._result(keys, K, labels, lev_values, est, vcov, lo, hi, df, deff, n_, miss, sw, attrs)
+    if dfe is not None:
+        out["df_effective"] = np.minimum(dfe, df)
+    return out
+
+
+def _rows_vcov(acc: _Acc, porder, gorder, korder, est, t_den, s, size, fraction, labels, d, job, effective_df):
+    """The variance of a Taylor design without PSUs (each row its own PSU, with replacement
+    within strata): ``sum_h c_h (sum_i z_i z_i' - s_h s_h' / n_h)``, ``c_h = (1 - f_h) n_h /
+    (n_h - 1)``, from the per-(stratum, cell) second moments of ``w y`` and ``w x`` (a row's
+    scores ``w (y - R x) / X`` touch only its own cell) and the stratum sums ``s``; with the
+    effective df (Satterthwaite) when asked."""
+    from .errors import LonelyPSUError
+
+    P, m = s.shape
+    K = len(korder)
+    G = len(gorder)
+    sel = np.ix_(porder, gorder, korder, korder)
+    Qyy, Qyx, Qxx = acc.Qyy[sel], acc.Qyx[sel], acc.Qxx[sel]
+    if job.kind == "total":
+        M = Qyy
+    else:
+        R = est.reshape(G, K)
+        X = t_den.reshape(G, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            num = (Qyy - R[None, :, None, :] * Qyx - R[None, :, :, None] * np.swapaxes(Qyx, 2, 3)
+                   + R[None, :, :, None] * R[None, :, None, :] * Qxx)
+            M = num / (X[None, :, :, None] * X[None, :, None, :])
+        M = np.nan_to_num(M)
+    lonely = size < 2
+    fpc = 1.0 - fraction
+    if lonely.any():
+        if d.lonely_psu == "fail":
+            raise LonelyPSUError(f"{int(lonely.sum())} stratum(s) of {job.source} have a single row "
+                                 f"(e.g. {labels[int(np.flatnonzero(lonely)[0])]}); set lonely_psu")
+        if d.lonely_psu == "average":
+            raise DesignError("lonely_psu 'average' is not available when streaming a design without PSUs; "
+                              "use remove, certainty or adjust")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(lonely, 0.0, fpc * size / (size - 1.0))
+        coef = np.where(lonely, 0.0, c / size)
+    if d.lonely_psu == "adjust":
+        c = np.where(lonely, fpc, c)  # the lonely row measured from 0: z z'
+    Mt = np.einsum("h,hgab->gab", c, M)
+    vcov = np.zeros((m, m))
+    for g in range(G):
+        vcov[g * K:(g + 1) * K, g * K:(g + 1) * K] = Mt[g]
+    vcov -= s.T @ (s * coef[:, None])
+    dfe = None
+    if effective_df:
+        if effective_df != "satterthwaite":
+            raise EstimationError("effective_df 'heavy_tailed' needs PSUs when streaming")
+        diag = np.einsum("hgaa->hga", M).reshape(P, m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vh = np.where(lonely[:, None], 0.0, c[:, None] * (diag - s * s / size[:, None]))
+            if d.lonely_psu == "adjust":
+                vh = np.where(lonely[:, None], fpc[:, None] * s * s, vh)
+            vh = np.clip(vh, 0, None)
+            kh = np.where(lonely, 1.0, size - 1.0)[:, None]
+            v, den = vh.sum(axis=0), (vh * vh / kh).sum(axis=0)
+            dfe = np.where(den > 0, v * v / den, np.nan)
+    return vcov, dfe
+
+
+def _effective_df(z: np.ndarray, stage, lonely: str, method: str) -> np.ndarray:
+    """Satterthwaite's effective df of each estimate's first-stage variance from its PSU totals
+    ``z`` (P x m): ``(sum_h v_h)^2 / sum_h (v_h^2 / k_h)``, ``v_h`` stratum h's contribution and
+    ``k_h`` its PSUs minus 1 (lonely PSUs: a 1-df term under ``adjust``, none otherwise);
+    ``heavy_tailed``: in strata of 3+ PSUs the fourth-moment estimate of Var(v_h) when larger.
+    The same quantity as :meth:`survey.domain_batch.DomainBatch.effective_df` (not clipped)."""
+    import scipy.sparse as sp
+
+    from .variance import stage_scale
+
+    size, fpc, lonely_g, regular, c_group = stage_scale(stage, np.ones(stage.n_groups), "remove", 1)
+    H = sp.csr_matrix((np.ones(len(stage.group)), (stage.group, np.arange(len(stage.group)))),
+                      shape=(stage.n_groups, len(stage.group)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s1, s2 = np.asarray(H @ z), np.asarray(H @ (z * z))
+        nh = size[:, None]
+        vh = c_group[:, None] * (s2 - s1 * s1 / nh)
+        kh = np.where(regular, size - 1.0, 1.0)[:, None]
+        if lonely_g.size and lonely == "adjust":
+            lone = np.zeros(stage.n_groups, dtype=bool)
+            lone[lonely_g] = True
+            vh = np.where(lone[:, None], fpc[:, None] * s1 * s1, vh)
+        vh = np.clip(vh, 0, None)
+        half = vh * vh / kh
+        if method == "heavy_tailed":
+            s3, s4 = np.asarray(H @ (z ** 3)), np.asarray(H @ (z ** 4))
+            mm = s1 / nh
+            d2 = s2 - nh * mm * mm
+            d4 = s4 - 4 * mm * s3 + 6 * mm * mm * s2 - 3 * nh * mm ** 4
+            ch = c_group[:, None]
+            spread = ch * ch * nh / np.where(nh > 1, nh - 1, 1) * np.clip(d4 - d2 * d2 / nh, 0, None)
+            big = (nh >= 3) & regular[:, None]
+            half = np.where(big, np.maximum(half, spread / 2), half)
+        v, den = vh.sum(axis=0), half.sum(axis=0)
+        return np.where(den > 0, v * v / den, np.nan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -838,9 +1129,6 @@ def _make_job(names: list[str], source: str, kind: str, variables, denominator, 
         rep_cols = _match_replicates(names, design.replicate_weights, source)
         if len(rep_cols) < 2:
             raise ReplicateWeightError(f"need at least 2 replicate weights, found {len(rep_cols)}")
-    elif design.psu is None:
-        raise DesignError("streaming a Taylor design needs psu= (the per-PSU sums are what is kept); "
-                          "load the file in memory for a design without clusters")
     job = _Job(kind, tuple(variables), tuple(dens), tuple(_as_list(by)), where, design, tuple(rep_cols), source)
     what = {design.weights: "weight", design.strata: "strata", design.psu: "PSU", design.fpc: "fpc"}
     for c in job.columns:
@@ -896,46 +1184,80 @@ def estimate_many(source, requests: list, *, design: StreamDesign | None = None,
         raise EstimationError(f"{source}: no such file or directory")
     dataset = ds.dataset(str(path), format="parquet")
     names = list(dataset.schema.names)
-    jobs, opts = [], []
-    for q in requests:
-        q = dict(q)
-        ci, na_rm = _request_options(q)
-        jobs.append(_make_job(names, path.name, q.pop("kind", None), q.pop("variables", None),
-                              q.pop("denominator", None), q.pop("by", None), q.pop("where", None), design))
-        if q:
-            raise EstimationError(f"unknown request key(s): {', '.join(map(str, q))}")
-        opts.append((ci, na_rm))
-    if not jobs:
-        raise EstimationError("no estimate requested")
-    accs: list = [None] * len(jobs)
-    buffer = None
+    jobs, opts = _jobs(names, path.name, requests, design)
     rep_cols = jobs[0].replicate_columns
     reps = set(rep_cols)
     columns = list(dict.fromkeys(c for j in jobs for c in j.columns))
     small = [c for c in columns if c not in reps]
-    for i, batch in enumerate(_batches(dataset, columns, int(batch_rows))):
-        frame = batch.select(small).to_pandas()
-        arrays = None
-        if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
-            arrays = []
-            for c in rep_cols:
-                col = batch.column(c)
-                if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-                    arrays = None
-                    frame = batch.to_pandas()
-                    break
-                arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
-                              else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
-        if reps and buffer is None:
-            buffer = np.empty(int(batch_rows) * (len(reps) + 1))
+
+    def parts():
+        for batch in _batches(dataset, columns, int(batch_rows)):
+            frame = batch.select(small).to_pandas()
+            arrays = None
+            if reps:  # straight from Arrow (float32 stays float32 until the matrix is filled)
+                arrays = []
+                for c in rep_cols:
+                    col = batch.column(c)
+                    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+                        arrays = None
+                        frame = batch.to_pandas()
+                        break
+                    arrays.append(col.to_numpy(zero_copy_only=False) if col.null_count == 0
+                                  else col.to_pandas().to_numpy(dtype=float, na_value=np.nan))
+            yield frame, arrays
+            del frame, arrays, batch
+
+    accs = _accumulate(jobs, parts(), int(batch_rows))
+    if accs[0] is None:
+        raise EstimationError(f"{path.name} has no rows")
+    return [_finish(a, job, level, df, *o) for a, job, o in zip(accs, jobs, opts)]
+
+
+def _jobs(names: list, source: str, requests: list, design: StreamDesign) -> tuple[list, list]:
+    jobs, opts = [], []
+    for q in requests:
+        q = dict(q)
+        ci, na_rm = _request_options(q)
+        eff = q.pop("effective_df", None)
+        if eff not in (None, "satterthwaite", "heavy_tailed"):
+            raise EstimationError(f"effective_df must be 'satterthwaite', 'heavy_tailed' or None, not '{eff}'")
+        jobs.append(_make_job(names, source, q.pop("kind", None), q.pop("variables", None),
+                              q.pop("denominator", None), q.pop("by", None), q.pop("where", None), design))
+        if q:
+            raise EstimationError(f"unknown request key(s): {', '.join(map(str, q))}")
+        opts.append((ci, na_rm, eff))
+    if not jobs:
+        raise EstimationError("no estimate requested")
+    return jobs, opts
+
+
+def _accumulate(jobs: list, parts, batch_rows: int) -> list:
+    """One accumulator per job over ``parts``: (pandas frame, replicate arrays or None)."""
+    accs: list = [None] * len(jobs)
+    buffer = None
+    reps = jobs[0].replicate_columns
+    for i, (frame, arrays) in enumerate(parts):
+        if reps and (buffer is None or buffer.size < len(frame) * (len(reps) + 1)):
+            buffer = np.empty(max(int(batch_rows), len(frame)) * (len(reps) + 1))
         shared: dict = {}
         for j, job in enumerate(jobs):
             part = _batch(frame, job, i, arrays, buffer, shared)
             accs[j] = part if accs[j] is None else accs[j].merge(part)
-        del frame, arrays, batch, shared
+        del frame, arrays, shared
+    return accs
+
+
+def estimate_frames(frames, names: list, requests: list, *, design: StreamDesign, source: str = "frames",
+                    level: float = 0.95, df=None, batch_rows: int = DEFAULT_BATCH_ROWS) -> list:
+    """:func:`estimate_many` over an iterable of pandas DataFrames (e.g. derived columns computed
+    batch by batch from a file read in row groups); ``names``: the columns they hold (checked
+    before the first frame).  Batches are numbered in order: the replicate df sketch is the
+    same for the same batches."""
+    jobs, opts = _jobs(list(names), source, requests, design)
+    accs = _accumulate(jobs, ((f, None) for f in frames), int(batch_rows))
     if accs[0] is None:
-        raise EstimationError(f"{path.name} has no rows")
-    return [_finish(a, job, level, df, ci, na_rm) for a, job, (ci, na_rm) in zip(accs, jobs, opts)]
+        raise EstimationError(f"{source} has no rows")
+    return [_finish(a, job, level, df, *o) for a, job, o in zip(accs, jobs, opts)]
 
 
 def _batches(dataset, columns: list, batch_rows: int):

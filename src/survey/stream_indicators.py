@@ -1,0 +1,784 @@
+"""The indicator table of a survey whose design file is too large for memory: the file (Parquet)
+is read in row batches, each batch goes through the same per-row derivations as
+:func:`survey.ingest.load` (victim flags, counts with their cap, repeat and multiple
+victimization, reporting, perception codings, missing codes, domains with their labels, bands
+and recodes), and the derived columns feed the accumulators of :mod:`survey.stream`.  The table
+equals :func:`survey.indicators.indicator_table` on the same data loaded in memory (estimates,
+SEs, intervals, df, bases and publication flags; tests/test_stream_indicators.py).
+
+What streams (one pass over the file, memory bounded by the batch and by the number of
+cells x PSUs, or cells x replicates):
+
+* victimization from respondent items (``victimization.source: respondent``): prevalence,
+  incidence, concentration, repeat victims, victimizations against repeat victims, multiple
+  victimization, reporting by victims, the counts of victimizations and victims; perception
+  items, also by victimization status;
+* Taylor designs (strata, one stage of PSUs or none: each row its own PSU, stage-1 fpc) and
+  replicate designs; the df of each
+  domain (PSUs minus strata among its rows, or the rank of its rows' replicate weights) and the
+  Satterthwaite effective df of incidence and concentration, as in memory.
+
+What does not (a one-line :class:`StreamIndicatorError` names it):
+
+* an incident file (``victimization.source: incidents``): incidents link to respondents
+  anywhere in the file;
+* ``combine`` (several rows of one unit over the period) on a file not sorted by the unit key
+  (sorted: a unit's rows at the end of a batch wait for the next one; the order is checked),
+  several design files, several sampling stages;
+* the Gini families (they sort the whole file): left out of the default families, an error
+  when asked for.
+
+A percentile cap takes two passes (the first gathers the weighted distribution of the counts).
+
+Not checked when streaming (they need every key at once): unique keys, one respondent per
+household for household rates of a person file.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import indicators as I
+from . import ingest as G
+from . import stream as S
+from .errors import SurveyError, SurveyWarning
+from .spec import SurveySpec, read_spec
+
+__all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "used_columns", "check_streamable", "stream_accounting",
+           "indicator_table"]
+
+STREAM_FAMILIES = tuple(f for f in I.INDICATORS if f not in ("gini", "gini_victims"))
+"""The indicator families the streamed table computes (every family but the Gini indices)."""
+
+
+class StreamIndicatorError(SurveyError, ValueError):
+    """The survey (or the family asked for) cannot be computed by streaming."""
+
+
+# ---------------------------------------------------------------------------------------------
+# what streams, which columns, how large
+# ---------------------------------------------------------------------------------------------
+def _spec(spec, spec_path):
+    if isinstance(spec, SurveySpec):
+        return spec, (Path(spec_path) if spec_path is not None else None)
+    return read_spec(spec), Path(spec)
+
+
+def _design_path(spec: SurveySpec, spec_path) -> Path:
+    return G._resolve(spec_path, spec.files[spec.design.file].path)
+
+
+def _why_not(spec: SurveySpec, spec_path) -> str:
+    """Why the spec cannot stream ('' when it can)."""
+    d = spec.design
+    path = _design_path(spec, spec_path)
+    if not (path.suffix.lower() == ".parquet" or path.is_dir()):
+        return f"design file {path.name} is not Parquet (streaming reads Parquet row groups)"
+    for name, f in spec.files.items():
+        if f.unit != "incident" and G._resolve(spec_path, f.path) != path:
+            return (f"file '{name}' ({Path(f.path).name}) is not the design file; streaming reads one "
+                    "respondent file")
+    v = spec.victimization
+    if v is not None and v.source == "incidents":
+        return ("victimization.source is incidents (incidents link to respondents anywhere in the file); "
+                "streaming needs the counts as items of the respondent file (source: respondent)")
+    for part, what in ((d.psu, "psu"), (d.strata, "strata"), (d.fpc, "fpc")):
+        if isinstance(part, list) and len(part) > 1:
+            return f"design.{what} has several stages; streaming handles one stage of PSUs"
+    return ""
+
+
+def check_streamable(spec, spec_path=None) -> None:
+    """Raise :class:`StreamIndicatorError` (one line) if the spec's indicator table cannot stream."""
+    spec, spec_path = _spec(spec, spec_path)
+    why = _why_not(spec, spec_path)
+    if why:
+        raise StreamIndicatorError(f"spec '{spec.survey}': cannot stream: {why}")
+
+
+def _one(part):
+    return part[0] if isinstance(part, list) else part
+
+
+def used_columns(spec: SurveySpec, names: list[str]) -> list[str]:
+    """Columns of the design file the derivations and the design read (in file order)."""
+    need: set[str] = set()
+    for cols in G._needed_columns(spec).values():
+        need |= cols
+    for dom in spec.domains.values():
+        if dom.variable is not None:
+            need.add(dom.variable)
+    for item in spec.perception:
+        need.add(item.variable)
+        if item.follow_up is not None:
+            need.add(item.follow_up.variable)
+    d = spec.design
+    need |= set(d.weight_columns())
+    if d.replicate is not None:
+        parts = d.replicate.columns.values() if isinstance(d.replicate.columns, dict) else [d.replicate.columns]
+        for p in parts:
+            need |= set(S._match_replicates(names, p, spec.files[d.file].path))
+    return [c for c in names if c in need]
+
+
+def engine_plan(spec, spec_path=None, mode: str | None = None, memory_limit=None,
+                chunk_rows: int | None = None) -> S.EnginePlan:
+    """In memory or streamed, for this spec: the spec's ``design.engine`` with the given
+    overrides (a parameter set's ``engine:``).  Rows and columns come from the Parquet footer
+    (nothing is read); other formats are not streamable and ``auto`` keeps them in memory."""
+    import pyarrow.parquet as pq
+
+    spec, spec_path = _spec(spec, spec_path)
+    e = spec.design.engine
+    mode = mode or e.mode
+    memory_limit = memory_limit if memory_limit is not None else e.memory_limit
+    chunk_rows = int(chunk_rows or e.chunk_rows)
+    why = _why_not(spec, spec_path)
+    path = _design_path(spec, spec_path)
+    rows, ncols = None, 0
+    if path.suffix.lower() == ".parquet" or path.is_dir():
+        if not path.exists():
+            raise StreamIndicatorError(f"{path}: no such file or directory")
+        rows = S.parquet_rows(path)
+        import pyarrow.dataset as ds
+
+        names = list(pq.read_schema(path).names) if path.is_file() else list(
+            ds.dataset(str(path), format="parquet").schema.names)
+        ncols = len(used_columns(spec, names))
+    try:
+        return S.choose_engine(rows, ncols, mode, memory_limit, streamable=not why, why_not=why,
+                               chunk_rows=chunk_rows)
+    except S.EstimationError as err:
+        raise StreamIndicatorError(f"spec '{spec.survey}': {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-row derivations, batch by batch
+# ---------------------------------------------------------------------------------------------
+class _Derived:
+    """Reads the design file in batches and derives the respondent columns of each."""
+
+    def __init__(self, spec: SurveySpec, spec_path, chunk_rows: int):
+        import pyarrow.dataset as ds
+
+        self.spec, self.spec_path, self.chunk_rows = spec, spec_path, int(chunk_rows)
+        self.path = _design_path(spec, spec_path)
+        if not self.path.exists():
+            raise StreamIndicatorError(f"{self.path}: no such file or directory")
+        self.dataset = ds.dataset(str(self.path), format="parquet")
+        self.names = list(self.dataset.schema.names)
+        self.columns = used_columns(spec, self.names)
+        self.accounting: dict = {}
+        self.rows = 0
+        self.batches = 0
+
+    def __iter__(self):
+        spec = self.spec
+        dname = spec.design.file
+        dfile = spec.files[dname]
+        comb = dfile.combine
+        fname = self.path.name
+        start = 0
+        carry = None  # combine: the rows of the batch's last unit wait for the next batch
+        last_key = None
+        batches = (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
+        for resp in _then_none(batches):
+            if comb is not None:
+                if resp is not None:
+                    last_key = _check_sorted(resp, comb.key, last_key, fname,
+                                             start + (0 if carry is None else len(carry)))
+                parts = [x for x in (carry, resp) if x is not None]
+                if not parts:
+                    break
+                resp = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+                if resp is not None and not resp.empty and parts[-1] is not carry:
+                    keys = resp[comb.key]
+                    tail = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
+                    cut = len(resp) - int(np.argmin(tail[::-1])) if not tail.all() else 0
+                    resp, carry = resp.iloc[:cut].reset_index(drop=True), resp.iloc[cut:].reset_index(drop=True)
+                else:
+                    carry = None
+                if resp.empty:
+                    continue
+            elif resp is None:
+                break
+            n = len(resp)
+            acc = G._Accounting()
+            try:
+                if dfile.respondents:
+                    is_resp = G._eval(resp, dfile.respondents, f"{fname}: respondents")
+                else:
+                    is_resp = np.ones(n, dtype=bool)
+                resp["_respondent"] = is_resp
+                data = G.SurveyData(spec=spec, spec_path=self.spec_path, respondents=resp, incidents=None,
+                                    accounting=pd.DataFrame(), metadata={}, value_labels={})
+                G._check_design_columns(data, fname, acc)
+                if spec.victimization is not None:
+                    G._respondent_counts(data, fname, acc)
+                G._perception(data, fname, acc)
+                G._domains(data, {}, self.spec_path, acc)
+                if comb is not None:
+                    G._combine_units(data, fname, acc)
+            except SurveyError as err:
+                raise type(err)(f"{err} (rows {start + 1}-{start + n} of {fname}, read in batches)") from None
+            for r in acc.rows:
+                key = (r["step"], r["file"], r["detail"].split(":")[0].split(" rows combined")[0].split(" (")[0])
+                have = self.accounting.get(key)
+                self.accounting[key] = dict(r) if have is None else {**have, "rows": have["rows"] + r["rows"]}
+            if dfile.respondents:
+                self.accounting.setdefault(("respondents", dname, ""), {
+                    "step": "respondents", "file": dname, "rows": 0, "detail": "respondent rows (rule "
+                    f"'{dfile.respondents}'); the others are kept for design information"})
+                self.accounting[("respondents", dname, "")]["rows"] += int(is_resp.sum())
+            self.rows += n
+            self.batches += 1
+            start += n
+            yield data.respondents
+
+    def accounting_frame(self) -> pd.DataFrame:
+        head = [{"step": "read", "file": self.spec.design.file, "rows": self.rows,
+                 "detail": f"{self.path.name}: {len(self.columns)} columns read in {self.batches} batches of "
+                           f"up to {self.chunk_rows} rows (streamed)"}]
+        return pd.DataFrame(head + list(self.accounting.values()), columns=["step", "file", "rows", "detail"])
+
+
+_PROBE_CAP = 1e300  # pass 1 of a percentile cap: "too many to remember" answers get this, then drop out
+
+
+def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int) -> SurveySpec:
+    """A percentile cap streams in two passes: the first gathers each crime type's weighted
+    distribution of the victims' counts (a histogram: counts take few values), the caps are
+    read from it as :func:`survey.ingest._cap_value` reads them from the rows, and the second
+    pass applies them as fixed caps per type.  Returns the spec for the second pass."""
+    from .spec import CapRule
+
+    v = spec.victimization
+    probe = spec.model_copy(update={"victimization": v.model_copy(
+        update={"cap": CapRule.model_construct(rule="fixed", value=_PROBE_CAP, values=None, by="type")})})
+    dunit = spec.files[spec.design.file].unit
+    counted = [t for t in v.types if t.count is not None]
+    hist: dict = {}
+    for frame in _Derived(probe, spec_path, chunk_rows):
+        for t in counted:
+            x = frame[f"n__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
+            w = frame[spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
+            ok = (np.nan_to_num(x) > 0) & (x != _PROBE_CAP)
+            part = pd.Series(w[ok]).groupby(x[ok]).sum()
+            key = "all" if v.cap.by == "all" else t.name
+            hist[key] = part if key not in hist else hist[key].add(part, fill_value=0.0)
+    caps = {}
+    for t in counted:
+        h = hist.get("all" if v.cap.by == "all" else t.name)
+        if h is None or not len(h):
+            caps[t.name] = np.inf
+            continue
+        h = h.sort_index()
+        cw = np.cumsum(h.to_numpy())
+        i = np.searchsorted(cw, v.cap.value / 100.0 * cw[-1] * (1 - 1e-12))
+        caps[t.name] = float(h.index[min(i, len(h) - 1)])
+    return spec.model_copy(update={"victimization": v.model_copy(
+        update={"cap": CapRule.model_construct(rule="fixed", value=None, values=caps, by="type")})})
+
+
+def _then_none(it):
+    yield from it
+    yield None
+
+
+def _check_sorted(frame: pd.DataFrame, key: list[str], last, fname: str, start: int):
+    """``combine`` when streaming: the rows of a unit must be consecutive, the file sorted by the
+    unit key (checked batch by batch); returns the batch's last key."""
+    k = frame[key]
+    idx = pd.MultiIndex.from_frame(k) if len(key) > 1 else pd.Index(k[key[0]])
+    bad = None
+    if not idx.is_monotonic_increasing:
+        codes = pd.Series(range(len(idx)))
+        ok = np.asarray(idx[1:] >= idx[:-1]) if len(key) == 1 else np.array(
+            [a >= b for a, b in zip(idx[1:], idx[:-1])])
+        bad = int(codes[1:][~ok].iloc[0])
+    elif last is not None and len(idx) and idx[0] < last:
+        bad = 0
+    if bad is not None:
+        raise StreamIndicatorError(
+            f"{fname}: combine needs the file sorted by {', '.join(key)} when streaming (the rows of a unit "
+            f"consecutive); row {start + bad + 1} breaks the order; sort it, or load it in memory (engine mode: memory)")
+    return idx[-1] if len(idx) else last
+
+
+def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None) -> pd.DataFrame:
+    """The row accounting of :func:`survey.ingest.load`, by one streamed pass (counts summed
+    over the batches; a line's detail is that of its first batch)."""
+    spec, spec_path = _spec(spec, spec_path)
+    check_streamable(spec, spec_path)
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    v = spec.victimization
+    der = _Derived(_percentile_caps(spec, spec_path, chunk_rows) if v is not None and v.cap.rule == "percentile"
+                   else spec, spec_path, chunk_rows)
+    for _ in der:
+        pass
+    return der.accounting_frame()
+
+
+# ---------------------------------------------------------------------------------------------
+# per-cell side sums: cases, bases, domain df
+# ---------------------------------------------------------------------------------------------
+class _Cells:
+    """For one design (unit) and one domain variable: per cell value, sums of derived
+    quantities over the rows with a positive weight, and what the cell's df needs."""
+
+    def __init__(self, by: str | None, quantities: list[tuple[str, str]], replicate: list[str] | None):
+        self.by = by
+        self.q = quantities
+        self.sums: pd.DataFrame | None = None
+        self.units: set = set()  # Taylor: (value, stratum, psu) with a positive-weight row
+        self.units_rows: dict = {}  # Taylor without PSUs: (value, stratum) -> rows
+        self._df_cache: dict = {}
+        self.rep = replicate
+        self.sketch: dict = {}  # replicate: value -> CountSketch of the cell's rows (4R x R)
+
+    def add(self, frame: pd.DataFrame, w: np.ndarray, inside: np.ndarray, strata, psu, row0: int, mat=None):
+        key = frame[self.by] if self.by else pd.Series(np.zeros(len(frame)), index=frame.index)
+        ok = inside & (w > 0) & key.notna().to_numpy()
+        if not ok.any():
+            return
+        cols = {}
+        for op, c in self.q:
+            x = frame[c].to_numpy(dtype=float, na_value=np.nan)[ok]
+            if op == "pos":
+                v = (np.nan_to_num(x) > 0).astype(float)
+            elif op == "wpos":
+                v = (np.nan_to_num(x) > 0) * w[ok]
+            elif op == "sum":
+                v = np.nan_to_num(x)
+            elif op == "wsum":
+                v = np.nan_to_num(x) * w[ok]
+            else:  # rep2: sample victimizations of repeat victims
+                x = np.nan_to_num(x)
+                v = x * (x >= 2)
+            cols[(op, c)] = v
+        k = key[ok]
+        kv = np.asarray(k.astype(object) if isinstance(k.dtype, pd.CategoricalDtype) else k, dtype=object)
+        part = pd.DataFrame(cols, index=pd.Index(kv, name="value")).groupby(level=0, sort=False).sum() \
+            if cols else pd.DataFrame(index=pd.Index(pd.unique(kv), name="value"))
+        self.sums = part if self.sums is None else self.sums.add(part, fill_value=0.0)
+        if self.rep is None:
+            s = frame[strata].to_numpy()[ok] if strata else np.zeros(int(ok.sum()))
+            if psu is None:  # each row its own PSU: rows per (value, stratum)
+                for key, cnt in pd.Series(1, index=pd.MultiIndex.from_arrays([kv, s])).groupby(level=[0, 1]).size().items():
+                    self.units_rows[key] = self.units_rows.get(key, 0) + int(cnt)
+            else:
+                p = frame[psu].to_numpy()[ok]
+                self.units.update(zip(kv.tolist(), s.tolist(), p.tolist()))
+        else:
+            import scipy.sparse as sp
+
+            M = mat[ok, 1:] if mat is not None else np.column_stack(
+                [frame[c].to_numpy(dtype=float, na_value=np.nan)[ok] for c in self.rep])
+            R = M.shape[1]
+            ks = 4 * R
+            rows = np.flatnonzero(ok).astype(np.uint64) + np.uint64(row0)
+            h = S._splitmix(rows + np.uint64(0x5EED) * np.uint64(1 << 40))
+            bucket = (h % np.uint64(ks)).astype(np.int64)
+            sign = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
+            codes, uniq = pd.factorize(kv)
+            C = sp.csr_matrix((sign, (codes * ks + bucket, np.arange(len(codes)))), shape=(len(uniq) * ks, len(codes)))
+            T = np.asarray(C @ M).reshape(len(uniq), ks, R)
+            for j, u in enumerate(uniq):
+                have = self.sketch.get(u)
+                self.sketch[u] = T[j] if have is None else have + T[j]
+
+    def value(self, values, op: str, cols: list[str]) -> np.ndarray:
+        """Per (value, column) in the order of ``values`` x ``cols`` (flattened)."""
+        t = self.sums.reindex([_py(v) for v in values])
+        return np.column_stack([t[(op, c)].fillna(0.0).to_numpy() for c in cols]).ravel()
+
+    def df(self, values) -> np.ndarray:
+        key = tuple(_py(v) for v in values)
+        hit = self._df_cache.get(key)
+        if hit is None:
+            hit = self._df_cache[key] = self._df(values)
+        return hit
+
+    def _df(self, values) -> np.ndarray:
+        out = []
+        for v in values:
+            v = _py(v)
+            if self.rep is None and self.units_rows:
+                rows = {s: r for (c, s), r in self.units_rows.items() if _py(c) == v}
+                out.append(float(sum(rows.values()) - len(rows)))
+            elif self.rep is None:
+                units = {(s, p) for (c, s, p) in self.units if c == v}
+                out.append(float(len(units) - len({s for s, _ in units})))
+            else:
+                from .design import _rank_of
+
+                sk = self.sketch.get(v)
+                out.append(float(_rank_of(sk) - 1) if sk is not None else 0.0)
+        return np.asarray(out, dtype=float)
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------------
+def _stream_design(spec: SurveySpec, unit: str) -> S.StreamDesign:
+    d = spec.design
+    dunit = spec.files[d.file].unit
+    if unit != dunit and not (unit == "household" and dunit == "person" and spec.files[d.file].link is not None):
+        raise G.IngestError(f"{unit}-level estimates need a {unit} design file or a person file linked "
+                            f"to households; '{d.file}' holds {dunit}s")
+    w = d.weight_for(unit, dunit)
+    if d.replicate is not None:
+        r = d.replicate
+        return S.StreamDesign(weights=w, replicate_weights=d.replicate_columns_for(unit), method=r.method,
+                              rho=r.rho, scale=r.scale, rscales=r.rscales, mse=r.mse)
+    return S.StreamDesign(weights=w, strata=_one(d.strata), psu=_one(d.psu), fpc=_one(d.fpc), nest=d.nest,
+                          lonely_psu=d.lonely_psu)
+
+
+class _Task:
+    """One family x crimes x domain: the stream request and how its rows are finished."""
+
+    def __init__(self, unit, family, crimes, kind, num, den, dom, cases, base=None, effective_df=None):
+        self.unit, self.family, self.crimes, self.kind = unit, family, crimes, kind
+        self.num, self.den, self.dom, self.cases, self.base = num, den, dom, cases, base
+        self.effective_df = effective_df
+        self.index: list[int] = []  # its columns in the merged estimate
+
+
+def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_df, taylor):
+    """The tasks, in the order of the in-memory table's rows."""
+    v = spec.victimization
+    dunit = spec.files[spec.design.file].unit
+    tasks: list[_Task] = []
+    cols = set(names)
+    types = {t.name: t for t in v.types} if v else {}
+
+    def unit_of(c):
+        return next(iter({types[m].unit for m in v.members(c)}))
+
+    eff = effective_df if taylor else None
+    if v is not None and crimes:
+        for unit in ("household", "person"):
+            cs = [c for c in crimes if unit_of(c) == unit]
+            if not cs:
+                continue
+            counted = [c for c in cs if all(types[m].count is not None for m in v.members(c))]
+            screener = [c for c in cs if c not in counted]
+            udoms = [d for d in dom_list if d is None or not spec.domains[d].units or unit in spec.domains[d].units]
+            groups = [c for c in counted if c in v.groups]
+            victim = [f"victim__{c}" for c in counted]
+            n = [f"n__{c}" for c in counted]
+            vic = []
+            if counted:
+                rv = [f"rv__{c}" for c in counted]
+                vrep = [f"vrep__{c}" for c in counted]
+                ratios = []
+                if "concentration" in families:
+                    ratios.append(("concentration", n, victim, victim, eff))
+                if "repeat_victims" in families:
+                    ratios.append(("repeat_victims", rv, victim, rv, None))
+                if "repeat_incidents" in families:
+                    ratios.append(("repeat_incidents", [f"ri__{c}" for c in counted], n, rv, None))
+                if set(vrep) <= cols and "reporting_rate_victims" in families:
+                    ratios.append(("reporting_rate_victims", vrep, victim, vrep, None))
+                for dom in udoms:
+                    if "prevalence" in families:
+                        vic.append(_Task(unit, "prevalence", counted, "mean", victim, None, dom, ("pos", victim)))
+                    if "incidence" in families:
+                        vic.append(_Task(unit, "incidence", counted, "mean", n, None, dom, ("pos", victim),
+                                         effective_df=eff))
+                    for fam, num, den, case, e in ratios:
+                        base = ("kbase", counted) if fam == "repeat_incidents" else None
+                        vic.append(_Task(unit, fam, counted, "ratio", num, den, dom, ("pos", case),
+                                         base=base, effective_df=e))
+            multiple = []
+            mgroups = groups + [c for c in screener if c in v.groups and f"mv__{c}" in cols]
+            if "multiple_victimization" in families:
+                for gset in (groups, [c for c in mgroups if c not in groups]):
+                    if not gset:
+                        continue
+                    for dom in udoms:
+                        multiple.append(_Task(unit, "multiple_victimization", gset, "ratio",
+                                              [f"mv__{g}" for g in gset], [f"victim__{g}" for g in gset], dom,
+                                              ("pos", [f"mv__{g}" for g in gset])))
+            tasks += vic
+            for family, prefix, cr in (("victimizations", "n", counted), ("victims", "victim", counted + screener)):
+                if family not in families or not cr:
+                    continue
+                for dom in udoms:
+                    case = ("sum", [f"k__{c}" for c in cr]) if family == "victimizations" else \
+                        ("pos", [f"victim__{c}" for c in cr])
+                    tasks.append(_Task(unit, family, cr, "total", [f"{prefix}__{c}" for c in cr], None, dom, case))
+            for c in screener:
+                for dom in udoms:
+                    if "prevalence" in families:
+                        tasks.append(_Task(unit, "prevalence", [c], "mean", [f"victim__{c}"], None, dom,
+                                           ("pos", [f"victim__{c}"])))
+                    if f"vrep__{c}" in cols and "reporting_rate_victims" in families:
+                        tasks.append(_Task(unit, "reporting_rate_victims", [c], "ratio", [f"vrep__{c}"],
+                                           [f"victim__{c}"], dom, ("pos", [f"vrep__{c}"])))
+            tasks += multiple
+    items = [i for i in spec.perception if i.indicator in families]
+    status_doms = []
+    if by_victimization and v is not None and items and crimes:
+        status = [c for c in crimes if c in v.groups] or [c for c in crimes if c in types]
+        status_doms = [f"victim__{c}" for c in status]
+    by_ind: dict[str, list] = {}
+    for item in items:
+        by_ind.setdefault(item.indicator, []).append(item)
+    for pdoms in (list(dom_list), status_doms):  # as the in-memory table: by domain, then by victim status
+        for ind, its in by_ind.items():
+            pc = [f"perc__{i.name}" for i in its]
+            for dom in pdoms:
+                tasks.append(_Task(dunit, ind, [i.name for i in its], "mean", pc, None, dom, ("pos", pc)))
+    return tasks
+
+
+def _quantities(task: _Task) -> list[tuple[str, str]]:
+    q = [(task.cases[0], c) for c in task.cases[1]]
+    if task.kind == "ratio":
+        q += [("pos", c) for c in task.den] + [("wpos", c) for c in task.den]
+    if task.base is not None:
+        cr = task.base[1]
+        q += [("sum", f"k__{c}") for c in cr] + [("wsum", f"n__{c}") for c in cr] + [("rep2", f"k__{c}") for c in cr]
+    return q
+
+
+def _family_rows(family, est: pd.DataFrame, crimes, dom, n_cases, unit, cell_df):
+    """As :func:`survey.indicators._family_rows`, with the domains' df given (``cell_df``)."""
+    from .estimate import proportion_ci
+
+    ind = I.INDICATORS[family]
+    out = est.copy()
+    if ind.measure == "%":
+        if dom:
+            out["df"] = cell_df
+        p = out["estimate"].to_numpy(dtype=float)
+        lo, hi = proportion_ci(p, out["se"].to_numpy(dtype=float), 0.95, out["df"].to_numpy(dtype=float), "logit")
+        out["ci_low"], out["ci_high"] = lo, hi
+    elif family in ("incidence", "concentration", "victimizations", "victims"):
+        if "df_effective" in out:
+            dfe = out["df_effective"].to_numpy(dtype=float)
+            out["df"] = np.where(np.isfinite(dfe), np.minimum(out["df"].to_numpy(dtype=float), np.maximum(dfe, 1.0)),
+                                 out["df"].to_numpy(dtype=float))
+        out["ci_low"], out["ci_high"] = I._log_ci(out["estimate"].to_numpy(dtype=float),
+                                                  out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float),
+                                                  1.0 if family == "concentration" else 0.0)
+    k = len(crimes)
+    out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
+    out["n_cases"] = n_cases
+    for c in ("estimate", "se", "ci_low", "ci_high"):
+        out[c] = out[c] * ind.scale
+    if family == "dark_figure":
+        out["estimate"], out["ci_low"], out["ci_high"] = 100 - out["estimate"], 100 - out["ci_high"], 100 - out["ci_low"]
+        out["cv"] = out["se"] / out["estimate"].abs()
+    out["indicator"] = family
+    out["unit"] = unit
+    out["domain"] = dom or "overall"
+    out["domain_value"] = out[dom].astype(str) if dom else "all"
+    out["weighted_base"] = out["weighted_n"]
+    return out
+
+
+class _Order:
+    """The in-memory order of a domain's cells: the categories' order (labels, bands, recodes;
+    crossed domains by their parts), else by value (as the stream)."""
+
+    def __init__(self, spec: SurveySpec, first: pd.DataFrame):
+        self.spec = spec
+        self.cats = {}
+        for name, d in spec.domains.items():
+            if d.cross is None and (d.labels or d.bands is not None or d.recode is not None) and name in first:
+                self.cats[name] = {str(c): i for i, c in enumerate(first[name].cat.categories)}
+
+    def _rank(self, name, value):
+        if name in self.cats:
+            return (0, self.cats[name].get(str(value), 1 << 30), "")
+        try:
+            return (0, float(value), "")
+        except (TypeError, ValueError):
+            return (1, 0, str(value))
+
+    def sort(self, res: pd.DataFrame, dom: str | None, k: int) -> pd.DataFrame:
+        if not dom or len(res) <= k:
+            return res
+        d = self.spec.domains.get(dom)
+        values = res[dom].to_numpy()[::k]
+        if d is not None and d.cross is not None:
+            keys = [tuple(self._rank(p, x) for p, x in zip(d.cross, str(v).split(G.CROSS))) for v in values]
+        elif dom in self.cats:
+            keys = [self._rank(dom, v) for v in values]
+        else:
+            return res
+        order = sorted(range(len(values)), key=lambda i: keys[i])
+        idx = np.concatenate([np.arange(i * k, (i + 1) * k) for i in order])
+        out = res.iloc[idx].reset_index(drop=True)
+        out.attrs = res.attrs
+        return out
+
+
+def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indicators=None, publication=None,
+                    by_victimization: bool = True, effective_df: str | None = None, chunk_rows: int | None = None,
+                    **publication_params) -> pd.DataFrame:
+    """The indicator table (:data:`survey.indicators.TABLE_COLUMNS`) of ``spec`` by streaming its
+    design file (Parquet) in batches of ``chunk_rows`` (default the spec's
+    ``design.engine.chunk_rows``).  Arguments as :func:`survey.indicators.indicator_table`;
+    ``indicators`` default: :data:`STREAM_FAMILIES`."""
+    t0 = time.perf_counter()
+    spec, spec_path = _spec(spec, spec_path)
+    check_streamable(spec, spec_path)
+    effective_df = effective_df or spec.publication.effective_df
+    if effective_df not in ("satterthwaite", "heavy_tailed"):
+        raise I.IndicatorError(f"effective_df must be 'satterthwaite' or 'heavy_tailed', not '{effective_df}'")
+    v = spec.victimization
+    meta = G.SurveyData(spec=spec, spec_path=spec_path, respondents=pd.DataFrame(), incidents=None,
+                        accounting=pd.DataFrame())
+    all_crimes = (meta.crime_types + meta.crime_groups) if v else []
+    crimes = list(crime_types) if crime_types is not None else all_crimes
+    bad = [c for c in crimes if c not in all_crimes]
+    if bad:
+        raise I.IndicatorError(f"unknown crime type(s) or group(s): {', '.join(bad)} (known: {', '.join(all_crimes)})")
+    doms = list(domains) if domains is not None else list(spec.domains)
+    bad = [d for d in doms if d not in spec.domains]
+    if bad:
+        raise I.IndicatorError(f"unknown domain(s): {', '.join(bad)} (known: {', '.join(spec.domains)})")
+    families = list(indicators) if indicators is not None else list(STREAM_FAMILIES)
+    unknown = [f for f in families if f not in I.INDICATORS]
+    if unknown:
+        raise I.IndicatorError(f"unknown indicator(s): {', '.join(unknown)} (known: {', '.join(I.INDICATORS)})")
+    gini = [f for f in families if f not in STREAM_FAMILIES]
+    if gini:
+        raise StreamIndicatorError(f"indicator(s) {', '.join(gini)} cannot stream (a Gini index sorts every row of "
+                                   "the file); load the survey in memory (engine mode: memory) for them")
+    for c in crimes:
+        meta.unit_of(c)  # a group mixing household and person types: one line
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    dspec = spec  # the derivations' spec: a percentile cap becomes the fixed caps of a first pass
+    if v is not None and v.cap.rule == "percentile":
+        dspec = _percentile_caps(spec, spec_path, chunk_rows)
+    der = _Derived(dspec, spec_path, chunk_rows)
+    frames = iter(der)
+    first = next(frames, None)
+    if first is None:
+        raise StreamIndicatorError(f"{der.path.name} has no rows")
+    names = list(first.columns)
+    taylor = spec.design.replicate is None
+    tasks = _plan(spec, names, crimes, families, [None] + doms, by_victimization, effective_df, taylor)
+    if not tasks:
+        raise I.IndicatorError("no indicator could be computed for this selection")
+    dfile = spec.files[spec.design.file]
+    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    if dfile.combine is not None:  # the reference period is the combined unit's
+        meta.rows = pd.DataFrame()
+    units = list(dict.fromkeys(t.unit for t in tasks))
+    designs = {u: _stream_design(spec, u) for u in units}
+    # one estimate per (unit, kind, domain) for all the families' columns (fewer passes over the
+    # weights; the same numbers: each column keeps its own validity and cells)
+    merged: dict = {}
+    for t in tasks:
+        pairs = merged.setdefault((t.unit, t.kind, t.dom), {"pairs": [], "eff": None})
+        for p in zip(t.num, t.den or [None] * len(t.num)):
+            if p not in pairs["pairs"]:
+                pairs["pairs"].append(p)
+        t.index = [pairs["pairs"].index(p) for p in zip(t.num, t.den or [None] * len(t.num))]
+        pairs["eff"] = pairs["eff"] or t.effective_df
+    keys = {u: [k for k in merged if k[0] == u] for u in units}
+    jobs, opts, cells = {}, {}, {}
+    for u in units:
+        reqs = []
+        for key in keys[u]:
+            m = merged[key]
+            q = {"kind": key[1], "variables": [a for a, _ in m["pairs"]], "by": key[2], "where": where}
+            if key[1] == "ratio":
+                q["denominator"] = [b for _, b in m["pairs"]]
+            if m["eff"]:
+                q["effective_df"] = m["eff"]
+            reqs.append(q)
+        jobs[u], opts[u] = S._jobs(names, der.path.name, reqs, designs[u])
+        ts = [t for t in tasks if t.unit == u]
+        rep = list(jobs[u][0].replicate_columns) or None
+        for t in ts:
+            c = cells.setdefault((u, t.dom), _Cells(t.dom, [], rep))
+            c.q = list(dict.fromkeys(c.q + _quantities(t)))
+    accs = {u: [None] * len(jobs[u]) for u in units}
+    order = _Order(spec, first)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SurveyWarning)
+        row0 = 0
+        buffers: dict = {}
+        i = 0
+        for frame in _chain(first, frames):
+            inside = (frame["_respondent"].to_numpy(dtype=bool) if where else np.ones(len(frame), dtype=bool))
+            for u in units:
+                d = designs[u]
+                shared: dict = {}
+                R1 = len(jobs[u][0].replicate_columns) + 1
+                buf = buffers.get(u)
+                if R1 > 1 and (buf is None or buf.size < len(frame) * R1):
+                    buf = buffers[u] = np.empty(max(der.chunk_rows, len(frame)) * R1)
+                for j, job in enumerate(jobs[u]):
+                    part = S._batch(frame, job, i, None, buf, shared)
+                    accs[u][j] = part if accs[u][j] is None else accs[u][j].merge(part)
+                w = frame[d.weights].to_numpy(dtype=float, na_value=np.nan)
+                for (uu, _), c in cells.items():
+                    if uu == u:
+                        c.add(frame, np.nan_to_num(w), inside, d.strata, d.psu, row0, shared.get("mat"))
+            row0 += len(frame)
+            i += 1
+            del frame
+        results = {}
+        for u in units:
+            for key, job, acc, o in zip(keys[u], jobs[u], accs[u], opts[u]):
+                res = S._finish(acc, job, 0.95, None, *o)
+                results[key] = order.sort(res, key[2], len(merged[key]["pairs"]))
+        rows = []
+        for t in tasks:
+            res = results[(t.unit, t.kind, t.dom)]
+            K = len(merged[(t.unit, t.kind, t.dom)]["pairs"])
+            sel = (np.arange(len(res) // K)[:, None] * K + np.asarray(t.index)[None, :]).ravel()
+            part = res.iloc[sel].reset_index(drop=True)
+            if not t.effective_df and "df_effective" in part:
+                part = part.drop(columns="df_effective")
+            rows.append(_rows(t, part, cells[(t.unit, t.dom)], len(t.num)))
+    table = I._finish(meta, rows, crimes, spec, publication, publication_params, t0,
+                      sorted({str(w.message) for w in caught}))
+    table.attrs["engine"] = (f"stream: {der.rows} rows in {der.batches} batches of up to {der.chunk_rows} rows "
+                             f"from {der.path.name}")
+    table.attrs["accounting"] = der.accounting_frame().to_dict(orient="records")  # JSON-able (to_parquet)
+    return table
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _rows(t: _Task, res: pd.DataFrame, cells: _Cells, k: int) -> pd.DataFrame:
+    values = res[t.dom].to_numpy()[::k] if t.dom else np.zeros(1)
+    if t.kind == "ratio":
+        res["n"] = np.rint(cells.value(values, "pos", t.den)).astype(np.int64)
+        res["weighted_n"] = cells.value(values, "wpos", t.den)
+    n_cases = cells.value(values, t.cases[0], t.cases[1])
+    if t.cases[0] == "sum":
+        n_cases = np.rint(n_cases)
+    n_cases = n_cases.astype(np.int64) if t.cases[0] == "pos" else n_cases
+    cell_df = cells.df(values) if t.dom else None
+    if cell_df is not None:
+        cell_df = np.repeat(cell_df, k)
+    out = _family_rows(t.family, res, t.crimes, t.dom, n_cases, t.unit, cell_df)
+    if t.base is not None:  # victimizations as the base (as indicators._victimization_bases)
+        cr = t.base[1]
+        n = cells.value(values, "sum", [f"k__{c}" for c in cr])
+        out["n"] = np.rint(n).astype(np.int64)
+        out["weighted_base"] = cells.value(values, "wsum", [f"n__{c}" for c in cr])
+        out["n_cases"] = np.rint(cells.value(values, "rep2", [f"k__{c}" for c in cr])).astype(np.int64)
+    return out

@@ -1,0 +1,327 @@
+"""The indicator table streamed from a Parquet file (survey.stream_indicators) equals the table of
+the same survey loaded in memory (survey.indicators, itself checked against R and hand
+computations) to 1e-12 in the estimates and 1e-9 in the SEs and intervals, with the same bases,
+df and publication flags; the engine choice (spec design.engine, survey validate) follows the
+estimated size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from survey import stream_indicators as SI
+from survey.indicators import indicator_table
+from survey.ingest import load
+
+N_REP = 12
+
+
+def _respondents(n=3000, seed=3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, 10, n)
+    psu = h * 10 + rng.integers(0, 3, n)
+    risk = rng.gamma(1.0, 1.0, n)
+    df = pd.DataFrame({"hhid": np.arange(1, n + 1), "stratum": h, "psu": psu,
+                       "wt_household": rng.uniform(50, 150, n), "wt_person": rng.uniform(80, 300, n),
+                       "resp": (rng.random(n) < 0.93).astype(int),
+                       "sex": rng.integers(1, 3, n), "age": rng.integers(16, 90, n),
+                       "region": rng.integers(1, 6, n), "tenure": rng.integers(1, 5, n),
+                       "zone": np.where(psu < 2, 2, 1)})  # zone 2: two PSUs of one stratum (df 1)
+    for c, p in (("burg", 0.15), ("asl", 0.08)):
+        vic = rng.random(n) < p * risk
+        cnt = np.where(vic, 1 + rng.poisson(0.8 * risk), 0).astype(float)
+        scr = np.where(vic, 1, 2).astype(float)
+        miss = rng.random(n) < 0.03
+        scr[miss] = rng.choice([7, 8, 9], int(miss.sum()))
+        cnt[miss] = np.nan
+        cnt[vic & (rng.random(n) < 0.05)] = 97  # too many to remember: takes the cap
+        cnt[~vic & ~miss] = np.nan  # not asked
+        pol = np.where(vic, rng.choice([1, 2, 8], n, p=[0.4, 0.5, 0.1]), np.nan)
+        df[f"{c}12"], df[f"{c}n"], df[f"{c}pol"] = scr, cnt, pol
+        df[f"{c}5"] = np.where(vic | (rng.random(n) < 0.2), 1, np.where(rng.random(n) < 0.02, 9, 2)).astype(float)
+    df["safedark"] = rng.choice([1, 2, 3, 4, 5, 8], n, p=[0.3, 0.3, 0.2, 0.1, 0.05, 0.05]).astype(float)
+    df["safewould"] = np.where(df["safedark"] == 5, rng.choice([1, 2, 3, 4], n), np.nan)
+    df["worryburg"] = rng.choice([1, 2, 3, 9], n, p=[0.2, 0.4, 0.35, 0.05]).astype(float)
+    df.loc[df["resp"] == 0, ["burg12", "burgn", "asl12", "asln", "safedark"]] = np.nan
+    fac = rng.choice([0.5, 1.5], (N_REP, 200))
+    for r in range(N_REP):
+        df[f"rwh{r + 1}"] = df["wt_household"] * fac[r][psu]
+        df[f"rwp{r + 1}"] = df["wt_person"] * fac[r][psu]
+    return df
+
+
+def _spec(path, replicate, engine=None) -> dict:
+    types = []
+    for name, c, unit, label in (("burglary", "burg", "household", "Burglary"), ("assault", "asl", "person",
+                                                                                  "Assault")):
+        types.append({"name": name, "label": label, "unit": unit,
+                      "victim": {"variable": f"{c}12", "yes": [1], "missing": [7, 8, 9]},
+                      "count": {"variable": f"{c}n", "dont_know": [97], "dont_know_value": "cap"},
+                      "reported": {"variable": f"{c}pol", "yes": [1], "no": [2], "unknown": [8]}})
+        types.append({"name": f"{name}_5y", "unit": unit, "period": "5 years",
+                      "victim": {"variable": f"{c}5", "yes": [1], "missing": [9]}})
+    design = {"file": "respondents", "weights": {"household": "wt_household", "person": "wt_person"}}
+    if replicate == "nopsu":  # each row its own PSU
+        design.update(strata="stratum")
+    elif replicate:
+        design["replicate"] = {"columns": {"household": "^rwh[0-9]+$", "person": "^rwp[0-9]+$"}, "method": "Fay",
+                               "rho": 0.5}
+    else:
+        design.update(strata="stratum", psu="psu")
+    if engine:
+        design["engine"] = engine
+    return {
+        "survey": "streamed", "period": "2025",
+        "files": {"respondents": {"path": str(path), "unit": "person", "keys": ["hhid"], "respondents": "resp == 1",
+                                  "link": {"to": "households", "on": ["hhid"]}},
+                  "households": {"path": str(path), "unit": "household", "keys": ["hhid"]}},
+        "design": design,
+        "victimization": {"source": "respondent", "types": types,
+                          "groups": {"any_5y": ["burglary_5y"], "personal": ["assault"]},
+                          "cap": {"rule": "fixed", "value": 6}},
+        "perception": [
+            {"name": "safe_dark", "variable": "safedark", "indicator": "feeling_safe", "positive": [1, 2],
+             "missing": [8, 9], "follow_up": {"codes": [5], "variable": "safewould"}},
+            {"name": "worry_burglary", "variable": "worryburg", "indicator": "worry", "positive": [1],
+             "missing": [9]}],
+        "domains": {"sex": {"variable": "sex", "labels": {1: "Male", 2: "Female"}, "units": ["person"]},
+                    "age_band": {"variable": "age", "bands": [16, 35, 55, 75], "units": ["person"]},
+                    "region": {"variable": "region"},
+                    "tenure": {"variable": "tenure", "recode": {"renter": [3, 4], "owner": [1, 2]}},
+                    "sex_by_region": {"cross": ["sex", "region"]},
+                    "zone": {"variable": "zone", "labels": {2: "Island", 1: "Mainland"}}},
+        "publication": {"preset": "ons", "min_base": 50},
+    }
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stream_ind")
+    path = d / "respondents.parquet"
+    _respondents().to_parquet(path, row_group_size=400)  # many row groups
+    out = {}
+    for kind in ("taylor", "replicate", "nopsu"):
+        sp = d / f"{kind}.yaml"
+        sp.write_text(yaml.safe_dump(_spec(path, kind if kind == "nopsu" else kind == "replicate")))
+        out[kind] = sp
+    return out
+
+
+KEYS = ["indicator", "crime_type", "unit", "domain", "domain_value"]
+EXACT = ["estimate", "weighted_base"]
+CLOSE = ["se", "ci_low", "ci_high", "cv", "deff"]
+SAME = ["df", "n", "n_cases", "reliability", "flag_reason", "suppressed", "suppression_reason", "measure",
+        "numerator", "denominator", "period", "sdg_indicator"]
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("kind", ["taylor", "replicate", "nopsu"])
+def test_streamed_table_equals_in_memory(files, kind):
+    spec = files[kind]
+    want = indicator_table(load(spec), indicators=list(SI.STREAM_FAMILIES))
+    got = SI.indicator_table(spec, chunk_rows=350)  # batches cut across row groups
+    assert len(got) == len(want) > 300
+    assert list(got.columns) == list(want.columns)
+    # the same rows in the same order
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    assert set(want["indicator"]) >= {"prevalence", "incidence", "concentration", "repeat_victims",
+                                      "repeat_incidents", "multiple_victimization", "reporting_rate_victims",
+                                      "victimizations", "victims", "feeling_safe", "worry"}
+    assert set(want["domain"]) >= {"overall", "sex", "age_band", "region", "tenure", "sex_by_region",
+                                   "victim__personal"}
+    for c in EXACT:
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-12, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    for c in CLOSE:
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    for c in SAME:
+        a, b = got[c], want[c]
+        if pd.api.types.is_numeric_dtype(b) and not pd.api.types.is_bool_dtype(b):
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-9, equal_nan=True, err_msg=c)
+        else:
+            assert a.astype(str).tolist() == b.astype(str).tolist(), c
+    # the domains' own df (not the design's) are in play, and some cells are flagged
+    assert got["df"].nunique() > 2 if kind != "replicate" else got["df"].nunique() >= 2
+    island = got[(got["domain"] == "zone") & (got["domain_value"] == "Island") & (got["measure"] == "%")]
+    if kind != "nopsu":  # two PSUs of one stratum
+        assert len(island) and (island["df"] == 1).all()
+    else:  # its respondent rows minus 1 (one stratum)
+        assert len(island) and (island["df"] > 20).all()
+    assert got["reliability"].astype(str).nunique() > 1
+
+
+def _validate(capsys, path, tmp_path, engine) -> list[str]:
+    from survey.cli import main
+
+    sp = tmp_path / f"v{abs(hash(str(engine)))}.yaml"
+    sp.write_text(yaml.safe_dump(_spec(path, False, engine)))
+    assert main(["validate", str(sp)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_validate_reports_the_size_and_chooses(files, tmp_path, capsys):
+    path = yaml.safe_load(files["taylor"].read_text())["files"]["respondents"]["path"]
+    # what the spec reads: hhid, stratum, psu, 2 weights, resp, 5 domain variables, 4 + 4 crime items,
+    # 3 perception items (with the follow-up); not the 24 replicate columns of the file
+    n_cols = 22
+    size = 3000 * n_cols * 8
+    small = _validate(capsys, path, tmp_path, {"memory_limit": "100kB", "chunk_rows": 500})
+    line = [x for x in small if x.startswith("engine:")]
+    assert len(line) == 1, small
+    assert line[0].startswith(f"engine: stream (auto: {size / 1e3:.3g} kB exceeds the memory_limit)")
+    assert f"rows 3000, used columns {n_cols}," in line[0] and "available memory" in line[0]
+    assert "limit 100 kB" in line[0]
+    big = _validate(capsys, path, tmp_path, {"memory_limit": "1GB"})
+    line2 = [x for x in big if x.startswith("engine:")]
+    assert line2[0].startswith(f"engine: memory (auto: {size / 1e3:.3g} kB fits in the memory_limit)")
+    # the streamed accounting counts what the in-memory load counts (batch by batch, summed)
+    streamed = SI.stream_accounting(files["taylor"], chunk_rows=500)
+    loaded = load(files["taylor"]).accounting
+    for step in ("respondents", "item nonresponse", "skip pattern", "dont know", "perception missing",
+                 "perception follow-up", "missing count"):
+        a = int(streamed.loc[streamed["step"] == step, "rows"].sum())
+        b = int(loaded.loc[loaded["step"] == step, "rows"].sum())
+        assert a == b and (b > 0 or step == "missing count"), (step, a, b)
+    # the mode can be forced either way; an impossible stream is one line
+    forced = _validate(capsys, path, tmp_path, {"mode": "memory", "memory_limit": "1kB"})
+    assert any(x.startswith("engine: memory (mode: memory)") for x in forced)
+
+
+def test_engine_spec_is_validated(files):
+    from survey.spec import SpecError, parse_spec
+
+    base = yaml.safe_load(files["taylor"].read_text())
+    for bad, msg in (({"mode": "fast"}, "mode"), ({"memory_limit": "4 parsecs"}, "memory_limit"),
+                     ({"chunk_rows": 0}, "chunk_rows"), ({"chnk_rows": 10}, "chnk_rows")):
+        spec = dict(base, design=dict(base["design"], engine=bad))
+        with pytest.raises(SpecError, match=msg):
+            parse_spec(spec, "s.yaml")
+    ok = parse_spec(dict(base, design=dict(base["design"], engine={"memory_limit": "1.5GiB"})), "s.yaml")
+    from survey.stream import parse_size
+
+    assert parse_size(ok.design.engine.memory_limit) == int(1.5 * 2 ** 30)
+    assert parse_size("4GB") == 4 * 10 ** 9 and parse_size(512) == 512
+
+
+def test_what_cannot_stream_says_so(files, tmp_path):
+    base = yaml.safe_load(files["taylor"].read_text())
+    spec = dict(base, design=dict(base["design"], psu=["psu", "hhid"]))  # two stages
+    sp = tmp_path / "stages.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SI.StreamIndicatorError, match="design.psu has several stages"):
+        SI.indicator_table(sp)
+    with pytest.raises(SI.StreamIndicatorError, match="cannot stream"):
+        SI.indicator_table(files["taylor"], indicators=["gini"])
+    sp2 = tmp_path / "forced.yaml"
+    spec = dict(spec, design=dict(spec["design"], engine={"mode": "stream"}))
+    sp2.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SI.StreamIndicatorError, match="engine mode 'stream' is not possible: design.psu has several"):
+        SI.engine_plan(sp2)
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("by", ["type", "all"])
+def test_percentile_cap_streams_in_two_passes(files, tmp_path, by):
+    base = yaml.safe_load(files["taylor"].read_text())
+    spec = dict(base, victimization=dict(base["victimization"], cap={"rule": "percentile", "value": 90, "by": by}))
+    sp = tmp_path / f"pct_{by}.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    data = load(sp)
+    caps = [r for r in data.accounting.to_dict(orient="records") if r["step"] == "cap"]
+    # the percentile bites: per type 4 and 5, pooled 5 and 5 on these data
+    assert caps and "(0 respondents capped)" not in caps[0]["detail"]
+    want = indicator_table(data, indicators=["incidence", "victimizations", "repeat_incidents", "concentration"])
+    got = SI.indicator_table(sp, chunk_rows=300,
+                             indicators=["incidence", "victimizations", "repeat_incidents", "concentration"])
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    for c in ("estimate", "se", "n", "n_cases", "weighted_base"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    assert set(got["cap_rule"]) == set(want["cap_rule"])
+    other = SI.indicator_table(files["taylor"], chunk_rows=300, indicators=["victimizations"])  # fixed cap 6
+    assert not np.allclose(other["estimate"].to_numpy(float)[:2], got.loc[got["indicator"] == "victimizations",
+                                                                             "estimate"].to_numpy(float)[:2])
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_batch_run_streams_the_indicator_table(files, tmp_path):
+    """A parameter set with ``engine: {mode: auto, memory_limit: ...}`` below the file's size:
+    the batch streams the indicator table (no notebook loads the survey) and publishes it."""
+    import json
+
+    from survey.batch import execute_run
+    from survey.params import ParameterError, read_parameter_set
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    ps = tmp_path / "big.yaml"
+    ps.write_text(yaml.safe_dump({"spec": str(files["replicate"]), "domains": ["sex", "zone"],
+                                  "engine": {"memory_limit": "50kB", "chunk_rows": 700}}))
+    res = execute_run(str(ps), root=str(tmp_path), redirect_stderr=False)
+    assert res["status"] == "succeeded", res.get("error")
+    assert res["engine"].startswith("engine: stream (auto: ") and res["notebooks"] == []
+    out = tmp_path / "outputs" / "big"
+    got = pd.read_parquet(out / "indicators.parquet")
+    want = SI.indicator_table(files["replicate"], domains=["sex", "zone"], chunk_rows=700)
+    np.testing.assert_allclose(got["estimate"], want["estimate"], rtol=1e-12)
+    assert set(got["domain"]) == {"overall", "sex", "zone", "victim__any_5y", "victim__personal"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["indicator_table"]["rows"] == len(want)
+    assert any(r["step"] == "read" and "streamed" in r["detail"] for r in manifest["row_accounting"])
+    for bad, msg in (({"mode": "quick"}, "engine.mode"), ({"chunk": 5}, "did you mean 'chunk_rows'"),
+                     ({"memory_limit": "lots"}, "engine.memory_limit")):
+        ps.write_text(yaml.safe_dump({"spec": str(files["replicate"]), "engine": bad}))
+        with pytest.raises(ParameterError, match=msg):
+            read_parameter_set(ps, tmp_path)
+
+
+def _combined_spec(path) -> dict:
+    """Two interviews per household over the period (NCVS-like), combined into one unit."""
+    spec = _spec(path, False)
+    # no respondents rule: in memory a combined unit without a respondent row gets n__ = 0 (not
+    # missing), which makes a prevalence-only type look counted there (survey.ingest._combine_units)
+    spec["files"] = {"interviews": {"path": str(path), "unit": "household", "keys": ["hhid", "quarter"],
+                                    "combine": {"key": ["hhid"], "weights": "sum", "order": ["quarter"],
+                                                "period": "2025 (two interviews)"}}}
+    spec["design"] = {"file": "interviews", "weights": "wt_household", "strata": "stratum", "psu": "psu"}
+    v = spec["victimization"]
+    v["types"] = [t for t in v["types"] if t["unit"] == "household"]
+    v["groups"] = {"any_5y": ["burglary_5y"]}
+    spec["domains"] = {k: d for k, d in spec["domains"].items() if k in ("region", "tenure", "zone")}
+    return spec
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_combine_streams_a_file_sorted_by_the_unit(tmp_path):
+    one = _respondents(1500, seed=5)
+    two = _respondents(1500, seed=6)
+    for c in ("hhid", "stratum", "psu", "region", "tenure", "zone"):
+        two[c] = one[c]
+    second = np.random.default_rng(9).random(1500) < 0.7  # 70% have a second interview
+    df = pd.concat([one.assign(quarter=1), two[second].assign(quarter=2)], ignore_index=True)
+    df = df.sort_values(["hhid", "quarter"], kind="stable").reset_index(drop=True)
+    path = tmp_path / "interviews.parquet"
+    df.to_parquet(path, row_group_size=333)  # units cut across row groups and batches
+    sp = tmp_path / "comb.yaml"
+    sp.write_text(yaml.safe_dump(_combined_spec(path)))
+    want = indicator_table(load(sp), indicators=list(SI.STREAM_FAMILIES))
+    got = SI.indicator_table(sp, chunk_rows=250)
+    assert len(got) == len(want) > 50
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    assert set(got["period"]) == {"2025 (two interviews)"}
+    np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-12,
+                               atol=1e-12, equal_nan=True)
+    for c in ("se", "ci_low", "ci_high", "df", "n", "n_cases", "weighted_base"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    assert got["reliability"].astype(str).tolist() == want["reliability"].astype(str).tolist()
+    comb = [r for r in got.attrs["accounting"] if r["step"] == "combine"]
+    assert sum(r["rows"] for r in comb) == 1500
+    # not sorted by the unit: one line naming the file, the key and the row
+    df.sample(frac=1.0, random_state=1).to_parquet(path, row_group_size=333)
+    with pytest.raises(SI.StreamIndicatorError, match=r"interviews.parquet: combine needs the file sorted by hhid "
+                                                      r"when streaming .* row \d+ breaks the order"):
+        SI.indicator_table(sp, chunk_rows=250)
