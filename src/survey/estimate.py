@@ -73,6 +73,10 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
             raise DomainError(f"by variable '{b}': all {n} rows are missing")
         parts.append(c)
         levels.append(lev)
+    if len(by) == 1 and design.domain is None and len(levels[0]) and int(parts[0].min()) >= 0:
+        # one by variable on every row, no missing value: the factor codes (0..L-1, every level
+        # present) are the cells, in the same order as the general path below gives them
+        return parts[0], _keys(design, by, [levels[0].take(np.arange(len(levels[0])))]), 0
     missing = parts[0] < 0
     for c in parts[1:]:
         missing = missing | (c < 0)
@@ -105,12 +109,18 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
         idx = rem % (len(lev) + 1) - 1
         rem = rem // (len(lev) + 1)
         cols[b] = lev.take(idx)
-    keys = pd.DataFrame({b: np.asarray(cols[b]) for b in by})
+    return cell, _keys(design, by, [cols[b] for b in by]), n_missing_by
+
+
+def _keys(design, by: list, values: list) -> pd.DataFrame:
+    """The cell keys frame: one column per by variable (categoricals keep their categories)."""
+    data = design._data if hasattr(design, "_data") else design.data
+    keys = pd.DataFrame({b: np.asarray(v) for b, v in zip(by, values)})
     for b in by:
-        s = design.data[b]
+        s = data[b]
         if isinstance(s.dtype, pd.CategoricalDtype):
             keys[b] = pd.Categorical(keys[b], categories=s.cat.categories)
-    return cell, keys, n_missing_by
+    return keys
 
 
 class _Plan:
@@ -296,7 +306,8 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
 
 
 def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                  kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None):
+                  kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None,
+                  binary: bool = False):
     """Per (cell, column): unweighted n, n missing, weighted n and the SRS variance for deff.
 
     ``n`` counts rows with a positive weight and a valid value.  The SRS variance (Kish's deff
@@ -304,7 +315,14 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
     variance of the residuals ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction, and
     ``N^2`` times that for a total.  ``kind`` None skips it.  ``t_num``/``t_den``: the weighted
     totals of y and x per (cell, column) when the caller has them (for a mean, ``t_den`` is the
-    weighted count).
+    weighted count).  ``binary``: y holds 0/1 indicators (proportions).
+
+    Without ``x`` (means, totals, proportions) and all values valid, the residual sum of
+    squares of a cell is not summed over its rows but derived from its totals: for 0/1 values
+    ``S (1 - r)^2 + (W - S) r^2`` (``S`` the weighted count of ones, ``W`` the cell's weight,
+    ``r = S / W``), otherwise ``sum w y^2 - S^2 / W`` (one pass over the rows instead of
+    three); when that difference cancels (a residual sum of squares below 1e-3 of ``sum w y^2``,
+    a cell whose values hardly vary around a large mean) the residuals are summed row by row.
     """
     _, k = valid.shape
     w = design.w
@@ -328,7 +346,20 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
         else:
             sx = t_den if t_den is not None else np.bincount(idx, (wr[:, None] * xr).ravel(), minlength=m)
         with np.errstate(invalid="ignore", divide="ignore"):
-            if k == 1:  # the common case, in place (the same operations in the same order)
+            ss = None
+            if xr is None and binary:
+                r_ = sy / sw
+                ss = sy * (1 - r_) ** 2 + (sw - sy) * r_ * r_
+            elif xr is None:
+                wy = np.multiply(wr, yr[:, 0]) if k == 1 else wr[:, None] * yr
+                np.multiply(wy, yr if k > 1 else yr[:, 0], out=wy)
+                q = np.bincount(idx, wy.ravel(), minlength=m)
+                ss = q - sy * sy / sw
+                if not np.all((ss >= 1e-3 * q) | ~(sw > 0)):
+                    ss = None  # cancellation: sum the residuals row by row
+            if ss is not None:
+                s2 = ss / sw * nn / (nn - 1)
+            elif k == 1:  # the common case, in place (the same operations in the same order)
                 e = np.take((sy / sx), gr)
                 if xr is not None:
                     np.multiply(e, xr[:, 0], out=e)
@@ -411,7 +442,22 @@ def _df(design, df, cell=None, G=1, k=1):
     return float(df)
 
 
+_TQ: dict = {}
+
+
 def _tq(level: float, df):
+    if np.ndim(df) == 0 and np.ndim(level) == 0:  # one quantile, memoized (scipy's ppf costs ~0.1 ms)
+        key = (float(level), float(df))
+        hit = _TQ.get(key)
+        if hit is None:
+            if len(_TQ) > 4096:
+                _TQ.clear()
+            hit = _TQ[key] = _tq_array(level, df)
+        return hit
+    return _tq_array(level, df)
+
+
+def _tq_array(level: float, df):
     a = (1 + level) / 2
     df = np.asarray(df, dtype=float)
     out = np.where(np.isfinite(df), stats.t.ppf(a, np.where(np.isfinite(df), df, 1.0)), stats.norm.ppf(a))
@@ -541,11 +587,17 @@ def _prepare(design, variables, by):
 
 def _numeric_block(design, variables):
     data = design._data if hasattr(design, "_data") else design.data
-    if len(variables) == 1:  # a view, no copy
-        y = numeric(data, variables[0])[:, None]
+    if len(variables) == 1:
+        s = data[variables[0]] if variables[0] in data.columns else None
+        if s is not None and s.dtype == np.float64:  # a read-only view, no copy
+            y = s.to_numpy()[:, None]
+        else:
+            y = numeric(data, variables[0])[:, None]
     else:
         y = np.column_stack([numeric(data, v) for v in variables])
-    valid = ~np.isnan(y)
+    nan = np.isnan(y)
+    # all valid: a read-only broadcast of True (no n x k array; the same values)
+    valid = np.broadcast_to(True, y.shape) if not nan.any() else ~nan
     return y, valid
 
 
@@ -633,7 +685,7 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
     est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
     d = _df(design, df, cell, G, L)
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
-    n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num)
+    n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num, binary=True)
     if ci_method == "logit" and "estimates" in reps:
         # replicate design: the variance of the logit itself from the replicates (as R's
         # svyciprop, which refits the logit on every replicate); xlogit keeps the delta method
