@@ -89,9 +89,9 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
     The columns are read without copies (float64 columns are views) and transposed tile by
     tile: a tile of rows of every column goes to a small contiguous buffer, which is written
     transposed into the matrix while both are in cache (writing a column at a time into the
-    C-ordered matrix strides through memory, and cost twice as long).  One ``min`` over the
-    finished matrix finds missing (NaN propagates) and negative values (the full-sample
-    weights in column 0 are already checked); the columns are inspected only to name them.
+    C-ordered matrix strides through memory, and cost twice as long).  The ``min`` of each
+    tile, taken while it is in cache, finds missing (NaN propagates) and negative values; the
+    columns are inspected only when one is found, to name it.
     """
     arrays = []
     for c in cols:
@@ -107,12 +107,15 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
     mat[:, 0] = w
     step = 2_048
     tmp = np.empty((r, min(step, n)))
+    ok = True
     for a in range(0, n, step):
         b = min(a + step, n)
+        t = tmp[:, :b - a]
         for j, x in enumerate(arrays):
-            tmp[j, :b - a] = x[a:b]
-        mat[a:b, 1:] = tmp[:, :b - a].T
-    if n and not mat.min() >= 0:
+            t[j] = x[a:b]
+        ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
+        mat[a:b, 1:] = t.T
+    if not ok:
         low = mat[:, 1:].min(axis=0)
         for j in np.flatnonzero(~(low >= 0)):
             col = mat[:, j + 1]
