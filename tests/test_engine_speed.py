@@ -159,3 +159,48 @@ def test_df_from_the_sketch_is_the_exact_rank():
     d2 = sv.ReplicateDesign(df, weights="w", replicate_weights=cols, method="Fay", rho=0.5)
     d2.mean("y", by="region")  # the rank sketched in the same pass as the first estimate
     assert d2._df == exact
+
+
+def _multistage(seed=5, n=3000):
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, 12, n)
+    psu = h * 10 + rng.integers(0, 4, n)
+    ssu = psu * 10 + rng.integers(0, 3, n)
+    df = pd.DataFrame({"h": h, "psu": psu, "ssu": ssu, "w": rng.uniform(1, 9, n),
+                       "cat": pd.array(rng.choice(["a", "b", "c", "d"], n, p=[0.1, 0.2, 0.3, 0.4]), dtype="str"),
+                       "dom": rng.choice(["x", "y", "z"], n, p=[0.6, 0.35, 0.05]),
+                       "N1": 0.0, "N2": 0.0})
+    df["N1"] = df.groupby("h")["psu"].transform("nunique") * 3.0  # population PSUs per stratum
+    df["N2"] = 8.0  # population SSUs per PSU
+    df.loc[df["h"] == 11, "psu"] = 110  # a stratum with one PSU (lonely)
+    df.loc[df["h"] == 11, "ssu"] = 1100 + df.loc[df["h"] == 11, "ssu"] % 3
+    return df
+
+
+@pytest.mark.parametrize("lonely", ["remove", "adjust", "average", "certainty"])
+@pytest.mark.parametrize("stages", ["one", "two-fpc"])
+@pytest.mark.parametrize("subset", [False, True])
+def test_taylor_proportions_from_codes_equal_indicator_means(lonely, stages, subset):
+    """Taylor proportions are computed from the factor codes (unit totals of weighted counts);
+    the same numbers as the means of the level indicators (scores summed row by row), on one-
+    and two-stage designs with fpc, every lonely-PSU policy, by domains and in a subset."""
+    df = _multistage()
+    for lev in "abcd":
+        df[f"i_{lev}"] = (df["cat"] == lev).astype(float)
+    if stages == "one":
+        d = sv.Design(df, weights="w", strata="h", psu="psu", lonely_psu=lonely)
+    else:
+        d = sv.Design(df, weights="w", strata="h", psu=["psu", "ssu"], fpc=["N1", "N2"], lonely_psu=lonely)
+    if subset:
+        d = d.subset(df["w"].to_numpy() > 2)
+    got = d.proportion("cat", by="dom")
+    want = d.mean([f"i_{lev}" for lev in "abcd"], by="dom")
+    for c in ("estimate", "se", "deff", "n", "weighted_n"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-11, atol=1e-15,
+                                   err_msg=c)
+    np.testing.assert_allclose(np.asarray(got.attrs["vcov"]), np.asarray(want.attrs["vcov"]), rtol=1e-10,
+                               atol=1e-12 * np.abs(np.asarray(want.attrs["vcov"])).max())
+    # and the hand-computed estimate of one cell
+    sel = (df["dom"] == "y") & ((df["w"] > 2) if subset else True)
+    p = np.sum(df.loc[sel, "w"] * df.loc[sel, "i_b"]) / df.loc[sel, "w"].sum()
+    assert got[(got["dom"] == "y") & (got["level"] == "b")]["estimate"].iloc[0] == pytest.approx(p, rel=1e-13)

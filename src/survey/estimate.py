@@ -36,7 +36,7 @@ from scipy import stats
 
 from ._columns import as_list, numeric
 from .errors import DomainError, EstimationError, SurveyWarning
-from .variance import replicate_totals, replicate_vcov
+from .variance import DENSE_LIMIT, replicate_totals, replicate_vcov, taylor_vcov_of_totals
 
 RESULT_COLUMNS = ["variable", "level", "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff",
                   "n", "n_missing", "weighted_n"]
@@ -305,6 +305,42 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
     return est, vcov, t_num, t_den
 
 
+def _onehot_taylor(design, code: np.ndarray, L: int, cell: np.ndarray, G: int):
+    """:func:`_ratio_core` for the proportions of the L levels of a factor (``code``, every row
+    valid) on a Taylor design without calibration, from the factor codes instead of an n x L
+    indicator matrix.  The score of level l in cell g is ``w (1{level l} - p_gl) / W_g``, so its
+    total over the rows of a sampling unit is ``(A_ugl - p_gl B_ug) / W_g`` with ``A_ugl`` the
+    weight of the unit's rows of cell g at level l and ``B_ug`` the weight of its rows of cell g:
+    two weighted counts per stage instead of summing n x L scores.  The totals are the sums
+    ``_ratio_core`` forms (the same additions in the same order, zeros left out).  Returns None
+    when a stage's (units x estimates) array would be too large to hold dense."""
+    m = G * L
+    if any(st.n_units * m > DENSE_LIMIT for st in design.stages):
+        return None
+    plan = _plan(design, cell, G)
+    gr, wr = plan.g_rows, plan.w_rows
+    cr = code if plan.rows is None else code[plan.rows]
+    gl = gr * L + cr
+    t_num = np.bincount(gl, wr, minlength=m)
+    t_den = np.repeat(np.bincount(gr, wr, minlength=G), L)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = t_num / t_den
+    p = est.reshape(G, L)
+    W = t_den.reshape(G, L)
+
+    def totals(stage):
+        u = stage.unit if plan.rows is None else stage.unit[plan.rows]
+        nu = stage.n_units
+        A = np.bincount(u * m + gl, wr, minlength=nu * m).reshape(nu, G, L)
+        B = np.bincount(u * G + gr, wr, minlength=nu * G).reshape(nu, G, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (A - p[None] * B) / W[None]  # NaN in a cell without weight, as the row scores give
+        return z.reshape(nu, m)
+
+    vcov = taylor_vcov_of_totals(totals, m, list(design.stages), design.lonely_psu)
+    return est, vcov, t_num, t_den
+
+
 def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
                   kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None,
                   binary: bool = False):
@@ -338,7 +374,7 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
         sw = t_den if (t_den is not None and x is None) else np.repeat(plan.sw, k)
         if kind is None:
             return nn, np.zeros(m), sw, np.full(m, np.nan)
-        yr = y if r is None else y[r]
+        yr = None if (binary and t_num is not None) else (y if r is None else y[r])
         sy = t_num if t_num is not None else np.bincount(idx, (wr[:, None] * yr).ravel(), minlength=m)
         xr = None if x is None else (x if r is None else x[r])
         if xr is None:
@@ -676,13 +712,20 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
     if not valid1.any():
         raise EstimationError(f"variable '{variable}': all {len(c)} rows are missing")
     L = len(lev)
-    ind = np.zeros((design.n, L))
-    ind[valid1, c[valid1]] = 1.0
-    valid = np.repeat(valid1[:, None], L, axis=1)
-    _check_na([variable] * L, valid, cell, na_rm)
     G = len(keys)
     reps: dict = {}
-    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
+    fast = None
+    if valid1.all() and hasattr(design, "stages") and not design.calibrations:
+        fast = _onehot_taylor(design, c, L, cell, G)  # no n x L indicator matrix
+    if fast is not None:
+        est, vcov, t_num, _ = fast
+        ind, valid = None, np.broadcast_to(True, (design.n, L))
+    else:
+        ind = np.zeros((design.n, L))
+        ind[valid1, c[valid1]] = 1.0
+        valid = np.repeat(valid1[:, None], L, axis=1)
+        _check_na([variable] * L, valid, cell, na_rm)
+        est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
     d = _df(design, df, cell, G, L)
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
     n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num, binary=True)
@@ -695,19 +738,12 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
         h = _tq(level, d) * se_eta
         lo, hi = 1 / (1 + np.exp(-(eta - h))), 1 / (1 + np.exp(-(eta + h)))
     else:
-        lo, hi = proportion_ci(est, se, level, d, ci_method, n=_cell_rows(design, cell, G, L))
+        lo, hi = proportion_ci(est, se, level, d, ci_method, n=np.repeat(_plan(design, cell, G).nn, L))
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
     levels = [x.item() if hasattr(x, "item") else x for x in lev]
     return _result(keys, L, [variable] * L, levels, est, vcov, lo, hi, d, deff, n, miss, wn,
                    {"estimator": "proportion", "ci_method": ci_method, "n_by_missing": nbm})
-
-
-def _cell_rows(design, cell, G, k):
-    """Rows of the design in each cell (the ``n`` of Korn-Graubard's t adjustment), repeated k times."""
-    inc = cell >= 0
-    cnt = np.bincount(cell[inc & (design.w > 0)], minlength=G).astype(float)
-    return np.repeat(cnt, k)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -147,12 +147,19 @@ def taylor_vcov(
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     vals = np.asarray(vals, dtype=float)
+    return taylor_vcov_of_totals(lambda stage: unit_totals(stage, rows, cols, vals, m), m, stages, lonely)
+
+
+def taylor_vcov_of_totals(totals, m: int, stages: list[Stage], lonely: str = "fail") -> np.ndarray:
+    """Covariance matrix (m x m) of estimates whose score totals in the units of a stage are
+    ``totals(stage)`` ((n_units x m), dense or sparse): :func:`taylor_vcov` for callers that sum
+    the scores into units without forming them row by row."""
     v = np.zeros((m, m))
     mult = np.ones(stages[0].n_groups)
     for k, stage in enumerate(stages):
         if not np.any(mult > 0):
             break
-        z = unit_totals(stage, rows, cols, vals, m)
+        z = totals(stage)
         v += _stage_vcov(z, stage, mult, lonely, k + 1)
         if k + 1 < len(stages):
             # multiplier of the next stage's groups (= this stage's units)
