@@ -73,15 +73,24 @@ def test_deff_of_proportions_equals_hand_computation(rep):
         np.testing.assert_allclose((g["se"] ** 2 / g["deff"]).to_numpy(), vs, rtol=1e-9)
 
 
-def test_deff_with_missing_values_and_ratios_unchanged():
-    """The row-by-row paths (missing values, ratios) against the hand formula."""
+@pytest.mark.parametrize("rep", [False, True])
+def test_deff_with_missing_values(rep):
+    """The row-by-row path (missing values) against the hand formula; then the same design
+    object on a complete column (its cached completeness is per column)."""
     df = _frame()
+    df["y2"] = df["y"]
     df.loc[df.index[::7], "y"] = np.nan
-    d = sv.Design(df, weights="w", strata="h", psu="psu")
-    got = d.mean("y", by="region")
-    ok = df.dropna(subset=["y"])
-    np.testing.assert_allclose((got["se"] ** 2 / got["deff"]).to_numpy(), _hand_vsrs(ok, "y", "region"),
-                               rtol=1e-9)
+    d = (sv.ReplicateDesign(df, weights="w", replicate_weights=r"^RW\d+$", method="Fay", rho=0.5) if rep
+         else sv.Design(df, weights="w", strata="h", psu="psu"))
+    for _ in range(2):  # the second call uses the cached completeness
+        got = d.mean("y", by="region")
+        ok = df.dropna(subset=["y"])
+        np.testing.assert_allclose((got["se"] ** 2 / got["deff"]).to_numpy(), _hand_vsrs(ok, "y", "region"),
+                                   rtol=1e-9)
+        assert (got["n_missing"] > 0).all()
+        got2 = d.mean("y2", by="region")
+        np.testing.assert_allclose((got2["se"] ** 2 / got2["deff"]).to_numpy(), _hand_vsrs(df, "y2", "region"),
+                                   rtol=1e-9)
 
 
 @pytest.mark.parametrize("series", [

@@ -183,13 +183,14 @@ def _plan(design, cell: np.ndarray, G: int) -> _Plan:
 # the core: ratios of weighted totals, on any design
 # ---------------------------------------------------------------------------------------------
 def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                replicates: dict | None = None, den_ones: bool = False):
+                replicates: dict | None = None, den_ones: bool = False, moments: dict | None = None):
     """Estimates ``sum w num / sum w den`` per (cell, column), with their full covariance.
 
     num, den: (n x k) arrays (den None: totals); valid: (n x k) booleans; cell: (n,) codes.
     Returns est (G*k,), vcov (G*k x G*k), t_num and t_den (G*k,) full-sample totals (t_den None
     for totals).  Index j = g*k + v.  For a replicate design, ``replicates["estimates"]`` receives
-    the (G*k x R) replicate estimates when a dict is given.
+    the (G*k x R) replicate estimates when a dict is given, and ``moments["squares"]`` the
+    (G*k,) sums ``sum w num^2`` (for the SRS variance; rows all valid) when ``moments`` is.
     """
     from .design import ReplicateDesign
 
@@ -228,9 +229,12 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
         # multiply the weights by the numerators only
         sums_ok = den is not None and den_ones and all_valid
         sums = plan.idx.get("weights") if sums_ok else None
+        sq = k if (moments is not None and all_valid) else 0
         if sums is not None:
             tn = replicate_totals(plan.replicate_index(k, False), np.ascontiguousarray(num0, dtype=float), m,
-                                  design.repw)
+                                  design.repw, squares=sq, w0=design.w)
+            if sq:
+                tn, moments["squares"] = tn
             t = np.concatenate([tn, np.repeat(sums, k, axis=0)])
         else:
             ncol = 2 * k if den is not None else k
@@ -250,7 +254,11 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
                 s_idx, s_val = _sketch_columns(n, R1)
                 idx = np.concatenate([idx, (s_idx + rows_out).astype(idx.dtype)], axis=1)
                 val[:, ncol] = s_val[:, 0]
-            t = replicate_totals(idx, val, rows_out + (4 * R1 if sketch else 0), design.repw)
+            t = replicate_totals(idx, val, rows_out + (4 * R1 if sketch else 0), design.repw, squares=sq,
+                                 w0=design.w)
+            if sq:
+                t, q = t
+                moments["squares"] = q[:m]
             if sketch:
                 from .design import _rank_of
 
@@ -343,7 +351,7 @@ def _onehot_taylor(design, code: np.ndarray, L: int, cell: np.ndarray, G: int):
 
 def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
                   kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None,
-                  binary: bool = False):
+                  binary: bool = False, squares: np.ndarray | None = None):
     """Per (cell, column): unweighted n, n missing, weighted n and the SRS variance for deff.
 
     ``n`` counts rows with a positive weight and a valid value.  The SRS variance (Kish's deff
@@ -351,7 +359,8 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
     variance of the residuals ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction, and
     ``N^2`` times that for a total.  ``kind`` None skips it.  ``t_num``/``t_den``: the weighted
     totals of y and x per (cell, column) when the caller has them (for a mean, ``t_den`` is the
-    weighted count).  ``binary``: y holds 0/1 indicators (proportions).
+    weighted count).  ``binary``: y holds 0/1 indicators (proportions).  ``squares``: the sums
+    ``sum w y^2`` per (cell, column) when the caller has them (the replicate product's threads).
 
     Without ``x`` (means, totals, proportions) and all values valid, the residual sum of
     squares of a cell is not summed over its rows but derived from its totals: for 0/1 values
@@ -374,7 +383,8 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
         sw = t_den if (t_den is not None and x is None) else np.repeat(plan.sw, k)
         if kind is None:
             return nn, np.zeros(m), sw, np.full(m, np.nan)
-        yr = None if (binary and t_num is not None) else (y if r is None else y[r])
+        have = t_num is not None and (binary or (squares is not None and x is None))
+        yr = None if have else (y if r is None else y[r])
         sy = t_num if t_num is not None else np.bincount(idx, (wr[:, None] * yr).ravel(), minlength=m)
         xr = None if x is None else (x if r is None else x[r])
         if xr is None:
@@ -386,13 +396,18 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
             if xr is None and binary:
                 r_ = sy / sw
                 ss = sy * (1 - r_) ** 2 + (sw - sy) * r_ * r_
-            elif xr is None:
-                wy = np.multiply(wr, yr[:, 0]) if k == 1 else wr[:, None] * yr
-                np.multiply(wy, yr if k > 1 else yr[:, 0], out=wy)
-                q = np.bincount(idx, wy.ravel(), minlength=m)
+            elif x is None:
+                if squares is not None:
+                    q = squares
+                else:
+                    wy = np.multiply(wr, yr[:, 0]) if k == 1 else wr[:, None] * yr
+                    np.multiply(wy, yr if k > 1 else yr[:, 0], out=wy)
+                    q = np.bincount(idx, wy.ravel(), minlength=m)
                 ss = q - sy * sy / sw
                 if not np.all((ss >= 1e-3 * q) | ~(sw > 0)):
                     ss = None  # cancellation: sum the residuals row by row
+            if ss is None and yr is None:
+                yr = y if r is None else y[r]
             if ss is not None:
                 s2 = ss / sw * nn / (nn - 1)
             elif k == 1:  # the common case, in place (the same operations in the same order)
@@ -623,6 +638,8 @@ def _prepare(design, variables, by):
 
 def _numeric_block(design, variables):
     data = design._data if hasattr(design, "_data") else design.data
+    cache = getattr(design, "_cache", None)
+    key = ("complete",) + tuple(variables)
     if len(variables) == 1:
         s = data[variables[0]] if variables[0] in data.columns else None
         if s is not None and s.dtype == np.float64:  # a read-only view, no copy
@@ -631,10 +648,17 @@ def _numeric_block(design, variables):
             y = numeric(data, variables[0])[:, None]
     else:
         y = np.column_stack([numeric(data, v) for v in variables])
-    nan = np.isnan(y)
-    # all valid: a read-only broadcast of True (no n x k array; the same values)
-    valid = np.broadcast_to(True, y.shape) if not nan.any() else ~nan
-    return y, valid
+    # whether the columns have no missing value is a fact of the design's (unchangeable) data,
+    # kept in its cache; all valid: a read-only broadcast of True (no n x k array)
+    complete = None if cache is None else cache.get(key)
+    if complete is None:
+        nan = np.isnan(y)
+        complete = not nan.any()
+        if cache is not None:
+            cache[key] = complete
+        if not complete:
+            return y, ~nan
+    return y, (np.broadcast_to(True, y.shape) if complete else ~np.isnan(y))
 
 
 def _check_na(variables, valid, cell, na_rm):
@@ -652,10 +676,12 @@ def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_
     G, k = len(keys), y.shape[1]
     # means: a read-only broadcast of 1.0 (no n x k allocation; the values are the same)
     den = None if kind == "total" else (np.broadcast_to(1.0, y.shape) if x is None else x)
-    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean")
+    moments: dict | None = {} if x is None else None
+    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean", moments=moments)
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
-    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den)
+    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den,
+                                      squares=(moments or {}).get("squares"))
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
     empty = n == 0
