@@ -60,48 +60,109 @@ def _labels(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
     return df.groupby(cols, sort=True, observed=True).ngroup().to_numpy().astype(np.int64)
 
 
+def _fast_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``survey._columns.codes`` (sorted codes, -1 missing, and the levels), faster on the two
+    common kinds of domain column: a categorical (its codes, renumbered only when a category
+    is unused) and text (factorized in order of appearance, then the few levels sorted and the
+    codes renumbered, instead of sorting while factorizing).  The same result."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = s.cat.categories
+        c = s.cat.codes.to_numpy().astype(np.int64)
+        used = np.bincount(c + 1, minlength=len(cats) + 1)[1:] > 0
+        if used.all():
+            return c, cats
+        renum = np.append(np.cumsum(used) - 1, -1)  # index -1 (missing) stays -1
+        return renum[c], cats[used]
+    if isinstance(s.dtype, pd.StringDtype):
+        code, uniq = pd.factorize(s, sort=False, use_na_sentinel=True)
+        order = np.asarray(uniq.argsort())
+        renum = np.empty(len(order) + 1, dtype=np.int64)
+        renum[order] = np.arange(len(order))
+        renum[-1] = -1
+        return renum[code], pd.Index(uniq.take(order))
+    return codes(s)
+
+
 def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined: bool) -> np.ndarray:
     """The C-ordered (n x (1 + R)) matrix [full weight, replicate weights], validated.
 
-    Filled from the columns in row blocks, so the transposition stays in cache; one pass of
-    ``min`` finds missing (NaN propagates) and negative values.
+    The columns are read without copies (float64 columns are views) and transposed tile by
+    tile: a tile of rows of every column goes to a small contiguous buffer, which is written
+    transposed into the matrix while both are in cache (writing a column at a time into the
+    C-ordered matrix strides through memory, and cost twice as long).  The ``min`` of each
+    tile, taken while it is in cache, finds missing (NaN propagates) and negative values; the
+    columns are inspected only when one is found, to name it.
     """
     arrays = []
     for c in cols:
         s = data[c]
-        arrays.append(s.to_numpy(dtype=float, na_value=np.nan) if pd.api.types.is_numeric_dtype(s.dtype)
-                      else numeric(data, c, "replicate weight"))  # raises with the count of bad values
+        if s.dtype == np.float64:
+            arrays.append(s.to_numpy())
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            arrays.append(s.to_numpy(dtype=float, na_value=np.nan))
+        else:
+            arrays.append(numeric(data, c, "replicate weight"))  # raises with the count of bad values
     n, r = len(data), len(cols)
     mat = np.empty((n, r + 1))
     mat[:, 0] = w
-    step = 8_192
+    step = 2_048
+    tmp = np.empty((r, min(step, n)))
+    ok = True
     for a in range(0, n, step):
-        blk = mat[a:a + step]
+        b = min(a + step, n)
+        t = tmp[:, :b - a]
         for j, x in enumerate(arrays):
-            blk[:, j + 1] = x[a:a + step]
-    low = mat[:, 1:].min(axis=0) if n else np.zeros(r)
-    for j in np.flatnonzero(~(low >= 0)):
-        col = mat[:, j + 1]
-        bad = int(np.isnan(col).sum())
-        if bad:
-            raise ReplicateWeightError(f"replicate weight '{cols[j]}': {bad} of {n} rows are missing")
-        raise ReplicateWeightError(f"replicate weight '{cols[j]}': {int((col < 0).sum())} of {n} rows are negative")
+            t[j] = x[a:b]
+        ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
+        mat[a:b, 1:] = t.T
+    if not ok:
+        low = mat[:, 1:].min(axis=0)
+        for j in np.flatnonzero(~(low >= 0)):
+            col = mat[:, j + 1]
+            bad = int(np.isnan(col).sum())
+            if bad:
+                raise ReplicateWeightError(f"replicate weight '{cols[j]}': {bad} of {n} rows are missing")
+            raise ReplicateWeightError(
+                f"replicate weight '{cols[j]}': {int((col < 0).sum())} of {n} rows are negative")
     if not combined:
         mat[:, 1:] *= w[:, None]
     return mat
 
 
 def _sketch_columns(n: int, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """The CountSketch of the rank (fixed seed): per row its bucket (of ``4 r``) and its sign."""
+    """The CountSketch of the rank (fixed seed): per row its bucket (of ``4 r``) and its sign,
+    both from one draw of ``2 x 4 r`` values (bucket = value // 2, sign from its parity)."""
     rng = np.random.default_rng(20240601)
-    k = 4 * r
-    idx = rng.integers(0, k, size=(n, 1)).astype(np.int32)
-    val = rng.choice([-1.0, 1.0], size=(n, 1))
-    return idx, val
+    v = rng.integers(0, 8 * r, size=(n, 1), dtype=np.int32)
+    val = np.empty((n, 1))
+    np.subtract(1.0, np.bitwise_and(v, 1) * 2.0, out=val)
+    np.right_shift(v, 1, out=v)
+    return v, val
+
+
+_BLAS = []
+
+
+def _one_blas_thread():
+    """A context in which BLAS/LAPACK runs on one thread.  The rank's SVD is of a tiny (4R x R)
+    matrix: OpenBLAS's threads gain nothing there, and on a busy machine (or next to the
+    replicate product's own threads) waking them made it take 30 ms to 1.9 s instead of 1 ms."""
+    import contextlib
+
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS.append(ThreadpoolController())
+        except Exception:  # threadpoolctl missing or failing: run as is
+            _BLAS.append(None)
+    ctl = _BLAS[0]
+    return ctl.limit(limits=1, user_api="blas") if ctl is not None else contextlib.nullcontext()
 
 
 def _rank_of(sk: np.ndarray) -> int:
-    s = np.linalg.svd(sk, compute_uv=False)
+    with _one_blas_thread():
+        s = np.linalg.svd(sk, compute_uv=False)
     return int((s > s.max() * 1e-9).sum()) if s.size and s.max() > 0 else 0
 
 
@@ -160,7 +221,7 @@ class _Base:
         """Sorted factor codes (-1 missing) and levels of a column, cached on the design."""
         hit = self._cache.get(name)
         if hit is None:
-            hit = codes(column(self._data, name, what))
+            hit = _fast_codes(column(self._data, name, what))
             self._cache[name] = hit
         return hit
 

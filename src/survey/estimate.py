@@ -36,7 +36,7 @@ from scipy import stats
 
 from ._columns import as_list, numeric
 from .errors import DomainError, EstimationError, SurveyWarning
-from .variance import replicate_totals, replicate_vcov
+from .variance import DENSE_LIMIT, replicate_totals, replicate_vcov, taylor_vcov_of_totals
 
 RESULT_COLUMNS = ["variable", "level", "estimate", "se", "ci_low", "ci_high", "df", "cv", "deff",
                   "n", "n_missing", "weighted_n"]
@@ -73,6 +73,10 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
             raise DomainError(f"by variable '{b}': all {n} rows are missing")
         parts.append(c)
         levels.append(lev)
+    if len(by) == 1 and design.domain is None and len(levels[0]) and int(parts[0].min()) >= 0:
+        # one by variable on every row, no missing value: the factor codes (0..L-1, every level
+        # present) are the cells, in the same order as the general path below gives them
+        return parts[0], _keys(design, by, [levels[0].take(np.arange(len(levels[0])))]), 0
     missing = parts[0] < 0
     for c in parts[1:]:
         missing = missing | (c < 0)
@@ -105,12 +109,18 @@ def _make_cells(design, by) -> tuple[np.ndarray, pd.DataFrame, int]:
         idx = rem % (len(lev) + 1) - 1
         rem = rem // (len(lev) + 1)
         cols[b] = lev.take(idx)
-    keys = pd.DataFrame({b: np.asarray(cols[b]) for b in by})
+    return cell, _keys(design, by, [cols[b] for b in by]), n_missing_by
+
+
+def _keys(design, by: list, values: list) -> pd.DataFrame:
+    """The cell keys frame: one column per by variable (categoricals keep their categories)."""
+    data = design._data if hasattr(design, "_data") else design.data
+    keys = pd.DataFrame({b: np.asarray(v) for b, v in zip(by, values)})
     for b in by:
-        s = design.data[b]
+        s = data[b]
         if isinstance(s.dtype, pd.CategoricalDtype):
             keys[b] = pd.Categorical(keys[b], categories=s.cat.categories)
-    return cell, keys, n_missing_by
+    return keys
 
 
 class _Plan:
@@ -173,13 +183,14 @@ def _plan(design, cell: np.ndarray, G: int) -> _Plan:
 # the core: ratios of weighted totals, on any design
 # ---------------------------------------------------------------------------------------------
 def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                replicates: dict | None = None, den_ones: bool = False):
+                replicates: dict | None = None, den_ones: bool = False, moments: dict | None = None):
     """Estimates ``sum w num / sum w den`` per (cell, column), with their full covariance.
 
     num, den: (n x k) arrays (den None: totals); valid: (n x k) booleans; cell: (n,) codes.
     Returns est (G*k,), vcov (G*k x G*k), t_num and t_den (G*k,) full-sample totals (t_den None
     for totals).  Index j = g*k + v.  For a replicate design, ``replicates["estimates"]`` receives
-    the (G*k x R) replicate estimates when a dict is given.
+    the (G*k x R) replicate estimates when a dict is given, and ``moments["squares"]`` the
+    (G*k,) sums ``sum w num^2`` (for the SRS variance; rows all valid) when ``moments`` is.
     """
     from .design import ReplicateDesign
 
@@ -218,9 +229,12 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
         # multiply the weights by the numerators only
         sums_ok = den is not None and den_ones and all_valid
         sums = plan.idx.get("weights") if sums_ok else None
+        sq = k if (moments is not None and all_valid) else 0
         if sums is not None:
             tn = replicate_totals(plan.replicate_index(k, False), np.ascontiguousarray(num0, dtype=float), m,
-                                  design.repw)
+                                  design.repw, squares=sq, w0=design.w)
+            if sq:
+                tn, moments["squares"] = tn
             t = np.concatenate([tn, np.repeat(sums, k, axis=0)])
         else:
             ncol = 2 * k if den is not None else k
@@ -240,7 +254,11 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
                 s_idx, s_val = _sketch_columns(n, R1)
                 idx = np.concatenate([idx, (s_idx + rows_out).astype(idx.dtype)], axis=1)
                 val[:, ncol] = s_val[:, 0]
-            t = replicate_totals(idx, val, rows_out + (4 * R1 if sketch else 0), design.repw)
+            t = replicate_totals(idx, val, rows_out + (4 * R1 if sketch else 0), design.repw, squares=sq,
+                                 w0=design.w)
+            if sq:
+                t, q = t
+                moments["squares"] = q[:m]
             if sketch:
                 from .design import _rank_of
 
@@ -295,8 +313,45 @@ def _ratio_core(design, num: np.ndarray, den: np.ndarray | None, valid: np.ndarr
     return est, vcov, t_num, t_den
 
 
+def _onehot_taylor(design, code: np.ndarray, L: int, cell: np.ndarray, G: int):
+    """:func:`_ratio_core` for the proportions of the L levels of a factor (``code``, every row
+    valid) on a Taylor design without calibration, from the factor codes instead of an n x L
+    indicator matrix.  The score of level l in cell g is ``w (1{level l} - p_gl) / W_g``, so its
+    total over the rows of a sampling unit is ``(A_ugl - p_gl B_ug) / W_g`` with ``A_ugl`` the
+    weight of the unit's rows of cell g at level l and ``B_ug`` the weight of its rows of cell g:
+    two weighted counts per stage instead of summing n x L scores.  The totals are the sums
+    ``_ratio_core`` forms (the same additions in the same order, zeros left out).  Returns None
+    when a stage's (units x estimates) array would be too large to hold dense."""
+    m = G * L
+    if any(st.n_units * m > DENSE_LIMIT for st in design.stages):
+        return None
+    plan = _plan(design, cell, G)
+    gr, wr = plan.g_rows, plan.w_rows
+    cr = code if plan.rows is None else code[plan.rows]
+    gl = gr * L + cr
+    t_num = np.bincount(gl, wr, minlength=m)
+    t_den = np.repeat(np.bincount(gr, wr, minlength=G), L)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = t_num / t_den
+    p = est.reshape(G, L)
+    W = t_den.reshape(G, L)
+
+    def totals(stage):
+        u = stage.unit if plan.rows is None else stage.unit[plan.rows]
+        nu = stage.n_units
+        A = np.bincount(u * m + gl, wr, minlength=nu * m).reshape(nu, G, L)
+        B = np.bincount(u * G + gr, wr, minlength=nu * G).reshape(nu, G, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (A - p[None] * B) / W[None]  # NaN in a cell without weight, as the row scores give
+        return z.reshape(nu, m)
+
+    vcov = taylor_vcov_of_totals(totals, m, list(design.stages), design.lonely_psu)
+    return est, vcov, t_num, t_den
+
+
 def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray, cell: np.ndarray, G: int,
-                  kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None):
+                  kind: str | None, t_num: np.ndarray | None = None, t_den: np.ndarray | None = None,
+                  binary: bool = False, squares: np.ndarray | None = None):
     """Per (cell, column): unweighted n, n missing, weighted n and the SRS variance for deff.
 
     ``n`` counts rows with a positive weight and a valid value.  The SRS variance (Kish's deff
@@ -304,7 +359,15 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
     variance of the residuals ``(y - R x) / xbar`` with the ``n / (n - 1)`` correction, and
     ``N^2`` times that for a total.  ``kind`` None skips it.  ``t_num``/``t_den``: the weighted
     totals of y and x per (cell, column) when the caller has them (for a mean, ``t_den`` is the
-    weighted count).
+    weighted count).  ``binary``: y holds 0/1 indicators (proportions).  ``squares``: the sums
+    ``sum w y^2`` per (cell, column) when the caller has them (the replicate product's threads).
+
+    Without ``x`` (means, totals, proportions) and all values valid, the residual sum of
+    squares of a cell is not summed over its rows but derived from its totals: for 0/1 values
+    ``S (1 - r)^2 + (W - S) r^2`` (``S`` the weighted count of ones, ``W`` the cell's weight,
+    ``r = S / W``), otherwise ``sum w y^2 - S^2 / W`` (one pass over the rows instead of
+    three); when that difference cancels (a residual sum of squares below 1e-3 of ``sum w y^2``,
+    a cell whose values hardly vary around a large mean) the residuals are summed row by row.
     """
     _, k = valid.shape
     w = design.w
@@ -320,7 +383,8 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
         sw = t_den if (t_den is not None and x is None) else np.repeat(plan.sw, k)
         if kind is None:
             return nn, np.zeros(m), sw, np.full(m, np.nan)
-        yr = y if r is None else y[r]
+        have = t_num is not None and (binary or (squares is not None and x is None))
+        yr = None if have else (y if r is None else y[r])
         sy = t_num if t_num is not None else np.bincount(idx, (wr[:, None] * yr).ravel(), minlength=m)
         xr = None if x is None else (x if r is None else x[r])
         if xr is None:
@@ -328,7 +392,25 @@ def _cell_summary(design, y: np.ndarray, x: np.ndarray | None, valid: np.ndarray
         else:
             sx = t_den if t_den is not None else np.bincount(idx, (wr[:, None] * xr).ravel(), minlength=m)
         with np.errstate(invalid="ignore", divide="ignore"):
-            if k == 1:  # the common case, in place (the same operations in the same order)
+            ss = None
+            if xr is None and binary:
+                r_ = sy / sw
+                ss = sy * (1 - r_) ** 2 + (sw - sy) * r_ * r_
+            elif x is None:
+                if squares is not None:
+                    q = squares
+                else:
+                    wy = np.multiply(wr, yr[:, 0]) if k == 1 else wr[:, None] * yr
+                    np.multiply(wy, yr if k > 1 else yr[:, 0], out=wy)
+                    q = np.bincount(idx, wy.ravel(), minlength=m)
+                ss = q - sy * sy / sw
+                if not np.all((ss >= 1e-3 * q) | ~(sw > 0)):
+                    ss = None  # cancellation: sum the residuals row by row
+            if ss is None and yr is None:
+                yr = y if r is None else y[r]
+            if ss is not None:
+                s2 = ss / sw * nn / (nn - 1)
+            elif k == 1:  # the common case, in place (the same operations in the same order)
                 e = np.take((sy / sx), gr)
                 if xr is not None:
                     np.multiply(e, xr[:, 0], out=e)
@@ -411,7 +493,22 @@ def _df(design, df, cell=None, G=1, k=1):
     return float(df)
 
 
+_TQ: dict = {}
+
+
 def _tq(level: float, df):
+    if np.ndim(df) == 0 and np.ndim(level) == 0:  # one quantile, memoized (scipy's ppf costs ~0.1 ms)
+        key = (float(level), float(df))
+        hit = _TQ.get(key)
+        if hit is None:
+            if len(_TQ) > 4096:
+                _TQ.clear()
+            hit = _TQ[key] = _tq_array(level, df)
+        return hit
+    return _tq_array(level, df)
+
+
+def _tq_array(level: float, df):
     a = (1 + level) / 2
     df = np.asarray(df, dtype=float)
     out = np.where(np.isfinite(df), stats.t.ppf(a, np.where(np.isfinite(df), df, 1.0)), stats.norm.ppf(a))
@@ -541,12 +638,27 @@ def _prepare(design, variables, by):
 
 def _numeric_block(design, variables):
     data = design._data if hasattr(design, "_data") else design.data
-    if len(variables) == 1:  # a view, no copy
-        y = numeric(data, variables[0])[:, None]
+    cache = getattr(design, "_cache", None)
+    key = ("complete",) + tuple(variables)
+    if len(variables) == 1:
+        s = data[variables[0]] if variables[0] in data.columns else None
+        if s is not None and s.dtype == np.float64:  # a read-only view, no copy
+            y = s.to_numpy()[:, None]
+        else:
+            y = numeric(data, variables[0])[:, None]
     else:
         y = np.column_stack([numeric(data, v) for v in variables])
-    valid = ~np.isnan(y)
-    return y, valid
+    # whether the columns have no missing value is a fact of the design's (unchangeable) data,
+    # kept in its cache; all valid: a read-only broadcast of True (no n x k array)
+    complete = None if cache is None else cache.get(key)
+    if complete is None:
+        nan = np.isnan(y)
+        complete = not nan.any()
+        if cache is not None:
+            cache[key] = complete
+        if not complete:
+            return y, ~nan
+    return y, (np.broadcast_to(True, y.shape) if complete else ~np.isnan(y))
 
 
 def _check_na(variables, valid, cell, na_rm):
@@ -564,10 +676,12 @@ def _ratio_like(design, variables, y, x, valid, cell, keys, kind, level, df, na_
     G, k = len(keys), y.shape[1]
     # means: a read-only broadcast of 1.0 (no n x k allocation; the values are the same)
     den = None if kind == "total" else (np.broadcast_to(1.0, y.shape) if x is None else x)
-    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean")
+    moments: dict | None = {} if x is None else None
+    est, vcov, t_num, t_den = _ratio_core(design, y, den, valid, cell, G, den_ones=kind == "mean", moments=moments)
     d = _df(design, df, cell, G, k)
     lo, hi = _wald(est, np.sqrt(np.clip(np.diag(vcov), 0, None)), level, d)
-    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den)
+    n, miss, wn, vsrs = _cell_summary(design, y, x, valid, cell, G, kind, t_num, t_den,
+                                      squares=(moments or {}).get("squares"))
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
     empty = n == 0
@@ -624,16 +738,23 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
     if not valid1.any():
         raise EstimationError(f"variable '{variable}': all {len(c)} rows are missing")
     L = len(lev)
-    ind = np.zeros((design.n, L))
-    ind[valid1, c[valid1]] = 1.0
-    valid = np.repeat(valid1[:, None], L, axis=1)
-    _check_na([variable] * L, valid, cell, na_rm)
     G = len(keys)
     reps: dict = {}
-    est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
+    fast = None
+    if valid1.all() and hasattr(design, "stages") and not design.calibrations:
+        fast = _onehot_taylor(design, c, L, cell, G)  # no n x L indicator matrix
+    if fast is not None:
+        est, vcov, t_num, _ = fast
+        ind, valid = None, np.broadcast_to(True, (design.n, L))
+    else:
+        ind = np.zeros((design.n, L))
+        ind[valid1, c[valid1]] = 1.0
+        valid = np.repeat(valid1[:, None], L, axis=1)
+        _check_na([variable] * L, valid, cell, na_rm)
+        est, vcov, t_num, _ = _ratio_core(design, ind, np.ones_like(ind), valid, cell, G, reps, den_ones=True)
     d = _df(design, df, cell, G, L)
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
-    n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num)
+    n, miss, wn, vsrs = _cell_summary(design, ind, None, valid, cell, G, "mean", t_num, binary=True)
     if ci_method == "logit" and "estimates" in reps:
         # replicate design: the variance of the logit itself from the replicates (as R's
         # svyciprop, which refits the logit on every replicate); xlogit keeps the delta method
@@ -643,19 +764,12 @@ def proportion(design, variable, by=None, level=0.95, df=None, ci_method="logit"
         h = _tq(level, d) * se_eta
         lo, hi = 1 / (1 + np.exp(-(eta - h))), 1 / (1 + np.exp(-(eta + h)))
     else:
-        lo, hi = proportion_ci(est, se, level, d, ci_method, n=_cell_rows(design, cell, G, L))
+        lo, hi = proportion_ci(est, se, level, d, ci_method, n=np.repeat(_plan(design, cell, G).nn, L))
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.diag(vcov) / vsrs
     levels = [x.item() if hasattr(x, "item") else x for x in lev]
     return _result(keys, L, [variable] * L, levels, est, vcov, lo, hi, d, deff, n, miss, wn,
                    {"estimator": "proportion", "ci_method": ci_method, "n_by_missing": nbm})
-
-
-def _cell_rows(design, cell, G, k):
-    """Rows of the design in each cell (the ``n`` of Korn-Graubard's t adjustment), repeated k times."""
-    inc = cell >= 0
-    cnt = np.bincount(cell[inc & (design.w > 0)], minlength=G).astype(float)
-    return np.repeat(cnt, k)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -147,12 +147,19 @@ def taylor_vcov(
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     vals = np.asarray(vals, dtype=float)
+    return taylor_vcov_of_totals(lambda stage: unit_totals(stage, rows, cols, vals, m), m, stages, lonely)
+
+
+def taylor_vcov_of_totals(totals, m: int, stages: list[Stage], lonely: str = "fail") -> np.ndarray:
+    """Covariance matrix (m x m) of estimates whose score totals in the units of a stage are
+    ``totals(stage)`` ((n_units x m), dense or sparse): :func:`taylor_vcov` for callers that sum
+    the scores into units without forming them row by row."""
     v = np.zeros((m, m))
     mult = np.ones(stages[0].n_groups)
     for k, stage in enumerate(stages):
         if not np.any(mult > 0):
             break
-        z = unit_totals(stage, rows, cols, vals, m)
+        z = totals(stage)
         v += _stage_vcov(z, stage, mult, lonely, k + 1)
         if k + 1 < len(stages):
             # multiplier of the next stage's groups (= this stage's units)
@@ -177,7 +184,8 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarray, threads: int = 2) -> np.ndarray:
+def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarray, threads: int = 2,
+                     squares: int = 0, w0: np.ndarray | None = None):
     """Weighted totals of every (cell x weight column) in one pass over the weights.
 
     Row ``i`` of the data adds ``val[i, j] * w[i, :]`` to cell ``idx[i, j]`` for each ``j``:
@@ -186,21 +194,35 @@ def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarr
     replicate weights.  This is a sparse (cells x n) matrix in CSC order times ``w``, which
     reads each row of ``w`` once, sequentially; the rows are split between threads (scipy's
     sparse kernels release the GIL) without copying anything.
+
+    ``squares`` > 0 (with ``w0``, the full-sample weights as their own contiguous array): also
+    return, per cell, ``sum_i w0[i] val[i, j]^2`` over the first ``squares`` columns j (the
+    second moments of the SRS variance), computed by the same threads on their rows just
+    before their product, while those rows are in cache: ``(totals, second_moments)``.
     """
     n, c = idx.shape
     idx = np.ascontiguousarray(idx)
     val = np.ascontiguousarray(val, dtype=float)
 
-    def block(a: int, b: int) -> np.ndarray:
+    def block(a: int, b: int):
         ptr = np.arange(0, (b - a) * c + 1, c, dtype=idx.dtype)
+        q = None
+        if squares:
+            ptr_q = ptr if squares == c else np.arange(0, (b - a) * squares + 1, squares, dtype=idx.dtype)
+            sq = sp.csc_matrix((np.square(val[a:b, :squares]).ravel(), np.ascontiguousarray(idx[a:b, :squares]).ravel(),
+                                ptr_q), shape=(n_cells, b - a))
+            q = sq @ w0[a:b]
         s = sp.csc_matrix((val[a:b].ravel(), idx[a:b].ravel(), ptr), shape=(n_cells, b - a))
-        return np.asarray(s @ w[a:b])
+        return np.asarray(s @ w[a:b]), q
 
     if threads <= 1 or n < 50_000:
-        return block(0, n)
-    cuts = np.linspace(0, n, threads + 1).astype(int)
-    out = list(_pool().map(lambda ab: block(*ab), zip(cuts[:-1], cuts[1:])))
-    return np.sum(out, axis=0)
+        t, q = block(0, n)
+    else:
+        cuts = np.linspace(0, n, threads + 1).astype(int)
+        out = list(_pool().map(lambda ab: block(*ab), zip(cuts[:-1], cuts[1:])))
+        t = np.sum([o[0] for o in out], axis=0)
+        q = np.sum([o[1] for o in out], axis=0) if squares else None
+    return (t, q) if squares else t
 
 
 def replicate_vcov(
