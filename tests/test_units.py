@@ -279,6 +279,33 @@ def test_combine_errors(tmp_path):
         read_spec(tmp_path / "s.yaml")
 
 
+def test_combine_screener_type_stays_prevalence_only(tmp_path):
+    """A screener-only type (victim or not, no count) in a combined file where some units have no
+    respondent row: the units' counts are unknown, not 0, so the type keeps prevalence only (no
+    incidence or count rows), as on the row-level file."""
+    rows = _interviews(tmp_path, "sum")
+    rng = np.random.default_rng(5)
+    rows["scr"] = rng.integers(1, 3, len(rows))
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    text = (tmp_path / "s.yaml").read_text().replace(
+        "types: [{name: theft, unit: household, count: {variable: n}}]",
+        "types: [{name: theft, unit: household, count: {variable: n}},\n"
+        "          {name: scr, unit: household, victim: {variable: scr, yes: [1]}}]")
+    (tmp_path / "s.yaml").write_text(text)
+    data = load(tmp_path / "s.yaml")
+    no_resp = ~data.respondents["_respondent"].to_numpy()
+    assert no_resp.sum() > 0  # the case: units whose every row is a non-interview
+    assert data.respondents["n__scr"].isna().all()
+    assert data.respondents.loc[no_resp, "n__theft"].isna().all()
+    t = indicator_table(data, crime_types=["scr"], publication="none")
+    assert set(t.indicator) & {"incidence", "victimizations", "concentration"} == set()
+    r = rows[rows.w > 0]
+    g = r.groupby("hid")
+    W, vic = g.w.sum(), g.scr.apply(lambda x: (x == 1).any())
+    prev = t.set_index(["indicator", "domain"]).loc[("prevalence", "overall"), "estimate"]
+    assert prev == pytest.approx(100 * W[vic].sum() / W.sum(), rel=1e-12)
+
+
 def test_stata_extended_missing_codes(tmp_path):
     """A Stata file whose "don't know" is an extended missing value (.a) and "refused" .b: out of
     the base, the numeric answers still compared as codes (1 yes, 2 no)."""

@@ -395,7 +395,7 @@ def _combine_units(data: SurveyData, path: str, acc: _Accounting) -> None:
     (the unweighted count that makes a repeat victim) as the plain sum; reported to the police
     if any; perception items and domains from the last respondent row that answered; the
     weight ``W`` (and replicate weights) by the declared rule over the respondent rows (0 for a
-    unit with no respondent row, kept for design information); strata, PSUs and fpc must be
+    unit with no respondent row, kept for design information; its counts are unknown); strata, PSUs and fpc must be
     the same on every row of a unit.  ``SurveyData.rows`` keeps the row-level table and
     ``incidents.respondent_row`` points at the unit's row.
     """
@@ -492,13 +492,15 @@ def _combine_units(data: SurveyData, path: str, acc: _Accounting) -> None:
                     nan = np.bincount(unit, weights=(np.isnan(x) & is_resp).astype(float), minlength=U) > 0
                     with np.errstate(invalid="ignore", divide="ignore"):
                         val = np.where(W > 0, s_ / np.where(W > 0, W, 1), 0.0)
-                    cols[col] = np.where(nan, np.nan, val)
+                    # unknown when a respondent row is unknown, or the unit has no respondent row
+                    # (as a non-interview row of the row-level file: out of every base)
+                    cols[col] = np.where(nan | (n_resp == 0), np.nan, val)
             for col in (f"k__{name}", f"krep__{name}"):
                 if col in rows:
                     x = rows[col].to_numpy(dtype=float)
                     s_ = np.bincount(unit, weights=np.where(is_resp, np.nan_to_num(x), 0.0), minlength=U)
                     nan = np.bincount(unit, weights=(np.isnan(x) & is_resp).astype(float), minlength=U) > 0
-                    cols[col] = np.where(nan, np.nan, s_)
+                    cols[col] = np.where(nan | (n_resp == 0), np.nan, s_)
             for prefix in ("victim", "vrep"):
                 col = f"{prefix}__{name}"
                 if col in rows:
