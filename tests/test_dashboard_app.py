@@ -407,7 +407,7 @@ def test_figure_dicts_are_what_plotly_makes_of_them(pub, name):
     for _ in _each_option(app, per_filter=3):
         for i, (out, fig) in enumerate(zip(app.chart.outputs, app.figures)):
             sent = dict(figure_json(app, i))
-            assert sent.pop("config") == {"displaylogo": False, "responsive": True}
+            assert sent.pop("config") == {"displaylogo": False, "responsive": True, "displayModeBar": False}
             assert sent == json.loads(fig.to_json()), (name, app.state, i)
             assert out["data"]["text/plain"] == f"<plotly figure: {charts.title_of(fig_dict(fig))}>"
             seen += 1
@@ -1017,3 +1017,16 @@ def test_crossed_domains_and_victimization_status(pub, table):
     fear.select(crime="safe_dark", domain="victim__household")
     assert [r[0].text for r in fear.view.rows] == ["Non-victims", "Victims"]
     assert fear.view.columns[0] == f"Victims of {fear.crime_name('household')} or not"
+
+
+@pytest.mark.parametrize("name", sorted([*APPS, "local"]))
+def test_dashboard_notebook_has_its_title_in_english(name):
+    """The notebook's metadata title (what the browser tab shows before the widgets render,
+    replaced by the translated title then) is the dashboard's English title of the catalog,
+    written in the jupytext header of the .py pair and present in the .ipynb."""
+    import jupytext
+
+    title = Translator("en")(f"app.{name}.title")
+    assert title and title != f"app.{name}.title"
+    assert nbformat.read(ROOT / "dashboards" / f"{name}.ipynb", as_version=4).metadata.get("title") == title
+    assert jupytext.read(ROOT / "dashboards" / f"{name}.py").metadata.get("title") == title

@@ -43,6 +43,10 @@ FILTERS = ("run", "period", "indicator", "crime", "domain", "language")
 DESIGN_NOTE_KINDS = ("srswr", "no_psu", "no_strata")  # survey.report.design_info kinds that get a note
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 GROUP_PREFERENCE = ("property", "household", "personal", "violent")
+# no mode bar: its ten buttons were ten Tab stops between the filters and the table, with
+# nothing a reader needs (the data are in the table and its CSV download, the chart has no zoom
+# worth keeping); tests/test_dashboard_keyboard.py counts the Tab stops
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
 HEAT_RANGE = 0.6  # the part of the colour scale a heat table uses (contrast of dark text at least 4.5)
 
 
@@ -89,7 +93,7 @@ def figure_bundle(fig) -> dict:
         spec, title = json.loads(charts.to_json(fig)), charts.title_of(fig)
     else:
         spec, title = json.loads(fig.to_json()), fig.layout.title.text or ""
-    spec["config"] = {"displaylogo": False, "responsive": True}
+    spec["config"] = dict(PLOTLY_CONFIG)
     return {PLOTLY_MIME: spec, "text/plain": f"<plotly figure: {title}>"}
 
 
