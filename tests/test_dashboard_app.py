@@ -920,6 +920,43 @@ def test_crossed_domain_grouped_bars_and_heat_table(tmp_path, publication):
     assert [b["name"] for b in app.figure_specs[0]["data"] if b["type"] == "bar"] == ["Hombre", "Mujer"]
 
 
+def test_crossed_bars_show_the_previous_wave(publication):
+    """sex × age in the two-wave run: every bar with an estimate in Year 1 has a marker at the
+    Year 1 estimate - compared with the demo run's own table, which published Year 1's data
+    as a run of its own - pointing up where the estimate rose and down where it fell, drawn
+    after (over) the bars, outside the plot clip, in the bar's group."""
+    year1 = pd.read_parquet(publication / "demo" / "indicators.parquet")
+    year2 = pd.read_parquet(publication / "synthetic-two-waves" / "indicators.parquet")
+    app = build("victimization", root=publication, language="en", run="synthetic-two-waves")
+    app.select(indicator="prevalence", crime="personal", domain="sex_age")
+    was = partition(year1, "prevalence", "personal", "sex_age").set_index("domain_value")
+    now = partition(year2, "prevalence", "personal", "sex_age").set_index("domain_value")
+    assert len(was) >= 4 and set(was.index) == set(now.index)
+    fig = app.figure_specs[0]
+    kinds = [t["type"] for t in fig["data"]]
+    marks = [t for t in fig["data"] if t.get("meta") == {"previous": True}]
+    assert marks and kinds.index("scatter") > max(i for i, k in enumerate(kinds) if k == "bar")
+    bars = {t["offsetgroup"]: t["name"] for t in fig["data"] if t["type"] == "bar"}
+    seen, ups, downs = set(), 0, 0
+    for t in marks:
+        assert t["cliponaxis"] is False and t["marker"]["line"]["color"] == "white" and t["name"] == "Year 1"
+        for age, y, sym in zip(t["x"], t["y"], t["marker"]["symbol"]):
+            cell = f"{bars[t['offsetgroup']]} × {age}"
+            seen.add(cell)
+            assert y == pytest.approx(was.loc[cell, "estimate"], rel=1e-9)
+            if now.loc[cell, "estimate"] > was.loc[cell, "estimate"]:
+                assert sym == "triangle-up"
+                ups += 1
+            elif now.loc[cell, "estimate"] < was.loc[cell, "estimate"]:
+                assert sym == "triangle-down"
+                downs += 1
+    assert seen == {v for v in was.index if not was.loc[v, "suppressed"]} and ups and downs
+    assert [t["showlegend"] for t in marks] == [True] + [False] * (len(marks) - 1)
+    assert any("Year 1" in n for n in app.view.notes)
+    app.select(run="demo")  # no previous wave: no markers
+    assert not [t for t in app.figure_specs[0]["data"] if t.get("meta") == {"previous": True}]
+
+
 def test_three_way_cross_facets_or_falls_back_to_the_table():
     """A three-way cross: one panel per value of the third margin (each bar its cell's
     estimate), or no chart (the table only) when there would be more than MAX_FACETS panels."""

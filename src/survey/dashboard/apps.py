@@ -564,7 +564,7 @@ class Dashboard:
             prev_name = self.period_label(str(changes["a"].iloc[0]))
         crossed, extra, map_fig = None, "", None
         if len(rows):
-            crossed = self.crossed_view(rows, domain, title, yaxis) if domain != "overall" else None
+            crossed = self.crossed_view(rows, domain, title, yaxis, previous, prev_name) if domain != "overall" else None
             if crossed is not None:
                 fig, extra = crossed
                 figures += [fig] if fig is not None else []
@@ -658,10 +658,11 @@ class Dashboard:
             names.append(self.domain_name(hit) if hit else self.tr("charts.margin", number=i + 1))
         return names
 
-    def crossed_view(self, rows, domain: str, title: str, yaxis: str):
+    def crossed_view(self, rows, domain: str, title: str, yaxis: str, previous=None, previous_name=None):
         """(grouped bars, heat table HTML) of a crossed breakdown (values "Female × 16-24"), or
         None when the domain is not crossed: the margin with more values on the axis, the other
-        as coloured groups, a third as panels (or only the table when there are too many)."""
+        as coloured groups, a third as panels (or only the table when there are too many); the
+        previous wave's estimates (``previous``, one per row) as markers on the bars."""
         values = [str(v) for v in rows["domain_value"]]
         if not values or not all(CROSS in v for v in values):
             return None
@@ -673,7 +674,7 @@ class Dashboard:
         axis = 0 if len({p[0] for p in parts}) >= len({p[1] for p in parts}) else 1
         group = 1 - axis
         fig = charts.crossed_bars(rows, parts, self.tr, title, margins[axis], yaxis, legend_title=margins[group],
-                                  axis=axis)
+                                  axis=axis, previous=previous, previous_name=previous_name)
         return fig, self.heat_table(rows, parts, axis, group, margins, title)
 
     def heat_table(self, rows, parts, row_part: int, col_part: int, margins, title: str) -> str:

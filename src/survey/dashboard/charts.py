@@ -486,14 +486,18 @@ MAX_FACETS = 4
 
 
 def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str, legend_title: str = "",
-                 axis: int = 1) -> dict | None:
+                 axis: int = 1, previous=None, previous_name: str | None = None) -> dict | None:
     """Grouped bars of a crossed breakdown: ``parts`` gives each row's translated margin labels
     (2 or 3); margin ``axis`` on the x axis, the other of the first two as coloured groups (with
     their CIs, flagged bars hatched with †, suppressed and no-case cells a grey cross at the base
     with the reason on hover), a third margin as side-by-side panels; None with more than
-    :data:`MAX_FACETS` panels (the heat table shows it)."""
+    :data:`MAX_FACETS` panels (the heat table shows it).  ``previous``: the previous wave's
+    estimate of each row (None where it has none), drawn on each bar as in :func:`estimate_bars`
+    (a triangle pointing the way the estimate moved, above the bars with a white outline, so
+    that it shows inside a bar as well as above it)."""
     labels = [CROSS_LABEL.join(p) for p in parts]
     ms = marks(rows, labels, tr)
+    prev = [_f(v) for v in previous] if previous is not None else None
     k = len(parts[0]) if parts else 2
     group = 1 - axis if axis in (0, 1) else 0
     facets = list(dict.fromkeys(p[2] for p in parts)) if k == 3 else [""]
@@ -501,13 +505,15 @@ def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str
         return None
     layout = _subplots(facets if k == 3 else [""])
     groups = list(dict.fromkeys(p[group] for p in parts))
-    data, seen_empty = [], False
+    data, seen_empty, changes = [], False, []
     for fi, facet in enumerate(facets):
         ax = {"xaxis": "x" if fi == 0 else f"x{fi + 1}", "yaxis": "y" if fi == 0 else f"y{fi + 1}"}
         for gi, g in enumerate(groups):
-            sel = [(p, m) for p, m in zip(parts, ms) if p[group] == g and (k < 3 or p[2] == facet)]
+            sel = [(i, p, m) for i, (p, m) in enumerate(zip(parts, ms)) if p[group] == g and (k < 3 or p[2] == facet)]
             if not sel:
                 continue
+            before = [prev[i] for i, _, _ in sel] if prev is not None else None
+            sel = [(p, m) for _, p, m in sel]
             colour = COLORS[gi % len(COLORS)]
             sm = [m for _, m in sel]
             fl = [m.status == "flagged" for m in sm]
@@ -532,6 +538,21 @@ def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str
                                              line=dict(color="#595959", width=2)),
                                  **dict(common, legendgroup="empty")))
                 seen_empty = True
+            if before is not None and any(v is not None for v in before):
+                shown = [(x, v, m) for x, v, m in zip(xs, before, sm) if v is not None]
+                marker = [change_marker(v, m.estimate) for _, v, m in shown]
+                changes.append(dict(type="scatter", mode="markers", x=[x for x, _, _ in shown],
+                                    y=[v for _, v, _ in shown], name=previous_name, cliponaxis=False,
+                                    hovertext=[f"{m.label} ({previous_name}): {tr.number(v)}" for _, v, m in shown],
+                                    hoverinfo="text", marker=dict(symbol=[s for s, _ in marker], size=12,
+                                                                  color=[c for _, c in marker],
+                                                                  line=dict(color="white", width=1.5)),
+                                    meta={"previous": True},
+                                    **dict(common, legendgroup="previous")))
+    for i, trace in enumerate(changes):  # after every bar: drawn over them
+        trace["showlegend"] = i == 0
+        trace["legendrank"] = 1500
+        data.append(_drop_none(trace))
     for fi in range(len(facets)):
         i = "" if fi == 0 else str(fi + 1)
         layout.setdefault(f"xaxis{i}", {})["title"] = {"text": xaxis}
