@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -758,6 +759,46 @@ def test_geojson_areas_published_and_drawn(tmp_path, publication):
     assert min(drawn["North"]["x"]) == pytest.approx(11 * k) and max(drawn["North"]["x"]) == pytest.approx(12 * k)
     assert (min(drawn["North"]["y"]), max(drawn["North"]["y"])) == (49.0, 50.0)
     assert "tile" not in json.dumps(fig)  # the GeoJSON areas, not the grid
+    charts.to_figure(fig)
+
+
+# a square area (lon 10-14, lat 0-4) with a square hole (11-13, 1-3) holding a second area
+# (an enclave), every ring wound the same (clockwise) way, as some files have them; and a
+# multi-polygon area: two islands
+HOLED = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"domain_value": "Ring"}, "geometry": {"type": "Polygon", "coordinates": [
+        [[10, 0], [10, 4], [14, 4], [14, 0], [10, 0]], [[11, 1], [11, 3], [13, 3], [13, 1], [11, 1]]]}},
+    {"type": "Feature", "properties": {"domain_value": "Enclave"}, "geometry": {"type": "Polygon", "coordinates": [
+        [[11.5, 1.5], [11.5, 2.5], [12.5, 2.5], [12.5, 1.5], [11.5, 1.5]]]}},
+    {"type": "Feature", "properties": {"domain_value": "Islands"}, "geometry": {"type": "MultiPolygon", "coordinates": [
+        [[[15, 0], [16, 0], [16, 1], [15, 1], [15, 0]]], [[[15, 2], [15, 3], [16, 3], [16, 2], [15, 2]]]]}}]}
+
+
+def _shoelace(xs, ys) -> float:
+    """Twice the signed area of a ring by hand (positive: counter-clockwise)."""
+    return sum(xs[i] * ys[i + 1] - xs[i + 1] * ys[i] for i in range(len(xs) - 1))
+
+
+def test_geojson_holes_are_wound_against_their_outer_ring():
+    """Outer rings counter-clockwise, holes clockwise (the non-zero fill rule then leaves the
+    hole unfilled), whatever the file's winding; each area one trace, its rings separated by a
+    gap; an enclave drawn in the hole is an area of its own."""
+    shapes = charts.geojson_shapes(HOLED)
+    k = math.cos(math.radians((8 + 9 + 9.5 + 2 + 12) / 25))  # the mean latitude of the 25 points
+    ring, hole = shapes["Ring"]
+    assert _shoelace([p[0] for p in ring], [p[1] for p in ring]) == pytest.approx(2 * 16 * k)  # 4 x 4, ccw
+    assert _shoelace([p[0] for p in hole], [p[1] for p in hole]) == pytest.approx(-2 * 4 * k)  # 2 x 2, cw
+    assert [_shoelace([p[0] for p in r], [p[1] for p in r]) > 0 for r in shapes["Islands"]] == [True, True]
+    assert shapes["Enclave"][0][0] == (11.5 * k, 1.5)
+    rows = pd.DataFrame({"domain_value": ["Ring", "Enclave", "Islands"], "estimate": [10.0, 30.0, 20.0],
+                         "ci_low": [8.0, 25.0, 15.0], "ci_high": [12.0, 35.0, 25.0], "suppressed": False,
+                         "flag_reason": "", "measure": "%", "n": 500})
+    fig = charts.area_map(rows, shapes, ["Ring", "Enclave", "Islands"], Translator("en"), "T", "%")
+    areas = {t["meta"]["domain_value"]: t for t in fig["data"] if t.get("fill") == "toself"}
+    assert areas["Ring"]["x"].count(None) == 1 and len(areas["Ring"]["x"]) == 11
+    xs = areas["Ring"]["x"][6:]
+    ys = areas["Ring"]["y"][6:]
+    assert _shoelace(xs, ys) < 0  # the hole as drawn
     charts.to_figure(fig)
 
 

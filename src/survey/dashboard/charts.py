@@ -370,8 +370,18 @@ def _ring_centre(ring) -> tuple[float, float]:
     return cx / (3 * a), cy / (3 * a)
 
 
+def _signed_area(ring) -> float:
+    """Twice the signed area of a ring: positive when it turns counter-clockwise."""
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]))
+
+
 def _ring_area(ring) -> float:
-    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]))) / 2
+    return abs(_signed_area(ring)) / 2
+
+
+def _wound(ring: list, outer: bool) -> list:
+    """The ring counter-clockwise when it is an outer ring, clockwise when it is a hole."""
+    return ring if (_signed_area(ring) >= 0) == outer else ring[::-1]
 
 
 def grid_shapes(grid) -> dict[str, list]:
@@ -386,23 +396,30 @@ def grid_shapes(grid) -> dict[str, list]:
 def geojson_shapes(collection: dict, id_property: str = "domain_value") -> dict[str, list]:
     """The areas of a GeoJSON FeatureCollection (Polygon/MultiPolygon, lon/lat): the value of
     ``id_property`` -> its rings, projected for a flat drawing (equirectangular, longitudes
-    scaled by the cosine of the mean latitude: right for the small areas of a country)."""
+    scaled by the cosine of the mean latitude: right for the small areas of a country).
+
+    Each polygon's outer ring turns counter-clockwise and its holes clockwise, whatever the
+    file's winding: :func:`area_map` draws an area's rings as one SVG path, filled with the
+    non-zero rule, so a hole wound against its outer ring is left unfilled (wound the same way
+    it would be painted over)."""
     feats = collection.get("features") or []
-    lats = [pt[1] for f in feats for ring in _rings(f.get("geometry") or {}) for pt in ring]
+    lats = [pt[1] for f in feats for poly in _polygons(f.get("geometry") or {}) for ring in poly for pt in ring]
     k = math.cos(math.radians(sum(lats) / len(lats))) if lats else 1.0
     out: dict[str, list] = {}
     for f in feats:
         key = str((f.get("properties") or {}).get(id_property))
-        out.setdefault(key, []).extend([[(float(x) * k, float(y)) for x, y, *_ in ring]
-                                        for ring in _rings(f.get("geometry") or {})])
+        for poly in _polygons(f.get("geometry") or {}):
+            rings = [[(float(x) * k, float(y)) for x, y, *_ in ring] for ring in poly if len(ring) >= 3]
+            out.setdefault(key, []).extend(_wound(r, outer=i == 0) for i, r in enumerate(rings))
     return out
 
 
-def _rings(geometry: dict) -> list:
+def _polygons(geometry: dict) -> list:
+    """The polygons (each: its outer ring, then its holes) of a Polygon or MultiPolygon."""
     if geometry.get("type") == "Polygon":
-        return list(geometry.get("coordinates") or [])
+        return [list(geometry.get("coordinates") or [])]
     if geometry.get("type") == "MultiPolygon":
-        return [ring for poly in geometry.get("coordinates") or [] for ring in poly]
+        return [list(poly) for poly in geometry.get("coordinates") or []]
     return []
 
 
