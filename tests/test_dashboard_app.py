@@ -13,6 +13,7 @@ import io
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -812,6 +813,35 @@ def test_geojson_is_an_input_of_the_run(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(raw, encoding="utf-8")
     assert ("areas:region", AREAS.resolve()) in data_files({"spec": str(spec)})
+
+
+def test_survey_validate_checks_the_geojson_areas(tmp_path, capsys):
+    """`survey validate` makes the check a run makes when it publishes the areas: a spec whose
+    GeoJSON names every region passes and says how many areas it read; a feature naming no
+    region fails with one line naming the file, the property and the value."""
+    from survey.cli import main
+
+    doc = json.loads(AREAS.read_text(encoding="utf-8"))
+    spec = ROOT / "specs" / f".test-validate-{tmp_path.name}.yaml"
+    raw = (ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8")
+    try:
+        for geojson, code in ((AREAS, 0), (None, 2)):
+            if geojson is None:
+                doc["features"][3]["properties"]["name"] = "Atlantis"
+                geojson = _bad_geojson(tmp_path, doc)
+            spec.write_text(raw.replace("    variable: region\n",
+                                        f"    variable: region\n    geojson: {geojson}\n    id_property: name\n"),
+                            encoding="utf-8")
+            assert main(["validate", str(spec)]) == code
+            out, err = capsys.readouterr()
+            if code == 0:
+                assert f"map areas: {len(doc['features'])} GeoJSON features" in out and not err
+            else:
+                assert "map areas" not in out and len(err.strip().splitlines()) == 1, err
+                assert "bad.geojson" in err and "'name'" in err and "Atlantis" in err and "region" in err, err
+    finally:
+        spec.unlink(missing_ok=True)
+        shutil.rmtree(ROOT / "data" / "areas" / f".test-{tmp_path.name}", ignore_errors=True)
 
 
 def _bad_geojson(tmp_path, doc) -> str:
