@@ -205,7 +205,7 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
     assert "crime" in filters and "language" in filters, filters
     # 4. Tab through the whole page: every filter is reached in layout order with a visible
     #    focus indicator; the crime filter is changed with the arrow keys on the way
-    seen, reached, hrefs, classes, changed = [], [], [], [], None
+    seen, reached, hrefs, classes, changed, png = [], [], [], [], None, None
     for _ in range(120):
         f = tab(page)
         if f["tag"] == "body":
@@ -215,6 +215,12 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
         seen.append((f["tag"], f["id"], f["cls"], f["top"], f["left"]))
         hrefs.append(f["href"])
         classes.append(f["filter"] if f["tag"] == "select" else None)
+        if "svy-png" in f["cls"] and png is None:  # the chart as an image, with Enter
+            assert f["indicator"] and f["text"] == "Download the chart as an image (PNG)", f
+            with page.expect_download() as got:
+                page.keyboard.press("Enter")
+            png = (got.value.suggested_filename, Path(got.value.path()).read_bytes())
+            assert focused(page)["cls"] == f["cls"], "focus lost after the download"
         if f["filter"] and f["tag"] == "select":
             if reached and reached[-1][0] == f["filter"]:
                 continue
@@ -246,6 +252,16 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
         assert link - first <= len(filters) + 1, f"{link - first} Tab presses from the first filter to the download"
         assert not any("modebar" in c[2] for c in seen), [c for c in seen if "modebar" in c[2]]
     assert page.locator(f"{root} .svy-chart .modebar-btn").count() == 0
+    # the PNG: the chart drawn at twice its size (read from the file's IHDR chunk)
+    assert png is not None, "the chart's PNG button was not reached"
+    name, data = png
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    box = page.locator(f"{root} .svy-chart .js-plotly-plot").first.bounding_box()
+    assert name.startswith("overview-") and name.endswith(".png") and data[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert abs(width - 2 * box["width"]) <= 2 and abs(height - 2 * box["height"]) <= 2, (width, height, box)
+    assert len(data) > 10_000, len(data)  # more than a blank canvas
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "overview-chart-download.png").write_bytes(data)
     # 5. Shift+Tab walks back from the end without being trapped
     back = [tab(page, back=True) for _ in range(3)]
     assert len({(b["tag"], b["cls"], b["top"], b["left"]) for b in back}) == 3, back
