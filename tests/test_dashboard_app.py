@@ -800,6 +800,14 @@ def test_geojson_holes_are_wound_against_their_outer_ring():
     xs = areas["Ring"]["x"][6:]
     ys = areas["Ring"]["y"][6:]
     assert _shoelace(xs, ys) < 0  # the hole as drawn
+    # the labels: the enclave's at its centre; the ring's not in the hole (under the enclave's)
+    # but in the band around it, which is 1 wide (lon 10-11 or 13-14, or lat 0-1 or 3-4)
+    text = next(t for t in fig["data"] if t.get("mode") == "markers+text")
+    at = {lab.split("<br>")[0]: (x / k, y) for lab, x, y in zip(text["text"], text["x"], text["y"])}
+    assert at["Enclave"] == (pytest.approx(12.0), pytest.approx(2.0))
+    x, y = at["Ring"]
+    assert 10 < x < 14 and 0 < y < 4 and not (11 <= x <= 13 and 1 <= y <= 3), at["Ring"]
+    assert min(x - 10, 14 - x, y, 4 - y, max(11 - x, x - 13, 1 - y, y - 3)) > 0.3, at["Ring"]  # off the edges
     charts.to_figure(fig)
 
 

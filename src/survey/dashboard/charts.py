@@ -384,6 +384,42 @@ def _wound(ring: list, outer: bool) -> list:
     return ring if (_signed_area(ring) >= 0) == outer else ring[::-1]
 
 
+def _inside(x: float, y: float, rings) -> bool:
+    """Whether (x, y) is in the filled part of an area's rings (even-odd: a hole's points are out)."""
+    inside = False
+    for ring in rings:
+        for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]):
+            if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
+                inside = not inside
+    return inside
+
+
+def _edge_distance(x: float, y: float, rings) -> float:
+    best = math.inf
+    for ring in rings:
+        for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]):
+            dx, dy = x1 - x0, y1 - y0
+            t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy)))
+            best = min(best, math.hypot(x - x0 - t * dx, y - y0 - t * dy))
+    return best
+
+
+def label_point(rings, steps: int = 24) -> tuple[float, float]:
+    """Where an area's label goes: the centre of its largest ring, unless that falls outside
+    the area (in a hole, or outside a crescent): then the point of a grid over the ring that is
+    inside the area and farthest from its edges."""
+    outer = max(rings, key=_ring_area)
+    x, y = _ring_centre(outer)
+    if _inside(x, y, rings):
+        return x, y
+    xs, ys = [p[0] for p in outer], [p[1] for p in outer]
+    (x0, x1), (y0, y1) = (min(xs), max(xs)), (min(ys), max(ys))
+    grid = [(x0 + (x1 - x0) * (i + 0.5) / steps, y0 + (y1 - y0) * (j + 0.5) / steps)
+            for i in range(steps) for j in range(steps)]
+    inside = [p for p in grid if _inside(p[0], p[1], rings)]
+    return max(inside, key=lambda p: _edge_distance(p[0], p[1], rings)) if inside else (x, y)
+
+
 def grid_shapes(grid) -> dict[str, list]:
     """The tiles of a tile grid (columns domain_value, row, col): value -> [square ring]."""
     out = {}
@@ -457,7 +493,7 @@ def area_map(rows, shapes: dict, labels, tr: Translator, title: str, unit: str =
                 trace.update(showlegend=True, name=tr("charts.legend_flagged", mark=FLAG) if kind == "flagged"
                              else tr("charts.legend_empty"))
         data.append(trace)
-        x, y = _ring_centre(max(rings, key=_ring_area))
+        x, y = label_point(rings)
         cx.append(x)
         cy.append(y)
         txt.append(f"{m.label}<br>{m.text}")
