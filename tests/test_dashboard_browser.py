@@ -140,7 +140,14 @@ def _add_cv_run(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def context(server):
+def context(server, chromium):
+    return chromium
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """The browser (one playwright per module: a second one cannot start while it runs)."""
+    _need_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
@@ -763,17 +770,15 @@ def test_map_hatching_scale_toggle_and_geojson_in_the_browser(context, server):
         page.close()
 
 
-def test_geojson_hole_is_not_painted_over_in_chromium():
+def test_geojson_hole_is_not_painted_over_in_chromium(chromium):
     """An area with a hole (test_dashboard_app.HOLED: a square ring around an enclave, every
     ring wound the same way in the file) drawn by charts.area_map with plotly.js in Chromium:
     the pixel in the hole (outside the enclave) is the background, the ring and the enclave
     have their own colours. Without a server: the figure in a page of its own."""
-    _need_browser()
     import json
 
     import pandas as pd
     import plotly.offline
-    from playwright.sync_api import sync_playwright
     from test_dashboard_app import HOLED
 
     from survey.i18n import Translator
@@ -787,31 +792,29 @@ def test_geojson_hole_is_not_painted_over_in_chromium():
     points = {"hole": (11.2 * k, 1.2), "ring": (10.4 * k, 3.6), "enclave": (12.0 * k, 2.0)}
     page_html = ("<html><body style='margin:0;background:white'><div id='g'></div><script>"
                  + plotly.offline.get_plotlyjs() + "</script></body></html>")
-    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        ctx = p.chromium.launch_persistent_context(profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS,
-                                                   headless=True, viewport={"width": 700, "height": 520})
-        try:
-            page = ctx.new_page()
-            page.set_content(page_html)
-            spec = json.loads(charts.to_json(fig))
-            page.evaluate("f => Plotly.newPlot('g', f.data, Object.assign(f.layout, {width: 700, height: 500}),"
-                          " {staticPlot: true})", spec)
-            where = page.evaluate("""pts => { const g = document.getElementById('g'), L = g._fullLayout,
-                r = g.getBoundingClientRect(), out = {};
-                for (const [k, [x, y]] of Object.entries(pts))
-                    out[k] = [r.left + L._size.l + L.xaxis.l2p(x), r.top + L._size.t + L.yaxis.l2p(y)];
-                return out; }""", points)
-            png = base64.b64encode(page.screenshot()).decode("ascii")
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "geojson-hole.png"))
-            seen = page.evaluate("""async ([src, where]) => { const img = new Image(); img.src = src; await img.decode();
-                const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
-                const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0), out = {};
-                for (const [k, [x, y]] of Object.entries(where))
-                    out[k] = Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data).slice(0, 3);
-                return out; }""", ["data:image/png;base64," + png, where])
-        finally:
-            ctx.close()
+    page = chromium.new_page()
+    try:
+        page.set_viewport_size({"width": 700, "height": 520})
+        page.set_content(page_html)
+        spec = json.loads(charts.to_json(fig))
+        page.evaluate("f => Plotly.newPlot('g', f.data, Object.assign(f.layout, {width: 700, height: 500}),"
+                      " {staticPlot: true})", spec)
+        where = page.evaluate("""pts => { const g = document.getElementById('g'), L = g._fullLayout,
+            r = g.getBoundingClientRect(), out = {};
+            for (const [k, [x, y]] of Object.entries(pts))
+                out[k] = [r.left + L._size.l + L.xaxis.l2p(x), r.top + L._size.t + L.yaxis.l2p(y)];
+            return out; }""", points)
+        png = base64.b64encode(page.screenshot()).decode("ascii")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "geojson-hole.png"))
+        seen = page.evaluate("""async ([src, where]) => { const img = new Image(); img.src = src; await img.decode();
+            const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+            const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0), out = {};
+            for (const [k, [x, y]] of Object.entries(where))
+                out[k] = Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data).slice(0, 3);
+            return out; }""", ["data:image/png;base64," + png, where])
+    finally:
+        page.close()
 
     def rgb(colour):
         return [round(v) for v in charts._rgb(colour)]
