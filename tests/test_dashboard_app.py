@@ -11,7 +11,9 @@ import csv
 import html
 import io
 import json
+import math
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -407,7 +409,7 @@ def test_figure_dicts_are_what_plotly_makes_of_them(pub, name):
     for _ in _each_option(app, per_filter=3):
         for i, (out, fig) in enumerate(zip(app.chart.outputs, app.figures)):
             sent = dict(figure_json(app, i))
-            assert sent.pop("config") == {"displaylogo": False, "responsive": True}
+            assert sent.pop("config") == {"displaylogo": False, "responsive": True, "displayModeBar": False}
             assert sent == json.loads(fig.to_json()), (name, app.state, i)
             assert out["data"]["text/plain"] == f"<plotly figure: {charts.title_of(fig_dict(fig))}>"
             seen += 1
@@ -761,6 +763,54 @@ def test_geojson_areas_published_and_drawn(tmp_path, publication):
     charts.to_figure(fig)
 
 
+# a square area (lon 10-14, lat 0-4) with a square hole (11-13, 1-3) holding a second area
+# (an enclave), every ring wound the same (clockwise) way, as some files have them; and a
+# multi-polygon area: two islands
+HOLED = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"domain_value": "Ring"}, "geometry": {"type": "Polygon", "coordinates": [
+        [[10, 0], [10, 4], [14, 4], [14, 0], [10, 0]], [[11, 1], [11, 3], [13, 3], [13, 1], [11, 1]]]}},
+    {"type": "Feature", "properties": {"domain_value": "Enclave"}, "geometry": {"type": "Polygon", "coordinates": [
+        [[11.5, 1.5], [11.5, 2.5], [12.5, 2.5], [12.5, 1.5], [11.5, 1.5]]]}},
+    {"type": "Feature", "properties": {"domain_value": "Islands"}, "geometry": {"type": "MultiPolygon", "coordinates": [
+        [[[15, 0], [16, 0], [16, 1], [15, 1], [15, 0]]], [[[15, 2], [15, 3], [16, 3], [16, 2], [15, 2]]]]}}]}
+
+
+def _shoelace(xs, ys) -> float:
+    """Twice the signed area of a ring by hand (positive: counter-clockwise)."""
+    return sum(xs[i] * ys[i + 1] - xs[i + 1] * ys[i] for i in range(len(xs) - 1))
+
+
+def test_geojson_holes_are_wound_against_their_outer_ring():
+    """Outer rings counter-clockwise, holes clockwise (the non-zero fill rule then leaves the
+    hole unfilled), whatever the file's winding; each area one trace, its rings separated by a
+    gap; an enclave drawn in the hole is an area of its own."""
+    shapes = charts.geojson_shapes(HOLED)
+    k = math.cos(math.radians((8 + 9 + 9.5 + 2 + 12) / 25))  # the mean latitude of the 25 points
+    ring, hole = shapes["Ring"]
+    assert _shoelace([p[0] for p in ring], [p[1] for p in ring]) == pytest.approx(2 * 16 * k)  # 4 x 4, ccw
+    assert _shoelace([p[0] for p in hole], [p[1] for p in hole]) == pytest.approx(-2 * 4 * k)  # 2 x 2, cw
+    assert [_shoelace([p[0] for p in r], [p[1] for p in r]) > 0 for r in shapes["Islands"]] == [True, True]
+    assert shapes["Enclave"][0][0] == (11.5 * k, 1.5)
+    rows = pd.DataFrame({"domain_value": ["Ring", "Enclave", "Islands"], "estimate": [10.0, 30.0, 20.0],
+                         "ci_low": [8.0, 25.0, 15.0], "ci_high": [12.0, 35.0, 25.0], "suppressed": False,
+                         "flag_reason": "", "measure": "%", "n": 500})
+    fig = charts.area_map(rows, shapes, ["Ring", "Enclave", "Islands"], Translator("en"), "T", "%")
+    areas = {t["meta"]["domain_value"]: t for t in fig["data"] if t.get("fill") == "toself"}
+    assert areas["Ring"]["x"].count(None) == 1 and len(areas["Ring"]["x"]) == 11
+    xs = areas["Ring"]["x"][6:]
+    ys = areas["Ring"]["y"][6:]
+    assert _shoelace(xs, ys) < 0  # the hole as drawn
+    # the labels: the enclave's at its centre; the ring's not in the hole (under the enclave's)
+    # but in the band around it, which is 1 wide (lon 10-11 or 13-14, or lat 0-1 or 3-4)
+    text = next(t for t in fig["data"] if t.get("mode") == "markers+text")
+    at = {lab.split("<br>")[0]: (x / k, y) for lab, x, y in zip(text["text"], text["x"], text["y"])}
+    assert at["Enclave"] == (pytest.approx(12.0), pytest.approx(2.0))
+    x, y = at["Ring"]
+    assert 10 < x < 14 and 0 < y < 4 and not (11 <= x <= 13 and 1 <= y <= 3), at["Ring"]
+    assert min(x - 10, 14 - x, y, 4 - y, max(11 - x, x - 13, 1 - y, y - 3)) > 0.3, at["Ring"]  # off the edges
+    charts.to_figure(fig)
+
+
 def test_geojson_is_an_input_of_the_run(tmp_path):
     """The GeoJSON file is one of the files a run reads (checked to exist by the parameter
     validation, hashed in the manifest, watched for changes during the run)."""
@@ -771,6 +821,35 @@ def test_geojson_is_an_input_of_the_run(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(raw, encoding="utf-8")
     assert ("areas:region", AREAS.resolve()) in data_files({"spec": str(spec)})
+
+
+def test_survey_validate_checks_the_geojson_areas(tmp_path, capsys):
+    """`survey validate` makes the check a run makes when it publishes the areas: a spec whose
+    GeoJSON names every region passes and says how many areas it read; a feature naming no
+    region fails with one line naming the file, the property and the value."""
+    from survey.cli import main
+
+    doc = json.loads(AREAS.read_text(encoding="utf-8"))
+    spec = ROOT / "specs" / f".test-validate-{tmp_path.name}.yaml"
+    raw = (ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8")
+    try:
+        for geojson, code in ((AREAS, 0), (None, 2)):
+            if geojson is None:
+                doc["features"][3]["properties"]["name"] = "Atlantis"
+                geojson = _bad_geojson(tmp_path, doc)
+            spec.write_text(raw.replace("    variable: region\n",
+                                        f"    variable: region\n    geojson: {geojson}\n    id_property: name\n"),
+                            encoding="utf-8")
+            assert main(["validate", str(spec)]) == code
+            out, err = capsys.readouterr()
+            if code == 0:
+                assert f"map areas: {len(doc['features'])} GeoJSON features" in out and not err
+            else:
+                assert "map areas" not in out and len(err.strip().splitlines()) == 1, err
+                assert "bad.geojson" in err and "'name'" in err and "Atlantis" in err and "region" in err, err
+    finally:
+        spec.unlink(missing_ok=True)
+        shutil.rmtree(ROOT / "data" / "areas" / f".test-{tmp_path.name}", ignore_errors=True)
 
 
 def _bad_geojson(tmp_path, doc) -> str:
@@ -920,6 +999,43 @@ def test_crossed_domain_grouped_bars_and_heat_table(tmp_path, publication):
     assert [b["name"] for b in app.figure_specs[0]["data"] if b["type"] == "bar"] == ["Hombre", "Mujer"]
 
 
+def test_crossed_bars_show_the_previous_wave(publication):
+    """sex × age in the two-wave run: every bar with an estimate in Year 1 has a marker at the
+    Year 1 estimate - compared with the demo run's own table, which published Year 1's data
+    as a run of its own - pointing up where the estimate rose and down where it fell, drawn
+    after (over) the bars, outside the plot clip, in the bar's group."""
+    year1 = pd.read_parquet(publication / "demo" / "indicators.parquet")
+    year2 = pd.read_parquet(publication / "synthetic-two-waves" / "indicators.parquet")
+    app = build("victimization", root=publication, language="en", run="synthetic-two-waves")
+    app.select(indicator="prevalence", crime="personal", domain="sex_age")
+    was = partition(year1, "prevalence", "personal", "sex_age").set_index("domain_value")
+    now = partition(year2, "prevalence", "personal", "sex_age").set_index("domain_value")
+    assert len(was) >= 4 and set(was.index) == set(now.index)
+    fig = app.figure_specs[0]
+    kinds = [t["type"] for t in fig["data"]]
+    marks = [t for t in fig["data"] if t.get("meta") == {"previous": True}]
+    assert marks and kinds.index("scatter") > max(i for i, k in enumerate(kinds) if k == "bar")
+    bars = {t["offsetgroup"]: t["name"] for t in fig["data"] if t["type"] == "bar"}
+    seen, ups, downs = set(), 0, 0
+    for t in marks:
+        assert t["cliponaxis"] is False and t["marker"]["line"]["color"] == "white" and t["name"] == "Year 1"
+        for age, y, sym in zip(t["x"], t["y"], t["marker"]["symbol"]):
+            cell = f"{bars[t['offsetgroup']]} × {age}"
+            seen.add(cell)
+            assert y == pytest.approx(was.loc[cell, "estimate"], rel=1e-9)
+            if now.loc[cell, "estimate"] > was.loc[cell, "estimate"]:
+                assert sym == "triangle-up"
+                ups += 1
+            elif now.loc[cell, "estimate"] < was.loc[cell, "estimate"]:
+                assert sym == "triangle-down"
+                downs += 1
+    assert seen == {v for v in was.index if not was.loc[v, "suppressed"]} and ups and downs
+    assert [t["showlegend"] for t in marks] == [True] + [False] * (len(marks) - 1)
+    assert any("Year 1" in n for n in app.view.notes)
+    app.select(run="demo")  # no previous wave: no markers
+    assert not [t for t in app.figure_specs[0]["data"] if t.get("meta") == {"previous": True}]
+
+
 def test_three_way_cross_facets_or_falls_back_to_the_table():
     """A three-way cross: one panel per value of the third margin (each bar its cell's
     estimate), or no chart (the table only) when there would be more than MAX_FACETS panels."""
@@ -1017,3 +1133,16 @@ def test_crossed_domains_and_victimization_status(pub, table):
     fear.select(crime="safe_dark", domain="victim__household")
     assert [r[0].text for r in fear.view.rows] == ["Non-victims", "Victims"]
     assert fear.view.columns[0] == f"Victims of {fear.crime_name('household')} or not"
+
+
+@pytest.mark.parametrize("name", sorted([*APPS, "local"]))
+def test_dashboard_notebook_has_its_title_in_english(name):
+    """The notebook's metadata title (what the browser tab shows before the widgets render,
+    replaced by the translated title then) is the dashboard's English title of the catalog,
+    written in the jupytext header of the .py pair and present in the .ipynb."""
+    import jupytext
+
+    title = Translator("en")(f"app.{name}.title")
+    assert title and title != f"app.{name}.title"
+    assert nbformat.read(ROOT / "dashboards" / f"{name}.ipynb", as_version=4).metadata.get("title") == title
+    assert jupytext.read(ROOT / "dashboards" / f"{name}.py").metadata.get("title") == title

@@ -140,7 +140,14 @@ def _add_cv_run(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def context(server):
+def context(server, chromium):
+    return chromium
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """The browser (one playwright per module: a second one cannot start while it runs)."""
+    _need_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
@@ -761,3 +768,60 @@ def test_map_hatching_scale_toggle_and_geojson_in_the_browser(context, server):
         d.assert_clean()
     finally:
         page.close()
+
+
+def test_geojson_hole_is_not_painted_over_in_chromium(chromium):
+    """An area with a hole (test_dashboard_app.HOLED: a square ring around an enclave, every
+    ring wound the same way in the file) drawn by charts.area_map with plotly.js in Chromium:
+    the pixel in the hole (outside the enclave) is the background, the ring and the enclave
+    have their own colours. Without a server: the figure in a page of its own."""
+    import json
+
+    import pandas as pd
+    import plotly.offline
+    from test_dashboard_app import HOLED
+
+    from survey.i18n import Translator
+
+    rows = pd.DataFrame({"domain_value": ["Ring", "Enclave"], "estimate": [10.0, 30.0], "ci_low": [8.0, 25.0],
+                         "ci_high": [12.0, 35.0], "suppressed": False, "flag_reason": "", "measure": "%", "n": 500})
+    shapes = charts.geojson_shapes(HOLED)
+    fig = charts.area_map(rows, shapes, ["Ring", "Enclave"], Translator("en"), "T", "%")
+    fills = {t["meta"]["domain_value"]: t["fillcolor"] for t in fig["data"] if t.get("fill") == "toself"}
+    k = shapes["Enclave"][0][0][0] / 11.5
+    points = {"hole": (11.2 * k, 1.2), "ring": (10.4 * k, 3.6), "enclave": (12.0 * k, 2.0)}
+    page_html = ("<html><body style='margin:0;background:white'><div id='g'></div><script>"
+                 + plotly.offline.get_plotlyjs() + "</script></body></html>")
+    page = chromium.new_page()
+    try:
+        page.set_viewport_size({"width": 700, "height": 520})
+        page.set_content(page_html)
+        spec = json.loads(charts.to_json(fig))
+        page.evaluate("f => Plotly.newPlot('g', f.data, Object.assign(f.layout, {width: 700, height: 500}),"
+                      " {staticPlot: true})", spec)
+        where = page.evaluate("""pts => { const g = document.getElementById('g'), L = g._fullLayout,
+            r = g.getBoundingClientRect(), out = {};
+            for (const [k, [x, y]] of Object.entries(pts))
+                out[k] = [r.left + L._size.l + L.xaxis.l2p(x), r.top + L._size.t + L.yaxis.l2p(y)];
+            return out; }""", points)
+        png = base64.b64encode(page.screenshot()).decode("ascii")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "geojson-hole.png"))
+        seen = page.evaluate("""async ([src, where]) => { const img = new Image(); img.src = src; await img.decode();
+            const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+            const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0), out = {};
+            for (const [k, [x, y]] of Object.entries(where))
+                out[k] = Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data).slice(0, 3);
+            return out; }""", ["data:image/png;base64," + png, where])
+    finally:
+        page.close()
+
+    def rgb(colour):
+        return [round(v) for v in charts._rgb(colour)]
+
+    def near(a, b):
+        return all(abs(x - y) <= 3 for x, y in zip(a, b, strict=True))
+
+    assert near(seen["hole"], [255, 255, 255]), seen
+    assert near(seen["ring"], rgb(fills["Ring"])), (seen, fills)
+    assert near(seen["enclave"], rgb(fills["Enclave"])), (seen, fills)

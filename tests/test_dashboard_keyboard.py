@@ -205,7 +205,7 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
     assert "crime" in filters and "language" in filters, filters
     # 4. Tab through the whole page: every filter is reached in layout order with a visible
     #    focus indicator; the crime filter is changed with the arrow keys on the way
-    seen, reached, hrefs, changed = [], [], [], None
+    seen, reached, hrefs, classes, changed, png = [], [], [], [], None, None
     for _ in range(120):
         f = tab(page)
         if f["tag"] == "body":
@@ -214,6 +214,13 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
             f"focus stuck on {f}"  # Tab always moves on
         seen.append((f["tag"], f["id"], f["cls"], f["top"], f["left"]))
         hrefs.append(f["href"])
+        classes.append(f["filter"] if f["tag"] == "select" else None)
+        if "svy-png" in f["cls"] and png is None:  # the chart as an image, with Enter
+            assert f["indicator"] and f["text"] == "Download the chart as an image (PNG)", f
+            with page.expect_download() as got:
+                page.keyboard.press("Enter")
+            png = (got.value.suggested_filename, Path(got.value.path()).read_bytes())
+            assert focused(page)["cls"] == f["cls"], "focus lost after the download"
         if f["filter"] and f["tag"] == "select":
             if reached and reached[-1][0] == f["filter"]:
                 continue
@@ -235,6 +242,26 @@ def test_keyboard_only_from_the_landing_page_to_a_filter_change(site, page):
     assert changed is not None, "the crime filter was not reached"
     if page.locator(f"{root} .svy-download a").count():
         assert any((h or "").startswith("data:text/csv") for h in hrefs), "the download link was not reached"
+        # from the last filter to the table's download link: the chart adds no Tab stop (no
+        # plotly mode bar: it used to put ten buttons here), so the link is the next stop or
+        # the one after (Chromium may make the scrollable table box a stop of its own)
+        first, last = classes.index(filters[0]), classes.index(filters[-1])
+        link = next(i for i, h in enumerate(hrefs) if (h or "").startswith("data:text/csv"))
+        between = seen[last + 1:link]
+        assert link > last and link - last <= 2, f"{link - last} Tab presses from the last filter to the download: {between}"
+        assert link - first <= len(filters) + 1, f"{link - first} Tab presses from the first filter to the download"
+        assert not any("modebar" in c[2] for c in seen), [c for c in seen if "modebar" in c[2]]
+    assert page.locator(f"{root} .svy-chart .modebar-btn").count() == 0
+    # the PNG: the chart drawn at twice its size (read from the file's IHDR chunk)
+    assert png is not None, "the chart's PNG button was not reached"
+    name, data = png
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    box = page.locator(f"{root} .svy-chart .js-plotly-plot").first.bounding_box()
+    assert name.startswith("overview-") and name.endswith(".png") and data[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert abs(width - 2 * box["width"]) <= 2 and abs(height - 2 * box["height"]) <= 2, (width, height, box)
+    assert len(data) > 10_000, len(data)  # more than a blank canvas
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "overview-chart-download.png").write_bytes(data)
     # 5. Shift+Tab walks back from the end without being trapped
     back = [tab(page, back=True) for _ in range(3)]
     assert len({(b["tag"], b["cls"], b["top"], b["left"]) for b in back}) == 3, back
@@ -372,10 +399,16 @@ def test_dashboard_follows_the_language_chosen_on_the_landing_page(site, page):
     (the same title as the dashboard built in French in-process), the document says so
     (lang, title), and its link back to the landing page keeps the language."""
     from survey.dashboard import build
+    from survey.i18n import Translator
 
     twin = build("overview", root=site.outputs, language="fr")
     page.goto(site.base + "?lang=fr")
-    page.click(".svy-dashboard-link a >> nth=0")
+    with page.expect_response(lambda r: "/voila/render/overview.ipynb" in r.url) as sent:
+        page.click(".svy-dashboard-link a >> nth=0")
+    # before the widgets render, the tab shows the notebook's title (its metadata, in English)
+    # rather than the file name; the page's script then puts the reader's language in it
+    early = re.search(r"<title>(.*?)</title>", sent.value.text(), re.S)
+    assert early and early.group(1).strip() == Translator("en")("app.overview.title"), early
     root = ".svy-dashboard-overview"
     page.wait_for_selector(f"{root} .svy-chart .js-plotly-plot")
     page.wait_for_function("() => document.documentElement.lang === 'fr'")

@@ -11,6 +11,7 @@ published labels (unique).  Every error is one line naming the file and the prop
 :func:`area_collection` gives the areas of every domain as one FeatureCollection whose features
 carry only ``domain`` and ``domain_value`` (the published value) - what a run writes as
 ``areas.geojson`` for the dashboards (no other property of the file is published).
+:func:`check_survey_areas` makes the same check on a loaded survey (``survey validate``).
 :func:`grid_geojson` makes rectangles from a tile grid (the committed synthetic regions file).
 """
 
@@ -166,6 +167,23 @@ def area_collection(spec, spec_path: Path | None, table=None) -> dict | None:
             values.update({v: v for v in published})
         feats += read_areas(resolve(dom.geojson, spec_path), dom.id_property or "id", name, values)
     return {"type": "FeatureCollection", "features": feats} if feats else None
+
+
+def check_survey_areas(data) -> dict | None:
+    """The check a run makes when it publishes the map areas, made on a loaded survey (what
+    ``survey validate`` runs): :func:`area_collection` with the values the data give each
+    domain (its categories in ``data.respondents``) accepted as published values.  Raises
+    :class:`AreasError`; returns the collection (None when no domain has a ``geojson``)."""
+    import pandas as pd
+
+    parts = []
+    for name, dom in data.spec.domains.items():
+        col = data.respondents.get(name) if dom.geojson else None
+        if col is not None:
+            values = col.cat.categories if hasattr(col, "cat") else col.dropna().unique()
+            parts.append(pd.DataFrame({"domain": name, "domain_value": [str(v) for v in values]}))
+    table = pd.concat(parts, ignore_index=True) if parts else None
+    return area_collection(data.spec, data.spec_path, table)
 
 
 def grid_geojson(grid: dict, id_property: str = "name", lon0: float = 0.0, lat0: float = 0.0,

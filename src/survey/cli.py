@@ -128,6 +128,11 @@ def validate(spec_path: str) -> int:
         print(acc.to_string(index=False))
     design = data.design()
     print(f"design: {design!r}")
+    from .areas import check_survey_areas  # the GeoJSON map areas, checked as a run publishes them
+
+    areas = check_survey_areas(data)
+    if areas is not None:
+        print(f"map areas: {len(areas['features'])} GeoJSON features match their domains' values")
     print("ok: every row is accounted for")
     return 0
 

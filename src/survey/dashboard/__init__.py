@@ -13,7 +13,9 @@ DOM contract (CSS classes, relied on by the browser tests): root box ``svy-dashb
 ``svy-filter-period``, ``svy-filter-crime``, ``svy-filter-indicator``, ``svy-filter-domain``,
 ``svy-filter-language`` with (label, code) options; ``svy-chart`` (an ``Output`` holding plotly
 mime bundles); ``svy-table`` (``<td class="svy-suppressed">`` / ``svy-flagged``);
-``svy-download`` (a data: URI CSV of exactly the rows shown, notes first as ``# `` lines);
+``svy-download`` (a data: URI CSV of exactly the rows shown, notes first as ``# `` lines, then
+a ``<button class="svy-png">`` per chart: the survey-lab template saves that chart as a PNG; the
+charts have no plotly mode bar, whose buttons were Tab stops before the content);
 ``svy-notes``; ``svy-status`` (``<span class="svy-render" data-count="N">``, incremented at
 every render); ``svy-filters`` (the box of dropdowns, not printed); ``svy-key-points-box``
 (``<section class="svy-key-points">``: the statistically significant findings of the view, in
@@ -24,8 +26,9 @@ What the reader sees is reader-facing only: data labels in the reader's language
 ``translations.csv``, then the catalogs), no run id, file name or path; flagged cells are
 hollow hatched bars with † (tables: † and the reason, with SE, CV and sample cases), hatched map
 areas (an SVG pattern fill, with a legend entry); suppressed cells and cells with no sample case
-are words (grey map areas without a value), never a 0; the previous wave is a triangle above the
-bars pointing the way the estimate moved.  Maps (a spec's tile grid, or its GeoJSON areas
+are words (grey map areas without a value), never a 0; the previous wave is a triangle on the
+bars (single and crossed breakdowns) pointing the way the estimate moved.  GeoJSON holes stay
+unpainted (rings wound against their outer ring, filled with the non-zero rule).  Maps (a spec's tile grid, or its GeoJSON areas
 published as ``areas.geojson``) colour from zero, or - the explorer's ``svy-filter-scale`` - on
 a diverging scale centred on the national estimate.  Crossed breakdowns ("Female × 16-24") are
 grouped bars (a third margin: panels) and a heat table (``svy-extra``, ``table.svy-heat-table``).

@@ -43,6 +43,10 @@ FILTERS = ("run", "period", "indicator", "crime", "domain", "language")
 DESIGN_NOTE_KINDS = ("srswr", "no_psu", "no_strata")  # survey.report.design_info kinds that get a note
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 GROUP_PREFERENCE = ("property", "household", "personal", "violent")
+# no mode bar: its ten buttons were ten Tab stops between the filters and the table (the data
+# are in the table and its CSV download; the chart as a PNG is a button after the download
+# link); tests/test_dashboard_keyboard.py counts the Tab stops
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
 HEAT_RANGE = 0.6  # the part of the colour scale a heat table uses (contrast of dark text at least 4.5)
 
 
@@ -89,7 +93,7 @@ def figure_bundle(fig) -> dict:
         spec, title = json.loads(charts.to_json(fig)), charts.title_of(fig)
     else:
         spec, title = json.loads(fig.to_json()), fig.layout.title.text or ""
-    spec["config"] = {"displaylogo": False, "responsive": True}
+    spec["config"] = dict(PLOTLY_CONFIG)
     return {PLOTLY_MIME: spec, "text/plain": f"<plotly figure: {title}>"}
 
 
@@ -131,6 +135,7 @@ STYLE = """<style>
 .svy-dashboard .svy-chart-caption {font-size: 12px; color: #333;}
 .svy-dashboard p.svy-design {border-left: 4px solid #c77700; background: #fff6e0; padding: 4px 8px; margin: 4px 0;}
 .svy-dashboard .svy-download a {color: #1f5f8b; text-decoration: underline;}
+.svy-dashboard .svy-download button {margin: 2px 0 2px 12px; font: inherit; font-size: 13px; cursor: pointer;}
 .svy-dashboard .svy-filters .widget-dropdown {max-width: 100%; min-width: 0 !important;}
 .svy-dashboard .svy-filters select {max-width: 100%;}
 @media (max-width: 600px) {
@@ -337,8 +342,17 @@ class Dashboard:
         if self.extra.value != view.extra_html:
             self.extra.value = view.extra_html
         data = base64.b64encode(csv_text(view).encode("utf-8")).decode("ascii")
+        n = len(self.figure_specs)
+        # a button per chart: the page's script (the survey-lab template) draws the chart's SVG
+        # into a PNG file; in the Tab order after the table's link, not before the content
+        images = "".join(
+            f' <button type="button" class="svy-png" data-chart="{i}" data-filename="'
+            f'{html.escape(view.filename)}{f"-{i + 1}" if n > 1 else ""}.png">'
+            f'{html.escape(tr("word.download_chart") if n == 1 else tr("word.download_chart_n", number=i + 1))}'
+            f'</button>' for i in range(n))
         self.download.value = (f'<a download="{html.escape(view.filename)}.csv" '
-                               f'href="data:text/csv;charset=utf-8;base64,{data}">{html.escape(tr("word.download"))}</a>')
+                               f'href="data:text/csv;charset=utf-8;base64,{data}">{html.escape(tr("word.download"))}</a>'
+                               + images)
         self.notes.value = "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in view.notes) + "</ul>"
         self.render_count += 1
         self._set_status()
@@ -560,7 +574,7 @@ class Dashboard:
             prev_name = self.period_label(str(changes["a"].iloc[0]))
         crossed, extra, map_fig = None, "", None
         if len(rows):
-            crossed = self.crossed_view(rows, domain, title, yaxis) if domain != "overall" else None
+            crossed = self.crossed_view(rows, domain, title, yaxis, previous, prev_name) if domain != "overall" else None
             if crossed is not None:
                 fig, extra = crossed
                 figures += [fig] if fig is not None else []
@@ -654,10 +668,11 @@ class Dashboard:
             names.append(self.domain_name(hit) if hit else self.tr("charts.margin", number=i + 1))
         return names
 
-    def crossed_view(self, rows, domain: str, title: str, yaxis: str):
+    def crossed_view(self, rows, domain: str, title: str, yaxis: str, previous=None, previous_name=None):
         """(grouped bars, heat table HTML) of a crossed breakdown (values "Female × 16-24"), or
         None when the domain is not crossed: the margin with more values on the axis, the other
-        as coloured groups, a third as panels (or only the table when there are too many)."""
+        as coloured groups, a third as panels (or only the table when there are too many); the
+        previous wave's estimates (``previous``, one per row) as markers on the bars."""
         values = [str(v) for v in rows["domain_value"]]
         if not values or not all(CROSS in v for v in values):
             return None
@@ -669,7 +684,7 @@ class Dashboard:
         axis = 0 if len({p[0] for p in parts}) >= len({p[1] for p in parts}) else 1
         group = 1 - axis
         fig = charts.crossed_bars(rows, parts, self.tr, title, margins[axis], yaxis, legend_title=margins[group],
-                                  axis=axis)
+                                  axis=axis, previous=previous, previous_name=previous_name)
         return fig, self.heat_table(rows, parts, axis, group, margins, title)
 
     def heat_table(self, rows, parts, row_part: int, col_part: int, margins, title: str) -> str:

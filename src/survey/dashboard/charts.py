@@ -370,8 +370,54 @@ def _ring_centre(ring) -> tuple[float, float]:
     return cx / (3 * a), cy / (3 * a)
 
 
+def _signed_area(ring) -> float:
+    """Twice the signed area of a ring: positive when it turns counter-clockwise."""
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]))
+
+
 def _ring_area(ring) -> float:
-    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]))) / 2
+    return abs(_signed_area(ring)) / 2
+
+
+def _wound(ring: list, outer: bool) -> list:
+    """The ring counter-clockwise when it is an outer ring, clockwise when it is a hole."""
+    return ring if (_signed_area(ring) >= 0) == outer else ring[::-1]
+
+
+def _inside(x: float, y: float, rings) -> bool:
+    """Whether (x, y) is in the filled part of an area's rings (even-odd: a hole's points are out)."""
+    inside = False
+    for ring in rings:
+        for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]):
+            if (y0 > y) != (y1 > y) and x < x0 + (y - y0) * (x1 - x0) / (y1 - y0):
+                inside = not inside
+    return inside
+
+
+def _edge_distance(x: float, y: float, rings) -> float:
+    best = math.inf
+    for ring in rings:
+        for (x0, y0), (x1, y1) in zip(ring, list(ring[1:]) + [ring[0]]):
+            dx, dy = x1 - x0, y1 - y0
+            t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy)))
+            best = min(best, math.hypot(x - x0 - t * dx, y - y0 - t * dy))
+    return best
+
+
+def label_point(rings, steps: int = 24) -> tuple[float, float]:
+    """Where an area's label goes: the centre of its largest ring, unless that falls outside
+    the area (in a hole, or outside a crescent): then the point of a grid over the ring that is
+    inside the area and farthest from its edges."""
+    outer = max(rings, key=_ring_area)
+    x, y = _ring_centre(outer)
+    if _inside(x, y, rings):
+        return x, y
+    xs, ys = [p[0] for p in outer], [p[1] for p in outer]
+    (x0, x1), (y0, y1) = (min(xs), max(xs)), (min(ys), max(ys))
+    grid = [(x0 + (x1 - x0) * (i + 0.5) / steps, y0 + (y1 - y0) * (j + 0.5) / steps)
+            for i in range(steps) for j in range(steps)]
+    inside = [p for p in grid if _inside(p[0], p[1], rings)]
+    return max(inside, key=lambda p: _edge_distance(p[0], p[1], rings)) if inside else (x, y)
 
 
 def grid_shapes(grid) -> dict[str, list]:
@@ -386,23 +432,30 @@ def grid_shapes(grid) -> dict[str, list]:
 def geojson_shapes(collection: dict, id_property: str = "domain_value") -> dict[str, list]:
     """The areas of a GeoJSON FeatureCollection (Polygon/MultiPolygon, lon/lat): the value of
     ``id_property`` -> its rings, projected for a flat drawing (equirectangular, longitudes
-    scaled by the cosine of the mean latitude: right for the small areas of a country)."""
+    scaled by the cosine of the mean latitude: right for the small areas of a country).
+
+    Each polygon's outer ring turns counter-clockwise and its holes clockwise, whatever the
+    file's winding: :func:`area_map` draws an area's rings as one SVG path, filled with the
+    non-zero rule, so a hole wound against its outer ring is left unfilled (wound the same way
+    it would be painted over)."""
     feats = collection.get("features") or []
-    lats = [pt[1] for f in feats for ring in _rings(f.get("geometry") or {}) for pt in ring]
+    lats = [pt[1] for f in feats for poly in _polygons(f.get("geometry") or {}) for ring in poly for pt in ring]
     k = math.cos(math.radians(sum(lats) / len(lats))) if lats else 1.0
     out: dict[str, list] = {}
     for f in feats:
         key = str((f.get("properties") or {}).get(id_property))
-        out.setdefault(key, []).extend([[(float(x) * k, float(y)) for x, y, *_ in ring]
-                                        for ring in _rings(f.get("geometry") or {})])
+        for poly in _polygons(f.get("geometry") or {}):
+            rings = [[(float(x) * k, float(y)) for x, y, *_ in ring] for ring in poly if len(ring) >= 3]
+            out.setdefault(key, []).extend(_wound(r, outer=i == 0) for i, r in enumerate(rings))
     return out
 
 
-def _rings(geometry: dict) -> list:
+def _polygons(geometry: dict) -> list:
+    """The polygons (each: its outer ring, then its holes) of a Polygon or MultiPolygon."""
     if geometry.get("type") == "Polygon":
-        return list(geometry.get("coordinates") or [])
+        return [list(geometry.get("coordinates") or [])]
     if geometry.get("type") == "MultiPolygon":
-        return [ring for poly in geometry.get("coordinates") or [] for ring in poly]
+        return [list(poly) for poly in geometry.get("coordinates") or []]
     return []
 
 
@@ -440,7 +493,7 @@ def area_map(rows, shapes: dict, labels, tr: Translator, title: str, unit: str =
                 trace.update(showlegend=True, name=tr("charts.legend_flagged", mark=FLAG) if kind == "flagged"
                              else tr("charts.legend_empty"))
         data.append(trace)
-        x, y = _ring_centre(max(rings, key=_ring_area))
+        x, y = label_point(rings)
         cx.append(x)
         cy.append(y)
         txt.append(f"{m.label}<br>{m.text}")
@@ -486,14 +539,18 @@ MAX_FACETS = 4
 
 
 def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str, legend_title: str = "",
-                 axis: int = 1) -> dict | None:
+                 axis: int = 1, previous=None, previous_name: str | None = None) -> dict | None:
     """Grouped bars of a crossed breakdown: ``parts`` gives each row's translated margin labels
     (2 or 3); margin ``axis`` on the x axis, the other of the first two as coloured groups (with
     their CIs, flagged bars hatched with †, suppressed and no-case cells a grey cross at the base
     with the reason on hover), a third margin as side-by-side panels; None with more than
-    :data:`MAX_FACETS` panels (the heat table shows it)."""
+    :data:`MAX_FACETS` panels (the heat table shows it).  ``previous``: the previous wave's
+    estimate of each row (None where it has none), drawn on each bar as in :func:`estimate_bars`
+    (a triangle pointing the way the estimate moved, above the bars with a white outline, so
+    that it shows inside a bar as well as above it)."""
     labels = [CROSS_LABEL.join(p) for p in parts]
     ms = marks(rows, labels, tr)
+    prev = [_f(v) for v in previous] if previous is not None else None
     k = len(parts[0]) if parts else 2
     group = 1 - axis if axis in (0, 1) else 0
     facets = list(dict.fromkeys(p[2] for p in parts)) if k == 3 else [""]
@@ -501,13 +558,15 @@ def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str
         return None
     layout = _subplots(facets if k == 3 else [""])
     groups = list(dict.fromkeys(p[group] for p in parts))
-    data, seen_empty = [], False
+    data, seen_empty, changes = [], False, []
     for fi, facet in enumerate(facets):
         ax = {"xaxis": "x" if fi == 0 else f"x{fi + 1}", "yaxis": "y" if fi == 0 else f"y{fi + 1}"}
         for gi, g in enumerate(groups):
-            sel = [(p, m) for p, m in zip(parts, ms) if p[group] == g and (k < 3 or p[2] == facet)]
+            sel = [(i, p, m) for i, (p, m) in enumerate(zip(parts, ms)) if p[group] == g and (k < 3 or p[2] == facet)]
             if not sel:
                 continue
+            before = [prev[i] for i, _, _ in sel] if prev is not None else None
+            sel = [(p, m) for _, p, m in sel]
             colour = COLORS[gi % len(COLORS)]
             sm = [m for _, m in sel]
             fl = [m.status == "flagged" for m in sm]
@@ -532,6 +591,21 @@ def crossed_bars(rows, parts, tr: Translator, title: str, xaxis: str, yaxis: str
                                              line=dict(color="#595959", width=2)),
                                  **dict(common, legendgroup="empty")))
                 seen_empty = True
+            if before is not None and any(v is not None for v in before):
+                shown = [(x, v, m) for x, v, m in zip(xs, before, sm) if v is not None]
+                marker = [change_marker(v, m.estimate) for _, v, m in shown]
+                changes.append(dict(type="scatter", mode="markers", x=[x for x, _, _ in shown],
+                                    y=[v for _, v, _ in shown], name=previous_name, cliponaxis=False,
+                                    hovertext=[f"{m.label} ({previous_name}): {tr.number(v)}" for _, v, m in shown],
+                                    hoverinfo="text", marker=dict(symbol=[s for s, _ in marker], size=12,
+                                                                  color=[c for _, c in marker],
+                                                                  line=dict(color="white", width=1.5)),
+                                    meta={"previous": True},
+                                    **dict(common, legendgroup="previous")))
+    for i, trace in enumerate(changes):  # after every bar: drawn over them
+        trace["showlegend"] = i == 0
+        trace["legendrank"] = 1500
+        data.append(_drop_none(trace))
     for fi in range(len(facets)):
         i = "" if fi == 0 else str(fi + 1)
         layout.setdefault(f"xaxis{i}", {})["title"] = {"text": xaxis}
