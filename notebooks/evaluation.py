@@ -47,7 +47,6 @@ from survey.evaluation import (
     evaluation_table,
     prepare_evaluation,
     simulate_pooled_waves,
-    write_csv,
 )
 
 rp.setup_notebook()
@@ -123,9 +122,9 @@ counts
 # %% estimate the effect
 res = did(design, outcome, treated if group is None else None, wave, start=start, model=model,
           covariates=covariates, event_study=event_study, level=level, group=group)
-write_csv(evaluation_table(res, label), Path(output_dir) / "evaluation.csv")
+rp.publish_csv(evaluation_table(res, label), Path(output_dir) / "evaluation.csv")
 if section is None:
-    write_csv(res.effects, Path(output_dir) / "evaluation_effects.csv")
+    rp.publish_csv(res.effects, Path(output_dir) / "evaluation_effects.csv")
 res.effects
 
 # %% [markdown]
@@ -161,7 +160,7 @@ if res.event_study is not None:
     fig.update_layout(title=f"Treated minus comparison, relative to wave {es.wave[es.reference].iloc[0]} "
                             f"({es.scale.iloc[0]})", xaxis_title=wave, yaxis_title="effect")
     if section is None:
-        write_csv(es, Path(output_dir) / "evaluation_event_study.csv")
+        rp.publish_csv(es, Path(output_dir) / "evaluation_event_study.csv")
     fig.show()
 
 # %% [markdown]
@@ -177,7 +176,7 @@ if res.event_study is not None:
 if section is None:  # stand-alone: one year
     cb = cost_benefit_from_did(res, crime_type, programme_cost=programme_cost, exposed=exposed,
                                unit_costs=unit_costs, level=level)
-    write_csv(cb, Path(output_dir) / "evaluation_cost_benefit.csv")
+    rp.publish_csv(cb, Path(output_dir) / "evaluation_cost_benefit.csv")
     cb = cost_benefit_table(res, {"outcome": outcome, "programme_cost": programme_cost, "exposed": exposed,
                                   "crime_type": crime_type, "unit_costs": unit_costs, "discount_rate": 0.0},
                             level=level)
@@ -186,7 +185,7 @@ else:  # batch: the section's costs per year, discounted
 if cb is None:
     rp.md("No programme cost was given: no cost-benefit.")
 else:
-    write_csv(cb, Path(output_dir) / "cost_benefit.csv")
+    rp.publish_csv(cb, Path(output_dir) / "cost_benefit.csv")
     r = cb.set_index("quantity")
     rp.md(f"Benefit-cost ratio {r.loc['benefit_cost_ratio', 'estimate']:.2f} "
           f"({100 * level:g}% interval {r.loc['benefit_cost_ratio', 'ci_low']:.2f} to "

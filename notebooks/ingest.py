@@ -87,7 +87,7 @@ files
 # %% accounting
 with pd.option_context("display.max_colwidth", 120):
     display(acc)
-acc.to_csv(f"{P.output_dir}/accounting.csv", index=False)
+rp.publish_csv(acc, f"{P.output_dir}/accounting.csv")
 
 # %% [markdown]
 # The chart follows the incident file from the rows read to the incidents counted: the

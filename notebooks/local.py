@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -78,7 +78,7 @@ rp.md(f"Direct estimates: {table_source}. Auxiliary file: `{Path(SA['auxiliary']
 result = sae.publish(table, aux, SA["indicator"], SA["crime_type"], SA["area"], SA["covariates"], rule=rule,
                      area=SA["area_column"], area_label=SA["area_label"], method=SA["method"],
                      smooth_variances=SA["smooth_variances"], benchmark=SA["benchmark"], shares=SA["shares"])
-path = sae.write_csv(result, Path(P.output_dir) / "small_areas.csv")
+path = rp.publish_csv(result, Path(P.output_dir) / "small_areas.csv")
 fit = result.attrs
 rp.md(f"**Model-based estimates** of {SA['indicator']} of {SA['crime_type']} by {SA['area']} "
       f"(Fay–Herriot, {fit['method']}; between-area variance sigma2_u = {fit['sigma2_u']:.4g}; "

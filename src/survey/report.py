@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._safe_csv import FORMULA_START, neutral_frame, neutral_text, write_safe_csv  # noqa: F401  (re-exported)
 from .errors import SurveyError
 from .i18n import NNBSP, Translator, catalog, check_language, format_number, has_key, slug, translate
 
@@ -71,32 +72,11 @@ def safe_markdown(text: str) -> str:
     return _HARMFUL_LINK.sub("](#blocked:", text)
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-"""Text starting with one of these is a formula to a spreadsheet (OWASP CSV injection)."""
-
-
-def neutral_text(value):
-    """A text cell a spreadsheet will not run: a leading quote before ``= + - @``, tab or CR
-    (the OWASP rule).  Anything that is not text (numbers, missing values) is returned as is."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def neutral_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` whose text cells are :func:`neutral_text` (numeric columns untouched),
-    for the CSV and Excel files the tool writes (Parquet keeps the values as they are)."""
-    out = df.copy()
-    for c in out.columns:
-        col = out[c]
-        if col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype):
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                col = col.astype(object)
-            if col.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START)).any():
-                out[c] = col.map(neutral_text)
-    if any(isinstance(c, str) and c.startswith(FORMULA_START) for c in out.columns):
-        out.columns = [neutral_text(c) for c in out.columns]
-    return out
+def publish_csv(frame: pd.DataFrame, path, index: bool = False) -> Path:
+    """A CSV a run publishes (the notebooks' tables): text cells that a spreadsheet would run as
+    a formula get a leading quote (:func:`neutral_frame`), ``\\n`` line ends, written atomically.
+    Returns the path."""
+    return write_safe_csv(frame, path, index=index)
 
 
 def no_counts_sentence(what: str, lang: str = "en") -> str:
