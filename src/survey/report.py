@@ -28,7 +28,17 @@ import pandas as pd
 
 from ._safe_csv import FORMULA_START, neutral_frame, neutral_text, write_safe_csv  # noqa: F401  (re-exported)
 from .errors import SurveyError
-from .i18n import NNBSP, Translator, catalog, check_language, format_number, has_key, slug, translate
+from .i18n import (
+    _SEPARATORS,
+    NNBSP,
+    Translator,
+    catalog,
+    check_language,
+    format_number,
+    has_key,
+    slug,
+    translate,
+)
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 TABLE_FILES = ("indicators.csv", "indicators.parquet", "indicators.meta.json")
@@ -149,10 +159,13 @@ def show_table(table: pd.DataFrame, columns=None, digits: int = 1, reader: Reade
 # the language of a report
 # ---------------------------------------------------------------------------------------------
 CROSS = " × "
+_DECIMAL = {lang: seps[1] for lang, seps in _SEPARATORS.items()}
 _NUMERIC_DIGITS = {"estimate": None, "ci_low": None, "ci_high": None, "se": 3, "cv": 1, "deff": 2, "df": 0,
                    "n": 0, "n_cases": 0, "weighted_base": 0, "estimate_a": None, "estimate_b": None,
                    "difference": None, "p_value": 3, "cells": 0, "suppressed_cells": 0, "flagged": 0,
-                   "events": 0, "observed": 3, "auc": 3, "brier": 4, "log_loss": 4, "F": 2, "df1": 0, "df2": 0}
+                   "events": 0, "observed": 3, "auc": 3, "brier": 4, "log_loss": 4, "F": 2, "df1": 0, "df2": 0,
+                   "direct": None, "direct_se": None, "eblup": None, "rmse": None, "gamma": 3, "effect": None,
+                   "t": 2}
 
 
 class Reader:
@@ -197,6 +210,12 @@ class Reader:
 
     def count(self, n) -> str:
         return fmt(n, 0, self.lang)
+
+    def sig(self, x, digits: int = 4) -> str:
+        """A number with ``digits`` significant digits (``format(x, ".4g")``), the language's
+        decimal separator."""
+        text = format(float(x), f".{digits}g")
+        return text.replace(".", _DECIMAL[self.lang])
 
     def method_note(self, changes: pd.DataFrame) -> str:
         """How a wave comparison (``survey.indicators.compare_waves``) got its SEs, in one
