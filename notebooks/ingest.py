@@ -86,7 +86,7 @@ files
 
 # %% accounting
 with pd.option_context("display.max_colwidth", 120):
-    display(acc)
+    display(R.accounting(acc))  # steps and details in the report's language (accounting.csv: the loader's)
 rp.publish_csv(acc, f"{P.output_dir}/accounting.csv")
 
 # %% [markdown]
@@ -96,7 +96,7 @@ rp.publish_csv(acc, f"{P.output_dir}/accounting.csv")
 # %% incident flow
 inc_file = S.victimization.file if S.victimization is not None and S.victimization.source == "incidents" else None
 if inc_file:
-    flow = acc[(acc.file == inc_file) & acc.step.ne("link")]
+    flow = R.accounting(acc, headers=False)[(acc.file == inc_file) & acc.step.ne("link")]
     fig = go.Figure(go.Bar(x=flow["rows"], y=flow["step"], orientation="h", text=flow["rows"],
                            hovertext=flow["detail"], hoverinfo="text+x"))
     fig.update_layout(title=R("report.ing.flow_title", file=inc_file), xaxis_title=R("report.ing.incidents"),

@@ -28,7 +28,7 @@ from survey.i18n import LANGUAGES, catalog
 ROOT = Path(__file__).resolve().parents[1]
 HOUSEHOLDS = 3000
 NOTEBOOKS = ("victimization", "fear", "repeat", "risk", "summary")
-"""The reports translated in full (ingest: all but the loader's row accounting, checked apart)."""
+"""The reports translated in full (ingest: checked apart, its tables name the spec's files)."""
 NNBSP = "\u202f"
 DESCRIPTIONS = {"en": "Small synthetic run for the language test",
                 "fr": "Petite exécution synthétique pour le test des langues",
@@ -198,22 +198,65 @@ def test_no_english_left_in_the_reports(runs, lang, nb):
     assert DESCRIPTIONS[lang] in text and DESCRIPTIONS["en"] not in text
 
 
+class _Tables(HTMLParser):
+    """The text of a page's tables only."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth = 0
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.depth += tag == "table"
+
+    def handle_endtag(self, tag):
+        self.depth -= tag == "table"
+
+    def handle_data(self, data):
+        if self.depth:
+            self.parts.append(data)
+
+
+def table_text(page: str) -> str:
+    p = _Tables()
+    p.feed(page)
+    return re.sub(r"[ \t\r\n]+", " ", " ".join(p.parts))
+
+
 @pytest.mark.parametrize("lang", ["fr", "es"])
-def test_ingest_report_in_the_language_but_the_row_accounting(runs, lang):
-    """The ingest report's prose, headings and figure titles; its tables (the loader's row
-    accounting: steps and details as the loader writes them, paths) are data."""
+def test_ingest_report_in_the_language_with_its_row_accounting(runs, lang):
+    """The ingest report's prose, headings, figures and tables, the loader's row accounting
+    included (its steps and details in the language, crime types by their labels); in the
+    tables, the spec's file keys, file names and paths are names, not words.
+    ``accounting.csv`` keeps the loader's English (it is data)."""
     run = runs[lang]
     page = (run / "ingest.html").read_text(encoding="utf-8")
     text = visible_text(page, skip=("table",))
     for data in DATA_TEXTS:
         text = text.replace(data, " ")
     text = re.sub(r"\S*/\S*\.yaml", " ", text)
-    titles = re.sub(r"«[^»]*»", " ", figure_text(run / "ingest.ipynb", titles_only=True))  # «the spec's file name»
-    left = left_english(text + " " + titles, lang)
+    tables = re.sub(r"\S*/\S*|\S+\.(sav|csv|parquet)\b", " ", table_text(page))  # paths, file names
+    spec = yaml.safe_load((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
+    for f in spec["files"]:  # the spec's file keys (households, persons, incidents)
+        tables = re.sub(rf"(?<![\w-]){re.escape(f)}(?![\w-])", " ", tables)
+    charts = re.sub(r"«[^»]*»", " ", figure_text(run / "ingest.ipynb"))  # «the spec's file name»
+    left = left_english(text + " " + tables + " " + charts, lang)
     assert not left, f"{lang} ingest: English left: {left}"
     heading = {"fr": "Décompte des lignes", "es": "Recuento de filas"}[lang]
     assert heading in text and "Row accounting" not in text
-    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in visible_text(page)  # a translated header
+    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in tables  # a translated header
+    acc = pd.read_csv(run / "accounting.csv", keep_default_na=False)
+    counted = acc[acc.step == "incidents counted"].iloc[0]  # the CSV: the loader's English
+    assert list(acc.columns) == ["step", "file", "rows", "detail"] and "exclude: outside_period" in set(acc.step)
+    assert {"fr": "incidents comptés", "es": "incidentes contados"}[lang] in tables
+    assert {"fr": "Hors de la période de référence", "es": "Fuera del período de referencia"}[lang] in tables
+    _, crimes = spec_labels(lang)
+    pairs = [p.rsplit(": ", 1) for p in counted.detail.split(", ")]
+    colon = NNBSP + ": " if lang == "fr" else ": "
+    labelled = [(crimes[c], n) for c, n in pairs if c in crimes]
+    assert labelled, pairs
+    for label, n in labelled:  # each crime type by its label, with its count
+        assert f"{label}{colon}{n}" in tables, (label, n)
 
 
 def test_english_word_list_is_not_empty_and_catches_english():

@@ -357,6 +357,75 @@ class Reader:
             return value if self.lang == "en" else self.t("word.suppressed")
         return self.reliability(value)
 
+    # ----- the loader's row accounting --------------------------------------------------------
+    def accounting_step(self, step: str) -> str:
+        """A step of ``SurveyData.accounting`` (``read``, ``exclude: <rule>``...) in the language."""
+        step = str(step)
+        if self.lang == "en":
+            return step
+        if step.startswith("exclude: "):
+            what = step[len("exclude: "):]
+            if what == "unmatched":
+                return self.t("report.acc.step.exclude_unmatched")
+            if what == "non-respondent":
+                return self.t("report.acc.step.exclude_non_respondent")
+            if what.startswith("unmatched "):
+                return self.t("report.acc.step.exclude_unmatched_file", file=what[len("unmatched "):])
+            return self.t("report.acc.step.exclude", rule=self._rule(what) or what)
+        key = f"report.acc.step.{slug(step)}"
+        return self.t(key) if has_key(key) else step
+
+    def _rule(self, name: str) -> str | None:
+        """An exclusion rule's label from the catalogs (``report.acc.rule.<survey>.<name>``,
+        else ``report.acc.rule.<name>``), None when they do not know it."""
+        for key in (f"report.acc.rule.{slug(str(self.survey or ''))}.{name}", f"report.acc.rule.{name}"):
+            if has_key(key):
+                return self.t(key)
+        return None
+
+    def accounting_detail(self, step: str, detail: str) -> str:
+        """The detail of an accounting row in the language: the loader's fixed sentences
+        (:data:`_ACCOUNTING_DETAILS`; crime types, items and domains by their labels); anything
+        else (a spec's own text) as it is."""
+        step, detail = str(step), str(detail or "")
+        if self.lang == "en" or not detail:
+            return detail
+        if step.startswith("exclude: ") and not step.startswith(("exclude: unmatched", "exclude: non-respondent")):
+            return self._rule(step[len("exclude: "):]) or detail
+        if step == "incidents counted" and _COUNTED.match(detail):
+            return ", ".join(f"{self.crime(c)}{self.t('report.acc.colon')}{self.count(int(n))}"
+                             for c, n in (part.rsplit(": ", 1) for part in detail.split(", ")))
+        for key, pattern, steps in _ACCOUNTING_DETAILS:
+            if steps and step not in steps:
+                continue
+            m = pattern.match(detail)
+            if m:
+                g = m.groupdict()
+                if "item" in g:
+                    g["item"] = self.crime(g["item"])
+                if "domain" in g:
+                    g["domain"] = self.domain(g["domain"])
+                for k in ("n", "m"):
+                    if k in g:
+                        g[k] = self.count(int(g[k]))
+                return self.t(f"report.acc.detail.{key}", **g)
+        return detail
+
+    def accounting(self, acc: pd.DataFrame, headers: bool = True) -> pd.DataFrame:
+        """The loader's row accounting (step, file, rows, detail) for a report: steps and
+        details in the language, rows counted the language's way, headers translated
+        (``headers``).  ``accounting.csv`` keeps the loader's English (it is data)."""
+        out = acc.copy()
+        if self.lang == "en":
+            return out
+        out["step"] = [self.accounting_step(x) for x in acc["step"]]
+        out["detail"] = [self.accounting_detail(st, d) for st, d in zip(acc["step"], acc["detail"])]
+        if headers:
+            out["rows"] = [self.count(x) for x in acc["rows"]]
+            out.columns = [self.t(f"report.acc.col.{c}") if has_key(f"report.acc.col.{c}") else c
+                           for c in out.columns]
+        return out
+
     # ----- tables -----------------------------------------------------------------------------
     def header(self, column: str) -> str:
         """A column header: the English column name, or its translation (``report.col.*``)."""
@@ -413,6 +482,33 @@ class Reader:
                 view[c] = [self.t("report.word.yes") if v else self.t("report.word.no") for v in view[c]]
         view.columns = [self.header(c) for c in view.columns]
         return view.reset_index(drop=True)
+
+
+_COUNTED = re.compile(r"^[\w.-]+: \d+(, [\w.-]+: \d+)*$")
+_ACCOUNTING_DETAILS = [(key, re.compile(pattern), steps) for key, pattern, steps in (
+    ("read", r"^(?P<file>.+): (?P<n>\d+) columns read$", ()),
+    ("joined", r"^columns of '(?P<file>.+)' joined on (?P<keys>.+)$", ()),
+    ("all_respondents", r"^every row is a respondent$", ()),
+    ("non_respondents_kept", r"^(?P<n>\d+) non-respondent rows kept for design information$", ()),
+    ("unmatched_rows", r"^rows of '(?P<file>.+)' matching no row of '(?P<to>.+)' on (?P<keys>.+)$", ()),
+    ("missing_weight", r"^non-respondent rows with a missing '(?P<var>.+)' get weight 0$", ()),
+    ("unmatched_incidents", r"^incidents matching no respondent on (?P<keys>.+)$", ()),
+    ("non_respondent_incidents", r"^incidents linked to non-respondent rows \(kept for design only\)$", ()),
+    ("follow_up", r"^(?P<item>\S+): (?P<var>\S+) in (?P<codes>\[.*\]) answered by (?P<fu>\S+)$",
+     ("perception follow-up",)),
+    ("ignore_codes", r"^(?P<var>\S+) in (?P<codes>\[.*\])$", ("ignore codes",)),
+    ("skip_zero", r"^(?P<var>\S+): not asked \(screener not yes\), counted as 0$", ()),
+    ("dont_know", r"^(?P<var>\S+): (?P<codes>\[.*\]) counted as (?P<value>\S+)$", ("dont know",)),
+    ("missing_count", r"^(?P<var>\S+): missing, a domain of its own$", ()),
+    ("item_nonresponse", r"^(?P<var>\S+): (?P<codes>.*) \(refused, don't know\.\.\.\): out of the base$", ()),
+    ("blank", r"^(?P<var>\S+): blank with no declared skip pattern: out of the base$", ()),
+    ("perception_missing", r"^(?P<item>\S+): no answer \((?P<codes>.*); excluded from its base\)$", ()),
+    ("below_band", r"^(?P<domain>\S+): (?P<n>\d+) rows below the first band$", ()),
+    ("no_value_cross", r"^(?P<domain>\S+): respondents with no value in one of (?P<parts>.+)$", ()),
+    ("no_value", r"^(?P<domain>\S+): respondents with no value$", ()),
+)]
+"""The loader's fixed accounting details (survey.ingest) -> catalog key ``report.acc.detail.<key>``
+(placeholders: the named groups; only for the listed steps when given)."""
 
 
 @functools.cache
