@@ -85,9 +85,9 @@ files
 # deliberately not counted, and items with no answer (left out of their own base only).
 
 # %% accounting
+rp.publish_csv(acc, f"{P.output_dir}/accounting.csv")
 with pd.option_context("display.max_colwidth", 120):
     display(R.accounting(acc))  # steps and details in the report's language (accounting.csv: the loader's)
-rp.publish_csv(acc, f"{P.output_dir}/accounting.csv")
 
 # %% [markdown]
 # The chart follows the incident file from the rows read to the incidents counted: the
@@ -121,7 +121,11 @@ units = units or [S.files[S.design.file].unit]
 rows = []
 for unit in units:
     d = data.design(unit)
-    rows.append({"unit": unit, "design": repr(d), "respondents": int((d.w > 0).sum()),
+    what = repr(d) if R.lang == "en" else (
+        R("report.ing.design_desc", n=R.count(d.n), strata=R.count(d.n_strata), psu=R.count(d.n_psu), df=R.count(d.df))
+        if hasattr(d, "n_strata") else
+        R("report.ing.design_replicates", n=R.count(d.n), replicates=R.count(d.n_replicates), method=d.method))
+    rows.append({"unit": unit, "design": what, "respondents": int((d.w > 0).sum()),
                  "weighted total": float(d.w.sum())})
 design_table = pd.DataFrame(rows)
 design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)

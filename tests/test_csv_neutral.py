@@ -48,11 +48,15 @@ def run(tmp_path_factory):
     (root / "pyproject.toml").write_text("")
     data = root / "data" / "synthetic"
     synth(data, households=1200, seed=2)
-    df, meta = pyreadstat.read_sav(data / "households.sav", apply_value_formats=False)
-    labels = dict(meta.variable_value_labels)
-    labels["tenure"] = {**labels["tenure"], 2.0: HOSTILE_LABEL}  # a value label of the SPSS file
-    pyreadstat.write_sav(df, data / "households.sav", column_labels=meta.column_names_to_labels,
-                         variable_value_labels=labels)
+    changed = 0
+    for sav in sorted(data.glob("*.sav")):  # a value label of the SPSS files (tenure: households and persons)
+        df, meta = pyreadstat.read_sav(sav, apply_value_formats=False)
+        labels = dict(meta.variable_value_labels)
+        if "tenure" in labels:
+            labels["tenure"] = {**labels["tenure"], 2.0: HOSTILE_LABEL}
+            pyreadstat.write_sav(df, sav, column_labels=meta.column_names_to_labels, variable_value_labels=labels)
+            changed += 1
+    assert changed
     (root / "specs").mkdir()
     spec = (ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8")
     assert "en: Domestic burglary," in spec
@@ -83,8 +87,8 @@ def run(tmp_path_factory):
 def test_every_csv_of_the_run_is_neutralized(run):
     files = sorted(run.rglob("*.csv"))
     names = {p.name for p in files}
-    assert {"indicators.csv", "accounting.csv", "risk_models.csv", "risk_margins.csv", "small_areas.csv",
-            "lorenz.csv"} <= names, names
+    assert {"indicators.csv", "accounting.csv", "codebook.csv", "risk_models.csv", "risk_margins.csv",
+            "small_areas.csv", "lorenz.csv"} <= names, names
     bad = {p.name: cells[:3] for p in files if (cells := formula_cells(p))}
     assert not bad, f"formula cells left: {bad}"
 
@@ -98,6 +102,7 @@ def test_the_hostile_labels_are_there_as_quoted_text(run):
 
     ind = cells("indicators.csv")
     assert "'" + HOSTILE_LABEL in ind and "'" + HOSTILE_CRIME in ind
+    assert "'" + HOSTILE_LABEL in cells("codebook.csv")  # the SPSS value label, as the codebook lists it
     assert "'" + HOSTILE_AREA in cells("small_areas.csv")
     assert any(c.startswith("'" + HOSTILE_LABEL) or ("'" + HOSTILE_LABEL) in c or HOSTILE_LABEL in c
                for c in cells("risk_models.csv") | cells("risk_margins.csv"))
