@@ -138,7 +138,8 @@ else:
                                        respondents=[R.count(n) for n in design_table["respondents"]],
                                        **{"weighted total": [R.count(x) for x in design_table["weighted total"]]})
     shown_design.columns = [R(f"report.ing.col.{c.replace(' ', '_')}") for c in shown_design.columns]
-shown_design
+with pd.option_context("display.max_colwidth", 120):
+    display(shown_design)
 
 # %% [markdown]
 # ## Domains
