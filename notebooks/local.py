@@ -90,8 +90,8 @@ with warnings.catch_warnings(record=True) as caught:  # in English the warnings 
                          area=SA["area_column"], area_label=SA["area_label"], method=SA["method"],
                          smooth_variances=SA["smooth_variances"], benchmark=SA["benchmark"], shares=SA["shares"])
 for w in caught:
-    if R.lang != "en" and issubclass(w.category, SurveyWarning) and result.attrs.get("at_zero"):
-        continue  # said below in the language
+    if R.lang != "en" and issubclass(w.category, SurveyWarning) and "estimated as 0" in str(w.message):
+        continue  # said below in the language (report.local.at_zero)
     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 path = rp.publish_csv(result, Path(P.output_dir) / "small_areas.csv")
 fit = result.attrs
@@ -101,12 +101,20 @@ rp.md(R("report.local.result", what=what, method=fit["method"], sigma2=R.sig(fit
         in_sample=R.count(int(result["in_sample"].sum())), areas=R.count(len(result)),
         withheld=R.count(int(result["suppressed"].sum())), file=path.name)
       + (" " + R("report.local.at_zero", method=fit["method"]) if fit.get("at_zero") and R.lang != "en" else ""))
+
+
+def area_name(area, label):
+    """The area's name in the language (the spec's translations), else the auxiliary file's label."""
+    name = R.value(SA["area"], area)
+    return name if name != str(area) else label
+
+
 shown = ["area_label", "direct", "direct_se", "eblup", "rmse", "cv", "gamma", "n", "reliability", "note"]
 if R.lang == "en":
     view = rp.show_table(result[shown], digits=2)
 else:  # the area names, the reliability and the notes in the language (small_areas.csv keeps its English)
     view = result.assign(
-        area_label=[R.value(SA["area"], a) for a in result["area"]],
+        area_label=[area_name(a, lab) for a, lab in zip(result["area"], result["area_label"])],
         note=[R.sep.join(x for x in (
             R("report.local.note_synthetic") if not ins else "",
             R("report.local.note_withheld", reason=R.reason(sr)) if sup else R.reason(fr),
@@ -120,7 +128,8 @@ view
 # %% direct and model-based estimates
 import plotly.graph_objects as go
 
-labels = result["area_label"] if R.lang == "en" else [R.value(SA["area"], a) for a in result["area"]]
+labels = result["area_label"] if R.lang == "en" else [area_name(a, lab) for a, lab in zip(result["area"],
+                                                                                        result["area_label"])]
 fig = go.Figure()
 fig.add_trace(go.Scatter(x=labels, y=result["direct"], error_y=dict(array=1.96 * result["direct_se"]),
                          mode="markers", name=R("report.local.trace_direct")))
