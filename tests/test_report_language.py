@@ -458,3 +458,59 @@ def test_bad_descriptions_are_one_line_errors(tmp_path, extra, message):
     with pytest.raises(sp.ParameterError, match=re.escape(message)) as e:
         sp.read_parameter_set(_set(tmp_path, **extra), root=tmp_path)
     assert "p.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
+ACCOUNTING = [  # every fixed sentence of the loader (survey.ingest), as it writes them
+    ("read", "households", 3000, "households.sav: 15 columns read"),
+    ("link", "persons", 2048, "columns of 'households' joined on hhid"),
+    ("respondents", "persons", 2048, "every row is a respondent"),
+    ("respondents", "households", 2048, "952 non-respondent rows kept for design information"),
+    ("exclude: unmatched persons", "persons", 3, "rows of 'persons' matching no row of 'households' on hhid"),
+    ("weights", "households", 952, "non-respondent rows with a missing 'wt' get weight 0"),
+    ("exclude: outside_period", "incidents", 37, "Outside the reference period"),
+    ("ignore codes", "incidents", 7, "crimecode in [99]"),
+    ("exclude: unmatched", "incidents", 2, "incidents matching no respondent on hhid, pid"),
+    ("exclude: non-respondent", "incidents", 1, "incidents linked to non-respondent rows (kept for design only)"),
+    ("incidents counted", "incidents", 1608, "vandalism: 1100, burglary: 508"),
+    ("cap", "incidents", 1608, "percentile 98 per type: vandalism cap 3 (12 respondents capped); burglary cap 2.5 "
+                               "(4 respondents capped)"),
+    ("skip pattern", "persons", 40, "q1: not asked (screener not yes), counted as 0"),
+    ("dont know", "persons", 5, "q1: [98] counted as 0"),
+    ("missing count", "persons", 3, "q1: missing, a domain of its own"),
+    ("item nonresponse", "persons", 4, "q2: 8: 3, 9: 1 (refused, don't know...): out of the base"),
+    ("item nonresponse", "persons", 2, "q2: blank with no declared skip pattern: out of the base"),
+    ("perception follow-up", "persons", 9, "safe_dark: safedark in [3] answered by safedark2"),
+    ("perception missing", "persons", 17, "safe_dark: no answer (8: 13, 9: 4; excluded from its base)"),
+    ("domain", "persons", 2, "age_band: 2 rows below the first band"),
+    ("domain missing", "persons", 3, "region: respondents with no value"),
+    ("domain missing", "persons", 3, "sex_age: respondents with no value in one of sex, age_band"),
+]
+
+
+@pytest.mark.parametrize("lang", ["fr", "es"])
+def test_every_fixed_accounting_sentence_is_translated(lang):
+    """Reader.accounting: every step and fixed detail of the loader in the language, crime types,
+    items and domains by their labels, counts written the language's way; the English frame is
+    returned unchanged in English."""
+    from survey.report import Reader
+    from survey.spec import read_spec
+
+    acc = pd.DataFrame(ACCOUNTING, columns=["step", "file", "rows", "detail"])
+    spec = read_spec(ROOT / "specs" / "synthetic.yaml")
+    assert Reader("en", spec).accounting(acc).equals(acc)
+    shown = Reader(lang, spec).accounting(acc)
+    assert list(shown.columns) == {"fr": ["Étape", "Fichier", "Lignes", "Détail"],
+                                   "es": ["Paso", "Archivo", "Filas", "Detalle"]}[lang]
+    steps, details = shown.iloc[:, 0], shown.iloc[:, 3]
+    assert not (steps == acc.step).any(), list(acc.step[steps == acc.step])
+    assert not (details == acc.detail).any(), list(acc.detail[details == acc.detail])
+    text = " ".join(steps) + " " + " ".join(details)
+    text = re.sub(r"\S+\.sav|'[^']*'|«[^»]*»", " ", text)
+    left = left_english(text, lang)
+    assert not left, left
+    _, crimes = spec_labels(lang)
+    sep = NNBSP if lang == "fr" else "."
+    colon = NNBSP + ": " if lang == "fr" else ": "
+    assert f"{crimes['vandalism']}{colon}1{sep}100" in text and f"{crimes['burglary']}{colon}508" in text
+    assert shown.iloc[0, 2] == f"3{sep}000"
+    assert "2,5" in details.iloc[11]  # the cap, decimal comma

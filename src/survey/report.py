@@ -392,6 +392,8 @@ class Reader:
             return detail
         if step.startswith("exclude: ") and not step.startswith(("exclude: unmatched", "exclude: non-respondent")):
             return self._rule(step[len("exclude: "):]) or detail
+        if step == "cap":
+            return self._cap_detail(detail)
         if step == "incidents counted" and _COUNTED.match(detail):
             return ", ".join(f"{self.crime(c)}{self.t('report.acc.colon')}{self.count(int(n))}"
                              for c, n in (part.rsplit(": ", 1) for part in detail.split(", ")))
@@ -405,11 +407,31 @@ class Reader:
                     g["item"] = self.crime(g["item"])
                 if "domain" in g:
                     g["domain"] = self.domain(g["domain"])
+                if "parts" in g:
+                    g["parts"] = ", ".join(self.domain(x) for x in g["parts"].split(", "))
                 for k in ("n", "m"):
                     if k in g:
                         g[k] = self.count(int(g[k]))
                 return self.t(f"report.acc.detail.{key}", **g)
         return detail
+
+    def _cap_detail(self, detail: str) -> str:
+        """The cap row's detail ('percentile 98 per type: burglary cap 3 (2 respondents capped);
+        ...'): the rule and each crime type's cap in the language; a part the patterns do not
+        know stays as it is."""
+        rule, sep, parts = detail.partition(": ")
+        m = re.match(r"^percentile (?P<p>[\d.]+) (?P<by>pooled over types|per type)$", rule)
+        if m:
+            rule = self.t("report.acc.cap.percentile_" + ("pooled" if m["by"].startswith("pooled") else "per_type"),
+                          p=m["p"].replace(".", _DECIMAL[self.lang]))
+        elif re.match(r"^fixed [\d.]+$", rule):
+            rule = self.t("report.acc.cap.fixed", value=rule[len("fixed "):].replace(".", _DECIMAL[self.lang]))
+        out = []
+        for part in parts.split("; ") if sep else []:
+            m = re.match(r"^(?P<crime>[\w.-]+) cap (?P<value>[\d.]+) \((?P<n>\d+) respondents capped\)$", part)
+            out.append(self.t("report.acc.cap.part", crime=self.crime(m["crime"]), n=self.count(int(m["n"])),
+                              value=m["value"].replace(".", _DECIMAL[self.lang])) if m else part)
+        return rule + (self.t("report.acc.colon") + self.sep.join(out) if sep else "")
 
     def accounting(self, acc: pd.DataFrame, headers: bool = True) -> pd.DataFrame:
         """The loader's row accounting (step, file, rows, detail) for a report: steps and
