@@ -47,7 +47,6 @@ from survey.evaluation import (
     evaluation_table,
     prepare_evaluation,
     simulate_pooled_waves,
-    write_csv,
 )
 
 rp.setup_notebook()
@@ -76,9 +75,11 @@ spec = None                   # survey spec whose respondent file stacks the per
 data_dir = None               # its data folder (file names from the spec)
 cap_rule = None               # the run's cap rule
 evaluation = None             # {outcome:, treated:, period:, start:, ...} (survey.params.EVALUATION_KEYS)
+language = "en"               # the report's language (en, fr, es)
 seed = 1
 
 # %% check parameters
+R = rp.Reader(language)  # the report's language (the survey's labels once the spec is read)
 section = None
 if evaluation is not None:  # a batch run: the section again through the parameter-set check
     section = sp.check_evaluation(evaluation, "notebook 'evaluation': ", spec_path=spec)
@@ -102,31 +103,38 @@ if section is not None:
     design, outcome, treated, wave, start = prep.design, prep.outcome, prep.treated, prep.wave, prep.start
     group, covariates, label = prep.group, prep.covariates, prep.label
     df = design.data[design._in_domain()]
+    R = rp.Reader(language, data.spec)
     if treated is None:
         treated = "eval_treated"
         df = df.assign(eval_treated=df[group].isin(list(start)).astype(int))
-    rp.md(f"**{data.spec.title or data.spec.survey}**: outcome {section['outcome']} ({label}), periods in "
-          f"`{wave}`, programme from {start if group is None else 'a period per area'}.")
+    rp.md(R("report.eval.survey", title=R.title(data.spec.title or data.spec.survey), outcome=section["outcome"],
+            label=label if R.lang == "en" else R.outcome(section["outcome"]), wave=wave,
+            start=start if group is None else R("report.eval.start_per_area")))
 elif pooled_data is None:
     df = simulate_pooled_waves(effect=-0.05, seed=1)
-    rp.md("**Demo data**: synthetic pooled waves, 60 areas in 6 strata, half treated from wave 3, "
-          "a true reduction of the prevalence by 5 points.")
+    rp.md(R("report.eval.demo"))
 else:
     p = Path(pooled_data)
     df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
 if section is None:
     design = sv.Design(df, strata=strata, psu=psu, weights=weights)
 counts = df.groupby([wave, treated]).size().unstack(fill_value=0)
-counts.columns = [f"treated={c}" for c in counts.columns]
+counts.columns = [f"treated={c}" for c in counts.columns] if R.lang == "en" else \
+    [R("report.eval.group_treated") if c == 1 else R("report.eval.group_comparison") for c in counts.columns]
+if R.lang != "en":
+    counts = counts.map(R.count)
+    counts.index.name = R("report.eval.col.wave")
 counts
 
 # %% estimate the effect
 res = did(design, outcome, treated if group is None else None, wave, start=start, model=model,
           covariates=covariates, event_study=event_study, level=level, group=group)
-write_csv(evaluation_table(res, label), Path(output_dir) / "evaluation.csv")
+rp.publish_csv(evaluation_table(res, label), Path(output_dir) / "evaluation.csv")
 if section is None:
-    write_csv(res.effects, Path(output_dir) / "evaluation_effects.csv")
-res.effects
+    rp.publish_csv(res.effects, Path(output_dir) / "evaluation_effects.csv")
+res.effects if R.lang == "en" else R.frame(res.effects.assign(estimand=[R(f"report.eval.estimand.{e}")
+                                                                        for e in res.effects.estimand]),
+                                           ["estimand", "effect", "se", "ci_low", "ci_high", "df", "p_value"], 3)
 
 # %% [markdown]
 # ## Parallel trends before the start?
@@ -138,17 +146,17 @@ res.effects
 
 # %% pre-trend test
 if isinstance(res, StaggeredResult):
-    rp.md("Staggered starts: one effect per cohort (the areas starting in the same period) and period, each "
-          "against the never-treated areas from the period before the cohort's start.")
-    out = res.group_time
+    rp.md(R("report.eval.staggered"))
+    out = res.group_time if R.lang == "en" else R.frame(
+        res.group_time, ["cohort", "wave", "base_wave", "estimate", "se", "ci_low", "ci_high", "p_value"], 3)
 elif res.pretrend is None:
-    rp.md("Only one wave before the start: the parallel-trends assumption cannot be checked with these data.")
+    rp.md(R("report.eval.one_pre_wave"))
     out = None
 else:
-    out = res.pretrend_terms
+    out = res.pretrend_terms if R.lang == "en" else R.frame(
+        res.pretrend_terms, ["wave", "estimate", "se", "t", "df", "p_value", "ci_low", "ci_high"], 3)
     w = res.pretrend.iloc[0]
-    rp.md(f"Joint Wald test of the pre-programme differences: F = {w.F:.2f} on ({w.df1:g}, {w.df2:g}) df, "
-          f"p = {w.p_value:.3f}.")
+    rp.md(R("report.eval.pretrend", F=R.num(w.F, 2), df1=R.count(w.df1), df2=R.count(w.df2), p=R.num(w.p_value, 3)))
 out
 
 # %% event study
@@ -158,10 +166,15 @@ if res.event_study is not None:
                                error_y=dict(type="data", symmetric=False, array=es.ci_high - es.estimate,
                                             arrayminus=es.estimate - es.ci_low)))
     fig.add_hline(y=0, line_dash="dot")
-    fig.update_layout(title=f"Treated minus comparison, relative to wave {es.wave[es.reference].iloc[0]} "
-                            f"({es.scale.iloc[0]})", xaxis_title=wave, yaxis_title="effect")
+    scale = es.scale.iloc[0]
+    fig.update_layout(title=R("report.eval.event_title", wave=es.wave[es.reference].iloc[0],
+                              scale=scale if R.lang == "en" else R(f"report.eval.scale.{scale.replace(' ', '_')}")),
+                      xaxis_title=wave if R.lang == "en" else R("report.eval.col.wave"),
+                      yaxis_title=R("report.eval.axis_effect"))
+    if R.lang != "en":
+        fig.update_layout(separators=rp.SEPARATORS[R.lang])
     if section is None:
-        write_csv(es, Path(output_dir) / "evaluation_event_study.csv")
+        rp.publish_csv(es, Path(output_dir) / "evaluation_event_study.csv")
     fig.show()
 
 # %% [markdown]
@@ -177,21 +190,22 @@ if res.event_study is not None:
 if section is None:  # stand-alone: one year
     cb = cost_benefit_from_did(res, crime_type, programme_cost=programme_cost, exposed=exposed,
                                unit_costs=unit_costs, level=level)
-    write_csv(cb, Path(output_dir) / "evaluation_cost_benefit.csv")
+    rp.publish_csv(cb, Path(output_dir) / "evaluation_cost_benefit.csv")
     cb = cost_benefit_table(res, {"outcome": outcome, "programme_cost": programme_cost, "exposed": exposed,
                                   "crime_type": crime_type, "unit_costs": unit_costs, "discount_rate": 0.0},
                             level=level)
 else:  # batch: the section's costs per year, discounted
     cb = cost_benefit_table(res, section, level=level)
 if cb is None:
-    rp.md("No programme cost was given: no cost-benefit.")
+    rp.md(R("report.eval.no_cost"))
 else:
-    write_csv(cb, Path(output_dir) / "cost_benefit.csv")
+    rp.publish_csv(cb, Path(output_dir) / "cost_benefit.csv")
     r = cb.set_index("quantity")
-    rp.md(f"Benefit-cost ratio {r.loc['benefit_cost_ratio', 'estimate']:.2f} "
-          f"({100 * level:g}% interval {r.loc['benefit_cost_ratio', 'ci_low']:.2f} to "
-          f"{r.loc['benefit_cost_ratio', 'ci_high']:.2f}); unit cost of {crime_type}: "
-          f"{costs.set_index('crime_type').loc[crime_type, 'unit_cost']:,.0f} {cb.currency.iloc[0]} "
-          f"({cb.price_year.iloc[0]} prices); {cb.years.iloc[0]} year(s) discounted at "
-          f"{100 * cb.discount_rate.iloc[0]:g}% a year.")
-cb
+    rp.md(R("report.eval.ratio", ratio=R.num(r.loc["benefit_cost_ratio", "estimate"], 2), level=R.sig(100 * level),
+            low=R.num(r.loc["benefit_cost_ratio", "ci_low"], 2), high=R.num(r.loc["benefit_cost_ratio", "ci_high"], 2),
+            crime=crime_type, cost=R.count(costs.set_index("crime_type").loc[crime_type, "unit_cost"]),
+            currency=cb.currency.iloc[0], year=cb.price_year.iloc[0], years=cb.years.iloc[0],
+            rate=R.sig(100 * cb.discount_rate.iloc[0])))
+cb if cb is None or R.lang == "en" else R.frame(
+    cb.assign(quantity=[R(f"report.eval.quantity.{q}") for q in cb.quantity]),
+    ["quantity", "estimate", "se", "ci_low", "ci_high"], 2)

@@ -85,9 +85,9 @@ files
 # deliberately not counted, and items with no answer (left out of their own base only).
 
 # %% accounting
+rp.publish_csv(acc, f"{P.output_dir}/accounting.csv")
 with pd.option_context("display.max_colwidth", 120):
-    display(acc)
-acc.to_csv(f"{P.output_dir}/accounting.csv", index=False)
+    display(R.accounting(acc))  # steps and details in the report's language (accounting.csv: the loader's)
 
 # %% [markdown]
 # The chart follows the incident file from the rows read to the incidents counted: the
@@ -96,7 +96,7 @@ acc.to_csv(f"{P.output_dir}/accounting.csv", index=False)
 # %% incident flow
 inc_file = S.victimization.file if S.victimization is not None and S.victimization.source == "incidents" else None
 if inc_file:
-    flow = acc[(acc.file == inc_file) & acc.step.ne("link")]
+    flow = R.accounting(acc, headers=False)[(acc.file == inc_file) & acc.step.ne("link")]
     fig = go.Figure(go.Bar(x=flow["rows"], y=flow["step"], orientation="h", text=flow["rows"],
                            hovertext=flow["detail"], hoverinfo="text+x"))
     fig.update_layout(title=R("report.ing.flow_title", file=inc_file), xaxis_title=R("report.ing.incidents"),
@@ -121,7 +121,11 @@ units = units or [S.files[S.design.file].unit]
 rows = []
 for unit in units:
     d = data.design(unit)
-    rows.append({"unit": unit, "design": repr(d), "respondents": int((d.w > 0).sum()),
+    what = repr(d) if R.lang == "en" else (
+        R("report.ing.design_desc", n=R.count(d.n), strata=R.count(d.n_strata), psu=R.count(d.n_psu), df=R.count(d.df))
+        if hasattr(d, "n_strata") else
+        R("report.ing.design_replicates", n=R.count(d.n), replicates=R.count(d.n_replicates), method=d.method))
+    rows.append({"unit": unit, "design": what, "respondents": int((d.w > 0).sum()),
                  "weighted total": float(d.w.sum())})
 design_table = pd.DataFrame(rows)
 design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)
@@ -134,7 +138,8 @@ else:
                                        respondents=[R.count(n) for n in design_table["respondents"]],
                                        **{"weighted total": [R.count(x) for x in design_table["weighted total"]]})
     shown_design.columns = [R(f"report.ing.col.{c.replace(' ', '_')}") for c in shown_design.columns]
-shown_design
+with pd.option_context("display.max_colwidth", 120):
+    display(shown_design)
 
 # %% [markdown]
 # ## Domains

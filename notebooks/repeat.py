@@ -112,7 +112,7 @@ if focus:
             lz["label"] = R.crime(c, overall.loc[overall.crime_type == c, "crime_label"].iloc[0])
             curves.append(lz)
     curves = pd.concat(curves, ignore_index=True)
-    curves.drop(columns="label").to_csv(f"{P.output_dir}/lorenz.csv", index=False)
+    rp.publish_csv(curves.drop(columns="label"), f"{P.output_dir}/lorenz.csv")
     for over, fam in (("population", "gini"), ("victims", "gini_victims")):
         g = {R.crime(r.crime_type, r.crime_label): r.estimate for r in overall[overall.indicator == fam].itertuples()}
         rp.lorenz_figure(curves[curves.over == over].drop(columns="crime_type", errors="ignore"), g,

@@ -78,10 +78,10 @@ run = sm.fit_models(data, specs, on_failure=P.on_model_failure)
 fits = run.fits
 models_table = run.table
 if len(models_table):
-    models_table.to_csv(f"{P.output_dir}/risk_models.csv", index=False)
-    run.margins.to_csv(f"{P.output_dir}/risk_margins.csv", index=False)
+    rp.publish_csv(models_table, f"{P.output_dir}/risk_models.csv")
+    rp.publish_csv(run.margins, f"{P.output_dir}/risk_margins.csv")
 if run.failures:
-    pd.DataFrame(run.failures).to_csv(f"{P.output_dir}/risk_model_failures.csv", index=False)
+    rp.publish_csv(pd.DataFrame(run.failures), f"{P.output_dir}/risk_model_failures.csv")
     rp.md(R("report.risk.failures") + "\n\n" + "\n".join(
         R("report.risk.failure", model=R.model(f["model"]), outcome=R.outcome(f["outcome"]), reason=f["reason"])
         for f in run.failures))
@@ -127,7 +127,7 @@ perf = pd.concat(performance, ignore_index=True)[
     ["crime_type", "model", "unit", "features", "n_splits", "subgroup", "group", "n", "weighted_n", "events",
      "observed", "mean_predicted", "auc", "brier", "log_loss", "note", "warnings"]] if performance else pd.DataFrame()
 if len(perf):
-    perf.to_csv(f"{P.output_dir}/risk_performance.csv", index=False)
+    rp.publish_csv(perf, f"{P.output_dir}/risk_performance.csv")
 shown = ["crime_type", "n", "events", "observed", "auc", "brier", "log_loss"]
 (perf.loc[perf["subgroup"] == "overall", shown].round(4) if R.lang == "en"
  else R.frame(perf[perf["subgroup"] == "overall"], shown, 4)) if len(perf) else None

@@ -129,8 +129,8 @@ if P.compare:
         raise sp.ParameterError(f"compare: the earlier wave's period label '{period_label}' is this wave's too; "
                                 "give compare.period (and period) to tell them apart")
     changes = compare_waves(before, table, data_a=earlier, data_b=data, samples=P.compare.get("samples", "auto"))
-    changes.to_csv(f"{P.output_dir}/comparison.csv", index=False, lineterminator="\n")
-    trend_table([before, table], changes=[changes]).to_csv(f"{P.output_dir}/trend.csv", index=False, lineterminator="\n")
+    rp.publish_csv(changes, f"{P.output_dir}/comparison.csv")
+    rp.publish_csv(trend_table([before, table], changes=[changes]), f"{P.output_dir}/trend.csv")
     sel = changes[(changes.domain == "overall") & changes.indicator.isin(["prevalence", "feeling_safe"])
                   & (changes.crime_type.isin(focus) | changes.indicator.eq("feeling_safe"))]
     labels = dict(zip(overall.crime_type, overall.crime_label))

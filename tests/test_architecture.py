@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "survey"
 
 ENGINE = {"design", "variance", "estimate", "replicates", "weighting", "contrast", "models", "domain_batch", "expr",
-          "ordinal", "errors", "_columns", "_atomic", "stream"}
+          "ordinal", "errors", "_columns", "_atomic", "_safe_csv", "stream"}
 SEMANTICS = {"spec", "io", "ingest", "indicators", "quality", "synth", "codebook", "sae", "gvf", "change",
              "evaluation", "cost", "risk", "lorenz", "areas", "stream_indicators"}
 PUBLISHING = {"params", "batch", "report", "serve", "i18n", "cli", "dashboard", "_jupyter", "__init__"}

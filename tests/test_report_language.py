@@ -28,7 +28,7 @@ from survey.i18n import LANGUAGES, catalog
 ROOT = Path(__file__).resolve().parents[1]
 HOUSEHOLDS = 3000
 NOTEBOOKS = ("victimization", "fear", "repeat", "risk", "summary")
-"""The reports translated in full (ingest: all but the loader's row accounting, checked apart)."""
+"""The reports translated in full (ingest: checked apart, its tables name the spec's files)."""
 NNBSP = "\u202f"
 DESCRIPTIONS = {"en": "Small synthetic run for the language test",
                 "fr": "Petite exécution synthétique pour le test des langues",
@@ -198,22 +198,67 @@ def test_no_english_left_in_the_reports(runs, lang, nb):
     assert DESCRIPTIONS[lang] in text and DESCRIPTIONS["en"] not in text
 
 
+class _Tables(HTMLParser):
+    """The text of a page's tables only."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth = 0
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.depth += tag == "table"
+
+    def handle_endtag(self, tag):
+        self.depth -= tag == "table"
+
+    def handle_data(self, data):
+        if self.depth:
+            self.parts.append(data)
+
+
+def table_text(page: str) -> str:
+    p = _Tables()
+    p.feed(page)
+    return re.sub(r"[ \t\r\n]+", " ", " ".join(p.parts))
+
+
 @pytest.mark.parametrize("lang", ["fr", "es"])
-def test_ingest_report_in_the_language_but_the_row_accounting(runs, lang):
-    """The ingest report's prose, headings and figure titles; its tables (the loader's row
-    accounting: steps and details as the loader writes them, paths) are data."""
+def test_ingest_report_in_the_language_with_its_row_accounting(runs, lang):
+    """The ingest report's prose, headings, figures and tables, the loader's row accounting
+    included (its steps and details in the language, crime types by their labels); in the
+    tables, the spec's file keys, file names and paths are names, not words.
+    ``accounting.csv`` keeps the loader's English (it is data)."""
     run = runs[lang]
     page = (run / "ingest.html").read_text(encoding="utf-8")
     text = visible_text(page, skip=("table",))
     for data in DATA_TEXTS:
         text = text.replace(data, " ")
     text = re.sub(r"\S*/\S*\.yaml", " ", text)
-    titles = re.sub(r"«[^»]*»", " ", figure_text(run / "ingest.ipynb", titles_only=True))  # «the spec's file name»
-    left = left_english(text + " " + titles, lang)
+    names = re.compile(r"\S*/\S*|\S+\.(sav|csv|parquet)\b|«[^»]*»")  # paths, file names, «the spec's file»
+    all_tables = table_text(page)
+    tables, charts = names.sub(" ", all_tables), names.sub(" ", figure_text(run / "ingest.ipynb"))
+    spec = yaml.safe_load((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
+    for f in spec["files"]:  # the spec's file keys (households, persons, incidents) in the tables' file columns
+        tables = re.sub(rf"(?<![\w-]){re.escape(f)}(?![\w-])", " ", tables)
+    left = left_english(text + " " + tables + " " + charts, lang)
     assert not left, f"{lang} ingest: English left: {left}"
     heading = {"fr": "Décompte des lignes", "es": "Recuento de filas"}[lang]
     assert heading in text and "Row accounting" not in text
-    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in visible_text(page)  # a translated header
+    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in tables  # a translated header
+    acc = pd.read_csv(run / "accounting.csv", keep_default_na=False)
+    counted = acc[acc.step == "incidents counted"].iloc[0]  # the CSV: the loader's English
+    assert list(acc.columns) == ["step", "file", "rows", "detail"] and "exclude: outside_period" in set(acc.step)
+    assert {"fr": "incidents comptés", "es": "incidentes contados"}[lang] in all_tables
+    assert {"fr": "Hors de la période de référence", "es": "Fuera del período de referencia"}[lang] in all_tables
+    _, crimes = spec_labels(lang)
+    pairs = [p.rsplit(": ", 1) for p in counted.detail.split(", ")]
+    colon = NNBSP + ": " if lang == "fr" else ": "
+    labelled = [(crimes[c], n) for c, n in pairs if c in crimes]
+    assert labelled, pairs
+    for label, n in labelled[:3]:  # crime types by their labels, with their counts (the cell is cut at 120)
+        written = f"{int(n):,}".replace(",", NNBSP if lang == "fr" else ".")
+        assert f"{label}{colon}{written}" in all_tables, (label, n)
 
 
 def test_english_word_list_is_not_empty_and_catches_english():
@@ -345,7 +390,7 @@ def test_no_english_left_in_the_workbook(runs, lang):
             if row and row[0] in skip:  # the parameters as given (YAML), the spec's source, the software: data
                 continue
             texts += [v for v in row if isinstance(v, str)]
-    text = "\n".join(texts)
+    text = "\n".join(texts).replace("(synthetic)", " ")  # the survey's id (a name) beside its title
     left = left_english(text, lang)
     assert not left, f"{lang}: English left in the workbook: {left}"
     notes = {r[0]: r[1] for r in wb.worksheets[0].iter_rows(values_only=True) if r and r[0]}
@@ -413,3 +458,59 @@ def test_bad_descriptions_are_one_line_errors(tmp_path, extra, message):
     with pytest.raises(sp.ParameterError, match=re.escape(message)) as e:
         sp.read_parameter_set(_set(tmp_path, **extra), root=tmp_path)
     assert "p.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
+ACCOUNTING = [  # every fixed sentence of the loader (survey.ingest), as it writes them
+    ("read", "households", 3000, "households.sav: 15 columns read"),
+    ("link", "persons", 2048, "columns of 'households' joined on hhid"),
+    ("respondents", "persons", 2048, "every row is a respondent"),
+    ("respondents", "households", 2048, "952 non-respondent rows kept for design information"),
+    ("exclude: unmatched persons", "persons", 3, "rows of 'persons' matching no row of 'households' on hhid"),
+    ("weights", "households", 952, "non-respondent rows with a missing 'wt' get weight 0"),
+    ("exclude: outside_period", "incidents", 37, "Outside the reference period"),
+    ("ignore codes", "incidents", 7, "crimecode in [99]"),
+    ("exclude: unmatched", "incidents", 2, "incidents matching no respondent on hhid, pid"),
+    ("exclude: non-respondent", "incidents", 1, "incidents linked to non-respondent rows (kept for design only)"),
+    ("incidents counted", "incidents", 1608, "vandalism: 1100, burglary: 508"),
+    ("cap", "incidents", 1608, "percentile 98 per type: vandalism cap 3 (12 respondents capped); burglary cap 2.5 "
+                               "(4 respondents capped)"),
+    ("skip pattern", "persons", 40, "q1: not asked (screener not yes), counted as 0"),
+    ("dont know", "persons", 5, "q1: [98] counted as 0"),
+    ("missing count", "persons", 3, "q1: missing, a domain of its own"),
+    ("item nonresponse", "persons", 4, "q2: 8: 3, 9: 1 (refused, don't know...): out of the base"),
+    ("item nonresponse", "persons", 2, "q2: blank with no declared skip pattern: out of the base"),
+    ("perception follow-up", "persons", 9, "safe_dark: safedark in [3] answered by safedark2"),
+    ("perception missing", "persons", 17, "safe_dark: no answer (8: 13, 9: 4; excluded from its base)"),
+    ("domain", "persons", 2, "age_band: 2 rows below the first band"),
+    ("domain missing", "persons", 3, "region: respondents with no value"),
+    ("domain missing", "persons", 3, "sex_age: respondents with no value in one of sex, age_band"),
+]
+
+
+@pytest.mark.parametrize("lang", ["fr", "es"])
+def test_every_fixed_accounting_sentence_is_translated(lang):
+    """Reader.accounting: every step and fixed detail of the loader in the language, crime types,
+    items and domains by their labels, counts written the language's way; the English frame is
+    returned unchanged in English."""
+    from survey.report import Reader
+    from survey.spec import read_spec
+
+    acc = pd.DataFrame(ACCOUNTING, columns=["step", "file", "rows", "detail"])
+    spec = read_spec(ROOT / "specs" / "synthetic.yaml")
+    assert Reader("en", spec).accounting(acc).equals(acc)
+    shown = Reader(lang, spec).accounting(acc)
+    assert list(shown.columns) == {"fr": ["Étape", "Fichier", "Lignes", "Détail"],
+                                   "es": ["Paso", "Archivo", "Filas", "Detalle"]}[lang]
+    steps, details = shown.iloc[:, 0], shown.iloc[:, 3]
+    assert not (steps == acc.step).any(), list(acc.step[steps == acc.step])
+    assert not (details == acc.detail).any(), list(acc.detail[details == acc.detail])
+    text = " ".join(steps) + " " + " ".join(details)
+    text = re.sub(r"\S+\.sav|'[^']*'|«[^»]*»", " ", text)
+    left = left_english(text, lang)
+    assert not left, left
+    _, crimes = spec_labels(lang)
+    sep = NNBSP if lang == "fr" else "."
+    colon = NNBSP + ": " if lang == "fr" else ": "
+    assert f"{crimes['vandalism']}{colon}1{sep}100" in text and f"{crimes['burglary']}{colon}508" in text
+    assert shown.iloc[0, 2] == f"3{sep}000"
+    assert "2,5" in details.iloc[11]  # the cap, decimal comma

@@ -176,14 +176,16 @@ def codebook(data: SurveyData) -> pd.DataFrame:
 
 
 def write_codebook(data: SurveyData, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``codebook.csv`` and ``codebook.html`` into ``out_dir`` (atomically, file by file)."""
+    """Write ``codebook.csv`` and ``codebook.html`` into ``out_dir`` (atomically, file by file;
+    the CSV's text cells that a spreadsheet would run as formulas get a leading quote)."""
     from ._atomic import atomic_write
+    from ._safe_csv import write_safe_csv
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = codebook(data)
     csv_path, html_path = out_dir / "codebook.csv", out_dir / "codebook.html"
-    atomic_write(csv_path, table.to_csv(index=False))
+    write_safe_csv(table, csv_path)
     atomic_write(html_path, _html(data, table))
     return csv_path, html_path
 

@@ -801,10 +801,11 @@ def cost_benefit_table(res, section: dict, level: float = 0.95) -> pd.DataFrame 
 
 
 def write_csv(df: pd.DataFrame, path) -> None:
-    """A table as CSV, written atomically (a temporary file renamed onto ``path``)."""
-    from ._atomic import atomic_write
+    """A table as CSV, written atomically, text cells a spreadsheet would run as formulas
+    neutralized (:func:`survey._safe_csv.write_safe_csv`)."""
+    from ._safe_csv import write_safe_csv
 
-    atomic_write(path, df.to_csv(index=False, lineterminator="\n"))
+    write_safe_csv(df, path)
 
 
 def write_pooled_survey(out_dir, seed: int = 1, effect: float = -0.05, start: int = 3, n_strata: int = 8,

@@ -944,11 +944,12 @@ class RunConfig:
         """What papermill injects into ``notebook``: every parameter it declares, checked,
         with absolute paths (so the executed notebook records the whole run).  The evaluation
         notebook (not one of :data:`NOTEBOOKS`): the survey, the checked ``evaluation``
-        section and the output folder."""
+        section, the output folder and the report's language."""
         if notebook == "evaluation":
             return {"spec": self.values["spec"], "data_dir": self.values.get("data_dir"),
                     "cap_rule": self.values.get("cap_rule"), "evaluation": dict(self.evaluation or {}),
-                    "output_dir": str(output_dir), "seed": self.values.get("seed", 1)}
+                    "output_dir": str(output_dir), "seed": self.values.get("seed", 1),
+                    "language": self.values.get("language") or "en"}
         out = {k: self.values[k] for k in declared(notebook)}
         out["output_dir"] = str(output_dir)
         return out

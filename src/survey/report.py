@@ -26,8 +26,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._safe_csv import FORMULA_START, neutral_frame, neutral_text, write_safe_csv  # noqa: F401  (re-exported)
 from .errors import SurveyError
-from .i18n import NNBSP, Translator, catalog, check_language, format_number, has_key, slug, translate
+from .i18n import (
+    _SEPARATORS,
+    NNBSP,
+    Translator,
+    catalog,
+    check_language,
+    format_number,
+    has_key,
+    slug,
+    translate,
+)
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 TABLE_FILES = ("indicators.csv", "indicators.parquet", "indicators.meta.json")
@@ -71,32 +82,11 @@ def safe_markdown(text: str) -> str:
     return _HARMFUL_LINK.sub("](#blocked:", text)
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-"""Text starting with one of these is a formula to a spreadsheet (OWASP CSV injection)."""
-
-
-def neutral_text(value):
-    """A text cell a spreadsheet will not run: a leading quote before ``= + - @``, tab or CR
-    (the OWASP rule).  Anything that is not text (numbers, missing values) is returned as is."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def neutral_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` whose text cells are :func:`neutral_text` (numeric columns untouched),
-    for the CSV and Excel files the tool writes (Parquet keeps the values as they are)."""
-    out = df.copy()
-    for c in out.columns:
-        col = out[c]
-        if col.dtype == object or pd.api.types.is_string_dtype(col) or isinstance(col.dtype, pd.CategoricalDtype):
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                col = col.astype(object)
-            if col.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START)).any():
-                out[c] = col.map(neutral_text)
-    if any(isinstance(c, str) and c.startswith(FORMULA_START) for c in out.columns):
-        out.columns = [neutral_text(c) for c in out.columns]
-    return out
+def publish_csv(frame: pd.DataFrame, path, index: bool = False) -> Path:
+    """A CSV a run publishes (the notebooks' tables): text cells that a spreadsheet would run as
+    a formula get a leading quote (:func:`neutral_frame`), ``\\n`` line ends, written atomically.
+    Returns the path."""
+    return write_safe_csv(frame, path, index=index)
 
 
 def no_counts_sentence(what: str, lang: str = "en") -> str:
@@ -169,10 +159,13 @@ def show_table(table: pd.DataFrame, columns=None, digits: int = 1, reader: Reade
 # the language of a report
 # ---------------------------------------------------------------------------------------------
 CROSS = " × "
+_DECIMAL = {lang: seps[1] for lang, seps in _SEPARATORS.items()}
 _NUMERIC_DIGITS = {"estimate": None, "ci_low": None, "ci_high": None, "se": 3, "cv": 1, "deff": 2, "df": 0,
                    "n": 0, "n_cases": 0, "weighted_base": 0, "estimate_a": None, "estimate_b": None,
                    "difference": None, "p_value": 3, "cells": 0, "suppressed_cells": 0, "flagged": 0,
-                   "events": 0, "observed": 3, "auc": 3, "brier": 4, "log_loss": 4, "F": 2, "df1": 0, "df2": 0}
+                   "events": 0, "observed": 3, "auc": 3, "brier": 4, "log_loss": 4, "F": 2, "df1": 0, "df2": 0,
+                   "direct": None, "direct_se": None, "eblup": None, "rmse": None, "gamma": 3, "effect": None,
+                   "t": 2}
 
 
 class Reader:
@@ -217,6 +210,12 @@ class Reader:
 
     def count(self, n) -> str:
         return fmt(n, 0, self.lang)
+
+    def sig(self, x, digits: int = 4) -> str:
+        """A number with ``digits`` significant digits (``format(x, ".4g")``), the language's
+        decimal separator."""
+        text = format(float(x), f".{digits}g")
+        return text.replace(".", _DECIMAL[self.lang])
 
     def method_note(self, changes: pd.DataFrame) -> str:
         """How a wave comparison (``survey.indicators.compare_waves``) got its SEs, in one
@@ -358,6 +357,97 @@ class Reader:
             return value if self.lang == "en" else self.t("word.suppressed")
         return self.reliability(value)
 
+    # ----- the loader's row accounting --------------------------------------------------------
+    def accounting_step(self, step: str) -> str:
+        """A step of ``SurveyData.accounting`` (``read``, ``exclude: <rule>``...) in the language."""
+        step = str(step)
+        if self.lang == "en":
+            return step
+        if step.startswith("exclude: "):
+            what = step[len("exclude: "):]
+            if what == "unmatched":
+                return self.t("report.acc.step.exclude_unmatched")
+            if what == "non-respondent":
+                return self.t("report.acc.step.exclude_non_respondent")
+            if what.startswith("unmatched "):
+                return self.t("report.acc.step.exclude_unmatched_file", file=what[len("unmatched "):])
+            return self.t("report.acc.step.exclude", rule=self._rule(what) or what)
+        key = f"report.acc.step.{slug(step)}"
+        return self.t(key) if has_key(key) else step
+
+    def _rule(self, name: str) -> str | None:
+        """An exclusion rule's label from the catalogs (``report.acc.rule.<survey>.<name>``,
+        else ``report.acc.rule.<name>``), None when they do not know it."""
+        for key in (f"report.acc.rule.{slug(str(self.survey or ''))}.{name}", f"report.acc.rule.{name}"):
+            if has_key(key):
+                return self.t(key)
+        return None
+
+    def accounting_detail(self, step: str, detail: str) -> str:
+        """The detail of an accounting row in the language: the loader's fixed sentences
+        (:data:`_ACCOUNTING_DETAILS`; crime types, items and domains by their labels); anything
+        else (a spec's own text) as it is."""
+        step, detail = str(step), str(detail or "")
+        if self.lang == "en" or not detail:
+            return detail
+        if step.startswith("exclude: ") and not step.startswith(("exclude: unmatched", "exclude: non-respondent")):
+            return self._rule(step[len("exclude: "):]) or detail
+        if step == "cap":
+            return self._cap_detail(detail)
+        if step == "incidents counted" and _COUNTED.match(detail):
+            return ", ".join(f"{self.crime(c)}{self.t('report.acc.colon')}{self.count(int(n))}"
+                             for c, n in (part.rsplit(": ", 1) for part in detail.split(", ")))
+        for key, pattern, steps in _ACCOUNTING_DETAILS:
+            if steps and step not in steps:
+                continue
+            m = pattern.match(detail)
+            if m:
+                g = m.groupdict()
+                if "item" in g:
+                    g["item"] = self.crime(g["item"])
+                if "domain" in g:
+                    g["domain"] = self.domain(g["domain"])
+                if "parts" in g:
+                    g["parts"] = ", ".join(self.domain(x) for x in g["parts"].split(", "))
+                for k in ("n", "m"):
+                    if k in g:
+                        g[k] = self.count(int(g[k]))
+                return self.t(f"report.acc.detail.{key}", **g)
+        return detail
+
+    def _cap_detail(self, detail: str) -> str:
+        """The cap row's detail ('percentile 98 per type: burglary cap 3 (2 respondents capped);
+        ...'): the rule and each crime type's cap in the language; a part the patterns do not
+        know stays as it is."""
+        rule, sep, parts = detail.partition(": ")
+        m = re.match(r"^percentile (?P<p>[\d.]+) (?P<by>pooled over types|per type)$", rule)
+        if m:
+            rule = self.t("report.acc.cap.percentile_" + ("pooled" if m["by"].startswith("pooled") else "per_type"),
+                          p=m["p"].replace(".", _DECIMAL[self.lang]))
+        elif re.match(r"^fixed [\d.]+$", rule):
+            rule = self.t("report.acc.cap.fixed", value=rule[len("fixed "):].replace(".", _DECIMAL[self.lang]))
+        out = []
+        for part in parts.split("; ") if sep else []:
+            m = re.match(r"^(?P<crime>[\w.-]+) cap (?P<value>[\d.]+) \((?P<n>\d+) respondents capped\)$", part)
+            out.append(self.t("report.acc.cap.part", crime=self.crime(m["crime"]), n=self.count(int(m["n"])),
+                              value=m["value"].replace(".", _DECIMAL[self.lang])) if m else part)
+        return rule + (self.t("report.acc.colon") + self.sep.join(out) if sep else "")
+
+    def accounting(self, acc: pd.DataFrame, headers: bool = True) -> pd.DataFrame:
+        """The loader's row accounting (step, file, rows, detail) for a report: steps and
+        details in the language, rows counted the language's way, headers translated
+        (``headers``).  ``accounting.csv`` keeps the loader's English (it is data)."""
+        out = acc.copy()
+        if self.lang == "en":
+            return out
+        out["step"] = [self.accounting_step(x) for x in acc["step"]]
+        out["detail"] = [self.accounting_detail(st, d) for st, d in zip(acc["step"], acc["detail"])]
+        if headers:
+            out["rows"] = [self.count(x) for x in acc["rows"]]
+            out.columns = [self.t(f"report.acc.col.{c}") if has_key(f"report.acc.col.{c}") else c
+                           for c in out.columns]
+        return out
+
     # ----- tables -----------------------------------------------------------------------------
     def header(self, column: str) -> str:
         """A column header: the English column name, or its translation (``report.col.*``)."""
@@ -414,6 +504,33 @@ class Reader:
                 view[c] = [self.t("report.word.yes") if v else self.t("report.word.no") for v in view[c]]
         view.columns = [self.header(c) for c in view.columns]
         return view.reset_index(drop=True)
+
+
+_COUNTED = re.compile(r"^[\w.-]+: \d+(, [\w.-]+: \d+)*$")
+_ACCOUNTING_DETAILS = [(key, re.compile(pattern), steps) for key, pattern, steps in (
+    ("read", r"^(?P<file>.+): (?P<n>\d+) columns read$", ()),
+    ("joined", r"^columns of '(?P<file>.+)' joined on (?P<keys>.+)$", ()),
+    ("all_respondents", r"^every row is a respondent$", ()),
+    ("non_respondents_kept", r"^(?P<n>\d+) non-respondent rows kept for design information$", ()),
+    ("unmatched_rows", r"^rows of '(?P<file>.+)' matching no row of '(?P<to>.+)' on (?P<keys>.+)$", ()),
+    ("missing_weight", r"^non-respondent rows with a missing '(?P<var>.+)' get weight 0$", ()),
+    ("unmatched_incidents", r"^incidents matching no respondent on (?P<keys>.+)$", ()),
+    ("non_respondent_incidents", r"^incidents linked to non-respondent rows \(kept for design only\)$", ()),
+    ("follow_up", r"^(?P<item>\S+): (?P<var>\S+) in (?P<codes>\[.*\]) answered by (?P<fu>\S+)$",
+     ("perception follow-up",)),
+    ("ignore_codes", r"^(?P<var>\S+) in (?P<codes>\[.*\])$", ("ignore codes",)),
+    ("skip_zero", r"^(?P<var>\S+): not asked \(screener not yes\), counted as 0$", ()),
+    ("dont_know", r"^(?P<var>\S+): (?P<codes>\[.*\]) counted as (?P<value>\S+)$", ("dont know",)),
+    ("missing_count", r"^(?P<var>\S+): missing, a domain of its own$", ()),
+    ("item_nonresponse", r"^(?P<var>\S+): (?P<codes>.*) \(refused, don't know\.\.\.\): out of the base$", ()),
+    ("blank", r"^(?P<var>\S+): blank with no declared skip pattern: out of the base$", ()),
+    ("perception_missing", r"^(?P<item>\S+): no answer \((?P<codes>.*); excluded from its base\)$", ()),
+    ("below_band", r"^(?P<domain>\S+): (?P<n>\d+) rows below the first band$", ()),
+    ("no_value_cross", r"^(?P<domain>\S+): respondents with no value in one of (?P<parts>.+)$", ()),
+    ("no_value", r"^(?P<domain>\S+): respondents with no value$", ()),
+)]
+"""The loader's fixed accounting details (survey.ingest) -> catalog key ``report.acc.detail.<key>``
+(placeholders: the named groups; only for the listed steps when given)."""
 
 
 @functools.cache

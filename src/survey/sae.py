@@ -582,18 +582,8 @@ def publish(table: pd.DataFrame, auxiliary: pd.DataFrame, indicator: str, crime_
 
 
 def write_csv(frame: pd.DataFrame, path) -> Path:
-    """Write a CSV atomically (a temporary sibling renamed onto ``path``)."""
-    import os
-    import tempfile
+    """Write a CSV atomically, text cells a spreadsheet would run as formulas neutralized
+    (:func:`survey._safe_csv.write_safe_csv`)."""
+    from ._safe_csv import write_safe_csv
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            frame.to_csv(fh, index=False)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_safe_csv(frame, path)
