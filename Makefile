@@ -21,8 +21,9 @@ run: $(STAMP)
 	test -f data/synthetic/households.sav || $(VENV)/bin/survey synth --out data/synthetic --households 5000 --seed 1
 	test -f data/synthetic-year2/households.sav || $(VENV)/bin/survey synth --out data/synthetic-year2 --households 5000 --seed 2
 	test -f data/synthetic-evaluation/pooled.csv || $(VENV)/bin/python -m survey.evaluation --out data/synthetic-evaluation
-	$(VENV)/bin/survey batch parameters/demo.yaml parameters/synthetic-two-waves.yaml --jobs 2
-	@echo "tables: outputs/<run>/indicators.csv and .xlsx (two waves: comparison.csv, trend.csv); dashboards: make dashboard"
+	$(VENV)/bin/survey batch parameters/demo.yaml parameters/synthetic-two-waves.yaml \
+	  parameters/synthetic-regional.yaml parameters/synthetic-evaluation.yaml --jobs 2
+	@echo "tables: outputs/<run>/indicators.csv and .xlsx (two waves: comparison.csv, trend.csv; small areas: small_areas.csv; evaluation: evaluation.csv, cost_benefit.csv); dashboards: make dashboard"
 
 demo: $(STAMP)
 	$(PY) -m survey.cli demo
