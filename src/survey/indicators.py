@@ -274,6 +274,13 @@ def _family_rows(data, design, family, estimates: pd.DataFrame, crimes: list[str
     elif family in ("gini", "gini_victims"):
         out["ci_low"], out["ci_high"] = _gini_ci(out["estimate"].to_numpy(dtype=float),
                                                  out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float))
+    return _label_rows(out, family, ind, crimes, n_cases, unit, dom)
+
+
+def _label_rows(out: pd.DataFrame, family: str, ind, crimes, n_cases, unit: str, dom) -> pd.DataFrame:
+    """The rows of one family's estimates (domain x crime type, crime type fastest) labelled and
+    on the published scale: crime type, sample cases, scale, dark figure as 100 - reporting rate,
+    indicator, unit, domain and value, weighted base (shared by the in-memory and streamed tables)."""
     k = len(crimes)
     out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
     out["n_cases"] = n_cases

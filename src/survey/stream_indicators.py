@@ -573,20 +573,7 @@ def _family_rows(family, est: pd.DataFrame, crimes, dom, n_cases, unit, cell_df)
         out["ci_low"], out["ci_high"] = I._log_ci(out["estimate"].to_numpy(dtype=float),
                                                   out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float),
                                                   1.0 if family == "concentration" else 0.0)
-    k = len(crimes)
-    out["crime_type"] = np.tile(np.asarray(crimes, dtype=object), len(out) // k)
-    out["n_cases"] = n_cases
-    for c in ("estimate", "se", "ci_low", "ci_high"):
-        out[c] = out[c] * ind.scale
-    if family == "dark_figure":
-        out["estimate"], out["ci_low"], out["ci_high"] = 100 - out["estimate"], 100 - out["ci_high"], 100 - out["ci_low"]
-        out["cv"] = out["se"] / out["estimate"].abs()
-    out["indicator"] = family
-    out["unit"] = unit
-    out["domain"] = dom or "overall"
-    out["domain_value"] = out[dom].astype(str) if dom else "all"
-    out["weighted_base"] = out["weighted_n"]
-    return out
+    return I._label_rows(out, family, ind, crimes, n_cases, unit, dom)
 
 
 class _Order:
