@@ -327,3 +327,28 @@ def test_no_psu_fpc_and_effective_df(parquet, tmp_path):
     want = vh.sum() ** 2 / (vh ** 2 / (nh - 1)).sum()
     assert res["df_effective"].iloc[0] == pytest.approx(want, rel=1e-10)
     assert res["se"].iloc[0] == pytest.approx(np.sqrt(vh.sum()), rel=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("design", ["taylor", "replicate", "rows"])
+def test_proportion_level_first_seen_in_a_later_batch(tmp_path, design):
+    """A level absent from the first batches (a rare count value, a late category): its
+    denominator still counts the earlier batches' rows (it was left out before: p of such a
+    level too large, and its SE off)."""
+    back = _frame(3000, seed=4)
+    back["cat"] = back["cat"].astype(object)
+    late = np.arange(len(back)) >= 2000
+    back.loc[late & (np.random.default_rng(2).random(len(back)) < 0.1), "cat"] = "z"  # only after row 2000
+    back["cat"] = pd.array(back["cat"], dtype="str")
+    path = tmp_path / "late.parquet"
+    back.to_parquet(path, row_group_size=500)
+    back = pd.read_parquet(path)
+    des, kw = _designs(back)[design if design != "rows" else "taylor"]
+    if design == "rows":
+        des, kw = sv.Design(back, weights="w", strata="h"), dict(strata="h")
+    for by in (None, "region"):
+        got = stream.estimate(path, "proportion", "cat", weights="w", by=by, batch_rows=400, **kw)
+        want = des.proportion("cat", by=by)
+        _same(got, want)
+    z = got[got["level"] == "z"]
+    assert len(z) == 4 and (z["estimate"] > 0.02).all() and (z["estimate"] < 0.06).all()

@@ -367,6 +367,7 @@ class _Acc:
     fpc_hi: dict = field(default_factory=dict)
     sketch: np.ndarray | None = None
     rows_psu: bool = False  # Taylor without PSUs: each row its own PSU (units are the strata)
+    proportion: bool = False  # K: the levels seen so far (see _on_levels)
 
     def __post_init__(self):
         self.by_levels = [_Levels() for _ in range(self.nb)]
@@ -462,6 +463,10 @@ class _Acc:
         ui = self.unit_ids(np.array([[smap[s], pmap[p]] for s, p in o.unit_keys], dtype=np.int64).reshape(-1, 2))
         ki = self.levels.ids(o.levels.values) if o.levels.values or self.levels.values else np.arange(o.K)
         K = max(self.K, int(ki.max()) + 1 if ki.size else 0)
+        if self.proportion:  # both on every level: a level one side has not seen still has its denominators
+            _on_levels(self, np.arange(self.K), K)
+            _on_levels(o, ki, K)
+            ki = np.arange(K)
         self._resize(self.G, self.P, K)
         if self.taylor:
             ix = np.ix_(ui, gi, ki)
@@ -490,6 +495,54 @@ class _Acc:
         if o.sketch is not None:
             self.sketch = o.sketch.copy() if self.sketch is None else self.sketch + o.sketch
         return self
+
+
+def _on_levels(acc: _Acc, ki: np.ndarray, K: int) -> None:
+    """A proportion's accumulator on ``K`` levels, its own at ``ki``, in place.  Its sums of
+    the level indicators (``A``, ``TN``, ``sy``, ``ss``, ``cr``, ``Qyy``) are 0 on the other
+    levels, but the sums of the rows with a level (the denominators ``B``, ``TD``, ``sx``, ``sw``,
+    ``qq``, ``Qxx``, the rows ``n`` and ``miss``, and ``Qyx`` along ``x``) are the same on every
+    level: copied, or a level first seen in a later batch would miss the earlier batches' rows
+    in its denominator."""
+    if acc.K == K and np.array_equal(ki, np.arange(K)):
+        return
+    has = acc.K > 0
+
+    def same(a, axis):
+        shape = list(a.shape)
+        shape[axis] = K
+        if not has:
+            return np.zeros(shape)
+        return np.broadcast_to(np.take(a, [0], axis=axis), shape).copy()
+
+    def own(a, axis):
+        shape = list(a.shape)
+        shape[axis] = K
+        out = np.zeros(shape)
+        idx = [slice(None)] * a.ndim
+        idx[axis] = ki
+        out[tuple(idx)] = a
+        return out
+
+    if acc.taylor:
+        acc.A, acc.B = own(acc.A, 2), same(acc.B, 2)
+        if acc.rows_psu:
+            P, G = acc.Qyy.shape[:2]
+            qyy = np.zeros((P, G, K, K))
+            qyy[:, :, ki[:, None], ki[None, :]] = acc.Qyy
+            qyx = np.zeros((P, G, K, K))
+            qxx = np.zeros((P, G, K, K))
+            if has:
+                qyx[:, :, ki, :] = acc.Qyx[:, :, :, :1]
+                qxx[:] = acc.Qxx[:, :, :1, :1]
+            acc.Qyy, acc.Qyx, acc.Qxx = qyy, qyx, qxx
+    else:
+        acc.TN, acc.TD = own(acc.TN, 1), same(acc.TD, 1)
+    for name in ("n", "miss", "sw", "sx", "qq"):
+        setattr(acc, name, same(getattr(acc, name), 1))
+    for name in ("sy", "ss", "cr"):
+        setattr(acc, name, own(getattr(acc, name), 1))
+    acc.K = K
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,7 +635,7 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
     R1 = len(job.replicate_columns) + 1
     k = len(job.variables)
     acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate,
-               rows_psu=not d.replicate and d.psu is None)
+               rows_psu=not d.replicate and d.psu is None, proportion=job.kind == "proportion")
     acc.n_rows = n
     if n == 0:
         return acc
@@ -983,8 +1036,12 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
         empty = n_ == 0
         if empty.any():
             est = np.where(empty, np.nan, est)
-    del t_num, t_den
-    attrs = {"estimator": job.kind, "n_by_missing": acc.n_by_missing, "streamed_rows": acc.n_rows}
+    attrs = {"estimator": job.kind, "n_by_missing": acc.n_by_missing, "streamed_rows": acc.n_rows,
+             # the weighted sums behind each estimate, in result order (m x 1, or m x (1 + R) with the
+             # replicates): what a nonlinear function of the cells' totals (a Gini) is computed from
+             "totals": (t_num[:, None], t_den[:, None]) if reps is None else (tn, td)}
+    if reps is not None:
+        attrs["replicate_scale"] = (float(scale), rscales, bool(d.mse))
     if job.kind == "proportion":
         attrs["ci_method"] = ci_method
     out = E._result(keys, K, labels, lev_values, est, vcov, lo, hi, df, deff, n_, miss, sw, attrs)
