@@ -52,8 +52,12 @@ from .spec import SurveySpec, read_spec
 __all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "used_columns", "check_streamable", "stream_accounting",
            "indicator_table"]
 
-STREAM_FAMILIES = tuple(f for f in I.INDICATORS if f not in ("gini", "gini_victims"))
-"""The indicator families the streamed table computes (every family but the Gini indices)."""
+STREAM_FAMILIES = tuple(I.INDICATORS)
+"""The indicator families the streamed table computes (all of them)."""
+
+_GINI_OVER = (("gini", "population", "gyp"), ("gini_victims", "victims", "gyv"))
+"""The Gini families: over whom, and the prefix of the derived column holding the counts of
+the rows they keep (NaN elsewhere)."""
 
 
 class StreamIndicatorError(SurveyError, ValueError):
@@ -527,6 +531,12 @@ def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_d
                         tasks.append(_Task(unit, "reporting_rate_victims", [c], "ratio", [f"vrep__{c}"],
                                            [f"victim__{c}"], dom, ("pos", [f"vrep__{c}"])))
             tasks += multiple
+            for fam, _, prefix in _GINI_OVER:  # as the in-memory table: family, domain, crime type
+                if fam in families:
+                    for dom in udoms:
+                        for c in counted:
+                            tasks.append(_Task(unit, fam, [c], "gini", [f"{prefix}__{c}"], None, dom,
+                                               ("pos", [f"{prefix}__{c}"])))
     items = [i for i in spec.perception if i.indicator in families]
     status_doms = []
     if by_victimization and v is not None and items and crimes:
@@ -545,6 +555,8 @@ def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_d
 
 def _quantities(task: _Task) -> list[tuple[str, str]]:
     q = [(task.cases[0], c) for c in task.cases[1]]
+    if task.kind == "gini":  # the kept rows (n) and their weight (weighted_n)
+        q += [("pos", _kept(task.num[0])), ("wpos", _kept(task.num[0]))]
     if task.kind == "ratio":
         q += [("pos", c) for c in task.den] + [("wpos", c) for c in task.den]
     if task.base is not None:
@@ -573,6 +585,9 @@ def _family_rows(family, est: pd.DataFrame, crimes, dom, n_cases, unit, cell_df)
         out["ci_low"], out["ci_high"] = I._log_ci(out["estimate"].to_numpy(dtype=float),
                                                   out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float),
                                                   1.0 if family == "concentration" else 0.0)
+    elif family in ("gini", "gini_victims"):
+        out["ci_low"], out["ci_high"] = I._gini_ci(out["estimate"].to_numpy(dtype=float),
+                                                   out["se"].to_numpy(dtype=float), out["df"].to_numpy(dtype=float))
     return I._label_rows(out, family, ind, crimes, n_cases, unit, dom)
 
 
@@ -642,10 +657,6 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     unknown = [f for f in families if f not in I.INDICATORS]
     if unknown:
         raise I.IndicatorError(f"unknown indicator(s): {', '.join(unknown)} (known: {', '.join(I.INDICATORS)})")
-    gini = [f for f in families if f not in STREAM_FAMILIES]
-    if gini:
-        raise StreamIndicatorError(f"indicator(s) {', '.join(gini)} cannot stream (a Gini index sorts every row of "
-                                   "the file); load the survey in memory (engine mode: memory) for them")
     for c in crimes:
         meta.unit_of(c)  # a group mixing household and person types: one line
     chunk_rows = chunk_rows or spec.design.engine.chunk_rows
@@ -657,9 +668,11 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     first = next(frames, None)
     if first is None:
         raise StreamIndicatorError(f"{der.path.name} has no rows")
-    names = list(first.columns)
     taylor = spec.design.replicate is None
-    tasks = _plan(spec, names, crimes, families, [None] + doms, by_victimization, effective_df, taylor)
+    tasks = _plan(spec, list(first.columns), crimes, families, [None] + doms, by_victimization, effective_df, taylor)
+    gcols = list(dict.fromkeys(t.num[0] for t in tasks if t.kind == "gini"))
+    _gini_columns(first, gcols)
+    names = list(first.columns)
     if not tasks:
         raise I.IndicatorError("no indicator could be computed for this selection")
     dfile = spec.files[spec.design.file]
@@ -672,6 +685,8 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     # weights; the same numbers: each column keeps its own validity and cells)
     merged: dict = {}
     for t in tasks:
+        if t.kind == "gini":
+            continue
         pairs = merged.setdefault((t.unit, t.kind, t.dom), {"pairs": [], "eff": None})
         for p in zip(t.num, t.den or [None] * len(t.num)):
             if p not in pairs["pairs"]:
@@ -679,6 +694,11 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
         t.index = [pairs["pairs"].index(p) for p in zip(t.num, t.den or [None] * len(t.num))]
         pairs["eff"] = pairs["eff"] or t.effective_df
     keys = {u: [k for k in merged if k[0] == u] for u in units}
+    # a Gini: the weighted distribution of the counts per cell (a proportion job of the kept
+    # counts, with its variance and replicate totals), see _gini_rows
+    gkeys = {u: list(dict.fromkeys((u, "gini", t.dom, t.num[0]) for t in tasks if t.unit == u and t.kind == "gini"))
+             for u in units}
+    kept = {(u, c): _KeptDf() for u in units for (_, _, _, c) in gkeys[u]}
     jobs, opts, cells = {}, {}, {}
     for u in units:
         reqs = []
@@ -690,6 +710,8 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
             if m["eff"]:
                 q["effective_df"] = m["eff"]
             reqs.append(q)
+        for key in gkeys[u]:
+            reqs.append({"kind": "proportion", "variables": [key[3]], "by": key[2], "where": where, "na_rm": True})
         jobs[u], opts[u] = S._jobs(names, der.path.name, reqs, designs[u])
         ts = [t for t in tasks if t.unit == u]
         rep = list(jobs[u][0].replicate_columns) or None
@@ -704,6 +726,8 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
         buffers: dict = {}
         i = 0
         for frame in _chain(first, frames):
+            if frame is not first:
+                _gini_columns(frame, gcols)
             inside = (frame["_respondent"].to_numpy(dtype=bool) if where else np.ones(len(frame), dtype=bool))
             for u in units:
                 d = designs[u]
@@ -719,16 +743,28 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
                 for (uu, _), c in cells.items():
                     if uu == u:
                         c.add(frame, np.nan_to_num(w), inside, d.strata, d.psu, row0, shared.get("mat"))
+                for (uu, col), k in kept.items():
+                    if uu == u:
+                        k.add(frame, col, np.nan_to_num(w), inside, d.strata, d.psu)
             row0 += len(frame)
             i += 1
             del frame
         results = {}
         for u in units:
-            for key, job, acc, o in zip(keys[u], jobs[u], accs[u], opts[u]):
+            for key, job, acc, o in zip(keys[u] + gkeys[u], jobs[u], accs[u], opts[u]):
                 res = S._finish(acc, job, 0.95, None, *o)
+                if key[1] == "gini":
+                    results[key] = res
+                    continue
                 results[key] = order.sort(res, key[2], len(merged[key]["pairs"]))
         rows = []
         for t in tasks:
+            if t.kind == "gini":
+                col = t.num[0]
+                res = _gini_rows(results[(t.unit, "gini", t.dom, col)], t.dom, kept[(t.unit, col)], taylor)
+                res = order.sort(res, t.dom, 1)
+                rows.append(_rows(t, res, cells[(t.unit, t.dom)], 1))
+                continue
             res = results[(t.unit, t.kind, t.dom)]
             K = len(merged[(t.unit, t.kind, t.dom)]["pairs"])
             sel = (np.arange(len(res) // K)[:, None] * K + np.asarray(t.index)[None, :]).ravel()
@@ -744,6 +780,110 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     return table
 
 
+def _kept(col: str) -> str:
+    """The 0/1 column of the rows a Gini keeps (``gyp__burglary`` -> ``gkp__burglary``)."""
+    return "gk" + col[2:]
+
+
+def _gini_columns(frame: pd.DataFrame, cols: list[str]) -> None:
+    """The counts each Gini keeps (NaN elsewhere), in place: over the population the rows whose
+    count is known (as :func:`survey.lorenz.gini`), over victims those with a victimization."""
+    for col in cols:
+        crime = col.split("__", 1)[1]
+        y = frame[f"k__{crime}"].to_numpy(dtype=float, na_value=np.nan)
+        if col.startswith("gyv"):
+            victim = frame[f"victim__{crime}"].to_numpy(dtype=float, na_value=np.nan)
+            y = np.where(victim > 0, y, np.nan)
+        frame[col] = y
+        frame[_kept(col)] = (~np.isnan(y)).astype(float)
+
+
+class _KeptDf:
+    """The df of a Gini on a Taylor design: that of the subset design of its kept rows (PSUs
+    minus strata among the kept rows of the domain with a positive weight; rows minus strata
+    without PSUs), or the design's when every row is kept (as the in-memory table)."""
+
+    def __init__(self):
+        self.dropped = 0  # rows not kept, over every row of the design
+        self.units: set = set()
+        self.rows: dict = {}
+
+    def add(self, frame: pd.DataFrame, col: str, w: np.ndarray, inside: np.ndarray, strata, psu):
+        keep = frame[_kept(col)].to_numpy(dtype=float) > 0
+        self.dropped += int((~keep).sum())
+        ok = keep & inside & (w > 0)
+        s = frame[strata].to_numpy()[ok] if strata else np.zeros(int(ok.sum()))
+        if psu is None:
+            for key, cnt in pd.Series(s).value_counts(sort=False).items():
+                self.rows[key] = self.rows.get(key, 0) + int(cnt)
+        else:
+            self.units.update(zip(s.tolist(), frame[psu].to_numpy()[ok].tolist()))
+
+    def df(self, design_df: float) -> float:
+        if not self.dropped:
+            return float(design_df)
+        if self.rows or not self.units:
+            return float(sum(self.rows.values()) - len(self.rows))
+        return float(len(self.units) - len({s for s, _ in self.units}))
+
+
+def _gini_rows(res: pd.DataFrame, dom: str | None, kept: _KeptDf, taylor: bool) -> pd.DataFrame:
+    """The Gini of a count in each cell from the proportion estimate of its values.
+
+    The counts are non-negative integers (capped), so a cell's weighted distribution of them
+    is a short histogram, the weighted totals of the job (per replicate too), and the Gini
+    computed from it (:func:`survey.domain_batch._gini_cells`, ties grouped as
+    :mod:`survey.lorenz`) is the Gini of the rows.  Replicate designs recompute it on every
+    replicate's histogram.  Taylor designs: the linearized value ``u`` of a row depends only
+    on its cell and value, so the Gini's scores ``w u`` are ``N_g sum_v u_v`` times the
+    proportions' scores ``w (1{y = v} - p_v) / N_g`` (up to ``sum_v p_v u_v = 0``), and the
+    variance is ``N_g^2 u' V u`` with ``V`` the proportions' covariance in the cell: the
+    variance the in-memory engine computes from the rows' scores.
+    Columns: <dom>, estimate, se, ci_low, ci_high, df, n, weighted_n, cv, deff, variable."""
+    from .domain_batch import _gini_cells
+    from .variance import replicate_vcov
+
+    levels = res["level"].to_numpy()
+    K = len(pd.unique(levels))
+    G = len(res) // K
+    vals = np.asarray(levels[:K], dtype=float)
+    order = np.argsort(vals, kind="stable")
+    vals = vals[order]
+    num = res.attrs["totals"][0]
+    H = num.reshape(G, K, -1)[:, order, :]
+    cr, vi = np.repeat(np.arange(G), K), np.tile(np.arange(K), G)
+
+    def gini_of(h):
+        g, u, _, N = _gini_cells(G, K, vals, cr, vi, h.ravel(), vals[vi])
+        return g, u.reshape(G, K), N
+
+    est, u, N = gini_of(H[:, :, 0])
+    if taylor:
+        V = np.asarray(res.attrs["vcov"])
+        var = np.empty(G)
+        for g in range(G):
+            idx = g * K + order
+            var[g] = N[g] ** 2 * (u[g] @ V[np.ix_(idx, idx)] @ u[g])
+        df = kept.df(float(res["df"].iloc[0]))
+    else:
+        reps = np.column_stack([gini_of(H[:, :, r])[0] for r in range(1, H.shape[2])])
+        scale, rscales, mse = res.attrs["replicate_scale"]
+        var = np.diag(replicate_vcov(est, reps, scale, rscales, mse))
+        df = float(res["df"].iloc[0])
+    se = np.sqrt(np.clip(var, 0, None))
+    out = res.iloc[::K][[dom]].reset_index(drop=True) if dom else pd.DataFrame(index=range(1))
+    out["estimate"], out["se"] = est, se
+    out["ci_low"] = out["ci_high"] = np.nan
+    out["df"] = df
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["cv"] = se / np.abs(est)
+    out["deff"] = np.nan
+    out["variable"] = str(res["variable"].iloc[0]).split("__", 1)[1]
+    present = res["n"].to_numpy()[::K] > 0  # cells with kept rows (as the in-memory table)
+    out = out[present].reset_index(drop=True)
+    return out
+
+
 def _chain(first, rest):
     yield first
     yield from rest
@@ -754,6 +894,9 @@ def _rows(t: _Task, res: pd.DataFrame, cells: _Cells, k: int) -> pd.DataFrame:
     if t.kind == "ratio":
         res["n"] = np.rint(cells.value(values, "pos", t.den)).astype(np.int64)
         res["weighted_n"] = cells.value(values, "wpos", t.den)
+    elif t.kind == "gini":
+        res["n"] = np.rint(cells.value(values, "pos", [_kept(t.num[0])])).astype(np.int64)
+        res["weighted_n"] = cells.value(values, "wpos", [_kept(t.num[0])])
     n_cases = cells.value(values, t.cases[0], t.cases[1])
     if t.cases[0] == "sum":
         n_cases = np.rint(n_cases)
