@@ -11,8 +11,8 @@ cells x PSUs, or cells x replicates):
 
 * victimization from respondent items (``victimization.source: respondent``): prevalence,
   incidence, concentration, repeat victims, victimizations against repeat victims, multiple
-  victimization, reporting by victims, the counts of victimizations and victims; perception
-  items, also by victimization status;
+  victimization, reporting by victims, the counts of victimizations and victims, the Gini
+  indices over the population and over victims; perception items, also by victimization status;
 * Taylor designs (strata, one stage of PSUs or none: each row its own PSU, stage-1 fpc) and
   replicate designs; the df of each
   domain (PSUs minus strata among its rows, or the rank of its rows' replicate weights) and the
@@ -24,9 +24,14 @@ What does not (a one-line :class:`StreamIndicatorError` names it):
   anywhere in the file;
 * ``combine`` (several rows of one unit over the period) on a file not sorted by the unit key
   (sorted: a unit's rows at the end of a batch wait for the next one; the order is checked),
-  several design files, several sampling stages;
-* the Gini families (they sort the whole file): left out of the default families, an error
-  when asked for.
+  several design files, several sampling stages.
+
+The Gini indices do not sort the file: the counts are non-negative integers (capped), so a
+cell's weighted distribution of a count is a short histogram (a proportion estimate of its
+values), and the Gini computed from the histogram is the Gini of the rows; the replicate
+histograms give the replicate Ginis, and on Taylor designs the Gini's linearized value depends
+only on a row's cell and count, so its variance follows from the proportions' covariance
+(:func:`_gini_rows`).
 
 A percentile cap takes two passes (the first gathers the weighted distribution of the counts).
 
