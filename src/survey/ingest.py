@@ -685,8 +685,16 @@ def _incidents(data: SurveyData, need, acc: _Accounting) -> None:
     inc, meta = _read(spec, data.spec_path, v.file, need[v.file], acc)
     data.metadata[v.file] = meta
     path = _resolve(data.spec_path, f.path).name
-    n0 = len(inc)
     _check_keys(inc, f.keys, v.file, path)
+    keep, type_of = _incident_rules(spec, inc, path, acc)
+    _link_incidents(data, inc, keep, type_of, path, acc)
+
+
+def _incident_rules(spec: SurveySpec, inc: pd.DataFrame, path: str, acc: _Accounting):
+    """Steps 1-2 of the incidents, on the incident file alone: the exclusion rules and the crime
+    codes.  Returns the incidents kept (boolean) and each incident's crime type."""
+    v = spec.victimization
+    n0 = len(inc)
     # 1. exclusion rules, in order
     keep = np.ones(n0, dtype=bool)
     removed = []
@@ -710,6 +718,18 @@ def _incidents(data: SurveyData, need, acc: _Accounting) -> None:
     if unknown.any():
         raise IngestError(f"{path}: {int(unknown.sum())} incidents have a '{v.crime_code}' code in no crime type "
                           f"({_code_counts(code, unknown)}); declare them in a type or in ignore_codes")
+    return keep, type_of
+
+
+def _link_incidents(data: SurveyData, inc: pd.DataFrame, keep: np.ndarray, type_of: pd.Series, path: str,
+                    acc: _Accounting) -> None:
+    """Steps 3-6 of the incidents (link to the respondents, series, weight adjustment,
+    reporting) and the counts per respondent (:func:`_cap_and_aggregate`)."""
+    spec = data.spec
+    v = spec.victimization
+    f = spec.files[v.file]
+    n0 = len(inc)
+    keep = keep.copy()
     # 3. link to respondents
     link = f.link
     resp = data.respondents

@@ -41,6 +41,7 @@ household for household rates of a person file.
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from pathlib import Path
@@ -93,9 +94,9 @@ def _why_not(spec: SurveySpec, spec_path) -> str:
             return (f"file '{name}' ({Path(f.path).name}) is not the design file; streaming reads one "
                     "respondent file")
     v = spec.victimization
-    if v is not None and v.source == "incidents":
-        return ("victimization.source is incidents (incidents link to respondents anywhere in the file); "
-                "streaming needs the counts as items of the respondent file (source: respondent)")
+    if v is not None and v.source == "incidents" and spec.files[v.file].link.to != spec.design.file:
+        return (f"the incidents link to file '{spec.files[v.file].link.to}', not to the design file "
+                f"'{spec.design.file}' that streams")
     for part, what in ((d.psu, "psu"), (d.strata, "strata"), (d.fpc, "fpc")):
         if isinstance(part, list) and len(part) > 1:
             return f"design.{what} has several stages; streaming handles one stage of PSUs"
@@ -169,10 +170,127 @@ def engine_plan(spec, spec_path=None, mode: str | None = None, memory_limit=None
 # ---------------------------------------------------------------------------------------------
 # the per-row derivations, batch by batch
 # ---------------------------------------------------------------------------------------------
+class _Incidents:
+    """An incident file (``victimization.source: incidents``) when the respondent file streams.
+
+    The incident file is read whole (it is usually far smaller than the respondent file: one
+    row per victimization), once; what depends on it alone runs once (the exclusion rules and
+    crime codes, with their accounting); the incidents kept are indexed by the link key.  Each
+    batch of respondents then takes its own incidents (a lookup of its keys) through the rest of
+    the in-memory steps (link, non-respondents, series, incident weight over respondent weight,
+    reporting, cap and the counts per respondent: :func:`survey.ingest._link_incidents`), so
+    the counts are the in-memory counts.  Memory: the incident file's used columns, checked
+    against the memory limit before it is read.  Incidents whose key no batch holds are the
+    unmatched ones (an error, or an accounting line, after the pass)."""
+
+    def __init__(self, spec: SurveySpec, spec_path, memory_limit=None):
+        v = spec.victimization
+        f = spec.files[v.file]
+        self.spec, self.name = spec, v.file
+        self.path = G._resolve(spec_path, f.path)
+        if not self.path.exists():
+            raise StreamIndicatorError(f"{self.path}: no such file or directory")
+        need = G._needed_columns(spec)[v.file]
+        self._check_size(need, memory_limit)
+        self.acc = G._Accounting()
+        inc, _ = G._read(spec, spec_path, v.file, need, self.acc)
+        G._check_keys(inc, f.keys, v.file, self.path.name)
+        keep, type_of = G._incident_rules(spec, inc, self.path.name, self.acc)
+        self.on = list(f.link.on)
+        self.inc = inc.loc[keep].reset_index(drop=True)
+        self.type_of = type_of[keep].reset_index(drop=True)
+        self.bytes = int(self.inc.memory_usage(deep=True).sum())
+        codes, uniq = pd.factorize(pd.MultiIndex.from_frame(self.inc[self.on]) if len(self.on) > 1
+                                   else self.inc[self.on[0]])
+        self.keys = pd.Index(uniq) if len(self.on) == 1 else uniq
+        self.order = np.argsort(codes, kind="stable")
+        self.start = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(uniq)))])
+        self.seen = np.zeros(len(uniq), dtype=bool)
+        self.counted: dict = {}
+
+    def _check_size(self, need, memory_limit):
+        limit = S.parse_size(memory_limit) if memory_limit is not None else None
+        if limit is None:
+            avail = S.available_memory()
+            limit = int(avail * S.MEMORY_FRACTION) if avail else None
+        if limit is None:
+            return
+        if self.path.suffix.lower() == ".parquet" or self.path.is_dir():
+            import pyarrow.parquet as pq
+
+            rows = S.parquet_rows(self.path)
+            names = pq.read_schema(self.path).names if self.path.is_file() else need
+            est = rows * max(1, len([c for c in names if c in need])) * S.BYTES_PER_VALUE
+            what = f"{rows} rows x {len([c for c in names if c in need])} columns"
+        else:  # no footer: the size on disk (these formats store about what memory holds)
+            est = self.path.stat().st_size
+            what = "its size on disk"
+        if est > limit:
+            raise StreamIndicatorError(
+                f"{self.path.name}: the incident file ({what}, about {S._fmt_bytes(est)}) exceeds the memory limit "
+                f"({S._fmt_bytes(limit)}); streaming reads the respondent file in batches but holds the incidents "
+                "in memory: raise engine.memory_limit or split the incident file by year")
+
+    def link(self, data: G.SurveyData, acc: G._Accounting) -> None:
+        """The counts of one batch of respondents from their incidents (in place)."""
+        resp = data.respondents
+        idx = pd.MultiIndex.from_frame(resp[self.on]) if len(self.on) > 1 else pd.Index(resp[self.on[0]])
+        pos = self.keys.get_indexer(idx)
+        pos = np.unique(pos[pos >= 0])
+        self.seen[pos] = True
+        lo, hi = self.start[pos], self.start[pos + 1]
+        rows = np.sort(self.order[np.repeat(lo, hi - lo) + _ranges(hi - lo)])
+        sub = self.inc.iloc[rows].reset_index(drop=True)
+        G._link_incidents(data, sub, np.ones(len(sub), dtype=bool), self.type_of.iloc[rows].reset_index(drop=True),
+                          self.path.name, acc)
+        for t, n in data.incidents["crime_type"].value_counts().items():
+            self.counted[t] = self.counted.get(t, 0) + int(n)
+
+    def finish(self) -> list[dict]:
+        """After the pass: the incidents no batch held (an error, or an accounting line)."""
+        v = self.spec.victimization
+        link = self.spec.files[v.file].link
+        out = []
+        unmatched = int(np.diff(self.start)[~self.seen].sum())
+        if unmatched:
+            if link.unmatched == "error":
+                raise G.IngestError(f"{self.path.name}: {unmatched} incidents match no respondent of file "
+                                    f"'{link.to}' on {', '.join(link.on)}")
+            out.append({"step": "exclude: unmatched", "file": v.file, "rows": unmatched,
+                        "detail": f"incidents matching no respondent on {', '.join(link.on)}"})
+        return out
+
+    def counted_detail(self) -> str:
+        s = pd.Series(self.counted, dtype="int64").sort_values(ascending=False, kind="stable")
+        return ", ".join(f"{t}: {n}" for t, n in s.items())
+
+
+_SUMMED = re.compile(r"(\d+)(?= respondents capped\)| with unknown count)")
+
+
+def _merge_detail(a: str, b: str) -> str:
+    """Two batches' accounting detail of one line: the counts inside it summed (respondents
+    capped per type, series with an unknown count); else the first batch's."""
+    na, nb = _SUMMED.findall(a), _SUMMED.findall(b)
+    if not na or len(na) != len(nb) or _SUMMED.sub("#", a) != _SUMMED.sub("#", b):
+        return a
+    it = iter(str(int(x) + int(y)) for x, y in zip(na, nb))
+    return _SUMMED.sub(lambda m: next(it), a)
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """0..n-1 for each n of ``lengths``, concatenated."""
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(total) - starts
+
+
 class _Derived:
     """Reads the design file in batches and derives the respondent columns of each."""
 
-    def __init__(self, spec: SurveySpec, spec_path, chunk_rows: int):
+    def __init__(self, spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=None):
         import pyarrow.dataset as ds
 
         self.spec, self.spec_path, self.chunk_rows = spec, spec_path, int(chunk_rows)
@@ -185,6 +303,10 @@ class _Derived:
         self.accounting: dict = {}
         self.rows = 0
         self.batches = 0
+        v = spec.victimization
+        self.incidents = (_Incidents(spec, spec_path, memory_limit if memory_limit is not None
+                                     else spec.design.engine.memory_limit)
+                          if v is not None and v.source == "incidents" else None)
 
     def __iter__(self):
         spec = self.spec
@@ -227,7 +349,11 @@ class _Derived:
                 data = G.SurveyData(spec=spec, spec_path=self.spec_path, respondents=resp, incidents=None,
                                     accounting=pd.DataFrame(), metadata={}, value_labels={})
                 G._check_design_columns(data, fname, acc)
-                if spec.victimization is not None:
+                if self.incidents is not None:
+                    if self.batches == 0:  # the incident file's own lines, once
+                        acc.rows += self.incidents.acc.rows
+                    self.incidents.link(data, acc)
+                elif spec.victimization is not None:
                     G._respondent_counts(data, fname, acc)
                 G._perception(data, fname, acc)
                 G._domains(data, {}, self.spec_path, acc)
@@ -236,9 +362,11 @@ class _Derived:
             except SurveyError as err:
                 raise type(err)(f"{err} (rows {start + 1}-{start + n} of {fname}, read in batches)") from None
             for r in acc.rows:
-                key = (r["step"], r["file"], r["detail"].split(":")[0].split(" rows combined")[0].split(" (")[0])
+                key = (r["step"], r["file"], "" if r["step"] == "incidents counted" else
+                       r["detail"].split(":")[0].split(" rows combined")[0].split(" (")[0])
                 have = self.accounting.get(key)
-                self.accounting[key] = dict(r) if have is None else {**have, "rows": have["rows"] + r["rows"]}
+                self.accounting[key] = dict(r) if have is None else {
+                    **have, "rows": have["rows"] + r["rows"], "detail": _merge_detail(have["detail"], r["detail"])}
             if dfile.respondents:
                 self.accounting.setdefault(("respondents", dname, ""), {
                     "step": "respondents", "file": dname, "rows": 0, "detail": "respondent rows (rule "
@@ -248,6 +376,12 @@ class _Derived:
             self.batches += 1
             start += n
             yield data.respondents
+        if self.incidents is not None:
+            for r in self.incidents.finish():
+                self.accounting[(r["step"], r["file"], "")] = r
+            for key, r in self.accounting.items():
+                if key[0] == "incidents counted":
+                    r["detail"] = self.incidents.counted_detail()
 
     def accounting_frame(self) -> pd.DataFrame:
         head = [{"step": "read", "file": self.spec.design.file, "rows": self.rows,
@@ -259,7 +393,7 @@ class _Derived:
 _PROBE_CAP = 1e300  # pass 1 of a percentile cap: "too many to remember" answers get this, then drop out
 
 
-def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int) -> SurveySpec:
+def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=None) -> SurveySpec:
     """A percentile cap streams in two passes: the first gathers each crime type's weighted
     distribution of the victims' counts (a histogram: counts take few values), the caps are
     read from it as :func:`survey.ingest._cap_value` reads them from the rows, and the second
@@ -270,11 +404,11 @@ def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int) -> SurveySpec
     probe = spec.model_copy(update={"victimization": v.model_copy(
         update={"cap": CapRule.model_construct(rule="fixed", value=_PROBE_CAP, values=None, by="type")})})
     dunit = spec.files[spec.design.file].unit
-    counted = [t for t in v.types if t.count is not None]
+    counted = [t for t in v.types if v.source == "incidents" or t.count is not None]
     hist: dict = {}
-    for frame in _Derived(probe, spec_path, chunk_rows):
+    for frame in _Derived(probe, spec_path, chunk_rows, memory_limit):
         for t in counted:
-            x = frame[f"n__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
+            x = frame[f"k__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
             w = frame[spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
             ok = (np.nan_to_num(x) > 0) & (x != _PROBE_CAP)
             part = pd.Series(w[ok]).groupby(x[ok]).sum()
@@ -319,15 +453,16 @@ def _check_sorted(frame: pd.DataFrame, key: list[str], last, fname: str, start: 
     return idx[-1] if len(idx) else last
 
 
-def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None) -> pd.DataFrame:
+def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None, memory_limit=None) -> pd.DataFrame:
     """The row accounting of :func:`survey.ingest.load`, by one streamed pass (counts summed
-    over the batches; a line's detail is that of its first batch)."""
+    over the batches, and the counts inside a line's detail where it has them; otherwise a
+    line's detail is that of its first batch)."""
     spec, spec_path = _spec(spec, spec_path)
     check_streamable(spec, spec_path)
     chunk_rows = chunk_rows or spec.design.engine.chunk_rows
     v = spec.victimization
-    der = _Derived(_percentile_caps(spec, spec_path, chunk_rows) if v is not None and v.cap.rule == "percentile"
-                   else spec, spec_path, chunk_rows)
+    der = _Derived(_percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+                   if v is not None and v.cap.rule == "percentile" else spec, spec_path, chunk_rows, memory_limit)
     for _ in der:
         pass
     return der.accounting_frame()
@@ -480,7 +615,8 @@ def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_d
             cs = [c for c in crimes if unit_of(c) == unit]
             if not cs:
                 continue
-            counted = [c for c in cs if all(types[m].count is not None for m in v.members(c))]
+            counted = [c for c in cs if v.source == "incidents" or all(types[m].count is not None
+                                                                         for m in v.members(c))]
             screener = [c for c in cs if c not in counted]
             udoms = [d for d in dom_list if d is None or not spec.domains[d].units or unit in spec.domains[d].units]
             groups = [c for c in counted if c in v.groups]
@@ -497,6 +633,11 @@ def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_d
                     ratios.append(("repeat_victims", rv, victim, rv, None))
                 if "repeat_incidents" in families:
                     ratios.append(("repeat_incidents", [f"ri__{c}" for c in counted], n, rv, None))
+                rep = [f"rep__{c}" for c in counted]
+                if v.source == "incidents" and set(rep) <= cols:  # over victimizations: incidents only
+                    for fam in ("reporting_rate", "dark_figure"):
+                        if fam in families:
+                            ratios.append((fam, rep, n, vrep, None))
                 if set(vrep) <= cols and "reporting_rate_victims" in families:
                     ratios.append(("reporting_rate_victims", vrep, victim, vrep, None))
                 for dom in udoms:
@@ -506,7 +647,7 @@ def _plan(spec, names, crimes, families, dom_list, by_victimization, effective_d
                         vic.append(_Task(unit, "incidence", counted, "mean", n, None, dom, ("pos", victim),
                                          effective_df=eff))
                     for fam, num, den, case, e in ratios:
-                        base = ("kbase", counted) if fam == "repeat_incidents" else None
+                        base = (fam, counted) if fam in I.OVER_VICTIMIZATIONS else None
                         vic.append(_Task(unit, fam, counted, "ratio", num, den, dom, ("pos", case),
                                          base=base, effective_df=e))
             multiple = []
@@ -566,7 +707,9 @@ def _quantities(task: _Task) -> list[tuple[str, str]]:
         q += [("pos", c) for c in task.den] + [("wpos", c) for c in task.den]
     if task.base is not None:
         cr = task.base[1]
-        q += [("sum", f"k__{c}") for c in cr] + [("wsum", f"n__{c}") for c in cr] + [("rep2", f"k__{c}") for c in cr]
+        q += [("sum", f"k__{c}") for c in cr] + [("wsum", f"n__{c}") for c in cr]
+        q += ([("rep2", f"k__{c}") for c in cr] if task.base[0] == "repeat_incidents"
+              else [("sum", f"krep__{c}") for c in cr])  # reported victimizations (incidents)
     return q
 
 
@@ -635,11 +778,13 @@ class _Order:
 
 def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indicators=None, publication=None,
                     by_victimization: bool = True, effective_df: str | None = None, chunk_rows: int | None = None,
-                    **publication_params) -> pd.DataFrame:
+                    memory_limit=None, **publication_params) -> pd.DataFrame:
     """The indicator table (:data:`survey.indicators.TABLE_COLUMNS`) of ``spec`` by streaming its
     design file (Parquet) in batches of ``chunk_rows`` (default the spec's
     ``design.engine.chunk_rows``).  Arguments as :func:`survey.indicators.indicator_table`;
-    ``indicators`` default: :data:`STREAM_FAMILIES`."""
+    ``indicators`` default: :data:`STREAM_FAMILIES`.  ``memory_limit`` (default the spec's
+    ``design.engine.memory_limit``, else a share of the available memory) bounds what is held
+    whole: an incident file larger than it is an error."""
     t0 = time.perf_counter()
     spec, spec_path = _spec(spec, spec_path)
     check_streamable(spec, spec_path)
@@ -667,8 +812,8 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     chunk_rows = chunk_rows or spec.design.engine.chunk_rows
     dspec = spec  # the derivations' spec: a percentile cap becomes the fixed caps of a first pass
     if v is not None and v.cap.rule == "percentile":
-        dspec = _percentile_caps(spec, spec_path, chunk_rows)
-    der = _Derived(dspec, spec_path, chunk_rows)
+        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
     frames = iter(der)
     first = next(frames, None)
     if first is None:
@@ -915,5 +1060,10 @@ def _rows(t: _Task, res: pd.DataFrame, cells: _Cells, k: int) -> pd.DataFrame:
         n = cells.value(values, "sum", [f"k__{c}" for c in cr])
         out["n"] = np.rint(n).astype(np.int64)
         out["weighted_base"] = cells.value(values, "wsum", [f"n__{c}" for c in cr])
-        out["n_cases"] = np.rint(cells.value(values, "rep2", [f"k__{c}" for c in cr])).astype(np.int64)
+        if t.base[0] == "repeat_incidents":
+            num = cells.value(values, "rep2", [f"k__{c}" for c in cr])
+        else:
+            num = cells.value(values, "sum", [f"krep__{c}" for c in cr])
+            num = n - num if t.base[0] == "dark_figure" else num
+        out["n_cases"] = np.rint(num).astype(np.int64)
     return out
