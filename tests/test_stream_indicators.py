@@ -13,7 +13,7 @@ import yaml
 
 from survey import stream_indicators as SI
 from survey.indicators import indicator_table
-from survey.ingest import load
+from survey.ingest import IngestError, load
 
 N_REP = 12
 
@@ -355,3 +355,115 @@ def test_gini_streams_from_the_weighted_histogram(files, kind):
         row = got[(got["indicator"] == over) & (got["crime_type"] == "burglary") & (got["domain"] == "overall")]
         assert len(row) == 1 and row["estimate"].iloc[0] == pytest.approx(hand, rel=1e-12)
         assert 0.2 < hand < 0.95
+
+
+def _incident_survey(tmp_path, n=2500, seed=11, cap=None, replicate=False):
+    """An NCVS-shaped survey: a household file and an incident file linked on the household id,
+    with an exclusion rule, ignored codes, series incidents (unknown counts), an incident
+    weight, reporting, incidents of non-respondents and of households not in the file."""
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, 8, n)
+    psu = h * 10 + rng.integers(0, 3, n)
+    hh = pd.DataFrame({"hhid": rng.permutation(np.arange(1, n + 1)) * 7, "stratum": h, "psu": psu,
+                       "wt": rng.uniform(50, 150, n), "resp": (rng.random(n) < 0.9).astype(int),
+                       "region": rng.integers(1, 5, n), "tenure": rng.integers(1, 4, n)})
+    fac = rng.choice([0.5, 1.5], (10, 100))
+    for r in range(10):
+        hh[f"rw{r + 1}"] = hh["wt"] * fac[r][psu]
+    risk = rng.gamma(0.7, 1.0, n)
+    k = rng.poisson(0.25 * risk)
+    ids = np.repeat(hh["hhid"].to_numpy(), k)
+    m = len(ids)
+    inc = pd.DataFrame({"hhid": ids, "code": rng.choice([31, 32, 40, 54, 55, 5], m, p=[.2, .1, .1, .3, .2, .1]),
+                        "abroad": (rng.random(m) < 0.03).astype(int),
+                        "series": (rng.random(m) < 0.05).astype(int),
+                        "times": rng.choice([6, 8, 12, 997], m),
+                        "police": rng.choice([1, 2, 8], m, p=[.4, .5, .1])})
+    inc["iwt"] = np.repeat(hh["wt"].to_numpy(), k) * rng.uniform(0.8, 1.25, m)
+    stray = pd.DataFrame({"hhid": [3, 5, 5], "code": [31, 54, 40], "abroad": 0, "series": 0, "times": 6,
+                          "police": 1, "iwt": 100.0})  # no such household
+    inc = pd.concat([inc, stray], ignore_index=True)
+    inc["incid"] = np.arange(1, len(inc) + 1)
+    hpath, ipath = tmp_path / "households.parquet", tmp_path / "incidents.parquet"
+    hh.to_parquet(hpath, row_group_size=300)
+    inc.sample(frac=1.0, random_state=seed).to_parquet(ipath, row_group_size=500)
+    design = {"file": "households", "weights": "wt"}
+    if replicate:
+        design["replicate"] = {"columns": "^rw[0-9]+$", "method": "Fay", "rho": 0.5}
+    else:
+        design.update(strata="stratum", psu="psu")
+    spec = {
+        "survey": "incidents", "period": "2025",
+        "files": {"households": {"path": str(hpath), "unit": "household", "keys": ["hhid"], "respondents": "resp == 1"},
+                  "incidents": {"path": str(ipath), "unit": "incident", "keys": ["incid"],
+                                "link": {"to": "households", "on": ["hhid"], "unmatched": "exclude"}}},
+        "design": design,
+        "victimization": {"source": "incidents", "file": "incidents", "crime_code": "code", "weight": "iwt",
+                          "types": [{"name": "burglary", "unit": "household", "codes": [31, 32]},
+                                    {"name": "vehicle", "unit": "household", "codes": [40]},
+                                    {"name": "theft", "unit": "household", "codes": [54, 55]}],
+                          "groups": {"property": ["burglary", "vehicle", "theft"]},
+                          "ignore_codes": [5],
+                          "exclude": [{"name": "abroad", "where": "abroad == 1"}],
+                          "series": {"when": "series == 1", "count": "times", "unknown_codes": [997],
+                                     "unknown_value": 6, "cap": 10},
+                          "cap": cap or {"rule": "none"},
+                          "reported": {"variable": "police", "yes": [1], "no": [2], "unknown": [8]}},
+        "domains": {"region": {"variable": "region"},
+                    "tenure": {"variable": "tenure", "labels": {1: "Owned", 2: "Rented", 3: "Other"}}},
+        "publication": {"preset": "bjs"},
+    }
+    sp = tmp_path / f"incidents_{seed}_{bool(replicate)}.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    return sp
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("variant", ["taylor", "replicate", "percentile"])
+def test_incident_file_survey_streams(tmp_path, variant):
+    """victimization.source: incidents.  The incident file is held (aggregated per respondent
+    batch by batch); the table, with reporting rate and dark figure over victimizations, and
+    the row accounting equal the in-memory load's."""
+    cap = {"rule": "percentile", "value": 95, "by": "all"} if variant == "percentile" else None
+    sp = _incident_survey(tmp_path, cap=cap, replicate=variant == "replicate")
+    data = load(sp)
+    want = indicator_table(data)
+    got = SI.indicator_table(sp, chunk_rows=350)
+    assert len(got) == len(want) > 150
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    assert {"reporting_rate", "dark_figure", "gini", "repeat_incidents"} <= set(got["indicator"])
+    np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-12,
+                               atol=1e-12, equal_nan=True)
+    for c in ("se", "ci_low", "ci_high", "cv", "deff", "df", "n", "n_cases", "weighted_base"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    assert got["reliability"].astype(str).tolist() == want["reliability"].astype(str).tolist()
+    # accounting: every line of the in-memory load, with its rows (and its detail but for the read)
+    mem = data.accounting
+    streamed = pd.DataFrame(got.attrs["accounting"])
+    for step in mem["step"].unique():
+        a, b = streamed[streamed["step"] == step], mem[mem["step"] == step]
+        assert a["rows"].tolist() == b["rows"].tolist(), step
+        if step not in ("read", "respondents"):
+            assert a["detail"].tolist() == b["detail"].tolist(), step
+    assert set(streamed["step"]) == set(mem["step"])
+    steps = dict(zip(mem["step"], mem["rows"]))
+    assert steps["exclude: unmatched"] == 3 and steps["exclude: non-respondent"] > 0 and steps["series"] > 0
+    if variant == "percentile":
+        assert "(0 respondents capped)" not in mem.loc[mem["step"] == "cap", "detail"].iloc[0]
+
+
+def test_incident_file_beyond_the_memory_limit(tmp_path):
+    sp = _incident_survey(tmp_path, n=300)
+    with pytest.raises(SI.StreamIndicatorError, match=r"incidents.parquet: the incident file \(\d+ rows x \d+ "
+                                                      r"columns, about .*\) exceeds the memory limit \(1 kB\)"):
+        SI.indicator_table(sp, memory_limit="1kB")
+    spec = yaml.safe_load(sp.read_text())
+    spec["files"]["incidents"]["link"]["unmatched"] = "error"
+    spec["files"]["households"]["respondents"] = "resp >= 0"  # (non-respondents' incidents: an error first)
+    sp.write_text(yaml.safe_dump(spec))
+    msg = "incidents.parquet: 3 incidents match no respondent of file 'households' on hhid"
+    with pytest.raises(IngestError, match=msg):
+        load(sp)
+    with pytest.raises(IngestError, match=msg):  # known after the pass (no batch held them)
+        SI.indicator_table(sp, chunk_rows=100, indicators=["prevalence"])

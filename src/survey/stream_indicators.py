@@ -303,6 +303,7 @@ class _Derived:
         self.accounting: dict = {}
         self.rows = 0
         self.batches = 0
+        self.cap_text = None  # a percentile cap's rule (the batches apply it as the fixed caps it gave)
         v = spec.victimization
         self.incidents = (_Incidents(spec, spec_path, memory_limit if memory_limit is not None
                                      else spec.design.engine.memory_limit)
@@ -362,6 +363,10 @@ class _Derived:
             except SurveyError as err:
                 raise type(err)(f"{err} (rows {start + 1}-{start + n} of {fname}, read in batches)") from None
             for r in acc.rows:
+                if r["step"] == "cap" and self.cap_text:
+                    fixed = G._cap_text(spec.victimization.cap)
+                    if r["detail"].startswith(fixed + ":"):
+                        r = {**r, "detail": self.cap_text + r["detail"][len(fixed):]}
                 key = (r["step"], r["file"], "" if r["step"] == "incidents counted" else
                        r["detail"].split(":")[0].split(" rows combined")[0].split(" (")[0])
                 have = self.accounting.get(key)
@@ -461,8 +466,10 @@ def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None, memor
     check_streamable(spec, spec_path)
     chunk_rows = chunk_rows or spec.design.engine.chunk_rows
     v = spec.victimization
-    der = _Derived(_percentile_caps(spec, spec_path, chunk_rows, memory_limit)
-                   if v is not None and v.cap.rule == "percentile" else spec, spec_path, chunk_rows, memory_limit)
+    pct = v is not None and v.cap.rule == "percentile"
+    der = _Derived(_percentile_caps(spec, spec_path, chunk_rows, memory_limit) if pct else spec, spec_path,
+                   chunk_rows, memory_limit)
+    der.cap_text = G._cap_text(v.cap) if pct else None
     for _ in der:
         pass
     return der.accounting_frame()
@@ -814,6 +821,7 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     if v is not None and v.cap.rule == "percentile":
         dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
     der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
+    der.cap_text = G._cap_text(v.cap) if dspec is not spec else None
     frames = iter(der)
     first = next(frames, None)
     if first is None:
