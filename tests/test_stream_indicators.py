@@ -317,12 +317,54 @@ def test_combine_streams_a_file_sorted_by_the_unit(tmp_path):
                                    equal_nan=True, err_msg=c)
     assert got["reliability"].astype(str).tolist() == want["reliability"].astype(str).tolist()
     comb = [r for r in got.attrs["accounting"] if r["step"] == "combine"]
-    assert sum(r["rows"] for r in comb) == 1500
-    # not sorted by the unit: one line naming the file, the key and the row
-    df.sample(frac=1.0, random_state=1).to_parquet(path, row_group_size=333)
-    with pytest.raises(SI.StreamIndicatorError, match=r"interviews.parquet: combine needs the file sorted by hhid "
-                                                      r"when streaming .* row \d+ breaks the order"):
-        SI.indicator_table(sp, chunk_rows=250)
+    mem = load(sp).accounting
+    assert [(r["rows"], r["detail"]) for r in comb] == mem.loc[mem["step"] == "combine", ["rows", "detail"]].apply(
+        tuple, axis=1).tolist()
+    assert comb[0]["rows"] == 1500
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("replicate", [False, True])
+def test_combine_streams_an_unsorted_file_through_temporary_buckets(tmp_path, monkeypatch, replicate):
+    """A unit's rows anywhere in the file: the rows are partitioned by a hash of the unit key
+    into temporary Parquet files (deleted afterwards), each sorted and streamed; the table and
+    the combine accounting equal the in-memory ones."""
+    import tempfile
+
+    one = _respondents(1500, seed=5)
+    two = _respondents(1500, seed=6)
+    for c in ("hhid", "stratum", "psu", "region", "tenure", "zone") + tuple(f"rwh{r + 1}" for r in range(N_REP)):
+        two[c] = one[c]
+    second = np.random.default_rng(9).random(1500) < 0.7
+    df = pd.concat([one.assign(quarter=1), two[second].assign(quarter=2)], ignore_index=True)
+    df = df.sample(frac=1.0, random_state=1).reset_index(drop=True)  # a unit's two rows far apart
+    path = tmp_path / "interviews.parquet"
+    df.to_parquet(path, row_group_size=333)
+    spec = _combined_spec(path)
+    if replicate:
+        spec["design"] = {"file": "interviews", "weights": "wt_household",
+                          "replicate": {"columns": "^rwh[0-9]+$", "method": "Fay", "rho": 0.5}}
+    sp = tmp_path / "comb.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    data = load(sp)
+    want = indicator_table(data)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    got = SI.indicator_table(sp, chunk_rows=200)  # 4 buckets of about 640 rows (2550 rows)
+    assert list(scratch.iterdir()) == []  # the temporary files are gone
+    assert len(got) == len(want) > 50
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-12,
+                               atol=1e-12, equal_nan=True)
+    for c in ("se", "ci_low", "ci_high", "df", "n", "n_cases", "weighted_base"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   equal_nan=True, err_msg=c)
+    acc = got.attrs["accounting"]
+    assert "partitioned by the unit key into 4 temporary files" in acc[0]["detail"]
+    comb = [(r["rows"], r["detail"]) for r in acc if r["step"] == "combine"]
+    mem = data.accounting
+    assert comb == mem.loc[mem["step"] == "combine", ["rows", "detail"]].apply(tuple, axis=1).tolist()
 
 
 @pytest.mark.filterwarnings("ignore::survey.SurveyWarning")

@@ -303,6 +303,7 @@ class _Derived:
         self.accounting: dict = {}
         self.rows = 0
         self.batches = 0
+        self.buckets = 0  # unsorted combine: the temporary files the rows were partitioned into
         self.cap_text = None  # a percentile cap's rule (the batches apply it as the fixed caps it gave)
         v = spec.victimization
         self.incidents = (_Incidents(spec, spec_path, memory_limit if memory_limit is not None
@@ -316,71 +317,74 @@ class _Derived:
         comb = dfile.combine
         fname = self.path.name
         start = 0
-        carry = None  # combine: the rows of the batch's last unit wait for the next batch
-        last_key = None
-        batches = (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
-        for resp in _then_none(batches):
-            if comb is not None:
-                if resp is not None:
-                    last_key = _check_sorted(resp, comb.key, last_key, fname,
-                                             start + (0 if carry is None else len(carry)))
-                parts = [x for x in (carry, resp) if x is not None]
-                if not parts:
-                    break
-                resp = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-                if resp is not None and not resp.empty and parts[-1] is not carry:
-                    keys = resp[comb.key]
-                    tail = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
-                    cut = len(resp) - int(np.argmin(tail[::-1])) if not tail.all() else 0
-                    resp, carry = resp.iloc[:cut].reset_index(drop=True), resp.iloc[cut:].reset_index(drop=True)
-                else:
-                    carry = None
-                if resp.empty:
-                    continue
-            elif resp is None:
-                break
-            n = len(resp)
-            acc = G._Accounting()
-            try:
-                if dfile.respondents:
-                    is_resp = G._eval(resp, dfile.respondents, f"{fname}: respondents")
-                else:
-                    is_resp = np.ones(n, dtype=bool)
-                resp["_respondent"] = is_resp
-                data = G.SurveyData(spec=spec, spec_path=self.spec_path, respondents=resp, incidents=None,
-                                    accounting=pd.DataFrame(), metadata={}, value_labels={})
-                G._check_design_columns(data, fname, acc)
-                if self.incidents is not None:
-                    if self.batches == 0:  # the incident file's own lines, once
-                        acc.rows += self.incidents.acc.rows
-                    self.incidents.link(data, acc)
-                elif spec.victimization is not None:
-                    G._respondent_counts(data, fname, acc)
-                G._perception(data, fname, acc)
-                G._domains(data, {}, self.spec_path, acc)
+        for batches in self._segments():  # the file; or, unsorted combine, each bucket of units
+            carry = None  # combine: the rows of the batch's last unit wait for the next batch
+            last_key = None
+            for resp in _then_none(batches):
                 if comb is not None:
-                    G._combine_units(data, fname, acc)
-            except SurveyError as err:
-                raise type(err)(f"{err} (rows {start + 1}-{start + n} of {fname}, read in batches)") from None
-            for r in acc.rows:
-                if r["step"] == "cap" and self.cap_text:
-                    fixed = G._cap_text(spec.victimization.cap)
-                    if r["detail"].startswith(fixed + ":"):
-                        r = {**r, "detail": self.cap_text + r["detail"][len(fixed):]}
-                key = (r["step"], r["file"], "" if r["step"] == "incidents counted" else
-                       r["detail"].split(":")[0].split(" rows combined")[0].split(" (")[0])
-                have = self.accounting.get(key)
-                self.accounting[key] = dict(r) if have is None else {
-                    **have, "rows": have["rows"] + r["rows"], "detail": _merge_detail(have["detail"], r["detail"])}
-            if dfile.respondents:
-                self.accounting.setdefault(("respondents", dname, ""), {
-                    "step": "respondents", "file": dname, "rows": 0, "detail": "respondent rows (rule "
-                    f"'{dfile.respondents}'); the others are kept for design information"})
-                self.accounting[("respondents", dname, "")]["rows"] += int(is_resp.sum())
-            self.rows += n
-            self.batches += 1
-            start += n
-            yield data.respondents
+                    if resp is not None:
+                        last_key = _check_sorted(resp, comb.key, last_key, fname,
+                                                 start + (0 if carry is None else len(carry)))
+                    parts = [x for x in (carry, resp) if x is not None]
+                    if not parts:
+                        break
+                    resp = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+                    if resp is not None and not resp.empty and parts[-1] is not carry:
+                        keys = resp[comb.key]
+                        tail = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
+                        cut = len(resp) - int(np.argmin(tail[::-1])) if not tail.all() else 0
+                        resp, carry = resp.iloc[:cut].reset_index(drop=True), resp.iloc[cut:].reset_index(drop=True)
+                    else:
+                        carry = None
+                    if resp.empty:
+                        continue
+                elif resp is None:
+                    break
+                n = len(resp)
+                acc = G._Accounting()
+                try:
+                    if dfile.respondents:
+                        is_resp = G._eval(resp, dfile.respondents, f"{fname}: respondents")
+                    else:
+                        is_resp = np.ones(n, dtype=bool)
+                    resp["_respondent"] = is_resp
+                    data = G.SurveyData(spec=spec, spec_path=self.spec_path, respondents=resp, incidents=None,
+                                        accounting=pd.DataFrame(), metadata={}, value_labels={})
+                    G._check_design_columns(data, fname, acc)
+                    if self.incidents is not None:
+                        if self.batches == 0:  # the incident file's own lines, once
+                            acc.rows += self.incidents.acc.rows
+                        self.incidents.link(data, acc)
+                    elif spec.victimization is not None:
+                        G._respondent_counts(data, fname, acc)
+                    G._perception(data, fname, acc)
+                    G._domains(data, {}, self.spec_path, acc)
+                    if comb is not None:
+                        G._combine_units(data, fname, acc)
+                except SurveyError as err:
+                    raise type(err)(f"{err} (rows {start + 1}-{start + n} of {fname}, read in batches)") from None
+                for r in acc.rows:
+                    if r["step"] == "cap" and self.cap_text:
+                        fixed = G._cap_text(spec.victimization.cap)
+                        if r["detail"].startswith(fixed + ":"):
+                            r = {**r, "detail": self.cap_text + r["detail"][len(fixed):]}
+                    key = (r["step"], r["file"], "" if r["step"] in ("incidents counted", "combine") else
+                           r["detail"].split(":")[0].split(" (")[0])
+                    have = self.accounting.get(key)
+                    merge = (_merge_combine(have["detail"], r["detail"], list(spec.domains))
+                             if have is not None and r["step"] == "combine" else None)
+                    self.accounting[key] = dict(r) if have is None else {
+                        **have, "rows": have["rows"] + r["rows"],
+                        "detail": merge or _merge_detail(have["detail"], r["detail"])}
+                if dfile.respondents:
+                    self.accounting.setdefault(("respondents", dname, ""), {
+                        "step": "respondents", "file": dname, "rows": 0, "detail": "respondent rows (rule "
+                        f"'{dfile.respondents}'); the others are kept for design information"})
+                    self.accounting[("respondents", dname, "")]["rows"] += int(is_resp.sum())
+                self.rows += n
+                self.batches += 1
+                start += n
+                yield data.respondents
         if self.incidents is not None:
             for r in self.incidents.finish():
                 self.accounting[(r["step"], r["file"], "")] = r
@@ -388,11 +392,100 @@ class _Derived:
                 if key[0] == "incidents counted":
                     r["detail"] = self.incidents.counted_detail()
 
+    def _segments(self):
+        """The batches of the file, as one segment; with ``combine`` on a file not sorted by
+        the unit key, one segment per bucket of units (:meth:`_buckets`)."""
+        comb = self.spec.files[self.spec.design.file].combine
+        if comb is None or _is_sorted(self.dataset, comb.key, self.path.name):
+            yield (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
+            return
+        yield from self._buckets(comb.key)
+
+    def _buckets(self, key: list[str]):
+        """``combine`` on an unsorted file, in bounded memory: a first pass writes each batch's
+        rows to one of K temporary Parquet files by a hash of the unit key (every row of a unit
+        in one file), K such that a file holds about :data:`BUCKET_BATCHES` batches; then each
+        file is read whole, sorted by the key (stable: a unit's rows keep the file's order), and
+        cut into batches.  The temporary directory (under the system's temporary directory,
+        ``TMPDIR``) is deleted when the pass ends, or fails."""
+        import math
+        import tempfile
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = S.parquet_rows(self.path)
+        K = max(2, math.ceil(rows / (BUCKET_BATCHES * self.chunk_rows)))
+        self.buckets = K
+        with tempfile.TemporaryDirectory(prefix="survey-combine-") as tmp:
+            writers: dict = {}
+            try:
+                for b in S._batches(self.dataset, self.columns, self.chunk_rows):
+                    keys = b.select(key).to_pandas()
+                    h = pd.util.hash_pandas_object(keys, index=False).to_numpy() % np.uint64(K)
+                    for k in np.unique(h).tolist():
+                        if k not in writers:
+                            writers[k] = pq.ParquetWriter(str(Path(tmp) / f"bucket{k}.parquet"), b.schema)
+                        writers[k].write_batch(b.filter(pa.array(h == k)))
+            finally:
+                for w in writers.values():
+                    w.close()
+            for k in sorted(writers):
+                part = pq.read_table(str(Path(tmp) / f"bucket{k}.parquet")).to_pandas()
+                part = part.sort_values(key, kind="stable").reset_index(drop=True)
+                yield (part.iloc[i:i + self.chunk_rows].reset_index(drop=True)
+                       for i in range(0, len(part), self.chunk_rows))
+                del part
+
     def accounting_frame(self) -> pd.DataFrame:
+        how = (f" (combine on a file not sorted by the unit: rows partitioned by the unit key into {self.buckets} "
+               "temporary files, then each file sorted)" if self.buckets else "")
         head = [{"step": "read", "file": self.spec.design.file, "rows": self.rows,
                  "detail": f"{self.path.name}: {len(self.columns)} columns read in {self.batches} batches of "
-                           f"up to {self.chunk_rows} rows (streamed)"}]
+                           f"up to {self.chunk_rows} rows (streamed){how}"}]
         return pd.DataFrame(head + list(self.accounting.values()), columns=["step", "file", "rows", "detail"])
+
+
+BUCKET_BATCHES = 4
+"""Unsorted ``combine``: rows per temporary bucket file, in batches (a bucket is read whole)."""
+
+
+def _is_sorted(dataset, key: list[str], fname: str) -> bool:
+    """Whether the file is sorted by ``key`` (the unit's rows consecutive): a pass over the key
+    columns only."""
+    last = None
+    start = 0
+    for b in S._batches(dataset, list(key), 1 << 20):
+        frame = b.to_pandas()
+        try:
+            last = _check_sorted(frame, key, last, fname, start)
+        except StreamIndicatorError:
+            return False
+        start += len(frame)
+    return True
+
+
+_COMBINE = re.compile(r"^(\d+) rows combined into (\d+) units on (.*?) \((\d+) with a respondent row, (\d+) with "
+                      r"2\+\)(.*?)(?:; domain value changed within the period \(last row's value used\): (.*))?$")
+
+
+def _merge_combine(a: str, b: str, names: list[str]) -> str | None:
+    """Two batches' ``combine`` accounting detail, summed (None if either is not in the form
+    :func:`survey.ingest._combine_units` writes)."""
+    ma, mb = _COMBINE.match(a), _COMBINE.match(b)
+    if not (ma and mb) or ma.group(3) != mb.group(3) or ma.group(6) != mb.group(6):
+        return None
+    n = [int(ma.group(i)) + int(mb.group(i)) for i in (1, 2, 4, 5)]
+    changed: dict = {}
+    for m in (ma, mb):
+        for part in (m.group(7) or "").split(", "):
+            if part:
+                name, k = part.rsplit(" ", 1)
+                changed[name] = changed.get(name, 0) + int(k)
+    order = sorted(changed, key=lambda x: names.index(x) if x in names else len(names))
+    return (f"{n[0]} rows combined into {n[1]} units on {ma.group(3)} ({n[2]} with a respondent row, {n[3]} with "
+            f"2+){ma.group(6)}" + ("; domain value changed within the period (last row's value used): "
+                                   + ", ".join(f"{x} {changed[x]}" for x in order) if changed else ""))
 
 
 _PROBE_CAP = 1e300  # pass 1 of a percentile cap: "too many to remember" answers get this, then drop out
