@@ -324,7 +324,7 @@ def test_combine_streams_a_file_sorted_by_the_unit(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
-@pytest.mark.parametrize("replicate", [False, True])
+@pytest.mark.parametrize("replicate", [False, True, "percentile"])
 def test_combine_streams_an_unsorted_file_through_temporary_buckets(tmp_path, monkeypatch, replicate):
     """A unit's rows anywhere in the file: the rows are partitioned by a hash of the unit key
     into temporary Parquet files (deleted afterwards), each sorted and streamed; the table and
@@ -341,7 +341,9 @@ def test_combine_streams_an_unsorted_file_through_temporary_buckets(tmp_path, mo
     path = tmp_path / "interviews.parquet"
     df.to_parquet(path, row_group_size=333)
     spec = _combined_spec(path)
-    if replicate:
+    if replicate == "percentile":  # the caps from the rows before combining them, as in memory
+        spec["victimization"]["cap"] = {"rule": "percentile", "value": 75}  # 3 (rows), not 4 (units)
+    elif replicate:
         spec["design"] = {"file": "interviews", "weights": "wt_household",
                           "replicate": {"columns": "^rwh[0-9]+$", "method": "Fay", "rho": 0.5}}
     sp = tmp_path / "comb.yaml"

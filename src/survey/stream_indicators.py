@@ -290,7 +290,7 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
 class _Derived:
     """Reads the design file in batches and derives the respondent columns of each."""
 
-    def __init__(self, spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=None):
+    def __init__(self, spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=None, combine: bool = True):
         import pyarrow.dataset as ds
 
         self.spec, self.spec_path, self.chunk_rows = spec, spec_path, int(chunk_rows)
@@ -303,6 +303,7 @@ class _Derived:
         self.accounting: dict = {}
         self.rows = 0
         self.batches = 0
+        self.combine = spec.files[spec.design.file].combine if combine else None  # False: the rows as they are
         self.buckets = 0  # unsorted combine: the temporary files the rows were partitioned into
         self.cap_text = None  # a percentile cap's rule (the batches apply it as the fixed caps it gave)
         v = spec.victimization
@@ -314,7 +315,7 @@ class _Derived:
         spec = self.spec
         dname = spec.design.file
         dfile = spec.files[dname]
-        comb = dfile.combine
+        comb = self.combine
         fname = self.path.name
         start = 0
         for batches in self._segments():  # the file; or, unsorted combine, each bucket of units
@@ -395,7 +396,7 @@ class _Derived:
     def _segments(self):
         """The batches of the file, as one segment; with ``combine`` on a file not sorted by
         the unit key, one segment per bucket of units (:meth:`_buckets`)."""
-        comb = self.spec.files[self.spec.design.file].combine
+        comb = self.combine
         if comb is None or _is_sorted(self.dataset, comb.key, self.path.name):
             yield (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
             return
@@ -504,7 +505,8 @@ def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=
     dunit = spec.files[spec.design.file].unit
     counted = [t for t in v.types if v.source == "incidents" or t.count is not None]
     hist: dict = {}
-    for frame in _Derived(probe, spec_path, chunk_rows, memory_limit):
+    # the rows before any combine (as the in-memory load, which caps before combining)
+    for frame in _Derived(probe, spec_path, chunk_rows, memory_limit, combine=False):
         for t in counted:
             x = frame[f"k__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
             w = frame[spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
