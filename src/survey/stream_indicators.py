@@ -9,22 +9,24 @@ SEs, intervals, df, bases and publication flags; tests/test_stream_indicators.py
 What streams (one pass over the file, memory bounded by the batch and by the number of
 cells x PSUs, or cells x replicates):
 
-* victimization from respondent items (``victimization.source: respondent``): prevalence,
-  incidence, concentration, repeat victims, victimizations against repeat victims, multiple
-  victimization, reporting by victims, the counts of victimizations and victims, the Gini
-  indices over the population and over victims; perception items, also by victimization status;
+* victimization from respondent items (``victimization.source: respondent``) or from an
+  incident file linked to the design file (``source: incidents``, the NCVS shape; see
+  :class:`_Incidents`): prevalence, incidence, concentration, repeat victims, victimizations
+  against repeat victims, multiple victimization, reporting (by victims; over victimizations
+  and the dark figure with an incident file), the counts of victimizations and victims, the
+  Gini indices over the population and over victims; perception items, also by victimization
+  status;
+* ``combine`` (several rows of one unit over the period): on a file sorted by the unit key in
+  the same pass (a unit's rows at the end of a batch wait for the next one), otherwise through
+  temporary files partitioned by a hash of the unit key (:meth:`_Derived._buckets`);
 * Taylor designs (strata, one stage of PSUs or none: each row its own PSU, stage-1 fpc) and
   replicate designs; the df of each
   domain (PSUs minus strata among its rows, or the rank of its rows' replicate weights) and the
   Satterthwaite effective df of incidence and concentration, as in memory.
 
-What does not (a one-line :class:`StreamIndicatorError` names it):
-
-* an incident file (``victimization.source: incidents``): incidents link to respondents
-  anywhere in the file;
-* ``combine`` (several rows of one unit over the period) on a file not sorted by the unit key
-  (sorted: a unit's rows at the end of a batch wait for the next one; the order is checked),
-  several design files, several sampling stages.
+What does not (a one-line :class:`StreamIndicatorError` names it): several design files (an
+incident file must link to the design file), several sampling stages, an incident file larger
+than the memory limit.
 
 The Gini indices do not sort the file: the counts are non-negative integers (capped), so a
 cell's weighted distribution of a count is a short histogram (a proportion estimate of its
@@ -33,7 +35,10 @@ histograms give the replicate Ginis, and on Taylor designs the Gini's linearized
 only on a row's cell and count, so its variance follows from the proportions' covariance
 (:func:`_gini_rows`).
 
-A percentile cap takes two passes (the first gathers the weighted distribution of the counts).
+A percentile cap takes two passes (the first gathers the weighted distribution of the counts,
+over the rows before any ``combine``).  Memory: the batch, the accumulators (cells x PSUs, or
+cells x replicates), an incident file's used columns, and with unsorted ``combine`` one bucket
+(about :data:`BUCKET_BATCHES` batches); the buckets take disk space about the used columns.
 
 Not checked when streaming (they need every key at once): unique keys, one respondent per
 household for household rates of a person file.
