@@ -8,12 +8,18 @@ respondent-based victimization survey added: ``hhid``, ``resp`` (respondent 1/0)
 know), a count (97 "too many to remember") and reported to the police (1, 2, 8), a 5-year
 burglary screener, and ``safedark`` (feeling safe after dark, 1-4, 5 never goes out, 8).  The
 spec (written next to the file) is a replicate design (Fay, rho 0.5) on ``w`` for households and
-persons, domains region, sex (labels) and age band (bands), a cap of 10, and every family but
-the Gini indices.
+persons, domains region, sex (labels) and age band (bands), a cap of 10, and every family.
+
+``--incidents``: the NCVS shape.  An incident file is written next to the file from its counts
+(one row per victimization of a respondent: crime code, an out-of-scope flag excluded by a rule,
+series incidents with their number of times, an incident weight, reported to the police) and
+the spec counts victimizations from it (``victimization.source: incidents``), the respondent
+file still streaming; the incident file is held in memory.
 
     .venv/bin/python benchmarks/bench_stream_indicators.py                 # 10M rows x 160 replicates
     .venv/bin/python benchmarks/bench_stream_indicators.py --rows 200000 --replicates 40 --compare
     .venv/bin/python benchmarks/bench_stream_indicators.py --keep /data/pooled.parquet
+    .venv/bin/python benchmarks/bench_stream_indicators.py --rows 500000 --replicates 40 --incidents --compare
 
 The table is computed in a fresh process; its peak RSS (VmHWM after a reset, else ru_maxrss) and
 the time are reported, with the interpreter's baseline.  ``--compare`` also loads the file in
@@ -91,6 +97,61 @@ def spec_dict(path: Path) -> dict:
     }
 
 
+def write_incidents(path: Path, out: Path, seed: int = 7) -> int:
+    """The incident file of ``--incidents``, from the respondent file's counts (batch by batch)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    pf = pq.ParquetFile(path)
+    writer = None
+    n = 0
+    try:
+        for b in pf.iter_batches(batch_size=1 << 18, columns=["hhid", "w", "resp", "burgn", "asln"]):
+            d = b.to_pandas()
+            ok = d["resp"].to_numpy() == 1
+            parts = []
+            for col, code in (("burgn", 31), ("asln", 11)):
+                k = np.nan_to_num(d[col].to_numpy(dtype=float))
+                k = np.where(ok & (k < 97), k, 0).astype(np.int64)
+                parts.append((np.repeat(d["hhid"].to_numpy(), k), np.repeat(d["w"].to_numpy(), k),
+                              np.full(int(k.sum()), code)))
+            ids = np.concatenate([p[0] for p in parts])
+            m = len(ids)
+            t = pa.table({"hhid": ids, "code": np.concatenate([p[2] for p in parts]).astype(np.int16),
+                          "abroad": (rng.random(m) < 0.01).astype(np.int8),
+                          "series": (rng.random(m) < 0.03).astype(np.int8),
+                          "times": rng.choice(np.array([6, 8, 12, 997], np.int16), m),
+                          "iwt": np.concatenate([p[1] for p in parts]) * rng.uniform(0.9, 1.1, m),
+                          "police": rng.choice(np.array([1, 2, 8], np.int8), m, p=[0.45, 0.5, 0.05])})
+            t = t.append_column("incid", pa.array(np.arange(n + 1, n + m + 1)))
+            writer = writer or pq.ParquetWriter(str(out), t.schema)
+            writer.write_table(t)
+            n += m
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
+
+
+def incident_spec(spec: dict, incidents: Path) -> dict:
+    """``spec_dict``'s survey with victimizations counted from the incident file."""
+    spec = dict(spec)
+    spec["files"] = dict(spec["files"], incidents={
+        "path": str(incidents), "unit": "incident", "keys": ["incid"],
+        "link": {"to": "respondents", "on": ["hhid"], "unmatched": "error"}})
+    spec["victimization"] = {
+        "source": "incidents", "file": "incidents", "crime_code": "code", "weight": "iwt",
+        "types": [{"name": "burglary", "unit": "household", "codes": [31]},
+                  {"name": "assault", "unit": "person", "codes": [11]}],
+        "groups": {"property": ["burglary"]},
+        "exclude": [{"name": "abroad", "where": "abroad == 1"}],
+        "series": {"when": "series == 1", "count": "times", "unknown_codes": [997], "unknown_value": 6, "cap": 10},
+        "cap": {"rule": "fixed", "value": 10},
+        "reported": {"variable": "police", "yes": [1], "no": [2], "unknown": [8]}}
+    return spec
+
+
 def _status(key: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(x.split()[1]) * 1024 for x in f if x.startswith(key))
@@ -126,6 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--replicates", type=int, default=160)
     ap.add_argument("--chunk-rows", type=int, default=65_536)
     ap.add_argument("--compare", action="store_true", help="also the in-memory table (small files)")
+    ap.add_argument("--incidents", action="store_true", help="count victimizations from an incident file")
     ap.add_argument("--keep", type=Path, default=None, help="write the file here and keep it (reused if present)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
@@ -148,7 +210,15 @@ def main(argv=None) -> int:
             print(f"writing {args.rows:,} rows x {args.replicates} replicate weights to {path} ...", flush=True)
             report["generate_seconds"] = generate(path, args.rows, args.replicates, extra=crime_items)
         spec = path.with_suffix(".yaml")
-        spec.write_text(yaml.safe_dump(spec_dict(path), sort_keys=False))
+        sd = spec_dict(path)
+        if args.incidents:
+            inc = path.with_name(path.stem + "_incidents.parquet")
+            t0 = time.perf_counter()
+            report["incidents"] = {"rows": write_incidents(path, inc), "seconds": time.perf_counter() - t0}
+            sd = incident_spec(sd, inc)
+            spec = path.with_name(path.stem + "_incidents.yaml")
+            print(f"incident file: {report['incidents']['rows']:,} incidents", flush=True)
+        spec.write_text(yaml.safe_dump(sd, sort_keys=False))
         report["file_bytes"] = path.stat().st_size
         print(f"file {report['file_bytes'] / 2**30:.2f} GiB; load {os.getloadavg()[0]:.1f}", flush=True)
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_child", str(spec),
@@ -171,6 +241,7 @@ def main(argv=None) -> int:
 
             t0 = time.perf_counter()
             want = indicator_table(load(spec), indicators=list(STREAM_FAMILIES))
+            assert len(want) == res["rows"], (len(want), res["rows"])
             secs = time.perf_counter() - t0
             got = pd.read_parquet(spec.with_suffix(".streamed.parquet"))
             diffs = {}
