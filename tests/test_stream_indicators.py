@@ -207,13 +207,40 @@ def test_engine_spec_is_validated(files):
     assert parse_size("4GB") == 4 * 10 ** 9 and parse_size(512) == 512
 
 
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_two_stages_without_first_stage_fpc_stream(files, tmp_path):
+    """PSUs then households: without a first-stage fpc the second stage adds no variance (R's
+    svydesign(ids = ~psu + hhid) = ids = ~psu), so the stream uses the first stage; the
+    in-memory table on the two-stage design is the reference."""
+    base = yaml.safe_load(files["taylor"].read_text())
+    spec = dict(base, design=dict(base["design"], psu=["psu", "hhid"]))
+    sp = tmp_path / "two_stages.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    data = load(sp)
+    assert len(data.design().stages) == 2
+    fams = ["prevalence", "incidence", "gini", "feeling_safe"]
+    want = indicator_table(data, indicators=fams, domains=["region", "zone"])
+    got = SI.indicator_table(sp, indicators=fams, domains=["region", "zone"], chunk_rows=400)
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-12,
+                               equal_nan=True)
+    for c in ("se", "df", "n", "ci_low"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, equal_nan=True,
+                                   err_msg=c)
+
+
 def test_what_cannot_stream_says_so(files, tmp_path):
     base = yaml.safe_load(files["taylor"].read_text())
-    spec = dict(base, design=dict(base["design"], psu=["psu", "hhid"]))  # two stages
+    spec = dict(base, design=dict(base["design"], psu=["psu", "hhid"], fpc=["n_psu", "n_hh"]))  # two stages, fpc
     sp = tmp_path / "stages.yaml"
     sp.write_text(yaml.safe_dump(spec))
-    with pytest.raises(SI.StreamIndicatorError, match="design.psu has several stages"):
+    with pytest.raises(SI.StreamIndicatorError, match="design.psu has several stages with a first-stage fpc"):
         SI.indicator_table(sp)
+    cert = dict(base, design=dict(base["design"], psu=["psu", "hhid"], lonely_psu="certainty"))
+    sp3 = tmp_path / "certainty.yaml"
+    sp3.write_text(yaml.safe_dump(cert))
+    with pytest.raises(SI.StreamIndicatorError, match="several stages with lonely_psu: certainty"):
+        SI.check_streamable(sp3)
     sp2 = tmp_path / "forced.yaml"
     spec = dict(spec, design=dict(spec["design"], engine={"mode": "stream"}))
     sp2.write_text(yaml.safe_dump(spec))

@@ -24,9 +24,13 @@ cells x PSUs, or cells x replicates):
   domain (PSUs minus strata among its rows, or the rank of its rows' replicate weights) and the
   Satterthwaite effective df of incidence and concentration, as in memory.
 
+Several sampling stages stream when the first stage has no fpc (and ``lonely_psu`` is not
+``certainty``): the later stages then add nothing to the variance, which is the first stage's
+(with-replacement sampling of PSUs), as in memory.
+
 What does not (a one-line :class:`StreamIndicatorError` names it): several design files (an
-incident file must link to the design file), several sampling stages, an incident file larger
-than the memory limit.
+incident file must link to the design file), several stages with a first-stage fpc, an
+incident file larger than the memory limit.
 
 The Gini indices do not sort the file: the counts are non-negative integers (capped), so a
 cell's weighted distribution of a count is a short histogram (a proportion estimate of its
@@ -102,9 +106,15 @@ def _why_not(spec: SurveySpec, spec_path) -> str:
     if v is not None and v.source == "incidents" and spec.files[v.file].link.to != spec.design.file:
         return (f"the incidents link to file '{spec.files[v.file].link.to}', not to the design file "
                 f"'{spec.design.file}' that streams")
-    for part, what in ((d.psu, "psu"), (d.strata, "strata"), (d.fpc, "fpc")):
-        if isinstance(part, list) and len(part) > 1:
-            return f"design.{what} has several stages; streaming handles one stage of PSUs"
+    stages = max(len(p) if isinstance(p, list) else 1 for p in (d.psu, d.strata, d.fpc))
+    if stages > 1 and _one(d.fpc) is not None:
+        # without a first-stage fpc the later stages add nothing to the variance (with-replacement
+        # sampling of PSUs), so only stage 1 is needed; with it, every SSU's totals would be
+        return ("design.psu has several stages with a first-stage fpc (the later stages' variance needs every "
+                "SSU's totals); streaming handles several stages without a first-stage fpc")
+    if stages > 1 and d.lonely_psu == "certainty":
+        return ("design.psu has several stages with lonely_psu: certainty (a lonely PSU's later stages count); "
+                "streaming handles several stages with another lonely_psu")
     return ""
 
 
