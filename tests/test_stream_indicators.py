@@ -573,3 +573,22 @@ def test_ncvs_extract_streams(tmp_path):
         assert len(same) == 1 and int(same["rows"].iloc[0]) == r["rows"], r["step"]
         if r["step"] != "respondents":
             assert same["detail"].iloc[0] == r["detail"], r["step"]
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_validate_streams_an_incident_file_survey(tmp_path, capsys):
+    from survey.cli import main
+
+    sp = _incident_survey(tmp_path, n=300)
+    spec = yaml.safe_load(sp.read_text())
+    spec["design"]["engine"] = {"memory_limit": "12kB", "chunk_rows": 100}  # the file 16.8 kB, incidents 6 kB
+    sp.write_text(yaml.safe_dump(spec))
+    assert main(["validate", str(sp)]) == 0
+    out = capsys.readouterr().out
+    assert "engine: stream (auto: " in out and "exceeds the memory_limit" in out
+    for step in ("exclude: abroad", "ignore codes", "exclude: unmatched", "exclude: non-respondent", "series",
+                 "incidents counted"):
+        assert step in out, step
+    mem = load(sp).accounting
+    line = next(x for x in out.splitlines() if x.split()[:2] == ["incidents", "counted"])
+    assert line.split()[3] == str(int(mem.loc[mem["step"] == "incidents counted", "rows"].iloc[0]))
