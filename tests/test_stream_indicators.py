@@ -538,6 +538,15 @@ def test_incident_file_beyond_the_memory_limit(tmp_path):
         load(sp)
     with pytest.raises(IngestError, match=msg):  # known after the pass (no batch held them)
         SI.indicator_table(sp, chunk_rows=100, indicators=["prevalence"])
+    # a household twice in one batch: its incidents cannot tell which row they belong to
+    hpath = tmp_path / "households.parquet"
+    hh = pd.read_parquet(hpath)
+    inc = pd.read_parquet(tmp_path / "incidents.parquet")
+    twice = hh[hh["hhid"].isin(inc["hhid"])].iloc[[0]]
+    pd.concat([twice, hh], ignore_index=True).to_parquet(hpath)
+    with pytest.raises(SI.StreamIndicatorError, match=r"incidents.parquet: 2 respondent rows share a link key \(hhid\)"
+                                                      r".* \(rows 1-100 of households.parquet, read in batches\)"):
+        SI.indicator_table(sp, chunk_rows=100, indicators=["prevalence"])
 
 
 @pytest.mark.filterwarnings("ignore::survey.SurveyWarning")

@@ -256,8 +256,14 @@ class _Incidents:
         lo, hi = self.start[pos], self.start[pos + 1]
         rows = np.sort(self.order[np.repeat(lo, hi - lo) + _ranges(hi - lo)])
         sub = self.inc.iloc[rows].reset_index(drop=True)
-        G._link_incidents(data, sub, np.ones(len(sub), dtype=bool), self.type_of.iloc[rows].reset_index(drop=True),
-                          self.path.name, acc)
+        try:
+            G._link_incidents(data, sub, np.ones(len(sub), dtype=bool),
+                              self.type_of.iloc[rows].reset_index(drop=True), self.path.name, acc)
+        except pd.errors.MergeError:
+            dup = int(resp.duplicated(self.on, keep=False).sum())
+            raise StreamIndicatorError(f"{self.path.name}: {dup} respondent rows share a link key "
+                                       f"({', '.join(self.on)}) with another row; an incident must link to one "
+                                       "respondent") from None
         for t, n in data.incidents["crime_type"].value_counts().items():
             self.counted[t] = self.counted.get(t, 0) + int(n)
 
