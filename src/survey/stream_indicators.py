@@ -441,14 +441,22 @@ class _Derived:
         self.buckets = K
         with tempfile.TemporaryDirectory(prefix="survey-combine-") as tmp:
             writers: dict = {}
+            schema = None
             try:
                 for b in S._batches(self.dataset, self.columns, self.chunk_rows):
-                    keys = b.select(key).to_pandas()
+                    t = pa.Table.from_batches([b])
+                    schema = schema or t.schema
+                    if not t.schema.equals(schema):  # files of a dataset may differ in types
+                        t = t.cast(schema)
+                    keys = t.select(key).to_pandas()
+                    for c in key:  # hash values, not types (1 and 1.0 are one unit)
+                        keys[c] = (keys[c].astype(float) if pd.api.types.is_numeric_dtype(keys[c])
+                                   else keys[c].astype(str))
                     h = pd.util.hash_pandas_object(keys, index=False).to_numpy() % np.uint64(K)
                     for k in np.unique(h).tolist():
                         if k not in writers:
-                            writers[k] = pq.ParquetWriter(str(Path(tmp) / f"bucket{k}.parquet"), b.schema)
-                        writers[k].write_batch(b.filter(pa.array(h == k)))
+                            writers[k] = pq.ParquetWriter(str(Path(tmp) / f"bucket{k}.parquet"), schema)
+                        writers[k].write_table(t.filter(pa.array(h == k)))
             finally:
                 for w in writers.values():
                     w.close()
