@@ -595,6 +595,8 @@ def test_validate_streams_an_incident_file_survey(tmp_path, capsys):
     assert main(["validate", str(sp)]) == 0
     out = capsys.readouterr().out
     assert "engine: stream (auto: " in out and "exceeds the memory_limit" in out
+    n_inc = len(pd.read_parquet(tmp_path / "incidents.parquet"))
+    assert f"; incident file incidents.parquet held in memory: {n_inc} rows x 8 columns, about" in out
     for step in ("exclude: abroad", "ignore codes", "exclude: unmatched", "exclude: non-respondent", "series",
                  "incidents counted"):
         assert step in out, step

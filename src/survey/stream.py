@@ -155,12 +155,13 @@ class EnginePlan:
     available_bytes: int | None
     limit_bytes: int | None
     chunk_rows: int = 0
+    note: str = ""  # what else the stream holds (an incident file)
 
     def line(self) -> str:
         return (f"engine: {self.mode} ({self.reason}); rows {self.rows if self.rows is not None else 'unknown'}, "
                 f"used columns {self.columns}, estimated in memory {_fmt_bytes(self.estimated_bytes)} "
                 f"(rows x columns x {BYTES_PER_VALUE} bytes), available memory {_fmt_bytes(self.available_bytes)}, "
-                f"limit {_fmt_bytes(self.limit_bytes)}")
+                f"limit {_fmt_bytes(self.limit_bytes)}" + (f"; {self.note}" if self.note else ""))
 
 
 def choose_engine(rows: int | None, columns: int, mode: str = "auto", memory_limit=None, *,

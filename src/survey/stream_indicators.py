@@ -176,10 +176,35 @@ def engine_plan(spec, spec_path=None, mode: str | None = None, memory_limit=None
             ds.dataset(str(path), format="parquet").schema.names)
         ncols = len(used_columns(spec, names))
     try:
-        return S.choose_engine(rows, ncols, mode, memory_limit, streamable=not why, why_not=why,
+        plan = S.choose_engine(rows, ncols, mode, memory_limit, streamable=not why, why_not=why,
                                chunk_rows=chunk_rows)
     except S.EstimationError as err:
         raise StreamIndicatorError(f"spec '{spec.survey}': {err}") from None
+    v = spec.victimization
+    if plan.mode == "stream" and v is not None and v.source == "incidents":
+        import dataclasses
+
+        path = G._resolve(spec_path, spec.files[v.file].path)
+        if path.exists():
+            what, est = _incident_size(path, G._needed_columns(spec)[v.file])
+            over = " (over the limit: the stream will stop)" if plan.limit_bytes and est > plan.limit_bytes else ""
+            plan = dataclasses.replace(plan, note=f"incident file {path.name} held in memory: {what}, about "
+                                                   f"{S._fmt_bytes(est)}{over}")
+    return plan
+
+
+def _incident_size(path: Path, need) -> tuple[str, int]:
+    """An incident file's size in memory: rows x used columns x 8 bytes from a Parquet footer,
+    else its size on disk (those formats store about what memory holds)."""
+    if path.suffix.lower() == ".parquet" or path.is_dir():
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        rows = S.parquet_rows(path)
+        names = pq.read_schema(path).names if path.is_file() else ds.dataset(str(path), format="parquet").schema.names
+        k = max(1, len([c for c in names if c in need]))
+        return f"{rows} rows x {k} columns", rows * k * S.BYTES_PER_VALUE
+    return "its size on disk", path.stat().st_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,16 +255,7 @@ class _Incidents:
             limit = int(avail * S.MEMORY_FRACTION) if avail else None
         if limit is None:
             return
-        if self.path.suffix.lower() == ".parquet" or self.path.is_dir():
-            import pyarrow.parquet as pq
-
-            rows = S.parquet_rows(self.path)
-            names = pq.read_schema(self.path).names if self.path.is_file() else need
-            est = rows * max(1, len([c for c in names if c in need])) * S.BYTES_PER_VALUE
-            what = f"{rows} rows x {len([c for c in names if c in need])} columns"
-        else:  # no footer: the size on disk (these formats store about what memory holds)
-            est = self.path.stat().st_size
-            what = "its size on disk"
+        what, est = _incident_size(self.path, need)
         if est > limit:
             raise StreamIndicatorError(
                 f"{self.path.name}: the incident file ({what}, about {S._fmt_bytes(est)}) exceeds the memory limit "
