@@ -241,6 +241,11 @@ def test_what_cannot_stream_says_so(files, tmp_path):
     sp3.write_text(yaml.safe_dump(cert))
     with pytest.raises(SI.StreamIndicatorError, match="several stages with lonely_psu: certainty"):
         SI.check_streamable(sp3)
+    crossed = dict(base, design=dict(base["design"], strata=["stratum", "zone"]))  # crossed, not per stage
+    sp4 = tmp_path / "crossed.yaml"
+    sp4.write_text(yaml.safe_dump(crossed))
+    with pytest.raises(SI.StreamIndicatorError, match="design.strata has several columns"):
+        SI.check_streamable(sp4)
     sp2 = tmp_path / "forced.yaml"
     spec = dict(spec, design=dict(spec["design"], engine={"mode": "stream"}))
     sp2.write_text(yaml.safe_dump(spec))

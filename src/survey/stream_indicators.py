@@ -106,7 +106,9 @@ def _why_not(spec: SurveySpec, spec_path) -> str:
     if v is not None and v.source == "incidents" and spec.files[v.file].link.to != spec.design.file:
         return (f"the incidents link to file '{spec.files[v.file].link.to}', not to the design file "
                 f"'{spec.design.file}' that streams")
-    stages = max(len(p) if isinstance(p, list) else 1 for p in (d.psu, d.strata, d.fpc))
+    if isinstance(d.strata, list) and len(d.strata) > 1:  # the design crosses them into the strata
+        return "design.strata has several columns; streaming takes one stratum column (cross them in the file)"
+    stages = max(len(p) if isinstance(p, list) else 1 for p in (d.psu, d.fpc))
     if stages > 1 and _one(d.fpc) is not None:
         # without a first-stage fpc the later stages add nothing to the variance (with-replacement
         # sampling of PSUs), so only stage 1 is needed; with it, every SSU's totals would be
