@@ -352,3 +352,34 @@ def test_proportion_level_first_seen_in_a_later_batch(tmp_path, design):
         _same(got, want)
     z = got[got["level"] == "z"]
     assert len(z) == 4 and (z["estimate"] > 0.02).all() and (z["estimate"] < 0.06).all()
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_second_stage_from_batches_of_whole_ssus(tmp_path):
+    """Two stages with a first-stage fpc: the SSUs' variance from batches that hold each SSU
+    whole (estimate_frames), equal to the in-memory two-stage Design; estimate() on a file
+    refuses ssu= (its row groups may cut an SSU)."""
+    back = _frame(3000, seed=6)
+    back["ssu"] = back["psu"] * 10 + np.random.default_rng(3).integers(0, 5, len(back))
+    back["N1"] = 8.0
+    back["N2"] = 12.0
+    back = back.sort_values(["psu", "ssu"], kind="stable").reset_index(drop=True)
+    des = sv.Design(back, weights="w", strata="h", psu=["psu", "ssu"], fpc=["N1", "N2"])
+    design = stream.StreamDesign(weights="w", strata="h", psu="psu", fpc="N1", ssu="ssu", fpc2="N2")
+    cuts = np.flatnonzero(np.diff(back["ssu"].to_numpy()) != 0) + 1
+    edges = [0] + [int(c) for c in cuts[::40]] + [len(back)]
+    frames = [back.iloc[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    got = stream.estimate_frames(frames, list(back.columns), [
+        dict(kind="mean", variables=["y", "x"], by="region"), dict(kind="total", variables="y", by="age"),
+        dict(kind="ratio", variables="y", denominator="x"), dict(kind="proportion", variables="cat", by="region")],
+        design=design)
+    for g, w in zip(got, (des.mean(["y", "x"], by="region"), des.total("y", by="age"), des.ratio("y", "x"),
+                          des.proportion("cat", by="region"))):
+        for c in ("estimate", "se", "df", "n"):
+            np.testing.assert_allclose(g[c].to_numpy(float), w[c].to_numpy(float), rtol=1e-10, err_msg=c)
+    one = sv.Design(back, weights="w", strata="h", psu="psu", fpc="N1").mean(["y", "x"], by="region")
+    assert (got[0]["se"].to_numpy() > one["se"].to_numpy() * 1.01).all()
+    path = tmp_path / "two.parquet"
+    back.to_parquet(path)
+    with pytest.raises(stream.EstimationError, match="ssu='ssu' .* needs batches that hold each SSU whole"):
+        stream.estimate(path, "mean", "y", design=design)

@@ -231,10 +231,11 @@ def test_two_stages_without_first_stage_fpc_stream(files, tmp_path):
 
 def test_what_cannot_stream_says_so(files, tmp_path):
     base = yaml.safe_load(files["taylor"].read_text())
-    spec = dict(base, design=dict(base["design"], psu=["psu", "hhid"], fpc=["n_psu", "n_hh"]))  # two stages, fpc
-    sp = tmp_path / "stages.yaml"
+    spec = dict(base, design=dict(base["design"], psu=["psu", "region", "hhid"], fpc=["n_psu", "n_r"]))
+    sp = tmp_path / "stages.yaml"  # three stages, with a first-stage fpc
     sp.write_text(yaml.safe_dump(spec))
-    with pytest.raises(SI.StreamIndicatorError, match="design.psu has several stages with a first-stage fpc"):
+    with pytest.raises(SI.StreamIndicatorError, match="design.psu has several stages with a first-stage fpc and "
+                                                      "more than two stages"):
         SI.indicator_table(sp)
     cert = dict(base, design=dict(base["design"], psu=["psu", "hhid"], lonely_psu="certainty"))
     sp3 = tmp_path / "certainty.yaml"
@@ -608,3 +609,41 @@ def test_validate_streams_an_incident_file_survey(tmp_path, capsys):
     mem = load(sp).accounting
     line = next(x for x in out.splitlines() if x.split()[:2] == ["incidents", "counted"])
     assert line.split()[3] == str(int(mem.loc[mem["step"] == "incidents counted", "rows"].iloc[0]))
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_two_stages_with_first_stage_fpc_stream(tmp_path, order):
+    """PSUs sampled without replacement (a first-stage fpc), then blocks of households within
+    them (their fpc per PSU): the second stage's variance counts.  Each block's weighted totals
+    come from its rows in one batch (the file sorted by PSU and block, or partitioned by them
+    into temporary files), their products summed per PSU.  The in-memory two-stage design is
+    the reference (estimates 1e-12, SEs 1e-9), and the second stage changes the SEs."""
+    df = _respondents(2400, seed=8)
+    df["block"] = df["psu"] * 100 + (df["hhid"] % 6)  # 6 blocks per PSU, several rows each
+    df["n_psu"] = 7.0  # PSUs per stratum in the population (3 sampled)
+    df["n_block"] = 15.0  # blocks per PSU in the population (6 sampled)
+    df = df.sort_values(["psu", "block"], kind="stable") if order == "sorted" else df.sample(frac=1.0, random_state=2)
+    path = tmp_path / "two.parquet"
+    df.to_parquet(path, row_group_size=300)
+    spec = _spec(path, False)
+    spec["design"].update(psu=["psu", "block"], fpc=["n_psu", "n_block"], lonely_psu="adjust")
+    sp = tmp_path / "two.yaml"
+    sp.write_text(yaml.safe_dump(spec))
+    data = load(sp)
+    assert len(data.design().stages) == 2
+    fams = ["prevalence", "incidence", "concentration", "gini", "feeling_safe", "victims"]
+    want = indicator_table(data, indicators=fams, domains=["region", "sex"])
+    got = SI.indicator_table(sp, indicators=fams, domains=["region", "sex"], chunk_rows=250)
+    assert got[KEYS].astype(str).values.tolist() == want[KEYS].astype(str).values.tolist()
+    np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-12,
+                               equal_nan=True)
+    for c in ("se", "df", "n", "ci_low", "ci_high"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, equal_nan=True,
+                                   err_msg=c)
+    one = dict(spec, design=dict(spec["design"], psu="psu", fpc="n_psu"))  # stage 1 only
+    sp1 = tmp_path / "one.yaml"
+    sp1.write_text(yaml.safe_dump(one))
+    first = SI.indicator_table(sp1, indicators=fams, domains=["region", "sex"], chunk_rows=250)
+    assert (got["se"] > first["se"] * 1.05).mean() > 0.5  # the blocks' variance is there
+    assert ("temporary files" in got.attrs["accounting"][0]["detail"]) == (order == "shuffled")

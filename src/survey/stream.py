@@ -223,6 +223,9 @@ class StreamDesign:
     mse: bool = False
     combined_weights: bool = True
     df: float | None = None
+    ssu: str | None = None  # Taylor, two stages: the second-stage units (each SSU's rows in one batch)
+    fpc2: str | None = None  # their fpc per PSU (count of SSUs in the PSU, or the fraction)
+    # (the second stage counts only with a first-stage fpc; estimate_frames only: see _stage2_vcov)
 
     @property
     def replicate(self) -> bool:
@@ -266,7 +269,7 @@ class _Job:
     def columns(self) -> list[str]:
         d = self.design
         cols = [d.weights, *self.variables, *self.denominators, *self.by]
-        cols += [c for c in (d.strata, d.psu, d.fpc) if c]
+        cols += [c for c in (d.strata, d.psu, d.fpc, d.ssu, d.fpc2) if c]
         cols += list(self.replicate_columns)
         if self.where:
             from .expr import parse
@@ -369,6 +372,7 @@ class _Acc:
     sketch: np.ndarray | None = None
     rows_psu: bool = False  # Taylor without PSUs: each row its own PSU (units are the strata)
     proportion: bool = False  # K: the levels seen so far (see _on_levels)
+    stage2: bool = False  # two stages: per PSU the second moments of its SSUs' totals (see _stage2_vcov)
 
     def __post_init__(self):
         self.by_levels = [_Levels() for _ in range(self.nb)]
@@ -387,6 +391,14 @@ class _Acc:
         self.Qyx = z((0, 0, self.K, self.K))
         self.Qxx = z((0, 0, self.K, self.K))
         self.nrow = z(0)
+        # two stages: per (PSU, cell) sum over its SSUs of Y Y', Y X', X X' (the SSUs' weighted
+        # totals, K x K), the SSUs per PSU and the second-stage fpc's range per PSU
+        self.Q2yy = z((0, 0, self.K, self.K))
+        self.Q2yx = z((0, 0, self.K, self.K))
+        self.Q2xx = z((0, 0, self.K, self.K))
+        self.n2 = z(0)
+        self.fpc2_lo: dict = {}
+        self.fpc2_hi: dict = {}
 
     # ----- sizes ------------------------------------------------------------------------------
     @property
@@ -407,6 +419,10 @@ class _Acc:
                 for name in ("Qyy", "Qyx", "Qxx"):
                     setattr(self, name, _grow(getattr(self, name), (P, G, K, K)))
                 self.nrow = _grow(self.nrow, (P,))
+            if self.stage2:
+                for name in ("Q2yy", "Q2yx", "Q2xx"):
+                    setattr(self, name, _grow(getattr(self, name), (P, G, K, K)))
+                self.n2 = _grow(self.n2, (P,))
         else:
             self.TN = _grow(self.TN, (G, K, self.R1))
             self.TD = _grow(self.TD, (G, K, self.R1))
@@ -480,6 +496,16 @@ class _Acc:
                 self.Qyx[ix4] += o.Qyx
                 self.Qxx[ix4] += o.Qxx
                 self.nrow[ui] += o.nrow
+            if self.stage2:
+                ix4 = np.ix_(ui, gi, ki, ki)
+                self.Q2yy[ix4] += o.Q2yy
+                self.Q2yx[ix4] += o.Q2yx
+                self.Q2xx[ix4] += o.Q2xx
+                self.n2[ui] += o.n2
+                for u, v in o.fpc2_lo.items():
+                    u2 = int(ui[u])
+                    self.fpc2_lo[u2] = min(self.fpc2_lo.get(u2, np.inf), v)
+                    self.fpc2_hi[u2] = max(self.fpc2_hi.get(u2, -np.inf), o.fpc2_hi[u])
         else:
             self.TN[np.ix_(gi, ki)] += o.TN
             self.TD[np.ix_(gi, ki)] += o.TD
@@ -537,6 +563,16 @@ def _on_levels(acc: _Acc, ki: np.ndarray, K: int) -> None:
                 qyx[:, :, ki, :] = acc.Qyx[:, :, :, :1]
                 qxx[:] = acc.Qxx[:, :, :1, :1]
             acc.Qyy, acc.Qyx, acc.Qxx = qyy, qyx, qxx
+        if acc.stage2:
+            P, G = acc.Q2yy.shape[:2]
+            qyy = np.zeros((P, G, K, K))
+            qyy[:, :, ki[:, None], ki[None, :]] = acc.Q2yy
+            qyx = np.zeros((P, G, K, K))
+            qxx = np.zeros((P, G, K, K))
+            if has:
+                qyx[:, :, ki, :] = acc.Q2yx[:, :, :, :1]
+                qxx[:] = acc.Q2xx[:, :, :1, :1]
+            acc.Q2yy, acc.Q2yx, acc.Q2xx = qyy, qyx, qxx
     else:
         acc.TN, acc.TD = own(acc.TN, 1), same(acc.TD, 1)
     for name in ("n", "miss", "sw", "sx", "qq"):
@@ -636,7 +672,8 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
     R1 = len(job.replicate_columns) + 1
     k = len(job.variables)
     acc = _Acc(nb=nb, K=k if job.kind != "proportion" else 0, R1=R1, taylor=not d.replicate,
-               rows_psu=not d.replicate and d.psu is None, proportion=job.kind == "proportion")
+               rows_psu=not d.replicate and d.psu is None, proportion=job.kind == "proportion",
+               stage2=not d.replicate and d.psu is not None and d.ssu is not None)
     acc.n_rows = n
     if n == 0:
         return acc
@@ -753,6 +790,9 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
             for name, a, b in (("Qyy", yr, yr), ("Qyx", yr, xr), ("Qxx", xr, xr)):
                 outer = (w2[:, None, None] * a[:, :, None] * b[:, None, :]).ravel()
                 setattr(acc, name, np.bincount(flat, outer, minlength=P * G * K * K).reshape(P, G, K, K))
+        if acc.stage2:
+            _stage2_sums(acc, frame, job, unit, P, G, K, w, inc, g0, use, y, x, lev if job.kind == "proportion"
+                         else None, valid1 if job.kind == "proportion" else None)
     else:
         # replicate totals: one pass of the batch's weight matrix
         if shared is not None and "mat" in shared:  # several estimates of one batch: built once
@@ -832,6 +872,110 @@ def _batch(frame: pd.DataFrame, job: _Job, batch_id: int, rep_arrays=None, buffe
         acc.cr = np.bincount(flat[um], wr * xr * e, minlength=G * K).reshape(G, K)
         acc.qq = np.bincount(flat[um], wr * xr * xr, minlength=G * K).reshape(G, K)
     return acc
+
+
+def _stage2_sums(acc: _Acc, frame, job: _Job, unit, P, G, K, w, inc, g0, use, y, x, lev, valid1) -> None:
+    """Two stages: each SSU's weighted totals of y and x per cell (an SSU's rows are all in this
+    batch), their products summed per (PSU, cell), and the SSUs per PSU (every row's)."""
+    d = job.design
+    sv = pd.factorize(frame[d.ssu], use_na_sentinel=True)[0]
+    if (sv < 0).any():
+        raise DesignError(f"SSU '{d.ssu}' in {job.source}: {int((sv < 0).sum())} rows are missing")
+    sinv, suq = _factorize_rows([unit, sv], None)
+    unit_of_ssu = suq[:, 0]
+    acc.n2 = np.bincount(unit_of_ssu, minlength=P).astype(float)
+    if d.fpc2:
+        f = _numeric(frame[d.fpc2], d.fpc2, "fpc", job.source)
+        fr = pd.DataFrame({"u": unit, "f": f}).groupby("u")["f"].agg(["min", "max"])
+        for u, (lo, hi) in zip(fr.index, fr.to_numpy()):
+            acc.fpc2_lo[int(u)], acc.fpc2_hi[int(u)] = lo, hi
+    if lev is not None:
+        r_ok = inc & valid1
+        yv = np.zeros((len(frame), K))
+        yv[np.flatnonzero(r_ok), lev[r_ok]] = 1.0
+        xe = np.repeat(r_ok[:, None].astype(float), K, axis=1)
+    else:
+        yv = np.where(use, y, 0.0)
+        xe = np.where(use, np.ones_like(y) if x is None else x, 0.0)
+    rows = np.flatnonzero(inc)
+    pair = sinv[rows] * G + g0[rows]  # (SSU, cell)
+    pu, pinv = np.unique(pair, return_inverse=True)
+    Ys = np.zeros((len(pu), K))
+    Xs = np.zeros((len(pu), K))
+    np.add.at(Ys, pinv, w[rows, None] * yv[rows])
+    np.add.at(Xs, pinv, w[rows, None] * xe[rows])
+    ug = unit_of_ssu[pu // G] * G + pu % G
+    flat = (ug[:, None, None] * K * K + np.arange(K * K).reshape(K, K)[None]).ravel()
+    for name, a, b in (("Q2yy", Ys, Ys), ("Q2yx", Ys, Xs), ("Q2xx", Xs, Xs)):
+        setattr(acc, name, np.bincount(flat, (a[:, :, None] * b[:, None, :]).ravel(),
+                                       minlength=P * G * K * K).reshape(P, G, K, K))
+
+
+def _stage2_vcov(acc: _Acc, porder, gorder, korder, est, t_den, z, mult, d: StreamDesign, job: _Job,
+                 labels) -> np.ndarray:
+    """The second stage's variance (PSUs sampled without replacement at stage 1): per PSU ``u``
+    with ``n_u`` SSUs, ``mult_u (1 - f2_u) n_u / (n_u - 1) (sum_j z_uj z_uj' - z_u z_u' / n_u)``
+    with ``z_uj`` the SSU's score totals (from the per-PSU products of the SSUs' totals) and
+    ``z_u`` the PSU's; ``mult_u`` the stage-1 sampling fraction of its stratum.  Within each cell
+    (the blocks the estimates need); the covariances between cells are left NaN (an SSU may
+    have rows in several cells)."""
+    from .errors import LonelyPSUError
+
+    P, m = z.shape
+    K, G = len(korder), len(gorder)
+    size = acc.n2[porder]
+    fraction = np.zeros(P)
+    if d.fpc2:
+        lo = np.array([acc.fpc2_lo.get(int(u), np.nan) for u in porder])
+        hi = np.array([acc.fpc2_hi.get(int(u), np.nan) for u in porder])
+        bad = np.flatnonzero(lo != hi)
+        if bad.size:
+            raise DesignError(f"fpc '{d.fpc2}' in {job.source} differs within {bad.size} stage-2 group(s) "
+                              f"(e.g. {labels[bad[0]]})")
+        if np.all(hi <= 1):
+            if np.any(hi <= 0):
+                raise DesignError(f"fpc '{d.fpc2}' as sampling fraction must be in (0, 1]")
+            fraction = hi
+        else:
+            small = np.flatnonzero(hi < size)
+            if small.size:
+                raise DesignError(f"fpc '{d.fpc2}' in {job.source}: population size {hi[small[0]]:g} is smaller than "
+                                  f"the {int(size[small[0]])} units sampled in {small.size} group(s) "
+                                  f"(e.g. {labels[small[0]]})")
+            fraction = size / hi
+    lonely = np.flatnonzero((size == 1) & (fraction < 1))
+    if lonely.size and d.lonely_psu == "fail":
+        names = ", ".join(str(labels[g]) for g in lonely[:10])
+        raise LonelyPSUError(f"{lonely.size} stage-1 unit(s) with a single stage-2 unit: {names}; choose "
+                             "lonely_psu='remove', 'certainty', 'adjust' or 'average'")
+    if lonely.size and d.lonely_psu == "average":
+        raise DesignError("lonely_psu 'average' at the second stage is not available when streaming; use remove "
+                          "or adjust")
+    fpc = 1.0 - fraction
+    regular = size > 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(regular, mult * fpc * size / (size - 1.0), 0.0)
+        coef = np.where(regular, c / np.where(regular, size, 1.0), 0.0)
+    sel = np.ix_(porder, gorder, korder, korder)
+    Qyy, Qyx, Qxx = acc.Q2yy[sel], acc.Q2yx[sel], acc.Q2xx[sel]
+    if job.kind == "total":
+        M = Qyy
+    else:
+        R = est.reshape(G, K)
+        X = t_den.reshape(G, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            num = (Qyy - R[None, :, None, :] * Qyx - R[None, :, :, None] * np.swapaxes(Qyx, 2, 3)
+                   + R[None, :, :, None] * R[None, :, None, :] * Qxx)
+            M = np.nan_to_num(num / (X[None, :, :, None] * X[None, :, None, :]))
+    Mt = np.einsum("u,ugab->gab", c, M)
+    v = np.full((m, m), np.nan)
+    zz = z.T @ (z * coef[:, None])
+    if d.lonely_psu == "adjust" and lonely.size:
+        zz -= z[lonely].T @ (z[lonely] * (mult[lonely] * fpc[lonely])[:, None])
+    for g in range(G):
+        b = slice(g * K, (g + 1) * K)
+        v[b, b] = Mt[g] - zz[b, b]
+    return v
 
 
 # ---------------------------------------------------------------------------------------------
@@ -998,6 +1142,10 @@ def _finish(acc: _Acc, job: _Job, level: float, df, ci_method: str, na_rm: bool,
                           labels=labels_s)
             rr, cc = np.nonzero(z)
             vcov = taylor_vcov(rr, cc, z[rr, cc], m, [stage], d.lonely_psu)
+            mult = fraction[s_of_unit]
+            if acc.stage2 and np.any(mult > 0):  # without replacement at stage 1: the SSUs' variance
+                labels_u = tuple(f"{labels_s[s_of_unit[u]]}/{acc.psus.values[uk[u, 1]]}" for u in range(acc.P))
+                vcov = vcov + _stage2_vcov(acc, porder, gorder, korder, est, t_den, z, mult, d, job, labels_u)
             if effective_df:
                 dfe = _effective_df(z, stage, d.lonely_psu, effective_df)
         if df is None:
@@ -1199,10 +1347,15 @@ def _design_of(design: StreamDesign | None, kw: dict) -> StreamDesign:
     if design is not None:
         if kw:
             raise EstimationError(f"give design= or design columns ({', '.join(kw)}), not both")
-        return design
-    if "weights" not in kw:
+    elif "weights" not in kw:
         raise DesignError("streaming needs weights= (a column of the file)")
-    return StreamDesign(**kw)
+    else:
+        design = StreamDesign(**kw)
+    if design.ssu is not None:
+        raise EstimationError(f"ssu='{design.ssu}' (a second stage) needs batches that hold each SSU whole, which a "
+                              "file's row groups do not promise: use estimate_frames with batches cut at SSU "
+                              "boundaries (as survey.stream_indicators does)")
+    return design
 
 
 def estimate(source, kind: str, variables, *, denominator=None, by=None, where: str | None = None,

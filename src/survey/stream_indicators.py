@@ -109,11 +109,14 @@ def _why_not(spec: SurveySpec, spec_path) -> str:
     if isinstance(d.strata, list) and len(d.strata) > 1:  # the design crosses them into the strata
         return "design.strata has several columns; streaming takes one stratum column (cross them in the file)"
     stages = max(len(p) if isinstance(p, list) else 1 for p in (d.psu, d.fpc))
-    if stages > 1 and _one(d.fpc) is not None:
+    if stages > 1 and _one(d.fpc) is not None and d.replicate is None:
         # without a first-stage fpc the later stages add nothing to the variance (with-replacement
-        # sampling of PSUs), so only stage 1 is needed; with it, every SSU's totals would be
-        return ("design.psu has several stages with a first-stage fpc (the later stages' variance needs every "
-                "SSU's totals); streaming handles several stages without a first-stage fpc")
+        # sampling of PSUs), so only stage 1 is needed; with it, stage 2 streams (_stage2)
+        if not (isinstance(d.psu, list) and len(d.psu) == 2) or (isinstance(d.fpc, list) and len(d.fpc) > 2):
+            return ("design.psu has several stages with a first-stage fpc and more than two stages; streaming "
+                    "handles two")
+        if spec.files[d.file].combine is not None:
+            return "design.psu has two stages with a first-stage fpc and the design file combines rows into units"
     if stages > 1 and d.lonely_psu == "certainty":
         return ("design.psu has several stages with lonely_psu: certainty (a lonely PSU's later stages count); "
                 "streaming handles several stages with another lonely_psu")
@@ -130,6 +133,15 @@ def check_streamable(spec, spec_path=None) -> None:
 
 def _one(part):
     return part[0] if isinstance(part, list) else part
+
+
+def _stage2(spec: SurveySpec) -> tuple[str, str | None] | None:
+    """Two stages with a first-stage fpc (the second stage's variance counts): the SSU column and
+    its fpc; else None."""
+    d = spec.design
+    if d.replicate is None and isinstance(d.psu, list) and len(d.psu) == 2 and _one(d.fpc) is not None:
+        return d.psu[1], (d.fpc[1] if isinstance(d.fpc, list) and len(d.fpc) > 1 else None)
+    return None
 
 
 def used_columns(spec: SurveySpec, names: list[str]) -> list[str]:
@@ -343,6 +355,10 @@ class _Derived:
         self.rows = 0
         self.batches = 0
         self.combine = spec.files[spec.design.file].combine if combine else None  # False: the rows as they are
+        two = _stage2(spec)
+        # the rows that must reach the accumulators together: a combined unit's, or an SSU's
+        self.unit_key = (list(self.combine.key) if self.combine is not None else
+                         [_one(spec.design.psu), two[0]] if two else None)
         self.buckets = 0  # unsorted combine: the temporary files the rows were partitioned into
         self.cap_text = None  # a percentile cap's rule (the batches apply it as the fixed caps it gave)
         v = spec.victimization
@@ -355,22 +371,23 @@ class _Derived:
         dname = spec.design.file
         dfile = spec.files[dname]
         comb = self.combine
+        ukey = self.unit_key
         fname = self.path.name
         start = 0
-        for batches in self._segments():  # the file; or, unsorted combine, each bucket of units
+        for batches in self._segments():  # the file; or, unsorted units (combine, SSUs), each bucket
             carry = None  # combine: the rows of the batch's last unit wait for the next batch
             last_key = None
             for resp in _then_none(batches):
-                if comb is not None:
+                if ukey is not None:
                     if resp is not None:
-                        last_key = _check_sorted(resp, comb.key, last_key, fname,
+                        last_key = _check_sorted(resp, ukey, last_key, fname,
                                                  start + (0 if carry is None else len(carry)))
                     parts = [x for x in (carry, resp) if x is not None]
                     if not parts:
                         break
                     resp = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
                     if resp is not None and not resp.empty and parts[-1] is not carry:
-                        keys = resp[comb.key]
+                        keys = resp[ukey]
                         tail = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
                         cut = len(resp) - int(np.argmin(tail[::-1])) if not tail.all() else 0
                         resp, carry = resp.iloc[:cut].reset_index(drop=True), resp.iloc[cut:].reset_index(drop=True)
@@ -435,11 +452,11 @@ class _Derived:
     def _segments(self):
         """The batches of the file, as one segment; with ``combine`` on a file not sorted by
         the unit key, one segment per bucket of units (:meth:`_buckets`)."""
-        comb = self.combine
-        if comb is None or _is_sorted(self.dataset, comb.key, self.path.name):
+        key = self.unit_key
+        if key is None or _is_sorted(self.dataset, key, self.path.name):
             yield (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
             return
-        yield from self._buckets(comb.key)
+        yield from self._buckets(key)
 
     def _buckets(self, key: list[str]):
         """``combine`` on an unsorted file, in bounded memory: a first pass writes each batch's
@@ -486,8 +503,9 @@ class _Derived:
                 del part
 
     def accounting_frame(self) -> pd.DataFrame:
-        how = (f" (combine on a file not sorted by the unit: rows partitioned by the unit key into {self.buckets} "
-               "temporary files, then each file sorted)" if self.buckets else "")
+        what = "unit" if self.combine is not None else "second-stage unit"
+        how = (f" (the rows of a {what} not consecutive in the file: rows partitioned by the {what} key into "
+               f"{self.buckets} temporary files, then each file sorted)" if self.buckets else "")
         head = [{"step": "read", "file": self.spec.design.file, "rows": self.rows,
                  "detail": f"{self.path.name}: {len(self.columns)} columns read in {self.batches} batches of "
                            f"up to {self.chunk_rows} rows (streamed){how}"}]
@@ -733,8 +751,9 @@ def _stream_design(spec: SurveySpec, unit: str) -> S.StreamDesign:
         r = d.replicate
         return S.StreamDesign(weights=w, replicate_weights=d.replicate_columns_for(unit), method=r.method,
                               rho=r.rho, scale=r.scale, rscales=r.rscales, mse=r.mse)
+    two = _stage2(spec)
     return S.StreamDesign(weights=w, strata=_one(d.strata), psu=_one(d.psu), fpc=_one(d.fpc), nest=d.nest,
-                          lonely_psu=d.lonely_psu)
+                          lonely_psu=d.lonely_psu, ssu=two[0] if two else None, fpc2=two[1] if two else None)
 
 
 class _Task:
