@@ -36,7 +36,12 @@ Taylor designs without a PSU column (each row its own PSU) keep, per (stratum, c
 above and the second moments ``sum w^2 y y'``, ``sum w^2 y x'``, ``sum w^2 x x'`` (K x K): a
 row's score touches only its own cell, so its stratum's sum of squared scores follows.
 
-Not supported here (use the in-memory designs): several sampling stages, calibration, quantiles,
+Two stages (``ssu=``, ``fpc2=``; they count when stage 1 has an fpc): per (PSU, cell) the
+products of each SSU's weighted totals ``sum_j Y_j Y_j'``, ``Y_j X_j'``, ``X_j X_j'``, from batches
+that hold each SSU whole (:func:`estimate_frames` only; ``survey.stream_indicators`` cuts the
+batches so); the covariances between cells of that part are NaN.
+
+Not supported here (use the in-memory designs): more than two stages, calibration, quantiles,
 ``df="domain"``; without PSUs, ``lonely_psu="average"`` and the heavy-tailed effective df.
 ``by`` levels are ordered by value (categorical columns: by value too, not by their category
 order).

@@ -24,12 +24,15 @@ cells x PSUs, or cells x replicates):
   domain (PSUs minus strata among its rows, or the rank of its rows' replicate weights) and the
   Satterthwaite effective df of incidence and concentration, as in memory.
 
-Several sampling stages stream when the first stage has no fpc (and ``lonely_psu`` is not
-``certainty``): the later stages then add nothing to the variance, which is the first stage's
-(with-replacement sampling of PSUs), as in memory.
+Several sampling stages: without a first-stage fpc the later stages add nothing to the
+variance (with-replacement sampling of PSUs), as in memory, and the first stage streams; two
+stages with a first-stage fpc stream the second stage's variance too (per PSU the products of
+its SSUs' totals, :func:`survey.stream._stage2_vcov`), each SSU's rows reaching the
+accumulators together (sorted by PSU and SSU, else partitioned as for ``combine``).
 
 What does not (a one-line :class:`StreamIndicatorError` names it): several design files (an
-incident file must link to the design file), several stages with a first-stage fpc, an
+incident file must link to the design file), several strata columns, more than two stages with
+a first-stage fpc (or two with ``combine``), several stages with ``lonely_psu: certainty``, an
 incident file larger than the memory limit.
 
 The Gini indices do not sort the file: the counts are non-negative integers (capped), so a
