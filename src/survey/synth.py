@@ -39,21 +39,27 @@ Sample (:func:`draw_sample`)
     weights (JKn, grouped when there are many PSUs, or Rao-Wu bootstrap) redo the non-response
     adjustment in every replicate.
 
-Streaming (:func:`synth_streamed`, what ``survey synth`` runs)
+Streaming (:func:`synth_streamed` and :func:`synth_screener_streamed`, what ``survey synth`` runs)
     The population is never held whole: the area frame is built first (sizes, deprivation,
     quintiles: one row per PSU), both stages of selection are drawn on it (households are stored
     by area, so a sampled household is a position), and only then are the households, adults
     and incidents generated, CHUNK_HOUSEHOLDS (250,000) households of consecutive areas at a
-    time; each chunk gives up its sampled households (with their adults and incidents) and adds
-    its totals per domain cell (units, victims, incidents, reported, answers...) to the truth,
+    time; each chunk gives up its sampled households (with their adults and incidents; for the
+    screener variant also their 5-year status and screener values) and adds its totals per
+    domain cell (units, victims, incidents, reported, answers, 5-year victims...) to the truth,
     and is dropped.  Memory is the sample plus one chunk; time is linear in the population.
-    Every argument, and the population's size against the sample, is checked before any
-    household exists.  :func:`make_population` concatenates the same chunks, so
-    :func:`draw_sample` and :func:`truth_table` on it give exactly the streamed sample and truth.
+    Every argument, the output folder, and the population's size against the sample are checked
+    before any household exists.  :func:`make_population` concatenates the same chunks, and the
+    in-memory API (:func:`draw_sample`, :func:`draw_screener_sample`) walks a population built
+    whole chunk by chunk through the same code (:func:`_walk`), so it gives exactly the streamed
+    sample; :func:`truth_table` and :func:`screener_truth` on it give the streamed truth (the
+    same counts; capped reported incidents summed in another order, equal to about 1e-15).
     The first chunk goes on with the frame's random stream and chunk k > 0 has its own stream;
-    the type of a telescoped incident is drawn with the chunk's mean rates.  A population of at
-    most 250,000 households is therefore the one generated whole before streaming existed (the
-    same files, byte for byte); a larger one is a different draw of the same model and design.
+    the type of a telescoped incident is drawn with the chunk's mean rates, and so is the
+    screener's 5-year status (chunk 0 from the screener's stream, chunk k > 0 from its own).
+    A population of at most 250,000 households is therefore the one generated whole before
+    streaming existed (the same files, byte for byte, for both variants); a larger one is a
+    different draw of the same model and design.
 
 Files (:func:`write_sample`, :func:`write_truth`)
     ``households.sav`` (every issued household, ``resp`` 1/2), ``persons.sav`` (one respondent
@@ -76,7 +82,9 @@ Screener variant (``--variant screener``, :func:`synth_screener`)
     follow-up ``safewould``.  The region item carries value labels for 30 regions, 8 present.
     ``--no-design`` leaves out strata and PSU (weights only).  ``truth.csv`` holds every
     indicator of :func:`truth_table` for the four types and two groups (counts capped at 10)
-    and the 5-year prevalence (``<type>_5y``).
+    and the 5-year prevalence (``<type>_5y``).  The 5-year status of a unit is its 12-month
+    status or a draw for the EARLIER_YEARS before, at the chunk's mean 12-month count of the
+    type times the unit's frailty (see Streaming); it is streamed like the main variant.
 """
 
 from __future__ import annotations
