@@ -11,7 +11,8 @@ Usage (from the repository root):
 Every size runs ``survey.synth.synth()`` (``--variant screener``: ``synth_screener()``, the
 respondent file of ``survey synth --variant screener``) in a fresh child process (into a temporary folder removed
 afterwards): the wall time is measured in the child, the peak memory is the child's
-``ru_maxrss`` (``os.wait4``), so one size's memory does not carry into the next.  ``--phases``
+``ru_maxrss`` (``os.wait4``), so one size's memory does not carry into the next; its CPU time
+(user + system, start-up included) is given too, as the wall time of a busy machine varies.  ``--phases``
 also times the in-memory phases in this process (``make_population``, ``truth_table``,
 ``draw_sample``, writing; for the screener ``make_population``, ``draw_screener_sample``,
 ``screener_truth``), as before streaming.  Results are printed and written to
@@ -81,6 +82,7 @@ def child_run(households: int, seed: int, replicate: str | None, n_replicates: i
         res = json.loads(out.decode().strip().splitlines()[-1])
         res["wall_seconds_with_startup"] = wall
         res["peak_rss_mb"] = usage.ru_maxrss / 1024  # kB on Linux
+        res["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # the child's, start-up included: load-proof
         return res
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,13 +150,14 @@ def main(argv=None) -> int:
                 f"{s['incidents']:,} incidents; replicates: {args.replicates or 'none'}")
         print(f"survey synth {n:,} households issued ({s['households_responding']:,} responding); population "
               f"{p['households']:,} households, {p['persons']:,} adults, {p['incidents']:,} incidents; {what}")
-        print(f"  {r['seconds']:8.1f} s in synth() ({r['wall_seconds_with_startup']:.1f} s with start-up), "
-              f"peak memory {r['peak_rss_mb']:,.0f} MB; budget {budget:g} s: {'OK' if within else 'OVER BUDGET'}")
+        print(f"  {r['seconds']:8.1f} s in synth() ({r['wall_seconds_with_startup']:.1f} s with start-up, "
+              f"{r['cpu_seconds']:.1f} s CPU), peak memory {r['peak_rss_mb']:,.0f} MB; budget {budget:g} s: {'OK' if within else 'OVER BUDGET'}")
         print("  files: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in r["bytes"].items()))
         if args.phases:
             r["phases_in_memory"] = phases(n, args.seed, args.replicates, args.n_replicates, args.variant)
             print("  in-memory phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases_in_memory"].items()))
-        results.append({"households": n, "within_budget": within, "budget_seconds": budget, **r})
+        results.append({"households": n, "within_budget": within, "budget_seconds": budget,
+                        "load_average": os.getloadavg(), **r})
     result = {"variant": args.variant, "seed": args.seed, "replicates": args.replicates, "n_replicates": args.n_replicates,
               "chunk_households": S.CHUNK_HOUSEHOLDS, "runs": results,
               "machine": {"python": platform.python_version(), "platform": platform.platform(),

@@ -745,11 +745,10 @@ def _walk(parts, s_hhid: np.ndarray, seed: int, *, screener: bool = False, truth
             if keep_victims_5y:
                 v5_parts.append(v5)
         if rows.size:
-            inc = part.incidents
-            keep_inc.append(inc[inc["hhid"].isin(hh["hhid"].to_numpy()).to_numpy()])
-        if rows.size:
             keep_hh.append(hh)
             keep_p.append(per)
+            inc = part.incidents
+            keep_inc.append(inc[inc["hhid"].isin(hh["hhid"].to_numpy()).to_numpy()])
         if truth is not None:
             totals = _add_totals(totals, _truth_totals(part, **truth, victims_5y=v5, reported=reported))
         n_persons += part.info["persons"]
@@ -1597,10 +1596,11 @@ _SALT_SCREENER = 0x5E1F0003
 @dataclass
 class ScreenerSample:
     """The screener survey: ``respondents`` (one row per responding household, the file written),
-    ``population`` (the true 5-year status per unit and type), ``info`` (design summary)."""
+    ``victims_5y`` (the true 5-year status per population unit and type, in the population's
+    order; empty when the population was streamed), ``info`` (design summary)."""
 
     respondents: pd.DataFrame
-    victims_5y: dict = field(repr=False)  # crime type -> bool per population unit
+    victims_5y: dict = field(repr=False)  # crime type -> bool per population unit ({} when streamed)
     info: dict = field(default_factory=dict)
 
 
