@@ -177,6 +177,66 @@ def test_files_labels_missing_ranges_and_determinism(tmp_path):
     assert "no strata or PSU" in info["sample"]["design"]
 
 
+def test_streamed_screener_equals_the_population_built_whole(monkeypatch):
+    """`survey synth --variant screener` never holds the population: with chunks of about 5,000
+    households (9 chunks here) the respondent file, the design summary and the truth are those
+    of the population built whole, and the truth's numerators are the population's own counts
+    (12-month and 5-year victims, adults), so the sums over chunks lose and double nothing."""
+    monkeypatch.setattr(S, "CHUNK_HOUSEHOLDS", 5_000)
+    whole = S.make_population(4, 40_000)
+    assert len(S._area_chunks(whole.areas["households"].to_numpy())) >= 8
+    sample = S.draw_screener_sample(whole, 2_000, 4)
+    v5 = sample.victims_5y
+    made, make_chunk = [], S._make_chunk
+
+    def recorded(*a, **k):
+        part = make_chunk(*a, **k)
+        made.append(len(part.households))
+        return part
+
+    monkeypatch.setattr(S, "_make_chunk", recorded)
+    monkeypatch.setattr(S, "make_population", None)  # the streamed path never builds it whole
+    pop, streamed, truth = S.synth_screener_streamed(2_000, 4, 40_000)
+    assert sum(made) == 40_000 and max(made) <= 5_000 and len(made) >= 8
+    assert pop.info == whole.info and len(pop.households) == 0 and streamed.victims_5y == {}
+    pd.testing.assert_frame_equal(streamed.respondents, sample.respondents)
+    assert streamed.info == sample.info
+    pd.testing.assert_frame_equal(truth, S.screener_truth(whole, v5), check_exact=False, rtol=1e-12)
+    overall = truth[(truth.domain == "overall") & (truth.indicator == "prevalence")].set_index("crime_type")
+    persons = len(whole.persons)
+    for name in S.SCREENER_TYPES:
+        n_units = 40_000 if next(t.unit for t in S.CRIME_TYPES if t.name == name) == "household" else persons
+        assert overall.loc[name, "numerator"] == (whole.counts[name] > 0).sum()
+        assert overall.loc[f"{name}_5y", "numerator"] == v5[name].sum()
+        assert overall.loc[f"{name}_5y", "denominator"] == n_units
+        assert (v5[name] >= (whole.counts[name] > 0)).all()
+    assert overall.loc["household_5y", "numerator"] == (v5["burglary"] | v5["vehicle_theft"]).sum()
+    # the respondents' answers are their own units' values (hand lookup in the whole population)
+    r = streamed.respondents
+    first = np.concatenate([[0], np.cumsum(whole.households["nadults"].to_numpy())[:-1]])
+    p_ix = first[r["hhid"].to_numpy() - 1] + r["pid"].to_numpy().astype(np.int64) - 1
+    ok = np.isin(r["asl12"].to_numpy(), [1, 2])
+    np.testing.assert_array_equal(r["asl12"].to_numpy()[ok] == 1, whole.counts["assault"][p_ix][ok] > 0)
+    ok = np.isin(r["burg5"].to_numpy(), [1, 2])
+    np.testing.assert_array_equal(r["burg5"].to_numpy()[ok] == 1, v5["burglary"][r["hhid"].to_numpy() - 1][ok])
+
+
+def test_streamed_screener_files_are_deterministic(tmp_path, monkeypatch):
+    """Chunks from their own random streams: the same seed gives the same bytes, another seed
+    another sample and truth."""
+    monkeypatch.setattr(S, "CHUNK_HOUSEHOLDS", 8_000)
+    a = S.synth_screener(tmp_path / "a", households=1_500, seed=9, population_households=40_000)
+    b = S.synth_screener(tmp_path / "b", households=1_500, seed=9, population_households=40_000)
+    c = S.synth_screener(tmp_path / "c", households=1_500, seed=10, population_households=40_000)
+    assert json.loads((a / "truth.json").read_text())["population"]["chunk_households"] == 8_000
+
+    def digest(folder):
+        return {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in ("respondents.sav", "truth.csv")}
+
+    assert digest(a) == digest(b)
+    assert all(digest(a)[f] != digest(c)[f] for f in digest(a))
+
+
 def test_cli_synth_screener(tmp_path, capsys):
     out = tmp_path / "scr"
     assert cli_main(["synth", "--variant", "screener", "--no-design", "--out", str(out), "--households", "1000",
@@ -212,6 +272,9 @@ def test_codebook_of_the_screener_spec(tmp_path):
 # =============================================================================================
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
+    """16,000 issued households from a population of 200,000 (one chunk: the files are those of
+    the generator before it streamed; benchmarks/coverage_screener.py compares populations
+    streamed in several chunks over many seeds)."""
     folder = tmp_path_factory.mktemp("screener-big")
     data_dir = S.synth_screener(folder / "data", households=16_000, seed=11, population_households=200_000)
     raw = load_yaml(SPEC.read_text())

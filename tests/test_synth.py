@@ -375,6 +375,13 @@ def test_bad_arguments():
     (["--households", "100000", "--population-households", "200000", "--households-per-psu", "2"],
      "population is too small for this sample: stratum 1 has 79 areas"),
     (["--households", "5000", "--seed", "-3", "--variant", "screener"], "seed must be a whole number"),
+    (["--households", "0", "--variant", "screener"], "sample households must be at least 640"),
+    (["--households", "5000", "--population-households", "9000", "--variant", "screener"],
+     "more than half the population of 9000"),
+    (["--households", "100000", "--population-households", "200000", "--households-per-psu", "2",
+      "--variant", "screener"], "population is too small for this sample: stratum 1 has 79 areas"),
+    (["--households", "5000", "--variant", "screener", "--replicates", "JKn"], "national variant only"),
+    (["--households", "5000", "--no-design"], "--variant screener only"),
 ])
 def test_arguments_are_checked_before_any_household_is_generated(tmp_path, capsys, monkeypatch, args, message):
     def no_households(*a, **k):
@@ -385,6 +392,21 @@ def test_arguments_are_checked_before_any_household_is_generated(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("survey: error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("variant", ["national", "screener"])
+def test_a_folder_that_is_not_a_synthetic_survey_is_refused_before_any_work(tmp_path, capsys, monkeypatch, variant):
+    def no_households(*a, **k):
+        raise AssertionError("households generated before the output folder was checked")
+
+    monkeypatch.setattr(S, "_make_chunk", no_households)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("not the generator's")
+    assert S.main(["--out", str(out), "--households", "5000", "--variant", variant]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("survey: error: ") and err.count("\n") == 1, err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_streamed_generator_equals_the_population_built_whole(monkeypatch):

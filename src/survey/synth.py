@@ -39,21 +39,27 @@ Sample (:func:`draw_sample`)
     weights (JKn, grouped when there are many PSUs, or Rao-Wu bootstrap) redo the non-response
     adjustment in every replicate.
 
-Streaming (:func:`synth_streamed`, what ``survey synth`` runs)
+Streaming (:func:`synth_streamed` and :func:`synth_screener_streamed`, what ``survey synth`` runs)
     The population is never held whole: the area frame is built first (sizes, deprivation,
     quintiles: one row per PSU), both stages of selection are drawn on it (households are stored
     by area, so a sampled household is a position), and only then are the households, adults
     and incidents generated, CHUNK_HOUSEHOLDS (250,000) households of consecutive areas at a
-    time; each chunk gives up its sampled households (with their adults and incidents) and adds
-    its totals per domain cell (units, victims, incidents, reported, answers...) to the truth,
+    time; each chunk gives up its sampled households (with their adults and incidents; for the
+    screener variant also their 5-year status and screener values) and adds its totals per
+    domain cell (units, victims, incidents, reported, answers, 5-year victims...) to the truth,
     and is dropped.  Memory is the sample plus one chunk; time is linear in the population.
-    Every argument, and the population's size against the sample, is checked before any
-    household exists.  :func:`make_population` concatenates the same chunks, so
-    :func:`draw_sample` and :func:`truth_table` on it give exactly the streamed sample and truth.
+    Every argument, the output folder, and the population's size against the sample are checked
+    before any household exists.  :func:`make_population` concatenates the same chunks, and the
+    in-memory API (:func:`draw_sample`, :func:`draw_screener_sample`) walks a population built
+    whole chunk by chunk through the same code (:func:`_walk`), so it gives exactly the streamed
+    sample; :func:`truth_table` and :func:`screener_truth` on it give the streamed truth (the
+    same counts; capped reported incidents summed in another order, equal to about 1e-15).
     The first chunk goes on with the frame's random stream and chunk k > 0 has its own stream;
-    the type of a telescoped incident is drawn with the chunk's mean rates.  A population of at
-    most 250,000 households is therefore the one generated whole before streaming existed (the
-    same files, byte for byte); a larger one is a different draw of the same model and design.
+    the type of a telescoped incident is drawn with the chunk's mean rates, and so is the
+    screener's 5-year status (chunk 0 from the screener's stream, chunk k > 0 from its own).
+    A population of at most 250,000 households is therefore the one generated whole before
+    streaming existed (the same files, byte for byte, for both variants); a larger one is a
+    different draw of the same model and design.
 
 Files (:func:`write_sample`, :func:`write_truth`)
     ``households.sav`` (every issued household, ``resp`` 1/2), ``persons.sav`` (one respondent
@@ -76,7 +82,9 @@ Screener variant (``--variant screener``, :func:`synth_screener`)
     follow-up ``safewould``.  The region item carries value labels for 30 regions, 8 present.
     ``--no-design`` leaves out strata and PSU (weights only).  ``truth.csv`` holds every
     indicator of :func:`truth_table` for the four types and two groups (counts capped at 10)
-    and the 5-year prevalence (``<type>_5y``).
+    and the 5-year prevalence (``<type>_5y``).  The 5-year status of a unit is its 12-month
+    status or a draw for the EARLIER_YEARS before, at the chunk's mean 12-month count of the
+    type times the unit's frailty (see Streaming); it is streamed like the main variant.
 """
 
 from __future__ import annotations
@@ -101,7 +109,8 @@ from .errors import SurveyError
 __all__ = [
     "CrimeType", "CRIME_TYPES", "GROUPS", "Population", "Sample", "make_population", "draw_sample",
     "truth_table", "write_sample", "write_truth", "synth", "synth_streamed", "main",
-    "ScreenerSample", "draw_screener_sample", "screener_truth", "synth_screener", "SCREENER_TYPES",
+    "ScreenerSample", "draw_screener_sample", "screener_truth", "synth_screener", "synth_screener_streamed",
+    "screener_victims_5y", "SCREENER_TYPES",
     "SCREENER_GROUPS",
 ]
 
@@ -649,6 +658,111 @@ def make_population(seed: int = 1, n_households: int = 100_000, *, mean_area_siz
                       coefficients=_coefficients(), counts=counts, info=info)
 
 
+def _split(pop: Population):
+    """The chunks of a population built whole (:func:`make_population`) as Populations of views:
+    the parts :func:`_chunks` generated it in (the area ranges of :func:`_area_chunks`), so
+    that the in-memory API goes through the code ``survey synth`` streams the chunks through."""
+    sizes = pop.areas["households"].to_numpy()
+    h_bound = np.concatenate([[0], np.cumsum(sizes)])
+    p_bound = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy().astype(np.int64))])
+    inc_hhid = pop.incidents["hhid"].to_numpy()  # incidents are in household order
+    for a0, a1 in _area_chunks(sizes):
+        h0, h1 = int(h_bound[a0]), int(h_bound[a1])
+        p0, p1 = int(p_bound[h0]), int(p_bound[h1])
+        i0, i1 = np.searchsorted(inc_hhid, [h0 + 1, h1 + 1])
+        inc = pop.incidents.iloc[i0:i1]
+        counts = {t.name: pop.counts[t.name][h0:h1] if t.unit == "household" else pop.counts[t.name][p0:p1]
+                  for t in CRIME_TYPES}
+        info = {"households": h1 - h0, "persons": p1 - p0, "areas": a1 - a0, "incidents": int(len(inc)),
+                "incidents_in_period": int(inc["in_period"].sum())}
+        yield Population(areas=pop.areas.iloc[a0:a1], households=pop.households.iloc[h0:h1],
+                         persons=pop.persons.iloc[p0:p1], incidents=inc, coefficients=pop.coefficients,
+                         counts=counts, info=info)
+
+
+def _sampled_rows(part: Population, s_hhid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows, in ``part`` (a population or one of its chunks: contiguous hhid, adults in household
+    order), of the sampled households ``s_hhid`` (sorted) and of their adults."""
+    hh = part.households
+    if not len(hh):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    h0 = int(hh["hhid"].iloc[0])
+    lo, hi = np.searchsorted(s_hhid, [h0, h0 + len(hh)])
+    rows = s_hhid[lo:hi] - h0
+    nad_all = hh["nadults"].to_numpy().astype(np.int64)
+    p_first = np.concatenate([[0], np.cumsum(nad_all)[:-1]])
+    nad = nad_all[rows]
+    p_rows = np.repeat(p_first[rows] - np.concatenate([[0], np.cumsum(nad)[:-1]]), nad) + np.arange(nad.sum())
+    return rows, p_rows
+
+
+@dataclass
+class _Walked:
+    """What :func:`_walk` keeps of a population: the sampled households, all their adults and
+    their incidents (for the screener, the sampled units also carry their screener values), the
+    truth's totals per domain cell, the population's sizes and, when asked, the
+    true 5-year status of every unit."""
+
+    households: pd.DataFrame
+    persons: pd.DataFrame
+    incidents: pd.DataFrame
+    totals: dict | None
+    persons_total: int
+    incidents_total: int
+    in_period_total: int
+    victims_5y: dict | None
+
+
+def _walk(parts, s_hhid: np.ndarray, seed: int, *, screener: bool = False, truth: dict | None = None,
+          keep_victims_5y: bool = False) -> _Walked:
+    """One pass over a population's parts (the chunks :func:`_chunks` generates, streamed, or
+    :func:`_split` of a population built whole): each part gives up its sampled households
+    ``s_hhid`` (sorted) with their adults and incidents and, when ``truth`` (keyword arguments
+    of :func:`_truth_totals`) is given, adds its totals per domain cell; then it can be dropped.
+    ``screener``: each part's 5-year status is drawn (:func:`_victims_5y`, chunk k from its own
+    stream) and the sampled households and adults also carry their screener values
+    (``scr_n_<type>`` 12-month count, ``scr_v5_<type>`` 5-year status, ``scr_rep_<type>``
+    reported to the police); the truth then has the 5-year prevalence."""
+    keep_hh, keep_p, keep_inc, v5_parts = [], [], [], []
+    totals = None
+    n_persons = n_inc = n_in = 0
+    for k, part in enumerate(parts):
+        rows, p_rows = _sampled_rows(part, s_hhid)
+        hh = part.households.iloc[rows]
+        per = part.persons.iloc[p_rows]
+        v5 = reported = None
+        if screener:
+            v5 = _victims_5y(part, seed, k)
+            reported = _reported(part)
+            extra = {"household": {}, "person": {}}
+            for t in CRIME_TYPES:
+                if t.name in SCREENER_TYPES:
+                    r = rows if t.unit == "household" else p_rows
+                    extra[t.unit] |= {f"scr_n_{t.name}": part.counts[t.name][r], f"scr_v5_{t.name}": v5[t.name][r],
+                                      f"scr_rep_{t.name}": reported[t.name][r] > 0}
+            hh = hh.assign(**extra["household"])
+            per = per.assign(**extra["person"])
+            if keep_victims_5y:
+                v5_parts.append(v5)
+        if rows.size:
+            keep_hh.append(hh)
+            keep_p.append(per)
+            inc = part.incidents
+            keep_inc.append(inc[inc["hhid"].isin(hh["hhid"].to_numpy()).to_numpy()])
+        if truth is not None:
+            totals = _add_totals(totals, _truth_totals(part, **truth, victims_5y=v5, reported=reported))
+        n_persons += part.info["persons"]
+        n_inc += part.info["incidents"]
+        n_in += part.info["incidents_in_period"]
+        del part, hh, per
+    victims_5y = None
+    if keep_victims_5y:
+        victims_5y = {name: np.concatenate([v[name] for v in v5_parts]) for name in v5_parts[0]}
+    return _Walked(households=pd.concat(keep_hh, ignore_index=True), persons=pd.concat(keep_p, ignore_index=True),
+                   incidents=pd.concat(keep_inc, ignore_index=True), totals=totals,
+                   persons_total=n_persons, incidents_total=n_inc, in_period_total=n_in, victims_5y=victims_5y)
+
+
 # =============================================================================================
 # Sample
 # =============================================================================================
@@ -734,6 +848,23 @@ def _nr_adjust(base: np.ndarray, cls_idx: np.ndarray, n_cls: int, resp: np.ndarr
     return w
 
 
+def _sample_args(n_pop: int, n_households: int, households_per_psu: int, replicate: str | None = None) -> int:
+    """Check a sample's size against the population (one-line errors); returns households per PSU."""
+    if replicate not in (None, "JKn", "bootstrap"):
+        raise SurveyError(f"replicate must be JKn or bootstrap, not '{replicate}'")
+    m = int(households_per_psu)
+    if m < 2:
+        raise SurveyError(f"households per PSU must be at least 2, not {m}")
+    if n_households < 32 * m:
+        raise SurveyError(f"sample households must be at least {32 * m} (2 PSUs of {m} in each of 16 strata), "
+                          f"not {n_households}")
+    if n_pop < 2_000:
+        raise SurveyError(f"population households must be at least 2,000, not {n_pop}")
+    if n_households > n_pop // 2:
+        raise SurveyError(f"sample of {n_households} households is more than half the population of {n_pop}")
+    return m
+
+
 def draw_sample(pop: Population, n_households: int, seed: int = 1, replicate: str | None = None,
                 n_replicates: int | None = None, *, households_per_psu: int = 20,
                 min_class_respondents: int = 10) -> Sample:
@@ -744,29 +875,15 @@ def draw_sample(pop: Population, n_households: int, seed: int = 1, replicate: st
     ``replicate``: None, ``"JKn"`` (one replicate per PSU when there are at most
     ``n_replicates`` (default 100) PSUs, otherwise PSUs are randomly grouped within strata into
     about ``n_replicates`` variance units, at least 2 per stratum) or ``"bootstrap"`` (Rao-Wu
-    rescaling bootstrap, ``n_replicates`` default 100).  Deterministic for ``seed``.
+    rescaling bootstrap, ``n_replicates`` default 100).  Deterministic for ``seed``.  The
+    population's chunks go through :func:`_walk`, the code ``survey synth`` streams them through.
     """
-    if replicate not in (None, "JKn", "bootstrap"):
-        raise SurveyError(f"replicate must be JKn or bootstrap, not '{replicate}'")
-    m = int(households_per_psu)
     n_households = int(n_households)
-    if m < 2:
-        raise SurveyError(f"households per PSU must be at least 2, not {m}")
-    if n_households < 32 * m:
-        raise SurveyError(f"sample households must be at least {32 * m} (2 PSUs of {m} in each of 16 strata), "
-                          f"not {n_households}")
-    N = len(pop.households)
-    if n_households > N // 2:
-        raise SurveyError(f"sample of {n_households} households is more than half the population of {N}")
+    m = _sample_args(len(pop.households), n_households, households_per_psu, replicate)
     sel = _select(pop.areas, n_households, seed, m)
-    s_idx = sel["s_idx"]
-    hh = pop.households.iloc[s_idx].reset_index(drop=True)
-    p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
-    nad = hh["nadults"].to_numpy().astype(np.int64)
-    p_rows = np.repeat(p_first[s_idx] - np.concatenate([[0], np.cumsum(nad)[:-1]]), nad) + np.arange(nad.sum())
-    persons = pop.persons.iloc[p_rows].reset_index(drop=True)
-    inc = pop.incidents[pop.incidents["hhid"].isin(hh["hhid"].to_numpy()).to_numpy()]
-    return _complete_sample(sel, hh, persons, inc, seed, replicate, n_replicates, m, min_class_respondents)
+    w = _walk(_split(pop), sel["s_idx"] + 1, seed)
+    return _complete_sample(sel, w.households, w.persons, w.incidents, seed, replicate, n_replicates, m,
+                            min_class_respondents)
 
 
 def _select(areas: pd.DataFrame, n_households: int, seed: int, m: int) -> dict:
@@ -1080,14 +1197,11 @@ def _truth_series(types, groups) -> list:
     return series
 
 
-def _truth_totals(pop: Population, cap: float | None = None, types=None, groups=None) -> dict:
-    """The population totals behind :func:`truth_table`, per domain cell (see :func:`_domains`):
-    {series or perception item: {total: array over cells}}.  Totals of disjoint parts of a
-    population (its chunks) add up to the totals of the whole."""
+def _reported(pop: Population) -> dict[str, np.ndarray]:
+    """In-period victimizations reported to the police (code 1) per unit (household or adult, in
+    the order of ``pop``: a population or one of its chunks), for each crime type."""
     inc = pop.incidents[pop.incidents["in_period"].to_numpy()]
-    doms = {u: _domains(pop, u) for u in ("household", "person")}
     n_units = {"household": len(pop.households), "person": len(pop.persons)}
-    # incidents reported to the police, per unit and type
     p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
     hh0 = int(pop.households["hhid"].iloc[0]) if len(pop.households) else 1
     hh_ix = inc["hhid"].to_numpy() - hh0
@@ -1095,8 +1209,20 @@ def _truth_totals(pop: Population, cap: float | None = None, types=None, groups=
                        p_first[hh_ix] + np.maximum(inc["pid"].to_numpy(), 1) - 1)
     ctype = inc["crime_type"].cat.codes.to_numpy()
     yes = inc["police"].to_numpy() == 1
-    reported = {t.name: np.bincount(unit_ix[(ctype == i) & yes], minlength=n_units[t.unit])
-                for i, t in enumerate(CRIME_TYPES)}
+    return {t.name: np.bincount(unit_ix[(ctype == i) & yes], minlength=n_units[t.unit])
+            for i, t in enumerate(CRIME_TYPES)}
+
+
+def _truth_totals(pop: Population, cap: float | None = None, types=None, groups=None,
+                  victims_5y: dict | None = None, reported: dict | None = None) -> dict:
+    """The population totals behind :func:`truth_table`, per domain cell (see :func:`_domains`):
+    {series or perception item: {total: array over cells}}; with ``victims_5y`` (the 5-year
+    status per unit of the screener types, :func:`_victims_5y`) also ``<series>_5y``: units and
+    5-year victims.  ``reported``: :func:`_reported` of ``pop`` when already computed.  Totals
+    of disjoint parts of a population (its chunks) add up to the totals of the whole."""
+    doms = {u: _domains(pop, u) for u in ("household", "person")}
+    n_units = {"household": len(pop.households), "person": len(pop.persons)}
+    reported = _reported(pop) if reported is None else reported
     unit_totals = {u: np.bincount(doms[u][0], minlength=doms[u][1]).astype(float) for u in doms}
     out = {}
     for name, unit, members in _truth_series(types, groups):
@@ -1125,6 +1251,14 @@ def _truth_totals(pop: Population, cap: float | None = None, types=None, groups=
         x = per[variable].to_numpy()
         out[item] = {"answered": np.bincount(cell, weights=(x >= 1) & (x <= 4), minlength=n_cells),
                      "positive": np.bincount(cell, weights=np.isin(x, positive), minlength=n_cells)}
+    if victims_5y is not None:  # the screener's 5-year prevalence
+        for name, unit, members in _truth_series(types, groups):
+            cell, n_cells, _ = doms[unit]
+            victim = np.zeros(n_units[unit], dtype=bool)
+            for m in members:
+                victim |= victims_5y[m]
+            out[f"{name}_5y"] = {"units": unit_totals[unit],
+                                 "victims": np.bincount(cell, weights=victim.astype(float), minlength=n_cells)}
     return out
 
 
@@ -1168,6 +1302,14 @@ def _truth_rows(totals: dict, types=None, groups=None) -> pd.DataFrame:
             for i in range(len(levels)):
                 num, den = float(t["positive"][i]), float(t["answered"][i])
                 rows.append((ind, item, "person", dom, labels[i], 100.0 * num / den if den else np.nan,
+                             levels[i], num, den))
+    for name, unit, _ in _truth_series(types, groups):  # 5-year prevalence (screener variant)
+        if f"{name}_5y" not in totals:
+            continue
+        for dom, levels, labels, t in _by_domain(totals[f"{name}_5y"], dom_of[unit]):
+            for i in range(len(levels)):
+                num, den = float(t["victims"][i]), float(t["units"][i])
+                rows.append(("prevalence", f"{name}_5y", unit, dom, labels[i], 100.0 * num / den if den else np.nan,
                              levels[i], num, den))
     out = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
     out["numerator"] = out["numerator"].round().astype(np.int64)
@@ -1332,22 +1474,11 @@ def _check_args(households: int, seed: int, population_households: int | None, h
     """Validate the generator's arguments before any work (one-line errors); returns the
     population size.  The population's size against the sample is checked on the area frame
     (:func:`_select`), also before any household is generated."""
-    if replicate not in (None, "JKn", "bootstrap"):
-        raise SurveyError(f"replicate must be JKn or bootstrap, not '{replicate}'")
     if int(seed) < 0 or int(seed) >= 2 ** 63:
         raise SurveyError(f"seed must be a whole number from 0 to 2^63 - 1, not {seed}")
-    m = int(households_per_psu)
-    if m < 2:
-        raise SurveyError(f"households per PSU must be at least 2, not {m}")
     households = int(households)
-    if households < 32 * m:
-        raise SurveyError(f"sample households must be at least {32 * m} (2 PSUs of {m} in each of 16 strata), "
-                          f"not {households}")
     n_pop = 20 * households if population_households is None else int(population_households)
-    if n_pop < 2_000:
-        raise SurveyError(f"population households must be at least 2,000, not {n_pop}")
-    if households > n_pop // 2:
-        raise SurveyError(f"sample of {households} households is more than half the population of {n_pop}")
+    _sample_args(n_pop, households, households_per_psu, replicate)
     if n_replicates is not None and int(n_replicates) < 2:
         raise SurveyError(f"need at least 2 replicates, not {n_replicates}")
     return n_pop
@@ -1367,36 +1498,17 @@ def synth_streamed(households: int = 5_000, seed: int = 1, replicate: str | None
     m = int(households_per_psu)
     areas, rng = _make_frame(seed, n_pop)
     sel = _select(areas, int(households), seed, m)
-    s_hhid = sel["s_idx"] + 1
-    keep_hh, keep_p, keep_inc = [], [], []
-    totals = None
-    n_persons = n_inc = n_in = 0
-    for part in _chunks(seed, areas, rng):
-        hh = part.households
-        h0 = int(hh["hhid"].iloc[0])
-        lo, hi = np.searchsorted(s_hhid, [h0, h0 + len(hh)])
-        rows = s_hhid[lo:hi] - h0
-        if rows.size:
-            sub = hh.iloc[rows]
-            nad = sub["nadults"].to_numpy().astype(np.int64)
-            p_first = np.concatenate([[0], np.cumsum(hh["nadults"].to_numpy())[:-1]])
-            p_rows = np.repeat(p_first[rows] - np.concatenate([[0], np.cumsum(nad)[:-1]]), nad) + np.arange(nad.sum())
-            keep_hh.append(sub)
-            keep_p.append(part.persons.iloc[p_rows])
-            inc = part.incidents
-            keep_inc.append(inc[inc["hhid"].isin(sub["hhid"].to_numpy()).to_numpy()])
-        totals = _add_totals(totals, _truth_totals(part, cap))
-        n_persons += part.info["persons"]
-        n_inc += part.info["incidents"]
-        n_in += part.info["incidents_in_period"]
-        del part, hh
-    sample = _complete_sample(sel, pd.concat(keep_hh, ignore_index=True), pd.concat(keep_p, ignore_index=True),
-                              pd.concat(keep_inc, ignore_index=True), seed, replicate, n_replicates, m,
+    w = _walk(_chunks(seed, areas, rng), sel["s_idx"] + 1, seed, truth={"cap": cap})
+    sample = _complete_sample(sel, w.households, w.persons, w.incidents, seed, replicate, n_replicates, m,
                               min_class_respondents)
-    info = _population_info(seed, areas, n_persons, n_inc, n_in, 160.0, 60)
-    pop = Population(areas=areas, households=pd.DataFrame(), persons=pd.DataFrame(), incidents=pd.DataFrame(),
-                     coefficients=_coefficients(), counts={}, info=info)
-    return pop, sample, _truth_rows(totals)
+    return _streamed_population(seed, areas, w), sample, _truth_rows(w.totals)
+
+
+def _streamed_population(seed: int, areas: pd.DataFrame, w: _Walked) -> Population:
+    """A streamed population: its areas and ``info`` (sizes) only."""
+    info = _population_info(seed, areas, w.persons_total, w.incidents_total, w.in_period_total, 160.0, 60)
+    return Population(areas=areas, households=pd.DataFrame(), persons=pd.DataFrame(), incidents=pd.DataFrame(),
+                      coefficients=_coefficients(), counts={}, info=info)
 
 
 SYNTH_FILES = {"households.sav", "persons.sav", "incidents.sav", "respondents.sav", "replicates.csv", "truth.csv",
@@ -1428,9 +1540,11 @@ def synth(out_dir, households: int = 5_000, seed: int = 1, replicate: str | None
     """Generate a population (``population_households``, default 20 x ``households``), draw a
     sample of ``households`` issued households and write the sample files and the truth into
     ``out_dir`` atomically (a temporary sibling folder renamed onto it).  Returns ``out_dir``."""
+    target = Path(out_dir)
+    _check_args(households, seed, population_households, households_per_psu, replicate, n_replicates)
+    check_synth_target(target)  # before any work
     pop, sample, truth = synth_streamed(households, seed, replicate, population_households, n_replicates,
                                         households_per_psu)
-    target = Path(out_dir)
     check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
@@ -1482,46 +1596,39 @@ _SALT_SCREENER = 0x5E1F0003
 @dataclass
 class ScreenerSample:
     """The screener survey: ``respondents`` (one row per responding household, the file written),
-    ``population`` (the true 5-year status per unit and type), ``info`` (design summary)."""
+    ``victims_5y`` (the true 5-year status per population unit and type, in the population's
+    order; empty when the population was streamed), ``info`` (design summary)."""
 
     respondents: pd.DataFrame
-    victims_5y: dict = field(repr=False)  # crime type -> bool per population unit
+    victims_5y: dict = field(repr=False)  # crime type -> bool per population unit ({} when streamed)
     info: dict = field(default_factory=dict)
 
 
-def _person_index(pop: Population, hhid: np.ndarray, pid: np.ndarray) -> np.ndarray:
-    p_first = np.concatenate([[0], np.cumsum(pop.households["nadults"].to_numpy())[:-1]])
-    return p_first[np.asarray(hhid, dtype=np.int64) - 1] + np.asarray(pid, dtype=np.int64) - 1
-
-
-def _reported_per_unit(pop: Population) -> dict[str, np.ndarray]:
-    """In-period victimizations reported to the police (code 1), per unit, for each crime type."""
-    inc = pop.incidents[pop.incidents["in_period"].to_numpy()]
-    n_units = {"household": len(pop.households), "person": len(pop.persons)}
-    hh_ix = inc["hhid"].to_numpy() - 1
-    person_ix = _person_index(pop, inc["hhid"].to_numpy(), np.maximum(inc["pid"].to_numpy(), 1))
-    unit_ix = np.where(inc["unit"].to_numpy() == "household", hh_ix, person_ix)
-    ctype = inc["crime_type"].cat.codes.to_numpy()
-    yes = inc["police"].to_numpy() == 1
-    return {t.name: np.bincount(unit_ix[(ctype == i) & yes], minlength=n_units[t.unit])
-            for i, t in enumerate(CRIME_TYPES)}
-
-
-def screener_victims_5y(pop: Population, seed: int) -> dict[str, np.ndarray]:
-    """True 5-year victimization per population unit and screener type: a victim in the 12
-    months, or in the EARLIER_YEARS before (probability 1 - exp(-years x the type's mean
-    12-month rate x the unit's frailty x e^(0.5 prior)))."""
-    rng = np.random.default_rng([_SALT_SCREENER, int(seed), 5])
+def _victims_5y(part: Population, seed: int, k: int = 0) -> dict[str, np.ndarray]:
+    """True 5-year victimization per unit of ``part`` (chunk ``k`` of a population, or a whole
+    population of one chunk) for each screener type: a victim in the 12 months, or in the
+    EARLIER_YEARS before (probability 1 - exp(-years x the type's mean 12-month count in the
+    chunk x the unit's frailty x e^(0.5 prior))).  Chunk 0 draws from the stream
+    (_SALT_SCREENER, seed, 5), chunk k > 0 from (_SALT_SCREENER, seed, 5, k)."""
+    key = [_SALT_SCREENER, int(seed), 5] + ([int(k)] if k else [])
+    rng = np.random.default_rng(key)
     out = {}
     for t in CRIME_TYPES:
         if t.name not in SCREENER_TYPES:
             continue
-        frame = pop.households if t.unit == "household" else pop.persons
-        c = pop.counts[t.name]
+        frame = part.households if t.unit == "household" else part.persons
+        c = part.counts[t.name]
         rate = float(c.mean()) * frame["frailty"].to_numpy() * np.exp(0.5 * frame["prior"].to_numpy())
         earlier = rng.random(c.size) < -np.expm1(-EARLIER_YEARS * rate)
         out[t.name] = (c > 0) | earlier
     return out
+
+
+def screener_victims_5y(pop: Population, seed: int) -> dict[str, np.ndarray]:
+    """True 5-year victimization per population unit and screener type (:func:`_victims_5y` of
+    each chunk of the population, in the order of its households and adults)."""
+    parts = [_victims_5y(part, seed, k) for k, part in enumerate(_split(pop))]
+    return {name: np.concatenate([v[name] for v in parts]) for name in parts[0]}
 
 
 def _answers(rng, truth: np.ndarray, rates: dict) -> np.ndarray:
@@ -1539,7 +1646,9 @@ def _answers(rng, truth: np.ndarray, rates: dict) -> np.ndarray:
 def draw_screener_sample(pop: Population, n_households: int, seed: int = 1, *, households_per_psu: int = 20,
                          design: bool = True) -> ScreenerSample:
     """The screener survey of a sample of ``n_households`` issued households (the design of
-    :func:`draw_sample`; one adult per responding household answers for the household).
+    :func:`draw_sample`; one adult per responding household answers for the household), from a
+    population built whole; ``survey synth --variant screener`` streams the same
+    (:func:`synth_screener_streamed`).
 
     Every respondent is asked each screener (12 months and 5 years), the count ("how many
     times", 97 = too many to remember) and reporting to the police when the 12-month screener
@@ -1547,13 +1656,24 @@ def draw_screener_sample(pop: Population, n_households: int, seed: int = 1, *, h
     of the true answer, so estimates with them left out of the base are unbiased.  Feeling safe:
     respondents who never go out alone after dark answer 5 and say in ``safewould`` how safe
     they would feel (their true answer).  ``design=False`` leaves out strata and PSUs."""
-    base = draw_sample(pop, n_households, seed, households_per_psu=households_per_psu)
+    n_households = int(n_households)
+    m = _sample_args(len(pop.households), n_households, households_per_psu)
+    sel = _select(pop.areas, n_households, seed, m)
+    w = _walk(_split(pop), sel["s_idx"] + 1, seed, screener=True, keep_victims_5y=True)
+    return _screener_sample(sel, w, seed, m, design)
+
+
+def _screener_sample(sel: dict, w: _Walked, seed: int, m: int, design: bool) -> ScreenerSample:
+    """The respondent file of a selection ``sel`` from what :func:`_walk` kept of the population
+    (the sampled households and adults with their screener values)."""
+    base = _complete_sample(sel, w.households, w.persons, w.incidents, seed, None, None, m, 10)
     per = base.persons
     rng = np.random.default_rng([_SALT_SCREENER, int(seed)])
-    hh_ix = per["hhid"].to_numpy(dtype=np.int64) - 1
-    p_ix = _person_index(pop, per["hhid"].to_numpy(), per["pid"].to_numpy())
-    v5 = screener_victims_5y(pop, seed)
-    reported = _reported_per_unit(pop)
+    # the respondent's household and own row among the kept sampled units (both sorted)
+    kept_hh, kept_p = w.households, w.persons
+    hh_row = np.searchsorted(kept_hh["hhid"].to_numpy(), per["hhid"].to_numpy())
+    pkey = kept_p["hhid"].to_numpy().astype(np.int64) * 8 + kept_p["pid"].to_numpy().astype(np.int64)
+    p_row = np.searchsorted(pkey, per["hhid"].to_numpy().astype(np.int64) * 8 + per["pid"].to_numpy().astype(np.int64))
     n = len(per)
     cols = {"hhid": per["hhid"].to_numpy(), "pid": per["pid"].to_numpy()}
     if design:
@@ -1564,15 +1684,15 @@ def draw_screener_sample(pop: Population, n_households: int, seed: int = 1, *, h
         if t.name not in SCREENER_TYPES:
             continue
         pre = SCREENER_TYPES[t.name]
-        ix = hh_ix if t.unit == "household" else p_ix
-        count = pop.counts[t.name][ix]
-        a5 = _answers(rng, v5[t.name][ix], SCREENER_MISSING_RATES)
+        units, ix = (kept_hh, hh_row) if t.unit == "household" else (kept_p, p_row)
+        count = units[f"scr_n_{t.name}"].to_numpy()[ix]
+        a5 = _answers(rng, units[f"scr_v5_{t.name}"].to_numpy()[ix], SCREENER_MISSING_RATES)
         a12 = _answers(rng, count > 0, SCREENER_MISSING_RATES)
         asked = a12 == SCR_YES
         k = count.astype(np.float64)
         too_many = (count >= TOO_MANY_FROM) & (rng.random(n) < TOO_MANY_SHARE)
         k = np.where(too_many, TOO_MANY, k)
-        pol = _answers(rng, reported[t.name][ix] > 0, REPORTED_MISSING_RATES)
+        pol = _answers(rng, units[f"scr_rep_{t.name}"].to_numpy()[ix], REPORTED_MISSING_RATES)
         cols[f"{pre}5"] = a5
         cols[f"{pre}12"] = a12
         cols[f"{pre}n"] = np.where(asked, k, np.nan)
@@ -1594,34 +1714,36 @@ def draw_screener_sample(pop: Population, n_households: int, seed: int = 1, *, h
     info = {k: v for k, v in base.info.items() if k != "replicate"}
     info |= {"variant": "screener", "design": "stratified two-stage (strata, PSU)" if design else
              "weights only: no strata or PSU in the file", "never_goes_out": int(never.sum())}
-    return ScreenerSample(respondents=respondents, victims_5y=v5, info=info)
+    return ScreenerSample(respondents=respondents, victims_5y=w.victims_5y or {}, info=info)
 
 
 def screener_truth(pop: Population, victims_5y: dict[str, np.ndarray]) -> pd.DataFrame:
     """Population values for the screener survey: every indicator of :func:`truth_table` for
     its types and groups (counts capped at SCREENER_CAP, as the spec), perceptions, and the
     5-year prevalence of ``<type>_5y`` and ``<group>_5y``."""
-    t12 = truth_table(pop, cap=SCREENER_CAP, types=tuple(SCREENER_TYPES), groups=SCREENER_GROUPS)
-    unit_of = {t.name: t.unit for t in CRIME_TYPES}
-    rows = []
-    series = [(name, unit_of[name], [name]) for name in SCREENER_TYPES]
-    series += [(g, unit_of[m[0]], list(m)) for g, m in SCREENER_GROUPS.items()]
-    for name, unit, members in series:
-        cell, n_cells, dom_list = _domains(pop, unit)
-        victim = np.zeros(len(victims_5y[members[0]]), dtype=bool)
-        for m in members:
-            victim |= victims_5y[m]
-        totals = {"units": np.bincount(cell, minlength=n_cells).astype(float),
-                  "victims": np.bincount(cell, weights=victim.astype(float), minlength=n_cells)}
-        for dom, levels, labels, t in _by_domain(totals, dom_list):
-            for i in range(len(levels)):
-                num, den = float(t["victims"][i]), float(t["units"][i])
-                rows.append(("prevalence", f"{name}_5y", unit, dom, labels[i],
-                             100.0 * num / den if den else np.nan, levels[i], num, den))
-    t5 = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
-    t5["numerator"] = t5["numerator"].round().astype(np.int64)
-    t5["denominator"] = t5["denominator"].round().astype(np.int64)
-    return pd.concat([t12, t5], ignore_index=True)
+    types = tuple(SCREENER_TYPES)
+    totals = _truth_totals(pop, SCREENER_CAP, types, SCREENER_GROUPS, victims_5y=victims_5y)
+    return _truth_rows(totals, types, SCREENER_GROUPS)
+
+
+def synth_screener_streamed(households: int = 5_000, seed: int = 1, population_households: int | None = None,
+                            households_per_psu: int = 20, design: bool = True
+                            ) -> tuple[Population, ScreenerSample, pd.DataFrame]:
+    """The screener survey of :func:`draw_screener_sample` and its truth (:func:`screener_truth`)
+    without holding the population, as :func:`synth_streamed`: arguments and the population's
+    size checked on the area frame, then the households chunk by chunk, each giving up its
+    sampled units (with their screener values) and its truth totals.  Returns (population with
+    its areas and ``info`` only, sample (``victims_5y`` empty: the population's 5-year status is
+    not kept), truth table); equal to the in-memory generator's."""
+    n_pop = _check_args(households, seed, population_households, households_per_psu, None, None)
+    m = int(households_per_psu)
+    areas, rng = _make_frame(seed, n_pop)
+    sel = _select(areas, int(households), seed, m)
+    types = tuple(SCREENER_TYPES)
+    truth = {"cap": SCREENER_CAP, "types": types, "groups": SCREENER_GROUPS}
+    w = _walk(_chunks(seed, areas, rng), sel["s_idx"] + 1, seed, screener=True, truth=truth)
+    sample = _screener_sample(sel, w, seed, m, design)
+    return _streamed_population(seed, areas, w), sample, _truth_rows(w.totals, types, SCREENER_GROUPS)
 
 
 def _screener_labels(design: bool) -> dict:
@@ -1659,13 +1781,13 @@ def screener_missing_ranges(columns) -> dict:
 def synth_screener(out_dir, households: int = 5_000, seed: int = 1, population_households: int | None = None,
                    households_per_psu: int = 20, design: bool = True) -> Path:
     """Generate the screener survey (``respondents.sav``, ``truth.csv``, ``truth.json``) into
-    ``out_dir`` atomically.  See :func:`draw_screener_sample` and :func:`screener_truth`."""
-    households = int(households)
-    n_pop = _check_args(households, seed, population_households, households_per_psu, None, None)
-    pop = make_population(seed, n_pop)
-    sample = draw_screener_sample(pop, households, seed, households_per_psu=households_per_psu, design=design)
-    truth = screener_truth(pop, sample.victims_5y)
+    ``out_dir`` atomically, streaming the population (:func:`synth_screener_streamed`).  See
+    :func:`draw_screener_sample` and :func:`screener_truth`."""
     target = Path(out_dir)
+    _check_args(households, seed, population_households, households_per_psu, None, None)
+    check_synth_target(target)  # before any work
+    pop, sample, truth = synth_screener_streamed(households, seed, population_households, households_per_psu,
+                                                 design)
     check_synth_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
@@ -1739,11 +1861,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except OSError as e:
             print(f"survey: error: {e.strerror or e}: {getattr(e, 'filename', '')}", file=sys.stderr)
-            return 2
-        except MemoryError:  # the screener variant still builds its population whole
-            print(f"survey: error: out of memory building the screener population of "
-                  f"{args.population_households or 20 * args.households:,} households (the screener variant "
-                  f"holds it whole; the national variant streams it)", file=sys.stderr)
             return 2
         meta = json.loads((out / "truth.json").read_text())
         s = meta["sample"]
