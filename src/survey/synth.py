@@ -1156,7 +1156,13 @@ def _domains(pop: Population, unit: str):
     for d, _, levels, labels in reversed(doms):  # decode the mixed radix, last domain first
         out.append((d, rest % len(levels), levels, labels))
         rest = rest // len(levels)
-    return cell, n_cells, out[::-1]
+    out = out[::-1]
+    if unit == "person":  # the spec's crossed domain sex_age (cells "Male × 16-24"), from its two parts
+        (_, sex_of, sexes, sex_labels), (_, age_of, ages, age_labels) = out[1], out[2]
+        out.insert(3, ("sex_age", sex_of * len(ages) + age_of,
+                       [f"{s}×{a}" for s in sexes for a in ages],
+                       [f"{s} × {a}" for s in sex_labels for a in age_labels]))
+    return cell, n_cells, out
 
 
 def _by_domain(cell_totals: dict, doms) -> list:
@@ -1251,6 +1257,22 @@ def _truth_totals(pop: Population, cap: float | None = None, types=None, groups=
         x = per[variable].to_numpy()
         out[item] = {"answered": np.bincount(cell, weights=(x >= 1) & (x <= 4), minlength=n_cells),
                      "positive": np.bincount(cell, weights=np.isin(x, positive), minlength=n_cells)}
+    # perceptions by victimization status of each crime group: the indicator table's
+    # victim__<group> domains (a household's status is its adults' status)
+    unit_of = {t.name: t.unit for t in CRIME_TYPES}
+    hh0 = int(pop.households["hhid"].iloc[0]) if len(pop.households) else 1
+    person_hh = pop.persons["hhid"].to_numpy() - hh0
+    for g, members in (GROUPS if groups is None else groups).items():
+        unit = unit_of[members[0]]
+        victim = np.zeros(n_units[unit], dtype=bool)
+        for m in members:
+            victim |= pop.counts[m] > 0
+        status = (victim[person_hh] if unit == "household" else victim).astype(np.int64)
+        for item, _, variable, positive in PERCEPTION_ITEMS:
+            x = per[variable].to_numpy()
+            out[f"{item}|victim__{g}"] = {
+                "answered": np.bincount(status, weights=(x >= 1) & (x <= 4), minlength=2),
+                "positive": np.bincount(status, weights=np.isin(x, positive), minlength=2)}
     if victims_5y is not None:  # the screener's 5-year prevalence
         for name, unit, members in _truth_series(types, groups):
             cell, n_cells, _ = doms[unit]
@@ -1303,6 +1325,13 @@ def _truth_rows(totals: dict, types=None, groups=None) -> pd.DataFrame:
                 num, den = float(t["positive"][i]), float(t["answered"][i])
                 rows.append((ind, item, "person", dom, labels[i], 100.0 * num / den if den else np.nan,
                              levels[i], num, den))
+    for g in (GROUPS if groups is None else groups):  # perceptions of victims and non-victims
+        for item, ind, _, _ in PERCEPTION_ITEMS:
+            t = totals.get(f"{item}|victim__{g}")
+            for code, label in ((1, "victims"), (0, "non-victims")) if t is not None else ():
+                num, den = float(t["positive"][code]), float(t["answered"][code])
+                rows.append((ind, item, "person", f"victim__{g}", label, 100.0 * num / den if den else np.nan,
+                             code, num, den))
     for name, unit, _ in _truth_series(types, groups):  # 5-year prevalence (screener variant)
         if f"{name}_5y" not in totals:
             continue
