@@ -33,7 +33,12 @@ A run folder holds:
                       ``design`` (``survey.report.design_info``): the design the standard
                       errors assume, with a ``note`` when the file lacks strata or PSU;
                       ``language``, ``description`` and ``description_fr``/``description_es``
-                      when the parameter set gives them
+                      when the parameter set gives them; ``engine`` for a streamed run
+``engine.json``       a streamed run (the spec's ``design.engine`` or the parameter set's
+                      ``engine:``): the engine, the streamed table's fingerprint, the row
+                      accounting and the notebooks left out with their reasons
+                      (``survey.tables``: the notebooks run on the table streamed once; the
+                      risk and evaluation notebooks, which need the rows in memory, do not)
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
