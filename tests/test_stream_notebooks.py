@@ -84,6 +84,9 @@ def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(run
     assert [n["name"] for n in res["notebooks"]] == ran
     assert [s["notebook"] for s in res["skipped"]] == ["risk", "evaluation"]
     assert all("every respondent row" in s["reason"] and "memory" in s["reason"] for s in res["skipped"])
+    from survey.batch import _status_line
+
+    assert "(streamed; left out: risk, evaluation" in _status_line(res)
     for nb in ran:
         assert (out / f"{nb}.html").stat().st_size > 10_000, nb
     assert not (out / "risk.html").exists() and not (out / "evaluation.csv").exists()
@@ -123,6 +126,8 @@ def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(run
 def test_streamed_run_tables_equal_the_in_memory_run(runs):
     """indicators.csv and small_areas.csv of the streamed run = those of the in-memory run of the
     same parameters (the in-memory table has the Gini families besides: they sort every row)."""
+    meta = [json.loads((runs[k][1] / "indicators.meta.json").read_text()) for k in ("stream", "memory")]
+    assert meta[0]["fingerprint"] == meta[1]["fingerprint"]  # the same table parameters
     got = pd.read_csv(runs["stream"][1] / "indicators.csv", keep_default_na=False, na_values=[""])
     want = pd.read_csv(runs["memory"][1] / "indicators.csv", keep_default_na=False, na_values=[""])
     assert set(want["indicator"]) - set(got["indicator"]) == set(NOT_STREAMED)

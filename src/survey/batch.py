@@ -1190,7 +1190,10 @@ def _display(path) -> str:
 
 def _status_line(r: dict) -> str:
     if r["status"] == "succeeded":
-        return f"ok     {r['name']}: {len(r['notebooks'])} notebooks in {r['seconds']:.1f} s -> {r['output_dir']}"
+        left = ", ".join(s["notebook"] for s in r.get("skipped") or [])
+        left = f" (streamed; left out: {left}, they need the rows in memory)" if left else ""
+        return (f"ok     {r['name']}: {len(r['notebooks'])} notebooks in {r['seconds']:.1f} s -> {r['output_dir']}"
+                f"{left}")
     e = r.get("error") or {}
     where = f"notebook {e['notebook']}" if e.get("notebook") else "parameters"
     return f"failed {r['name']}: {where}: {e.get('ename', 'Error')} (details below)"
