@@ -39,6 +39,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 
 # %% check parameters
 P = sp.check_notebook(globals(), "fear")
@@ -47,11 +48,13 @@ P = sp.check_notebook(globals(), "fear")
 import pandas as pd
 import plotly.graph_objects as go
 
-from survey.indicators import indicator_table
+from survey import tables as st
 
-data = sp.load_survey(P)
+data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
 R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
+if st.streams(data):
+    rp.md(st.engine_note(data, R))
 items = list(S.perception)
 if not items:
     rp.md(R("report.fear.no_items", title=R.title(S.title or S.survey)))
@@ -59,9 +62,9 @@ if not items:
 # %% perception table
 table = None
 if items:
-    table = indicator_table(data, crime_types=[], domains=P.domains,
-                            indicators=["feeling_safe", "worry", "likelihood", "likert"],
-                            publication=P.publication_preset, **P.publication_params)
+    table = st.indicator_table(data, crime_types=[], domains=P.domains,
+                               indicators=["feeling_safe", "worry", "likelihood", "likert"],
+                               publication=P.publication_preset, **P.publication_params)
     overall = table[table.domain == "overall"]
     rp.estimate_bars(overall, title=R("report.fear.overall_title"), reader=R).show()
 
@@ -105,12 +108,10 @@ if items:
 
 # %% victims
 if items and S.victimization is not None:
-    from survey.indicators import perception_by_victimization
-
     crimes = P.crime_types or (data.crime_types + data.crime_groups)
     focus = [c for c in crimes if c in data.crime_groups] or [c for c in crimes if c in data.crime_types][:4]
-    vic = perception_by_victimization(data, crime_types=focus, publication=P.publication_preset,
-                                      **P.publication_params)
+    vic = st.perception_by_victimization(data, crime_types=focus, publication=P.publication_preset,
+                                         **P.publication_params)
     vic["crime"] = vic["domain"].str.removeprefix("victim__")
     if R.lang != "en":
         vic["crime_label"] = [R.crime(c, lab) for c, lab in zip(vic["crime_type"], vic["crime_label"])]

@@ -40,6 +40,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 
 # %% check parameters
 P = sp.check_notebook(globals(), "ingest")
@@ -48,9 +49,10 @@ P = sp.check_notebook(globals(), "ingest")
 import pandas as pd
 import plotly.graph_objects as go
 
+from survey import tables as st
 from survey.codebook import write_codebook
 
-data = sp.load_survey(P)
+data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
 R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 acc = data.accounting
@@ -58,6 +60,8 @@ rp.md(R("report.ing.intro", title=R.title(S.title or S.survey), survey=S.survey,
         period=R.period(S.period) if S.period else R("report.sum.no_source"),
         source=S.source or R("report.sum.no_source"), licence=S.licence or R("report.sum.no_source"), spec=P.spec)
       + (R("report.ing.data_dir", data_dir=P.data_dir) if P.data_dir else "") + ".")
+if st.streams(data):
+    rp.md(st.engine_note(data, R))
 
 # %% [markdown]
 # ## Files
@@ -119,7 +123,7 @@ else:
 units = sorted({t.unit for t in S.victimization.types}) if S.victimization is not None else []
 units = units or [S.files[S.design.file].unit]
 rows = []
-for unit in units:
+for unit in units if not st.streams(data) else []:
     d = data.design(unit)
     what = repr(d) if R.lang == "en" else (
         R("report.ing.design_desc", n=R.count(d.n), strata=R.count(d.n_strata), psu=R.count(d.n_psu), df=R.count(d.df))
@@ -127,19 +131,22 @@ for unit in units:
         R("report.ing.design_replicates", n=R.count(d.n), replicates=R.count(d.n_replicates), method=d.method))
     rows.append({"unit": unit, "design": what, "respondents": int((d.w > 0).sum()),
                  "weighted total": float(d.w.sum())})
-design_table = pd.DataFrame(rows)
+design_table = pd.DataFrame(rows, columns=["unit", "design", "respondents", "weighted total"])
 design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)
 if design_note:
     rp.md(f"**Design: {design_note}.**" if R.lang == "en" else f"**{design_note}**")
-if R.lang == "en":
+if st.streams(data):
+    rp.md(R("report.stream.no_design"))
+elif R.lang == "en":
     shown_design = design_table.style.format({"weighted total": "{:,.0f}"})
 else:
     shown_design = design_table.assign(unit=[R.unit(u) for u in design_table["unit"]],
                                        respondents=[R.count(n) for n in design_table["respondents"]],
                                        **{"weighted total": [R.count(x) for x in design_table["weighted total"]]})
     shown_design.columns = [R(f"report.ing.col.{c.replace(' ', '_')}") for c in shown_design.columns]
-with pd.option_context("display.max_colwidth", 120):
-    display(shown_design)
+if not st.streams(data):
+    with pd.option_context("display.max_colwidth", 120):
+        display(shown_design)
 
 # %% [markdown]
 # ## Domains
@@ -151,7 +158,7 @@ with pd.option_context("display.max_colwidth", 120):
 # %% domains
 chosen = P.domains or list(S.domains)
 dist = []
-for dom in chosen:
+for dom in chosen if not st.streams(data) else []:
     units_ok = S.domains[dom].units or units
     unit = units_ok[0] if units_ok[0] in units else units[0]
     res = data.design(unit).proportion(dom)
@@ -159,7 +166,9 @@ for dom in chosen:
     res["level"] = [R.value(dom, lv) for lv in res["level"]]
     res["unit"] = unit
     dist.append(res)
-dist = pd.concat(dist, ignore_index=True)
+if st.streams(data):
+    rp.md(R("report.stream.no_domains"))
+dist = pd.concat(dist, ignore_index=True) if dist else pd.DataFrame(columns=["domain", "level", "estimate", "se"])
 fig = go.Figure()
 for dom, g in dist.groupby("domain", sort=False):
     fig.add_trace(go.Bar(y=[f"{dom}: {lv}" for lv in g["level"]], x=100 * g["estimate"], orientation="h",
@@ -168,11 +177,15 @@ fig.update_layout(title=R("report.ing.domains_title"), xaxis_title="%",
                   yaxis=dict(autorange="reversed"), height=max(320, 40 + 22 * len(dist)), showlegend=False)
 if R.lang != "en":
     fig.update_layout(separators=rp.SEPARATORS[R.lang])
-fig.show()
+if len(dist):
+    fig.show()
 
 # %% codebook
-csv_path, html_path = write_codebook(data, P.output_dir)
-rp.md(R("report.ing.codebook", csv=csv_path.name, html=html_path.name))
+if st.streams(data):
+    rp.md(R("report.stream.no_codebook"))
+else:
+    csv_path, html_path = write_codebook(data, P.output_dir)
+    rp.md(R("report.ing.codebook", csv=csv_path.name, html=html_path.name))
 
 # %% [markdown]
 # ## Result

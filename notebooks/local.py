@@ -42,6 +42,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 small_areas = {"indicator": "prevalence", "crime_type": "household", "area": "region",
                "auxiliary": "parameters/areas/synthetic-regions.csv",
                "covariates": ["recorded_household_per_1000"], "method": "REML"}
@@ -61,7 +62,7 @@ if SA is None:
     raise sp.ParameterError("notebook 'local': small_areas is required (see survey.params.SMALL_AREA_KEYS)")
 table = rp.read_indicator_table(P.output_dir)
 if table is None:  # run on its own: the indicator table of these parameters
-    from survey.indicators import indicator_table
+    from survey.tables import indicator_table  # in memory, or streamed (survey.tables)
 
     data = sp.load_survey(P)
     spec_ = data.spec

@@ -39,6 +39,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 
 # %% check parameters
 P = sp.check_notebook(globals(), "repeat")
@@ -46,23 +47,25 @@ P = sp.check_notebook(globals(), "repeat")
 # %% load the survey
 import pandas as pd
 
-from survey.indicators import indicator_table
+from survey import tables as st
 from survey.lorenz import lorenz
 
-data = sp.load_survey(P)
+data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
 R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 if S.victimization is None:
     raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to estimate")
+if st.streams(data):
+    rp.md(st.engine_note(data, R))
 crimes = P.crime_types or (data.crime_types + data.crime_groups)
-counted = [c for c in crimes if data.respondents[f"n__{c}"].notna().any()]
+counted = st.counted(data, crimes)  # crimes with a count of victimizations
 focus = [c for c in counted if c in data.crime_groups] or counted[:4]
 
 # %% repeat table
-table = indicator_table(data, crime_types=counted, domains=P.domains,
-                        indicators=["concentration", "repeat_victims", "repeat_incidents", "multiple_victimization",
-                                    "gini", "gini_victims"],
-                        publication=P.publication_preset, **P.publication_params) if counted else None
+table = st.indicator_table(data, crime_types=counted, domains=P.domains,
+                           indicators=["concentration", "repeat_victims", "repeat_incidents", "multiple_victimization",
+                                       "gini", "gini_victims"],
+                           publication=P.publication_preset, **P.publication_params) if counted else None
 overall = table[table.domain == "overall"] if table is not None else None
 if counted:
     cap = R.sep.join(R.data_text(c) for c in sorted(set(table.cap_rule) - {""})) or R("report.word.none")
@@ -104,7 +107,9 @@ if lines:
 # last few percent; among victims it shows how unevenly victims are hit.
 
 # %% lorenz
-if focus:
+if focus and st.streams(data):  # the curves sort every respondent: the rows in memory
+    rp.md(R("report.stream.no_lorenz"))
+elif focus:
     curves = []
     for over in ("population", "victims"):
         for c in focus:
@@ -127,11 +132,13 @@ else:
 # design-based standard error (linearized).
 
 # %% gini
-if counted:
-    rows = overall[overall.indicator.isin(["gini", "gini_victims"])].copy()
+rows = overall[overall.indicator.isin(["gini", "gini_victims"])].copy() if counted else []
+if len(rows):
     rows["series"] = rows.indicator.map({"gini": R("report.rep.over_population"),
                                          "gini_victims": R("report.rep.over_victims")})
     rp.estimate_bars(rows, series="series", title=R("report.rep.gini_title"), reader=R).show()
+elif counted:  # streamed: the Gini families need every row (table.attrs["not_streamed"])
+    rp.md(R("report.stream.no_gini"))
 else:
     rp.md(rp.no_counts_sentence(R("report.rep.gini"), R.lang))
 

@@ -44,6 +44,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 risk_crime_types = None
 risk_predictors = None
 risk_reference = None

@@ -38,6 +38,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 compare = None
 
 # %% check parameters
@@ -47,15 +48,16 @@ P = sp.check_notebook(globals(), "summary")
 import pandas as pd
 import plotly.graph_objects as go
 
-from survey.indicators import compare_waves, indicator_table, trend_table
+from survey import tables as st
+from survey.indicators import trend_table
 
-data = sp.load_survey(P)
+data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
 R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 table = rp.read_indicator_table(P.output_dir, P.as_dict())
 if table is None:  # not run after the victimization notebook with the same parameters
-    table = indicator_table(data, crime_types=P.crime_types, domains=P.domains,
-                            publication=P.publication_preset, **P.publication_params)
+    table = st.indicator_table(data, crime_types=P.crime_types, domains=P.domains,
+                               publication=P.publication_preset, **P.publication_params)
 period_label = str(table.period.iloc[0])
 rp.md(R("report.sum.intro", title=R.title(S.title or S.survey), period=R.period(period_label),
         source=S.source or R("report.sum.no_source")))
@@ -123,12 +125,12 @@ rp.md(rp.rule_text(table.attrs.get("publication_rule") or {}, R.lang))
 changes = None
 if P.compare:
     earlier = sp.load_survey(P, wave=P.compare)  # same cap rule; its own files and period
-    before = indicator_table(earlier, crime_types=P.crime_types, domains=P.domains,
-                             publication=P.publication_preset, **P.publication_params)
+    before = st.indicator_table(earlier, crime_types=P.crime_types, domains=P.domains,
+                                publication=P.publication_preset, **P.publication_params)
     if str(before.period.iloc[0]) == period_label:
         raise sp.ParameterError(f"compare: the earlier wave's period label '{period_label}' is this wave's too; "
                                 "give compare.period (and period) to tell them apart")
-    changes = compare_waves(before, table, data_a=earlier, data_b=data, samples=P.compare.get("samples", "auto"))
+    changes = st.compare_waves(before, table, data_a=earlier, data_b=data, samples=P.compare.get("samples", "auto"))
     rp.publish_csv(changes, f"{P.output_dir}/comparison.csv")
     rp.publish_csv(trend_table([before, table], changes=[changes]), f"{P.output_dir}/trend.csv")
     sel = changes[(changes.domain == "overall") & changes.indicator.isin(["prevalence", "feeling_safe"])
@@ -175,6 +177,8 @@ else:
 design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)
 if design_note:
     rp.md(f"**Design: {design_note}.**" if R.lang == "en" else f"**{design_note}**")
+if st.streams(data):  # the engine, and the notebooks a streamed run leaves out (with their reasons)
+    rp.md("\n\n".join(x for x in (st.engine_note(data, R), st.skipped_text(data, R)) if x))
 cap = R.sep.join(R.data_text(c) for c in sorted(set(table.cap_rule) - {""})) or R("report.word.none")
 rp.md(R("report.sum.parameters", cap=cap, spec=P.spec,
         domains=", ".join(R.domain(d, d) for d in P.domains) if P.domains else R("report.word.all"),

@@ -39,6 +39,7 @@ cap_rule = None
 output_dir = "outputs/interactive"
 language = "en"
 seed = 1
+engine = None
 
 # %% check parameters
 P = sp.check_notebook(globals(), "victimization")
@@ -46,17 +47,20 @@ P = sp.check_notebook(globals(), "victimization")
 # %% load the survey
 import pandas as pd
 
-from survey.indicators import INDICATORS, domain_difference, indicator_table
+from survey import tables as st
+from survey.indicators import INDICATORS, domain_difference
 
-data = sp.load_survey(P)
+data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
 R = rp.Reader(P.language, S)  # the report's language: catalog strings, numbers, the spec's labels
 if S.victimization is None:
     raise sp.ParameterError(f"spec {P.spec} has no victimization section: this notebook has nothing to estimate")
+if st.streams(data):
+    rp.md(st.engine_note(data, R))
 
 # %% indicator table
-table = indicator_table(data, crime_types=P.crime_types, domains=P.domains,
-                        publication=P.publication_preset, **P.publication_params)
+table = st.indicator_table(data, crime_types=P.crime_types, domains=P.domains,
+                           publication=P.publication_preset, **P.publication_params)
 rp.write_indicator_table(table, P.output_dir, data, P.as_dict())
 rule = table.attrs.get("publication_rule") or {}
 cap = R.sep.join(R.data_text(c) for c in sorted(set(table.cap_rule) - {""})) or R("report.word.none")
@@ -149,7 +153,7 @@ for dom in doms:
 
 # %% differences
 diffs = []
-for dom in doms:
+for dom in doms if not st.streams(data) else []:  # (the covariance of two domains needs the rows)
     cats = [v for v in table.loc[table.domain == dom, "domain_value"].unique()]
     if len(cats) != 2:
         continue
@@ -162,6 +166,8 @@ if diffs:
     shown = ["crime_type", "domain", "a", "b", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high",
              "p_value", "significant"]
     display(diffs[shown].round(3) if R.lang == "en" else R.frame(diffs, shown, 3))
+elif st.streams(data):
+    rp.md(R("report.stream.no_differences"))
 else:
     rp.md(R("report.vic.no_two_categories"))
 

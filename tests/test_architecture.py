@@ -12,7 +12,7 @@ ENGINE = {"design", "variance", "estimate", "replicates", "weighting", "contrast
           "ordinal", "errors", "_columns", "_atomic", "_safe_csv", "stream"}
 SEMANTICS = {"spec", "io", "ingest", "indicators", "quality", "synth", "codebook", "sae", "gvf", "change",
              "evaluation", "cost", "risk", "lorenz", "areas", "stream_indicators"}
-PUBLISHING = {"params", "batch", "report", "serve", "i18n", "cli", "dashboard", "_jupyter", "__init__"}
+PUBLISHING = {"params", "batch", "report", "serve", "i18n", "cli", "dashboard", "_jupyter", "__init__", "tables"}
 LAYER = {**{m: 0 for m in ENGINE}, **{m: 1 for m in SEMANTICS}, **{m: 2 for m in PUBLISHING}}
 
 

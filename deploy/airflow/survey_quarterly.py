@@ -48,7 +48,8 @@ PARAMETERS = {
     "output_dir": WORK,
     "language": "en",
     "seed": 1,
-}
+    "engine": None,  # the spec's design.engine; a streamed survey (survey.tables) has no risk models:
+}                    # leave "risk" out of NOTEBOOKS then (each task streams the table once)
 EXTRA = {  # parameters of one notebook only (another notebook would reject them as unknown)
     "risk": {"risk_crime_types": None},
     "summary": {"compare": None},  # e.g. {"data_dir": ".../{{ prev_quarter }}", "period": "..."}

@@ -33,7 +33,12 @@ A run folder holds:
                       ``design`` (``survey.report.design_info``): the design the standard
                       errors assume, with a ``note`` when the file lacks strata or PSU;
                       ``language``, ``description`` and ``description_fr``/``description_es``
-                      when the parameter set gives them
+                      when the parameter set gives them; ``engine`` for a streamed run
+``engine.json``       a streamed run (the spec's ``design.engine`` or the parameter set's
+                      ``engine:``): the engine, the streamed table's fingerprint, the row
+                      accounting and the notebooks left out with their reasons
+                      (``survey.tables``: the notebooks run on the table streamed once; the
+                      risk and evaluation notebooks, which need the rows in memory, do not)
 ====================  =======================================================================
 
 The same parameters give the same tables (CSV and Parquet byte for byte).  Exit code 0 only
@@ -448,6 +453,11 @@ def finalize(run_dir, values: dict, notebooks: list[dict], *, name: str | None =
             "cost_benefit": "cost_benefit.csv" if (run_dir / "cost_benefit.csv").exists() else None,
             "cost_benefit_sha256": sha256(run_dir / "cost_benefit.csv") if (run_dir / "cost_benefit.csv").exists()
             else None}
+    from .tables import read_engine_file
+
+    engine = read_engine_file(run_dir)
+    if engine is not None:  # a streamed run: its engine and the notebooks it left out (survey.tables)
+        manifest["engine"] = {k: engine.get(k) for k in ("mode", "engine", "chunk_rows", "rows", "table", "skipped")}
     if (run_dir / "risk_model_failures.csv").exists():  # models recorded as not fitted (on_model_failure: record)
         manifest["model_failures"] = pd.read_csv(run_dir / "risk_model_failures.csv",
                                                  keep_default_na=False).to_dict(orient="records")
@@ -755,13 +765,19 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
                 mark(tmp, "run", run=cfg.name, parameter_file=str(cfg.source))
                 log.info("run %s from %s: notebooks %s; output %s; temporary folder %s", cfg.name, cfg.source,
                          ", ".join(cfg.notebooks), cfg.output_dir, tmp)
-                streamed = _streamed_indicators(cfg, tmp, log)  # engine: stream -> no notebook
-                if streamed:
-                    res["engine"] = streamed
                 # the small-area step after the indicator table; the evaluation notebook runs last when
                 # the parameter set has an `evaluation:` section
                 steps = cfg.notebooks + small_area_step(cfg) + (["evaluation"] if cfg.evaluation else [])
-                for nb in ([] if streamed else steps):
+                streamed = _streamed_indicators(cfg, tmp, steps, log)  # engine: stream -> the table, once
+                if streamed:
+                    res["engine"] = streamed["engine"]
+                    res["skipped"] = streamed["skipped"]
+                    left_out = {s["notebook"] for s in streamed["skipped"]}
+                    steps = [nb for nb in steps if nb not in left_out]
+                    res["planned"] = list(steps)
+                    for nb in left_out & set(cfg.notebooks):  # (the progress bar counts them)
+                        emit("done", cfg.name, nb, "skipped")
+                for nb in steps:
                     emit("start", cfg.name, nb)
                     rec = _execute_notebook(nb, cfg, tmp, nb_dir, log)
                     res["notebooks"].append(rec)
@@ -807,23 +823,24 @@ def execute_run(parameter_file: str, notebook_dir: str | None = None, notebooks:
     return res
 
 
-def _streamed_indicators(cfg: RunConfig, run_dir: Path, log) -> str | None:
-    """The engine of the run (the spec's ``design.engine`` with the parameter set's ``engine:``).
-    When it streams (a Parquet design file beyond the memory limit, or ``mode: stream``): the
-    indicator table and the row accounting are computed from the file in batches
-    (:mod:`survey.stream_indicators`) and written into ``run_dir``; the notebooks, which load
-    the survey in memory, are not run.  Returns the engine line then, else None."""
+def _streamed_indicators(cfg: RunConfig, run_dir: Path, steps: list[str], log) -> dict | None:
+    """The engine of the run (the spec's ``design.engine`` with the parameter set's ``engine:``),
+    passed on to the notebooks (their ``engine`` parameter: the mode chosen here, so that a
+    kernel never chooses otherwise).  When it streams (a Parquet design file beyond the memory
+    limit, or ``mode: stream``): the indicator table and the row accounting are computed once
+    from the file in batches (:mod:`survey.stream_indicators`) and written into ``run_dir``
+    with :data:`survey.tables.ENGINE_FILE`; the notebooks take their tables from there
+    (:mod:`survey.tables`), and the ``steps`` that need the survey in memory
+    (:data:`survey.tables.NEEDS_MEMORY`) are left out, with their reasons.  Returns the
+    engine file's content then, else None."""
     from .params import publication_rule, spec_for
-    from .stream_indicators import StreamIndicatorError, engine_plan
+    from .tables import engine_plan_for, skipped_notebooks, write_engine_file
 
     spec, spec_path = spec_for(cfg.values)
-    e = cfg.engine or {}
-    try:
-        plan = engine_plan(spec, spec_path, e.get("mode"), e.get("memory_limit"), e.get("chunk_rows"))
-    except StreamIndicatorError:
-        if (e.get("mode") or spec.design.engine.mode) == "stream":
-            raise
+    plan = engine_plan_for(spec, spec_path, cfg.engine)
+    if plan is None:
         return None
+    cfg.values["engine"] = {**(cfg.engine or {}), "mode": plan.mode}
     log.info("run %s: %s", cfg.name, plan.line())
     if plan.mode != "stream":
         return None
@@ -833,6 +850,7 @@ def _streamed_indicators(cfg: RunConfig, run_dir: Path, log) -> str | None:
     from .report import neutral_frame, write_indicator_table
     from .stream_indicators import indicator_table
 
+    cfg.values["engine"]["chunk_rows"] = int(plan.chunk_rows)
     preset, pub = publication_rule(cfg.values.get("publication"))
     table = indicator_table(spec, spec_path, crime_types=cfg.values.get("crime_types"),
                             domains=cfg.values.get("domains"), publication=preset, chunk_rows=plan.chunk_rows, **pub)
@@ -840,8 +858,11 @@ def _streamed_indicators(cfg: RunConfig, run_dir: Path, log) -> str | None:
                       accounting=pd.DataFrame())
     write_indicator_table(table, run_dir, meta, cfg.values)
     neutral_frame(pd.DataFrame(table.attrs["accounting"])).to_csv(run_dir / "accounting.csv", index=False)
+    info = write_engine_file(run_dir, plan, table, cfg.values, skipped_notebooks(steps))
     log.info("run %s: indicator table streamed (%s): %d rows", cfg.name, table.attrs["engine"], len(table))
-    return plan.line()
+    for s in info["skipped"]:
+        log.info("run %s: notebook %s left out: %s", cfg.name, s["notebook"], s["reason"])
+    return info
 
 
 def _publish(cfg: RunConfig, tmp: Path, hashes: dict[str, str], log) -> None:
@@ -1169,7 +1190,10 @@ def _display(path) -> str:
 
 def _status_line(r: dict) -> str:
     if r["status"] == "succeeded":
-        return f"ok     {r['name']}: {len(r['notebooks'])} notebooks in {r['seconds']:.1f} s -> {r['output_dir']}"
+        left = ", ".join(s["notebook"] for s in r.get("skipped") or [])
+        left = f" (streamed; left out: {left}, they need the rows in memory)" if left else ""
+        return (f"ok     {r['name']}: {len(r['notebooks'])} notebooks in {r['seconds']:.1f} s -> {r['output_dir']}"
+                f"{left}")
     e = r.get("error") or {}
     where = f"notebook {e['notebook']}" if e.get("notebook") else "parameters"
     return f"failed {r['name']}: {where}: {e.get('ename', 'Error')} (details below)"

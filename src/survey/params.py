@@ -32,6 +32,11 @@ language        ``en``, ``fr`` or ``es``: the language of the HTML reports and t
                 (the run-level keys ``description_fr`` and ``description_es`` give the run's
                 description in French and Spanish; ``description`` is the fallback)
 seed            random seed (numpy's global generator is seeded with it)
+engine          in memory or streamed, overriding the spec's ``design.engine``: ``{mode: auto |
+                memory | stream, chunk_rows: N, memory_limit: 4GB}``.  When the survey streams,
+                :func:`load_survey` returns a :class:`survey.tables.StreamedSurvey` (no rows in
+                memory) and the notebooks take their tables from the stream
+                (:mod:`survey.tables`); a batch run passes the mode it chose
 ==============  ============================================================================
 
 Notebook-specific parameters are in :data:`EXTRA`; run-level keys of a parameter set (not
@@ -87,6 +92,8 @@ COMMON: tuple[Param, ...] = (
     Param("output_dir", "output_dir", "outputs/interactive", "folder the notebook writes its tables into"),
     Param("language", "language", "en", "en | fr | es"),
     Param("seed", "seed", 1, "random seed"),
+    Param("engine", "engine?", None, "in memory or streamed, overriding the spec's design.engine: "
+                                     "{mode: auto | memory | stream, chunk_rows: N, memory_limit: 4GB}"),
 )
 COMMON_NAMES = tuple(p.name for p in COMMON)
 EXTRA: dict[str, tuple[Param, ...]] = {
@@ -126,9 +133,6 @@ RUN_KEYS = {
     "evaluation": "a programme evaluation run after the other notebooks (notebooks/evaluation.ipynb): "
                   "{outcome:, treated:, period:, start:, ...} (see EVALUATION_KEYS); writes evaluation.csv "
                   "and cost_benefit.csv",
-    "engine": "in memory or streamed, overriding the spec's design.engine: {mode: auto | memory | stream, "
-              "chunk_rows: N, memory_limit: 4GB}; when the run streams, the batch computes the indicator "
-              "table from the Parquet file in batches and runs no notebook",
 }
 COMPARE_KEYS = ("spec", "data_dir", "period", "samples")
 COMPARE_SAMPLES = ("auto", "independent", "overlapping")
@@ -406,6 +410,8 @@ def _check_value(p: Param, value, what: str, base: Path | None, root: Path):
             raise ParameterError(f"{what} must be one of {', '.join(LANGUAGES)}, not {value!r}"
                                  f"{_did_you_mean(value, LANGUAGES)}")
         return value
+    if kind == "engine":
+        return engine_override(value, what.removesuffix("engine")) or None
     if kind == "seed":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
             raise ParameterError(f"{what} must be a whole number from 0 to {MAX_SEED}, not {value!r}")
@@ -693,12 +699,27 @@ def spec_for(params: Params | dict, wave: dict | None = None):
 
 def load_survey(params: Params | dict, wave: dict | None = None, write_accounting: bool = True):
     """Load the survey for a notebook run (:func:`spec_for` overrides); the run's own wave
-    also writes its row accounting to ``output_dir/accounting.csv`` (the manifest's)."""
+    also writes its row accounting to ``output_dir/accounting.csv`` (the manifest's).
+
+    When the survey streams (the spec's ``design.engine`` with the ``engine`` parameter's
+    overrides: :func:`survey.tables.engine_plan_for`), nothing is loaded: the result is a
+    :class:`survey.tables.StreamedSurvey` (spec, engine plan, the streamed row accounting), whose
+    tables the notebooks get through :mod:`survey.tables`."""
     from .ingest import load
+    from .tables import StreamedSurvey, engine_plan_for
 
     values = params.as_dict() if isinstance(params, Params) else params
     parsed, spec_path = spec_for(values, wave)
-    data = load(parsed, spec_path=spec_path)
+    try:
+        plan = engine_plan_for(parsed, spec_path, values.get("engine"))
+    except SurveyError:
+        if wave is None:
+            raise
+        plan = None  # an earlier wave that cannot stream is loaded in memory
+    if plan is not None and plan.mode == "stream":
+        data = StreamedSurvey(parsed, spec_path, plan, values, publication_rule(values.get("publication")), wave)
+    else:
+        data = load(parsed, spec_path=spec_path)
     if write_accounting and wave is None:
         out = Path(values["output_dir"])
         out.mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,8 @@ class Reader:
                           units=self.count(int(changes["shared_units"].iloc[0])))
         if method.startswith("independent samples (declared"):
             return self.t("report.sum.method_declared")
+        if method.startswith("independent samples (streamed"):  # survey.tables.STREAMED_METHOD
+            return self.t("report.sum.method_streamed")
         return self.t("report.sum.method_independent")
 
     # ----- labels -----------------------------------------------------------------------------
@@ -409,7 +411,7 @@ class Reader:
                     g["domain"] = self.domain(g["domain"])
                 if "parts" in g:
                     g["parts"] = ", ".join(self.domain(x) for x in g["parts"].split(", "))
-                for k in ("n", "m"):
+                for k in ("n", "m", "chunk"):
                     if k in g:
                         g[k] = self.count(int(g[k]))
                 return self.t(f"report.acc.detail.{key}", **g)
@@ -509,6 +511,8 @@ class Reader:
 _COUNTED = re.compile(r"^[\w.-]+: \d+(, [\w.-]+: \d+)*$")
 _ACCOUNTING_DETAILS = [(key, re.compile(pattern), steps) for key, pattern, steps in (
     ("read", r"^(?P<file>.+): (?P<n>\d+) columns read$", ()),
+    ("read_streamed", r"^(?P<file>.+): (?P<n>\d+) columns read in (?P<m>\d+) batches of up to (?P<chunk>\d+) rows "
+                      r"\(streamed\)$", ()),
     ("joined", r"^columns of '(?P<file>.+)' joined on (?P<keys>.+)$", ()),
     ("all_respondents", r"^every row is a respondent$", ()),
     ("non_respondents_kept", r"^(?P<n>\d+) non-respondent rows kept for design information$", ()),
