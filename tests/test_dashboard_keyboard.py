@@ -122,6 +122,24 @@ def page(browser):
     pg.close()
 
 
+# document.title and lang each time the title changes, from the document's creation on, and
+# whether the dashboard's widgets were there yet (page.add_init_script: runs before the page's
+# own scripts, so the first entry is the title as the server sent it)
+TITLE_WATCH = """(() => {
+    window.__svyTitles = [];
+    let last = null;
+    const note = () => {
+        const t = document.title;
+        if (t && t !== last) {
+            last = t;
+            window.__svyTitles.push({title: t, lang: document.documentElement.lang,
+                                     widgets: !!document.querySelector('.svy-dashboard .svy-title')});
+        }
+    };
+    new MutationObserver(note).observe(document, {subtree: true, childList: true, characterData: true});
+})();"""
+
+
 # what has the keyboard focus: element, filter it belongs to, focus indicator, position
 FOCUSED = """() => {
     const e = document.activeElement;
@@ -402,14 +420,22 @@ def test_dashboard_follows_the_language_chosen_on_the_landing_page(site, page):
     from survey.i18n import Translator
 
     twin = build("overview", root=site.outputs, language="fr")
+    page.add_init_script(TITLE_WATCH)
     page.goto(site.base + "?lang=fr")
     with page.expect_response(lambda r: "/voila/render/overview.ipynb" in r.url) as sent:
         page.click(".svy-dashboard-link a >> nth=0")
-    # before the widgets render, the tab shows the notebook's title (its metadata, in English)
-    # rather than the file name; the page's script then puts the reader's language in it
-    early = re.search(r"<title>(.*?)</title>", sent.value.text(), re.S)
-    assert early and early.group(1).strip() == Translator("en")("app.overview.title"), early
+    # from its first byte, before the widgets render, the tab shows the dashboard's title in the
+    # reader's language (not the notebook's English metadata title, not the file name), and the
+    # document says it is French; the page's script then puts the view's title in it
+    french = Translator("fr")("app.overview.title")
+    assert french != Translator("en")("app.overview.title")
+    early = re.search(r"<html[^>]*>.*?<title>(.*?)</title>", sent.value.text(), re.S)
+    assert early and early.group(1).strip() == french, early
+    assert re.search(r'<html[^>]*\slang="fr"', early.group(0)), early.group(0)[:200]
     root = ".svy-dashboard-overview"
+    page.wait_for_selector(f"{root} .svy-title h2")
+    seen = page.evaluate("() => window.__svyTitles")
+    assert seen and seen[0] == {"title": french, "lang": "fr", "widgets": False}, seen
     page.wait_for_selector(f"{root} .svy-chart .js-plotly-plot")
     page.wait_for_function("() => document.documentElement.lang === 'fr'")
     page.wait_for_function("([sel, t]) => document.querySelector(sel + ' .svy-title').textContent.trim() === t",
