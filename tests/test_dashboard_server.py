@@ -635,3 +635,23 @@ def test_server_landing_and_access_code_pages(tmp_path, landing_dirs):
             assert token not in page
         log = "".join(line for line in srv.lines if not line.startswith("dashboards: "))
     assert token not in log and "Traceback" not in log
+
+
+def test_dashboard_page_head_in_the_readers_language():
+    """The head Voilà writes (<html lang="en">, the notebook's English metadata title) in the
+    page's language: ?lang= when it is en, fr or es, else the server's language; the title is
+    the dashboard's from the catalogs (escaped), a notebook without one keeps its title; the
+    spinner's <title> in the body is left alone."""
+    head = ('<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8" />\n<title>Fear of crime</title>'
+            '<script>x</script></head><body><svg><title>spin</title></svg>')
+    text, done = serve.localize_page_head(head, "fr", "fear.ipynb")
+    assert done and text.startswith('<!DOCTYPE html>\n<html lang="fr">\n<head>')
+    assert "<title>Sentiment d’insécurité</title><script>x</script>" in text and "<title>spin</title>" in text
+    text, done = serve.localize_page_head(head, "es", "notes.ipynb")
+    assert done and '<html lang="es">' in text and "<title>Fear of crime</title>" in text
+    assert serve.localize_page_head('<!DOCTYPE html>\n<html lang="', "fr", "fear.ipynb") == \
+        ('<!DOCTYPE html>\n<html lang="', False)
+    text, _ = serve.localize_page_head('<html class="x" lang="en"><title>a</title>', "es", "risk.ipynb")
+    assert text == '<html class="x" lang="es"><title>Factores de riesgo y de protección</title>'
+    assert [serve.dashboard_page_language(q, d) for q, d in
+            (("fr", "en"), ("", "es"), ("xx", "fr"), ("es'><script>", "en"), (None, "zz"))] == ["fr", "es", "fr", "en", "en"]

@@ -797,7 +797,10 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
             # Voilà sends the template in small pieces (``<title>``, the title, ``</title>`` are
             # three): they are held until the title is complete (at most HEAD_HOLD characters)
             head = getattr(self, "survey_head", None)
-            if head is None or not isinstance(chunk, str):
+            if head is None:
+                return super().write(chunk)
+            if not isinstance(chunk, str):  # (Voilà writes text) what was held first, as it was
+                self.survey_release_head()
                 return super().write(chunk)
             self.survey_held = getattr(self, "survey_held", "") + chunk
             text, done = localize_page_head(self.survey_held, *head)
