@@ -47,6 +47,7 @@ from survey.evaluation import (
     evaluation_table,
     prepare_evaluation,
     simulate_pooled_waves,
+    yearly_effects,
 )
 
 rp.setup_notebook()
@@ -184,7 +185,9 @@ if res.event_study is not None:
 # with the programme's cost. Intervals by the delta method from the effect's standard error
 # (unit costs and the programme cost taken as known). With a 0/1 outcome the "crimes" averted
 # are victims averted (a lower bound of crimes when victims suffer several); use a count of
-# incidents as the outcome to value crimes.
+# incidents as the outcome to value crimes. A batch run's `effects: event_study` (or a list of
+# periods) values each programme year with its own event-study effect instead of one effect
+# for every year, with the effects' joint covariance in the interval.
 
 # %% cost-benefit
 if section is None:  # stand-alone: one year
@@ -206,6 +209,9 @@ else:
             crime=crime_type, cost=R.count(costs.set_index("crime_type").loc[crime_type, "unit_cost"]),
             currency=cb.currency.iloc[0], year=cb.price_year.iloc[0], years=cb.years.iloc[0],
             rate=R.sig(100 * cb.discount_rate.iloc[0])))
+    if section is not None and section["effects"] != "pooled":  # each year valued with its own effect
+        periods, est, _, _ = yearly_effects(res, section["effects"])
+        rp.md(R("report.eval.per_year", effects=", ".join(f"{p} ({R.num(e, 3)})" for p, e in zip(periods, est))))
 cb if cb is None or R.lang == "en" else R.frame(
     cb.assign(quantity=[R(f"report.eval.quantity.{q}") for q in cb.quantity]),
     ["quantity", "estimate", "se", "ci_low", "ci_high"], 2)

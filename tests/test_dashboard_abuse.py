@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import TIMEOUT_MS, chromium_browser
 
 from survey import serve
 
@@ -597,34 +598,15 @@ EXPIRED = {"en": "This dashboard session has expired. Reload the page to continu
            "es": "La sesión de este tablero ha caducado. Vuelva a cargar la página para continuar."}
 
 
-def _need_browser():
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "python playwright is not installed (pip install -e '.[dev]')"
-    if reason is None and not Path(serve.CHROMIUM).exists():
-        reason = f"no Chromium at {serve.CHROMIUM} (apt-get install chromium)"
-    if reason:
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail(f"browser tests required ($SURVEY_REQUIRE_BROWSER) but {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def chromium():
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS, headless=True)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 def open_widgets_page(browser, srv, locale="en-US"):
     ctx = browser.new_context(locale=locale)
-    ctx.set_default_timeout(90_000)
+    ctx.set_default_timeout(TIMEOUT_MS)
     page = ctx.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))

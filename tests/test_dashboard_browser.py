@@ -19,39 +19,20 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import AXE, LOOPBACK, ROOT, SHOTS, chromium_context, need_axe, need_browser, served_dashboards
 
 from survey import serve
 from survey.dashboard import charts
 
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "test-output" / "screenshots"
 DASHBOARDS = ("overview", "victimization", "fear", "repeat", "risk")
-LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
-TIMEOUT_MS = 90_000  # a cold kernel on a loaded 2-core machine
 # the order in which a test picks the filter to change
 FILTER_ORDER = ("crime", "indicator", "domain", "period", "run")
-
-
-def _need_browser():
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "python playwright is not installed (pip install -e '.[dev]')"
-    if reason is None and not Path(serve.CHROMIUM).exists():
-        reason = f"no Chromium at {serve.CHROMIUM} (apt-get install chromium)"
-    if reason:
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail(f"browser tests required ($SURVEY_REQUIRE_BROWSER) but {reason}")
-        pytest.skip(reason)
 
 
 def norm(text: str) -> str:
@@ -90,19 +71,12 @@ def server(request, tmp_path_factory):
     sources first on the kernels' path (Voilà's kernels do not see $PYTHONPATH)."""
     import shutil
 
-    import nbformat
-
-    _need_browser()  # before the publication (a batch run) is made for nothing
+    need_browser()  # before the publication (a batch run) is made for nothing
     folder = tmp_path_factory.mktemp("voila")
     publication = folder / "outputs"  # a copy: a run is added (below) that other modules must not see
     shutil.copytree(request.getfixturevalue("three_waves"), publication)
     _add_cv_run(publication)
-    dashboards = folder / "dashboards"
-    dashboards.mkdir()
-    for nb_path in (ROOT / "dashboards").glob("*.ipynb"):
-        nb = nbformat.read(nb_path, as_version=4)
-        nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
-        nbformat.write(nb, dashboards / nb_path.name)
+    dashboards = served_dashboards(folder / "dashboards")
     # many pages stay open in one browser here: the kernel caps are tested in test_dashboard_abuse
     with serve.ServerProcess(publication, "--max-kernels", "60", "--max-kernels-per-client", "60",
                              dashboards=dashboards, timeout=240, log_path=folder / "voila.log") as srv:
@@ -147,16 +121,8 @@ def context(server, chromium):
 @pytest.fixture(scope="module")
 def chromium():
     """The browser (one playwright per module: a second one cannot start while it runs)."""
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        ctx = p.chromium.launch_persistent_context(
-            profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS, headless=True,
-            accept_downloads=True, viewport={"width": 1280, "height": 1000}, locale="en-US")
-        ctx.set_default_timeout(TIMEOUT_MS)
+    with chromium_context(accept_downloads=True, viewport={"width": 1280, "height": 1000}, locale="en-US") as ctx:
         yield ctx
-        ctx.close()
 
 
 class Dash:
@@ -433,7 +399,6 @@ def test_no_request_leaves_the_server(dash):
 # ---------------------------------------------------------------------------------------------
 # issue 13: quality marks, change, trend, languages, print, phone, accessibility
 # ---------------------------------------------------------------------------------------------
-AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def _open(context, server, name: str, width: int = 1280, height: int = 1000) -> Dash:
@@ -615,10 +580,7 @@ def test_phone_width_without_horizontal_scroll(context, server, name):
 @pytest.mark.parametrize("name", DASHBOARDS)
 def test_no_accessibility_violation_wcag_a_aa(context, server, name):
     """axe-core (tests/js, `make axe`) on each dashboard: no WCAG 2 A or AA violation."""
-    if not AXE.exists():
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail(f"accessibility checks required but {AXE} is missing (make axe)")
-        pytest.skip(f"{AXE} is missing (make axe: npm install in tests/js)")
+    need_axe()
     d = _open(context, server, name)
     try:
         d.wait_for_chart()

@@ -18,68 +18,28 @@ $SURVEY_REQUIRE_BROWSER is set, then they fail. Screenshots: test-output/screens
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import AXE, LOOPBACK, ROOT, SHOTS, chromium_context, need_axe, need_browser, served_dashboards
 
 from survey import serve
 
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "test-output" / "screenshots"
-AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
-TIMEOUT_MS = 90_000  # a cold kernel on a loaded 2-core machine
 PUBLISHER = "Office of Crime Statistics"
 TOKEN = "kbd-" + secrets.token_urlsafe(18)
-LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
-
-
-def _need_browser():
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "python playwright is not installed (pip install -e '.[dev]')"
-    if reason is None and not Path(serve.CHROMIUM).exists():
-        reason = f"no Chromium at {serve.CHROMIUM} (apt-get install chromium)"
-    if reason:
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail(f"browser tests required ($SURVEY_REQUIRE_BROWSER) but {reason}")
-        pytest.skip(reason)
-
-
-def _need_axe():
-    if not AXE.exists():
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail(f"accessibility checks required but {AXE} is missing (make axe)")
-        pytest.skip(f"{AXE} is missing (make axe: npm install in tests/js)")
-
-
-def _dashboards(folder: Path) -> Path:
-    """Copies of the dashboards with this checkout's sources first on the kernels' path
-    (Voilà's kernels do not see $PYTHONPATH)."""
-    import nbformat
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for nb_path in (ROOT / "dashboards").glob("*.ipynb"):
-        nb = nbformat.read(nb_path, as_version=4)
-        nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
-        nbformat.write(nb, folder / nb_path.name)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def site(request, tmp_path_factory):
     """The open site (loopback, no token)."""
-    _need_browser()
+    need_browser()
     publication = request.getfixturevalue("publication")
     folder = tmp_path_factory.mktemp("kbd-site")
     with serve.ServerProcess(publication, "--max-kernels", "20", "--max-kernels-per-client", "20",
-                             "--publisher", PUBLISHER, dashboards=_dashboards(folder / "dashboards"), timeout=240,
+                             "--publisher", PUBLISHER, dashboards=served_dashboards(folder / "dashboards"), timeout=240,
                              log_path=folder / "voila.log") as srv:
         yield srv
 
@@ -87,27 +47,19 @@ def site(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def locked_site(request, tmp_path_factory):
     """The same site behind an access code (no preheated kernels: only its pages are used)."""
-    _need_browser()
+    need_browser()
     publication = request.getfixturevalue("publication")
     folder = tmp_path_factory.mktemp("kbd-locked")
     with serve.ServerProcess(publication, "--pool-size", "0", "--token", TOKEN, "--publisher", PUBLISHER,
-                             dashboards=_dashboards(folder / "dashboards"), timeout=240,
+                             dashboards=served_dashboards(folder / "dashboards"), timeout=240,
                              log_path=folder / "voila.log") as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def browser():
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        ctx = p.chromium.launch_persistent_context(
-            profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 900}, locale="en-US")
-        ctx.set_default_timeout(TIMEOUT_MS)
+    with chromium_context(viewport={"width": 1280, "height": 900}, locale="en-US") as ctx:
         yield ctx
-        ctx.close()
 
 
 @pytest.fixture
@@ -120,6 +72,24 @@ def page(browser):
     pg.on("pageerror", lambda e: pg.errors.append(f"page error: {e}"))
     yield pg
     pg.close()
+
+
+# document.title and lang each time the title changes, from the document's creation on, and
+# whether the dashboard's widgets were there yet (page.add_init_script: runs before the page's
+# own scripts, so the first entry is the title as the server sent it)
+TITLE_WATCH = """(() => {
+    window.__svyTitles = [];
+    let last = null;
+    const note = () => {
+        const t = document.title;
+        if (t && t !== last) {
+            last = t;
+            window.__svyTitles.push({title: t, lang: document.documentElement.lang,
+                                     widgets: !!document.querySelector('.svy-dashboard .svy-title')});
+        }
+    };
+    new MutationObserver(note).observe(document, {subtree: true, childList: true, characterData: true});
+})();"""
 
 
 # what has the keyboard focus: element, filter it belongs to, focus indicator, position
@@ -325,7 +295,7 @@ def test_access_code_page_with_the_keyboard(locked_site, browser):
         page.wait_for_selector("#svy-login-error")
         assert page.inner_text("#svy-login-error") == "Ce code d’accès n’est pas valide. Vérifiez-le et réessayez."
         assert page.evaluate("() => document.documentElement.lang") == "fr"
-        _need_axe()
+        need_axe()
         assert axe_violations(page) == [], "the page with the error message"
         shot(page, "login-fr-error")
         page.keyboard.press("Tab")  # skip link
@@ -355,7 +325,7 @@ LOGIN_H1 = {"en": "Access code needed", "fr": "Code d’accès requis", "es": "S
 
 @pytest.mark.parametrize("lang", ["en", "fr", "es"])
 def test_landing_page_accessible_in_each_language(site, page, lang):
-    _need_axe()
+    need_axe()
     page.goto(site.base + f"?lang={lang}")
     assert page.evaluate("() => document.documentElement.lang") == lang
     assert page.inner_text("h1") == LANDING_H1[lang]
@@ -378,7 +348,7 @@ def test_landing_page_accessible_in_each_language(site, page, lang):
 
 @pytest.mark.parametrize("lang", ["en", "fr", "es"])
 def test_access_code_page_accessible_in_each_language(locked_site, page, lang):
-    _need_axe()
+    need_axe()
     page.context.clear_cookies()  # signed out (another test signed in)
     page.goto(locked_site.base + f"?lang={lang}")  # to the access-code page, in the language asked for
     assert urlsplit(page.url).path == "/login"
@@ -402,14 +372,22 @@ def test_dashboard_follows_the_language_chosen_on_the_landing_page(site, page):
     from survey.i18n import Translator
 
     twin = build("overview", root=site.outputs, language="fr")
+    page.add_init_script(TITLE_WATCH)
     page.goto(site.base + "?lang=fr")
     with page.expect_response(lambda r: "/voila/render/overview.ipynb" in r.url) as sent:
         page.click(".svy-dashboard-link a >> nth=0")
-    # before the widgets render, the tab shows the notebook's title (its metadata, in English)
-    # rather than the file name; the page's script then puts the reader's language in it
-    early = re.search(r"<title>(.*?)</title>", sent.value.text(), re.S)
-    assert early and early.group(1).strip() == Translator("en")("app.overview.title"), early
+    # from its first byte, before the widgets render, the tab shows the dashboard's title in the
+    # reader's language (not the notebook's English metadata title, not the file name), and the
+    # document says it is French; the page's script then puts the view's title in it
+    french = Translator("fr")("app.overview.title")
+    assert french != Translator("en")("app.overview.title")
+    early = re.search(r"<html[^>]*>.*?<title>(.*?)</title>", sent.value.text(), re.S)
+    assert early and early.group(1).strip() == french, early
+    assert re.search(r'<html[^>]*\slang="fr"', early.group(0)), early.group(0)[:200]
     root = ".svy-dashboard-overview"
+    page.wait_for_selector(f"{root} .svy-title h2")
+    seen = page.evaluate("() => window.__svyTitles")
+    assert seen and seen[0] == {"title": french, "lang": "fr", "widgets": False}, seen
     page.wait_for_selector(f"{root} .svy-chart .js-plotly-plot")
     page.wait_for_function("() => document.documentElement.lang === 'fr'")
     page.wait_for_function("([sel, t]) => document.querySelector(sel + ' .svy-title').textContent.trim() === t",

@@ -184,28 +184,16 @@ def test_dashboard_notebook_pair():
 def test_in_a_real_browser(root, tmp_path):
     """`survey dashboard` serving dashboards/local.ipynb over the run: the page shows the
     in-process app's title ("Model-based estimates ..."), its map, and the withheld areas as
-    words; no error output.  Skipped without Chromium or playwright."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("python playwright is not installed")
+    words; no error output.  Skipped without Chromium or playwright (tests/_browser.py)."""
+    from _browser import SHOTS, chromium_context, need_browser, served_dashboards
+
     from survey import serve
 
-    if not Path(serve.CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {serve.CHROMIUM}")
-    import tempfile
-
-    dashboards = tmp_path / "dashboards"
-    dashboards.mkdir()
-    nb = nbformat.read(ROOT / "dashboards" / "local.ipynb", as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
-    nbformat.write(nb, dashboards / "local.ipynb")
+    need_browser()
+    dashboards = served_dashboards(tmp_path / "dashboards", ["local"])
     app = build(root=root, language="en")
     with serve.ServerProcess(root, dashboards=dashboards, timeout=240, log_path=tmp_path / "voila.log") as srv, \
-            sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        ctx = p.chromium.launch_persistent_context(profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS,
-                                                   headless=True, viewport={"width": 1280, "height": 1000})
-        ctx.set_default_timeout(120_000)
+            chromium_context(timeout_ms=120_000, viewport={"width": 1280, "height": 1000}) as ctx:
         page = ctx.new_page()
         page.goto(srv.base + "voila/render/local.ipynb")
         page.wait_for_selector(".svy-dashboard-local .svy-chart .js-plotly-plot")
@@ -221,10 +209,8 @@ def test_in_a_real_browser(root, tmp_path):
             assert [c[0] for c in by_area[area][5:8]] == ["", "", ""]
         body = page.inner_text("body")
         assert "Traceback" not in body and "There was an error" not in body
-        SHOTS = ROOT / "test-output" / "screenshots"
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "local-en.png"), full_page=True)
-        ctx.close()
 
 
 def test_show_without_model_based_estimates_is_a_message(tmp_path, root, monkeypatch):

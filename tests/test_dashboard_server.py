@@ -303,10 +303,15 @@ def test_server_honours_the_settings(tmp_path, pub):
                    "print('OUT=' + os.environ['SURVEY_DASHBOARD_OUTPUTS'] + ' LANG=' "
                    "+ os.environ['SURVEY_DASHBOARD_LANGUAGE'])")
     write_notebook(dash / "broken.ipynb", "raise RuntimeError('SECRET-ERROR-DETAIL')")
+    fear = write_notebook(dash / "fear.ipynb", "print('FEAR-PAGE')")
+    nb = nbformat.read(fear, as_version=4)
+    nb.metadata["title"] = "Fear of crime"  # as the real dashboards: an English metadata title
+    nbformat.write(nb, fear)
     (dash / "data.csv").write_text("a,b\n1,2\n")
     (dash / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     with serve.ServerProcess(pub, "--pool-size", "0", "--language", "fr", "--cull-idle-timeout", "120",
-                             "--cull-interval", "30", dashboards=dash, timeout=120) as srv:
+                             "--cull-interval", "30", "--max-kernels-per-client", "20", dashboards=dash,
+                             timeout=120) as srv:
         base = srv.base
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", base)
         status, html = get(base + "voila/render/env.ipynb")
@@ -314,6 +319,17 @@ def test_server_honours_the_settings(tmp_path, pub):
         assert f"OUT={pub.resolve()} LANG=fr" in html  # the kernel got the publication root and language
         assert "SOURCE-MARKER-4711" not in html  # sources stripped
         assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//(?!127\.0\.0\.1|localhost)""", html)
+        # the tab's title and the document's language are the server's language from the first
+        # byte (before any widget), and ?lang= wins; a notebook without a title key keeps its own
+        for query, lang, title in (("", "fr", "Sentiment d’insécurité"), ("?lang=es", "es", "Percepción de inseguridad"),
+                                   ("?lang=xx", "fr", "Sentiment d’insécurité"), ("?lang=en", "en", "Fear of crime")):
+            status, html = get(base + "voila/render/fear.ipynb" + query)
+            assert status == 200 and "FEAR-PAGE" in html
+            head = html[:html.index("</title>") + len("</title>")]
+            assert re.search(r'<html[^>]*\slang="' + lang + '"', head), (query, head[:300])
+            assert re.search(r"<title>(.*?)</title>", html, re.S).group(1) == title, query  # the first: the head's
+        status, html = get(base + "voila/render/env.ipynb?lang=es")
+        assert re.search(r"<title>(.*?)</title>", html, re.S).group(1) == "env" and '<html lang="es"' in html
         status, html = get(base + "voila/render/broken.ipynb")
         assert "SECRET-ERROR-DETAIL" not in html and "Traceback" not in html  # no tracebacks sent
         assert get(base + "voila/files/data.csv")[0] == 403
@@ -619,3 +635,23 @@ def test_server_landing_and_access_code_pages(tmp_path, landing_dirs):
             assert token not in page
         log = "".join(line for line in srv.lines if not line.startswith("dashboards: "))
     assert token not in log and "Traceback" not in log
+
+
+def test_dashboard_page_head_in_the_readers_language():
+    """The head Voilà writes (<html lang="en">, the notebook's English metadata title) in the
+    page's language: ?lang= when it is en, fr or es, else the server's language; the title is
+    the dashboard's from the catalogs (escaped), a notebook without one keeps its title; the
+    spinner's <title> in the body is left alone."""
+    head = ('<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8" />\n<title>Fear of crime</title>'
+            '<script>x</script></head><body><svg><title>spin</title></svg>')
+    text, done = serve.localize_page_head(head, "fr", "fear.ipynb")
+    assert done and text.startswith('<!DOCTYPE html>\n<html lang="fr">\n<head>')
+    assert "<title>Sentiment d’insécurité</title><script>x</script>" in text and "<title>spin</title>" in text
+    text, done = serve.localize_page_head(head, "es", "notes.ipynb")
+    assert done and '<html lang="es">' in text and "<title>Fear of crime</title>" in text
+    assert serve.localize_page_head('<!DOCTYPE html>\n<html lang="', "fr", "fear.ipynb") == \
+        ('<!DOCTYPE html>\n<html lang="', False)
+    text, _ = serve.localize_page_head('<html class="x" lang="en"><title>a</title>', "es", "risk.ipynb")
+    assert text == '<html class="x" lang="es"><title>Factores de riesgo y de protección</title>'
+    assert [serve.dashboard_page_language(q, d) for q, d in
+            (("fr", "en"), ("", "es"), ("xx", "fr"), ("es'><script>", "en"), (None, "zz"))] == ["fr", "es", "fr", "en", "en"]

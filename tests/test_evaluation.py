@@ -455,3 +455,123 @@ def test_prepare_evaluation_staggered_section_and_errors(tmp_path):
         prepare_evaluation(data, bad)
     with pytest.raises(EvaluationError, match="selects 0 of 1440 respondents"):
         prepare_evaluation(data, {**bad, "period": "wave", "treated": "treated == 7"})
+
+
+# ---------------------------------------------------------------------------------------------
+# effects per programme year (evaluation.effects)
+# ---------------------------------------------------------------------------------------------
+SECTION = {"outcome": "victim:burglary", "treated": "treated == 1", "period": "wave", "start": 3,
+           "event_study": True, "crime_type": "burglary_dwelling", "discount_rate": 0.035}
+
+
+def test_yearly_effects_discounted_by_hand():
+    """``effects: [periods]`` values year k with the event-study effect of the k-th period: the
+    benefit is the sum over years of -effect x exposed x unit cost x 1.035^-k; its SE is
+    sqrt(g'Vg) with the event study's joint covariance.  With one period repeated the SE is the
+    published SE of that period times the summed weights (no covariance involved); a single cost
+    falls in year 0 and a single exposure applies every year."""
+    from survey import params as sp
+    from survey.cost import load_unit_costs
+    from survey.evaluation import cost_benefit_table
+
+    df = simulate_pooled_waves(effect=-0.05, seed=5)
+    res = did(sv.Design(df, strata="stratum", psu="area", weights="weight"), "victim", "treated", "wave", start=3,
+              event_study=True)
+    es = res.event_study.set_index("wave")
+    unit = float(load_unit_costs(None).set_index("crime_type").loc["burglary_dwelling", "unit_cost"])
+    d = 1.035 ** -np.arange(4)
+    exposed = [1000.0, 2000.0, 2000.0, 2500.0]
+    # one period repeated: the published SE alone
+    sec = sp.check_evaluation({**SECTION, "programme_cost": 1e6, "exposed": 1500, "effects": [4, 4, 4]})
+    cb = cost_benefit_table(res, sec).set_index("quantity")
+    g = unit * 1500 * d[:3].sum()
+    assert np.isclose(cb.loc["benefit", "estimate"], -es.loc[4, "estimate"] * g, rtol=1e-12)
+    assert np.isclose(cb.loc["benefit", "se"], es.loc[4, "se"] * g, rtol=1e-9)
+    assert np.isclose(cb.loc["programme_cost", "estimate"], 1e6, rtol=1e-12)  # all in year 0
+    assert np.isclose(cb.loc["crimes_averted", "estimate"], -es.loc[4, "estimate"] * 4500, rtol=1e-12)
+    assert (cb.effect_term == "event_study: 4, 4, 4").all() and (cb.years == 3).all()
+    # two periods: the covariance enters
+    sec = sp.check_evaluation({**SECTION, "programme_cost": [4e5, 3e5, 3e5, 3e5], "exposed": exposed,
+                               "effects": [3, 4, 4, 4]})
+    cb = cost_benefit_table(res, sec).set_index("quantity")
+    periods = [3, 4, 4, 4]
+    beta = np.array([es.loc[p, "estimate"] for p in periods])
+    gk = -unit * d * np.array(exposed)
+    V = res.event_study_vcov
+    assert np.allclose(np.diag(V.loc[[3, 4], [3, 4]]), es.loc[[3, 4], "se"] ** 2, rtol=1e-12)
+    var = sum(gk[i] * gk[j] * V.loc[periods[i], periods[j]] for i in range(4) for j in range(4))
+    pv_cost = 4e5 + 3e5 * d[1:].sum()
+    assert np.isclose(cb.loc["benefit", "estimate"], float(gk @ beta), rtol=1e-12)
+    assert np.isclose(cb.loc["benefit", "se"], np.sqrt(var), rtol=1e-9)
+    assert np.isclose(cb.loc["benefit_cost_ratio", "estimate"], float(gk @ beta) / pv_cost, rtol=1e-12)
+    assert V.loc[3, 4] != 0  # the covariance is not left out
+    # event_study: the post periods in order, one a year
+    sec = sp.check_evaluation({**SECTION, "programme_cost": [4e5, 3e5], "exposed": 1000, "effects": "event_study"})
+    cb = cost_benefit_table(res, sec).set_index("quantity")
+    assert (cb.effect_term == "event_study: 3, 4").all()
+    assert np.isclose(cb.loc["crimes_averted", "estimate"], -1000 * (es.loc[3, "estimate"] + es.loc[4, "estimate"]),
+                      rtol=1e-12)
+    # refusals: one line naming the periods there are / the years
+    with pytest.raises(EvaluationError, match=r"effects\[1\]: period 7 is not a period from the start \(event "
+                                              r"study: 3, 4; 4 periods\)"):
+        cost_benefit_table(res, sp.check_evaluation({**SECTION, "programme_cost": 1e6, "exposed": 10,
+                                                     "effects": [3, 7]}))
+    with pytest.raises(EvaluationError, match="programme_cost has 3 years but effects give 2"):
+        cost_benefit_table(res, sp.check_evaluation({**SECTION, "programme_cost": [1, 2, 3], "exposed": 10,
+                                                     "effects": "event_study"}))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"effects": "yearly"}, "effects must be pooled, event_study or a list of periods"),
+    ({"effects": "event_studdy"}, "did you mean 'event_study'"),
+    ({"effects": []}, "effects must list 1 to 100 periods"),
+    ({"effects": [3, None]}, r"effects\[1\] must be a period"),
+    ({"effects": [3, 4], "event_study": False}, "need event_study: true"),
+    ({"effects": [3, 4], "model": "logistic"}, "the linear model"),
+    ({"effects": [3, 4], "programme_cost": None, "exposed": None, "crime_type": None}, "without programme_cost"),
+    ({"effects": [3, 4], "programme_cost": [1, 2, 3], "exposed": 5}, "programme_cost has 3 years and effects 2"),
+])
+def test_yearly_effects_parameter_refusals(change, message):
+    from survey import params as sp
+
+    section = {k: v for k, v in {**SECTION, "programme_cost": 1e6, "exposed": 10, **change}.items() if v is not None}
+    with pytest.raises(sp.ParameterError, match=message):
+        sp.check_evaluation(section)
+
+
+def test_batch_run_values_each_year_with_its_own_effect(tmp_path):
+    """parameters/synthetic-evaluation.yaml with ``effects: [3, 4, 4]`` through the real batch:
+    cost_benefit.csv's benefit is the discounted sum, by hand, of the event-study effects that
+    evaluation.csv publishes for periods 3, 4 and 4; its SE is sqrt(g'Vg) with the covariance of
+    the same event study fitted directly on the pooled file; the report says which effects."""
+    import yaml
+
+    from survey.batch import execute_run
+    from survey.evaluation import write_pooled_survey
+
+    data_dir = write_pooled_survey(tmp_path / "data", seed=3)
+    raw = yaml.safe_load((ROOT / "parameters" / "synthetic-evaluation.yaml").read_text())
+    raw["evaluation"]["effects"] = [3, 4, 4]
+    raw.update(data_dir=str(data_dir), output_dir=str(tmp_path / "outputs" / "ev"), spec=str(ROOT / "specs" /
+               "synthetic-evaluation.yaml"), notebooks=["ingest"])
+    pf = tmp_path / "ev.yaml"
+    pf.write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = execute_run(str(pf), notebook_dir=str(ROOT / "notebooks"), root=str(ROOT), redirect_stderr=False)
+    assert res["status"] == "succeeded", res["error"]
+    out = tmp_path / "outputs" / "ev"
+    ev = pd.read_csv(out / "evaluation.csv").set_index("term")
+    beta = np.array([ev.loc[f"event_study: {p}", "estimate"] for p in (3, 4, 4)])
+    d = 1.035 ** -np.arange(3)
+    g = -60_000 * 5930 * d
+    cb = pd.read_csv(out / "cost_benefit.csv").set_index("quantity")
+    assert np.isclose(cb.loc["benefit", "estimate"], float(g @ beta), rtol=1e-9)
+    assert np.isclose(cb.loc["crimes_averted", "estimate"], -60_000 * beta.sum(), rtol=1e-9)
+    pvc = 2_000_000 + 1_500_000 * (d[1] + d[2])
+    assert np.isclose(cb.loc["benefit_cost_ratio", "estimate"], float(g @ beta) / pvc, rtol=1e-9)
+    direct = did(sv.Design(pd.read_csv(data_dir / "pooled.csv"), strata="stratum", psu="area", weights="weight"),
+                 "victim", "treated", "wave", start=3, event_study=True)
+    V = direct.event_study_vcov.loc[[3, 4, 4], [3, 4, 4]].to_numpy()
+    assert np.isclose(cb.loc["benefit", "se"], np.sqrt(g @ V @ g), rtol=1e-9)
+    assert (cb.effect_term == "event_study: 3, 4, 4").all()
+    page = (out / "evaluation.html").read_text(encoding="utf-8")
+    assert "Each programme year is valued with the event-study effect of its period" in page

@@ -223,6 +223,24 @@ def table_text(page: str) -> str:
     return re.sub(r"[ \t\r\n]+", " ", " ".join(p.parts))
 
 
+def ingest_english_left(run: Path, lang: str, spec_path: Path, data_texts=DATA_TEXTS):
+    """(page, visible text outside tables, text of the tables, English left) of a run's ingest
+    report: prose, tables and figures; in the tables the spec's file keys, file names, paths and
+    «names» (the spec's file, a rule's name) are names, not words."""
+    page = (run / "ingest.html").read_text(encoding="utf-8")
+    text = visible_text(page, skip=("table",))
+    for data in data_texts:
+        text = text.replace(data, " ")
+    text = re.sub(r"\S*/\S*\.yaml", " ", text)
+    names = re.compile(r"\S*/\S*|\S+\.(sav|zsav|csv|parquet)\b|«[^»]*»")  # paths, file names, «names»
+    all_tables = table_text(page)
+    tables, charts = names.sub(" ", all_tables), names.sub(" ", figure_text(run / "ingest.ipynb"))
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    for f in spec["files"]:  # the spec's file keys (households, persons, incidents) in the tables' file columns
+        tables = re.sub(rf"(?<![\w-]){re.escape(f)}(?![\w-])", " ", tables)
+    return page, text, all_tables, left_english(text + " " + tables + " " + charts, lang)
+
+
 @pytest.mark.parametrize("lang", ["fr", "es"])
 def test_ingest_report_in_the_language_with_its_row_accounting(runs, lang):
     """The ingest report's prose, headings, figures and tables, the loader's row accounting
@@ -230,22 +248,11 @@ def test_ingest_report_in_the_language_with_its_row_accounting(runs, lang):
     tables, the spec's file keys, file names and paths are names, not words.
     ``accounting.csv`` keeps the loader's English (it is data)."""
     run = runs[lang]
-    page = (run / "ingest.html").read_text(encoding="utf-8")
-    text = visible_text(page, skip=("table",))
-    for data in DATA_TEXTS:
-        text = text.replace(data, " ")
-    text = re.sub(r"\S*/\S*\.yaml", " ", text)
-    names = re.compile(r"\S*/\S*|\S+\.(sav|csv|parquet)\b|«[^»]*»")  # paths, file names, «the spec's file»
-    all_tables = table_text(page)
-    tables, charts = names.sub(" ", all_tables), names.sub(" ", figure_text(run / "ingest.ipynb"))
-    spec = yaml.safe_load((ROOT / "specs" / "synthetic.yaml").read_text(encoding="utf-8"))
-    for f in spec["files"]:  # the spec's file keys (households, persons, incidents) in the tables' file columns
-        tables = re.sub(rf"(?<![\w-]){re.escape(f)}(?![\w-])", " ", tables)
-    left = left_english(text + " " + tables + " " + charts, lang)
+    page, text, all_tables, left = ingest_english_left(run, lang, ROOT / "specs" / "synthetic.yaml")
     assert not left, f"{lang} ingest: English left: {left}"
     heading = {"fr": "Décompte des lignes", "es": "Recuento de filas"}[lang]
     assert heading in text and "Row accounting" not in text
-    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in tables  # a translated header
+    assert {"fr": "Lignes lues", "es": "Filas leídas"}[lang] in all_tables  # a translated header
     acc = pd.read_csv(run / "accounting.csv", keep_default_na=False)
     counted = acc[acc.step == "incidents counted"].iloc[0]  # the CSV: the loader's English
     assert list(acc.columns) == ["step", "file", "rows", "detail"] and "exclude: outside_period" in set(acc.step)
@@ -259,6 +266,148 @@ def test_ingest_report_in_the_language_with_its_row_accounting(runs, lang):
     for label, n in labelled[:3]:  # crime types by their labels, with their counts (the cell is cut at 120)
         written = f"{int(n):,}".replace(",", NNBSP if lang == "fr" else ".")
         assert f"{label}{colon}{written}" in all_tables, (label, n)
+
+
+class _Accounting(HTMLParser):
+    """The text of the row accounting's table: the table whose header has the detail column."""
+
+    def __init__(self, header: str):
+        super().__init__()
+        self.header, self.depth, self.tables, self.cells = header, 0, [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.depth += 1
+            self.tables.append([])
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth and self.tables:
+            self.tables[-1].append(data)
+
+
+def accounting_table(page: str, lang: str) -> str:
+    p = _Accounting(catalog(lang)["report.acc.col.detail"])
+    p.feed(page)
+    found = [" ".join(t) for t in p.tables if any(x.strip() == p.header for x in t)]
+    assert len(found) == 1, f"{len(found)} tables with a '{p.header}' column"
+    return re.sub(r"[ \t\r\n]+", " ", found[0])
+
+
+UNLABELLED_RULE = {"name": "placeless", "where": "V4022 == 99", "label": "Incident in no known place"}
+"""An exclusion rule added to the NCVS spec with an English label only and no catalog key."""
+
+
+@pytest.fixture(scope="module")
+def loader_runs(tmp_path_factory):
+    """The ingest report of two more specs in French and Spanish (``survey batch``, the ingest
+    notebook only): NCVS 2021 (rows combined into collection-year households, series incidents,
+    an exclusion rule labelled in the spec's three languages and one labelled in English only)
+    and the ICVS-style template on its generated file (screeners with skip patterns)."""
+    import importlib.util
+    import sys
+
+    root = tmp_path_factory.mktemp("loaderlang")
+    (root / "pyproject.toml").write_text("")
+    (root / "specs").mkdir()
+    (root / "data").mkdir()
+    (root / "data" / "ncvs2021").symlink_to(ROOT / "data" / "ncvs2021")
+    from survey.spec import load_yaml
+
+    raw = load_yaml((ROOT / "specs" / "ncvs-2021.yaml").read_text(encoding="utf-8"))  # (YAML 1.2: 'on' is a key)
+    raw["victimization"]["exclude"].append(dict(UNLABELLED_RULE))
+    (root / "specs" / "ncvs.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    path = ROOT / "tests" / "templates" / "make_files.py"
+    spec = importlib.util.spec_from_file_location("template_make_files", path)
+    mf = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, mf)
+    spec.loader.exec_module(mf)
+    mf.make_icvs(root / "specs", skipped="sysmis")  # skipped count items left blank: the skip patterns explain them
+    shutil.copy(ROOT / "specs" / "templates" / "icvs-style.yaml", root / "specs" / "icvs.yaml")
+    (root / "parameters").mkdir()
+    files = []
+    for survey, period in (("ncvs", "2021"), ("icvs", "12 months before interview")):
+        for lang in ("fr", "es"):
+            target = root / "parameters" / f"{survey}-{lang}.yaml"
+            target.write_text(yaml.safe_dump({"name": f"{survey}-{lang}", "spec": f"specs/{survey}.yaml", "period": period,
+                                              "language": lang, "seed": 1, "notebooks": ["ingest"]},
+                                             allow_unicode=True), encoding="utf-8")
+            files.append(str(target))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = batch_main([*files, "--jobs", "2", "--root", str(root), "--notebook-dir", str(ROOT / "notebooks"),
+                           "--no-progress"])
+    assert code == 0, out.getvalue() + err.getvalue()
+    return root
+
+
+@pytest.mark.parametrize("lang", ["fr", "es"])
+@pytest.mark.parametrize("survey", ["ncvs", "icvs"])
+def test_loader_details_in_the_language(loader_runs, survey, lang):
+    """The loader's combine, series and skip-pattern sentences and the exclusion rules' labels
+    (the spec's in the language; a rule labelled in English only, by its name in a translated
+    sentence) leave no English in the ingest report; ``accounting.csv`` keeps the loader's
+    English."""
+    from survey.spec import read_spec
+
+    run = loader_runs / "outputs" / f"{survey}-{lang}"
+    spec = read_spec(loader_runs / "specs" / f"{survey}.yaml")
+    page = (run / "ingest.html").read_text(encoding="utf-8")
+    tables = accounting_table(page, lang)
+    assert len(tables) > 300, tables
+    # the row accounting, less the names in it and the labels the spec gives in English only
+    # (data: a spec in one language; these two test specs label their items and domains so)
+    own = [x.label for x in (*spec.victimization.types, *spec.perception, *spec.domains.values())
+           if x.label and not (x.label_i18n or {}).get(lang)]
+    rest = re.sub(r"\S*/\S*|\S+\.(sav|zsav|csv|parquet)\b|«[^»]*»", " ", tables)
+    for text in sorted(own, key=len, reverse=True):
+        rest = rest.replace(text, " ")
+    names = [*spec.files, *(t.name for t in spec.victimization.types), *(i.name for i in spec.perception)]
+    for f in names:  # the spec's file keys, and item names where the spec has no label in the language
+        rest = re.sub(rf"(?<![\w-]){re.escape(f)}(?![\w-])", " ", rest)
+    left = left_english(rest, lang)
+    assert not left, f"{lang} {survey} row accounting: English left: {left}"
+    # the details in full (the report's cells are cut at 120 characters) as the report writes them
+    from survey.report import Reader
+
+    acc = pd.read_csv(run / "accounting.csv", keep_default_na=False)
+    full = " ".join(Reader(lang, spec).accounting(acc)[catalog(lang)["report.acc.col.detail"]])
+    for text in sorted(own, key=len, reverse=True):
+        full = full.replace(text, " ")
+    full = re.sub(r"\S*/\S*|\S+\.(sav|zsav|csv|parquet)\b|«[^»]*»", " ", full)
+    for f in names:
+        full = re.sub(rf"(?<![\w-]){re.escape(f)}(?![\w-])", " ", full)
+    left = left_english(full, lang)
+    assert not left, f"{lang} {survey} row accounting (full details): English left: {left}"
+    steps = set(acc.step)
+    if survey == "ncvs":
+        assert {"combine", "series", "exclude: outside_us", f"exclude: {UNLABELLED_RULE['name']}"} <= steps
+        combine = acc[acc.step == "combine"].iloc[0]
+        m = re.match(r"^(\d+) rows combined into (\d+) units", combine.detail)
+        assert m and "domain value changed" in combine.detail  # the CSV: the loader's English
+        rows, units = (f"{int(x):,}".replace(",", NNBSP if lang == "fr" else ".") for x in m.groups())
+        want = {"fr": (f"{rows} lignes regroupées en {units} unités selon IDHH", "la somme des poids",
+                       "Incident survenu hors des États-Unis", f"règle «{NNBSP}placeless{NNBSP}» de la spécification",
+                       "incidents en série comptés selon V4016", "plafond 10"),
+                "es": (f"{rows} filas agrupadas en {units} unidades según IDHH", "la suma de los pesos",
+                       "Incidente ocurrido fuera de los Estados Unidos", "regla «placeless» de la especificación",
+                       "incidentes en serie contados según V4016", "tope 10")}[lang]
+        for w in want:
+            assert w in tables or w in full, (w, tables[:3000])
+        assert want[0] in tables
+        for english in ("rows combined", "series incidents", "outside the United States", UNLABELLED_RULE["label"],
+                        "with unknown count", "over the unit's respondent rows"):
+            assert english not in page, english
+    else:
+        skip = acc[acc.step == "skip pattern"]
+        assert any("counted as not a victim" in d for d in skip.detail), list(skip.detail)
+        want = {"fr": "burg12\u202f: question non posée (burg5 parmi [2]), comptée comme non-victime",
+                "es": "burg12: pregunta no formulada (burg5 entre [2]), contada como no víctima"}[lang]
+        assert want in tables, tables[:3000]
+        assert "not asked" not in page and "counted as" not in page
 
 
 def test_english_word_list_is_not_empty_and_catches_english():

@@ -578,37 +578,15 @@ def test_dashboards_in_the_browser_on_the_screener_runs(screener_publication, tm
     """`survey dashboard` served over the screener publication, driven by headless Chromium:
     every dashboard draws with no error (the repeat dashboard of the 5-year run: multiple
     victimization, from the screeners); choosing the run without strata or PSU shows the design note."""
-    import os
+    from _browser import chromium_context, need_browser, served_dashboards
 
     from survey import serve
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail("browser tests required but playwright is not installed")
-        pytest.skip("python playwright is not installed")
-    if not Path(serve.CHROMIUM).exists():
-        if os.environ.get("SURVEY_REQUIRE_BROWSER"):
-            pytest.fail(f"browser tests required but there is no Chromium at {serve.CHROMIUM}")
-        pytest.skip(f"no Chromium at {serve.CHROMIUM}")
-    import tempfile
-
-    # the served notebooks, with this checkout's sources first on the kernels' path: Voilà's kernels
-    # do not see $PYTHONPATH, so a worktree would otherwise be served the installed package
-    dashboards = tmp_path / "dashboards"
-    dashboards.mkdir()
-    for nb_path in (ROOT / "dashboards").glob("*.ipynb"):
-        nb = nbformat.read(nb_path, as_version=4)
-        nb.cells.insert(0, nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})"))
-        nbformat.write(nb, dashboards / nb_path.name)
+    need_browser()
+    dashboards = served_dashboards(tmp_path / "dashboards")
     with serve.ServerProcess(screener_publication, "--max-kernels", "60", "--max-kernels-per-client", "60",
-                             dashboards=dashboards, timeout=240,
-                             log_path=tmp_path / "voila.log") as srv, sync_playwright() as p, \
-            tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        ctx = p.chromium.launch_persistent_context(profile, executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS,
-                                                   headless=True, viewport={"width": 1280, "height": 1000})
-        ctx.set_default_timeout(90_000)
+                             dashboards=dashboards, timeout=240, log_path=tmp_path / "voila.log") as srv, \
+            chromium_context(viewport={"width": 1280, "height": 1000}) as ctx:
         errors: list[str] = []
         for name in APPS:
             page = ctx.new_page()
@@ -634,7 +612,6 @@ def test_dashboards_in_the_browser_on_the_screener_runs(screener_publication, tm
                 assert note.strip() == Translator("en")("note.design.srswr")
                 page.screenshot(path=str(tmp_path / f"{name}-nodesign.png"), full_page=True)
             page.close()
-        ctx.close()
         assert not errors, errors
 
 

@@ -181,7 +181,8 @@ class DiDResult:
     """``effects``: the tidy effect table (EFFECT_COLUMNS); ``pretrend``: the joint Wald test
     of the pre-programme ``treated x wave`` terms (None with one pre wave) and
     ``pretrend_terms`` their coefficients; ``event_study``: one effect per wave relative to the
-    last pre wave (None unless asked); ``fit``: the DiD model itself."""
+    last pre wave (None unless asked) and ``event_study_vcov`` the joint covariance of its
+    effects (waves x waves, the reference wave left out); ``fit``: the DiD model itself."""
 
     effects: pd.DataFrame
     pretrend: pd.DataFrame | None
@@ -191,6 +192,7 @@ class DiDResult:
     waves: list = field(default_factory=list)
     start: object = None
     model: str = "linear"
+    event_study_vcov: pd.DataFrame | None = field(default=None, repr=False)
 
 
 def _indicator(s: pd.Series, name: str) -> np.ndarray:
@@ -359,11 +361,13 @@ def did(design, outcome: str, treated: str | None, wave: str, start, model: str 
         tab = pf.table.set_index("term").loc[pre_terms].reset_index()
         tab.insert(0, "wave", pre_waves[:-1])
         pretrend_terms = tab[["wave", "estimate", "se", "t", "df", "p_value", "ci_low", "ci_high"]]
-    es = None
+    es = es_vcov = None
     if event_study:
         ref = pre_waves[-1]
         terms = [f"did_t_{labels[x]}" for x in waves if x != ref]
         ef = _fit(d, f"{base} + {' + '.join(terms)}{extra}", model, level)
+        es_waves = [x for x in waves if x != ref]
+        es_vcov = pd.DataFrame(ef.vcov.loc[terms, terms].to_numpy(), index=es_waves, columns=es_waves)
         tab = ef.table.set_index("term").loc[terms].reset_index()
         tab.insert(0, "wave", [x for x in waves if x != ref])
         es = tab[["wave", "estimate", "se", "t", "df", "p_value", "ci_low", "ci_high"]]
@@ -374,7 +378,7 @@ def did(design, outcome: str, treated: str | None, wave: str, start, model: str 
         es["reference"] = es.wave == ref
         es["scale"] = "difference in mean" if model == "linear" else "log odds ratio"
     return DiDResult(effects=effects, pretrend=pretrend, pretrend_terms=pretrend_terms, event_study=es, fit=fit,
-                     waves=waves, start=start, model=model)
+                     waves=waves, start=start, model=model, event_study_vcov=es_vcov)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -774,26 +778,76 @@ def evaluation_table(res, label: str = "the outcome") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EVALUATION_TABLE_COLUMNS)
 
 
+def yearly_effects(res, effects) -> tuple[list, np.ndarray, np.ndarray, float]:
+    """The effect of each programme year from an event study (``effects: event_study``: year k
+    takes the effect of the k-th period from the start; a list: year k takes the effect of the
+    k-th period listed, which may repeat, e.g. the last period observed for later years):
+    (periods, effects, their joint covariance, df).  Errors name the periods there are."""
+    es, v = getattr(res, "event_study", None), getattr(res, "event_study_vcov", None)
+    if es is None or v is None:
+        raise EvaluationError("evaluation.effects: effects per year come from the event study: set event_study: true "
+                              "(one start for every area, linear model)")
+    if str(es.scale.iloc[0]) != "difference in mean":
+        raise EvaluationError(f"evaluation.effects: the event study is on the {es.scale.iloc[0]} scale; effects per "
+                              "year value crimes averted with the linear model only")
+    post = [w for w, p in zip(es.wave, es.post, strict=True) if p]
+    if isinstance(effects, str) and effects == "event_study":
+        periods = list(post)
+    elif isinstance(effects, (list, tuple)) and effects:
+        periods = []
+        for i, p in enumerate(effects):
+            match = [w for w in post if w == p or str(w) == str(p)]
+            if not match:
+                raise EvaluationError(f"evaluation.effects[{i}]: period {p!r} is not a period from the start "
+                                      f"(event study: {', '.join(str(w) for w in post)}; {len(es)} periods)")
+            periods.append(match[0])
+    else:
+        raise EvaluationError(f"evaluation.effects must be pooled, event_study or a list of periods, not {effects!r}")
+    est = es.set_index("wave").loc[periods, "estimate"].to_numpy(dtype=float)
+    cov = v.loc[periods, periods].to_numpy(dtype=float)
+    return periods, est, cov, float(es.df.iloc[0])
+
+
 def cost_benefit_table(res, section: dict, level: float = 0.95) -> pd.DataFrame | None:
     """``cost_benefit.csv`` (COST_BENEFIT_COLUMNS) of an evaluation with a programme cost: the
     crimes (or victims) averted by the effect (``did``, ``att_average`` with staggered starts,
     ``att_prevalence`` with the logistic model) over the exposed units of every year, valued with
     the unit cost of ``crime_type`` and discounted at ``discount_rate``
-    (:func:`survey.cost.discounted_cost_benefit`).  None without a programme cost."""
+    (:func:`survey.cost.discounted_cost_benefit`).  With ``effects: event_study`` or a list of
+    periods, each year's crimes averted use that year's event-study effect (:func:`yearly_effects`)
+    with the effects' joint covariance; the years are then the effects' (a single programme cost
+    falls in year 0, a single exposure applies every year; lists must have as many years).
+    ``effect_term`` says which effects were used.  None without a programme cost."""
     from .cost import discounted_cost_benefit, load_unit_costs
 
     if section.get("programme_cost") is None:
         return None
-    eff = res.effects.set_index("estimand")
-    term = next(t for t in ("att_average", "att_prevalence", "did") if t in eff.index)
-    e = eff.loc[term]
     tab = load_unit_costs(section.get("unit_costs")).set_index("crime_type")
     ct = section["crime_type"]
-    cb = discounted_cost_benefit(e["effect"], section["programme_cost"], section["exposed"],
-                                 float(tab.loc[ct, "unit_cost"]), se=float(e["se"]), df=float(e["df"]),
-                                 rate=section.get("discount_rate", 0.035), level=level, crime_type=ct,
-                                 currency=tab.loc[ct, "currency"], price_year=tab.loc[ct, "price_year"])
-    cb["effect_term"] = term
+    cost_args = dict(rate=section.get("discount_rate", 0.035), level=level, crime_type=ct,
+                     currency=tab.loc[ct, "currency"], price_year=tab.loc[ct, "price_year"])
+    mode = section.get("effects") or "pooled"
+    if mode != "pooled":
+        periods, est, cov, df = yearly_effects(res, mode)
+        years = len(periods)
+        costs, exposed = section["programme_cost"], section["exposed"]
+        for name, v in (("programme_cost", costs), ("exposed", exposed)):
+            if isinstance(v, list) and len(v) != years:
+                raise EvaluationError(f"evaluation.{name} has {len(v)} years but effects give {years} "
+                                      f"(periods {', '.join(str(p) for p in periods)})")
+        costs = costs if isinstance(costs, list) else [float(costs)] + [0.0] * (years - 1)
+        exposed = exposed if isinstance(exposed, list) else [float(exposed)] * years
+        cb = discounted_cost_benefit(est, costs, exposed, float(tab.loc[ct, "unit_cost"]), vcov=cov, df=df,
+                                     **cost_args)
+        cb["effect_term"] = "event_study: " + ", ".join(str(p) for p in periods)
+    else:
+        eff = res.effects.set_index("estimand")
+        term = next(t for t in ("att_average", "att_prevalence", "did") if t in eff.index)
+        e = eff.loc[term]
+        cb = discounted_cost_benefit(e["effect"], section["programme_cost"], section["exposed"],
+                                     float(tab.loc[ct, "unit_cost"]), se=float(e["se"]), df=float(e["df"]),
+                                     **cost_args)
+        cb["effect_term"] = term
     victims = section["outcome"].startswith("victim:")
     cb["note"] = ("the effect is on victims (0/1): victims averted are valued at the cost of one crime, a lower "
                   "bound when victims suffer several" if victims else "crimes averted valued at the unit cost")

@@ -773,6 +773,9 @@ EVALUATION_KEYS = {
     "currency": "the currency of the costs (must be the unit-cost table's)",
     "unit_costs": "default (Home Office 2018, GBP) | a CSV of unit costs",
     "discount_rate": "discount rate a year for several years (default 0.035, the Green Book's)",
+    "effects": "the effect each programme year is valued with: pooled (default: the one difference in "
+               "differences every year) | event_study (year k: the event-study effect of the k-th period from "
+               "the start) | [<period>, ...] (year k: the event-study effect of that period; periods may repeat)",
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -798,6 +801,35 @@ def _per_year(v, what: str) -> float | list[float]:
             raise ParameterError(f"{what}: the yearly values add up to 0")
         return out
     return _finite_number(v, what, positive=True, allow_zero=False)
+
+
+def _check_effects(value: dict, out: dict, what: str):
+    """``effects``: pooled | event_study | a list of 1-100 periods (numbers or text); effects per
+    year need a programme cost, the event study, one start for every area and the linear model,
+    and a list of periods as many years as yearly costs or exposures."""
+    eff = value.get("effects", "pooled")
+    if isinstance(eff, list):
+        if not 1 <= len(eff) <= 100:
+            raise ParameterError(f"{what}.effects must list 1 to 100 periods (one a year), not {len(eff)}")
+        for i, p in enumerate(eff):
+            if isinstance(p, bool) or not isinstance(p, (int, float, str)) or (isinstance(p, float)
+                                                                             and not math.isfinite(p)):
+                raise ParameterError(f"{what}.effects[{i}] must be a period (a number or text), not {p!r}")
+    elif eff not in ("pooled", "event_study"):
+        raise ParameterError(f"{what}.effects must be pooled, event_study or a list of periods, not {eff!r}"
+                             f"{_did_you_mean(str(eff), ('pooled', 'event_study'))}")
+    if eff == "pooled":
+        return eff
+    if out.get("programme_cost") is None:
+        raise ParameterError(f"{what}.effects is given without programme_cost (effects per year value a cost-benefit)")
+    if not out["event_study"] or isinstance(out["start"], dict) or out["model"] != "linear":
+        raise ParameterError(f"{what}.effects per year come from the event study: they need event_study: true, one "
+                             "start for every area and the linear model")
+    if isinstance(eff, list):
+        for k in ("programme_cost", "exposed"):
+            if isinstance(out[k], list) and len(out[k]) != len(eff):
+                raise ParameterError(f"{what}: {k} has {len(out[k])} years and effects {len(eff)}")
+    return eff
 
 
 def check_evaluation(value, where: str = "", base: Path | None = None, root: Path | None = None,
@@ -924,6 +956,7 @@ def check_evaluation(value, where: str = "", base: Path | None = None, root: Pat
             raise ParameterError(f"{what}.currency: {cur!r} but the unit-cost table is in {tab.currency.iloc[0]} "
                                  "(convert the costs first)")
         out["currency"] = str(tab.currency.iloc[0])
+    out["effects"] = _check_effects(value, out, what)
     if spec_path is not None and ":" in oc:
         from .spec import read_spec
 

@@ -373,13 +373,17 @@ class Reader:
                 return self.t("report.acc.step.exclude_non_respondent")
             if what.startswith("unmatched "):
                 return self.t("report.acc.step.exclude_unmatched_file", file=what[len("unmatched "):])
-            return self.t("report.acc.step.exclude", rule=self._rule(what) or what)
+            return self.t("report.acc.step.exclude", rule=self._rule(what) or self.t("report.acc.rule.unnamed", name=what))
         key = f"report.acc.step.{slug(step)}"
         return self.t(key) if has_key(key) else step
 
     def _rule(self, name: str) -> str | None:
-        """An exclusion rule's label from the catalogs (``report.acc.rule.<survey>.<name>``,
-        else ``report.acc.rule.<name>``), None when they do not know it."""
+        """An exclusion rule's label in the language: the spec's (``label: {fr: ...}``), else
+        the catalogs' (``report.acc.rule.<survey>.<name>``, else ``report.acc.rule.<name>``),
+        None when neither knows it."""
+        own = self._own.get(("rule", str(name), ""))
+        if own:
+            return own
         for key in (f"report.acc.rule.{slug(str(self.survey or ''))}.{name}", f"report.acc.rule.{name}"):
             if has_key(key):
                 return self.t(key)
@@ -393,9 +397,17 @@ class Reader:
         if self.lang == "en" or not detail:
             return detail
         if step.startswith("exclude: ") and not step.startswith(("exclude: unmatched", "exclude: non-respondent")):
-            return self._rule(step[len("exclude: "):]) or detail
+            name = step[len("exclude: "):]
+            return self._rule(name) or self.t("report.acc.detail.rule_unlabelled", name=name)
         if step == "cap":
             return self._cap_detail(detail)
+        if step == "combine" and _COMBINE.match(detail):
+            return self._combine_detail(_COMBINE.match(detail))
+        if step == "series" and _SERIES.match(detail):
+            m = _SERIES.match(detail)
+            return self.t("report.acc.detail.series" + ("_cap" if m["cap"] else ""), var=m["var"],
+                          unknown=self._decimal(m["unknown"]), cap=self._decimal(m["cap"] or ""),
+                          n=self.count(int(m["n"])))
         if step == "incidents counted" and _COUNTED.match(detail):
             return ", ".join(f"{self.crime(c)}{self.t('report.acc.colon')}{self.count(int(n))}"
                              for c, n in (part.rsplit(": ", 1) for part in detail.split(", ")))
@@ -416,6 +428,24 @@ class Reader:
                         g[k] = self.count(int(g[k]))
                 return self.t(f"report.acc.detail.{key}", **g)
         return detail
+
+    def _decimal(self, text: str) -> str:
+        """A number the loader wrote with ``:g`` ("1.5") with the language's decimal separator."""
+        return str(text).replace(".", _DECIMAL[self.lang])
+
+    def _combine_detail(self, m: re.Match) -> str:
+        """The combine row's detail (rows combined into units, how the unit's weight is made,
+        domains whose value changed within the period) in the language."""
+        text = self.t("report.acc.detail.combine", rows=self.count(int(m["rows"])), units=self.count(int(m["units"])),
+                      keys=m["keys"], respondent=self.count(int(m["resp"])), several=self.count(int(m["multi"])),
+                      weights=self.t(f"report.acc.combine.weights_{m['weights']}"))
+        if m["changed"]:
+            parts = []
+            for part in m["changed"].split(", "):
+                name, _, k = part.rpartition(" ")
+                parts.append(f"{self.domain(name)} {self.count(int(k))}" if name and k.isdigit() else part)
+            text += self.t("report.acc.combine.changed", domains=", ".join(parts))
+        return text
 
     def _cap_detail(self, detail: str) -> str:
         """The cap row's detail ('percentile 98 per type: burglary cap 3 (2 respondents capped);
@@ -509,6 +539,14 @@ class Reader:
 
 
 _COUNTED = re.compile(r"^[\w.-]+: \d+(, [\w.-]+: \d+)*$")
+_COMBINE = re.compile(r"^(?P<rows>\d+) rows combined into (?P<units>\d+) units on (?P<keys>.+?) "
+                      r"\((?P<resp>\d+) with a respondent row, (?P<multi>\d+) with 2\+\); "
+                      r"weights: (?P<weights>sum|mean|first|last) over the unit's respondent rows"
+                      r"(?:; domain value changed within the period \(last row's value used\): (?P<changed>.+))?$")
+"""survey.ingest's ``combine`` detail."""
+_SERIES = re.compile(r"^series incidents counted as (?P<var>\S+) \(unknown = (?P<unknown>[^,)]+)"
+                     r"(?:, cap (?P<cap>[^)]+))?\); (?P<n>\d+) with unknown count$")
+"""survey.ingest's ``series`` detail."""
 _ACCOUNTING_DETAILS = [(key, re.compile(pattern), steps) for key, pattern, steps in (
     ("read", r"^(?P<file>.+): (?P<n>\d+) columns read$", ()),
     ("read_streamed", r"^(?P<file>.+): (?P<n>\d+) columns read in (?P<m>\d+) batches of up to (?P<chunk>\d+) rows "
@@ -524,6 +562,8 @@ _ACCOUNTING_DETAILS = [(key, re.compile(pattern), steps) for key, pattern, steps
      ("perception follow-up",)),
     ("ignore_codes", r"^(?P<var>\S+) in (?P<codes>\[.*\])$", ("ignore codes",)),
     ("skip_zero", r"^(?P<var>\S+): not asked \(screener not yes\), counted as 0$", ()),
+    ("skip_filter", r"^(?P<var>\S+): not asked \((?P<filter>\S+) in (?P<codes>\[.*\])\), counted as not a victim$", ()),
+    ("skip_blank", r"^(?P<var>\S+): not asked \(blank: no\), counted as not a victim$", ()),
     ("dont_know", r"^(?P<var>\S+): (?P<codes>\[.*\]) counted as (?P<value>\S+)$", ("dont know",)),
     ("missing_count", r"^(?P<var>\S+): missing, a domain of its own$", ()),
     ("item_nonresponse", r"^(?P<var>\S+): (?P<codes>.*) \(refused, don't know\.\.\.\): out of the base$", ()),

@@ -34,7 +34,10 @@ public-facing service:
   folder, never notebooks, sources or data files;
 - a template (``survey-lab``: Voilà's ``lab`` template without its Font Awesome CDN links) so
   the page makes no request to a host other than the server; it gives keyboard focus a visible
-  outline, links back to the landing page and takes the language from ``?lang=``;
+  outline, links back to the landing page and takes the language from ``?lang=``; the page's
+  ``<title>`` and ``<html lang>`` are in that language (else ``--language``) from the first byte,
+  before the widgets render (the dashboard's ``app.<name>.title``, not the notebook's English
+  metadata title);
 - reader-facing pages (``_jupyter/pages``) in the reader's language (``?lang=``, else
   Accept-Language, else ``--language``): the landing page at ``/`` (the dashboards, the published
   runs and their periods, a language switcher; no file name, run id or path) instead of Voilà's
@@ -383,6 +386,44 @@ def reader_language(requested: str | None, accept_language: str | None, default:
     if isinstance(requested, str) and requested in LANGUAGES:
         return requested
     return pick_language(accept_language, default)
+
+
+HEAD_HOLD = 64_000  # characters of a dashboard page held back at most while its <title> is looked for
+_HTML_LANG = re.compile(r'<html(\s[^>]*?)?\slang="[^"]*"', re.I)
+_TITLE = re.compile(r"<title>.*?</title>", re.I | re.S)
+
+
+def dashboard_page_language(requested: str | None, default: str) -> str:
+    """The language a dashboard page opens in: ``?lang=`` when it is exactly one of en, fr, es,
+    else the server's ``--language`` (the language the dashboard's widgets start in: the
+    survey-lab template switches them to ``?lang=``, nothing else)."""
+    from .i18n import LANGUAGES
+
+    if isinstance(requested, str) and requested in LANGUAGES:
+        return requested
+    return default if default in LANGUAGES else "en"
+
+
+def localize_page_head(text: str, lang: str, notebook: str) -> tuple[str, bool]:
+    """A dashboard page's head in ``lang`` from its first byte: ``<html lang>`` and ``<title>``
+    (Voilà writes the notebook's metadata title, in English, and the document's language of its
+    template) replaced by the language and the dashboard's title in it (``app.<name>.title``;
+    a notebook without one keeps its title).  Returns the text and whether a title was found
+    (the page handler rewrites the chunks it sends until then)."""
+    import html
+
+    from .i18n import Translator
+
+    found = _TITLE.search(text)
+    if not found:
+        return text, False
+    head, rest = text[:found.end()], text[found.end():]
+    head = _HTML_LANG.sub(lambda m: f'<html{m.group(1) or ""} lang="{lang}"', head, count=1)
+    name = Path(notebook or "").stem
+    title = Translator(lang).get(f"app.{name}.title", "") if _DASHBOARD_NAME.fullmatch(name or "") else ""
+    if title:
+        head = _TITLE.sub(lambda m: f"<title>{html.escape(title)}</title>", head, count=1)
+    return head + rest, True
 
 
 def _page_env():
@@ -739,14 +780,38 @@ def _make_survey_voila():  # noqa: C901 - one closure keeps the Voilà imports l
                 self.finish(busy_page(refused, lang))
                 return
             self.xsrf_token  # noqa: B018 - the property sets the _xsrf cookie
+            # the tab's title and the document's language in the reader's language from the
+            # first byte (write() below), before the widgets render
+            self.survey_head = (dashboard_page_language(self.get_argument("lang", ""), app.language), path or "")
             load = {"client": client, "pending": True}
             reset = page_load.set(load)
             try:
                 await super().get(path)
             finally:
+                self.survey_release_head()  # a page without a <title>: sent as it was
                 page_load.reset(reset)
                 if load["pending"]:
                     km.survey_release(client)
+
+        def write(self, chunk):
+            # Voilà sends the template in small pieces (``<title>``, the title, ``</title>`` are
+            # three): they are held until the title is complete (at most HEAD_HOLD characters)
+            head = getattr(self, "survey_head", None)
+            if head is None:
+                return super().write(chunk)
+            if not isinstance(chunk, str):  # (Voilà writes text) what was held first, as it was
+                self.survey_release_head()
+                return super().write(chunk)
+            self.survey_held = getattr(self, "survey_held", "") + chunk
+            text, done = localize_page_head(self.survey_held, *head)
+            if done or len(self.survey_held) > HEAD_HOLD:
+                self.survey_release_head(text)
+            return None
+
+        def survey_release_head(self, text=None):
+            held, self.survey_head, self.survey_held = getattr(self, "survey_held", ""), None, ""
+            if text or held:
+                super().write(text if text is not None else held)
 
     class SafeTemplateStaticFileHandler(TemplateStaticFileHandler):
         """/voila/templates/<template>/static/<file>: 404 for any other shape (Voilà's handler

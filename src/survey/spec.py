@@ -253,7 +253,7 @@ class CrimeType(_Labelled):
         return v
 
 
-class ExclusionRule(_Model):
+class ExclusionRule(_Labelled):
     name: str
     where: str
     label: str | None = None
@@ -507,7 +507,8 @@ class SurveySpec(_Model):
 
     def translations(self) -> list[dict]:
         """Every label the spec gives in other languages, as rows (kind, name, value,
-        language, text): kind ``title``, ``crime`` (name = crime type), ``item`` (perception
+        language, text): kind ``title``, ``crime`` (name = crime type), ``rule`` (an exclusion
+        rule's label, name = the rule), ``item`` (perception
         item), ``domain`` (name = domain; its label) and ``value`` (name = domain, value = the
         published value).  Published beside the indicator table so that reports and dashboards
         can speak the reader's language without the spec."""
@@ -517,6 +518,9 @@ class SurveySpec(_Model):
         for t in (v.types if v else []):
             rows += [{"kind": "crime", "name": t.name, "value": "", "language": k, "text": x}
                      for k, x in (t.label_i18n or {}).items()]
+        for r in (v.exclude if v else []):
+            rows += [{"kind": "rule", "name": r.name, "value": "", "language": k, "text": x}
+                     for k, x in (r.label_i18n or {}).items()]
         for i in self.perception:
             rows += [{"kind": "item", "name": i.name, "value": "", "language": k, "text": x}
                      for k, x in (i.label_i18n or {}).items()]

@@ -126,6 +126,15 @@ CASES: dict[str, tuple[str, str, str]] = {
     "eval_unit_costs_missing": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
                                 "start: 3, unit_costs: costs/none.csv}\n", "not found", "a unit-cost file that is "
                                 "not there"),
+    "eval_effects_unknown": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                             "start: 3, event_study: true, programme_cost: 100, exposed: 10, "
+                             "crime_type: burglary_dwelling, effects: event_studies}\n", "did you mean 'event_study'",
+                             "a misspelt choice of yearly effects"),
+    "eval_effects_years_mismatch": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
+                                    "start: 3, event_study: true, programme_cost: [100, 50], exposed: 10, "
+                                    "crime_type: burglary_dwelling, effects: [3, 4, 4]}\n",
+                                    "programme_cost has 2 years and effects 3", "two yearly costs for three "
+                                    "yearly effects"),
     "eval_cost_without_exposed": ('evaluation: {outcome: "victim:burglary", treated: "region == 1", period: region, '
                                   "start: 3, programme_cost: 100}\n", "programme_cost needs exposed",
                                   "a cost without the units exposed"),
