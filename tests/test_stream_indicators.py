@@ -653,3 +653,42 @@ def test_two_stages_with_first_stage_fpc_stream(tmp_path, order):
     first = SI.indicator_table(sp1, indicators=fams, domains=["region", "sex"], chunk_rows=250)
     assert (got["se"] > first["se"] * 1.05).mean() > 0.5  # the blocks' variance is there
     assert ("temporary files" in got.attrs["accounting"][0]["detail"]) == (order == "shuffled")
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_lorenz_curves_stream_from_the_weighted_histogram(files, tmp_path):
+    """The streamed Lorenz curves (one pass, the weighted histogram of the counts per crime and
+    over whom) equal survey.lorenz.lorenz on the survey in memory at every point, to 1e-12: a
+    respondent file (household and person crimes, a group) and an incident-file survey with a
+    percentile cap (two passes).  A hand check: the curve's point at a population share equal
+    to the weight share of the zero counts is 0, and it ends at 1."""
+    from survey.lorenz import lorenz
+
+    cases = [(files["taylor"], ["burglary", "assault", "assault_5y"]),
+             (_incident_survey(tmp_path, cap={"rule": "percentile", "value": 95, "by": "all"}),
+              ["burglary", "property"])]
+    for sp, crimes in cases:
+        data = load(sp)
+        crimes = [c for c in crimes if c in data.crime_types + data.crime_groups and
+                  data.respondents[f"n__{c}"].notna().any()]
+        assert crimes
+        got = SI.lorenz_curves(sp, crimes=crimes, chunk_rows=270)
+        want = pd.concat([lorenz(data, c, over=o) for o in ("population", "victims") for c in crimes],
+                         ignore_index=True)
+        assert len(got) == len(want) == 101 * 2 * len(crimes)
+        assert got[["crime_type", "over", "domain", "domain_value"]].values.tolist() == \
+            want[["crime_type", "over", "domain", "domain_value"]].values.tolist()
+        np.testing.assert_allclose(got["population_share"], want["population_share"], rtol=0, atol=1e-15)
+        np.testing.assert_allclose(got["victimization_share"], want["victimization_share"], rtol=0, atol=1e-12)
+        pop = got[got["over"] == "population"]
+        assert (pop.groupby("crime_type")["victimization_share"].last() == 1).all()
+        # by hand (population, first crime): below the weight share of the zero counts the curve is 0
+        c = crimes[0]
+        d = data.design(data.unit_of(c))
+        y = d.data[f"k__{c}"].to_numpy(float)
+        ok = ~np.isnan(y) & (d.w > 0)
+        zero = d.w[ok & (y == 0)].sum() / d.w[ok].sum()
+        curve = pop[pop["crime_type"] == c]
+        below = curve["population_share"] <= zero - 1e-9
+        assert below.sum() > 30 and (curve.loc[below, "victimization_share"].abs() < 1e-15).all()
+        assert (curve.loc[~below, "victimization_share"].iloc[1:] > 0).all()

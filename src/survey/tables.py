@@ -355,6 +355,52 @@ def perception_by_victimization(data, crime_types=None, publication=None, **publ
     return out
 
 
+def lorenz_curves(data, crimes: list[str], overs=("population", "victims"), points: int = 101) -> pd.DataFrame:
+    """The Lorenz curves (overall) of each crime over each of ``overs``: in memory
+    :func:`survey.lorenz.lorenz`, streamed one pass over the design file
+    (:func:`survey.stream_indicators.lorenz_curves`: the weighted histogram of the counts gives
+    the same curve).  Columns :data:`survey.lorenz.LORENZ_COLUMNS`, over by over, crime by crime."""
+    if not streams(data):
+        from .lorenz import lorenz
+
+        return pd.concat([lorenz(data, c, over=o, points=points) for o in overs for c in crimes], ignore_index=True)
+    from .stream_indicators import lorenz_curves as streamed
+
+    return streamed(data.spec, data.spec_path, crimes=crimes, overs=overs, points=points,
+                    chunk_rows=data.plan.chunk_rows)
+
+
+def design_summary(data, units: list[str], domains=()) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The design of each unit (columns :data:`survey.stream_indicators.DESIGN_SUMMARY_COLUMNS`)
+    and the weighted distribution of each (domain, unit) pair of ``domains`` (the proportion of
+    each value among the respondents, a column ``domain`` first): in memory from
+    :meth:`survey.ingest.SurveyData.design`, streamed from one pass over the design file
+    (:func:`survey.stream_indicators.design_summary`)."""
+    if streams(data):
+        from .stream_indicators import design_summary as streamed
+
+        return streamed(data.spec, data.spec_path, units=units, domains=domains, chunk_rows=data.plan.chunk_rows)
+    from .stream_indicators import DESIGN_SUMMARY_COLUMNS
+
+    rows = []
+    for unit in units:
+        d = data.design(unit)
+        row = {"unit": unit, "rows": d.n, "respondents": int((d.w > 0).sum()), "weighted_total": float(d.w.sum())}
+        if hasattr(d, "n_strata"):
+            row.update(kind="taylor", strata=d.n_strata, psus=d.n_psu, df=float(d.df))
+        else:
+            row.update(kind="replicate", replicates=d.n_replicates, method=d.method)
+        rows.append(row)
+    summary = pd.DataFrame(rows, columns=DESIGN_SUMMARY_COLUMNS)
+    summary["method"] = summary["method"].fillna("")
+    dists = []
+    for dom, unit in domains:
+        res = data.design(unit).proportion(dom)
+        res.insert(0, "domain", dom)
+        dists.append(res)
+    return summary, dists
+
+
 def counted(data, crimes: list[str]) -> list[str]:
     """The crimes of ``crimes`` with a count of victimizations (the others are prevalence only)."""
     if not streams(data):
