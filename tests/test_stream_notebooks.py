@@ -77,7 +77,7 @@ def runs(project):
 
 
 @pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
-def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(runs):
+def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(runs, project):
     res, out = runs["stream"]
     ran = ["ingest", "victimization", "fear", "repeat", "summary", "local"]
     assert res["engine"].startswith("engine: stream (mode: stream)")
@@ -115,7 +115,19 @@ def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(run
     assert "Les écarts entre les deux catégories" in (out / "victimization.html").read_text(encoding="utf-8")
     ingest = (out / "ingest.html").read_text(encoding="utf-8")
     assert "colonnes lues en" in ingest and "(lecture en flux)" in ingest
-    assert not (out / "codebook.csv").exists()
+    assert not (out / "codebook.csv").exists()  # (its frequencies count every row)
+    # the design summary and the domains' distributions, streamed: the in-memory designs' numbers
+    from survey.report import Reader
+
+    mem = load(project[1])
+    R = Reader("fr", mem.spec)
+    for unit in ("household", "person"):
+        d = mem.design(unit)
+        desc = R("report.ing.design_desc", n=R.count(d.n), strata=R.count(d.n_strata), psu=R.count(d.n_psu),
+                 df=R.count(d.df))
+        assert desc in ingest, desc
+        assert R.count(float(d.w.sum())) in ingest
+    assert "R\\u00e9partition pond\\u00e9r\\u00e9e de chaque ventilation" in ingest  # the domains' figure (JSON)
     # the comparison with a streamed wave: independent samples, and it says so
     cmp = pd.read_csv(out / "comparison.csv")
     assert len(cmp) > 50 and (cmp["method"] == st.STREAMED_METHOD).all()
@@ -190,6 +202,15 @@ def test_notebook_tables_of_a_streamed_survey_equal_memory(project, tmp_path):
     assert len(got) == len(want) > 0
     np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-9)
     assert st.counted(data, data.crime_types + data.crime_groups) == st.counted(mem, mem.crime_types + mem.crime_groups)
+    # the ingest report's design summary and domain distributions (one streamed pass)
+    pairs = [("sex", "person"), ("region", "household"), ("sex_by_region", "person")]
+    got, got_d = st.design_summary(data, ["household", "person"], pairs)
+    want, want_d = st.design_summary(mem, ["household", "person"], pairs)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+    for g, w in zip(got_d, want_d, strict=True):
+        assert g["level"].astype(str).tolist() == w["level"].astype(str).tolist()
+        np.testing.assert_allclose(g[["estimate", "se"]].to_numpy(float), w[["estimate", "se"]].to_numpy(float),
+                                   rtol=1e-9, atol=1e-14)
     with pytest.raises(st.StreamedError, match="needs the survey's rows in memory"):
         data.design("person")
 

@@ -1436,3 +1436,77 @@ def design_summary(spec, spec_path=None, units=None, domains=(), chunk_rows: int
             res.insert(0, "domain", name)
             results[(name, u)] = res
     return summary, [results[p] for p in domains]
+
+
+# ---------------------------------------------------------------------------------------------
+# differences between two categories of a domain
+# ---------------------------------------------------------------------------------------------
+def domain_differences(spec, spec_path=None, comparisons=(), level: float = 0.95, chunk_rows: int | None = None,
+                       memory_limit=None) -> pd.DataFrame:
+    """:func:`survey.indicators.domain_difference` of each of ``comparisons`` ((indicator, crime,
+    domain, a, b) tuples), from one streamed pass over the design file: one row each
+    (:data:`survey.indicators.COMPARISON_COLUMNS`).
+
+    The difference of two cells needs their covariance: the streamed estimate by the domain
+    keeps it (:mod:`survey.stream`: on Taylor designs from the PSU totals of both cells'
+    linearized variables, on replicate designs from both cells' replicate estimates), so the
+    difference, its SE and t test equal the in-memory ones.  Two sampling stages with a
+    first-stage fpc give no covariance between cells (NaN SE)."""
+    spec, spec_path = _spec(spec, spec_path)
+    check_streamable(spec, spec_path)
+    comparisons = [tuple(c) for c in comparisons]
+    if not comparisons:
+        return pd.DataFrame(columns=I.COMPARISON_COLUMNS)
+    meta = G.SurveyData(spec=spec, spec_path=spec_path, respondents=pd.DataFrame(), incidents=None,
+                        accounting=pd.DataFrame())
+    bad = [d for _, _, d, _, _ in comparisons if d not in spec.domains]
+    if bad:
+        raise I.IndicatorError(f"unknown domain(s): {', '.join(bad)} (known: {', '.join(spec.domains)})")
+    dunit = spec.files[spec.design.file].unit
+    jobs_of: dict = {}  # (indicator, crime, domain) -> (unit, request)
+    for ind, crime, dom, _, _ in comparisons:
+        num, den = I.estimate_columns(ind, crime)
+        unit = dunit if num.startswith("perc__") else meta.unit_of(crime)
+        q = {"kind": "mean" if den is None else "ratio", "variables": [num], "by": dom}
+        if den is not None:
+            q["denominator"] = [den]
+        jobs_of[(ind, crime, dom)] = (unit, q)
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    dspec = spec
+    if spec.victimization is not None and spec.victimization.cap.rule == "percentile":
+        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
+    dfile = spec.files[spec.design.file]
+    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    units = list(dict.fromkeys(u for u, _ in jobs_of.values()))
+    designs = {u: _stream_design(spec, u) for u in units}
+    keys = {u: [k for k, (uu, _) in jobs_of.items() if uu == u] for u in units}
+    jobs, opts, accs = {}, {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurveyWarning)  # (the table's pass reports them)
+        buffers: dict = {}
+        for i, frame in enumerate(der):
+            if not jobs:
+                for u in units:
+                    reqs = [dict(jobs_of[k][1], where=where) for k in keys[u]]
+                    jobs[u], opts[u] = S._jobs(list(frame.columns), der.path.name, reqs, designs[u])
+                    accs[u] = [None] * len(reqs)
+            for u in units:
+                R1 = len(jobs[u][0].replicate_columns) + 1
+                buf = buffers.get(u)
+                if R1 > 1 and (buf is None or buf.size < len(frame) * R1):
+                    buf = buffers[u] = np.empty(max(der.chunk_rows, len(frame)) * R1)
+                shared: dict = {}
+                for j, job in enumerate(jobs[u]):
+                    part = S._batch(frame, job, i, None, buf, shared)
+                    accs[u][j] = part if accs[u][j] is None else accs[u][j].merge(part)
+            del frame
+    if not jobs:
+        raise StreamIndicatorError(f"{der.path.name} has no rows")
+    results = {}
+    for u in units:
+        for k, job, acc, o in zip(keys[u], jobs[u], accs[u], opts[u]):
+            # (the categories in the stream's order, with their covariance: found by label)
+            results[k] = I.on_indicator_scale(S._finish(acc, job, level, None, *o), k[0])
+    return pd.concat([I.difference_row(results[(ind, crime, dom)], ind, crime, dom, a, b, level)
+                      for ind, crime, dom, a, b in comparisons], ignore_index=True)

@@ -390,9 +390,8 @@ def design_summary(data, units: list[str], domains=()) -> tuple[pd.DataFrame, li
             row.update(kind="taylor", strata=d.n_strata, psus=d.n_psu, df=float(d.df))
         else:
             row.update(kind="replicate", replicates=d.n_replicates, method=d.method)
-        rows.append(row)
+        rows.append({"method": "", **row})
     summary = pd.DataFrame(rows, columns=DESIGN_SUMMARY_COLUMNS)
-    summary["method"] = summary["method"].fillna("")
     dists = []
     for dom, unit in domains:
         res = data.design(unit).proportion(dom)
