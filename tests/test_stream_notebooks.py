@@ -112,7 +112,9 @@ def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(run
     assert "Les courbes de Lorenz classent chaque répondant" not in repeat  # (streamed now: no message)
     assert "Les coefficients de Gini classent" not in repeat
     assert (out / "lorenz.csv").exists()
-    assert "Les écarts entre les deux catégories" in (out / "victimization.html").read_text(encoding="utf-8")
+    vic = (out / "victimization.html").read_text(encoding="utf-8")
+    assert "Les écarts entre les deux catégories" not in vic  # (streamed now: the cells' covariance)
+    assert "Significatif (seuil 5 %)" in vic or "Significatif (seuil 5 %)" in vic  # the differences' table
     ingest = (out / "ingest.html").read_text(encoding="utf-8")
     assert "colonnes lues en" in ingest and "(lecture en flux)" in ingest
     assert not (out / "codebook.csv").exists()  # (its frequencies count every row)
@@ -211,6 +213,16 @@ def test_notebook_tables_of_a_streamed_survey_equal_memory(project, tmp_path):
         assert g["level"].astype(str).tolist() == w["level"].astype(str).tolist()
         np.testing.assert_allclose(g[["estimate", "se"]].to_numpy(float), w[["estimate", "se"]].to_numpy(float),
                                    rtol=1e-9, atol=1e-14)
+    # the victimization report's two-category differences (the covariance of the two cells)
+    comps = [("prevalence", "burglary", "sex", "Male", "Female"), ("prevalence", "assault", "zone", "Island",
+                                                                    "Mainland"),
+             ("concentration", "personal", "sex", "Female", "Male")]
+    got = st.domain_differences(data, comps)
+    want = st.domain_differences(mem, comps)
+    assert len(got) == len(want) == 3 and got["a"].tolist() == want["a"].tolist()
+    for c in ("difference", "se", "df", "p_value", "ci_low", "ci_high"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, err_msg=c)
+    assert got["significant"].tolist() == want["significant"].tolist()
     with pytest.raises(st.StreamedError, match="needs the survey's rows in memory"):
         data.design("person")
 

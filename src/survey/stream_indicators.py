@@ -42,6 +42,11 @@ histograms give the replicate Ginis, and on Taylor designs the Gini's linearized
 only on a row's cell and count, so its variance follows from the proportions' covariance
 (:func:`_gini_rows`).
 
+Besides the table, for the reports, each in one more pass: the Lorenz curves
+(:func:`lorenz_curves`, from the same weighted histogram of the counts), the design summary
+and the domains' weighted distributions (:func:`design_summary`), and the differences between
+two categories of a domain with the covariance of the two cells (:func:`domain_differences`).
+
 A percentile cap takes two passes (the first gathers the weighted distribution of the counts,
 over the rows before any ``combine``).  Memory: the batch, the accumulators (cells x PSUs, or
 cells x replicates), an incident file's used columns, and with unsorted ``combine`` one bucket
@@ -68,7 +73,7 @@ from .errors import SurveyError, SurveyWarning
 from .spec import SurveySpec, read_spec
 
 __all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "used_columns", "check_streamable", "stream_accounting",
-           "indicator_table", "lorenz_curves"]
+           "indicator_table", "lorenz_curves", "design_summary", "DESIGN_SUMMARY_COLUMNS", "domain_differences"]
 
 STREAM_FAMILIES = tuple(I.INDICATORS)
 """The indicator families the streamed table computes (all of them)."""

@@ -17,6 +17,9 @@ estimators or to the stream:
   selection the run's table does not hold is streamed on its own.  Families that cannot stream
   (:data:`survey.stream_indicators.STREAM_FAMILIES` says which) are left out and named in the
   table's ``attrs["not_streamed"]``;
+- :func:`lorenz_curves`, :func:`design_summary` (and the domains' distributions),
+  :func:`domain_differences`: in memory from the rows; streamed, each one more pass over the
+  design file (:mod:`survey.stream_indicators`), with the same numbers;
 - :func:`counted` and :func:`compare_waves`: the same answers without the microdata (a
   streamed wave is compared as an independent sample, and the comparison says so);
 - what needs every row in memory raises :class:`StreamedError` (one line); the notebooks check
@@ -398,6 +401,22 @@ def design_summary(data, units: list[str], domains=()) -> tuple[pd.DataFrame, li
         res.insert(0, "domain", dom)
         dists.append(res)
     return summary, dists
+
+
+def domain_differences(data, comparisons, level: float = 0.95) -> pd.DataFrame:
+    """:func:`survey.indicators.domain_difference` of each (indicator, crime, domain, a, b) of
+    ``comparisons``, one row each (:data:`survey.indicators.COMPARISON_COLUMNS`): in memory, or
+    streamed from one pass over the design file (the streamed estimate by the domain keeps the
+    covariance of its cells: :func:`survey.stream_indicators.domain_differences`)."""
+    comparisons = [tuple(c) for c in comparisons]
+    if not comparisons:
+        return pd.DataFrame(columns=I.COMPARISON_COLUMNS)
+    if streams(data):
+        from .stream_indicators import domain_differences as streamed
+
+        return streamed(data.spec, data.spec_path, comparisons=comparisons, level=level,
+                        chunk_rows=data.plan.chunk_rows)
+    return pd.concat([I.domain_difference(data, *c, level=level) for c in comparisons], ignore_index=True)
 
 
 def counted(data, crimes: list[str]) -> list[str]:
