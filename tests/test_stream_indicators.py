@@ -762,3 +762,44 @@ def test_domain_differences_stream_with_the_cells_covariance(files, tmp_path, ki
            for r in got[got["indicator"] == "prevalence"].itertuples()
            if (r.crime_type, r.domain, r.a) in se and (r.crime_type, r.domain, r.b) in se]
     assert len(gap) >= 4 and max(gap) > (1e-3 if kind != "nopsu" else 0)  # (without PSUs: cells barely covary)
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_report_passes_stream_combined_units(tmp_path, shuffled):
+    """With ``combine`` (two interviews of a household combined into one unit; the file sorted
+    by the unit, or not: temporary buckets), the report's passes see the combined units as the
+    in-memory load does: Lorenz curves, design summary and domain distributions, two-category
+    differences equal the in-memory ones."""
+    from survey import tables as st
+    from survey.lorenz import lorenz
+
+    one = _respondents(1200, seed=5)
+    two = _respondents(1200, seed=6)
+    for c in ("hhid", "stratum", "psu", "region", "tenure", "zone"):
+        two[c] = one[c]
+    second = np.random.default_rng(9).random(1200) < 0.7
+    df = pd.concat([one.assign(quarter=1), two[second].assign(quarter=2)], ignore_index=True)
+    df = (df.sample(frac=1.0, random_state=3) if shuffled else df.sort_values(["hhid", "quarter"], kind="stable"))
+    path = tmp_path / "interviews.parquet"
+    df.reset_index(drop=True).to_parquet(path, row_group_size=333)
+    sp = tmp_path / "comb.yaml"
+    sp.write_text(yaml.safe_dump(_combined_spec(path)))
+    data = load(sp)
+    got = SI.lorenz_curves(sp, crimes=["burglary"], chunk_rows=250)
+    want = pd.concat([lorenz(data, "burglary", over=o) for o in ("population", "victims")], ignore_index=True)
+    np.testing.assert_allclose(got["victimization_share"], want["victimization_share"], rtol=0, atol=1e-12)
+    pairs = [("region", "household"), ("zone", "household")]
+    s_got, d_got = SI.design_summary(sp, units=["household"], domains=pairs, chunk_rows=250)
+    s_want, d_want = st.design_summary(data, ["household"], pairs)
+    pd.testing.assert_frame_equal(s_got, s_want, check_dtype=False, rtol=1e-12)
+    assert s_got["rows"].iloc[0] == 1200  # the combined units, not the interviews
+    for g, w in zip(d_got, d_want, strict=True):
+        np.testing.assert_allclose(g[["estimate", "se"]].to_numpy(float), w[["estimate", "se"]].to_numpy(float),
+                                   rtol=1e-9)
+    comps = [("prevalence", "burglary", "zone", "Island", "Mainland"), ("concentration", "burglary", "zone",
+                                                                         "Mainland", "Island")]
+    g = SI.domain_differences(sp, comparisons=comps, chunk_rows=250)
+    w = st.domain_differences(data, comps)
+    for c in ("difference", "se", "df", "p_value"):
+        np.testing.assert_allclose(g[c].to_numpy(float), w[c].to_numpy(float), rtol=1e-9, err_msg=c)
