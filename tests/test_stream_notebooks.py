@@ -3,9 +3,12 @@ sums give it: a real batch run (papermill) with ``engine: {mode: stream}`` on a 
 survey executes the ingest, victimization, fear, repeat, summary and small-area notebooks on the
 streamed survey (survey.tables), writes their HTML reports and the Excel workbook, and its
 ``indicators.csv`` and ``small_areas.csv`` equal those of an in-memory run of the same
-parameter set (the reference: survey.indicators, itself checked against R) to 1e-9.  The
-notebooks that need the rows in memory (risk models, evaluation) are left out with their
-reasons, in the manifest, the run's result and the summary report (in the run's language)."""
+parameter set (the reference: survey.indicators, itself checked against R) to 1e-9, and so do
+its Lorenz curves (``lorenz.csv``); the ingest report's design summary and domain
+distributions and the victimization report's two-category differences are streamed and equal
+the in-memory ones.  The notebooks that need the rows in memory (risk models, evaluation) are
+left out with their reasons, in the manifest, the run's result and the summary report (in the
+run's language)."""
 
 from __future__ import annotations
 
