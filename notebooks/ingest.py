@@ -122,31 +122,33 @@ else:
 # %% design
 units = sorted({t.unit for t in S.victimization.types}) if S.victimization is not None else []
 units = units or [S.files[S.design.file].unit]
+chosen = P.domains or list(S.domains)
+pairs = []  # (domain, the unit whose weight counts it)
+for dom in chosen:
+    units_ok = S.domains[dom].units or units
+    pairs.append((dom, units_ok[0] if units_ok[0] in units else units[0]))
+summary, dists = st.design_summary(data, units, pairs)  # streamed: one pass over the design file
 rows = []
-for unit in units if not st.streams(data) else []:
-    d = data.design(unit)
-    what = repr(d) if R.lang == "en" else (
-        R("report.ing.design_desc", n=R.count(d.n), strata=R.count(d.n_strata), psu=R.count(d.n_psu), df=R.count(d.df))
-        if hasattr(d, "n_strata") else
-        R("report.ing.design_replicates", n=R.count(d.n), replicates=R.count(d.n_replicates), method=d.method))
-    rows.append({"unit": unit, "design": what, "respondents": int((d.w > 0).sum()),
-                 "weighted total": float(d.w.sum())})
+for r in summary.itertuples():
+    what = (R("report.ing.design_desc", n=R.count(r.rows), strata=R.count(int(r.strata)), psu=R.count(int(r.psus)),
+              df=R.count(r.df)) if r.kind == "taylor" else
+            R("report.ing.design_replicates", n=R.count(r.rows), replicates=R.count(int(r.replicates)),
+              method=r.method))
+    rows.append({"unit": r.unit, "design": what, "respondents": int(r.respondents),
+                 "weighted total": float(r.weighted_total)})
 design_table = pd.DataFrame(rows, columns=["unit", "design", "respondents", "weighted total"])
 design_note = rp.design_note(rp.design_info(S)["kind"], R.lang)
 if design_note:
     rp.md(f"**Design: {design_note}.**" if R.lang == "en" else f"**{design_note}**")
-if st.streams(data):
-    rp.md(R("report.stream.no_design"))
-elif R.lang == "en":
+if R.lang == "en":
     shown_design = design_table.style.format({"weighted total": "{:,.0f}"})
 else:
     shown_design = design_table.assign(unit=[R.unit(u) for u in design_table["unit"]],
                                        respondents=[R.count(n) for n in design_table["respondents"]],
                                        **{"weighted total": [R.count(x) for x in design_table["weighted total"]]})
     shown_design.columns = [R(f"report.ing.col.{c.replace(' ', '_')}") for c in shown_design.columns]
-if not st.streams(data):
-    with pd.option_context("display.max_colwidth", 120):
-        display(shown_design)
+with pd.option_context("display.max_colwidth", 120):
+    display(shown_design)
 
 # %% [markdown]
 # ## Domains
@@ -156,18 +158,13 @@ if not st.streams(data):
 # in the accounting above and left out of that domain's breakdowns only.
 
 # %% domains
-chosen = P.domains or list(S.domains)
 dist = []
-for dom in chosen if not st.streams(data) else []:
-    units_ok = S.domains[dom].units or units
-    unit = units_ok[0] if units_ok[0] in units else units[0]
-    res = data.design(unit).proportion(dom)
+for res, (dom, unit) in zip(dists, pairs):
+    res = res.copy()
     res["domain"] = R.domain(dom, S.domains[dom].label or dom)
     res["level"] = [R.value(dom, lv) for lv in res["level"]]
     res["unit"] = unit
     dist.append(res)
-if st.streams(data):
-    rp.md(R("report.stream.no_domains"))
 dist = pd.concat(dist, ignore_index=True) if dist else pd.DataFrame(columns=["domain", "level", "estimate", "se"])
 fig = go.Figure()
 for dom, g in dist.groupby("domain", sort=False):
@@ -181,7 +178,7 @@ if len(dist):
     fig.show()
 
 # %% codebook
-if st.streams(data):
+if st.streams(data):  # (its frequencies count every row of every file)
     rp.md(R("report.stream.no_codebook"))
 else:
     csv_path, html_path = write_codebook(data, P.output_dir)

@@ -45,10 +45,7 @@ engine = None
 P = sp.check_notebook(globals(), "repeat")
 
 # %% load the survey
-import pandas as pd
-
 from survey import tables as st
-from survey.lorenz import lorenz
 
 data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
@@ -107,16 +104,10 @@ if lines:
 # last few percent; among victims it shows how unevenly victims are hit.
 
 # %% lorenz
-if focus and st.streams(data):  # the curves sort every respondent: the rows in memory
-    rp.md(R("report.stream.no_lorenz"))
-elif focus:
-    curves = []
-    for over in ("population", "victims"):
-        for c in focus:
-            lz = lorenz(data, c, over=over)
-            lz["label"] = R.crime(c, overall.loc[overall.crime_type == c, "crime_label"].iloc[0])
-            curves.append(lz)
-    curves = pd.concat(curves, ignore_index=True)
+if focus:  # (streamed: one pass over the file, the weighted histogram of the counts)
+    curves = st.lorenz_curves(data, focus, overs=("population", "victims"))
+    labels = {c: R.crime(c, overall.loc[overall.crime_type == c, "crime_label"].iloc[0]) for c in focus}
+    curves["label"] = curves["crime_type"].map(labels)
     rp.publish_csv(curves.drop(columns="label"), f"{P.output_dir}/lorenz.csv")
     for over, fam in (("population", "gini"), ("victims", "gini_victims")):
         g = {R.crime(r.crime_type, r.crime_label): r.estimate for r in overall[overall.indicator == fam].itertuples()}
@@ -137,8 +128,6 @@ if len(rows):
     rows["series"] = rows.indicator.map({"gini": R("report.rep.over_population"),
                                          "gini_victims": R("report.rep.over_victims")})
     rp.estimate_bars(rows, series="series", title=R("report.rep.gini_title"), reader=R).show()
-elif counted:  # streamed: the Gini families need every row (table.attrs["not_streamed"])
-    rp.md(R("report.stream.no_gini"))
 else:
     rp.md(rp.no_counts_sentence(R("report.rep.gini"), R.lang))
 

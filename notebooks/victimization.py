@@ -48,7 +48,7 @@ P = sp.check_notebook(globals(), "victimization")
 import pandas as pd
 
 from survey import tables as st
-from survey.indicators import INDICATORS, domain_difference
+from survey.indicators import INDICATORS
 
 data = sp.load_survey(P)  # streamed (survey.tables.StreamedSurvey) when the engine streams
 S = data.spec
@@ -152,22 +152,20 @@ for dom in doms:
 # excludes zero.
 
 # %% differences
-diffs = []
-for dom in doms if not st.streams(data) else []:  # (the covariance of two domains needs the rows)
+pairs = []
+for dom in doms:
     cats = [v for v in table.loc[table.domain == dom, "domain_value"].unique()]
     if len(cats) != 2:
         continue
     for c in focus:
         if S.domains[dom].units and units[c] not in S.domains[dom].units:
             continue
-        diffs.append(domain_difference(data, "prevalence", c, dom, cats[0], cats[1]))
-if diffs:
-    diffs = pd.concat(diffs, ignore_index=True)
+        pairs.append(("prevalence", c, dom, cats[0], cats[1]))
+diffs = st.domain_differences(data, pairs)  # streamed: one pass, the cells' covariance kept
+if len(diffs):
     shown = ["crime_type", "domain", "a", "b", "estimate_a", "estimate_b", "difference", "ci_low", "ci_high",
              "p_value", "significant"]
     display(diffs[shown].round(3) if R.lang == "en" else R.frame(diffs, shown, 3))
-elif st.streams(data):
-    rp.md(R("report.stream.no_differences"))
 else:
     rp.md(R("report.vic.no_two_categories"))
 

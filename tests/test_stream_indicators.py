@@ -653,3 +653,153 @@ def test_two_stages_with_first_stage_fpc_stream(tmp_path, order):
     first = SI.indicator_table(sp1, indicators=fams, domains=["region", "sex"], chunk_rows=250)
     assert (got["se"] > first["se"] * 1.05).mean() > 0.5  # the blocks' variance is there
     assert ("temporary files" in got.attrs["accounting"][0]["detail"]) == (order == "shuffled")
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+def test_lorenz_curves_stream_from_the_weighted_histogram(files, tmp_path):
+    """The streamed Lorenz curves (one pass, the weighted histogram of the counts per crime and
+    over whom) equal survey.lorenz.lorenz on the survey in memory at every point, to 1e-12: a
+    respondent file (household and person crimes, a group) and an incident-file survey with a
+    percentile cap (two passes).  A hand check: the curve's point at a population share equal
+    to the weight share of the zero counts is 0, and it ends at 1."""
+    from survey.lorenz import lorenz
+
+    cases = [(files["taylor"], ["burglary", "assault", "assault_5y"]),
+             (_incident_survey(tmp_path, cap={"rule": "percentile", "value": 95, "by": "all"}),
+              ["burglary", "property"])]
+    for sp, crimes in cases:
+        data = load(sp)
+        crimes = [c for c in crimes if c in data.crime_types + data.crime_groups and
+                  data.respondents[f"n__{c}"].notna().any()]
+        assert crimes
+        got = SI.lorenz_curves(sp, crimes=crimes, chunk_rows=270)
+        want = pd.concat([lorenz(data, c, over=o) for o in ("population", "victims") for c in crimes],
+                         ignore_index=True)
+        assert len(got) == len(want) == 101 * 2 * len(crimes)
+        assert got[["crime_type", "over", "domain", "domain_value"]].values.tolist() == \
+            want[["crime_type", "over", "domain", "domain_value"]].values.tolist()
+        np.testing.assert_allclose(got["population_share"], want["population_share"], rtol=0, atol=1e-15)
+        np.testing.assert_allclose(got["victimization_share"], want["victimization_share"], rtol=0, atol=1e-12)
+        pop = got[got["over"] == "population"]
+        assert (pop.groupby("crime_type")["victimization_share"].last() == 1).all()
+        # by hand (population, first crime): below the weight share of the zero counts the curve is 0
+        c = crimes[0]
+        d = data.design(data.unit_of(c))
+        y = d.data[f"k__{c}"].to_numpy(float)
+        ok = ~np.isnan(y) & (d.w > 0)
+        zero = d.w[ok & (y == 0)].sum() / d.w[ok].sum()
+        curve = pop[pop["crime_type"] == c]
+        below = curve["population_share"] <= zero - 1e-9
+        assert below.sum() > 30 and (curve.loc[below, "victimization_share"].abs() < 1e-15).all()
+        assert (curve.loc[~below, "victimization_share"].iloc[1:] > 0).all()
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("kind", ["taylor", "replicate", "nopsu", "incidents"])
+def test_design_summary_and_domain_distributions_stream(files, tmp_path, kind):
+    """The ingest report's design summary (rows, strata, PSUs, df, replicates, rows with a
+    positive weight and their sum, per unit) and each domain's weighted distribution among
+    respondents, from one streamed pass, equal those of the in-memory designs (Design /
+    ReplicateDesign of survey.ingest.load: counts exactly, proportions and SEs to 1e-12)."""
+    from survey import tables as st
+
+    sp = _incident_survey(tmp_path) if kind == "incidents" else files[kind]
+    data = load(sp)
+    units = sorted({t.unit for t in data.spec.victimization.types})
+    pairs = [(d, (data.spec.domains[d].units or units)[0]) for d in data.spec.domains]
+    want, want_d = st.design_summary(data, units, pairs)
+    got, got_d = SI.design_summary(sp, units=units, domains=pairs, chunk_rows=270)
+    assert list(got.columns) == list(want.columns) == SI.DESIGN_SUMMARY_COLUMNS
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+    d = data.design(units[0])
+    assert got["rows"].iloc[0] == len(data.respondents) and got["respondents"].iloc[0] == int((d.w > 0).sum())
+    if kind == "replicate":
+        assert got["replicates"].iloc[0] == d.n_replicates > 1 and got["method"].iloc[0] == "Fay"
+    else:  # df: PSUs minus strata among the respondents (a domain of the design's rows)
+        assert got["df"].iloc[0] == d.df and got["psus"].iloc[0] == d.n_psu > got["strata"].iloc[0] > 1
+    assert len(got_d) == len(want_d) == len(pairs) >= 2
+    for g, w in zip(got_d, want_d):
+        assert g["level"].astype(str).tolist() == w["level"].astype(str).tolist() and len(g) >= 2
+        assert (g["domain"] == w["domain"]).all()
+        for c in ("estimate", "se", "n"):
+            np.testing.assert_allclose(g[c].to_numpy(float), w[c].to_numpy(float), rtol=1e-12, atol=1e-14)
+        assert g["estimate"].sum() == pytest.approx(1.0, abs=1e-12) and (g["se"] > 0).all()
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("kind", ["taylor", "replicate", "nopsu", "incidents"])
+def test_domain_differences_stream_with_the_cells_covariance(files, tmp_path, kind):
+    """Differences between two categories of a domain (prevalence, a mean; concentration, a
+    ratio), streamed in one pass: the streamed estimate by the domain keeps the covariance of
+    its cells (PSU totals of both cells' linearized variables; both cells' replicate
+    estimates), so difference, SE, df, p-value and interval equal
+    survey.indicators.domain_difference in memory to 1e-9.  The covariance counts: with PSUs
+    or replicate weights the SE is not sqrt(se_a^2 + se_b^2)."""
+    from survey.indicators import domain_difference
+
+    sp = _incident_survey(tmp_path) if kind == "incidents" else files[kind]
+    data = load(sp)
+    table = indicator_table(data, indicators=["prevalence"])
+    crimes = (data.crime_groups or data.crime_types)[:1] + data.crime_types[:1]
+    comps = []
+    for dom in data.spec.domains:
+        cats = list(table.loc[table.domain == dom, "domain_value"].unique())
+        for c in crimes:  # (concentration: of the crimes with a count)
+            comps.append(("prevalence", c, dom, cats[0], cats[-1]))
+            if data.respondents[f"n__{c}"].notna().any():
+                comps.append(("concentration", c, dom, cats[-1], cats[0]))
+    want = pd.concat([domain_difference(data, *c) for c in comps], ignore_index=True)
+    got = SI.domain_differences(sp, comparisons=comps, chunk_rows=270)
+    assert len(got) == len(want) == len(comps) >= 8 and list(got.columns) == list(want.columns)
+    for c in ("indicator", "crime_type", "domain", "a", "b", "significant", "method"):
+        assert got[c].tolist() == want[c].tolist(), c
+    for c in ("estimate_a", "estimate_b", "difference", "se", "statistic", "df", "p_value", "ci_low", "ci_high"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                   err_msg=c)
+    assert (got["se"] > 0).all() and got["difference"].abs().gt(0).all()
+    se = {(r.crime_type, r.domain, str(r.domain_value)): r.se for r in table.itertuples()}
+    gap = [abs(r.se - np.hypot(se[(r.crime_type, r.domain, r.a)], se[(r.crime_type, r.domain, r.b)])) / r.se
+           for r in got[got["indicator"] == "prevalence"].itertuples()
+           if (r.crime_type, r.domain, r.a) in se and (r.crime_type, r.domain, r.b) in se]
+    assert len(gap) >= 4 and max(gap) > (1e-3 if kind != "nopsu" else 0)  # (without PSUs: cells barely covary)
+
+
+@pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_report_passes_stream_combined_units(tmp_path, shuffled):
+    """With ``combine`` (two interviews of a household combined into one unit; the file sorted
+    by the unit, or not: temporary buckets), the report's passes see the combined units as the
+    in-memory load does: Lorenz curves, design summary and domain distributions, two-category
+    differences equal the in-memory ones."""
+    from survey import tables as st
+    from survey.lorenz import lorenz
+
+    one = _respondents(1200, seed=5)
+    two = _respondents(1200, seed=6)
+    for c in ("hhid", "stratum", "psu", "region", "tenure", "zone"):
+        two[c] = one[c]
+    second = np.random.default_rng(9).random(1200) < 0.7
+    df = pd.concat([one.assign(quarter=1), two[second].assign(quarter=2)], ignore_index=True)
+    df = (df.sample(frac=1.0, random_state=3) if shuffled else df.sort_values(["hhid", "quarter"], kind="stable"))
+    path = tmp_path / "interviews.parquet"
+    df.reset_index(drop=True).to_parquet(path, row_group_size=333)
+    sp = tmp_path / "comb.yaml"
+    sp.write_text(yaml.safe_dump(_combined_spec(path)))
+    data = load(sp)
+    got = SI.lorenz_curves(sp, crimes=["burglary"], chunk_rows=250)
+    want = pd.concat([lorenz(data, "burglary", over=o) for o in ("population", "victims")], ignore_index=True)
+    np.testing.assert_allclose(got["victimization_share"], want["victimization_share"], rtol=0, atol=1e-12)
+    pairs = [("region", "household"), ("zone", "household")]
+    s_got, d_got = SI.design_summary(sp, units=["household"], domains=pairs, chunk_rows=250)
+    s_want, d_want = st.design_summary(data, ["household"], pairs)
+    pd.testing.assert_frame_equal(s_got, s_want, check_dtype=False, rtol=1e-12)
+    assert s_got["rows"].iloc[0] == 1200  # the combined units, not the interviews
+    for g, w in zip(d_got, d_want, strict=True):
+        np.testing.assert_allclose(g[["estimate", "se"]].to_numpy(float), w[["estimate", "se"]].to_numpy(float),
+                                   rtol=1e-9)
+    comps = [("prevalence", "burglary", "zone", "Island", "Mainland"), ("concentration", "burglary", "zone",
+                                                                         "Mainland", "Island")]
+    g = SI.domain_differences(sp, comparisons=comps, chunk_rows=250)
+    w = st.domain_differences(data, comps)
+    for c in ("difference", "se", "df", "p_value"):
+        np.testing.assert_allclose(g[c].to_numpy(float), w[c].to_numpy(float), rtol=1e-9, err_msg=c)

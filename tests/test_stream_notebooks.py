@@ -3,9 +3,12 @@ sums give it: a real batch run (papermill) with ``engine: {mode: stream}`` on a 
 survey executes the ingest, victimization, fear, repeat, summary and small-area notebooks on the
 streamed survey (survey.tables), writes their HTML reports and the Excel workbook, and its
 ``indicators.csv`` and ``small_areas.csv`` equal those of an in-memory run of the same
-parameter set (the reference: survey.indicators, itself checked against R) to 1e-9.  The
-notebooks that need the rows in memory (risk models, evaluation) are left out with their
-reasons, in the manifest, the run's result and the summary report (in the run's language)."""
+parameter set (the reference: survey.indicators, itself checked against R) to 1e-9, and so do
+its Lorenz curves (``lorenz.csv``); the ingest report's design summary and domain
+distributions and the victimization report's two-category differences are streamed and equal
+the in-memory ones.  The notebooks that need the rows in memory (risk models, evaluation) are
+left out with their reasons, in the manifest, the run's result and the summary report (in the
+run's language)."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from survey.stream_indicators import STREAM_FAMILIES
 ROOT = Path(__file__).resolve().parents[1]
 DOMAINS = ["sex", "region", "zone", "sex_by_region"]
 NOT_STREAMED = [f for f in INDICATORS if f not in STREAM_FAMILIES]
-"""Families the stream leaves out (the Gini indices: they sort every row)."""
+"""Families the stream leaves out (none: the Gini indices stream from the histogram of the counts)."""
 NUMBERS = ["estimate", "se", "ci_low", "ci_high", "cv", "deff", "weighted_base"]
 
 
@@ -72,12 +75,12 @@ def runs(project):
                               compare={"spec": str(spec), "period": "2024"},
                               evaluation={"outcome": "victim:burglary", "treated": "region in [1, 2]",
                                           "period": "year", "start": 2022})
-    memory = _parameter_set(root, spec, "memory", engine={"mode": "memory"}, notebooks=["victimization"])
+    memory = _parameter_set(root, spec, "memory", engine={"mode": "memory"}, notebooks=["victimization", "repeat"])
     return {"stream": _run(streamed, root), "memory": _run(memory, root)}
 
 
 @pytest.mark.filterwarnings("ignore::survey.SurveyWarning")
-def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(runs):
+def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(runs, project):
     res, out = runs["stream"]
     ran = ["ingest", "victimization", "fear", "repeat", "summary", "local"]
     assert res["engine"].startswith("engine: stream (mode: stream)")
@@ -109,12 +112,27 @@ def test_streamed_run_publishes_the_reports_and_leaves_out_what_needs_memory(run
     assert "Facteurs de risque" in summary and "l’évaluation du programme ajuste ses modèles" in summary
     assert "needs the survey in memory" not in summary
     repeat = (out / "repeat.html").read_text(encoding="utf-8")
-    assert "Les courbes de Lorenz classent chaque répondant" in repeat
-    assert ("Les coefficients de Gini classent" in repeat) == ("gini" in NOT_STREAMED)
-    assert "Les écarts entre les deux catégories" in (out / "victimization.html").read_text(encoding="utf-8")
+    assert "Les courbes de Lorenz classent chaque répondant" not in repeat  # (streamed now: no message)
+    assert "Les coefficients de Gini classent" not in repeat
+    assert (out / "lorenz.csv").exists()
+    vic = (out / "victimization.html").read_text(encoding="utf-8")
+    assert "Les écarts entre les deux catégories" not in vic  # (streamed now: the cells' covariance)
+    assert "Significatif (seuil 5 %)" in vic or "Significatif (seuil 5 %)" in vic  # the differences' table
     ingest = (out / "ingest.html").read_text(encoding="utf-8")
     assert "colonnes lues en" in ingest and "(lecture en flux)" in ingest
-    assert not (out / "codebook.csv").exists()
+    assert not (out / "codebook.csv").exists()  # (its frequencies count every row)
+    # the design summary and the domains' distributions, streamed: the in-memory designs' numbers
+    from survey.report import Reader
+
+    mem = load(project[1])
+    R = Reader("fr", mem.spec)
+    for unit in ("household", "person"):
+        d = mem.design(unit)
+        desc = R("report.ing.design_desc", n=R.count(d.n), strata=R.count(d.n_strata), psu=R.count(d.n_psu),
+                 df=R.count(d.df))
+        assert desc in ingest, desc
+        assert R.count(float(d.w.sum())) in ingest
+    assert "R\\u00e9partition pond\\u00e9r\\u00e9e de chaque ventilation" in ingest  # the domains' figure (JSON)
     # the comparison with a streamed wave: independent samples, and it says so
     cmp = pd.read_csv(out / "comparison.csv")
     assert len(cmp) > 50 and (cmp["method"] == st.STREAMED_METHOD).all()
@@ -141,6 +159,15 @@ def test_streamed_run_tables_equal_the_in_memory_run(runs):
                                        equal_nan=True, err_msg=c)
         else:
             assert got[c].astype(str).tolist() == want[c].astype(str).tolist(), c
+    # the Lorenz curves of the repeat report: streamed (the weighted histogram of the counts)
+    lz_got = pd.read_csv(runs["stream"][1] / "lorenz.csv")
+    lz_want = pd.read_csv(runs["memory"][1] / "lorenz.csv")
+    assert len(lz_got) == len(lz_want) >= 101 * 2
+    assert lz_got.drop(columns=["population_share", "victimization_share"]).equals(
+        lz_want.drop(columns=["population_share", "victimization_share"]))
+    for c in ("population_share", "victimization_share"):
+        np.testing.assert_allclose(lz_got[c], lz_want[c], rtol=0, atol=1e-12, err_msg=c)
+    assert lz_got["victimization_share"].between(0, 1).all() and (lz_got["victimization_share"] > 0).any()
     sa_got = pd.read_csv(runs["stream"][1] / "small_areas.csv")
     sa_want = pd.read_csv(runs["memory"][1] / "small_areas.csv")
     assert len(sa_got) == 5
@@ -180,6 +207,25 @@ def test_notebook_tables_of_a_streamed_survey_equal_memory(project, tmp_path):
     assert len(got) == len(want) > 0
     np.testing.assert_allclose(got["estimate"].to_numpy(float), want["estimate"].to_numpy(float), rtol=1e-9)
     assert st.counted(data, data.crime_types + data.crime_groups) == st.counted(mem, mem.crime_types + mem.crime_groups)
+    # the ingest report's design summary and domain distributions (one streamed pass)
+    pairs = [("sex", "person"), ("region", "household"), ("sex_by_region", "person")]
+    got, got_d = st.design_summary(data, ["household", "person"], pairs)
+    want, want_d = st.design_summary(mem, ["household", "person"], pairs)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-12)
+    for g, w in zip(got_d, want_d, strict=True):
+        assert g["level"].astype(str).tolist() == w["level"].astype(str).tolist()
+        np.testing.assert_allclose(g[["estimate", "se"]].to_numpy(float), w[["estimate", "se"]].to_numpy(float),
+                                   rtol=1e-9, atol=1e-14)
+    # the victimization report's two-category differences (the covariance of the two cells)
+    comps = [("prevalence", "burglary", "sex", "Male", "Female"), ("prevalence", "assault", "zone", "Island",
+                                                                    "Mainland"),
+             ("concentration", "personal", "sex", "Female", "Male")]
+    got = st.domain_differences(data, comps)
+    want = st.domain_differences(mem, comps)
+    assert len(got) == len(want) == 3 and got["a"].tolist() == want["a"].tolist()
+    for c in ("difference", "se", "df", "p_value", "ci_low", "ci_high"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-9, err_msg=c)
+    assert got["significant"].tolist() == want["significant"].tolist()
     with pytest.raises(st.StreamedError, match="needs the survey's rows in memory"):
         data.design("person")
 

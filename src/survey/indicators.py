@@ -776,29 +776,41 @@ def estimate(data: SurveyData, indicator: str, crime: str, by: str | None = None
     """One indicator for one crime type (or perception item) by one domain, as the engine's
     result (with ``attrs["vcov"]``, on the indicator's scale) — the building block of domain
     comparisons."""
-    from .estimate import Covariance
+    num, den = estimate_columns(indicator, crime)
+    design = data.design() if den is None and num.startswith("perc__") else data.design(data.unit_of(crime))
+    res = design.mean(num, by=by) if den is None else design.ratio(num, den, by=by)
+    return on_indicator_scale(res, indicator)
 
-    ind = INDICATORS.get(indicator)
-    if ind is None:
+
+def estimate_columns(indicator: str, crime: str) -> tuple[str, str | None]:
+    """The derived columns of one indicator of :func:`estimate`: (numerator, denominator or
+    None for a mean); a perception item's mean is over the design file's unit."""
+    if indicator not in INDICATORS:
         raise IndicatorError(f"unknown indicator '{indicator}' (known: {', '.join(INDICATORS)})")
     if indicator in ("feeling_safe", "worry", "likelihood", "likert"):
-        design = data.design()
-        res = design.mean(f"perc__{crime}", by=by)
-    else:
-        design = data.design(data.unit_of(crime))
-        num, den = {
-            "prevalence": (f"victim__{crime}", None),
-            "incidence": (f"n__{crime}", None),
-            "concentration": (f"n__{crime}", f"victim__{crime}"),
-            "repeat_victims": (f"rv__{crime}", f"victim__{crime}"),
-            "repeat_incidents": (f"ri__{crime}", f"n__{crime}"),
-            "multiple_victimization": (f"mv__{crime}", f"victim__{crime}"),
-            "reporting_rate": (f"rep__{crime}", f"n__{crime}"),
-            "dark_figure": (f"rep__{crime}", f"n__{crime}"),
-            "reporting_rate_victims": (f"vrep__{crime}", f"victim__{crime}"),
-        }[indicator]
-        res = design.mean(num, by=by) if den is None else design.ratio(num, den, by=by)
-    s = ind.scale
+        return f"perc__{crime}", None
+    cols = {
+        "prevalence": (f"victim__{crime}", None),
+        "incidence": (f"n__{crime}", None),
+        "concentration": (f"n__{crime}", f"victim__{crime}"),
+        "repeat_victims": (f"rv__{crime}", f"victim__{crime}"),
+        "repeat_incidents": (f"ri__{crime}", f"n__{crime}"),
+        "multiple_victimization": (f"mv__{crime}", f"victim__{crime}"),
+        "reporting_rate": (f"rep__{crime}", f"n__{crime}"),
+        "dark_figure": (f"rep__{crime}", f"n__{crime}"),
+        "reporting_rate_victims": (f"vrep__{crime}", f"victim__{crime}"),
+    }
+    if indicator not in cols:
+        raise IndicatorError(f"indicator '{indicator}' has no domain comparison (a mean or ratio of the rows)")
+    return cols[indicator]
+
+
+def on_indicator_scale(res: pd.DataFrame, indicator: str) -> pd.DataFrame:
+    """An engine result (mean or ratio, ``attrs["vcov"]``) on the indicator's scale (percent,
+    per 1,000...; the dark figure as 100 minus the reporting rate), in place."""
+    from .estimate import Covariance
+
+    s = INDICATORS[indicator].scale
     v = np.asarray(res.attrs["vcov"]) * s * s
     for c in ("estimate", "se", "ci_low", "ci_high"):
         res[c] = res[c] * s
@@ -812,9 +824,15 @@ def domain_difference(data: SurveyData, indicator: str, crime: str, domain: str,
                       level: float = 0.95) -> pd.DataFrame:
     """Difference a - b between two categories of a domain of one survey, with the full
     covariance of the two domain estimates (t test on the design df)."""
+    return difference_row(estimate(data, indicator, crime, by=domain), indicator, crime, domain, a, b, level)
+
+
+def difference_row(res: pd.DataFrame, indicator: str, crime: str, domain: str, a, b,
+                   level: float = 0.95) -> pd.DataFrame:
+    """The row of :func:`domain_difference` (:data:`COMPARISON_COLUMNS`) from the estimate by
+    ``domain`` (:func:`estimate`'s result, or the same streamed)."""
     from .contrast import difference
 
-    res = estimate(data, indicator, crime, by=domain)
     labels = res[domain].astype(str).tolist()
     for x in (a, b):
         if str(x) not in labels:

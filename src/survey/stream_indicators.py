@@ -42,6 +42,11 @@ histograms give the replicate Ginis, and on Taylor designs the Gini's linearized
 only on a row's cell and count, so its variance follows from the proportions' covariance
 (:func:`_gini_rows`).
 
+Besides the table, for the reports, each in one more pass: the Lorenz curves
+(:func:`lorenz_curves`, from the same weighted histogram of the counts), the design summary
+and the domains' weighted distributions (:func:`design_summary`), and the differences between
+two categories of a domain with the covariance of the two cells (:func:`domain_differences`).
+
 A percentile cap takes two passes (the first gathers the weighted distribution of the counts,
 over the rows before any ``combine``).  Memory: the batch, the accumulators (cells x PSUs, or
 cells x replicates), an incident file's used columns, and with unsorted ``combine`` one bucket
@@ -68,7 +73,7 @@ from .errors import SurveyError, SurveyWarning
 from .spec import SurveySpec, read_spec
 
 __all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "used_columns", "check_streamable", "stream_accounting",
-           "indicator_table"]
+           "indicator_table", "lorenz_curves", "design_summary", "DESIGN_SUMMARY_COLUMNS", "domain_differences"]
 
 STREAM_FAMILIES = tuple(I.INDICATORS)
 """The indicator families the streamed table computes (all of them)."""
@@ -1239,3 +1244,274 @@ def _rows(t: _Task, res: pd.DataFrame, cells: _Cells, k: int) -> pd.DataFrame:
             num = n - num if t.base[0] == "dark_figure" else num
         out["n_cases"] = np.rint(num).astype(np.int64)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Lorenz curves
+# ---------------------------------------------------------------------------------------------
+def lorenz_curves(spec, spec_path=None, crimes=None, overs=("population", "victims"), points: int = 101,
+                  chunk_rows: int | None = None, memory_limit=None) -> pd.DataFrame:
+    """The Lorenz curves of :func:`survey.lorenz.lorenz` (overall, columns
+    :data:`survey.lorenz.LORENZ_COLUMNS`) of each crime of ``crimes`` over each of ``overs``,
+    from one streamed pass over the design file.
+
+    The counts are non-negative numbers with many ties, and within a run of tied values the
+    in-memory curve is a straight line (each row adds its weight to the population share and
+    its weight times the same count to the victimization share).  The curve is therefore the
+    line through the points of the weighted histogram of the counts, accumulated per value
+    over the batches (the rows kept as :func:`survey.lorenz.lorenz` keeps them: a known count,
+    over victims a victimization, a positive weight); memory: the batch and one weight per
+    distinct count."""
+    from .lorenz import LORENZ_COLUMNS
+
+    spec, spec_path = _spec(spec, spec_path)  # (the curves come over by over, crime by crime)
+    check_streamable(spec, spec_path)
+    if spec.victimization is None:
+        raise I.IndicatorError(f"spec '{spec.survey}' has no victimization section: no Lorenz curve")
+    meta = G.SurveyData(spec=spec, spec_path=spec_path, respondents=pd.DataFrame(), incidents=None,
+                        accounting=pd.DataFrame())
+    known = meta.crime_types + meta.crime_groups
+    crimes = list(crimes) if crimes is not None else known
+    bad = [c for c in crimes if c not in known]
+    if bad:
+        raise I.IndicatorError(f"unknown crime type(s) or group(s): {', '.join(bad)} (known: {', '.join(known)})")
+    if any(o not in ("population", "victims") for o in overs):
+        raise ValueError("over must be 'population' or 'victims'")
+    prefix = {o: p for _, o, p in _GINI_OVER}
+    curves = [(c, o, f"{prefix[o]}__{c}", _stream_design(spec, meta.unit_of(c)).weights) for o in overs for c in crimes]
+    cols = list(dict.fromkeys(col for _, _, col, _ in curves))
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    dspec = spec
+    if spec.victimization.cap.rule == "percentile":
+        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+    dfile = spec.files[spec.design.file]
+    respondents_only = bool(dfile.respondents or dfile.combine is not None)
+    hist: list[pd.Series] = [pd.Series(dtype=float) for _ in curves]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurveyWarning)  # (the table's pass reports them)
+        for frame in _Derived(dspec, spec_path, chunk_rows, memory_limit):
+            _gini_columns(frame, cols)
+            inside = (frame["_respondent"].to_numpy(dtype=bool) if respondents_only
+                      else np.ones(len(frame), dtype=bool))
+            for i, (_, _, col, wcol) in enumerate(curves):
+                y = frame[col].to_numpy(dtype=float, na_value=np.nan)
+                w = frame[wcol].to_numpy(dtype=float, na_value=np.nan)
+                ok = inside & ~np.isnan(y) & (np.nan_to_num(w) > 0)
+                part = pd.Series(w[ok]).groupby(y[ok]).sum()
+                hist[i] = part if hist[i].empty else hist[i].add(part, fill_value=0.0)
+    grid = np.linspace(0, 1, points)
+    parts = []
+    for (crime, over, _, _), h in zip(curves, hist):
+        h = h.sort_index()
+        vals, wg = h.index.to_numpy(dtype=float), h.to_numpy(dtype=float)
+        p = np.concatenate([[0.0], np.cumsum(wg) / wg.sum()]) if len(wg) else np.zeros(1)
+        total = float(np.sum(wg * vals))
+        lz = np.concatenate([[0.0], np.cumsum(wg * vals) / total]) if total > 0 else np.zeros(len(p))
+        parts.append(pd.DataFrame({"crime_type": crime, "over": over, "domain": "overall", "domain_value": "all",
+                                   "population_share": grid, "victimization_share": np.interp(grid, p, lz)}))
+    return pd.concat(parts, ignore_index=True)[LORENZ_COLUMNS]
+
+
+# ---------------------------------------------------------------------------------------------
+# the design summary and the domains' distributions (the ingest report)
+# ---------------------------------------------------------------------------------------------
+DESIGN_SUMMARY_COLUMNS = ["unit", "kind", "rows", "strata", "psus", "df", "replicates", "method", "respondents",
+                          "weighted_total"]
+"""Columns of :func:`design_summary`'s first table (one row per unit): the design's rows (every
+row of the design file, non-respondents too), strata, PSUs (each row its own without a PSU
+column) and df (PSUs minus strata among the respondents with a positive weight; Taylor
+designs), replicate weights and their method (replicate designs), rows with a positive weight
+and their sum."""
+
+
+class _DesignCount:
+    """One unit's design counts, batch by batch (the strata and PSU ids seen: one entry per PSU)."""
+
+    def __init__(self, d: S.StreamDesign):
+        self.d = d
+        self.rows = self.positive = 0
+        self.total = 0.0
+        self.strata: set = set()
+        self.units: set = set()
+        self.kept_units: set = set()
+        self.kept_rows: dict = {}
+        self.all_inside = True
+
+    def add(self, frame: pd.DataFrame, inside: np.ndarray) -> None:
+        d = self.d
+        w = np.nan_to_num(frame[d.weights].to_numpy(dtype=float, na_value=np.nan))
+        self.rows += len(frame)
+        self.positive += int((w > 0).sum())
+        self.total += float(w.sum())
+        self.all_inside &= bool(inside.all())
+        if d.replicate_weights is not None:
+            return
+        s = frame[d.strata].to_numpy() if d.strata else np.zeros(len(frame), dtype=np.int64)
+        kept = inside & (w > 0)
+        self.strata.update(pd.unique(s).tolist())
+        if d.psu is None:
+            for key, cnt in pd.Series(s[kept]).value_counts(sort=False).items():
+                self.kept_rows[key] = self.kept_rows.get(key, 0) + int(cnt)
+            return
+        p = frame[d.psu].to_numpy()
+        self.units.update(zip(s.tolist(), p.tolist()))
+        self.kept_units.update(zip(s[kept].tolist(), p[kept].tolist()))
+
+    def row(self, unit: str, spec: SurveySpec, replicates: int) -> dict:
+        d = self.d
+        out = {"unit": unit, "rows": self.rows, "respondents": self.positive, "weighted_total": self.total,
+               "strata": np.nan, "psus": np.nan, "df": np.nan, "replicates": np.nan, "method": ""}
+        if d.replicate_weights is not None:
+            out.update(kind="replicate", replicates=replicates, method=spec.design.replicate.method)
+            return out
+        psus = self.rows if d.psu is None else len(self.units)
+        if self.all_inside:
+            df = psus - len(self.strata)
+        elif d.psu is None:
+            df = sum(self.kept_rows.values()) - len(self.kept_rows)
+        else:
+            df = len(self.kept_units) - len({s for s, _ in self.kept_units})
+        out.update(kind="taylor", strata=len(self.strata) if self.rows else 0, psus=psus, df=float(df))
+        return out
+
+
+def design_summary(spec, spec_path=None, units=None, domains=(), chunk_rows: int | None = None,
+                   memory_limit=None) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The design of each unit of ``units`` (:data:`DESIGN_SUMMARY_COLUMNS`, as the in-memory
+    :meth:`survey.ingest.SurveyData.design` reports it) and the weighted distribution of each
+    domain of ``domains`` ((domain, unit) pairs: the proportion of each of its values among the
+    respondents, as ``design(unit).proportion(domain)``; a column ``domain`` added), from one
+    streamed pass over the design file.  Memory: the batch, one entry per PSU, the
+    proportions' accumulators."""
+    spec, spec_path = _spec(spec, spec_path)
+    check_streamable(spec, spec_path)
+    units = list(units) if units else [spec.files[spec.design.file].unit]
+    domains = [tuple(p) for p in domains]
+    bad = [d for d, _ in domains if d not in spec.domains]
+    if bad:
+        raise I.IndicatorError(f"unknown domain(s): {', '.join(bad)} (known: {', '.join(spec.domains)})")
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    dspec = spec
+    if spec.victimization is not None and spec.victimization.cap.rule == "percentile":
+        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
+    dfile = spec.files[spec.design.file]
+    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    designs = {u: _stream_design(spec, u) for u in dict.fromkeys(units + [u for _, u in domains])}
+    counts = {u: _DesignCount(designs[u]) for u in units}
+    jobs, opts, accs = {}, {}, {}
+    order = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurveyWarning)  # (the table's pass reports them)
+        buffers: dict = {}
+        for i, frame in enumerate(der):
+            if order is None:
+                order = _Order(spec, frame)
+                for u in designs:
+                    reqs = [{"kind": "proportion", "variables": [d], "where": where, "na_rm": True}
+                            for d, uu in domains if uu == u]
+                    if reqs:
+                        jobs[u], opts[u] = S._jobs(list(frame.columns), der.path.name, reqs, designs[u])
+                        accs[u] = [None] * len(reqs)
+            inside = frame["_respondent"].to_numpy(dtype=bool) if where else np.ones(len(frame), dtype=bool)
+            for c in counts.values():
+                c.add(frame, inside)
+            for u, js in jobs.items():
+                R1 = len(js[0].replicate_columns) + 1
+                buf = buffers.get(u)
+                if R1 > 1 and (buf is None or buf.size < len(frame) * R1):
+                    buf = buffers[u] = np.empty(max(der.chunk_rows, len(frame)) * R1)
+                shared: dict = {}
+                for j, job in enumerate(js):
+                    part = S._batch(frame, job, i, None, buf, shared)
+                    accs[u][j] = part if accs[u][j] is None else accs[u][j].merge(part)
+            del frame
+    if order is None:
+        raise StreamIndicatorError(f"{der.path.name} has no rows")
+    nrep = {u: len(S._match_replicates(list(der.names), spec.design.replicate_columns_for(u), der.path.name))
+            if spec.design.replicate is not None else 0 for u in units}
+    summary = pd.DataFrame([counts[u].row(u, spec, nrep[u]) for u in units], columns=DESIGN_SUMMARY_COLUMNS)
+    results: dict = {}
+    for u, js in jobs.items():
+        names = [d for d, uu in domains if uu == u]
+        for name, job, acc, o in zip(names, js, accs[u], opts[u]):
+            res = S._finish(acc, job, 0.95, None, *o)
+            res[name] = res["level"]
+            res = order.sort(res, name, 1).drop(columns=name)
+            res.insert(0, "domain", name)
+            results[(name, u)] = res
+    return summary, [results[p] for p in domains]
+
+
+# ---------------------------------------------------------------------------------------------
+# differences between two categories of a domain
+# ---------------------------------------------------------------------------------------------
+def domain_differences(spec, spec_path=None, comparisons=(), level: float = 0.95, chunk_rows: int | None = None,
+                       memory_limit=None) -> pd.DataFrame:
+    """:func:`survey.indicators.domain_difference` of each of ``comparisons`` ((indicator, crime,
+    domain, a, b) tuples), from one streamed pass over the design file: one row each
+    (:data:`survey.indicators.COMPARISON_COLUMNS`).
+
+    The difference of two cells needs their covariance: the streamed estimate by the domain
+    keeps it (:mod:`survey.stream`: on Taylor designs from the PSU totals of both cells'
+    linearized variables, on replicate designs from both cells' replicate estimates), so the
+    difference, its SE and t test equal the in-memory ones.  Two sampling stages with a
+    first-stage fpc give no covariance between cells (NaN SE)."""
+    spec, spec_path = _spec(spec, spec_path)
+    check_streamable(spec, spec_path)
+    comparisons = [tuple(c) for c in comparisons]
+    if not comparisons:
+        return pd.DataFrame(columns=I.COMPARISON_COLUMNS)
+    meta = G.SurveyData(spec=spec, spec_path=spec_path, respondents=pd.DataFrame(), incidents=None,
+                        accounting=pd.DataFrame())
+    bad = [d for _, _, d, _, _ in comparisons if d not in spec.domains]
+    if bad:
+        raise I.IndicatorError(f"unknown domain(s): {', '.join(bad)} (known: {', '.join(spec.domains)})")
+    dunit = spec.files[spec.design.file].unit
+    jobs_of: dict = {}  # (indicator, crime, domain) -> (unit, request)
+    for ind, crime, dom, _, _ in comparisons:
+        num, den = I.estimate_columns(ind, crime)
+        unit = dunit if num.startswith("perc__") else meta.unit_of(crime)
+        q = {"kind": "mean" if den is None else "ratio", "variables": [num], "by": dom}
+        if den is not None:
+            q["denominator"] = [den]
+        jobs_of[(ind, crime, dom)] = (unit, q)
+    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
+    dspec = spec
+    if spec.victimization is not None and spec.victimization.cap.rule == "percentile":
+        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
+    dfile = spec.files[spec.design.file]
+    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    units = list(dict.fromkeys(u for u, _ in jobs_of.values()))
+    designs = {u: _stream_design(spec, u) for u in units}
+    keys = {u: [k for k, (uu, _) in jobs_of.items() if uu == u] for u in units}
+    jobs, opts, accs = {}, {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurveyWarning)  # (the table's pass reports them)
+        buffers: dict = {}
+        for i, frame in enumerate(der):
+            if not jobs:
+                for u in units:
+                    reqs = [dict(jobs_of[k][1], where=where) for k in keys[u]]
+                    jobs[u], opts[u] = S._jobs(list(frame.columns), der.path.name, reqs, designs[u])
+                    accs[u] = [None] * len(reqs)
+            for u in units:
+                R1 = len(jobs[u][0].replicate_columns) + 1
+                buf = buffers.get(u)
+                if R1 > 1 and (buf is None or buf.size < len(frame) * R1):
+                    buf = buffers[u] = np.empty(max(der.chunk_rows, len(frame)) * R1)
+                shared: dict = {}
+                for j, job in enumerate(jobs[u]):
+                    part = S._batch(frame, job, i, None, buf, shared)
+                    accs[u][j] = part if accs[u][j] is None else accs[u][j].merge(part)
+            del frame
+    if not jobs:
+        raise StreamIndicatorError(f"{der.path.name} has no rows")
+    results = {}
+    for u in units:
+        for k, job, acc, o in zip(keys[u], jobs[u], accs[u], opts[u]):
+            # (the categories in the stream's order, with their covariance: found by label)
+            results[k] = I.on_indicator_scale(S._finish(acc, job, level, None, *o), k[0])
+    return pd.concat([I.difference_row(results[(ind, crime, dom)], ind, crime, dom, a, b, level)
+                      for ind, crime, dom, a, b in comparisons], ignore_index=True)

@@ -17,6 +17,9 @@ estimators or to the stream:
   selection the run's table does not hold is streamed on its own.  Families that cannot stream
   (:data:`survey.stream_indicators.STREAM_FAMILIES` says which) are left out and named in the
   table's ``attrs["not_streamed"]``;
+- :func:`lorenz_curves`, :func:`design_summary` (and the domains' distributions),
+  :func:`domain_differences`: in memory from the rows; streamed, each one more pass over the
+  design file (:mod:`survey.stream_indicators`), with the same numbers;
 - :func:`counted` and :func:`compare_waves`: the same answers without the microdata (a
   streamed wave is compared as an independent sample, and the comparison says so);
 - what needs every row in memory raises :class:`StreamedError` (one line); the notebooks check
@@ -353,6 +356,67 @@ def perception_by_victimization(data, crime_types=None, publication=None, **publ
     out = table[wanted.to_numpy()].reset_index(drop=True)
     out.attrs = dict(table.attrs)
     return out
+
+
+def lorenz_curves(data, crimes: list[str], overs=("population", "victims"), points: int = 101) -> pd.DataFrame:
+    """The Lorenz curves (overall) of each crime over each of ``overs``: in memory
+    :func:`survey.lorenz.lorenz`, streamed one pass over the design file
+    (:func:`survey.stream_indicators.lorenz_curves`: the weighted histogram of the counts gives
+    the same curve).  Columns :data:`survey.lorenz.LORENZ_COLUMNS`, over by over, crime by crime."""
+    if not streams(data):
+        from .lorenz import lorenz
+
+        return pd.concat([lorenz(data, c, over=o, points=points) for o in overs for c in crimes], ignore_index=True)
+    from .stream_indicators import lorenz_curves as streamed
+
+    return streamed(data.spec, data.spec_path, crimes=crimes, overs=overs, points=points,
+                    chunk_rows=data.plan.chunk_rows)
+
+
+def design_summary(data, units: list[str], domains=()) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The design of each unit (columns :data:`survey.stream_indicators.DESIGN_SUMMARY_COLUMNS`)
+    and the weighted distribution of each (domain, unit) pair of ``domains`` (the proportion of
+    each value among the respondents, a column ``domain`` first): in memory from
+    :meth:`survey.ingest.SurveyData.design`, streamed from one pass over the design file
+    (:func:`survey.stream_indicators.design_summary`)."""
+    if streams(data):
+        from .stream_indicators import design_summary as streamed
+
+        return streamed(data.spec, data.spec_path, units=units, domains=domains, chunk_rows=data.plan.chunk_rows)
+    from .stream_indicators import DESIGN_SUMMARY_COLUMNS
+
+    rows = []
+    for unit in units:
+        d = data.design(unit)
+        row = {"unit": unit, "rows": d.n, "respondents": int((d.w > 0).sum()), "weighted_total": float(d.w.sum())}
+        if hasattr(d, "n_strata"):
+            row.update(kind="taylor", strata=d.n_strata, psus=d.n_psu, df=float(d.df))
+        else:
+            row.update(kind="replicate", replicates=d.n_replicates, method=d.method)
+        rows.append({"method": "", **row})
+    summary = pd.DataFrame(rows, columns=DESIGN_SUMMARY_COLUMNS)
+    dists = []
+    for dom, unit in domains:
+        res = data.design(unit).proportion(dom)
+        res.insert(0, "domain", dom)
+        dists.append(res)
+    return summary, dists
+
+
+def domain_differences(data, comparisons, level: float = 0.95) -> pd.DataFrame:
+    """:func:`survey.indicators.domain_difference` of each (indicator, crime, domain, a, b) of
+    ``comparisons``, one row each (:data:`survey.indicators.COMPARISON_COLUMNS`): in memory, or
+    streamed from one pass over the design file (the streamed estimate by the domain keeps the
+    covariance of its cells: :func:`survey.stream_indicators.domain_differences`)."""
+    comparisons = [tuple(c) for c in comparisons]
+    if not comparisons:
+        return pd.DataFrame(columns=I.COMPARISON_COLUMNS)
+    if streams(data):
+        from .stream_indicators import domain_differences as streamed
+
+        return streamed(data.spec, data.spec_path, comparisons=comparisons, level=level,
+                        chunk_rows=data.plan.chunk_rows)
+    return pd.concat([I.domain_difference(data, *c, level=level) for c in comparisons], ignore_index=True)
 
 
 def counted(data, crimes: list[str]) -> list[str]:
