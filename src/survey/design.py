@@ -83,16 +83,45 @@ def _fast_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes(s)
 
 
+def _as_rows(arrays: list[np.ndarray], n: int) -> np.ndarray | None:
+    """The columns as one strided (R x n) view when they lie in memory as consecutive, equally
+    spaced rows of one allocation (pandas keeps the float64 columns of a frame in one 2-D block,
+    a column per row, in the frame's column order), else None.  Row j of the view is
+    ``arrays[j]`` itself, so the view reads nothing else."""
+    if len(arrays) < 2 or n == 0:
+        return None
+    base = arrays[0].base
+    if base is None:
+        return None
+    addr = [x.__array_interface__["data"][0] for x in arrays]
+    step = addr[1] - addr[0]
+    if step < 8 * n:  # rows would overlap (or run backwards)
+        return None
+    for j, x in enumerate(arrays):
+        if x.base is not base or x.ndim != 1 or x.strides != (8,) or addr[j] != addr[0] + j * step:
+            return None
+    view = np.lib.stride_tricks.as_strided(arrays[0], shape=(len(arrays), n), strides=(step, 8), writeable=False)
+    return view
+
+
+_TILE = 2_048  # rows per tile of the weight matrix's transposition (R x 2048 doubles stay in cache)
+
+
 def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined: bool) -> np.ndarray:
     """The C-ordered (n x (1 + R)) matrix [full weight, replicate weights], validated.
 
     The columns are read without copies (float64 columns are views) and transposed tile by
-    tile: a tile of rows of every column goes to a small contiguous buffer, which is written
-    transposed into the matrix while both are in cache (writing a column at a time into the
-    C-ordered matrix strides through memory, and cost twice as long).  The ``min`` of each
-    tile, taken while it is in cache, finds missing (NaN propagates) and negative values; the
-    columns are inspected only when one is found, to name it.
+    tile: a tile of rows of every column, which stays in cache, is written transposed into the
+    matrix (writing a column at a time into the C-ordered matrix strides through memory, and
+    cost twice as long).  When the columns lie as consecutive rows of one block (pandas' float64
+    block) the tile is a strided view of it; otherwise the tile's rows are first gathered into
+    a small buffer.  The two halves of the rows are built by two threads (numpy's copies and
+    reductions release the GIL).  The ``min`` of each tile, taken while it is in cache, finds
+    missing (NaN propagates) and negative values; the columns are inspected only when one is
+    found, to name it.
     """
+    from .variance import _pool
+
     arrays = []
     for c in cols:
         s = data[c]
@@ -104,28 +133,39 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
             arrays.append(numeric(data, c, "replicate weight"))  # raises with the count of bad values
     n, r = len(data), len(cols)
     mat = np.empty((n, r + 1))
-    mat[:, 0] = w
-    step = 2_048
-    tmp = np.empty((r, min(step, n)))
-    ok = True
-    for a in range(0, n, step):
-        b = min(a + step, n)
-        t = tmp[:, :b - a]
-        for j, x in enumerate(arrays):
-            t[j] = x[a:b]
-        ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
-        mat[a:b, 1:] = t.T
+    rows = _as_rows(arrays, n)
+
+    def fill(a0: int, b0: int) -> bool:
+        tmp = None if rows is not None else np.empty((r, min(_TILE, b0 - a0)))
+        ok = True
+        for a in range(a0, b0, _TILE):
+            b = min(a + _TILE, b0)
+            if rows is not None:
+                t = rows[:, a:b]
+            else:
+                t = tmp[:, :b - a]
+                for j, x in enumerate(arrays):
+                    t[j] = x[a:b]
+            ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
+            mat[a:b, 0] = w[a:b]
+            mat[a:b, 1:] = t.T
+            if not combined:
+                mat[a:b, 1:] *= w[a:b, None]
+        return ok
+
+    cut = (n // 2) // _TILE * _TILE if n >= 8 * _TILE else n
+    rest = _pool().submit(fill, cut, n) if cut < n else None
+    ok = fill(0, cut)
+    ok = (rest.result() if rest is not None else True) and ok
     if not ok:
-        low = mat[:, 1:].min(axis=0)
-        for j in np.flatnonzero(~(low >= 0)):
-            col = mat[:, j + 1]
-            bad = int(np.isnan(col).sum())
+        for j, x in enumerate(arrays):
+            if x.min() >= 0:
+                continue
+            bad = int(np.isnan(x).sum())
             if bad:
                 raise ReplicateWeightError(f"replicate weight '{cols[j]}': {bad} of {n} rows are missing")
             raise ReplicateWeightError(
-                f"replicate weight '{cols[j]}': {int((col < 0).sum())} of {n} rows are negative")
-    if not combined:
-        mat[:, 1:] *= w[:, None]
+                f"replicate weight '{cols[j]}': {int((x < 0).sum())} of {n} rows are negative")
     return mat
 
 
