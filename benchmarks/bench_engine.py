@@ -1013,13 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
         print("Per-call overhead of the warm At call (goal: under 20% of the replicate product, in wall time);\n"
               "product and whole call timed alternately, "
               f"{len(sp_['wall']['product_all'])} pairs:")
-        print(f"{'clock':<44}{'product':>10}{'call':>10}{'overhead':>10}{'share':>8}")
+        print(f"{'clock':<50}{'product':>10}{'call':>10}{'overhead':>10}{'share':>8}")
         labels = {"wall": "wall", "main_cpu": "CPU of the calling thread (thread_time)",
                   "cpu": "CPU of all threads (process_time)"}
         for k, lab in labels.items():
             for stat in ("best", "median"):
                 v = sp_[k]
-                print(f"{lab + ', ' + stat:<44}{fmt_t(v['product_' + stat]):>10}{fmt_t(v['call_' + stat]):>10}"
+                print(f"{lab + ', ' + stat:<50}{fmt_t(v['product_' + stat]):>10}{fmt_t(v['call_' + stat]):>10}"
                       f"{fmt_t(v['overhead_' + stat]):>10}{100 * v['share_' + stat]:>7.0f}%")
     if "ours" in timings and "svy" in timings:
         print()

@@ -666,7 +666,7 @@ class ReplicateDesign(_Base):
 
     def __init__(self, data, weights, replicate_weights, method="other", rho=None, scale=None,
                  rscales=None, mse=False, combined_weights=True, fpc=None, df=None, *,
-                 _repw=None, _domain=None):
+                 _repw=None, _domain=None, _w0=None):
         if not isinstance(data, pd.DataFrame):
             raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
         if method not in REPLICATE_METHODS:
@@ -679,6 +679,7 @@ class ReplicateDesign(_Base):
             cols = _match_columns(data, replicate_weights)
             w = _check_weights(numeric(data, weights, "weight"), weights)
             _repw = _weight_matrix(data, cols, w, combined_weights)
+            _w0 = np.array(w, dtype=float)  # column 0 of the matrix (a contiguous copy, not a strided read)
             set_(self, "columns", tuple(cols))
         else:
             set_(self, "columns", tuple(replicate_weights or ()))
@@ -704,7 +705,8 @@ class ReplicateDesign(_Base):
         set_(self, "repw", np.ascontiguousarray(_repw, dtype=float))
         # the full-sample weights as their own contiguous array: column 0 of the C-ordered
         # matrix is one value per 8 (1 + R)-byte row, slow to scan for every estimate
-        set_(self, "_w0", np.ascontiguousarray(self.repw[:, 0]))
+        # (given by the caller when it has them: construction, designs sharing this matrix)
+        set_(self, "_w0", np.ascontiguousarray(self.repw[:, 0]) if _w0 is None else _w0)
         set_(self, "method", method)
         set_(self, "rho", rho)
         set_(self, "scale", float(scale))
@@ -741,6 +743,8 @@ class ReplicateDesign(_Base):
         args = dict(data=self._data, weights=None, replicate_weights=self.columns, method=self.method,
                     rho=self.rho if self.method == "Fay" else None, scale=self.scale, rscales=self.rscales,
                     mse=self.mse, df=self._df, _repw=self.repw, _domain=self.domain)
+        if "_repw" not in kw:
+            args["_w0"] = self._w0  # the same matrix: the same column 0
         args.update(kw)
         return ReplicateDesign(**args)
 
