@@ -368,6 +368,25 @@ def bench_cold(make_design: Callable[[], Any], job: Callable[[Any], Any], reps: 
             {"best": min(whole), "median": statistics.median(whole), "all": whole})
 
 
+def first_table_pairs(ours_make, ours_job, svy_make, svy_job, reps: int) -> dict[str, Any]:
+    """The first table (construction + first call) of ours and svy timed in alternating pairs,
+    max(reps, 7) of them, so that both see the same load; the median of the per-pair ratios
+    svy/ours is the figure least moved by load that drifts during a run."""
+    o_t, s_t = [], []
+    for _ in range(max(reps, 7)):
+        for make, job, out in ((ours_make, ours_job, o_t), (svy_make, svy_job, s_t)):
+            gc.collect()
+            t0 = time.perf_counter()
+            d = make()
+            job(d)
+            out.append(time.perf_counter() - t0)
+            del d
+    ratios = [b / a for a, b in zip(o_t, s_t)]
+    return {"ours": {"best": min(o_t), "median": statistics.median(o_t), "all": o_t},
+            "svy": {"best": min(s_t), "median": statistics.median(s_t), "all": s_t},
+            "ratio_median_of_pairs": statistics.median(ratios), "ratios": ratios}
+
+
 def run_python_tool(make_designs, jobs, norm, reps: int) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Design construction, then each job warm (warm-up + best of reps on one design object) and
     cold (first call on a fresh design, best of reps)."""
@@ -913,6 +932,20 @@ def main(argv: list[str] | None = None) -> int:
                 timings["svy"], results["svy"] = run_python_tool(
                     svy_designs(pldf, users_pl), svy_jobs(), norm_svy, args.reps
                 )
+                if "ours" in timings:
+                    print("  first tables of ours and svy in alternating pairs ...", flush=True)
+                    try:
+                        users = to_pandas_users(data)
+                        pairs = {}
+                        for j in ("At", "Ac"):
+                            pairs[j] = first_table_pairs(
+                                ours_designs(users, users)["replicate_users"], ours_jobs()[j],
+                                svy_designs(pldf, users_pl)["replicate_users"], svy_jobs()[j], args.reps)
+                        report["first_table_pairs"] = pairs
+                        del users
+                    except Exception as e:
+                        report["notes"].append(f"first-table pairs failed: {type(e).__name__}: {e}")
+                        print(f"  first-table pairs FAILED: {type(e).__name__}: {e}", flush=True)
                 del pldf, users_pl
             except Exception as e:
                 report["tools"]["svy"] = {"available": False, "error": traceback.format_exc()}
@@ -1021,9 +1054,19 @@ def main(argv: list[str] | None = None) -> int:
                 v = sp_[k]
                 print(f"{lab + ', ' + stat:<50}{fmt_t(v['product_' + stat]):>10}{fmt_t(v['call_' + stat]):>10}"
                       f"{fmt_t(v['overhead_' + stat]):>10}{100 * v['share_' + stat]:>7.0f}%")
+    pairs = report.get("first_table_pairs")
+    if pairs:
+        print()
+        n_pairs = len(next(iter(pairs.values()))["ratios"])
+        print(f"First table (design construction + first call), ours and svy alternately, {n_pairs} pairs:")
+        print(f"{'job':<6}{'ours best':>11}{'svy best':>11}{'ours med':>11}{'svy med':>11}"
+              f"{'svy/ours, median of the pairs':>31}")
+        for j, v in pairs.items():
+            print(f"{j:<6}{fmt_t(v['ours']['best']):>11}{fmt_t(v['svy']['best']):>11}{fmt_t(v['ours']['median']):>11}"
+                  f"{fmt_t(v['svy']['median']):>11}{v['ratio_median_of_pairs']:>30.2f}x")
     if "ours" in timings and "svy" in timings:
         print()
-        print("First table (design construction + first call on it), ours vs svy:")
+        print("First table (design construction + first call on it), ours vs svy (rows of the table above):")
         print(f"{'job':<6}{'ours best':>11}{'svy best':>11}{'svy/ours':>10}{'ours med':>11}{'svy med':>11}{'svy/ours':>10}")
         for j in (j for j in JOBS if j[0] == "A"):
             o, v = timings["ours"].get(f"{j}_first"), timings["svy"].get(f"{j}_first")
