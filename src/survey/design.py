@@ -83,25 +83,19 @@ def _fast_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes(s)
 
 
-_TILE = 2_048  # rows per tile of the weight matrix's transposition (R x 2048 doubles stay in cache)
-
-
 def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined: bool) -> np.ndarray:
     """The C-ordered (n x (1 + R)) matrix [full weight, replicate weights], validated.
 
     The columns are read without copies (float64 columns are views) and transposed tile by
     tile: a tile of rows of every column goes to a small contiguous buffer, which is written
     transposed into the matrix while both are in cache (writing a column at a time into the
-    C-ordered matrix strides through memory, and cost twice as long; transposing straight from
-    pandas' 2-D float64 block, whose rows are the columns, cost ~10% more CPU than the gather
-    into the buffer).  The two halves of the rows are built by two threads (numpy's copies and
-    reductions release the GIL), each with its own buffer; column 0 (the full-sample weight)
-    and, for multipliers, the product with it are written per tile too.  The ``min`` of each
+    C-ordered matrix strides through memory, and cost twice as long).  The ``min`` of each
     tile, taken while it is in cache, finds missing (NaN propagates) and negative values; the
-    columns are inspected only when one is found, to name it.
+    columns are inspected only when one is found, to name it.  (Measured and dropped: reading
+    the tiles straight from pandas' 2-D float64 block, ~10% more CPU than this gather; building
+    the two halves of the rows in two threads, never faster on the shared 2-core machine at
+    load 4-8: best 233 ms against 169 ms on 500,000 x 80, probably the GIL and page faults.)
     """
-    from .variance import _pool
-
     arrays = []
     for c in cols:
         s = data[c]
@@ -113,35 +107,28 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
             arrays.append(numeric(data, c, "replicate weight"))  # raises with the count of bad values
     n, r = len(data), len(cols)
     mat = np.empty((n, r + 1))
-
-    def fill(a0: int, b0: int) -> bool:
-        tmp = np.empty((r, min(_TILE, b0 - a0)))
-        ok = True
-        for a in range(a0, b0, _TILE):
-            b = min(a + _TILE, b0)
-            t = tmp[:, :b - a]
-            for j, x in enumerate(arrays):
-                t[j] = x[a:b]
-            ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
-            mat[a:b, 0] = w[a:b]
-            mat[a:b, 1:] = t.T
-            if not combined:
-                mat[a:b, 1:] *= w[a:b, None]
-        return ok
-
-    cut = (n // 2) // _TILE * _TILE if n >= 8 * _TILE else n
-    rest = _pool().submit(fill, cut, n) if cut < n else None
-    ok = fill(0, cut)
-    ok = (rest.result() if rest is not None else True) and ok
-    if not ok:
+    mat[:, 0] = w
+    step = 2_048
+    tmp = np.empty((r, min(step, n)))
+    ok = True
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        t = tmp[:, :b - a]
         for j, x in enumerate(arrays):
-            if x.min() >= 0:
-                continue
-            bad = int(np.isnan(x).sum())
+            t[j] = x[a:b]
+        ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
+        mat[a:b, 1:] = t.T
+    if not ok:
+        low = mat[:, 1:].min(axis=0)
+        for j in np.flatnonzero(~(low >= 0)):
+            col = mat[:, j + 1]
+            bad = int(np.isnan(col).sum())
             if bad:
                 raise ReplicateWeightError(f"replicate weight '{cols[j]}': {bad} of {n} rows are missing")
             raise ReplicateWeightError(
-                f"replicate weight '{cols[j]}': {int((x < 0).sum())} of {n} rows are negative")
+                f"replicate weight '{cols[j]}': {int((col < 0).sum())} of {n} rows are negative")
+    if not combined:
+        mat[:, 1:] *= w[:, None]
     return mat
 
 
