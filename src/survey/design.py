@@ -83,18 +83,41 @@ def _fast_codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes(s)
 
 
+def _as_rows(arrays: list[np.ndarray], n: int) -> np.ndarray | None:
+    """The columns as one read-only strided (R x n) view when they lie in memory as consecutive,
+    equally spaced rows of one allocation (pandas keeps the float64 columns of a frame in one
+    2-D block, a column per row, in the frame's column order), else None.  Row j of the view is
+    ``arrays[j]`` itself: the view reads nothing but the columns."""
+    if len(arrays) < 2 or n == 0:
+        return None
+    base = arrays[0].base
+    if base is None:
+        return None
+    addr = [x.__array_interface__["data"][0] for x in arrays]
+    step = addr[1] - addr[0]
+    if step < 8 * n:  # the rows would overlap (or run backwards)
+        return None
+    for j, x in enumerate(arrays):
+        if (x.base is not base or x.dtype != np.float64 or x.ndim != 1 or x.shape[0] != n or x.strides != (8,)
+                or addr[j] != addr[0] + j * step):
+            return None
+    return np.lib.stride_tricks.as_strided(arrays[0], shape=(len(arrays), n), strides=(step, 8), writeable=False)
+
+
 def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined: bool) -> np.ndarray:
     """The C-ordered (n x (1 + R)) matrix [full weight, replicate weights], validated.
 
     The columns are read without copies (float64 columns are views) and transposed tile by
     tile: a tile of rows of every column goes to a small contiguous buffer, which is written
     transposed into the matrix while both are in cache (writing a column at a time into the
-    C-ordered matrix strides through memory, and cost twice as long).  The ``min`` of each
-    tile, taken while it is in cache, finds missing (NaN propagates) and negative values; the
-    columns are inspected only when one is found, to name it.  (Measured and dropped: reading
-    the tiles straight from pandas' 2-D float64 block, ~10% more CPU than this gather; building
-    the two halves of the rows in two threads, never faster on the shared 2-core machine at
-    load 4-8: best 233 ms against 169 ms on 500,000 x 80, probably the GIL and page faults.)
+    C-ordered matrix strides through memory, and cost twice as long).  When the columns lie as
+    consecutive rows of one block (pandas' 2-D float64 block) one copy per tile fills the
+    buffer (~10% less CPU than a copy per column).  The ``min`` of each tile, taken while it is
+    in cache, finds missing (NaN propagates) and negative values; the columns are inspected
+    only when one is found, to name it.  (Measured and dropped: transposing straight from the
+    block, without the buffer, ~10% more CPU; building the two halves of the rows in two
+    threads, never faster on the shared 2-core machine at load 4-8: best 233 ms against
+    169 ms on 500,000 x 80, probably the GIL and page faults.)
     """
     arrays = []
     for c in cols:
@@ -108,14 +131,18 @@ def _weight_matrix(data: pd.DataFrame, cols: list[str], w: np.ndarray, combined:
     n, r = len(data), len(cols)
     mat = np.empty((n, r + 1))
     mat[:, 0] = w
+    rows = _as_rows(arrays, n)
     step = 2_048
     tmp = np.empty((r, min(step, n)))
     ok = True
     for a in range(0, n, step):
         b = min(a + step, n)
         t = tmp[:, :b - a]
-        for j, x in enumerate(arrays):
-            t[j] = x[a:b]
+        if rows is not None:
+            np.copyto(t, rows[:, a:b])
+        else:
+            for j, x in enumerate(arrays):
+                t[j] = x[a:b]
         ok = ok and bool(t.min() >= 0)  # NaN fails the comparison
         mat[a:b, 1:] = t.T
     if not ok:
