@@ -368,6 +368,25 @@ def bench_cold(make_design: Callable[[], Any], job: Callable[[Any], Any], reps: 
             {"best": min(whole), "median": statistics.median(whole), "all": whole})
 
 
+def first_table_pairs(ours_make, ours_job, svy_make, svy_job, reps: int) -> dict[str, Any]:
+    """The first table (construction + first call) of ours and svy timed in alternating pairs,
+    max(reps, 7) of them, so that both see the same load; the median of the per-pair ratios
+    svy/ours is the figure least moved by load that drifts during a run."""
+    o_t, s_t = [], []
+    for _ in range(max(reps, 7)):
+        for make, job, out in ((ours_make, ours_job, o_t), (svy_make, svy_job, s_t)):
+            gc.collect()
+            t0 = time.perf_counter()
+            d = make()
+            job(d)
+            out.append(time.perf_counter() - t0)
+            del d
+    ratios = [b / a for a, b in zip(o_t, s_t)]
+    return {"ours": {"best": min(o_t), "median": statistics.median(o_t), "all": o_t},
+            "svy": {"best": min(s_t), "median": statistics.median(s_t), "all": s_t},
+            "ratio_median_of_pairs": statistics.median(ratios), "ratios": ratios}
+
+
 def run_python_tool(make_designs, jobs, norm, reps: int) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Design construction, then each job warm (warm-up + best of reps on one design object) and
     cold (first call on a fresh design, best of reps)."""
@@ -496,9 +515,15 @@ def norm_ours(job: str, res: pd.DataFrame) -> pd.DataFrame:
 
 def overhead_split(users: pd.DataFrame, reps: int) -> dict[str, Any]:
     """Job At split in two: the replicate product alone (the engine's one read of the weight
-    matrix for the numerators: `survey.variance.replicate_totals` on the cached cell index) and
-    everything else (the per-call overhead: reading y, validity, cells, summary columns, the
-    result frame), as the difference of best times."""
+    matrix for the numerators: `survey.variance.replicate_totals` on the cached cell index, the
+    calling thread taking one share as in the call) and everything else (the per-call overhead:
+    reading y, validity, cells, summary columns, the SRS variance, the result frame).
+
+    The product and the whole call are timed alternately (max(reps, 15) pairs, so both see the
+    same load), each in wall time, in CPU time of the calling (main) thread (`time.thread_time`:
+    the work the caller waits for outside the product threads, plus its own share of the
+    product) and in CPU time of all threads (`time.process_time`).  Overhead = whole - product,
+    from the best times and from the medians."""
     import survey as sv
     from survey import estimate as E
     from survey.variance import replicate_totals
@@ -508,24 +533,41 @@ def overhead_split(users: pd.DataFrame, reps: int) -> dict[str, Any]:
     cell, keys, _ = E._cells(rdes, "region")
     idx = E._plan(rdes, cell, len(keys)).replicate_index(1, False)
     y = users["y"].to_numpy()[:, None]
-    _, prod = bench(lambda: replicate_totals(idx, y, len(keys), rdes.repw), reps)
-    _, whole = bench(lambda: rdes.mean("y", by="region"), reps)
-    over = whole["best"] - prod["best"]
 
-    def cpu(fn):  # process CPU time (all threads), best of >= 15: steadier under load
-        out = []
-        for _ in range(max(reps, 15)):
+    def product():
+        return replicate_totals(idx, y, len(keys), rdes.repw)
+
+    def call():
+        return rdes.mean("y", by="region")
+
+    product(), call()  # warm
+    clocks = {"wall": time.perf_counter, "main_cpu": time.thread_time, "cpu": time.process_time}
+    t: dict[str, dict[str, list[float]]] = {k: {"product": [], "call": []} for k in clocks}
+    for _ in range(max(reps, 15)):
+        for name, fn in (("product", product), ("call", call)):
             gc.collect()
-            t0 = time.process_time()
+            start = {k: c() for k, c in clocks.items()}
             fn()
-            out.append(time.process_time() - t0)
-        return min(out)
-
-    p_cpu = cpu(lambda: replicate_totals(idx, y, len(keys), rdes.repw))
-    w_cpu = cpu(lambda: rdes.mean("y", by="region"))
-    return {"At_product": prod, "At_overhead": {"best": over, "share_of_product": over / prod["best"]},
-            "At_cpu": {"product": p_cpu, "call": w_cpu, "overhead": w_cpu - p_cpu,
-                       "share_of_product": (w_cpu - p_cpu) / p_cpu}}
+            for k, c in clocks.items():
+                t[k][name].append(c() - start[k])
+    out: dict[str, Any] = {}
+    for k in clocks:
+        p, w = t[k]["product"], t[k]["call"]
+        pb, wb, pm, wm = min(p), min(w), statistics.median(p), statistics.median(w)
+        diff = statistics.median([b - a for a, b in zip(p, w)])  # per pair: the same load for both
+        out[k] = {"product_best": pb, "call_best": wb, "overhead_best": wb - pb, "share_best": (wb - pb) / pb,
+                  "product_median": pm, "call_median": wm, "overhead_median": wm - pm,
+                  "share_median": (wm - pm) / pm, "overhead_pairs": diff, "share_pairs": diff / pm,
+                  "product_all": p, "call_all": w}
+    wall = out["wall"]
+    return {"At_product": {"best": wall["product_best"], "median": wall["product_median"], "all": wall["product_all"]},
+            "At_overhead": {"best": wall["overhead_best"], "median": wall["overhead_median"],
+                            "share_of_product": wall["share_best"], "share_of_product_median": wall["share_median"],
+                            "median_of_pairs": wall["overhead_pairs"], "share_median_of_pairs": wall["share_pairs"]},
+            "At_split": out,
+            # kept for older readers of the JSON: CPU of all threads, best of the pairs
+            "At_cpu": {"product": out["cpu"]["product_best"], "call": out["cpu"]["call_best"],
+                       "overhead": out["cpu"]["overhead_best"], "share_of_product": out["cpu"]["share_best"]}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -893,6 +935,20 @@ def main(argv: list[str] | None = None) -> int:
                 timings["svy"], results["svy"] = run_python_tool(
                     svy_designs(pldf, users_pl), svy_jobs(), norm_svy, args.reps
                 )
+                if "ours" in timings:
+                    print("  first tables of ours and svy in alternating pairs ...", flush=True)
+                    try:
+                        users = to_pandas_users(data)
+                        pairs = {}
+                        for j in ("At", "Ac"):
+                            pairs[j] = first_table_pairs(
+                                ours_designs(users, users)["replicate_users"], ours_jobs()[j],
+                                svy_designs(pldf, users_pl)["replicate_users"], svy_jobs()[j], args.reps)
+                        report["first_table_pairs"] = pairs
+                        del users
+                    except Exception as e:
+                        report["notes"].append(f"first-table pairs failed: {type(e).__name__}: {e}")
+                        print(f"  first-table pairs FAILED: {type(e).__name__}: {e}", flush=True)
                 del pldf, users_pl
             except Exception as e:
                 report["tools"]["svy"] = {"available": False, "error": traceback.format_exc()}
@@ -961,7 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += [(f"{j}. cold: first call on a fresh design", f"{j}_cold") for j in JOBS]
     rows += [(f"{j}. first table: design + first call", f"{j}_first") for j in JOBS if j[0] == "A"]
     rows += [("At split: the replicate product alone", "At_product"),
-             ("At split: per-call overhead (At - product)", "At_overhead")]
+             ("At split: per-call overhead (At call - product, wall)", "At_overhead")]
     print()
     print(
         f"Timings, n = {n:,}: best of {args.reps}{'' if r_reps == args.reps else f' (R: {r_reps})'} "
@@ -971,6 +1027,9 @@ def main(argv: list[str] | None = None) -> int:
     head = f"{'job':<60}" + "".join(f"{t:>10}" for t in tools)
     ratio_cols = [t for t in ("svy", "R") if t in timings and "ours" in timings]
     head += "".join(f"{t + '/ours':>10}" for t in ratio_cols)
+    med_tools = [t for t in ("ours", "svy") if t in timings]
+    head += " |" + "".join(f"{t + ' med':>10}" for t in med_tools)
+    head += "".join(f"{'svy/ours':>10}" for _ in ratio_cols[:1] if "svy" in med_tools and "ours" in med_tools)
     print(head)
     print("-" * len(head))
     for label, key in rows:
@@ -979,13 +1038,48 @@ def main(argv: list[str] | None = None) -> int:
             f"{fmt_r(timings[t].get(key, {}).get('best'), timings['ours'].get(key, {}).get('best')):>10}"
             for t in ratio_cols
         )
+        line += " |" + "".join(f"{fmt_t(timings[t].get(key, {}).get('median')):>10}" for t in med_tools)
+        if "svy" in med_tools and "ours" in med_tools and ratio_cols:
+            line += f"{fmt_r(timings['svy'].get(key, {}).get('median'), timings['ours'].get(key, {}).get('median')):>10}"
         print(line)
-    print("(ratio > 1: ours faster; medians and all times are in the JSON)")
-    c = timings.get("ours", {}).get("At_cpu")
-    if c:
-        print(f"At split in CPU time (all threads, best of >= 15; steadier than wall time under load): "
-              f"product {c['product'] * 1e3:.1f} ms, whole call {c['call'] * 1e3:.1f} ms, overhead "
-              f"{c['overhead'] * 1e3:.1f} ms = {100 * c['share_of_product']:.0f}% of the product's CPU time")
+    print("(ratio > 1: ours faster; left of '|': best times, right: medians; all times are in the JSON)")
+    sp_ = timings.get("ours", {}).get("At_split")
+    if sp_:
+        print()
+        print("Per-call overhead of the warm At call (goal: under 20% of the replicate product, in wall time);\n"
+              "product and whole call timed alternately, "
+              f"{len(sp_['wall']['product_all'])} pairs:")
+        print(f"{'clock':<56}{'product':>10}{'call':>10}{'overhead':>10}{'share':>8}")
+        labels = {"wall": "wall", "main_cpu": "CPU, calling thread (thread_time)",
+                  "cpu": "CPU, all threads (process_time)"}
+        for k, lab in labels.items():
+            v = sp_[k]
+            for stat in ("best", "median"):
+                print(f"{lab + ', ' + stat:<56}{fmt_t(v['product_' + stat]):>10}{fmt_t(v['call_' + stat]):>10}"
+                      f"{fmt_t(v['overhead_' + stat]):>10}{100 * v['share_' + stat]:>7.0f}%")
+            print(f"{lab + ', median of the pairs':<56}{'':>10}{'':>10}"
+                  f"{fmt_t(v['overhead_pairs']):>10}{100 * v['share_pairs']:>7.0f}%")
+        print("(overhead = call - product; 'median of the pairs': the median of each pair's difference, over the\n"
+              " median product; the figure least moved by load that drifts between the pairs)")
+    pairs = report.get("first_table_pairs")
+    if pairs:
+        print()
+        n_pairs = len(next(iter(pairs.values()))["ratios"])
+        print(f"First table (design construction + first call), ours and svy alternately, {n_pairs} pairs:")
+        print(f"{'job':<6}{'ours best':>11}{'svy best':>11}{'ours med':>11}{'svy med':>11}"
+              f"{'svy/ours, median of the pairs':>31}")
+        for j, v in pairs.items():
+            print(f"{j:<6}{fmt_t(v['ours']['best']):>11}{fmt_t(v['svy']['best']):>11}{fmt_t(v['ours']['median']):>11}"
+                  f"{fmt_t(v['svy']['median']):>11}{v['ratio_median_of_pairs']:>30.2f}x")
+    if "ours" in timings and "svy" in timings:
+        print()
+        print("First table (design construction + first call on it), ours vs svy (rows of the table above):")
+        print(f"{'job':<6}{'ours best':>11}{'svy best':>11}{'svy/ours':>10}{'ours med':>11}{'svy med':>11}{'svy/ours':>10}")
+        for j in (j for j in JOBS if j[0] == "A"):
+            o, v = timings["ours"].get(f"{j}_first"), timings["svy"].get(f"{j}_first")
+            if o and v:
+                print(f"{j:<6}{fmt_t(o['best']):>11}{fmt_t(v['best']):>11}{fmt_r(v['best'], o['best']):>10}"
+                      f"{fmt_t(o['median']):>11}{fmt_t(v['median']):>11}{fmt_r(v['median'], o['median']):>10}")
 
     if agreement:
         print()

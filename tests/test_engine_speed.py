@@ -11,7 +11,7 @@ import pytest
 
 import survey as sv
 from survey._columns import codes as slow_codes
-from survey.design import _fast_codes, _weight_matrix
+from survey.design import _as_rows, _fast_codes, _weight_matrix
 from survey.errors import ReplicateWeightError
 
 
@@ -132,27 +132,100 @@ def test_cells_of_text_and_categorical_domains(by):
         assert list(got[by].cat.categories) == ["West", "North", "Unused", "South", "East"]
 
 
-def test_weight_matrix_layout_and_values():
-    df = _frame(n=5000)
+@pytest.mark.parametrize("n", [5000, 40000])
+def test_weight_matrix_layout_and_values(n):
+    df = _frame(n=n)
     df["RW3"] = df["RW3"].astype(np.float32)      # other numeric types are converted
     df["RW4"] = (df["RW4"] * 2).round().astype(np.int64)
     cols = [f"RW{r + 1}" for r in range(12)]
     m = _weight_matrix(df, cols, df["w"].to_numpy(), True)
-    assert m.flags.c_contiguous and m.shape == (5000, 13)
+    assert m.flags.c_contiguous and m.shape == (n, 13)
     np.testing.assert_array_equal(m, np.column_stack([df["w"].to_numpy()] + [df[c].to_numpy(float) for c in cols]))
     mult = _weight_matrix(df, cols, df["w"].to_numpy(), False)
     np.testing.assert_array_equal(mult[:, 1:], m[:, 1:] * df["w"].to_numpy()[:, None])
 
 
-def test_weight_matrix_names_the_bad_column():
-    df = _frame(n=3000)
-    df.loc[[5, 9, 2999], "RW7"] = np.nan
-    with pytest.raises(ReplicateWeightError, match=r"replicate weight 'RW7': 3 of 3000 rows are missing"):
+@pytest.mark.parametrize("bad", [None, "nan", "neg"])
+def test_weight_matrix_from_one_block(bad):
+    """Replicate columns that lie as consecutive rows of pandas' 2-D float64 block (a frame built
+    from a dict, as pyarrow's to_pandas does) are read one tile of all columns at a time: the
+    same matrix and the same errors as column by column."""
+    src = _frame(n=9000)
+    cols = [f"RW{r + 1}" for r in range(12)]
+    if bad == "nan":
+        src.loc[[3, 4100, 8999], "RW5"] = np.nan
+    elif bad == "neg":
+        src.loc[[6000], "RW11"] = -2.0
+    df = pd.DataFrame({c: src[c].to_numpy() for c in ["h", "psu", "w", "y", "v"] + cols})  # one float block
+    arrays = [df[c].to_numpy() for c in cols]
+    for sel in (arrays, arrays[::2]):  # consecutive or equally spaced rows: a view of exactly them
+        view = _as_rows(sel, len(df))
+        assert view is not None and not view.flags.writeable
+        assert all(np.shares_memory(view[j], x) and np.array_equal(view[j], x, equal_nan=True)
+                   for j, x in enumerate(sel))
+    assert _as_rows(arrays[::-1], len(df)) is None and _as_rows([arrays[0], arrays[1], arrays[3]], len(df)) is None
+    assert _as_rows([src[c].to_numpy() for c in cols], len(df)) is None  # columns added one by one
+    if bad is None:
+        m = _weight_matrix(df, cols, df["w"].to_numpy(), True)
+        np.testing.assert_array_equal(m, np.column_stack([src["w"].to_numpy()] + [src[c].to_numpy() for c in cols]))
+        mult = _weight_matrix(df, cols, df["w"].to_numpy(), False)
+        np.testing.assert_array_equal(mult[:, 1:], m[:, 1:] * src["w"].to_numpy()[:, None])
+    else:
+        msg = (r"replicate weight 'RW5': 3 of 9000 rows are missing" if bad == "nan"
+               else r"replicate weight 'RW11': 1 of 9000 rows are negative")
+        with pytest.raises(ReplicateWeightError, match=msg):
+            sv.ReplicateDesign(df, weights="w", replicate_weights=r"^RW\d+$", method="Fay", rho=0.5)
+
+
+@pytest.mark.parametrize("n", [3000, 40000])
+def test_weight_matrix_names_the_bad_column(n):
+    df = _frame(n=n)
+    df.loc[[5, 9, n - 1], "RW7"] = np.nan
+    with pytest.raises(ReplicateWeightError, match=rf"replicate weight 'RW7': 3 of {n} rows are missing"):
         sv.ReplicateDesign(df, weights="w", replicate_weights=r"^RW\d+$", method="Fay", rho=0.5)
-    df = _frame(n=3000)
+    df = _frame(n=n)
     df.loc[[0, 2048], "RW12"] = -1.0  # in two tiles of the transposition
-    with pytest.raises(ReplicateWeightError, match=r"replicate weight 'RW12': 2 of 3000 rows are negative"):
+    with pytest.raises(ReplicateWeightError, match=rf"replicate weight 'RW12': 2 of {n} rows are negative"):
         sv.ReplicateDesign(df, weights="w", replicate_weights=r"^RW\d+$", method="Fay", rho=0.5)
+    df = _frame(n=n)
+    df.loc[[n - 7], "RW2"] = -0.5  # only in the last tile
+    with pytest.raises(ReplicateWeightError, match=rf"replicate weight 'RW2': 1 of {n} rows are negative"):
+        sv.ReplicateDesign(df, weights="w", replicate_weights=r"^RW\d+$", method="Fay", rho=0.5)
+
+
+@pytest.mark.parametrize("rep", [False, True])
+def test_result_frames_from_cached_columns_equal_the_general_path(rep):
+    """Warm calls assemble the result from the leading columns kept in the design's cache; the
+    frame is the one pandas' constructor gives (values, dtypes, categories), and editing one
+    result changes no later one."""
+    from survey import estimate as E
+
+    df = _frame()
+    d = (sv.ReplicateDesign(df, weights="w", replicate_weights=r"^RW\d+$", method="Fay", rho=0.5) if rep
+         else sv.Design(df, weights="w", strata="h", psu="psu"))
+    calls = [("mean", dict(variables="y", by="region")), ("mean", dict(variables=["y", "v"], by="region_cat")),
+             ("total", dict(variables="y", by=["region", "cat"])), ("proportion", dict(variable="cat", by="region")),
+             ("proportion", dict(variable="region_cat")), ("ratio", dict(numerator="y", denominator="v"))]
+    built = []
+    real = E._result
+    try:
+        E._result = lambda *a, **k: built.append((a, k)) or real(*a, **k)
+        for f, kw in calls:
+            getattr(d, f)(**kw)
+            warm = getattr(d, f)(**kw)  # the cached leading columns are used from here
+            a, k = built[-1]
+            assert k.get("cache") is d._cache
+            general = real(*a, **{**k, "cache": None})
+            pd.testing.assert_frame_equal(warm, general, check_exact=True)
+            if "region_cat" in warm:
+                assert list(warm["region_cat"].cat.categories) == ["West", "North", "Unused", "South", "East"]
+            first = warm.copy()
+            warm.loc[0, warm.columns[0]] = warm.iloc[-1, 0]
+            warm.loc[0, "variable"] = "edited"
+            warm.loc[0, "estimate"] = -1.0
+            pd.testing.assert_frame_equal(getattr(d, f)(**kw), first, check_exact=True)
+    finally:
+        E._result = real
 
 
 def test_df_from_the_sketch_is_the_exact_rank():

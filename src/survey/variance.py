@@ -193,7 +193,7 @@ def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarr
     row outside every cell).  ``w`` is the (n x (1 + R)) C-ordered matrix of full-sample and
     replicate weights.  This is a sparse (cells x n) matrix in CSC order times ``w``, which
     reads each row of ``w`` once, sequentially; the rows are split between threads (scipy's
-    sparse kernels release the GIL) without copying anything.
+    sparse kernels release the GIL; the calling thread takes one share) without copying anything.
 
     ``squares`` > 0 (with ``w0``, the full-sample weights as their own contiguous array): also
     return, per cell, ``sum_i w0[i] val[i, j]^2`` over the first ``squares`` columns j (the
@@ -219,7 +219,10 @@ def replicate_totals(idx: np.ndarray, val: np.ndarray, n_cells: int, w: np.ndarr
         t, q = block(0, n)
     else:
         cuts = np.linspace(0, n, threads + 1).astype(int)
-        out = list(_pool().map(lambda ab: block(*ab), zip(cuts[:-1], cuts[1:])))
+        # the calling thread takes the first rows itself (one thread fewer to wake and wait for)
+        pool = _pool()
+        rest = [pool.submit(block, a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
+        out = [block(cuts[0], cuts[1])] + [f.result() for f in rest]
         t = np.sum([o[0] for o in out], axis=0)
         q = np.sum([o[1] for o in out], axis=0) if squares else None
     return (t, q) if squares else t
