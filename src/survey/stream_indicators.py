@@ -73,7 +73,7 @@ from .errors import SurveyError, SurveyWarning
 from .spec import SurveySpec, read_spec
 
 __all__ = ["StreamIndicatorError", "STREAM_FAMILIES", "engine_plan", "used_columns", "check_streamable", "stream_accounting",
-           "indicator_table", "lorenz_curves", "design_summary", "DESIGN_SUMMARY_COLUMNS", "domain_differences"]
+           "indicator_table", "check_dask", "lorenz_curves", "design_summary", "DESIGN_SUMMARY_COLUMNS", "domain_differences"]
 
 STREAM_FAMILIES = tuple(I.INDICATORS)
 """The indicator families the streamed table computes (all of them)."""
@@ -368,6 +368,8 @@ class _Derived:
         self.unit_key = (list(self.combine.key) if self.combine is not None else
                          [_one(spec.design.psu), two[0]] if two else None)
         self.buckets = 0  # unsorted combine: the temporary files the rows were partitioned into
+        self.part = None  # Dask: (file, row group) the only rows read, the first at row ``start0`` of the file
+        self.start0 = 0
         self.cap_text = None  # a percentile cap's rule (the batches apply it as the fixed caps it gave)
         v = spec.victimization
         self.incidents = (_Incidents(spec, spec_path, memory_limit if memory_limit is not None
@@ -381,7 +383,7 @@ class _Derived:
         comb = self.combine
         ukey = self.unit_key
         fname = self.path.name
-        start = 0
+        start = self.start0
         for batches in self._segments():  # the file; or, unsorted units (combine, SSUs), each bucket
             carry = None  # combine: the rows of the batch's last unit wait for the next batch
             last_key = None
@@ -461,6 +463,14 @@ class _Derived:
         """The batches of the file, as one segment; with ``combine`` on a file not sorted by
         the unit key, one segment per bucket of units (:meth:`_buckets`)."""
         key = self.unit_key
+        if self.part is not None:
+            import pyarrow.parquet as pq
+
+            f, rg = self.part
+            pf = pq.ParquetFile(f, pre_buffer=False)
+            yield (b.to_pandas() for b in pf.iter_batches(batch_size=self.chunk_rows, row_groups=[rg],
+                                                           columns=self.columns))
+            return
         if key is None or _is_sorted(self.dataset, key, self.path.name):
             yield (b.to_pandas() for b in S._batches(self.dataset, self.columns, self.chunk_rows))
             return
@@ -711,6 +721,18 @@ class _Cells:
                 have = self.sketch.get(u)
                 self.sketch[u] = T[j] if have is None else have + T[j]
 
+    def merge(self, o: _Cells) -> None:
+        """Add another part's sums (other rows; the sketches hashed by the rows' places in the file)."""
+        if o.sums is not None:
+            self.sums = o.sums if self.sums is None else self.sums.add(o.sums, fill_value=0.0)
+        self.units |= o.units
+        for k, n in o.units_rows.items():
+            self.units_rows[k] = self.units_rows.get(k, 0) + n
+        for k, t in o.sketch.items():
+            have = self.sketch.get(k)
+            self.sketch[k] = t if have is None else have + t
+        self._df_cache = {}
+
     def value(self, values, op: str, cols: list[str]) -> np.ndarray:
         """Per (value, column) in the order of ``values`` x ``cols`` (flattened)."""
         t = self.sums.reindex([_py(v) for v in values])
@@ -954,16 +976,24 @@ class _Order:
 
 def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indicators=None, publication=None,
                     by_victimization: bool = True, effective_df: str | None = None, chunk_rows: int | None = None,
-                    memory_limit=None, **publication_params) -> pd.DataFrame:
+                    memory_limit=None, dask: bool = False, scheduler=None, **publication_params) -> pd.DataFrame:
     """The indicator table (:data:`survey.indicators.TABLE_COLUMNS`) of ``spec`` by streaming its
     design file (Parquet) in batches of ``chunk_rows`` (default the spec's
     ``design.engine.chunk_rows``).  Arguments as :func:`survey.indicators.indicator_table`;
     ``indicators`` default: :data:`STREAM_FAMILIES`.  ``memory_limit`` (default the spec's
     ``design.engine.memory_limit``, else a share of the available memory) bounds what is held
-    whole: an incident file larger than it is an error."""
+    whole: an incident file larger than it is an error.
+
+    ``dask=True``: the same sums on Dask (:func:`_dask_sums`): each row group of the design file
+    is derived and accumulated on a worker, the partial sums are merged by a tree reduction;
+    ``scheduler`` as ``dask.compute`` (None: the default, e.g. a ``distributed.Client`` in use).
+    Respondent-file surveys without ``combine``, a percentile cap or a second stage's variance
+    (:func:`check_dask`)."""
     t0 = time.perf_counter()
     spec, spec_path = _spec(spec, spec_path)
     check_streamable(spec, spec_path)
+    if dask:
+        check_dask(spec)
     effective_df = effective_df or spec.publication.effective_df
     if effective_df not in ("satterthwaite", "heavy_tailed"):
         raise I.IndicatorError(f"effective_df must be 'satterthwaite' or 'heavy_tailed', not '{effective_df}'")
@@ -1045,37 +1075,22 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
         for t in ts:
             c = cells.setdefault((u, t.dom), _Cells(t.dom, [], rep))
             c.q = list(dict.fromkeys(c.q + _quantities(t)))
-    accs = {u: [None] * len(jobs[u]) for u in units}
     order = _Order(spec, first)
+    sums = _Sums(units, designs, jobs, cells, kept, where, gcols, der.chunk_rows)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurveyWarning)
-        row0 = 0
-        buffers: dict = {}
-        i = 0
-        for frame in _chain(first, frames):
-            if frame is not first:
-                _gini_columns(frame, gcols)
-            inside = (frame["_respondent"].to_numpy(dtype=bool) if where else np.ones(len(frame), dtype=bool))
-            for u in units:
-                d = designs[u]
-                shared: dict = {}
-                R1 = len(jobs[u][0].replicate_columns) + 1
-                buf = buffers.get(u)
-                if R1 > 1 and (buf is None or buf.size < len(frame) * R1):
-                    buf = buffers[u] = np.empty(max(der.chunk_rows, len(frame)) * R1)
-                for j, job in enumerate(jobs[u]):
-                    part = S._batch(frame, job, i, None, buf, shared)
-                    accs[u][j] = part if accs[u][j] is None else accs[u][j].merge(part)
-                w = frame[d.weights].to_numpy(dtype=float, na_value=np.nan)
-                for (uu, _), c in cells.items():
-                    if uu == u:
-                        c.add(frame, np.nan_to_num(w), inside, d.strata, d.psu, row0, shared.get("mat"))
-                for (uu, col), k in kept.items():
-                    if uu == u:
-                        k.add(frame, col, np.nan_to_num(w), inside, d.strata, d.psu)
-            row0 += len(frame)
-            i += 1
-            del frame
+        if dask:
+            sums = _dask_sums(dspec, spec_path, der, sums, scheduler)
+            for m in sorted(sums.notes):  # the workers' warnings, as the table's notes
+                warnings.warn(m, SurveyWarning, stacklevel=2)
+            der.accounting, der.rows, der.batches = sums.accounting, sums.rows, sums.batches
+        else:
+            row0 = 0
+            for i, frame in enumerate(_chain(first, frames)):
+                sums.add(frame, i, row0)
+                row0 += len(frame)
+                del frame
+        accs, cells, kept = sums.accs, sums.cells, sums.kept
         results = {}
         for u in units:
             for key, job, acc, o in zip(keys[u] + gkeys[u], jobs[u], accs[u], opts[u]):
@@ -1102,9 +1117,153 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     table = I._finish(meta, rows, crimes, spec, publication, publication_params, t0,
                       sorted({str(w.message) for w in caught}))
     table.attrs["engine"] = (f"stream: {der.rows} rows in {der.batches} batches of up to {der.chunk_rows} rows "
-                             f"from {der.path.name}")
+                             f"from {der.path.name}" + (f" on Dask ({sums.partitions} partitions: the row groups)"
+                                                        if dask else ""))
     table.attrs["accounting"] = der.accounting_frame().to_dict(orient="records")  # JSON-able (to_parquet)
     return table
+
+
+class _Sums:
+    """Everything the table accumulates over the rows: the estimates' accumulators
+    (:class:`survey.stream._Acc`), the cells' side sums (:class:`_Cells`), the Ginis' df
+    (:class:`_KeptDf`); on Dask also a partition's accounting, rows, batches and warnings.
+    :meth:`merge` adds another part's (the rows of the two parts disjoint)."""
+
+    def __init__(self, units, designs, jobs, cells, kept, where, gcols, chunk_rows):
+        self.units, self.designs, self.jobs, self.where, self.gcols = units, designs, jobs, where, gcols
+        self.chunk_rows = chunk_rows
+        self.accs = {u: [None] * len(jobs[u]) for u in units}
+        self.cells = cells
+        self.kept = kept
+        self.buffers: dict = {}
+        self.accounting: dict = {}
+        self.rows = self.batches = 0
+        self.partitions = 1
+        self.notes: set = set()
+
+    def empty(self) -> _Sums:
+        return _Sums(self.units, self.designs, self.jobs, {k: _Cells(c.by, list(c.q), c.rep) for k, c in
+                                                           self.cells.items()},
+                     {k: _KeptDf() for k in self.kept}, self.where, self.gcols, self.chunk_rows)
+
+    def add(self, frame: pd.DataFrame, batch_id: int, row0: int) -> None:
+        """One batch of derived rows, the first at row ``row0`` of the design file."""
+        _gini_columns(frame, self.gcols)
+        inside = (frame["_respondent"].to_numpy(dtype=bool) if self.where else np.ones(len(frame), dtype=bool))
+        for u in self.units:
+            d = self.designs[u]
+            shared: dict = {}
+            R1 = len(self.jobs[u][0].replicate_columns) + 1
+            buf = self.buffers.get(u)
+            if R1 > 1 and (buf is None or buf.size < len(frame) * R1):
+                buf = self.buffers[u] = np.empty(max(self.chunk_rows, len(frame)) * R1)
+            for j, job in enumerate(self.jobs[u]):
+                part = S._batch(frame, job, batch_id, None, buf, shared)
+                self.accs[u][j] = part if self.accs[u][j] is None else self.accs[u][j].merge(part)
+            w = np.nan_to_num(frame[d.weights].to_numpy(dtype=float, na_value=np.nan))
+            for (uu, _), c in self.cells.items():
+                if uu == u:
+                    c.add(frame, w, inside, d.strata, d.psu, row0, shared.get("mat"))
+            for (uu, col), k in self.kept.items():
+                if uu == u:
+                    k.add(frame, col, w, inside, d.strata, d.psu)
+
+    def merge(self, o: _Sums) -> _Sums:
+        for u in self.units:
+            self.accs[u] = [b if a is None else a if b is None else a.merge(b)
+                            for a, b in zip(self.accs[u], o.accs[u])]
+        for k, c in self.cells.items():
+            c.merge(o.cells[k])
+        for k, c in self.kept.items():
+            c.merge(o.kept[k])
+        _merge_accounting(self.accounting, o.accounting)
+        self.rows += o.rows
+        self.batches += o.batches
+        self.partitions += o.partitions
+        self.notes |= o.notes
+        self.buffers = {}
+        return self
+
+
+def _merge_accounting(a: dict, b: dict) -> None:
+    """Two parts' accounting lines (:attr:`_Derived.accounting`), in place in ``a``: as the
+    batches of one pass are merged (rows summed, the counts inside a detail summed)."""
+    for key, r in b.items():
+        have = a.get(key)
+        a[key] = dict(r) if have is None else {**have, "rows": have["rows"] + r["rows"],
+                                               "detail": _merge_detail(have["detail"], r["detail"])}
+
+
+def check_dask(spec) -> None:
+    """Raise :class:`StreamIndicatorError` (one line) if the spec's indicator table cannot be
+    computed on Dask: what needs rows of several row groups together (an incident file, the
+    units of ``combine``, the SSUs of a second stage's variance) or a pass before the table (a
+    percentile cap) does not run there (it streams on one machine)."""
+    v = spec.victimization
+    d = spec.design
+    why = ("victimization.source is incidents (an incident file)" if v is not None and v.source == "incidents"
+           else f"file '{d.file}' has combine (a unit's rows may span row groups)"
+           if spec.files[d.file].combine is not None
+           else "the cap is a percentile (a first pass over the file)" if v is not None and v.cap.rule == "percentile"
+           else "design.psu has two stages with a first-stage fpc (an SSU's rows may span row groups)"
+           if _stage2(spec) else "")
+    if why:
+        raise StreamIndicatorError(f"spec '{spec.survey}': the indicator table does not run on Dask: {why}; "
+                                   "stream it on one machine (without dask)")
+
+
+def _row_groups(dataset) -> list[tuple[str, int, int]]:
+    """(file, row group, its first row in the design file) of each row group, from the footers."""
+    import pyarrow.parquet as pq
+
+    out, row0 = [], 0
+    for f in dataset.files:
+        meta = pq.ParquetFile(f).metadata
+        for rg in range(meta.num_row_groups):
+            out.append((f, rg, row0))
+            row0 += meta.row_group(rg).num_rows
+    return out
+
+
+def _dask_part(dspec, spec_path, chunk_rows, f, rg, row0, pid, tmpl: _Sums) -> _Sums:
+    """On a worker: the sums of one row group (read in batches of ``chunk_rows``), its
+    accounting and warnings.  Batch ids ``pid << 12 | j`` keep the replicate sketches' hashes
+    distinct across partitions; the cells' sketches hash the rows' places in the file (row0)."""
+    der = _Derived(dspec, spec_path, chunk_rows)
+    der.part, der.start0 = (f, rg), row0
+    sums = tmpl.empty()
+    sums.partitions = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SurveyWarning)
+        r = row0
+        for j, frame in enumerate(der):
+            sums.add(frame, (pid << 12) + j, r)
+            r += len(frame)
+            del frame
+    sums.notes = {str(w.message) for w in caught}
+    sums.accounting, sums.rows, sums.batches = der.accounting, der.rows, der.batches
+    sums.buffers = {}
+    return sums
+
+
+def _dask_merge(a: _Sums, b: _Sums) -> _Sums:
+    return a.merge(b)
+
+
+def _dask_sums(dspec, spec_path, der: _Derived, tmpl: _Sums, scheduler) -> _Sums:
+    """The table's sums on Dask: one task per row group of the design file (derivations and
+    accumulators on the worker, only the sums travel), merged by a tree reduction."""
+    import dask
+
+    parts = [dask.delayed(_dask_part)(dspec, spec_path, der.chunk_rows, f, rg, row0, i, tmpl)
+             for i, (f, rg, row0) in enumerate(_row_groups(der.dataset))]
+    if not parts:
+        raise StreamIndicatorError(f"{der.path.name} has no rows")
+    while len(parts) > 1:
+        parts = [dask.delayed(_dask_merge)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    (out,) = dask.compute(parts[0], scheduler=scheduler)
+    return out
 
 
 def _kept(col: str) -> str:
@@ -1145,6 +1304,12 @@ class _KeptDf:
                 self.rows[key] = self.rows.get(key, 0) + int(cnt)
         else:
             self.units.update(zip(s.tolist(), frame[psu].to_numpy()[ok].tolist()))
+
+    def merge(self, o: _KeptDf) -> None:
+        self.dropped += o.dropped
+        self.units |= o.units
+        for k, n in o.rows.items():
+            self.rows[k] = self.rows.get(k, 0) + n
 
     def df(self, design_df: float) -> float:
         if not self.dropped:
