@@ -575,30 +575,32 @@ def _merge_combine(a: str, b: str, names: list[str]) -> str | None:
 _PROBE_CAP = 1e300  # pass 1 of a percentile cap: "too many to remember" answers get this, then drop out
 
 
-def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=None) -> SurveySpec:
+def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=None, dask: bool = False,
+                     scheduler=None) -> SurveySpec:
     """A percentile cap streams in two passes: the first gathers each crime type's weighted
     distribution of the victims' counts (a histogram: counts take few values), the caps are
     read from it as :func:`survey.ingest._cap_value` reads them from the rows, and the second
-    pass applies them as fixed caps per type.  Returns the spec for the second pass."""
+    pass applies them as fixed caps per type.  Returns the spec for the second pass.  ``dask``:
+    the first pass's histograms per row group on Dask, added two by two."""
     from .spec import CapRule
 
     v = spec.victimization
     probe = spec.model_copy(update={"victimization": v.model_copy(
         update={"cap": CapRule.model_construct(rule="fixed", value=_PROBE_CAP, values=None, by="type")})})
-    dunit = spec.files[spec.design.file].unit
-    counted = [t for t in v.types if v.source == "incidents" or t.count is not None]
-    hist: dict = {}
-    # the rows before any combine (as the in-memory load, which caps before combining)
-    for frame in _Derived(probe, spec_path, chunk_rows, memory_limit, combine=False):
-        for t in counted:
-            x = frame[f"k__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
-            w = frame[spec.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
-            ok = (np.nan_to_num(x) > 0) & (x != _PROBE_CAP)
-            part = pd.Series(w[ok]).groupby(x[ok]).sum()
-            key = "all" if v.cap.by == "all" else t.name
-            hist[key] = part if key not in hist else hist[key].add(part, fill_value=0.0)
+    if dask:
+        import dask as _dask
+
+        der = _Derived(probe, spec_path, chunk_rows, memory_limit, combine=False)
+        parts = [_dask.delayed(_cap_hist)(probe, v.cap.by, spec_path, chunk_rows, memory_limit, (f, rg))
+                 for f, rg, _ in _row_groups(der.dataset)]
+        while len(parts) > 1:
+            parts = [_dask.delayed(_add_hist)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                     for i in range(0, len(parts), 2)]
+        hist = _dask.compute(parts[0], scheduler=scheduler)[0] if parts else {}
+    else:
+        hist = _cap_hist(probe, v.cap.by, spec_path, chunk_rows, memory_limit)
     caps = {}
-    for t in counted:
+    for t in _capped(v):
         h = hist.get("all" if v.cap.by == "all" else t.name)
         if h is None or not len(h):
             caps[t.name] = np.inf
@@ -609,6 +611,35 @@ def _percentile_caps(spec: SurveySpec, spec_path, chunk_rows: int, memory_limit=
         caps[t.name] = float(h.index[min(i, len(h) - 1)])
     return spec.model_copy(update={"victimization": v.model_copy(
         update={"cap": CapRule.model_construct(rule="fixed", value=None, values=caps, by="type")})})
+
+
+def _capped(v):
+    return [t for t in v.types if v.source == "incidents" or t.count is not None]
+
+
+def _cap_hist(probe: SurveySpec, by: str, spec_path, chunk_rows: int, memory_limit=None, part=None) -> dict:
+    """The first pass of a percentile cap (over the file, or one (file, row group) ``part``):
+    the weight of each count value of the victims, per type (or over all types: ``by`` all)."""
+    v = probe.victimization
+    dunit = probe.files[probe.design.file].unit
+    hist: dict = {}
+    der = _Derived(probe, spec_path, chunk_rows, memory_limit, combine=False)
+    der.part = part
+    # the rows before any combine (as the in-memory load, which caps before combining)
+    for frame in der:
+        for t in _capped(v):
+            x = frame[f"k__{t.name}"].to_numpy(dtype=float, na_value=np.nan)
+            w = frame[probe.design.weight_for(t.unit, dunit)].to_numpy(dtype=float)
+            ok = (np.nan_to_num(x) > 0) & (x != _PROBE_CAP)
+            hist = _add_hist(hist, {"all" if by == "all" else t.name: pd.Series(w[ok]).groupby(x[ok]).sum()})
+    return hist
+
+
+def _add_hist(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, h in b.items():
+        out[k] = h if k not in out else out[k].add(h, fill_value=0.0)
+    return out
 
 
 def _then_none(it):
@@ -987,8 +1018,8 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     ``dask=True``: the same sums on Dask (:func:`_dask_sums`): each row group of the design file
     is derived and accumulated on a worker, the partial sums are merged by a tree reduction;
     ``scheduler`` as ``dask.compute`` (None: the default, e.g. a ``distributed.Client`` in use).
-    Respondent-file surveys without ``combine``, a percentile cap or a second stage's variance
-    (:func:`check_dask`)."""
+    Respondent-file surveys without ``combine`` or a second stage's variance
+    (:func:`check_dask`); a percentile cap's first pass runs on Dask too."""
     t0 = time.perf_counter()
     spec, spec_path = _spec(spec, spec_path)
     check_streamable(spec, spec_path)
@@ -1018,7 +1049,7 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     chunk_rows = chunk_rows or spec.design.engine.chunk_rows
     dspec = spec  # the derivations' spec: a percentile cap becomes the fixed caps of a first pass
     if v is not None and v.cap.rule == "percentile":
-        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
+        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit, dask, scheduler)
     der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
     der.cap_text = G._cap_text(v.cap) if dspec is not spec else None
     frames = iter(der)
@@ -1197,14 +1228,13 @@ def _merge_accounting(a: dict, b: dict) -> None:
 def check_dask(spec) -> None:
     """Raise :class:`StreamIndicatorError` (one line) if the spec's indicator table cannot be
     computed on Dask: what needs rows of several row groups together (an incident file, the
-    units of ``combine``, the SSUs of a second stage's variance) or a pass before the table (a
-    percentile cap) does not run there (it streams on one machine)."""
+    units of ``combine``, the SSUs of a second stage's variance) does not run there (it streams
+    on one machine).  A percentile cap's first pass runs there too."""
     v = spec.victimization
     d = spec.design
     why = ("victimization.source is incidents (an incident file)" if v is not None and v.source == "incidents"
            else f"file '{d.file}' has combine (a unit's rows may span row groups)"
            if spec.files[d.file].combine is not None
-           else "the cap is a percentile (a first pass over the file)" if v is not None and v.cap.rule == "percentile"
            else "design.psu has two stages with a first-stage fpc (an SSU's rows may span row groups)"
            if _stage2(spec) else "")
     if why:
@@ -1225,12 +1255,12 @@ def _row_groups(dataset) -> list[tuple[str, int, int]]:
     return out
 
 
-def _dask_part(dspec, spec_path, chunk_rows, f, rg, row0, pid, tmpl: _Sums) -> _Sums:
+def _dask_part(dspec, spec_path, chunk_rows, cap_text, f, rg, row0, pid, tmpl: _Sums) -> _Sums:
     """On a worker: the sums of one row group (read in batches of ``chunk_rows``), its
     accounting and warnings.  Batch ids ``pid << 12 | j`` keep the replicate sketches' hashes
     distinct across partitions; the cells' sketches hash the rows' places in the file (row0)."""
     der = _Derived(dspec, spec_path, chunk_rows)
-    der.part, der.start0 = (f, rg), row0
+    der.part, der.start0, der.cap_text = (f, rg), row0, cap_text
     sums = tmpl.empty()
     sums.partitions = 1
     with warnings.catch_warnings(record=True) as caught:
@@ -1255,7 +1285,7 @@ def _dask_sums(dspec, spec_path, der: _Derived, tmpl: _Sums, scheduler) -> _Sums
     accumulators on the worker, only the sums travel), merged by a tree reduction."""
     import dask
 
-    parts = [dask.delayed(_dask_part)(dspec, spec_path, der.chunk_rows, f, rg, row0, i, tmpl)
+    parts = [dask.delayed(_dask_part)(dspec, spec_path, der.chunk_rows, der.cap_text, f, rg, row0, i, tmpl)
              for i, (f, rg, row0) in enumerate(_row_groups(der.dataset))]
     if not parts:
         raise StreamIndicatorError(f"{der.path.name} has no rows")
