@@ -42,6 +42,11 @@ histograms give the replicate Ginis, and on Taylor designs the Gini's linearized
 only on a row's cell and count, so its variance follows from the proportions' covariance
 (:func:`_gini_rows`).
 
+On Dask (``indicator_table(..., dask=True)``) each row group of the design file is one task
+that derives and accumulates its rows on a worker (:class:`_Sums`); the partial sums are added
+two by two, so the table is the one-machine table.  Not there: an incident file, ``combine``,
+two stages with a first-stage fpc (:func:`check_dask`).
+
 Besides the table, for the reports, each in one more pass: the Lorenz curves
 (:func:`lorenz_curves`, from the same weighted histogram of the counts), the design summary
 and the domains' weighted distributions (:func:`design_summary`), and the differences between
