@@ -24,7 +24,9 @@ file still streaming; the incident file is held in memory.
 The table is computed in a fresh process; its peak RSS (VmHWM after a reset, else ru_maxrss) and
 the time are reported, with the interpreter's baseline.  ``--compare`` also loads the file in
 memory and computes the in-memory table (small files only) and reports the largest relative
-differences.  Results: benchmarks/results/bench_stream_indicators.json.
+differences.  ``--dask N`` also computes the table on a Dask LocalCluster of N worker processes
+(one task per row group, ``indicator_table(dask=True)``) and reports its time and the largest
+relative differences to the one-machine table.  Results: benchmarks/results/bench_stream_indicators.json.
 """
 
 from __future__ import annotations
@@ -157,6 +159,21 @@ def _status(key: str) -> int:
         return next(int(x.split()[1]) * 1024 for x in f if x.startswith(key))
 
 
+def dask_child(spec: str, chunk_rows: int, workers: int) -> dict:
+    """The same table on a Dask LocalCluster (worker processes, one thread each)."""
+    import distributed
+
+    from survey import stream_indicators as SI
+
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as c, distributed.Client(c):
+        t0 = time.perf_counter()
+        table = SI.indicator_table(spec, chunk_rows=chunk_rows, dask=True)
+        secs = time.perf_counter() - t0
+    table.to_parquet(Path(spec).with_suffix(".dask.parquet"))
+    return {"seconds": secs, "rows": len(table), "engine": table.attrs["engine"], "workers": workers}
+
+
 def child(spec: str, chunk_rows: int) -> dict:
     from survey import stream_indicators as SI
 
@@ -190,8 +207,14 @@ def main(argv=None) -> int:
     ap.add_argument("--incidents", action="store_true", help="count victimizations from an incident file")
     ap.add_argument("--keep", type=Path, default=None, help="write the file here and keep it (reused if present)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--dask", type=int, default=0, metavar="WORKERS",
+                    help="also the table on a Dask LocalCluster of WORKERS processes (compared with the streamed one)")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_dask_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args._dask_child:
+        print(json.dumps(dask_child(args._dask_child, args.chunk_rows, args.dask)))
+        return 0
     if args._child:
         print(json.dumps(child(args._child, args.chunk_rows)))
         return 0
@@ -232,6 +255,28 @@ def main(argv=None) -> int:
         print(f"streamed indicator table: {res['rows']} rows, {res['seconds']:.1f} s "
               f"(CPU {res['cpu_seconds']:.1f} s), peak RSS {res['peak_rss'] / 1e6:,.0f} MB "
               f"(baseline {res['baseline_rss'] / 1e6:,.0f} MB); {res['engine']}", flush=True)
+        if args.dask:
+            import pandas as pd
+
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_dask_child", str(spec),
+                                   "--chunk-rows", str(args.chunk_rows), "--dask", str(args.dask)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:])
+                return 1
+            dres = json.loads(proc.stdout.strip().splitlines()[-1])
+            got = pd.read_parquet(spec.with_suffix(".dask.parquet"))
+            one = pd.read_parquet(spec.with_suffix(".streamed.parquet"))
+            assert len(got) == len(one), (len(got), len(one))
+            diffs = {}
+            for c in ("estimate", "se", "df"):
+                a, b = got[c].to_numpy(float), one[c].to_numpy(float)
+                ok = np.isfinite(b) & (b != 0)
+                diffs[c] = float(np.max(np.abs(a[ok] - b[ok]) / np.abs(b[ok]))) if ok.any() else 0.0
+            dres["max_rel_diff_vs_streamed"] = diffs
+            report["dask"] = dres
+            print(f"on Dask ({args.dask} worker processes): {dres['seconds']:.1f} s; {dres['engine']}; max relative "
+                  f"differences to the one-machine table {diffs}", flush=True)
         if args.compare:
             import pandas as pd
 
