@@ -1055,12 +1055,14 @@ def indicator_table(spec, spec_path=None, crime_types=None, domains=None, indica
     dspec = spec  # the derivations' spec: a percentile cap becomes the fixed caps of a first pass
     if v is not None and v.cap.rule == "percentile":
         dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit, dask, scheduler)
-    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
+    # (on Dask the client derives only a few rows, to plan the table; the workers read every row)
+    der = _Derived(dspec, spec_path, min(chunk_rows, _PLAN_ROWS) if dask else chunk_rows, memory_limit)
     der.cap_text = G._cap_text(v.cap) if dspec is not spec else None
     frames = iter(der)
     first = next(frames, None)
     if first is None:
         raise StreamIndicatorError(f"{der.path.name} has no rows")
+    der.chunk_rows = int(chunk_rows)
     taylor = spec.design.replicate is None
     tasks = _plan(spec, list(first.columns), crimes, families, [None] + doms, by_victimization, effective_df, taylor)
     gcols = list(dict.fromkeys(t.num[0] for t in tasks if t.kind == "gini"))
@@ -1228,6 +1230,11 @@ def _merge_accounting(a: dict, b: dict) -> None:
         have = a.get(key)
         a[key] = dict(r) if have is None else {**have, "rows": have["rows"] + r["rows"],
                                                "detail": _merge_detail(have["detail"], r["detail"])}
+
+
+_PLAN_ROWS = 1000
+"""On Dask: the rows the client derives to plan the table (the derived columns, the domains'
+categories)."""
 
 
 def check_dask(spec) -> None:
