@@ -525,11 +525,19 @@ def test_token_never_reaches_a_kernel(tokened, pub, dashboards):
     visitor's request was at hand, nor a cold kernel (no pool) has the token in its environment
     (Voilà put the request URL, token included, in both)."""
     q = f"?token={TOKEN}"
-    status, _, env = request(tokened, "/voila/render/plain.ipynb" + q)
-    env = html.unescape(env)
-    assert status == 200 and "PAGE-OK" in env and "('VOILA_PREHEAT', 'True')" in env
-    assert TOKEN not in env
-    wait_for(lambda: len(kernel_processes(tokened)) == 4, 60, "the pool refill")
+    cold_pages = 0
+    for _ in range(4):  # on a loaded machine the pooled kernel may still be rendering: Voilà then
+        # serves a fresh kernel; the token must be in neither, and a pooled page must come
+        status, _, env = request(tokened, "/voila/render/plain.ipynb" + q)
+        env = html.unescape(env)
+        assert status == 200 and "PAGE-OK" in env
+        assert TOKEN not in env
+        if "('VOILA_PREHEAT', 'True')" in env:
+            break
+        cold_pages += 1
+        time.sleep(5)
+    assert "('VOILA_PREHEAT', 'True')" in env
+    wait_for(lambda: len(kernel_processes(tokened)) == 4 + cold_pages, 60, "the pool refill")
     no_token_in_kernels(tokened)
     with start(pub, dashboards, "--pool-size", "0", "--token", TOKEN) as cold:
         status, _, env = request(cold, "/voila/render/plain.ipynb" + q)
