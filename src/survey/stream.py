@@ -558,26 +558,19 @@ def _on_levels(acc: _Acc, ki: np.ndarray, K: int) -> None:
 
     if acc.taylor:
         acc.A, acc.B = own(acc.A, 2), same(acc.B, 2)
+        def products(yy, yx, xx):  # the (P, G, K, K) cross-products over the K known levels
+            P, G = yy.shape[:2]
+            qyy, qyx, qxx = (np.zeros((P, G, K, K)) for _ in range(3))
+            qyy[:, :, ki[:, None], ki[None, :]] = yy
+            if has:
+                qyx[:, :, ki, :] = yx[:, :, :, :1]
+                qxx[:] = xx[:, :, :1, :1]
+            return qyy, qyx, qxx
+
         if acc.rows_psu:
-            P, G = acc.Qyy.shape[:2]
-            qyy = np.zeros((P, G, K, K))
-            qyy[:, :, ki[:, None], ki[None, :]] = acc.Qyy
-            qyx = np.zeros((P, G, K, K))
-            qxx = np.zeros((P, G, K, K))
-            if has:
-                qyx[:, :, ki, :] = acc.Qyx[:, :, :, :1]
-                qxx[:] = acc.Qxx[:, :, :1, :1]
-            acc.Qyy, acc.Qyx, acc.Qxx = qyy, qyx, qxx
+            acc.Qyy, acc.Qyx, acc.Qxx = products(acc.Qyy, acc.Qyx, acc.Qxx)
         if acc.stage2:
-            P, G = acc.Q2yy.shape[:2]
-            qyy = np.zeros((P, G, K, K))
-            qyy[:, :, ki[:, None], ki[None, :]] = acc.Q2yy
-            qyx = np.zeros((P, G, K, K))
-            qxx = np.zeros((P, G, K, K))
-            if has:
-                qyx[:, :, ki, :] = acc.Q2yx[:, :, :, :1]
-                qxx[:] = acc.Q2xx[:, :, :1, :1]
-            acc.Q2yy, acc.Q2yx, acc.Q2xx = qyy, qyx, qxx
+            acc.Q2yy, acc.Q2yx, acc.Q2xx = products(acc.Q2yy, acc.Q2yx, acc.Q2xx)
     else:
         acc.TN, acc.TD = own(acc.TN, 1), same(acc.TD, 1)
     for name in ("n", "miss", "sw", "sx", "qq"):

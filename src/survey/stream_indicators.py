@@ -672,18 +672,26 @@ def _check_sorted(frame: pd.DataFrame, key: list[str], last, fname: str, start: 
     return idx[-1] if len(idx) else last
 
 
-def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None, memory_limit=None) -> pd.DataFrame:
-    """The row accounting of :func:`survey.ingest.load`, by one streamed pass (counts summed
-    over the batches, and the counts inside a line's detail where it has them; otherwise a
-    line's detail is that of its first batch)."""
-    spec, spec_path = _spec(spec, spec_path)
-    check_streamable(spec, spec_path)
+def _source(spec: SurveySpec, spec_path, chunk_rows: int | None, memory_limit=None) -> tuple[_Derived, str | None]:
+    """The design file's derived batches (a percentile cap becomes the fixed caps of a first
+    pass) and the respondent filter of the estimates (None: every row is a respondent)."""
     chunk_rows = chunk_rows or spec.design.engine.chunk_rows
     v = spec.victimization
     pct = v is not None and v.cap.rule == "percentile"
     der = _Derived(_percentile_caps(spec, spec_path, chunk_rows, memory_limit) if pct else spec, spec_path,
                    chunk_rows, memory_limit)
     der.cap_text = G._cap_text(v.cap) if pct else None
+    dfile = spec.files[spec.design.file]
+    return der, ("_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None)
+
+
+def stream_accounting(spec, spec_path=None, chunk_rows: int | None = None, memory_limit=None) -> pd.DataFrame:
+    """The row accounting of :func:`survey.ingest.load`, by one streamed pass (counts summed
+    over the batches, and the counts inside a line's detail where it has them; otherwise a
+    line's detail is that of its first batch)."""
+    spec, spec_path = _spec(spec, spec_path)
+    check_streamable(spec, spec_path)
+    der, _ = _source(spec, spec_path, chunk_rows, memory_limit)
     for _ in der:
         pass
     return der.accounting_frame()
@@ -1487,16 +1495,12 @@ def lorenz_curves(spec, spec_path=None, crimes=None, overs=("population", "victi
     prefix = {o: p for _, o, p in _GINI_OVER}
     curves = [(c, o, f"{prefix[o]}__{c}", _stream_design(spec, meta.unit_of(c)).weights) for o in overs for c in crimes]
     cols = list(dict.fromkeys(col for _, _, col, _ in curves))
-    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
-    dspec = spec
-    if spec.victimization.cap.rule == "percentile":
-        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
-    dfile = spec.files[spec.design.file]
-    respondents_only = bool(dfile.respondents or dfile.combine is not None)
+    der, where = _source(spec, spec_path, chunk_rows, memory_limit)
+    respondents_only = where is not None
     hist: list[pd.Series] = [pd.Series(dtype=float) for _ in curves]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SurveyWarning)  # (the table's pass reports them)
-        for frame in _Derived(dspec, spec_path, chunk_rows, memory_limit):
+        for frame in der:
             _gini_columns(frame, cols)
             inside = (frame["_respondent"].to_numpy(dtype=bool) if respondents_only
                       else np.ones(len(frame), dtype=bool))
@@ -1597,13 +1601,7 @@ def design_summary(spec, spec_path=None, units=None, domains=(), chunk_rows: int
     bad = [d for d, _ in domains if d not in spec.domains]
     if bad:
         raise I.IndicatorError(f"unknown domain(s): {', '.join(bad)} (known: {', '.join(spec.domains)})")
-    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
-    dspec = spec
-    if spec.victimization is not None and spec.victimization.cap.rule == "percentile":
-        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
-    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
-    dfile = spec.files[spec.design.file]
-    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    der, where = _source(spec, spec_path, chunk_rows, memory_limit)
     designs = {u: _stream_design(spec, u) for u in dict.fromkeys(units + [u for _, u in domains])}
     counts = {u: _DesignCount(designs[u]) for u in units}
     jobs, opts, accs = {}, {}, {}
@@ -1683,13 +1681,7 @@ def domain_differences(spec, spec_path=None, comparisons=(), level: float = 0.95
         if den is not None:
             q["denominator"] = [den]
         jobs_of[(ind, crime, dom)] = (unit, q)
-    chunk_rows = chunk_rows or spec.design.engine.chunk_rows
-    dspec = spec
-    if spec.victimization is not None and spec.victimization.cap.rule == "percentile":
-        dspec = _percentile_caps(spec, spec_path, chunk_rows, memory_limit)
-    der = _Derived(dspec, spec_path, chunk_rows, memory_limit)
-    dfile = spec.files[spec.design.file]
-    where = "_respondent == 1" if (dfile.respondents or dfile.combine is not None) else None
+    der, where = _source(spec, spec_path, chunk_rows, memory_limit)
     units = list(dict.fromkeys(u for u, _ in jobs_of.values()))
     designs = {u: _stream_design(spec, u) for u in units}
     keys = {u: [k for k, (uu, _) in jobs_of.items() if uu == u] for u in units}
